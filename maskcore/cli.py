@@ -1,0 +1,92 @@
+"""The ``maskcore`` command line: ``run JOB`` and ``export PROJECT DST``.
+
+Exit codes: 0 all items exported, 3 some items failed (named in the report), 1 nothing could
+run (unreadable project, bad configuration), 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import MaskcoreError
+from .run import EXIT_FATAL, ExportConfig, run_export
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
+    p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
+    p.add_argument("--items-per-partition", type=_positive_int, help="items per Dask task")
+    p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskcore", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"maskcore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute a job spec (YAML or JSON)")
+    run.add_argument("job", help="job file, e.g. jobs/demo.yaml")
+    run.add_argument("--output", help="destination (overrides the job's)")
+    _add_execution_args(run)
+
+    exp = sub.add_parser("export", help="export a project to a mask layout")
+    exp.add_argument("project", help="Supervisely project folder or .tar (path or URL)")
+    exp.add_argument("destination", help="output folder (path or URL)")
+    exp.add_argument("--layout", default="supervisely", help="output layout (default: supervisely)")
+    exp.add_argument("--masks", default="machine,semantic,human,instance",
+                     help="comma-separated mask kinds (default: all four)")
+    exp.add_argument("--thickness", type=_positive_int, default=2,
+                     help="line and point thickness in pixels (default: 2)")
+    exp.add_argument("--human-resize", type=float, metavar="PERCENT",
+                     help="shrink the human previews to PERCENT of their size")
+    exp.add_argument("--no-images", action="store_true", help="do not copy images to img/")
+    _add_execution_args(exp)
+    return parser
+
+
+def _config(args) -> ExportConfig:
+    if args.command == "run":
+        from .jobspec import load_job
+        cfg = load_job(args.job, destination=args.output)
+    else:
+        options = {"masks": args.masks, "thickness": args.thickness}
+        if args.human_resize is not None:
+            options["human_resize_percent"] = args.human_resize
+        if args.no_images:
+            options["copy_images"] = False
+        cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
+                           layout_options=options)
+    for key in ("workers", "cluster", "cluster_file", "items_per_partition"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    cfg.debug = args.debug
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run_export(_config(args))
+    except MaskcoreError as exc:
+        print(f"maskcore: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_FATAL
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Geometry -> coverage patches, with the reference's drawing rules (OpenCV LINE_8 semantics).
+
+Conventions: integer pixel coordinates, x = column, y = row, origin at the top-left pixel;
+``size_hw`` = (height, width) of the canvas; everything is clipped to the canvas.
+Every function returns :class:`~maskcore.raster.patch.Patch` objects: ``bool`` masks for
+coverage, ``uint8`` masks (0..255) for alpha masks. Pure numpy, no I/O.
+
+Rules (see README "Pixel rules" and docs/reference-notes.md):
+- polygon: exterior filled as ``cv2.fillPoly`` (edges painted 8-connected, even-odd spans), then all
+  holes filled in one call and removed, their edges included; holes only cut their own label.
+- rectangle: both corners inclusive.
+- bitmap / alpha mask: placed at ``origin``, clipped at the border (the reference crashes instead).
+- line: ``cv2.polylines`` at ``thickness``; point: filled disc of radius ``round(thickness / 2)``.
+- graph: node discs (machine / instance masks); edges and nodes in template colours (colour masks).
+- oriented bbox: corners rotated about the integer centre, floored, filled as a polygon.
+- cuboid_2d: the five visible faces (front, top, right, bottom, left) filled, their union.
+- multipolygon: union of independently drawn polygons.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import geometry as g
+from .raster.fill import fill_poly, polyline
+from .raster.patch import Patch, empty_patch, subtract, union
+from .raster.thick import disc, thick_polyline
+
+Color = tuple[int, int, int]
+
+# Face vertex order of a cuboid_2d, as indices into CUBOID_2D_VERTICES (front, top, right, bottom, left).
+CUBOID_2D_FACES = ((0, 1, 2, 3), (4, 5, 1, 0), (1, 5, 6, 2), (3, 2, 6, 7), (4, 0, 3, 7))
+
+
+def point_radius(thickness: int) -> int:
+    """Disc radius the reference uses for points and graph nodes (Python's half-to-even round)."""
+    return int(round(thickness / 2))
+
+
+def _polygon(poly: g.Polygon, size_hw) -> Patch:
+    cover = fill_poly([poly.exterior_xy], size_hw)
+    if poly.interiors_xy and not cover.is_empty:
+        cover = subtract(cover, fill_poly(list(poly.interiors_xy), size_hw))
+    return cover
+
+
+def _rectangle(rect: g.Rectangle, size_hw) -> Patch:
+    h, w = size_hw
+    x0, y0 = max(rect.x0, 0), max(rect.y0, 0)
+    x1, y1 = min(rect.x1, w - 1), min(rect.y1, h - 1)
+    if x0 > x1 or y0 > y1:
+        return empty_patch()
+    return Patch(y0, x0, np.ones((y1 - y0 + 1, x1 - x0 + 1), dtype=bool))
+
+
+def place_array(origin_xy: tuple[int, int], arr: np.ndarray, size_hw) -> Patch:
+    """Clip an array whose [0, 0] sits at canvas pixel ``origin_xy`` to the canvas."""
+    h, w = size_hw
+    ox, oy = origin_xy
+    r0, c0 = max(oy, 0), max(ox, 0)
+    r1, c1 = min(oy + arr.shape[0], h), min(ox + arr.shape[1], w)
+    if r0 >= r1 or c0 >= c1:
+        return empty_patch()
+    return Patch(r0, c0, arr[r0 - oy:r1 - oy, c0 - ox:c1 - ox])
+
+
+def lines(points_xy: np.ndarray, size_hw, thickness: int, closed: bool = False) -> Patch:
+    """``cv2.polylines`` coverage at ``thickness`` (1 and below draw the 8-connected line)."""
+    if len(points_xy) == 0:
+        return empty_patch()
+    if thickness <= 1:
+        return polyline(points_xy, size_hw, closed=closed)
+    return thick_polyline(points_xy, size_hw, thickness, closed=closed)
+
+
+def _point_disc(x: int, y: int, size_hw, thickness: int) -> Patch:
+    return disc((x, y), point_radius(thickness), size_hw)
+
+
+def oriented_bbox_corners_xy(box: g.OrientedBBox) -> np.ndarray:
+    """The four corners rotated about the integer centre, floored (reference rule)."""
+    cx, cy = (box.left + box.right) // 2, (box.top + box.bottom) // 2
+    corners = np.array([[box.left, box.top], [box.right, box.top],
+                        [box.right, box.bottom], [box.left, box.bottom]], dtype=np.float64)
+    c, s = math.cos(box.angle), math.sin(box.angle)
+    dx, dy = corners[:, 0] - cx, corners[:, 1] - cy
+    rot = np.stack([cx + dx * c - dy * s, cy + dx * s + dy * c], axis=1)
+    return np.floor(rot).astype(np.int64)
+
+
+def _union_all(patches) -> Patch:
+    out = empty_patch()
+    for p in patches:
+        out = union(out, p)
+    return out
+
+
+def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
+    """One label's pixels as drawn into a single-colour mask (machine, instance masks)."""
+    if isinstance(geom, g.Polygon):
+        return _polygon(geom, size_hw)
+    if isinstance(geom, g.Rectangle):
+        return _rectangle(geom, size_hw)
+    if isinstance(geom, g.Bitmap):
+        return place_array(geom.origin_xy, geom.mask, size_hw)
+    if isinstance(geom, g.AlphaMask):
+        return place_array(geom.origin_xy, geom.alpha, size_hw)
+    if isinstance(geom, g.Polyline):
+        return lines(geom.points_xy, size_hw, thickness)
+    if isinstance(geom, g.Point):
+        return _point_disc(geom.x, geom.y, size_hw, thickness)
+    if isinstance(geom, g.Graph):
+        return _union_all(_point_disc(n.x, n.y, size_hw, thickness)
+                          for n in geom.nodes if not n.disabled)
+    if isinstance(geom, g.MultiPolygon):
+        return _union_all(_polygon(p, size_hw) for p in geom.parts)
+    if isinstance(geom, g.OrientedBBox):
+        return fill_poly([oriented_bbox_corners_xy(geom)], size_hw)
+    if isinstance(geom, g.Cuboid2d):
+        return _union_all(fill_poly([geom.vertices_xy[list(f)]], size_hw) for f in CUBOID_2D_FACES)
+    if isinstance(geom, g.Cuboid):
+        return _union_all(fill_poly([geom.points_xy[list(f)]], size_hw)
+                          for f in geom.faces if len(f) >= 3)
+    raise TypeError(f"cannot draw geometry of type {type(geom).__name__}")
+
+
+def colour_layers(geom: g.Geometry, colour: Color, size_hw, thickness: int,
+                  config: dict | None = None) -> list[tuple[Color, Patch]]:
+    """One label as drawn into an RGB mask: (colour, patch) layers painted in order.
+
+    Only graphs have several colours (template edges, then nodes); every other geometry is one
+    layer in the class colour.
+    """
+    if isinstance(geom, g.Graph) and config:
+        return _graph_layers(geom, colour, size_hw, thickness, config)
+    return [(colour, coverage(geom, size_hw, thickness))]
+
+
+def _hex_rgb(value, default: Color) -> Color:
+    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+        try:
+            return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+        except ValueError:
+            return default
+    return default
+
+
+def _graph_layers(geom: g.Graph, colour: Color, size_hw, thickness: int,
+                  config: dict) -> list[tuple[Color, Patch]]:
+    nodes = {n.node_id: n for n in geom.nodes}
+    template_nodes = config.get("nodes", {}) or {}
+    layers: list[tuple[Color, Patch]] = []
+    for edge in config.get("edges", []) or []:
+        a, b = nodes.get(edge.get("src")), nodes.get(edge.get("dst"))
+        if a is None or b is None or a.disabled or b.disabled:
+            continue
+        pts = np.array([[a.x, a.y], [b.x, b.y]], dtype=np.int64)
+        layers.append((_hex_rgb(edge.get("color"), colour), lines(pts, size_hw, thickness)))
+    for node in geom.nodes:
+        if node.disabled:
+            continue
+        node_colour = _hex_rgb((template_nodes.get(node.node_id) or {}).get("color"), colour)
+        layers.append((node_colour, _point_disc(node.x, node.y, size_hw, thickness)))
+    return layers
+
+
+def label_area(geom: g.Geometry) -> float:
+    """The reference's ``Label.area``: the machine mask draws larger areas first."""
+    if isinstance(geom, g.Polygon):
+        return _shoelace(geom.exterior_xy) - sum(_shoelace(r) for r in geom.interiors_xy)
+    if isinstance(geom, g.MultiPolygon):
+        return sum(label_area(p) for p in geom.parts)
+    if isinstance(geom, g.Rectangle):
+        return float((geom.x1 - geom.x0 + 1) * (geom.y1 - geom.y0 + 1))
+    if isinstance(geom, g.OrientedBBox):
+        return float((geom.right - geom.left + 1) * (geom.bottom - geom.top + 1))
+    if isinstance(geom, g.Bitmap):
+        return float(np.count_nonzero(geom.mask))
+    if isinstance(geom, g.AlphaMask):
+        return float(np.count_nonzero(geom.alpha))
+    return 0.0
+
+
+def _shoelace(ring_xy: np.ndarray) -> float:
+    if len(ring_xy) < 3:
+        return 0.0
+    x = ring_xy[:, 0].astype(np.float64)
+    y = ring_xy[:, 1].astype(np.float64)
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)

@@ -1,0 +1,36 @@
+"""Output layouts behind one registry: name -> layout class.
+
+A layout turns decoded items into files: ``project_files(ctx)`` once per run and
+``item_files(item)`` per item, both returning ``[(relative_path, bytes), ...]`` with no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+LAYOUTS: dict[str, Callable] = {}
+
+
+def register_layout(name: str, factory: Callable) -> None:
+    """Register ``factory(options: dict) -> layout`` under ``name``; names are unique."""
+    if name in LAYOUTS:
+        raise ValueError(f"layout {name!r} is already registered")
+    LAYOUTS[name] = factory
+
+
+def get_layout(name: str, options: dict | None = None):
+    """Build the layout registered as ``name`` with ``options``."""
+    try:
+        factory = LAYOUTS[name]
+    except KeyError:
+        from ..errors import ConfigError
+        raise ConfigError(f"unknown layout {name!r}; expected one of {sorted(LAYOUTS)}") from None
+    return factory(options or {})
+
+
+def _register_builtin() -> None:
+    from .supervisely import SuperviselyMasksLayout
+    register_layout("supervisely", SuperviselyMasksLayout.from_options)
+
+
+_register_builtin()

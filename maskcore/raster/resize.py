@@ -1,0 +1,42 @@
+"""Area-interpolated downscaling (the rule of OpenCV's ``INTER_AREA`` when shrinking).
+
+Each output pixel is the mean of the source area it covers, partial source pixels weighted by
+their overlap, computed in float64 and rounded half to even, as ``cvRound`` does.
+Output size: ``round(n * percent / 100)`` per axis, at least 1. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _area_weights(n_src: int, n_dst: int) -> np.ndarray:
+    """(n_dst, n_src) matrix: overlap of each destination cell with each source pixel / scale."""
+    scale = n_src / n_dst
+    starts = np.arange(n_dst) * scale
+    ends = starts + scale
+    src = np.arange(n_src)
+    overlap = np.clip(np.minimum(ends[:, None], src[None, :] + 1) - np.maximum(starts[:, None], src[None, :]),
+                      0.0, None)
+    return overlap / scale
+
+
+def resized_hw(size_hw: tuple[int, int], percent: float) -> tuple[int, int]:
+    """Output size of a resize by ``percent``."""
+    h, w = size_hw
+    return max(1, int(round(h * percent / 100.0))), max(1, int(round(w * percent / 100.0)))
+
+
+def resize_area(image: np.ndarray, percent: float) -> np.ndarray:
+    """Shrink a uint8 (H, W) or (H, W, C) image to ``percent`` of its size by area averaging."""
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent: expected a number in (0, 100], got {percent!r}")
+    h, w = image.shape[:2]
+    dh, dw = resized_hw((h, w), percent)
+    if (dh, dw) == (h, w):
+        return image.copy()
+    rows, cols = _area_weights(h, dh), _area_weights(w, dw)
+    src = image.astype(np.float64)
+    out = np.tensordot(rows, src, axes=(1, 0))                 # (dh, W, C?)
+    out = np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)  # (dh, dw, C?)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -1,0 +1,83 @@
+"""A folder on any fsspec filesystem (local disk, S3, ...), written file by file.
+
+Atomicity: on a local disk each file is written beside its final name and renamed into place
+(``os.replace``), so a killed writer leaves no partial file under the final name; on object stores
+each file is one ``pipe_file`` call, a single PUT that becomes visible only when complete.
+Relative paths must stay inside the root: absolute paths and ``..`` components are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from ..errors import UnsafePathError
+
+
+def check_relpath(relpath: str) -> str:
+    """Validate a destination-relative path written with ``/`` separators."""
+    parts = relpath.split("/")
+    if (not relpath or relpath.startswith("/") or "\\" in relpath or "\x00" in relpath
+            or any(p in ("", ".", "..") for p in parts)):
+        raise UnsafePathError(f"output path {relpath!r} would escape the destination or is malformed")
+    return relpath
+
+
+class FsspecDirSink:
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self._fs = None
+        self._root = None
+
+    def __getstate__(self):
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state):
+        self.__init__(state["url"], state["storage_options"])
+
+    def _open(self):
+        if self._fs is None:
+            self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self._root = self._root.rstrip("/")
+        return self._fs, self._root
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self._open()[0], LocalFileSystem)
+
+    def full_path(self, relpath: str) -> str:
+        _, root = self._open()
+        return f"{root}/{check_relpath(relpath)}"
+
+    def write(self, relpath: str, data: bytes) -> None:
+        """Write ``data`` to ``relpath`` under the root, whole or not at all."""
+        fs, _ = self._open()
+        path = self.full_path(relpath)
+        if isinstance(fs, LocalFileSystem):
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.part")
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+        else:
+            fs.pipe_file(path, data)
+
+    def read(self, relpath: str) -> bytes:
+        fs, _ = self._open()
+        return fs.cat_file(self.full_path(relpath))
+
+    def exists(self, relpath: str) -> bool:
+        fs, _ = self._open()
+        return fs.exists(self.full_path(relpath))

@@ -1,0 +1,106 @@
+"""What one Dask task runs: read, decode, render, encode and write the items of one partition.
+
+The task receives a small picklable :class:`TaskSpec` and the partition's rows; it opens its own
+files on the worker and returns a small table of what it wrote (one row per item). A bad item is
+recorded with its reason and never stops the partition; its files are rendered in memory first
+and written only when the whole item succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import ItemError, MaskcoreError
+from .item import ItemData
+from .model import ProjectMeta
+
+OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
+RESULT_SCHEMA = pa.schema([
+    ("dataset", pa.string()),
+    ("item", pa.string()),
+    ("status", pa.string()),          # "ok" | "failed"
+    ("error", pa.string()),           # "<dataset>/<item>[/object i]: reason", null when ok
+    ("error_type", pa.string()),
+    ("ann_sha256", pa.string()),
+    ("img_sha256", pa.string()),
+    ("outputs", pa.list_(OUTPUT_TYPE)),
+    ("bytes_written", pa.int64()),
+    ("seconds", pa.float64()),
+])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    source: Any            # a reader source (picklable, opens lazily)
+    sink: Any              # a sink (picklable, opens lazily)
+    layout: Any            # a layout object (frozen, picklable)
+    meta: ProjectMeta
+    debug: bool = False
+
+
+def _sha(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def render_item(spec: TaskSpec, row: dict) -> tuple[list[tuple[str, bytes]], bytes, bytes | None]:
+    """Read and render one item; returns its files (not yet written) and its input bytes."""
+    from .readers.supervisely import parse_annotation
+
+    where = f"{row['dataset']}/{row['item']}"
+    ann_bytes = spec.source.read_bytes(row["ann_path"])
+    try:
+        obj = json.loads(ann_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        from .errors import AnnotationError
+        raise AnnotationError(f"annotation is not valid JSON ({exc})", where=where) from None
+    annotation = parse_annotation(obj, spec.meta, where)
+    image_bytes = None
+    if spec.layout.needs_image and row.get("img_path"):
+        image_bytes = spec.source.read_bytes(row["img_path"])
+    item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
+                    mask_stem=row["mask_stem"], meta=spec.meta, annotation=annotation,
+                    ann_bytes=ann_bytes, image_bytes=image_bytes)
+    return spec.layout.item_files(item), ann_bytes, image_bytes
+
+
+def run_partition(spec: TaskSpec, part: pa.Table) -> pa.Table:
+    """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA)."""
+    rows = []
+    for row in part.to_pylist():
+        start = time.perf_counter()
+        result = {"dataset": row["dataset"], "item": row["item"], "status": "ok", "error": None,
+                  "error_type": None, "ann_sha256": None, "img_sha256": None, "outputs": [],
+                  "bytes_written": 0}
+        try:
+            files, ann_bytes, image_bytes = render_item(spec, row)
+            result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
+            for path, data in files:
+                spec.sink.write(path, data)
+                result["outputs"].append({"path": path, "bytes": len(data), "sha256": _sha(data)})
+            result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
+        except Exception as exc:  # one bad item never stops the partition
+            result.update(status="failed", outputs=[], bytes_written=0,
+                          error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
+        result["seconds"] = time.perf_counter() - start
+        rows.append(result)
+    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+
+
+def _describe(exc: Exception, row: dict, debug: bool) -> str:
+    where = f"{row['dataset']}/{row['item']}"
+    if isinstance(exc, ItemError):
+        msg = str(exc) if exc.where else f"{where}: {exc}"
+    elif isinstance(exc, (MaskcoreError, OSError)):
+        msg = f"{where}: {exc}"
+    else:
+        msg = f"{where}: internal error {type(exc).__name__}: {exc}"
+    if debug:
+        msg += "\n" + "".join(traceback.format_exception(exc))
+    return msg
