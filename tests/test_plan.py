@@ -1,0 +1,45 @@
+import pyarrow as pa
+from hypothesis import given, strategies as st
+
+from maskcore.plan import dataset_out_dir, mask_stems, partitions, plan_partitions
+
+
+def test_stems_unique_even_when_items_share_a_stem_or_differ_by_case():
+    items = ["cat.jpg", "cat.png", "Dog.jpg", "dog.JPG", "bird.jpg", "a.b.jpg"]
+    stems = mask_stems(items)
+    assert stems[4] == "bird" and stems[5] == "a.b"
+    assert stems[0] == "cat.jpg" and stems[1] == "cat.png"
+    assert len({s.casefold() for s in stems}) == len(items)
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=30, unique=True))
+def test_stems_always_unique_safe_and_deterministic(items):
+    stems = mask_stems(items)
+    assert len({s.casefold() for s in stems}) == len(items)
+    assert all("/" not in s and s not in (".", "..") and "\x00" not in s for s in stems)
+    assert stems == mask_stems(list(items))
+
+
+def test_nested_dataset_folder():
+    assert dataset_out_dir("top/child") == "top/datasets/child"
+    assert dataset_out_dir("ds") == "ds"
+
+
+def _listing(n, datasets=("a", "b")):
+    rows = sorted((d, f"img{i:04d}.jpg") for d in datasets for i in range(n))
+    return pa.table({"dataset": [r[0] for r in rows], "item": [r[1] for r in rows],
+                     "ann_path": [f"{r[0]}/ann/{r[1]}.json" for r in rows]})
+
+
+def test_partitions_cover_every_item_once_in_order():
+    plan = plan_partitions(_listing(50), workers=2, items_per_partition=16)
+    parts = partitions(plan)
+    assert sum(p.num_rows for p in parts) == 100
+    assert all(p.num_rows <= 16 for p in parts)
+    assert len(parts) >= 8  # at least 4 per worker
+    joined = pa.concat_tables(parts)
+    assert joined.column("item").to_pylist() == plan.column("item").to_pylist()
+
+
+def test_empty_listing_plans_nothing():
+    assert partitions(plan_partitions(_listing(0), workers=2)) == []
