@@ -26,7 +26,8 @@ import numpy as np
 from . import geometry as g
 from .raster.fill import fill_poly, polyline
 from .raster.patch import Patch, empty_patch, subtract, union
-from .raster.thick import disc, thick_polyline
+from .raster.disc import disc
+from .raster.thick import thick_polyline
 
 Color = tuple[int, int, int]
 
@@ -126,16 +127,16 @@ def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
     raise TypeError(f"cannot draw geometry of type {type(geom).__name__}")
 
 
-def colour_layers(geom: g.Geometry, colour: Color, size_hw, thickness: int,
+def colour_layers(geom: g.Geometry, cover: Patch, colour: Color, size_hw, thickness: int,
                   config: dict | None = None) -> list[tuple[Color, Patch]]:
     """One label as drawn into an RGB mask: (colour, patch) layers painted in order.
 
-    Only graphs have several colours (template edges, then nodes); every other geometry is one
-    layer in the class colour.
+    ``cover`` is the label's :func:`coverage`. Only graphs with a template have several colours
+    (template edges, then nodes); every other geometry is one layer in the class colour.
     """
-    if isinstance(geom, g.Graph) and config:
+    if isinstance(geom, g.Graph) and config and config.get("nodes"):
         return _graph_layers(geom, colour, size_hw, thickness, config)
-    return [(colour, coverage(geom, size_hw, thickness))]
+    return [(colour, cover)]
 
 
 def _hex_rgb(value, default: Color) -> Color:
@@ -166,12 +167,15 @@ def _graph_layers(geom: g.Graph, colour: Color, size_hw, thickness: int,
     return layers
 
 
-def label_area(geom: g.Geometry) -> float:
-    """The reference's ``Label.area``: the machine mask draws larger areas first."""
+def label_area(geom: g.Geometry, cover: Patch) -> float:
+    """The reference's ``Label.area``: the machine mask draws larger areas first.
+
+    ``cover`` (the label's coverage) is used for legacy cuboids, whose area is their pixel count.
+    """
     if isinstance(geom, g.Polygon):
         return _shoelace(geom.exterior_xy) - sum(_shoelace(r) for r in geom.interiors_xy)
     if isinstance(geom, g.MultiPolygon):
-        return sum(label_area(p) for p in geom.parts)
+        return sum(label_area(p, cover) for p in geom.parts)
     if isinstance(geom, g.Rectangle):
         return float((geom.x1 - geom.x0 + 1) * (geom.y1 - geom.y0 + 1))
     if isinstance(geom, g.OrientedBBox):
@@ -180,6 +184,8 @@ def label_area(geom: g.Geometry) -> float:
         return float(np.count_nonzero(geom.mask))
     if isinstance(geom, g.AlphaMask):
         return float(np.count_nonzero(geom.alpha))
+    if isinstance(geom, g.Cuboid):
+        return float(cover.area())
     return 0.0
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -67,8 +68,12 @@ def _refuse_destination_in_source(source: str, destination: str) -> None:
                           "maskcore never writes into the source project")
 
 
-def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None) -> RunResult:
-    """Run one export; returns the exit code, the report and the manifest."""
+def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None,
+               client=None) -> RunResult:
+    """Run one export; returns the exit code, the report and the manifest.
+
+    ``client``: an existing ``distributed.Client`` to run on (the profile's cluster is not started).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.perf_counter()
     _refuse_destination_in_source(cfg.source, cfg.destination)
@@ -86,7 +91,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None) -> R
     for path, data in layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8")):
         sink.write(path, data)
     spec = TaskSpec(source=source, sink=sink, layout=layout, meta=meta, debug=cfg.debug)
-    results = _execute(spec, parts, profile, cfg.workers, log) if parts else []
+    results = _execute(spec, parts, profile, cfg.workers, log, client) if parts else []
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     report = _report(cfg, profile, manifest, len(parts), time.perf_counter() - started)
@@ -100,21 +105,27 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None) -> R
 
 
 def _execute(spec: TaskSpec, parts: list[pa.Table], profile: dict, workers: int | None,
-             log: Callable[[str], None]) -> list[pa.Table]:
+             log: Callable[[str], None], client=None) -> list[pa.Table]:
+    if client is not None:
+        return _submit_all(client, spec, parts, log)
+    with connect(profile, workers) as own_client:
+        return _submit_all(own_client, spec, parts, log)
+
+
+def _submit_all(client, spec: TaskSpec, parts: list[pa.Table], log: Callable[[str], None]) -> list[pa.Table]:
     from distributed import as_completed
 
-    with connect(profile, workers) as client:
-        spec_future = client.scatter(spec, broadcast=True)
-        futures = [client.submit(run_partition, spec_future, part, key=f"maskcore-partition-{i}",
-                                 pure=False)
-                   for i, part in enumerate(parts)]
-        results, done, last = [], 0, time.monotonic()
-        for future in as_completed(futures):
-            results.append(future.result())
-            done += 1
-            if done == len(parts) or time.monotonic() - last > 5:
-                log(f"maskcore: {done}/{len(parts)} partitions done")
-                last = time.monotonic()
+    run_token = uuid.uuid4().hex[:12]
+    spec_future = client.scatter(spec, broadcast=True)
+    futures = [client.submit(run_partition, spec_future, part, key=f"maskcore-{run_token}-{i}", pure=False)
+               for i, part in enumerate(parts)]
+    results, done, last = [], 0, time.monotonic()
+    for future in as_completed(futures):
+        results.append(future.result())
+        done += 1
+        if done == len(parts) or time.monotonic() - last > 5:
+            log(f"maskcore: {done}/{len(parts)} partitions done")
+            last = time.monotonic()
     return results
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import ItemError, MaskcoreError
+from .errors import AnnotationError, ItemError, MaskcoreError
 from .item import ItemData
 from .model import ProjectMeta
 
@@ -54,11 +54,12 @@ def render_item(spec: TaskSpec, row: dict) -> tuple[list[tuple[str, bytes]], byt
     from .readers.supervisely import parse_annotation
 
     where = f"{row['dataset']}/{row['item']}"
+    if not row.get("ann_path"):
+        raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
     ann_bytes = spec.source.read_bytes(row["ann_path"])
     try:
         obj = json.loads(ann_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        from .errors import AnnotationError
         raise AnnotationError(f"annotation is not valid JSON ({exc})", where=where) from None
     annotation = parse_annotation(obj, spec.meta, where)
     image_bytes = None

@@ -19,7 +19,7 @@ from ..codec.image import decode_image
 from ..codec.png import encode_png
 from ..compose import overlay_half, paint
 from ..draw import colour_layers, coverage, label_area
-from ..errors import ConfigError, ImageDecodeError
+from ..errors import ConfigError, ImageDecodeError, MissingImageError
 from ..item import ItemData
 from ..model import ProjectMeta
 from ..names import safe_component
@@ -99,14 +99,15 @@ class SuperviselyMasksLayout:
         if "machine" in self.masks:
             index = meta.class_index()
             canvas = np.zeros((h, w), np.uint8)
-            order = sorted(range(len(ann.labels)), key=lambda i: -label_area(ann.labels[i].geometry))
+            areas = [label_area(lb.geometry, p) for lb, p in zip(ann.labels, patches)]
+            order = sorted(range(len(areas)), key=lambda i: -areas[i])  # stable: ties keep file order
             for i in order:
                 paint(canvas, patches[i], index[ann.labels[i].class_title])
             out.append((f"{d}/masks_machine/{stem}.png", encode_png(canvas)))
         if "semantic" in self.masks or "human" in self.masks:
-            layers = [colour_layers(lb.geometry, classes[lb.class_title].color_rgb, ann.size_hw,
-                                    self.thickness, classes[lb.class_title].geometry_config)
-                      for lb in ann.labels]
+            layers = [colour_layers(lb.geometry, cover, classes[lb.class_title].color_rgb,
+                                    ann.size_hw, self.thickness, classes[lb.class_title].geometry_config)
+                      for lb, cover in zip(ann.labels, patches)]
         if "semantic" in self.masks:
             canvas = np.zeros((h, w, 3), np.uint8)
             for label_layers in layers:
@@ -122,7 +123,8 @@ class SuperviselyMasksLayout:
     def _human(self, item: ItemData, layers) -> np.ndarray:
         h, w = item.annotation.size_hw
         if item.image_bytes is None:
-            raise ImageDecodeError("the human preview needs the image and it is missing", where=item.where)
+            raise MissingImageError("the image file is missing and the human preview needs it",
+                                    where=item.where)
         image = decode_image(item.image_bytes, name=item.where)
         if image.shape[:2] != (h, w):
             raise ImageDecodeError(

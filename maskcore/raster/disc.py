@@ -10,24 +10,31 @@ Pixel rule (OpenCV's integer midpoint ``Circle()`` with fill, used for LINE_8, s
 < 0; it also draws the round caps of thick lines):
 - The algorithm walks k = 0, 1, ... with ``dx`` starting at ``r``; after each step
   ``dx`` drops by one when ``(k+1)**2 + dx**2 > r**2``, and it stops once ``dx < k``.  Writing
-  ``E(k) = isqrt(r*r - k*k)``, this gives ``D(k) = max_{j<=k}(E(j) + j) - k`` (a running maximum).
+  ``E(k) = isqrt(r*r - k*k)``, the walk obeys ``D(k+1) = max(E(k+1), D(k) - 1)``, i.e.
+  ``D(k) = max_{j<=k}(E(j) + j) - k`` (a running maximum).
 - Every step paints rows ``cy +- k`` over columns ``cx +- D(k)`` and rows ``cy +- D(k)`` over
   columns ``cx +- k``.  The row at offset ``o`` therefore spans ``cx +- P(o)`` with ``P`` the
   larger of the two.  ``P(o) == E(o)`` except within a few rows of the 45-degree point, where the
   exact walk is evaluated on a short window; the rest is a closed form, so the cost is per row
   inside the canvas, whatever the radius.
 - Radius 0 paints the single centre pixel.  Rows and columns off the canvas are clipped.
+- Profiles of radius <= 1024 are memoised (a pure function of the radius).
+
+Verified against opencv-python 4.14.0 (tests/raster/test_thick.py): 0 differing pixels on
+thousands of random discs, and the exact midpoint walk for every radius up to 1100.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from maskcore.raster.patch import Patch, empty_patch
 
 _WINDOW = 16  # steps evaluated exactly around 45 degrees; the walk ends within ~6 of its start
+_CACHED_RADIUS = 1024  # profiles up to this radius are memoised (pure function of the radius)
 
 
 def _isqrt(values: np.ndarray) -> np.ndarray:
@@ -55,6 +62,24 @@ def _diagonal_window(radius: int) -> tuple[int, np.ndarray]:
     return lo, widths
 
 
+def _half_widths(radius: int, o: np.ndarray) -> np.ndarray:
+    """Half-widths for non-negative offsets ``o`` (-1 beyond the radius)."""
+    inside = o <= radius
+    widths = np.where(inside, _isqrt(np.where(inside, radius * radius - o * o, 0)), -1)
+    lo, exact = _diagonal_window(radius)
+    in_window = (o >= lo) & (o < lo + exact.size)
+    widths[in_window] = exact[o[in_window] - lo]
+    return widths
+
+
+@lru_cache(maxsize=256)
+def _profile(radius: int) -> np.ndarray:
+    """Read-only half-widths for offsets 0 .. radius."""
+    widths = _half_widths(radius, np.arange(radius + 1, dtype=np.int64))
+    widths.flags.writeable = False
+    return widths
+
+
 def circle_half_widths(radius: int, offsets: np.ndarray) -> np.ndarray:
     """Half-width of the filled midpoint circle for each row offset (-1 where the row is empty).
 
@@ -62,12 +87,9 @@ def circle_half_widths(radius: int, offsets: np.ndarray) -> np.ndarray:
     over columns ``cx - w .. cx + w`` where ``w`` is the returned value.
     """
     o = np.abs(np.asarray(offsets, dtype=np.int64))
-    inside = o <= radius
-    widths = np.where(inside, _isqrt(np.where(inside, radius * radius - o * o, 0)), -1)
-    lo, exact = _diagonal_window(radius)
-    in_window = (o >= lo) & (o < lo + exact.size)
-    widths[in_window] = exact[o[in_window] - lo]
-    return widths
+    if radius > _CACHED_RADIUS:
+        return _half_widths(radius, o)
+    return np.where(o <= radius, _profile(radius)[np.minimum(o, radius)], -1)
 
 
 def disc_spans(centers_xy: np.ndarray, radius: int, size_hw: tuple[int, int]):
@@ -116,7 +138,10 @@ def spans_to_patch(rows: np.ndarray, x0: np.ndarray, x1: np.ndarray,
     return Patch(top, left, mask)
 
 
-def _check_size(size_hw) -> tuple[int, int]:
+def check_size_hw(size_hw) -> tuple[int, int]:
+    """``size_hw`` as two non-negative ints (height, width); ValueError otherwise."""
+    if len(size_hw) != 2:
+        raise ValueError(f"size_hw must be (height, width), got {size_hw!r}")
     height, width = (int(v) for v in size_hw)
     if height < 0 or width < 0:
         raise ValueError(f"size_hw must be non-negative (height, width), got {tuple(size_hw)}")
@@ -125,13 +150,14 @@ def _check_size(size_hw) -> tuple[int, int]:
 
 def disc(center_xy: tuple[int, int], radius: int, size_hw: tuple[int, int]) -> Patch:
     """Pixels of ``cv2.circle(canvas, center_xy, radius, 1, thickness=-1)`` (LINE_8), clipped."""
-    height, width = _check_size(size_hw)
+    height, width = check_size_hw(size_hw)
     radius = int(radius)
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     cx, cy = (int(v) for v in center_xy)
     if abs(cx) >= 2**31 or abs(cy) >= 2**31 or radius >= 2**31:
-        raise ValueError(f"center and radius must fit in int32 like OpenCV's, got {center_xy}, {radius}")
+        raise ValueError("center and radius must fit in int32 like OpenCV's, "
+                         f"got center {center_xy}, radius {radius}")
     r0, r1 = max(cy - radius, 0), min(cy + radius, height - 1)
     if r0 > r1 or cx - radius >= width or cx + radius < 0:
         return empty_patch()

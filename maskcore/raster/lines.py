@@ -1,0 +1,161 @@
+"""Thin (1 px) segments and polylines, pixel for pixel as OpenCV 4.x ``cv2.line`` / ``cv2.polylines``.
+
+Conventions (shared with ``patch.py``):
+- Canvas coordinates are integers, origin at the top-left pixel centre, x = column, y = row.
+  Point arrays are ``int64`` (N, 2) in **xy** order; ``size_hw`` is (height, width).
+- Coordinates must fit in int32 (OpenCV's ``Point``); they may lie far outside the canvas.
+- Pixel rule: OpenCV's ``LINE_8`` (thickness 1, shift 0), reproduced exactly:
+  1. ``clipLine``: when an endpoint is outside the canvas, endpoints are moved onto the border with
+     float64 arithmetic truncated toward zero -- first the y-out endpoints to row 0 / h-1 (the second
+     one using the already moved first), then the x-out ones to column 0 / w-1.  The clipped line is
+     then drawn, so its pixels can differ from cropping the unclipped line (OpenCV's behaviour, kept).
+     A segment that clipLine rejects paints nothing.
+  2. Bresenham from the left endpoint (endpoints swapped when x1 < x0), ``count = max(|dx|, |dy|) + 1``,
+     the minor coordinate after ``i`` major steps is ``floor((2*minor*i + major - 1) / (2*major))``
+     (the closed form of ``err = major - 2*minor``, minor step when ``err < 0``).
+- Polylines: open joins v[i-1] -> v[i]; closed also v[n-1] -> v[0] (drawn first).  An open polyline
+  of one vertex paints nothing, a closed one paints that pixel (as OpenCV's ``PolyLine``).
+- Output: ``Patch`` with a ``bool`` mask, cropped to the painted pixels (empty patch when none).
+Pure numpy, vectorised over segments and pixels; no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskcore.raster.patch import Patch, empty_patch
+
+_INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+def check_size_hw(size_hw) -> tuple[int, int]:
+    """``size_hw`` as two non-negative ints, or ValueError."""
+    try:
+        height, width = (int(v) for v in size_hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"size_hw: expected (height, width) integers, got {size_hw!r}") from None
+    if height < 0 or width < 0:
+        raise ValueError(f"size_hw: expected non-negative (height, width), got {size_hw!r}")
+    return height, width
+
+
+def check_xy(points, name: str = "points_xy") -> np.ndarray:
+    """Integer points as a (N, 2) int64 array, or TypeError / ValueError saying what came."""
+    arr = np.asarray(points)
+    if arr.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer coordinates, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name}: expected shape (N, 2), got {arr.shape}")
+    _check_int32(arr, name)
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_int32(arr: np.ndarray, name: str) -> None:
+    if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
+        raise ValueError(f"{name}: expected coordinates within int32, got range "
+                         f"[{arr.min()}, {arr.max()}]")
+
+
+def _outcode(x: np.ndarray, y: np.ndarray, right: int, bottom: int) -> np.ndarray:
+    return (x < 0) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8
+
+
+def _shift_by_ratio(num_a, num_b, den) -> np.ndarray:
+    """``(int64)((double)num_a * num_b / den)``: C's float64 product, quotient, truncation."""
+    return (num_a.astype(np.float64) * num_b.astype(np.float64) / den.astype(np.float64)).astype(np.int64)
+
+
+def clip_segments(x0, y0, x1, y1, size_hw):
+    """OpenCV ``clipLine`` on many segments: ``(inside, x0, y0, x1, y1)`` as new int64 arrays.
+
+    ``inside`` is False where OpenCV rejects the segment; the endpoints are then whatever the
+    partial clipping left (OpenCV's fill uses those too).
+    """
+    height, width = check_size_hw(size_hw)
+    right, bottom = width - 1, height - 1
+    x0, y0, x1, y1 = (np.array(v, dtype=np.int64, copy=True).reshape(-1) for v in (x0, y0, x1, y1))
+    c0, c1 = _outcode(x0, y0, right, bottom), _outcode(x1, y1, right, bottom)
+    todo = ((c0 & c1) == 0) & ((c0 | c1) != 0)
+    for xa, ya, ca in ((x0, y0, c0), (x1, y1, c1)):        # y-out endpoints onto row 0 / bottom
+        sel = np.flatnonzero(todo & ((ca & 12) != 0))
+        a = np.where(ca[sel] < 8, 0, bottom)
+        xa[sel] += _shift_by_ratio(a - ya[sel], x1[sel] - x0[sel], y1[sel] - y0[sel])
+        ya[sel] = a
+        ca[sel] = (xa[sel] < 0) + (xa[sel] > right) * 2
+    todo &= ((c0 & c1) == 0) & ((c0 | c1) != 0)
+    for xa, ya, ca in ((x0, y0, c0), (x1, y1, c1)):        # x-out endpoints onto column 0 / right
+        sel = np.flatnonzero(todo & (ca != 0))
+        a = np.where(ca[sel] == 1, 0, right)
+        ya[sel] += _shift_by_ratio(a - xa[sel], y1[sel] - y0[sel], x1[sel] - x0[sel])
+        xa[sel] = a
+        ca[sel] = 0
+    return (c0 | c1) == 0, x0, y0, x1, y1
+
+
+def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(xs, ys)`` that ``cv2.line(canvas, (x0, y0), (x1, y1), 1)`` paints, for many segments.
+
+    Inputs are equal-length integer arrays (int32 range); outputs are int64 arrays inside the
+    canvas, segment after segment (a pixel shared by two segments appears twice).
+    """
+    height, width = check_size_hw(size_hw)
+    ends = [np.asarray(v).reshape(-1) for v in (x0, y0, x1, y1)]
+    if len({v.size for v in ends}) != 1:
+        raise ValueError(f"segments_pixels: expected equal-length arrays, got sizes "
+                         f"{[v.size for v in ends]}")
+    for v in ends:
+        if v.size and v.dtype.kind not in "iu":
+            raise TypeError(f"segments_pixels: expected integer coordinates, got dtype {v.dtype}")
+        _check_int32(v, "segments_pixels")
+    if ends[0].size == 0 or height == 0 or width == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    inside, *ends = clip_segments(*ends, (height, width))
+    return _bresenham(*(v[inside] for v in ends))
+
+
+def _bresenham(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+    swap = x1 < x0                                           # OpenCV draws left to right
+    sx, sy = np.where(swap, x1, x0), np.where(swap, y1, y0)
+    dx = np.abs(x1 - x0)
+    dy = np.where(swap, y0 - y1, y1 - y0)
+    step_y = np.where(dy < 0, -1, 1)
+    dy = np.abs(dy)
+    vert = dy > dx
+    major, minor = np.maximum(dx, dy), np.minimum(dx, dy)
+    counts = major + 1
+    seg = np.repeat(np.arange(counts.size), counts)
+    starts = np.cumsum(counts) - counts
+    i = np.arange(seg.size, dtype=np.int64) - starts[seg]
+    n, m = major[seg], minor[seg]
+    k = np.maximum(2 * m * i + n - 1, 0) // np.maximum(2 * n, 1)
+    v = vert[seg]
+    xs = sx[seg] + np.where(v, k, i)
+    ys = sy[seg] + step_y[seg] * np.where(v, i, k)
+    return xs, ys
+
+
+def polyline_segments(points_xy: np.ndarray, closed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Segment endpoints ``(p0, p1)`` (each (S, 2)) in OpenCV ``PolyLine`` order."""
+    if closed:
+        return np.roll(points_xy, 1, axis=0), points_xy
+    return points_xy[:-1], points_xy[1:]
+
+
+def pixels_to_patch(xs: np.ndarray, ys: np.ndarray) -> Patch:
+    """A bool patch holding the given in-canvas pixels, cropped to their bounding box."""
+    if xs.size == 0:
+        return empty_patch()
+    top, left = int(ys.min()), int(xs.min())
+    mask = np.zeros((int(ys.max()) - top + 1, int(xs.max()) - left + 1), dtype=bool)
+    mask[ys - top, xs - left] = True
+    return Patch(top, left, mask)
+
+
+def polyline(points_xy, size_hw, closed: bool = False) -> Patch:
+    """Pixels of ``cv2.polylines(canvas, [points_xy], closed, 1, thickness=1)`` (LINE_8)."""
+    pts = check_xy(points_xy)
+    p0, p1 = polyline_segments(pts, closed)
+    xs, ys = segments_pixels(p0[:, 0], p0[:, 1], p1[:, 0], p1[:, 1], size_hw)
+    return pixels_to_patch(xs, ys)

@@ -1,0 +1,494 @@
+"""Supervisely project reader: a project folder or a ``.tar`` of one, on any fsspec filesystem.
+
+Layout (see shared/spec/supervisely.md section 1)::
+
+    <root>/meta.json
+    <root>/<ds>/img/<item>            <root>/<ds>/ann/<item>.json   (or the older <stem>.json)
+    <root>/<ds>/datasets/<child>/...  nested dataset, full name "<ds>/<child>"
+
+Conventions:
+- Paths in ``list_items`` (``ann_path``, ``img_path``) are relative to the project root,
+  '/'-separated; ``SuperviselySource.read_bytes`` takes them. They are the same for a folder
+  and for a tar of it.
+- The project root is the given folder (or tar root) when it holds ``meta.json``, else its
+  single sub-folder holding ``meta.json`` (``<id>_<name>/`` inside an exported tar).
+- A dataset is a folder holding ``ann/`` or ``img/`` files, whose path has no ``ann``, ``img``,
+  ``img_info``, ``meta``, ``seg`` or ``blob`` component and does not end in ``datasets``; its
+  name is that path without its ``datasets`` components (the SDK's rule).
+- Pairing, per dataset: an image takes ``<item>.json``, else ``<stem>.json`` if no other image
+  claimed it (images in sorted order). The SDK refuses a whole dataset when an image has no
+  annotation or two images share a ``<stem>.json``; we list every item instead so that none
+  vanishes: an image without annotation gets a null ``ann_path`` (only files with an image
+  extension: stray files in ``img/`` are ignored), an annotation without image gets a null
+  ``img_path`` and the item name of the annotation file without ``.json``.
+- Rows are sorted by (dataset, item) in code point order (the SDK keeps directory order).
+- A ``.tar`` (or ``tar::<url>``) is read in place, never extracted: ``scan_tar`` reads its
+  headers once per process, then every member is one range read of the tar file. Member
+  names are normalised (``./`` and ``//`` dropped), so ``tar -C proj -cf p.tar .`` works.
+- Parsing (``parse_meta``, ``parse_annotation``, ``index_project_files``) is pure; only
+  ``SuperviselySource`` touches a filesystem, opened lazily from picklable fields.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import posixpath
+import re
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+
+from ..errors import AnnotationError, ItemError, ProjectError, UnknownClassError
+from ..model import Annotation, Label, ObjClass, ProjectMeta
+from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
+                              ".nrrd", ".jfif"})
+"""Extensions (lower case) the SDK takes as images; other files in ``img/`` need an annotation."""
+_RESERVED_DIRS = frozenset({"ann", "img", "img_info", "meta", "seg", "blob"})
+_COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
+
+ITEMS_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("item", pa.string()),
+    ("ann_path", pa.string()), ("img_path", pa.string()),
+    ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
+])
+"""Columns of ``list_items``: paths relative to the project root, sizes in bytes."""
+
+
+# --- meta.json ---------------------------------------------------------------------------------
+
+def _parse_class(obj: Any, i: int) -> ObjClass:
+    where = f"meta.json classes[{i}]"
+    if not isinstance(obj, dict):
+        raise ProjectError(f"{where}: expected an object, got {type(obj).__name__}")
+    title, shape, color = obj.get("title"), obj.get("shape"), obj.get("color")
+    if not isinstance(title, str) or not title:
+        raise ProjectError(f"{where}: expected a non-empty string 'title', got {title!r}")
+    if not isinstance(shape, str) or not shape:
+        raise ProjectError(f"{where} ({title!r}): expected a string 'shape', got {shape!r}")
+    if not isinstance(color, str) or not _COLOR_RE.fullmatch(color):
+        raise ProjectError(f"{where} ({title!r}): expected 'color' as '#RRGGBB', got {color!r}")
+    config = obj.get("geometry_config")
+    config = {} if config is None else config
+    if not isinstance(config, dict):
+        raise ProjectError(f"{where} ({title!r}): expected 'geometry_config' to be an object, "
+                           f"got {type(config).__name__}")
+    rgb = tuple(int(color[k:k + 2], 16) for k in (1, 3, 5))
+    return ObjClass(title, shape, rgb, config)
+
+
+def parse_meta(obj: Any) -> ProjectMeta:
+    """meta.json (decoded JSON, or its bytes/text) -> ``ProjectMeta``, classes in file order.
+
+    Raises ``ProjectError`` on invalid JSON, a non-object, a bad class or a repeated title.
+    A class ``shape`` is not checked here: an unusable shape fails the objects that use it.
+    """
+    if isinstance(obj, (bytes, bytearray, str)):
+        try:
+            obj = json.loads(obj)
+        except ValueError as exc:
+            raise ProjectError(f"meta.json: expected JSON, got a parse error: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProjectError(f"meta.json: expected a JSON object, got {type(obj).__name__}")
+    raw_classes = obj.get("classes", [])
+    if not isinstance(raw_classes, list):
+        raise ProjectError(f"meta.json: expected 'classes' to be a list, "
+                           f"got {type(raw_classes).__name__}")
+    classes = tuple(_parse_class(c, i) for i, c in enumerate(raw_classes))
+    seen: set[str] = set()
+    for c in classes:
+        if c.title in seen:
+            raise ProjectError(f"meta.json: expected unique class titles, got {c.title!r} twice")
+        seen.add(c.title)
+    return ProjectMeta(classes, obj)
+
+
+# --- ann/<item>.json ---------------------------------------------------------------------------
+
+def _parse_size(size: Any, where: str) -> tuple[int, int]:
+    if not isinstance(size, dict):
+        raise AnnotationError(f"expected 'size' as {{height, width}}, got {size!r:.60}",
+                              where=where)
+    hw = []
+    for key in ("height", "width"):
+        v = size.get(key)
+        if type(v) is float and v.is_integer():
+            v = int(v)
+        if type(v) is not int or not 0 < v <= COORD_LIMIT:
+            raise AnnotationError(f"size.{key}: expected an integer in 1..2**31, got {v!r}",
+                                  where=where)
+        hw.append(v)
+    return hw[0], hw[1]
+
+
+def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,
+                 index: int) -> Label:
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"expected an object, got {type(obj).__name__}")
+    title = obj.get("classTitle")
+    cls = classes.get(title) if isinstance(title, str) else None
+    if cls is None:
+        raise UnknownClassError(f"classTitle: expected one of the {len(classes)} classes of "
+                                f"meta.json, got {title!r}")
+    shape = cls.shape
+    if shape == "any":
+        shape = obj.get("geometryType", obj.get("shape"))
+    template = cls.geometry_config.get("nodes") if shape == "graph" else None
+    geometry = parse_geometry(shape, obj, graph_template=template if isinstance(template, dict)
+                              else None, max_bitmap_pixels=max_bitmap_pixels)
+    tags = obj.get("tags") or []
+    if not isinstance(tags, list):
+        raise AnnotationError(f"tags: expected a list, got {type(tags).__name__}")
+    return Label(title, geometry, index, tuple(tags))
+
+
+def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
+                     max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+    """One annotation (decoded JSON, or its bytes/text) -> ``Annotation``, labels in file order.
+
+    Each object is decoded with its class shape (``geometryType`` only when the shape is
+    ``any``). Errors are ``AnnotationError`` (``UnknownClassError``, ``LimitError`` for
+    oversize bitmaps) located at ``where`` or ``<where>/object <i>``. ``Annotation.raw`` keeps
+    the top-level fields except ``objects``.
+    """
+    if isinstance(obj, (bytes, bytearray, str)):
+        try:
+            obj = json.loads(obj)
+        except ValueError as exc:
+            raise AnnotationError(f"expected JSON, got a parse error: {exc}", where=where) from None
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"expected a JSON object, got {type(obj).__name__}", where=where)
+    size_hw = _parse_size(obj.get("size"), where)
+    objects = obj.get("objects")
+    if not isinstance(objects, list):
+        raise AnnotationError(f"expected 'objects' to be a list, got {objects!r:.60}", where=where)
+    tags = obj.get("tags") or []
+    if not isinstance(tags, list):
+        raise AnnotationError(f"expected 'tags' to be a list, got {type(tags).__name__}",
+                              where=where)
+    classes = meta.class_by_title()
+    labels = []
+    for i, o in enumerate(objects):
+        try:
+            labels.append(_parse_label(o, classes, max_bitmap_pixels, i))
+        except ItemError as err:
+            raise err.located(f"{where}/object {i}") from None
+    raw = {k: v for k, v in obj.items() if k != "objects"}
+    return Annotation(size_hw, tuple(labels), tuple(tags), raw)
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+def _dataset_name(folder: str) -> str | None:
+    """Dataset name of the folder holding ``ann/`` and ``img/``, or None if it is not one."""
+    parts = folder.split("/")
+    if not folder or parts[-1] == "datasets" or any(p in _RESERVED_DIRS for p in parts):
+        return None
+    return "/".join(p for p in parts if p != "datasets")
+
+
+def _pair_dataset(anns: dict, imgs: dict) -> list[tuple[str, Any, Any]]:
+    """(item, ann entry or None, img entry or None) for one dataset folder."""
+    rows, unmatched, claimed = [], [], set()
+    for name in sorted(imgs):
+        ann = name + ".json"
+        if ann in anns:
+            claimed.add(ann)
+            rows.append((name, anns[ann], imgs[name]))
+        else:
+            unmatched.append(name)
+    for name in unmatched:
+        stem, ext = posixpath.splitext(name)
+        ann = stem + ".json"
+        if ann in anns and ann not in claimed:
+            claimed.add(ann)
+            rows.append((name, anns[ann], imgs[name]))
+        elif ext.lower() in IMAGE_EXTENSIONS:
+            rows.append((name, None, imgs[name]))
+    rows.extend((ann[:-5], anns[ann], None) for ann in anns if ann not in claimed)
+    return rows
+
+
+def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
+    """(path relative to the project root, size) of every file -> the item table.
+
+    Pure: see the module docstring for the dataset and pairing rules. Raises ``ProjectError``
+    when two folders give the same dataset name (``a/datasets/b`` and ``a/b``).
+    """
+    folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
+    for rel, size in files:
+        head, _, name = rel.rpartition("/")
+        folder, _, kind = head.rpartition("/")
+        if kind == "img" or (kind == "ann" and name.endswith(".json")):
+            entry = folders.get(folder)
+            if entry is None:
+                entry = folders[folder] = (_dataset_name(folder), {}, {})
+            entry[1 if kind == "ann" else 2][name] = (rel, size)
+    names: dict[str, str] = {}
+    for folder, (dataset, _, _) in folders.items():
+        if dataset and names.setdefault(dataset, folder) != folder:
+            first, second = sorted((names[dataset], folder))
+            raise ProjectError(f"dataset name {dataset!r}: expected one folder, got two: "
+                               f"{first!r} and {second!r}")
+    rows = []
+    for dataset, anns, imgs in folders.values():
+        if dataset:
+            rows.extend((dataset, *row) for row in _pair_dataset(anns, imgs))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return pa.table({
+        "dataset": [r[0] for r in rows], "item": [r[1] for r in rows],
+        "ann_path": [r[2][0] if r[2] else None for r in rows],
+        "img_path": [r[3][0] if r[3] else None for r in rows],
+        "ann_bytes": [r[2][1] if r[2] else None for r in rows],
+        "img_bytes": [r[3][1] if r[3] else None for r in rows],
+    }, schema=ITEMS_SCHEMA)
+
+
+# --- tar members -------------------------------------------------------------------------------
+
+_BLOCK = 512
+
+
+def _tar_number(field: bytes, where: int) -> int:
+    """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    if field[0] & 0x80:
+        if field[0] != 0x80:
+            raise ProjectError(f"tar header at byte {where}: expected a non-negative size")
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise ProjectError(f"tar header at byte {where}: expected an octal number, "
+                           f"got {text[:12]!r}") from None
+
+
+def _tar_text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """``"<len> key=value\\n"`` records of a pax extended header."""
+    out, pos = {}, 0
+    while pos < len(data) and data[pos:pos + 1] != b"\0":
+        length = int(data[pos:data.index(b" ", pos)])
+        key, _, value = data[data.index(b" ", pos) + 1:pos + length - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _norm_member(name: str) -> str:
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def _checksum_ok(header: bytes, pos: int) -> bool:
+    """Header checksum: sum of the bytes with the checksum field read as spaces (unsigned, or
+    signed as some old tars wrote it)."""
+    stored = _tar_number(header[148:156], pos)
+    rest = header[:148] + header[156:]
+    return stored == sum(rest) + 256 or stored == sum(rest) + 256 - 256 * sum(b > 127 for b in rest)
+
+
+def scan_tar(f) -> dict[str, tuple[int, int]]:
+    """Regular files of a tar read from the seekable binary file ``f``: normalised member name
+    -> (offset of its data, size). Reads only the 512-byte headers (ustar, GNU long names,
+    pax ``path``/``size``/``linkpath``); hard and symbolic links resolve to their targets.
+    Raises ``ProjectError`` on a bad checksum, a truncated header or a sparse member."""
+    members: dict[str, tuple[int, int]] = {}
+    links: dict[str, str] = {}
+    pos, pending = 0, {}
+    while True:
+        f.seek(pos)
+        header = f.read(_BLOCK)
+        if len(header) < _BLOCK or header.count(0) == _BLOCK:
+            break  # end of archive (a missing end marker is tolerated, as tarfile does)
+        if not _checksum_ok(header, pos):
+            raise ProjectError(f"tar header at byte {pos}: expected a valid checksum "
+                               f"(not a tar, or corrupt)")
+        kind, size, data = header[156:157], _tar_number(header[124:136], pos), pos + _BLOCK
+        if kind in (b"L", b"K", b"x"):
+            f.seek(data)
+            body = f.read(size)
+            if kind == b"x":
+                pending.update(_pax_records(body))
+            else:
+                pending["path" if kind == b"L" else "linkpath"] = _tar_text(body)
+        elif kind == b"S":
+            raise ProjectError(f"tar member at byte {pos}: sparse files are not supported")
+        elif kind != b"g":
+            name = pending.get("path")
+            if name is None:
+                name = _tar_text(header[0:100])
+                if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX prefix field
+                    name = _tar_text(header[345:500]) + "/" + name
+            size = int(pending.get("size", size))
+            name = _norm_member(name)
+            if kind in (b"0", b"\0", b"7"):
+                members[name] = (data, size)
+            elif kind in (b"1", b"2"):
+                target = pending.get("linkpath") or _tar_text(header[157:257])
+                base = "" if kind == b"1" else posixpath.dirname(name)
+                links[name] = _norm_member(posixpath.join(base, target))
+                size = 0
+            pending = {}
+        pos = data + -(-size // _BLOCK) * _BLOCK
+    for _ in range(8):  # links to links
+        for name, target in list(links.items()):
+            if target in members:
+                members[name] = members[target]
+                del links[name]
+    return members
+
+
+@functools.lru_cache(maxsize=4)
+def _tar_members(fs: fsspec.AbstractFileSystem, path: str, version: str
+                 ) -> dict[str, tuple[int, int]]:
+    """One index per tar (and version) and process: workers scan a tar once, not per task."""
+    with fs.open(path, "rb") as f:
+        return scan_tar(f)
+
+
+# --- the source --------------------------------------------------------------------------------
+
+def _join(root: str, rel: str) -> str:
+    return f"{root.rstrip('/')}/{rel}" if root else rel
+
+
+class SuperviselySource:
+    """A Supervisely project on an fsspec filesystem, as a folder or a tar of one.
+
+    Picklable: holds the URL, storage options and resolved root, never an open handle; the
+    filesystem (and a tar's member index) is reopened lazily where the object is used, e.g.
+    on a Dask worker. A tar is read in place: its headers are scanned once per process, then
+    each member is one range read of the tar file (thread-safe, no extraction).
+    """
+
+    name = "supervisely"
+
+    def __init__(self, url: str, root: str = "", *, is_tar: bool = False,
+                 storage_options: dict | None = None, project_name: str = "",
+                 project_id: int | None = None) -> None:
+        self.url, self.root, self.is_tar = url, root, is_tar
+        self.storage_options = dict(storage_options or {})
+        self.project_name, self.project_id = project_name, project_id
+        self._fs: tuple[fsspec.AbstractFileSystem, str] | None = None
+        self._members: dict[str, tuple[int, int]] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fs": None, "_members": None}
+
+    def __repr__(self) -> str:
+        return f"SuperviselySource({self.url!r}, root={self.root!r}, is_tar={self.is_tar})"
+
+    @classmethod
+    def from_path(cls, path_or_url: str, storage_options: dict | None = None
+                  ) -> "SuperviselySource":
+        """Open a project folder, a ``.tar`` of one, or ``tar::<url>``; find its root.
+
+        The root is the folder (tar root) holding ``meta.json``, or its single sub-folder
+        that does. A root folder named ``<digits>_<name>`` gives ``project_id`` and
+        ``project_name``; otherwise the name is the folder's (the tar's, without ``.tar``).
+        """
+        url = os.fspath(path_or_url)
+        is_tar = url.startswith("tar::") or url.lower().endswith(".tar")
+        src = cls(url.removeprefix("tar::"), is_tar=is_tar, storage_options=storage_options)
+        fs, path = src.filesystem()
+        if "://" not in src.url and "::" not in src.url:
+            src.url = path  # a local path, made absolute: workers may run in another folder
+        if not (fs.isfile(path) if is_tar else fs.isdir(path)):
+            raise ProjectError(f"project: expected a folder or a .tar, got {url!r} (not found)")
+        src.root = src._find_root()
+        folder = posixpath.basename(src.root) or posixpath.basename(path.rstrip("/"))
+        if is_tar and not src.root and folder.lower().endswith(".tar"):
+            folder = folder[:-4]
+        match = re.fullmatch(r"(\d+)_(.+)", folder)
+        src.project_id = int(match[1]) if match else None
+        src.project_name = match[2] if match else folder
+        return src
+
+    open_source = from_path  # the reader protocol's one required entry point
+
+    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """(filesystem, path of the project folder or of the tar file), opened on first use."""
+        if self._fs is None:
+            self._fs = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return self._fs
+
+    def _tar_index(self) -> dict[str, tuple[int, int]]:
+        if self._members is None:
+            fs, path = self.filesystem()
+            info = fs.info(path)
+            version = f"{info.get('size')}:{info.get('mtime') or info.get('ETag') or ''}"
+            self._members = _tar_members(fs, path, version)
+        return self._members
+
+    def _folder(self) -> str:
+        """Path of the project root folder on the filesystem (folder sources)."""
+        base = self.filesystem()[1]
+        return _join(base, self.root) if self.root else base
+
+    def _find_root(self) -> str:
+        """Project root relative to the folder or tar: "" or a single top folder."""
+        if self.is_tar:
+            names = self._tar_index()
+            if "meta.json" in names:
+                return ""
+            roots = sorted(n[:-10] for n in names if n.endswith("/meta.json") and n.count("/") == 1)
+        else:
+            fs, path = self.filesystem()
+            if fs.isfile(_join(path, "meta.json")):
+                return ""
+            subdirs = [e["name"].rstrip("/") for e in fs.ls(path, detail=True)
+                       if e.get("type") == "directory"]
+            roots = sorted(posixpath.basename(d) for d in subdirs
+                           if fs.isfile(_join(d, "meta.json")))
+        if len(roots) == 1:
+            return roots[0]
+        raise ProjectError(f"project {self.url!r}: expected meta.json at the top or in a single "
+                           f"top folder, got {len(roots)} candidate folders "
+                           f"({', '.join(roots) or 'none'})")
+
+    def read_bytes(self, path: str) -> bytes:
+        """Bytes of a file given by its path relative to the project root."""
+        fs, base = self.filesystem()
+        if not self.is_tar:
+            return fs.cat_file(_join(self._folder(), path))
+        try:
+            start, size = self._tar_index()[_join(self.root, path)]
+        except KeyError:
+            raise FileNotFoundError(f"{path!r} is not a file of {self.url!r}") from None
+        return fs.cat_file(base, start=start, end=start + size) if size else b""
+
+    def read_meta(self) -> ProjectMeta:
+        """Parse ``meta.json``; ``ProjectError`` when it is missing or invalid."""
+        try:
+            data = self.read_bytes("meta.json")
+        except FileNotFoundError:
+            raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self.url!r}, "
+                               f"got no such file") from None
+        return parse_meta(data)
+
+    def list_items(self) -> pa.Table:
+        """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
+
+        One recursive listing (``fs.find``) for a folder; the member index for a tar."""
+        if self.is_tar:
+            prefix = _join(self.root, "") if self.root else ""
+            files = ((n[len(prefix):], size) for n, (_, size) in self._tar_index().items()
+                     if n.startswith(prefix))
+            return index_project_files(files)
+        fs, _ = self.filesystem()
+        root = self._folder()
+        cut = len(root.rstrip("/")) + 1
+        found = fs.find(root, detail=True)
+        return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
+                                   if info.get("type", "file") == "file")
+
+    def read_annotation(self, ann_path: str, meta: ProjectMeta, where: str, **kwargs) -> Annotation:
+        """Read and parse one annotation file (``parse_annotation`` on its bytes)."""
+        return parse_annotation(self.read_bytes(ann_path), meta, where, **kwargs)

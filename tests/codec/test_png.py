@@ -1,0 +1,172 @@
+"""encode_png vs the independent decoders (Pillow, OpenCV): exact pixels, valid structure, same
+bytes for the same pixels, and clear errors. Seeded random cases of every kind and size."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskcore.codec import png as png_module
+from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, encode_png
+
+cv2 = pytest.importorskip("cv2")
+
+BACKENDS = sorted(DEFLATE_BACKENDS)
+SHAPES = {"grey": (), "rgb": (3,), "rgba": (4,)}
+
+
+def random_image(rng, h, w, extra):
+    """Noise, or mask-like blocks of few values (long runs, repeated rows), or a gradient."""
+    style = rng.integers(3)
+    if style == 0:
+        return rng.integers(0, 256, (h, w, *extra), dtype=np.uint8)
+    if style == 1:
+        values = rng.integers(0, 256, (int(rng.integers(1, 6)), *extra), dtype=np.uint8)
+        img = values[np.zeros((h, w), np.intp)]
+        for _ in range(int(rng.integers(0, 6))):
+            r0, c0 = rng.integers(0, h), rng.integers(0, w)
+            rows, cols = slice(r0, r0 + rng.integers(1, h + 1)), slice(c0, c0 + rng.integers(1, w + 1))
+            img[rows, cols] = values[rng.integers(len(values))]
+        return img
+    ramp = (np.add.outer(np.arange(h), np.arange(w)) * int(rng.integers(1, 5))) % 256
+    return np.broadcast_to(ramp[..., None] if extra else ramp, (h, w, *extra)).astype(np.uint8)
+
+
+def pillow_decode(data):
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def cv2_decode(data):
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is not None and img.ndim == 3:
+        img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]
+    return img
+
+
+def chunks(data):
+    """(tag, body) of every chunk; checks each CRC with stdlib zlib."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, out = 8, []
+    while pos < len(data):
+        length, tag = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8:pos + 8 + length]
+        assert struct.unpack_from(">I", data, pos + 8 + length)[0] == zlib.crc32(tag + body), tag
+        out.append((tag, body))
+        pos += 12 + length
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", SHAPES)
+def test_round_trip_matches_pillow_and_opencv(backend, kind):
+    rng = np.random.default_rng([7, BACKENDS.index(backend), list(SHAPES).index(kind)])
+    for case in range(60):
+        h, w = (1, 1) if case == 0 else (int(rng.integers(1, 301)), int(rng.integers(1, 501)))
+        img = random_image(rng, h, w, SHAPES[kind])
+        data = encode_png(img, deflate=backend)
+        assert np.array_equal(pillow_decode(data), img), (case, h, w)
+        assert np.array_equal(cv2_decode(data), img), (case, h, w)
+
+
+def test_non_contiguous_input_and_single_channel_axis():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (40, 60, 4), dtype=np.uint8)
+    view = base[::2, 5:50:3, :3]  # strided in every axis
+    assert np.array_equal(pillow_decode(encode_png(view)), view)
+    assert encode_png(view) == encode_png(np.ascontiguousarray(view))
+    grey = base[:, :, :1]
+    assert np.array_equal(pillow_decode(encode_png(grey)), grey[:, :, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_structure_is_minimal_and_standard(backend):
+    rng = np.random.default_rng(11)
+    for extra, color_type in (((), 0), ((3,), 2), ((4,), 6)):
+        img = random_image(rng, 37, 53, extra)
+        parts = chunks(encode_png(img, deflate=backend))
+        assert [t for t, _ in parts] == [b"IHDR", b"IDAT", b"IEND"]
+        assert struct.unpack(">IIBBBBB", parts[0][1]) == (53, 37, 8, color_type, 0, 0, 0)
+        raw = np.frombuffer(zlib.decompress(parts[1][1]), np.uint8)
+        rows = raw.reshape(37, -1)
+        assert rows.shape[1] == 1 + 53 * max(1, len(extra) and extra[0])
+        assert set(rows[:, 0].tolist()) == {2}  # every scanline filtered Up
+
+
+def test_idat_is_split_at_the_chunk_limit(monkeypatch):
+    monkeypatch.setattr(png_module, "_MAX_CHUNK", 97)
+    img = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    data = encode_png(img)
+    idats = [b for t, b in chunks(data) if t == b"IDAT"]
+    assert len(idats) > 5 and all(len(b) <= 97 for b in idats)
+    assert np.array_equal(pillow_decode(data), img)
+    assert np.array_equal(cv2_decode(data), img)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deterministic_bytes(backend):
+    rng = np.random.default_rng(13)
+    for extra in SHAPES.values():
+        img = random_image(rng, 120, 90, extra)
+        first = encode_png(img, deflate=backend)
+        assert encode_png(img.copy(), deflate=backend) == first
+        assert encode_png(img, deflate=backend) == first
+
+
+def test_default_backend_is_the_fastest_installed():
+    assert DEFAULT_DEFLATE == next(b for b in ("isal", "zlib-ng", "zlib") if b in DEFLATE_BACKENDS)
+
+
+def test_palette_output_decodes_to_the_palette_colours():
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        n = int(rng.integers(1, 257))
+        palette = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+        h, w = int(rng.integers(1, 120)), int(rng.integers(1, 160))
+        idx = rng.integers(0, n, (h, w), dtype=np.uint8)
+        data = encode_png(idx, palette=palette)
+        image = Image.open(io.BytesIO(data))
+        assert image.mode == "P"
+        assert np.array_equal(np.asarray(image), idx)
+        assert np.array_equal(np.asarray(image.convert("RGB")), palette[idx])
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert np.array_equal(bgr[:, :, ::-1], palette[idx])
+        assert [t for t, _ in chunks(data)] == [b"IHDR", b"PLTE", b"IDAT", b"IEND"]
+
+
+@pytest.mark.parametrize(
+    "pixels, error",
+    [
+        (np.zeros((4, 4), np.float32), TypeError),
+        (np.zeros((4, 4), bool), TypeError),
+        (np.zeros((4, 4), np.uint16), TypeError),
+        ([[0, 1]], TypeError),
+        (np.zeros((4,), np.uint8), ValueError),
+        (np.zeros((4, 4, 2), np.uint8), ValueError),
+        (np.zeros((4, 4, 5), np.uint8), ValueError),
+        (np.zeros((0, 4), np.uint8), ValueError),
+        (np.zeros((4, 0, 3), np.uint8), ValueError),
+        (np.zeros((2, 2, 2, 3), np.uint8), ValueError),
+    ],
+)
+def test_bad_pixels_are_refused_with_what_was_expected(pixels, error):
+    with pytest.raises(error, match="expected"):
+        encode_png(pixels)
+
+
+def test_bad_palettes_and_backends_are_refused():
+    idx = np.array([[0, 1], [2, 3]], np.uint8)
+    with pytest.raises(ValueError, match="outside a palette of 3"):
+        encode_png(idx, palette=np.zeros((3, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\(N<=256, 3\)"):
+        encode_png(idx, palette=np.zeros((257, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\(N<=256, 3\)"):
+        encode_png(idx, palette=np.zeros((4, 4), np.uint8))
+    with pytest.raises(TypeError, match="uint8 palette"):
+        encode_png(idx, palette=np.zeros((4, 3), np.int64))
+    with pytest.raises(ValueError, match="indices"):
+        encode_png(np.zeros((2, 2, 3), np.uint8), palette=np.zeros((4, 3), np.uint8))
+    with pytest.raises(ValueError, match="expected one of"):
+        encode_png(idx, deflate="brotli")
