@@ -23,6 +23,7 @@ from ..errors import ConfigError, ImageDecodeError, MissingImageError
 from ..item import ItemData
 from ..model import ProjectMeta
 from ..names import safe_component
+from ..timing import NO_CLOCK
 from ..raster.resize import resize_area
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
@@ -85,7 +86,8 @@ class SuperviselyMasksLayout:
             out.append(("obj_class_to_semantic_color.json", _json_bytes(semantic)))
         return out
 
-    def item_files(self, item: ItemData) -> list[Output]:
+    def item_files(self, item: ItemData, clock=NO_CLOCK) -> list[Output]:
+        """Every file of one item, rendered in memory; ``clock`` times each step."""
         ann, meta = item.annotation, item.meta
         h, w = ann.size_hw
         d, stem = item.out_dir, item.mask_stem
@@ -95,52 +97,60 @@ class SuperviselyMasksLayout:
         if self.copy_images and item.image_bytes is not None:
             out.append((f"{d}/img/{item.name}", item.image_bytes))
         classes = meta.class_by_title()
-        patches = [coverage(lb.geometry, ann.size_hw, self.thickness) for lb in ann.labels]
+        with clock.step("rasterize"):
+            patches = [coverage(lb.geometry, ann.size_hw, self.thickness) for lb in ann.labels]
+            if "semantic" in self.masks or "human" in self.masks:
+                layers = [colour_layers(lb.geometry, cover, classes[lb.class_title].color_rgb,
+                                        ann.size_hw, self.thickness, classes[lb.class_title].geometry_config)
+                          for lb, cover in zip(ann.labels, patches)]
         if "machine" in self.masks:
-            index = meta.class_index()
-            canvas = np.zeros((h, w), np.uint8)
-            areas = [label_area(lb.geometry, p) for lb, p in zip(ann.labels, patches)]
-            order = sorted(range(len(areas)), key=lambda i: -areas[i])  # stable: ties keep file order
-            for i in order:
-                paint(canvas, patches[i], index[ann.labels[i].class_title])
-            out.append((f"{d}/masks_machine/{stem}.png", encode_png(canvas)))
-        if "semantic" in self.masks or "human" in self.masks:
-            layers = [colour_layers(lb.geometry, cover, classes[lb.class_title].color_rgb,
-                                    ann.size_hw, self.thickness, classes[lb.class_title].geometry_config)
-                      for lb, cover in zip(ann.labels, patches)]
+            with clock.step("compose.machine"):
+                index = meta.class_index()
+                canvas = np.zeros((h, w), np.uint8)
+                areas = [label_area(lb.geometry, p) for lb, p in zip(ann.labels, patches)]
+                for i in sorted(range(len(areas)), key=lambda i: -areas[i]):  # stable: ties keep file order
+                    paint(canvas, patches[i], index[ann.labels[i].class_title])
+            with clock.step("encode.machine"):
+                out.append((f"{d}/masks_machine/{stem}.png", encode_png(canvas)))
         if "semantic" in self.masks:
-            canvas = np.zeros((h, w, 3), np.uint8)
-            for label_layers in layers:
-                for colour, patch in label_layers:
-                    paint(canvas, patch, colour)
-            out.append((f"{d}/masks_semantic_rgb/{stem}.png", encode_png(canvas)))
+            with clock.step("compose.semantic"):
+                canvas = np.zeros((h, w, 3), np.uint8)
+                for label_layers in layers:
+                    for colour, patch in label_layers:
+                        paint(canvas, patch, colour)
+            with clock.step("encode.semantic"):
+                out.append((f"{d}/masks_semantic_rgb/{stem}.png", encode_png(canvas)))
         if "human" in self.masks:
-            out.append((f"{d}/masks_human/{stem}.png", encode_png(self._human(item, layers))))
+            picture = self._human(item, layers, clock)
+            with clock.step("encode.human"):
+                out.append((f"{d}/masks_human/{stem}.png", encode_png(picture)))
         if "instance" in self.masks:
-            out.extend(self._instances(item, patches))
+            out.extend(self._instances(item, patches, clock))
         return out
 
-    def _human(self, item: ItemData, layers) -> np.ndarray:
+    def _human(self, item: ItemData, layers, clock) -> np.ndarray:
         h, w = item.annotation.size_hw
         if item.image_bytes is None:
             raise MissingImageError("the image file is missing and the human preview needs it",
                                     where=item.where)
-        image = decode_image(item.image_bytes, name=item.where)
+        with clock.step("decode.image"):
+            image = decode_image(item.image_bytes, name=item.where)
         if image.shape[:2] != (h, w):
             raise ImageDecodeError(
                 f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}",
                 where=item.where)
-        both = np.empty((h, 2 * w, 3), np.uint8)
-        both[:, :w] = image
-        overlay = both[:, w:]
-        overlay[...] = image
-        for label_layers in layers:
-            _overlay_label(overlay, label_layers)
-        if self.human_resize_percent is not None and self.human_resize_percent != 100:
-            both = resize_area(both, self.human_resize_percent)
+        with clock.step("compose.human"):
+            both = np.empty((h, 2 * w, 3), np.uint8)
+            both[:, :w] = image
+            overlay = both[:, w:]
+            overlay[...] = image
+            for label_layers in layers:
+                _overlay_label(overlay, label_layers)
+            if self.human_resize_percent is not None and self.human_resize_percent != 100:
+                both = resize_area(both, self.human_resize_percent)
         return both
 
-    def _instances(self, item: ItemData, patches) -> list[Output]:
+    def _instances(self, item: ItemData, patches, clock) -> list[Output]:
         h, w = item.annotation.size_hw
         counts: dict[str, int] = {}
         out: list[Output] = []
@@ -149,9 +159,12 @@ class SuperviselyMasksLayout:
             n = counts.get(title, 0)
             counts[title] = n + 1
             name = title if n == 0 else f"{title}_{n:02d}"
-            mask = np.zeros((h, w), np.uint8)
-            paint(mask, patch, 255)
-            out.append((f"{item.out_dir}/masks_instances/{item.mask_stem}/{name}.png", encode_png(mask)))
+            with clock.step("compose.instance"):
+                mask = np.zeros((h, w), np.uint8)
+                paint(mask, patch, 255)
+            with clock.step("encode.instance"):
+                out.append((f"{item.out_dir}/masks_instances/{item.mask_stem}/{name}.png",
+                            encode_png(mask)))
         return out
 
 

@@ -1,6 +1,6 @@
 """Area-interpolated downscaling (the rule of OpenCV's ``INTER_AREA`` when shrinking).
 
-Each output pixel is the mean of the source area it covers. Output size: ``round(n * percent / 100)``
+Each output pixel is the mean of the source area it covers. Output size: ``int(n * percent / 100)`` (truncated, as the reference app sizes it)
 per axis, at least 1. Rounding follows OpenCV: when both axes shrink by whole factors the block sum
 is scaled in float32 and rounded half to even (half up for the 2x2 case, OpenCV's special path);
 other factors weight partial pixels by their overlap in float64 and round half to even, which can
@@ -26,7 +26,7 @@ def _area_weights(n_src: int, n_dst: int) -> np.ndarray:
 def resized_hw(size_hw: tuple[int, int], percent: float) -> tuple[int, int]:
     """Output size of a resize by ``percent``."""
     h, w = size_hw
-    return max(1, int(round(h * percent / 100.0))), max(1, int(round(w * percent / 100.0)))
+    return max(1, int(h * percent / 100.0)), max(1, int(w * percent / 100.0))
 
 
 def resize_area(image: np.ndarray, percent: float) -> np.ndarray:
