@@ -27,7 +27,8 @@ def paint(canvas: np.ndarray, patch: Patch, value) -> None:
         return
     region = canvas[patch.window()]
     if patch.mask.dtype == bool:
-        region[patch.mask] = value
+        where = patch.mask if region.ndim == 2 else patch.mask[..., None]
+        np.copyto(region, np.asarray(value, dtype=region.dtype), where=where)
     else:
         covered = patch.mask != 0
         region[covered] = _blend(region, patch.mask, value)[covered]
@@ -40,8 +41,8 @@ def overlay_half(overlay: np.ndarray, patch: Patch, colour) -> None:
         return
     region = overlay[patch.window()]
     if patch.mask.dtype == bool:
-        px = region[patch.mask].astype(np.uint16)
-        region[patch.mask] = ((px + np.asarray(colour, np.uint16)) // 2).astype(np.uint8)
+        mixed = ((region.astype(np.uint16) + np.asarray(colour, np.uint16)) >> 1).astype(np.uint8)
+        np.copyto(region, mixed, where=patch.mask[..., None])
     else:
         covered = patch.mask != 0
         drawn = _blend(region, patch.mask, colour)

@@ -67,7 +67,7 @@ def _scan_edges(p0: np.ndarray, p1: np.ndarray, height: int, width: int):
     keep = p0[:, 1] != p1[:, 1]
     p0, p1 = p0[keep], p1[keep]
     _, t0x, t0y, t1x, t1y = clip_segments(p0[:, 0], p0[:, 1], p1[:, 0], p1[:, 1], (height, width))
-    use_t = t0y == t0y
+    use_t = t0y != t1y
     c0y = np.where(use_t, t0y, p0[:, 1])
     c1y = np.where(use_t, t1y, p1[:, 1])
     c0x, c1x = t0x << _SHIFT, t1x << _SHIFT

@@ -87,6 +87,14 @@ def test_whole_canvas_covered_by_far_vertices():
     assert _ours([big]).all()
 
 
+def test_tall_edge_beside_the_canvas_keeps_c_truncating_slope():
+    # The right edge misses the canvas (x > 52 on every canvas row), yet its crossing is extrapolated
+    # over ~750k rows from its top vertex: a floor instead of C's truncating division for its
+    # 16.16 slope drifts it ~11 px into the canvas.  Found by random search, minimised.
+    tri = [np.array([[58, 10286], [-14, 130215], [81, -738875]])]
+    assert (_ours(tri) == _ref(tri)).all()
+
+
 def test_far_vertices_allocate_only_the_window():
     rng = np.random.default_rng(5)
     rings = [rng.integers(-10 ** 7, 10 ** 7, size=(40, 2)) for _ in range(3)]

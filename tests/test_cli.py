@@ -1,0 +1,129 @@
+"""The command line and job specs, run as a user runs them: a real subprocess, real workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from maskcore.errors import ConfigError
+from maskcore.jobspec import load_job
+from maskcore.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _maskcore(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "maskcore.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
+
+
+def test_demo_job_runs_and_writes_the_layout(tmp_path):
+    proc = _maskcore("run", "jobs/demo.yaml", "--output", str(tmp_path / "out"), "--workers", "2")
+    assert proc.returncode == EXIT_OK, proc.stderr
+    out = tmp_path / "out"
+    assert json.loads((out / "obj_class_to_machine_color.json").read_text()) == {
+        "cat": [1, 1, 1], "dog": [2, 2, 2], "cat2": [3, 3, 3], "dog2": [4, 4, 4], "test_point": [5, 5, 5]}
+    for kind in ("masks_machine", "masks_semantic_rgb", "masks_human"):
+        assert sorted(p.name for p in (out / "ds" / kind).iterdir()) == [
+            "cat1.png", "cat2.png", "cat3.png", "dog1.png", "dog2.png", "dog3.png"]
+    assert sorted(p.name for p in (out / "ds/masks_instances/cat3").iterdir()) == [
+        "cat.png", "test_point.png", "test_point_01.png"]
+    report = json.loads((out / ".maskcore/report.json").read_text())
+    assert report["items"] == {"total": 6, "ok": 6, "failed": 0}
+    manifest = pq.read_table(out / ".maskcore/manifest.parquet").to_pylist()
+    assert [r["item"] for r in manifest] == ["cat1.jpg", "cat2.jpg", "cat3.jpg", "dog1.jpg", "dog2.jpg", "dog3.jpg"]
+    for row in manifest:  # the manifest's checksums describe the files on disk
+        for o in row["outputs"]:
+            assert hashlib.sha256((out / o["path"]).read_bytes()).hexdigest() == o["sha256"]
+
+
+def test_same_input_same_bytes_whatever_the_partitioning(tmp_path, samples, dask_client):
+    a = run_export(ExportConfig(str(samples / "instance"), str(tmp_path / "a"), items_per_partition=1),
+                   log=lambda m: None, client=dask_client)
+    b = run_export(ExportConfig(str(samples / "instance"), str(tmp_path / "b"), items_per_partition=5),
+                   log=lambda m: None, client=dask_client)
+    assert a.exit_code == b.exit_code == EXIT_OK
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    # meta + 2 colour maps, ann + img, 3 mask kinds per item, 8 objects
+    assert len(_tree(tmp_path / "a")) == 3 + 6 * 2 + 6 * 3 + 8
+
+
+def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples):
+    src = tmp_path / "src"
+    shutil.copytree(samples / "vector", src)
+    (src / "ds/ann/cat2.jpg.json").write_text("{not json")
+    dog1 = json.loads((src / "ds/ann/dog1.jpg.json").read_text())
+    dog1["objects"][1]["classTitle"] = "unicorn"
+    (src / "ds/ann/dog1.jpg.json").write_text(json.dumps(dog1))
+    (src / "ds/img/dog3.jpg").unlink()
+    before = _tree(src)
+    proc = _maskcore("export", str(src), str(tmp_path / "out"), "--workers", "1")
+    assert proc.returncode == EXIT_PARTIAL, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    assert report["items"] == {"total": 6, "ok": 3, "failed": 3}
+    errors = {f["item"]: f["error"] for f in report["failures"]}
+    assert errors["cat2.jpg"].startswith("ds/cat2.jpg: ") and "JSON" in errors["cat2.jpg"]
+    assert "ds/dog1.jpg/object 1" in errors["dog1.jpg"] and "unicorn" in errors["dog1.jpg"]
+    assert "dog3.jpg" in errors["dog3.jpg"] and "missing" in errors["dog3.jpg"]
+    # failed items leave no partial outputs; good items are complete; the source is untouched
+    assert not (tmp_path / "out/ds/masks_machine/cat2.png").exists()
+    assert not (tmp_path / "out/ds/masks_instances/dog1").exists()
+    assert (tmp_path / "out/ds/masks_human/cat3.png").exists()
+    assert _tree(src) == before
+
+
+def test_unreadable_project_and_bad_options_are_fatal(tmp_path):
+    proc = _maskcore("export", str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert proc.returncode == EXIT_FATAL and "not found" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = _maskcore("export", str(tmp_path / "empty"), str(tmp_path / "out"))
+    assert proc.returncode == EXIT_FATAL and "meta.json" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _maskcore("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--masks", "machine,fancy")
+    assert proc.returncode == EXIT_FATAL and "fancy" in proc.stderr
+    proc = _maskcore("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--workers", "0")
+    assert proc.returncode == 2
+
+
+def test_destination_inside_the_source_is_refused(tmp_path, samples):
+    src = tmp_path / "src"
+    shutil.copytree(samples / "vector", src)
+    proc = _maskcore("export", str(src), str(src / "masks"))
+    assert proc.returncode == EXIT_FATAL and "inside the source" in proc.stderr
+    assert not (src / "masks").exists()
+
+
+def test_job_spec_paths_are_relative_to_the_job_file(tmp_path):
+    job = tmp_path / "jobs" / "j.yaml"
+    job.parent.mkdir()
+    job.write_text("source: ../project\ndestination: ../out\nmasks: [machine]\noptions: {thickness: 3}\n")
+    cfg = load_job(str(job))
+    assert cfg.source == str(tmp_path / "project") and cfg.destination == str(tmp_path / "out")
+    assert cfg.layout_options == {"thickness": 3, "masks": ["machine"]}
+    job.write_text("source: a\ndestination: b\nthikness: 3\n")
+    with pytest.raises(ConfigError, match="thikness"):
+        load_job(str(job))
+    job.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_job(str(job))
+
+
+def test_tar_source_gives_the_same_export_as_the_folder(tmp_path, samples, dask_client):
+    tar = tmp_path / "project.tar"
+    subprocess.run(["tar", "-cf", str(tar), "-C", str(samples / "vector"), "."], check=True)
+    a = run_export(ExportConfig(str(samples / "vector"), str(tmp_path / "a")), log=lambda m: None, client=dask_client)
+    b = run_export(ExportConfig(str(tar), str(tmp_path / "b")), log=lambda m: None, client=dask_client)
+    assert a.exit_code == b.exit_code == EXIT_OK
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
