@@ -1,18 +1,19 @@
-"""Thin (1 px) segments and polylines, pixel for pixel as OpenCV 4.x ``cv2.line`` / ``cv2.polylines``.
+"""Thin (1 px) segments and polylines, pixel for pixel as OpenCV 4.x ``cv2.line`` / ``polylines``.
 
 Conventions (shared with ``patch.py``):
 - Canvas coordinates are integers, origin at the top-left pixel centre, x = column, y = row.
   Point arrays are ``int64`` (N, 2) in **xy** order; ``size_hw`` is (height, width).
 - Coordinates must fit in int32 (OpenCV's ``Point``); they may lie far outside the canvas.
 - Pixel rule: OpenCV's ``LINE_8`` (thickness 1, shift 0), reproduced exactly:
-  1. ``clipLine``: when an endpoint is outside the canvas, endpoints are moved onto the border with
-     float64 arithmetic truncated toward zero -- first the y-out endpoints to row 0 / h-1 (the second
-     one using the already moved first), then the x-out ones to column 0 / w-1.  The clipped line is
-     then drawn, so its pixels can differ from cropping the unclipped line (OpenCV's behaviour, kept).
-     A segment that clipLine rejects paints nothing.
-  2. Bresenham from the left endpoint (endpoints swapped when x1 < x0), ``count = max(|dx|, |dy|) + 1``,
-     the minor coordinate after ``i`` major steps is ``floor((2*minor*i + major - 1) / (2*major))``
-     (the closed form of ``err = major - 2*minor``, minor step when ``err < 0``).
+  1. ``clipLine``: when an endpoint is outside the canvas, endpoints are moved onto the border
+     with float64 arithmetic truncated toward zero -- first the y-out endpoints to row 0 / h-1
+     (the second one using the already moved first), then the x-out ones to column 0 / w-1.
+     The clipped line is then drawn, so its pixels can differ from cropping the unclipped line
+     (OpenCV's behaviour, kept).  A segment that clipLine rejects paints nothing.
+  2. Bresenham from the left endpoint (endpoints swapped when x1 < x0), ``max(|dx|, |dy|) + 1``
+     pixels; after ``i`` major steps the minor coordinate has moved
+     ``floor((2*minor*i + major - 1) / (2*major))`` (the closed form of OpenCV's
+     ``err = major - 2*minor``, minor step when ``err < 0``).
 - Polylines: open joins v[i-1] -> v[i]; closed also v[n-1] -> v[0] (drawn first).  An open polyline
   of one vertex paints nothing, a closed one paints that pixel (as OpenCV's ``PolyLine``).
 - Output: ``Patch`` with a ``bool`` mask, cropped to the painted pixels (empty patch when none).
@@ -26,6 +27,7 @@ import numpy as np
 from maskcore.raster.patch import Patch, empty_patch
 
 _INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+_XY_STRIDE = 1 << 32                 # pixel_offsets stride that packs canvas (x, y) in one int64
 
 
 def check_size_hw(size_hw) -> tuple[int, int]:
@@ -64,7 +66,8 @@ def _outcode(x: np.ndarray, y: np.ndarray, right: int, bottom: int) -> np.ndarra
 
 def _shift_by_ratio(num_a, num_b, den) -> np.ndarray:
     """``(int64)((double)num_a * num_b / den)``: C's float64 product, quotient, truncation."""
-    return (num_a.astype(np.float64) * num_b.astype(np.float64) / den.astype(np.float64)).astype(np.int64)
+    ratio = num_a.astype(np.float64) * num_b.astype(np.float64) / den.astype(np.float64)
+    return ratio.astype(np.int64)
 
 
 def clip_segments(x0, y0, x1, y1, size_hw):
@@ -75,9 +78,13 @@ def clip_segments(x0, y0, x1, y1, size_hw):
     """
     height, width = check_size_hw(size_hw)
     right, bottom = width - 1, height - 1
-    x0, y0, x1, y1 = (np.array(v, dtype=np.int64, copy=True).reshape(-1) for v in (x0, y0, x1, y1))
+    x0, y0, x1, y1 = (np.array(v, dtype=np.int64).reshape(-1) for v in (x0, y0, x1, y1))
+    if height == 0 or width == 0:
+        return np.zeros(x0.size, dtype=bool), x0, y0, x1, y1
     c0, c1 = _outcode(x0, y0, right, bottom), _outcode(x1, y1, right, bottom)
     todo = ((c0 & c1) == 0) & ((c0 | c1) != 0)
+    if not todo.any():
+        return (c0 | c1) == 0, x0, y0, x1, y1
     for xa, ya, ca in ((x0, y0, c0), (x1, y1, c1)):        # y-out endpoints onto row 0 / bottom
         sel = np.flatnonzero(todo & ((ca & 12) != 0))
         a = np.where(ca[sel] < 8, 0, bottom)
@@ -95,7 +102,7 @@ def clip_segments(x0, y0, x1, y1, size_hw):
 
 
 def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels ``(xs, ys)`` that ``cv2.line(canvas, (x0, y0), (x1, y1), 1)`` paints, for many segments.
+    """Pixels ``(xs, ys)`` that ``cv2.line(canvas, (x0, y0), (x1, y1), 1)`` paints, per segment.
 
     Inputs are equal-length integer arrays (int32 range); outputs are int64 arrays inside the
     canvas, segment after segment (a pixel shared by two segments appears twice).
@@ -107,33 +114,44 @@ def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
                          f"{[v.size for v in ends]}")
     for v in ends:
         if v.size and v.dtype.kind not in "iu":
-            raise TypeError(f"segments_pixels: expected integer coordinates, got dtype {v.dtype}")
+            raise TypeError(f"segments_pixels: expected integer coordinates, got {v.dtype}")
         _check_int32(v, "segments_pixels")
     if ends[0].size == 0 or height == 0 or width == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     inside, *ends = clip_segments(*ends, (height, width))
-    return _bresenham(*(v[inside] for v in ends))
+    flat = pixel_offsets(*(v[inside] for v in ends), stride=_XY_STRIDE)
+    return flat & (_XY_STRIDE - 1), flat >> 32
 
 
-def _bresenham(x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+def pixel_offsets(x0, y0, x1, y1, stride: int) -> np.ndarray:
+    """Bresenham pixels ``x + y * stride`` (int64) of segments clipped to non-negative coordinates.
+
+    One value per pixel, segment after segment.  With ``stride`` = the width of a window whose
+    origin the coordinates are relative to, these are flat indexes into that window.
+    """
     swap = x1 < x0                                           # OpenCV draws left to right
     sx, sy = np.where(swap, x1, x0), np.where(swap, y1, y0)
     dx = np.abs(x1 - x0)
     dy = np.where(swap, y0 - y1, y1 - y0)
-    step_y = np.where(dy < 0, -1, 1)
+    step_y = np.where(dy < 0, -stride, stride)
     dy = np.abs(dy)
     vert = dy > dx
     major, minor = np.maximum(dx, dy), np.minimum(dx, dy)
+    step_major = np.where(vert, step_y, 1)
+    step_minor = np.where(vert, 1, step_y)
     counts = major + 1
-    seg = np.repeat(np.arange(counts.size), counts)
-    starts = np.cumsum(counts) - counts
-    i = np.arange(seg.size, dtype=np.int64) - starts[seg]
-    n, m = major[seg], minor[seg]
-    k = np.maximum(2 * m * i + n - 1, 0) // np.maximum(2 * n, 1)
-    v = vert[seg]
-    xs = sx[seg] + np.where(v, k, i)
-    ys = sy[seg] + step_y[seg] * np.where(v, i, k)
-    return xs, ys
+    start = np.cumsum(counts) - counts
+    # Pixel j of the batch is step i = j - start of its segment; the minor coordinate has moved
+    # k = floor((2 * minor * i + major - 1) / (2 * major)) times (OpenCV's err < 0 rule).
+    j = np.arange(int(start[-1] + counts[-1]) if counts.size else 0, dtype=np.int64)
+    k = j * (2 * minor).repeat(counts)
+    k += (np.maximum(major - 1, 0) - 2 * minor * start).repeat(counts)
+    k //= np.maximum(2 * major, 1).repeat(counts)
+    k *= step_minor.repeat(counts)
+    flat = j * step_major.repeat(counts)
+    flat += (sx + sy * stride - start * step_major).repeat(counts)
+    flat += k
+    return flat
 
 
 def polyline_segments(points_xy: np.ndarray, closed: bool) -> tuple[np.ndarray, np.ndarray]:

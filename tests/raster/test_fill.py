@@ -23,6 +23,9 @@ def _ours(rings, size_hw=(H, W)):
     assert patch.mask.dtype == bool
     assert 0 <= patch.top and 0 <= patch.left
     assert patch.bottom <= size_hw[0] and patch.right <= size_hw[1]
+    if patch.mask.size:                                      # cropped to what it paints
+        m = patch.mask
+        assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
     return patch_to_full(patch, size_hw)
 
 
@@ -143,8 +146,14 @@ def test_random_far_vertices():
     for _ in range(100):        # x near the int32 limits: exercises the 64-bit-key fallback sort
         cases.append([_box_ring(rng, int(rng.integers(3, 20)), (-(2 ** 31), -500),
                                 (2 ** 31 - 1, 500))])
+    for _ in range(200):        # some vertices near the int32 x limits, the others near the canvas
+        ring = _box_ring(rng, int(rng.integers(3, 12)), (-20, -20), (W + 20, H + 20))
+        far = rng.random(len(ring)) < 0.3
+        ring[far, 0] = rng.choice([-(2 ** 31), 2 ** 31 - 1], int(far.sum()))
+        cases.append([ring])
     for _ in range(6):
-        cases.append([_box_ring(rng, int(rng.integers(3, 10)), (-10 ** 7, -10 ** 7), (10 ** 7, 10 ** 7))])
+        cases.append([_box_ring(rng, int(rng.integers(3, 10)), (-10 ** 7, -10 ** 7),
+                                (10 ** 7, 10 ** 7))])
     assert _mismatches(cases) == []
 
 
@@ -195,3 +204,24 @@ def test_random_multi_ring_self_intersecting_and_tiny_canvases():
     bad = [i for i, (rings, size) in enumerate(zip(cases, sizes))
            if (_ours(rings, size) != _ref(rings, size)).any()]
     assert bad == []
+
+
+def test_random_polygons_on_a_larger_canvas():
+    rng = np.random.default_rng(16)
+    size = (300, 420)
+    cases = []
+    for k in range(60):
+        centre = rng.uniform([-50, -50], [470, 350])
+        n = int(rng.integers(3, 200))
+        if k % 2:
+            cases.append([_star(rng, centre, 5, rng.uniform(10, 250), n)])
+        else:
+            cases.append([np.floor(centre + rng.uniform(-150, 150, (n, 2))).astype(np.int64)])
+    assert _mismatches(cases, size) == []
+
+
+def test_accepts_any_integer_dtype():
+    tri = np.array([[1, 1], [9, 1], [1, 9]])
+    for dtype in (np.int32, np.uint16, np.int64):
+        assert _ours([tri.astype(dtype)], (12, 12)).sum() == 45
+    assert _ours([tri.tolist()], (12, 12)).sum() == 45
