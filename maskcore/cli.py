@@ -1,7 +1,8 @@
 """The ``maskcore`` command line: ``run JOB`` and ``export PROJECT DST``.
 
-Exit codes: 0 all items exported, 3 some items failed (named in the report), 1 nothing could
-run (unreadable project, bad configuration), 2 bad command line.
+Exit codes: 0 all items exported (or unchanged), 3 some items failed (named in the report),
+1 nothing could run (unreadable project, bad configuration), 2 bad command line, 4 refused to run
+(another run holds the destination, or the destination is inside the source).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 import sys
 
 from . import __version__
-from .errors import MaskcoreError
-from .run import EXIT_FATAL, ExportConfig, run_export
+from .errors import MaskcoreError, RefusedError
+from .run import EXIT_FATAL, EXIT_REFUSED, ExportConfig, run_export
 
 
 def _positive_int(text: str) -> int:
@@ -29,6 +30,10 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
     p.add_argument("--items-per-partition", type=_positive_int, help="items per Dask task")
+    p.add_argument("--full", action="store_true",
+                   help="render every item, ignoring what the last run already exported")
+    p.add_argument("--progress-interval", type=float, metavar="SECONDS",
+                   help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
 
 
@@ -69,10 +74,11 @@ def _config(args) -> ExportConfig:
             options["copy_images"] = False
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
                            layout_options=options)
-    for key in ("workers", "cluster", "cluster_file", "items_per_partition"):
+    for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.debug = args.debug
+    cfg.full = cfg.full or args.full
     return cfg
 
 
@@ -80,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = run_export(_config(args))
+    except RefusedError as exc:
+        print(f"maskcore: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except MaskcoreError as exc:
         print(f"maskcore: error: {exc}", file=sys.stderr)
         if args.debug:

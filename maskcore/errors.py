@@ -59,3 +59,7 @@ class LimitError(ItemError, ValueError):
 
 class UnsafePathError(MaskcoreError, ValueError):
     """A name would escape its destination folder."""
+
+
+class RefusedError(MaskcoreError, RuntimeError):
+    """The run refuses to start: the destination is locked by another run or lies in the source."""

@@ -25,7 +25,8 @@ from .errors import ConfigError
 from .run import ExportConfig
 
 KEYS = {"source", "destination", "layout", "masks", "options", "cluster", "cluster_file", "workers",
-        "storage_options", "items_per_partition", "reader", "name", "description"}
+        "storage_options", "items_per_partition", "reader", "name", "description", "full",
+        "progress_interval"}
 
 
 def _resolve(path: str, base: str) -> str:
@@ -74,4 +75,6 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
         cluster_file=_resolve(cluster_file, base) if cluster_file else None,
         workers=workers,
         items_per_partition=doc.get("items_per_partition"),
+        full=bool(doc.get("full", False)),
+        progress_interval=float(doc.get("progress_interval", 30.0)),
     )

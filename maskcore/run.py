@@ -1,9 +1,14 @@
-"""Orchestration: plan the items, run one Dask task per partition, write the run report.
+"""Orchestration: plan the items, run one Dask task per partition, keep the destination's state.
 
-This layer is thin on purpose: everything a task does lives in :mod:`maskcore.task`.
-Run metadata goes to ``<destination>/.maskcore/``: ``report.json`` (counts, timings, failures)
-and ``manifest.parquet`` (one row per item: status, error, input checksums, files written with
-size and sha256). The export tree itself contains no timestamps.
+This layer is thin on purpose: what a task does lives in :mod:`maskcore.task`, the state files
+(manifest, partial results, lock) in :mod:`maskcore.state`. A run:
+1. takes the destination's lock (a second run is refused with exit code 4);
+2. plans the items into partitions; if the last finished run used the same configuration, each
+   item carries its previous input checksums so workers skip unchanged items (incremental);
+3. skips partitions a killed run already finished (``.maskcore/partials``), runs the others;
+4. removes outputs that no current item produced (deleted items, fewer objects, failed items);
+5. writes ``.maskcore/manifest.parquet`` and ``.maskcore/report.json``. The export tree itself
+   carries no timestamps: the same inputs and options give the same bytes.
 """
 
 from __future__ import annotations
@@ -17,23 +22,28 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from . import __version__
 from .cluster import connect, get_profile
-from .errors import ConfigError
+from .errors import RefusedError
 from .layouts import get_layout
 from .plan import partitions, plan_partitions
+from .progress import Progress
 from .readers import open_source
 from .sinks import get_sink
+from .state import (MANIFEST, PARTIALS, REPORT, STATE_DIR, RunLock, config_fingerprint, parquet_bytes,
+                    partition_key, read_parquet)
 from .task import RESULT_SCHEMA, TaskSpec, run_partition
 
-EXIT_OK = 0          # every item exported
-EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration, refused destination
+EXIT_OK = 0          # every item exported (or unchanged)
+EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration
 EXIT_USAGE = 2       # bad command line (argparse)
 EXIT_PARTIAL = 3     # the run finished but some items failed (listed in the report)
+EXIT_REFUSED = 4     # refused to run: destination locked by another run, or inside the source
 
-REPORT_DIR = ".maskcore"
+REPORT_DIR = STATE_DIR
+FINGERPRINT_KEY = b"maskcore.config_fingerprint"
 
 
 @dataclass
@@ -48,6 +58,8 @@ class ExportConfig:
     cluster_file: str | None = None
     workers: int | None = None
     items_per_partition: int | None = None
+    full: bool = False                  # ignore the previous manifest: render every item
+    progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     debug: bool = False
 
 
@@ -64,15 +76,18 @@ def _refuse_destination_in_source(source: str, destination: str) -> None:
     src = os.path.realpath(source)
     dst = os.path.realpath(destination)
     if dst == src or dst.startswith(src.rstrip(os.sep) + os.sep):
-        raise ConfigError(f"destination {destination!r} is inside the source {source!r}; "
+        raise RefusedError(f"destination {destination!r} is inside the source {source!r}; "
                           "maskcore never writes into the source project")
 
 
-def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None,
-               client=None) -> RunResult:
+def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, client=None,
+               on_partition: Callable[[int], None] | None = None) -> RunResult:
     """Run one export; returns the exit code, the report and the manifest.
 
-    ``client``: an existing ``distributed.Client`` to run on (the profile's cluster is not started).
+    ``client``: an existing ``distributed.Client`` to run on (no cluster is started).
+    ``on_partition(n_done)``: called on the driver each time a partition finishes.
+    Raises ConfigError/ProjectError when nothing can run and LockedError when another run
+    holds the destination.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.perf_counter()
@@ -83,56 +98,129 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None,
     meta = source.read_meta()
     layout.check_meta(meta)
     sink = get_sink("dir", cfg.destination, cfg.storage_options)
-    listing = source.list_items()
+    with RunLock(sink):
+        return _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started)
+
+
+def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started) -> RunResult:
+    config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
     workers = cfg.workers or (profile.get("local") or {}).get("n_workers") or os.cpu_count() or 1
-    plan = plan_partitions(listing, workers=workers, items_per_partition=cfg.items_per_partition)
+    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition)
+    previous = read_parquet(sink, MANIFEST)
+    incremental = (previous is not None and not cfg.full
+                   and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
+    if incremental:
+        plan = _attach_previous(plan, previous)
     parts = partitions(plan)
-    log(f"maskcore: {plan.num_rows} items in {len(parts)} partitions -> {cfg.destination}")
+    keys = [partition_key(config_fp, p) for p in parts]
+    finished = set(sink.listdir(PARTIALS))
+    resumed = {i: read_parquet(sink, f"{PARTIALS}/{k}.parquet") for i, k in enumerate(keys)
+               if f"{k}.parquet" in finished}
+    log(f"maskcore: {plan.num_rows} items in {len(parts)} partitions -> {cfg.destination}"
+        + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
     for path, data in layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8")):
         sink.write(path, data)
-    spec = TaskSpec(source=source, sink=sink, layout=layout, meta=meta, debug=cfg.debug)
-    results = _execute(spec, parts, profile, cfg.workers, log, client) if parts else []
+    spec = TaskSpec(source=source, sink=sink, layout=layout, meta=meta, debug=cfg.debug,
+                    partials_dir=PARTIALS)
+    todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
+    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
+    results = list(resumed.values())
+    if todo:
+        results += _execute(spec, todo, profile, cfg.workers, progress, client, on_partition)
+    progress.close()
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
-    report = _report(cfg, profile, manifest, len(parts), time.perf_counter() - started)
-    sink.write(f"{REPORT_DIR}/manifest.parquet", _parquet_bytes(manifest))
-    sink.write(f"{REPORT_DIR}/report.json", json.dumps(report, indent=2).encode("utf-8"))
+    if incremental:
+        manifest = _carry_unchanged_outputs(manifest, previous)
+    stale = _stale_outputs(previous, manifest)
+    sink.delete(stale)
+    manifest = manifest.replace_schema_metadata({FINGERPRINT_KEY: config_fp.encode()})
+    report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
+                     time.perf_counter() - started)
+    sink.write(MANIFEST, parquet_bytes(manifest))
+    sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    sink.delete([f"{PARTIALS}/{name}" for name in sink.listdir(PARTIALS)])
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
-    log(f"maskcore: {report['items']['ok']} ok, {report['items']['failed']} failed, "
-        f"{report['files_written']} files, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
-        f"report: {cfg.destination.rstrip('/')}/{REPORT_DIR}/report.json")
+    i = report["items"]
+    log(f"maskcore: {i['written']} written, {i['unchanged']} unchanged, {i['failed']} failed, "
+        f"{len(stale)} stale files removed, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
+        f"report: {cfg.destination.rstrip('/')}/{REPORT}")
     return RunResult(code, report, manifest)
 
 
-def _execute(spec: TaskSpec, parts: list[pa.Table], profile: dict, workers: int | None,
-             log: Callable[[str], None], client=None) -> list[pa.Table]:
+def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
+    """Give each planned item the input checksums of its last successful export."""
+    ok = previous.filter(pc.is_in(previous.column("status"), pa.array(["ok", "unchanged"])))
+    prev = ok.select(["dataset", "item", "ann_sha256", "img_sha256"]).rename_columns(
+        ["dataset", "item", "prev_ann_sha256", "prev_img_sha256"])
+    joined = plan.join(prev, keys=["dataset", "item"], join_type="left outer")
+    return joined.sort_by([("dataset", "ascending"), ("item", "ascending")])
+
+
+def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
+    """Unchanged items keep the outputs recorded by the run that wrote them."""
+    unchanged = pc.equal(manifest.column("status"), "unchanged")
+    if not pc.any(unchanged).as_py():
+        return manifest
+    prev = previous.select(["dataset", "item", "outputs"]).rename_columns(["dataset", "item", "prev_outputs"])
+    same = manifest.filter(unchanged).join(prev, keys=["dataset", "item"], join_type="left outer")
+    same = same.set_column(same.schema.get_field_index("outputs"), "outputs", same.column("prev_outputs"))
+    same = same.drop_columns(["prev_outputs"]).select(manifest.column_names).cast(manifest.schema)
+    merged = pa.concat_tables([manifest.filter(pc.invert(unchanged)), same])
+    return merged.sort_by([("dataset", "ascending"), ("item", "ascending")])
+
+
+def _output_paths(table: pa.Table | None) -> pa.Array:
+    if table is None or table.num_rows == 0:
+        return pa.array([], pa.string())
+    return pc.list_flatten(table.column("outputs")).combine_chunks().field("path")
+
+
+def _stale_outputs(previous: pa.Table | None, manifest: pa.Table) -> list[str]:
+    """Files the previous run wrote that no item of this run produced."""
+    before, now = _output_paths(previous), _output_paths(manifest)
+    return sorted(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist())
+
+
+def _execute(spec, todo, profile, workers, progress, client, on_partition) -> list[pa.Table]:
     if client is not None:
-        return _submit_all(client, spec, parts, log)
+        return _submit_all(client, spec, todo, progress, on_partition)
     with connect(profile, workers) as own_client:
-        return _submit_all(own_client, spec, parts, log)
+        return _submit_all(own_client, spec, todo, progress, on_partition)
 
 
-def _submit_all(client, spec: TaskSpec, parts: list[pa.Table], log: Callable[[str], None]) -> list[pa.Table]:
+def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
     from distributed import as_completed
 
     run_token = uuid.uuid4().hex[:12]
     spec_future = client.scatter(spec, broadcast=True)
-    futures = [client.submit(run_partition, spec_future, part, key=f"maskcore-{run_token}-{i}", pure=False)
-               for i, part in enumerate(parts)]
-    results, done, last = [], 0, time.monotonic()
+    futures = [client.submit(run_partition, spec_future, part, key, key=f"maskcore-{run_token}-{i}",
+                             pure=False, retries=2)
+               for i, part, key in todo]
+    results = []
     for future in as_completed(futures):
-        results.append(future.result())
-        done += 1
-        if done == len(parts) or time.monotonic() - last > 5:
-            log(f"maskcore: {done}/{len(parts)} partitions done")
-            last = time.monotonic()
+        table = future.result()
+        results.append(table)
+        failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
+        progress.update(table.num_rows, failed)
+        if on_partition is not None:
+            on_partition(len(results))
     return results
 
 
-def _report(cfg: ExportConfig, profile: dict, manifest: pa.Table, n_parts: int, seconds: float) -> dict:
+def _input_fingerprint(manifest: pa.Table) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    for row in manifest.select(["dataset", "item", "ann_sha256", "img_sha256"]).to_pylist():
+        digest.update(json.dumps(row, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
     rows = manifest.select(["dataset", "item", "status", "error", "bytes_written", "outputs"]).to_pylist()
     failed = [{"dataset": r["dataset"], "item": r["item"], "error": r["error"]}
-              for r in rows if r["status"] != "ok"]
+              for r in rows if r["status"] == "failed"]
+    count = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "unchanged", "failed")}
     return {
         "maskcore_version": __version__,
         "source": cfg.source,
@@ -140,16 +228,14 @@ def _report(cfg: ExportConfig, profile: dict, manifest: pa.Table, n_parts: int, 
         "layout": cfg.layout,
         "layout_options": cfg.layout_options,
         "cluster": profile["name"],
-        "partitions": n_parts,
-        "items": {"total": len(rows), "ok": len(rows) - len(failed), "failed": len(failed)},
-        "files_written": sum(len(r["outputs"]) for r in rows),
+        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
+        "items": {"total": len(rows), "written": count["ok"], "unchanged": count["unchanged"],
+                  "failed": count["failed"]},
+        "files_written": sum(len(r["outputs"]) for r in rows if r["status"] == "ok"),
         "bytes_written": sum(r["bytes_written"] for r in rows),
+        "stale_files_removed": n_stale,
         "seconds": round(seconds, 3),
+        "config_fingerprint": config_fp,
+        "input_fingerprint": _input_fingerprint(manifest),
         "failures": failed,
     }
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()

@@ -25,7 +25,7 @@ OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256"
 RESULT_SCHEMA = pa.schema([
     ("dataset", pa.string()),
     ("item", pa.string()),
-    ("status", pa.string()),          # "ok" | "failed"
+    ("status", pa.string()),          # "ok" | "unchanged" | "failed"
     ("error", pa.string()),           # "<dataset>/<item>[/object i]: reason", null when ok
     ("error_type", pa.string()),
     ("ann_sha256", pa.string()),
@@ -43,55 +43,80 @@ class TaskSpec:
     layout: Any            # a layout object (frozen, picklable)
     meta: ProjectMeta
     debug: bool = False
+    partials_dir: str | None = None   # where a finished partition records its result (resume)
 
 
 def _sha(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def render_item(spec: TaskSpec, row: dict) -> tuple[list[tuple[str, bytes]], bytes, bytes | None]:
-    """Read and render one item; returns its files (not yet written) and its input bytes."""
-    from .readers.supervisely import parse_annotation
-
+def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
     where = f"{row['dataset']}/{row['item']}"
     if not row.get("ann_path"):
         raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
     ann_bytes = spec.source.read_bytes(row["ann_path"])
+    image_bytes = None
+    if spec.layout.needs_image and row.get("img_path"):
+        image_bytes = spec.source.read_bytes(row["img_path"])
+    return ann_bytes, image_bytes
+
+
+def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes,
+                image_bytes: bytes | None) -> list[tuple[str, bytes]]:
+    """Decode and render one item; returns its files (not yet written)."""
+    from .readers.supervisely import parse_annotation
+
+    where = f"{row['dataset']}/{row['item']}"
     try:
         obj = json.loads(ann_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnnotationError(f"annotation is not valid JSON ({exc})", where=where) from None
     annotation = parse_annotation(obj, spec.meta, where)
-    image_bytes = None
-    if spec.layout.needs_image and row.get("img_path"):
-        image_bytes = spec.source.read_bytes(row["img_path"])
     item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
                     mask_stem=row["mask_stem"], meta=spec.meta, annotation=annotation,
                     ann_bytes=ann_bytes, image_bytes=image_bytes)
-    return spec.layout.item_files(item), ann_bytes, image_bytes
+    return spec.layout.item_files(item)
 
 
-def run_partition(spec: TaskSpec, part: pa.Table) -> pa.Table:
-    """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA)."""
-    rows = []
-    for row in part.to_pylist():
-        start = time.perf_counter()
-        result = {"dataset": row["dataset"], "item": row["item"], "status": "ok", "error": None,
-                  "error_type": None, "ann_sha256": None, "img_sha256": None, "outputs": [],
-                  "bytes_written": 0}
-        try:
-            files, ann_bytes, image_bytes = render_item(spec, row)
-            result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
-            for path, data in files:
+def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:
+    """The previous run rendered exactly these inputs with the same configuration."""
+    return row.get("prev_ann_sha256") == ann_sha and row.get("prev_img_sha256") == img_sha
+
+
+def run_item(spec: TaskSpec, row: dict) -> dict:
+    """Export one item; returns its result row (see RESULT_SCHEMA). Never raises."""
+    start = time.perf_counter()
+    result = {"dataset": row["dataset"], "item": row["item"], "status": "ok", "error": None,
+              "error_type": None, "ann_sha256": None, "img_sha256": None, "outputs": [],
+              "bytes_written": 0}
+    try:
+        ann_bytes, image_bytes = _read_inputs(spec, row)
+        result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
+        if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
+            result["status"] = "unchanged"
+        else:
+            for path, data in render_item(spec, row, ann_bytes, image_bytes):
                 spec.sink.write(path, data)
                 result["outputs"].append({"path": path, "bytes": len(data), "sha256": _sha(data)})
             result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
-        except Exception as exc:  # one bad item never stops the partition
-            result.update(status="failed", outputs=[], bytes_written=0,
-                          error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
-        result["seconds"] = time.perf_counter() - start
-        rows.append(result)
-    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+    except Exception as exc:  # one bad item never stops the partition
+        result.update(status="failed", outputs=[], bytes_written=0,
+                      error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
+    """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA).
+
+    With ``spec.partials_dir`` and ``key`` the result is also written there, so that a run killed
+    later resumes without redoing this partition.
+    """
+    table = pa.Table.from_pylist([run_item(spec, row) for row in part.to_pylist()], schema=RESULT_SCHEMA)
+    if spec.partials_dir and key:
+        from .state import parquet_bytes
+        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", parquet_bytes(table))
+    return table
 
 
 def _describe(exc: Exception, row: dict, debug: bool) -> str:

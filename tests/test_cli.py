@@ -14,7 +14,7 @@ import pytest
 
 from maskcore.errors import ConfigError
 from maskcore.jobspec import load_job
-from maskcore.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_demo_job_runs_and_writes_the_layout(tmp_path):
     assert sorted(p.name for p in (out / "ds/masks_instances/cat3").iterdir()) == [
         "cat.png", "test_point.png", "test_point_01.png"]
     report = json.loads((out / ".maskcore/report.json").read_text())
-    assert report["items"] == {"total": 6, "ok": 6, "failed": 0}
+    assert report["items"] == {"total": 6, "written": 6, "unchanged": 0, "failed": 0}
     manifest = pq.read_table(out / ".maskcore/manifest.parquet").to_pylist()
     assert [r["item"] for r in manifest] == ["cat1.jpg", "cat2.jpg", "cat3.jpg", "dog1.jpg", "dog2.jpg", "dog3.jpg"]
     for row in manifest:  # the manifest's checksums describe the files on disk
@@ -73,7 +73,7 @@ def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples):
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr
     report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
-    assert report["items"] == {"total": 6, "ok": 3, "failed": 3}
+    assert report["items"] == {"total": 6, "written": 3, "unchanged": 0, "failed": 3}
     errors = {f["item"]: f["error"] for f in report["failures"]}
     assert errors["cat2.jpg"].startswith("ds/cat2.jpg: ") and "JSON" in errors["cat2.jpg"]
     assert "ds/dog1.jpg/object 1" in errors["dog1.jpg"] and "unicorn" in errors["dog1.jpg"]
@@ -101,7 +101,7 @@ def test_destination_inside_the_source_is_refused(tmp_path, samples):
     src = tmp_path / "src"
     shutil.copytree(samples / "vector", src)
     proc = _maskcore("export", str(src), str(src / "masks"))
-    assert proc.returncode == EXIT_FATAL and "inside the source" in proc.stderr
+    assert proc.returncode == EXIT_REFUSED and "inside the source" in proc.stderr
     assert not (src / "masks").exists()
 
 

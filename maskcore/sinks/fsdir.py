@@ -74,6 +74,42 @@ class FsspecDirSink:
         else:
             fs.pipe_file(path, data)
 
+    def create_exclusive(self, relpath: str, data: bytes) -> None:
+        """Create ``relpath`` only if it does not exist (raises FileExistsError otherwise)."""
+        fs, _ = self._open()
+        path = self.full_path(relpath)
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        else:
+            fs.pipe_file(path, data, mode="create")
+
+    def delete(self, relpaths) -> None:
+        """Remove files under the root; missing ones are ignored."""
+        fs, _ = self._open()
+        paths = [self.full_path(p) for p in relpaths]
+        if isinstance(fs, LocalFileSystem):
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        elif paths:
+            existing = [p for p in paths if fs.exists(p)]
+            if existing:
+                fs.rm(existing)
+
+    def listdir(self, relpath: str) -> list[str]:
+        """Names of the files directly under ``relpath`` (empty if it does not exist)."""
+        fs, _ = self._open()
+        path = self.full_path(relpath)
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+        except FileNotFoundError:
+            return []
+
     def read(self, relpath: str) -> bytes:
         fs, _ = self._open()
         return fs.cat_file(self.full_path(relpath))

@@ -1,0 +1,51 @@
+"""Progress of a long run: a live line on a terminal, periodic plain log lines otherwise
+(cron, Slurm and Kubernetes logs get one line every ``interval`` seconds, not a flood)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, TextIO
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    def __init__(self, total_items: int, total_parts: int, *, stream: TextIO | None = None,
+                 interval: float = 30.0, live: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.total_items, self.total_parts = total_items, total_parts
+        self.interval, self.clock = interval, clock
+        self.items = self.failed = self.parts = 0
+        self.start = self.last = clock()
+
+    def line(self) -> str:
+        elapsed = self.clock() - self.start
+        rate = self.items / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_items - self.items) / rate if rate > 0 else 0.0
+        return (f"maskcore: partitions {self.parts}/{self.total_parts}, items {self.items}/{self.total_items} "
+                f"({self.failed} failed), {rate:.1f} items/s, ETA {_eta(eta)}")
+
+    def update(self, items: int, failed: int) -> None:
+        """One partition finished with ``items`` items, ``failed`` of them failed."""
+        self.parts += 1
+        self.items += items
+        self.failed += failed
+        now = self.clock()
+        if self.live:
+            self.stream.write("\r" + self.line() + "\x1b[K")
+            self.stream.flush()
+        elif now - self.last >= self.interval or self.parts == self.total_parts:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            self.last = now
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
