@@ -119,7 +119,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
     log(f"maskcore: {plan.num_rows} items in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
     for path, data in layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8")):
-        sink.write(path, data)
+        if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
+            sink.write(path, data)
     spec = TaskSpec(source=source, sink=sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS)
     todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
@@ -157,17 +158,19 @@ def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
     return joined.sort_by([("dataset", "ascending"), ("item", "ascending")])
 
 
+def _item_keys(table: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
+
+
 def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
     """Unchanged items keep the outputs recorded by the run that wrote them."""
     unchanged = pc.equal(manifest.column("status"), "unchanged")
     if not pc.any(unchanged).as_py():
         return manifest
-    prev = previous.select(["dataset", "item", "outputs"]).rename_columns(["dataset", "item", "prev_outputs"])
-    same = manifest.filter(unchanged).join(prev, keys=["dataset", "item"], join_type="left outer")
-    same = same.set_column(same.schema.get_field_index("outputs"), "outputs", same.column("prev_outputs"))
-    same = same.drop_columns(["prev_outputs"]).select(manifest.column_names).cast(manifest.schema)
-    merged = pa.concat_tables([manifest.filter(pc.invert(unchanged)), same])
-    return merged.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    where = pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
+    carried = previous.column("outputs").take(pc.if_else(unchanged, where, None))
+    outputs = pc.if_else(unchanged, carried, manifest.column("outputs"))
+    return manifest.set_column(manifest.schema.get_field_index("outputs"), "outputs", outputs)
 
 
 def _output_paths(table: pa.Table | None) -> pa.Array:

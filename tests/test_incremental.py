@@ -1,0 +1,158 @@
+"""Nightly use: incremental runs, deleted items, resume after a kill, one run per destination,
+and a worker killed mid-job. Real Dask worker processes throughout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from maskcore.errors import RefusedError
+from maskcore.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
+from maskcore.state import LOCK, PARTIALS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns
+            for p in root.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+
+
+def _export(src, dst, client, **kw):
+    return run_export(ExportConfig(str(src), str(dst), **kw), log=lambda m: None, client=client)
+
+
+@pytest.fixture
+def project(tmp_path, samples) -> Path:
+    src = tmp_path / "src"
+    shutil.copytree(samples / "vector", src)
+    return src
+
+
+def test_second_run_with_nothing_changed_writes_nothing(project, tmp_path, dask_client):
+    dst = tmp_path / "out"
+    first = _export(project, dst, dask_client)
+    assert first.report["items"]["written"] == 6
+    before, stamps = _tree(dst), _mtimes(dst)
+    second = _export(project, dst, dask_client)
+    assert second.exit_code == EXIT_OK
+    assert second.report["items"] == {"total": 6, "written": 0, "unchanged": 6, "failed": 0}
+    assert second.report["bytes_written"] == 0 and second.report["stale_files_removed"] == 0
+    assert _tree(dst) == before and _mtimes(dst) == stamps
+    # the manifest still describes every file, and the fingerprints did not move
+    assert second.manifest.column("outputs").to_pylist() == first.manifest.column("outputs").to_pylist()
+    assert second.report["input_fingerprint"] == first.report["input_fingerprint"]
+
+
+def test_changed_and_deleted_items(project, tmp_path, dask_client):
+    dst = tmp_path / "out"
+    _export(project, dst, dask_client)
+    # dog1 loses its second polygon; cat1 is deleted from the project
+    ann = json.loads((project / "ds/ann/dog1.jpg.json").read_text())
+    ann["objects"] = ann["objects"][:1]
+    (project / "ds/ann/dog1.jpg.json").write_text(json.dumps(ann))
+    (project / "ds/ann/cat1.jpg.json").unlink()
+    (project / "ds/img/cat1.jpg").unlink()
+    run = _export(project, dst, dask_client)
+    assert run.report["items"] == {"total": 5, "written": 1, "unchanged": 4, "failed": 0}
+    assert not (dst / "ds/masks_instances/dog1/dog2_01.png").exists()
+    assert not (dst / "ds/masks_machine/cat1.png").exists() and not (dst / "ds/img/cat1.jpg").exists()
+    # the result equals a fresh export of the changed project
+    fresh = tmp_path / "fresh"
+    _export(project, fresh, dask_client)
+    assert _tree(dst) == _tree(fresh)
+
+
+def test_config_change_renders_everything(project, tmp_path, dask_client):
+    dst = tmp_path / "out"
+    _export(project, dst, dask_client)
+    run = _export(project, dst, dask_client, layout_options={"thickness": 5})
+    assert run.report["items"]["written"] == 6
+    fresh = tmp_path / "fresh"
+    _export(project, fresh, dask_client, layout_options={"thickness": 5})
+    assert _tree(dst) == _tree(fresh)
+
+
+def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client):
+    dst = tmp_path / "out"
+    (dst / ".maskcore").mkdir(parents=True)
+    (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}:0"}))
+    with pytest.raises(RefusedError, match="another maskcore run holds"):
+        _export(project, dst, dask_client)
+    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", str(project), str(dst)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_REFUSED and "lock" in proc.stderr
+    assert not (dst / "ds").exists()
+
+
+def _bigger_project(samples: Path, dst: Path, copies: int) -> Path:
+    shutil.copytree(samples / "vector", dst)
+    for ann in sorted((dst / "ds/ann").glob("*.json")):
+        item = ann.name[:-len(".json")]
+        for k in range(1, copies):
+            shutil.copyfile(ann, dst / "ds/ann" / f"c{k}_{item}.json")
+            shutil.copyfile(dst / "ds/img" / item, dst / "ds/img" / f"c{k}_{item}")
+    return dst
+
+
+def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_path):
+    src = _bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
+    dst = tmp_path / "out"
+    cmd = [sys.executable, "-m", "maskcore.cli", "export", str(src), str(dst), "--workers", "1",
+           "--items-per-partition", "1", "--masks", "machine,human"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((dst / PARTIALS).glob("*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as a killed cron job
+    proc.wait()
+    done = len(list((dst / PARTIALS).glob("*.parquet")))
+    assert 3 <= done < 24 and (dst / LOCK).exists()
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    report = json.loads((dst / ".maskcore/report.json").read_text())
+    assert report["partitions"]["resumed"] >= done and report["items"]["total"] == 24
+    assert not (dst / LOCK).exists() and not list((dst / PARTIALS).glob("*"))
+    clean = tmp_path / "clean"
+    subprocess.run(cmd[:5] + [str(clean)] + cmd[6:], check=True, capture_output=True, timeout=300)
+    assert _tree(dst) == _tree(clean)
+
+
+def test_worker_killed_mid_job_changes_nothing(samples, tmp_path):
+    from distributed import Client, LocalCluster
+
+    src = _bigger_project(samples, tmp_path / "src", copies=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+        killed = []
+
+        def kill_once(n_done):
+            if n_done == 2 and not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        run = run_export(ExportConfig(str(src), str(tmp_path / "a"), items_per_partition=1),
+                         log=lambda m: None, client=client, on_partition=kill_once)
+        assert killed and run.exit_code == EXIT_OK and run.report["items"]["written"] == 24
+        calm = run_export(ExportConfig(str(src), str(tmp_path / "b"), items_per_partition=1),
+                          log=lambda m: None, client=client)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    manifest = pq.read_table(tmp_path / "a/.maskcore/manifest.parquet")
+    assert manifest.num_rows == 24 and set(manifest.column("status").to_pylist()) == {"ok"}
