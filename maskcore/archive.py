@@ -94,9 +94,9 @@ def default_archive_name(source) -> str:
 
 def check_archive_name(name: str) -> str:
     """An archive name is one path component (no ``/``), usable as a file name."""
-    if not isinstance(name, str) or "/" in name or name.startswith("."):
+    if (not isinstance(name, str) or not name or name.startswith(".")
+            or any(c in name for c in "/\\\x00")):
         raise ConfigError(f"archive name: expected a file name without '/' or a leading '.', got {name!r}")
-    check_relpath(f"{name}.tar")
     return name
 
 

@@ -74,7 +74,12 @@ def plan_partitions(items: pa.Table, *, workers: int,
 
 
 def partitions(plan: pa.Table) -> list[pa.Table]:
-    """Split a plan into one table per partition, in partition order."""
+    """Split a plan into one table per partition, in partition order.
+
+    Each partition owns compact buffers (``take``, not ``slice``): a pickled slice would carry
+    the whole plan's buffers to every task (measured: 18.9 MB instead of 0.9 KB for 32 rows of a
+    1M-row plan).
+    """
     if plan.num_rows == 0:
         return []
     n_parts = pc.max(plan.column("partition")).as_py() + 1
@@ -83,4 +88,4 @@ def partitions(plan: pa.Table) -> list[pa.Table]:
         bounds[p + 1] += 1
     for i in range(n_parts):
         bounds[i + 1] += bounds[i]
-    return [plan.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(n_parts)]
+    return [plan.take(pa.array(range(bounds[i], bounds[i + 1]), pa.int64())) for i in range(n_parts)]

@@ -43,3 +43,11 @@ def test_partitions_cover_every_item_once_in_order():
 
 def test_empty_listing_plans_nothing():
     assert partitions(plan_partitions(_listing(0), workers=2)) == []
+
+
+def test_a_partition_pickles_only_its_own_rows():
+    import pickle
+    plan = plan_partitions(_listing(20000), workers=2, items_per_partition=8)
+    part = partitions(plan)[3]
+    assert part.num_rows == 8
+    assert len(pickle.dumps(part)) < 20 * len(pickle.dumps(plan)) / plan.num_rows * 8 + 4096

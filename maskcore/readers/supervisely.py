@@ -23,7 +23,12 @@ Conventions:
   ``img_path`` and the item name of the annotation file without ``.json``.
 - Rows are sorted by (dataset, item) in code point order (the SDK keeps directory order).
 - A ``.tar`` (or ``tar::<url>``) is read in place, never extracted: ``scan_tar`` reads its
-  headers once per process, then every member is one range read of the tar file. Member
+  headers once, where the source is opened (small range reads on object stores); the member
+  index travels with the pickled source, so workers never rescan; every member is then one
+  range read of the tar file.
+- On any fsspec filesystem (``s3://``: listing is one paginated request per 1000 files, a
+  file read one GET). Options come from ``maskcore.storage.filesystem``; URLs in messages
+  are redacted. Member
   names are normalised (``./`` and ``//`` dropped), so ``tar -C proj -cf p.tar .`` works.
 - Parsing (``parse_meta``, ``parse_annotation``, ``index_project_files``) is pure; only
   ``SuperviselySource`` touches a filesystem, opened lazily from picklable fields.
@@ -43,6 +48,7 @@ import pyarrow as pa
 
 from ..errors import AnnotationError, ItemError, ProjectError, UnknownClassError
 from ..model import Annotation, Label, ObjClass, ProjectMeta
+from ..storage import filesystem, redact
 from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
@@ -50,6 +56,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", 
 """Extensions (lower case) the SDK takes as images; other files in ``img/`` need an annotation."""
 _RESERVED_DIRS = frozenset({"ann", "img", "img_info", "meta", "seg", "blob"})
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
+_TAR_SCAN_BLOCK = 256 * 1024
+"""Read-ahead while scanning tar headers: big members are skipped, small ones come together."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -348,9 +356,18 @@ def scan_tar(f) -> dict[str, tuple[int, int]]:
 @functools.lru_cache(maxsize=4)
 def _tar_members(fs: fsspec.AbstractFileSystem, path: str, version: str
                  ) -> dict[str, tuple[int, int]]:
-    """One index per tar (and version) and process: workers scan a tar once, not per task."""
-    with fs.open(path, "rb") as f:
+    """One index per tar (and version) and process."""
+    # The default block of a remote file (50 MiB on s3fs) would fetch most of the tar.
+    with fs.open(path, "rb", block_size=_TAR_SCAN_BLOCK, cache_type="readahead") as f:
         return scan_tar(f)
+
+
+def _cat_whole(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+    """A whole file in one request: s3fs would first ask for its size (HEAD) to split large
+    reads into concurrent range GETs; item files gain nothing from that."""
+    if "s3" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
+        return fs.cat_file(path, max_concurrency=1)
+    return fs.cat_file(path)
 
 
 # --- the source --------------------------------------------------------------------------------
@@ -363,9 +380,10 @@ class SuperviselySource:
     """A Supervisely project on an fsspec filesystem, as a folder or a tar of one.
 
     Picklable: holds the URL, storage options and resolved root, never an open handle; the
-    filesystem (and a tar's member index) is reopened lazily where the object is used, e.g.
-    on a Dask worker. A tar is read in place: its headers are scanned once per process, then
-    each member is one range read of the tar file (thread-safe, no extraction).
+    filesystem is reopened lazily where the object is used, e.g. on a Dask worker. A tar is
+    read in place: its headers are scanned once where it is opened and the member index is
+    pickled with the source, then each member is one range read of the tar file
+    (thread-safe, no extraction).
     """
 
     name = "supervisely"
@@ -380,10 +398,10 @@ class SuperviselySource:
         self._members: dict[str, tuple[int, int]] | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fs": None, "_members": None}
+        return {**self.__dict__, "_fs": None}
 
     def __repr__(self) -> str:
-        return f"SuperviselySource({self.url!r}, root={self.root!r}, is_tar={self.is_tar})"
+        return f"SuperviselySource({self._where()!r}, root={self.root!r}, is_tar={self.is_tar})"
 
     @classmethod
     def from_path(cls, path_or_url: str, storage_options: dict | None = None
@@ -401,7 +419,8 @@ class SuperviselySource:
         if "://" not in src.url and "::" not in src.url:
             src.url = path  # a local path, made absolute: workers may run in another folder
         if not (fs.isfile(path) if is_tar else fs.isdir(path)):
-            raise ProjectError(f"project: expected a folder or a .tar, got {url!r} (not found)")
+            raise ProjectError(f"project: expected a folder or a .tar, got "
+                               f"{redact(url, storage_options)!r} (not found)")
         src.root = src._find_root()
         folder = posixpath.basename(src.root) or posixpath.basename(path.rstrip("/"))
         if is_tar and not src.root and folder.lower().endswith(".tar"):
@@ -416,7 +435,7 @@ class SuperviselySource:
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """(filesystem, path of the project folder or of the tar file), opened on first use."""
         if self._fs is None:
-            self._fs = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self._fs = filesystem(self.url, self.storage_options)
         return self._fs
 
     def _tar_index(self) -> dict[str, tuple[int, int]]:
@@ -426,6 +445,10 @@ class SuperviselySource:
             version = f"{info.get('size')}:{info.get('mtime') or info.get('ETag') or ''}"
             self._members = _tar_members(fs, path, version)
         return self._members
+
+    def _where(self) -> str:
+        """The URL for messages, without credentials."""
+        return redact(self.url, self.storage_options)
 
     def _folder(self) -> str:
         """Path of the project root folder on the filesystem (folder sources)."""
@@ -449,7 +472,7 @@ class SuperviselySource:
                            if fs.isfile(_join(d, "meta.json")))
         if len(roots) == 1:
             return roots[0]
-        raise ProjectError(f"project {self.url!r}: expected meta.json at the top or in a single "
+        raise ProjectError(f"project {self._where()!r}: expected meta.json at the top or in a single "
                            f"top folder, got {len(roots)} candidate folders "
                            f"({', '.join(roots) or 'none'})")
 
@@ -457,11 +480,11 @@ class SuperviselySource:
         """Bytes of a file given by its path relative to the project root."""
         fs, base = self.filesystem()
         if not self.is_tar:
-            return fs.cat_file(_join(self._folder(), path))
+            return _cat_whole(fs, _join(self._folder(), path))
         try:
             start, size = self._tar_index()[_join(self.root, path)]
         except KeyError:
-            raise FileNotFoundError(f"{path!r} is not a file of {self.url!r}") from None
+            raise FileNotFoundError(f"{path!r} is not a file of {self._where()!r}") from None
         return fs.cat_file(base, start=start, end=start + size) if size else b""
 
     def read_meta(self) -> ProjectMeta:
@@ -469,7 +492,7 @@ class SuperviselySource:
         try:
             data = self.read_bytes("meta.json")
         except FileNotFoundError:
-            raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self.url!r}, "
+            raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self._where()!r}, "
                                f"got no such file") from None
         return parse_meta(data)
 

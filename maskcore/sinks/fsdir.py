@@ -2,8 +2,13 @@
 
 Atomicity: on a local disk each file is written beside its final name and renamed into place
 (``os.replace``), so a killed writer leaves no partial file under the final name; on object stores
-each file is one ``pipe_file`` call, a single PUT that becomes visible only when complete.
+each file is one ``pipe_file`` call, a single PUT that becomes visible only when complete (s3fs
+sends files of 100 MiB and more as a multipart upload, also visible only once completed, and
+aborted on error). Nothing temporary is ever created on an object store.
 Relative paths must stay inside the root: absolute paths and ``..`` components are refused.
+The filesystem comes from ``maskcore.storage.filesystem`` (options, ``FSSPEC_*`` and AWS
+configuration). Several processes write one destination, so listings and existence checks
+always ask the store, never a listing cached earlier in this process.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import os
 import uuid
 
-import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.utils import has_magic
 
 from ..errors import UnsafePathError
+from ..storage import filesystem, redact
 
 
 def check_relpath(relpath: str) -> str:
@@ -27,6 +33,8 @@ def check_relpath(relpath: str) -> str:
 
 
 class FsspecDirSink:
+    """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable."""
+
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
@@ -41,9 +49,12 @@ class FsspecDirSink:
 
     def _open(self):
         if self._fs is None:
-            self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self._fs, self._root = filesystem(self.url, self.storage_options)
             self._root = self._root.rstrip("/")
         return self._fs, self._root
+
+    def __repr__(self) -> str:
+        return f"FsspecDirSink({redact(self.url, self.storage_options)!r})"
 
     @property
     def is_local(self) -> bool:
@@ -97,14 +108,25 @@ class FsspecDirSink:
                 except FileNotFoundError:
                     pass
         elif paths:
-            existing = [p for p in paths if fs.exists(p)]
-            if existing:
-                fs.rm(existing)
+            # Names with glob characters would be expanded by fs.rm: those go one by one.
+            literal = [p for p in paths if has_magic(p)]
+            batch = [p for p in paths if not has_magic(p)]
+            try:
+                if batch:
+                    fs.rm(batch)  # s3fs: one DeleteObjects per 1000 keys; missing keys are fine
+            except FileNotFoundError:  # other stores may refuse missing paths in a batch
+                literal += batch
+            for path in literal:
+                try:
+                    fs.rm_file(path)
+                except FileNotFoundError:
+                    pass
 
     def listdir(self, relpath: str) -> list[str]:
         """Names of the files directly under ``relpath`` (empty if it does not exist)."""
         fs, _ = self._open()
         path = self.full_path(relpath)
+        fs.invalidate_cache(path)
         try:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
         except FileNotFoundError:
@@ -116,4 +138,6 @@ class FsspecDirSink:
 
     def exists(self, relpath: str) -> bool:
         fs, _ = self._open()
-        return fs.exists(self.full_path(relpath))
+        path = self.full_path(relpath)
+        fs.invalidate_cache(path)
+        return fs.exists(path)

@@ -1,0 +1,374 @@
+"""Archive export: tar parts made per partition, finalized on the driver, checked with GNU tar.
+
+The export is driven without Dask: each partition goes through ``run_archive_partition`` (the
+task an archive run submits) and the driver step is ``finalize_archive``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+
+from maskcore.archive import (
+    ArchiveError, TarPartSink, check_archive_name, chunk_records, default_archive_name,
+    discard_chunks, finalize_archive, parse_size, refuse_overwriting_source, run_archive_partition,
+)
+from maskcore.errors import ConfigError
+from maskcore.layouts import get_layout
+from maskcore.plan import partitions, plan_partitions
+from maskcore.readers import open_source
+from maskcore.readers.supervisely import SuperviselySource
+from maskcore.sinks.fsdir import FsspecDirSink
+from maskcore.task import TaskSpec, run_partition
+from maskcore.tarwriter import tar_bytes
+
+PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
+NAME = "7_pets"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): _sha(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def _tar(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["tar", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C.UTF-8"})
+
+
+@pytest.fixture(scope="module")
+def project(samples):
+    src = open_source("supervisely", str(samples / "vector"))
+    meta = src.read_meta()
+    layout = get_layout("supervisely", {})
+    meta_bytes = json.dumps(meta.raw, indent=4).encode("utf-8")
+    return src, meta, layout, layout.project_files(meta, meta_bytes)
+
+
+def _parts(src, items_per_partition):
+    return partitions(plan_partitions(src.list_items(), workers=1, items_per_partition=items_per_partition))
+
+
+@pytest.fixture(scope="module")
+def folder_export(project, tmp_path_factory):
+    """The plain folder export the archives must reproduce: {relpath: sha256}."""
+    src, meta, layout, project_files = project
+    dst = tmp_path_factory.mktemp("folder")
+    sink = FsspecDirSink(str(dst))
+    for path, data in project_files:
+        sink.write(path, data)
+    spec = TaskSpec(source=src, sink=sink, layout=layout, meta=meta)
+    for part in _parts(src, 2):
+        assert run_partition(spec, part).column("status").to_pylist() == ["ok"] * part.num_rows
+    return _tree(dst)
+
+
+def _archive_run(project, dst: str, part_size, items_per_partition=2, keys=True):
+    """What an archive run does: one task per partition, then the driver's finalize."""
+    src, meta, layout, project_files = project
+    inner = FsspecDirSink(dst)
+    spec = TaskSpec(source=src, sink=TarPartSink(inner, part_size), layout=layout, meta=meta)
+    records = []
+    for i, part in enumerate(_parts(src, items_per_partition)):
+        table = run_archive_partition(spec, part, f"key{i:02d}" if keys else None)
+        assert set(table.column("status").to_pylist()) == {"ok"}
+        records += chunk_records(table)
+    result = finalize_archive(inner, NAME, part_size, records, project_files)
+    discard_chunks(inner)
+    return result
+
+
+# -- sizes -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("100000", 100_000), ("500MiB", 500 * 2 ** 20), ("2GB", 2_000_000_000), ("1.5 GiB", 3 * 2 ** 29),
+    ("10 B", 10), ("1kb", 1000), ("4KiB", 4096), ("3 TB", 3 * 10 ** 12), ("1TiB", 2 ** 40),
+    (" 7MB ", 7_000_000), ("0.5KB", 500), (123, 123),
+])
+def test_parse_size_units(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "MB", "abc", "-1MB", "1.5", "0", "0 GB", "1 XB", "1M", "1e3", "1.2.3MB",
+                                  True, None, 1.5])
+def test_parse_size_refuses_with_expected_and_got(text):
+    with pytest.raises(ConfigError) as err:
+        parse_size(text)
+    assert "expected" in str(err.value) and repr(text) in str(err.value)
+
+
+def test_part_size_below_the_smallest_tar_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="at least 2048"):
+        TarPartSink(FsspecDirSink(str(tmp_path)), 1000)
+
+
+# -- names -----------------------------------------------------------------------------------
+
+def test_default_archive_name_follows_the_reference(samples, tmp_path):
+    assert default_archive_name(SuperviselySource("x", project_name="pets", project_id=42)) == "42_pets"
+    assert default_archive_name(SuperviselySource("x", project_name="pets")) == "pets"
+    shutil.copytree(samples / "vector", tmp_path / "1234_cats dogs")
+    assert default_archive_name(open_source("supervisely", str(tmp_path / "1234_cats dogs"))) == "1234_cats dogs"
+    for bad in ("a/b", ".hidden", "", "a\\b", "a\x00"):
+        with pytest.raises(ConfigError, match="archive name"):
+            check_archive_name(bad)
+
+
+def test_an_archive_that_would_replace_the_source_is_refused(tmp_path):
+    (tmp_path / "42_pets.tar").write_bytes(tar_bytes([("meta.json", b"{}")]))
+    sink = FsspecDirSink(str(tmp_path))
+    with pytest.raises(ConfigError, match="overwrite the source"):
+        refuse_overwriting_source(sink, "42_pets", str(tmp_path / "42_pets.tar"))
+    with pytest.raises(ConfigError, match="overwrite the source"):
+        refuse_overwriting_source(sink, "42", str(tmp_path / "42_part_003.tar"))
+    refuse_overwriting_source(sink, "other", str(tmp_path / "42_pets.tar"))
+    refuse_overwriting_source(FsspecDirSink(str(tmp_path / "out")), "42_pets", str(tmp_path / "42_pets.tar"))
+
+
+# -- parts -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def parts_run(project, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("parts")
+    return dst, _archive_run(project, str(dst), PART)
+
+
+def test_parts_are_valid_bounded_tars_that_extract_to_the_folder_export(parts_run, folder_export, tmp_path):
+    dst, result = parts_run
+    names = _listing(dst)
+    assert names == [f"{NAME}_part_{i:03d}.tar" for i in range(1, len(names) + 1)]
+    assert [p["part"] for p in result.parts] == names
+    assert len(names) >= 5          # project files, 3 partitions, two oversize previews
+    by_part = {}
+    for m in result.members:
+        by_part.setdefault(m["part"], []).append(m)
+    for name in names:
+        listing = _tar("-tf", str(dst / name))          # valid alone, without --ignore-zeros
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.splitlines() == [m["path"] for m in by_part[name]]
+        size = (dst / name).stat().st_size
+        oversize = [m["oversize"] for m in by_part[name]]
+        assert size <= PART or oversize == [True], (name, size)
+    with open(tmp_path / "all.tar", "wb") as out:
+        for name in names:
+            out.write((dst / name).read_bytes())
+    (tmp_path / "x").mkdir()
+    done = _tar("-xif", str(tmp_path / "all.tar"), cwd=tmp_path / "x")
+    assert done.returncode == 0, done.stderr
+    assert _tree(tmp_path / "x") == folder_export
+    # project files come first, in part 001
+    assert [m["path"] for m in by_part[names[0]]] == [
+        "meta.json", "obj_class_to_machine_color.json", "obj_class_to_semantic_color.json"]
+
+
+def test_oversize_files_get_a_part_of_their_own_and_are_flagged(parts_run):
+    dst, result = parts_run
+    oversize = {m["path"]: m for m in result.members if m["oversize"]}
+    assert sorted(oversize) == ["ds/masks_human/cat1.png", "ds/masks_human/cat3.png"]
+    for m in oversize.values():
+        assert [x["path"] for x in result.members if x["part"] == m["part"]] == [m["path"]]
+        assert (dst / m["part"]).stat().st_size > PART
+    assert sorted(result.summary()["oversize"]) == sorted(oversize)
+    assert all(m["bytes"] + 1536 <= PART for m in result.members if not m["oversize"])
+
+
+def test_manifest_gives_size_sha256_and_offset_of_every_member(parts_run, folder_export):
+    dst, result = parts_run
+    table = result.members_table()
+    assert table.num_rows == len(folder_export)
+    for m in table.to_pylist():
+        with open(dst / m["part"], "rb") as f:
+            f.seek(m["offset"])
+            data = f.read(m["bytes"])
+        assert _sha(data) == m["sha256"] == folder_export[m["path"]]
+    for p in result.parts:
+        assert _sha((dst / p["part"]).read_bytes()) == p["sha256"]
+        assert (dst / p["part"]).stat().st_size == p["bytes"]
+
+
+def test_parts_are_byte_identical_across_runs(project, parts_run, tmp_path):
+    dst, result = parts_run
+    _archive_run(project, str(tmp_path), PART)
+    names = [p["part"] for p in result.parts]
+    assert _listing(tmp_path) == names
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (dst / name).read_bytes()
+
+
+def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(project, tmp_path):
+    first = _archive_run(project, str(tmp_path), PART)
+    (tmp_path / f"{NAME}.tar").write_bytes(b"from an even older run")
+    second = _archive_run(project, str(tmp_path), 10 * PART, items_per_partition=6)
+    assert len(second.parts) < len(first.parts)
+    assert _listing(tmp_path) == [p["part"] for p in second.parts]
+    assert not (tmp_path / ".maskcore" / "parts").exists()
+
+
+# -- one tar ---------------------------------------------------------------------------------
+
+def test_single_tar_is_valid_complete_and_independent_of_partitioning(project, folder_export, tmp_path):
+    result = _archive_run(project, str(tmp_path / "a"), None, items_per_partition=2)
+    _archive_run(project, str(tmp_path / "b"), None, items_per_partition=6, keys=False)
+    archive = tmp_path / "a" / f"{NAME}.tar"
+    assert _listing(tmp_path / "a") == [archive.name]
+    assert archive.read_bytes() == (tmp_path / "b" / archive.name).read_bytes()
+    (tmp_path / "x").mkdir()
+    done = _tar("-xf", str(archive), cwd=tmp_path / "x")    # no --ignore-zeros: one archive
+    assert done.returncode == 0, done.stderr
+    assert _tree(tmp_path / "x") == folder_export
+    assert [p["part"] for p in result.parts] == [archive.name]
+    assert result.parts[0]["sha256"] == _sha(archive.read_bytes())
+    with tarfile.open(archive) as t:
+        members = t.getmembers()
+    assert [m.name for m in members] == [m["path"] for m in result.members]
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
+
+
+# -- partitions ------------------------------------------------------------------------------
+
+def test_a_rerun_partition_rewrites_identical_chunks(project, tmp_path):
+    src, meta, layout, _ = project
+    inner = FsspecDirSink(str(tmp_path))
+    spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta)
+    part = _parts(src, 2)[0]
+    first = chunk_records(run_archive_partition(spec, part, "k"))
+    chunks = {r["chunk"]: (tmp_path / r["chunk"]).read_bytes() for r in first}
+    # cat1's 6.3 MB preview goes alone; cat2's 0.9 MB one does not fit after the files before it
+    assert [[m["path"] for m in r["members"]] for r in first][1:3] == [
+        ["ds/masks_human/cat1.png"], ["ds/masks_instances/cat1/cat.png", "ds/ann/cat2.jpg.json",
+                                      "ds/img/cat2.jpg", "ds/masks_machine/cat2.png",
+                                      "ds/masks_semantic_rgb/cat2.png"]]
+    assert len(chunks) == 4
+    again = chunk_records(run_archive_partition(spec, part, "k"))
+    assert again == first
+    assert {r["chunk"]: (tmp_path / r["chunk"]).read_bytes() for r in again} == chunks
+    packer = spec.sink.open_partition("k2")
+    packer.write("a.txt", b"x")
+    assert packer.finish() == packer.finish()
+    for path, data in chunks.items():
+        assert _tar("-tf", str(tmp_path / path)).returncode == 0
+        assert _sha(data) == next(r["sha256"] for r in first if r["chunk"] == path)
+
+
+def test_resume_file_carries_the_chunk_records(project, tmp_path):
+    src, meta, layout, _ = project
+    inner = FsspecDirSink(str(tmp_path))
+    spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta,
+                    partials_dir=".maskcore/partials")
+    part = _parts(src, 2)[1]
+    records = chunk_records(run_archive_partition(spec, part, "abc"))
+    resumed = pq.read_table(tmp_path / ".maskcore/partials/abc.parquet")
+    assert chunk_records(resumed) == records and records
+    names = [m["path"] for r in records for m in r["members"]]
+    assert "ds/img/cat3.jpg" in names and not any(n.startswith(".maskcore") for n in names)
+
+
+def test_an_unchanged_item_is_still_packed(project, tmp_path):
+    """Incremental skips need the files on disk; an archive is rewritten whole."""
+    src, meta, layout, _ = project
+    spec = TaskSpec(source=src, sink=TarPartSink(FsspecDirSink(str(tmp_path)), None), layout=layout, meta=meta)
+    part = _parts(src, 2)[0]
+    sha = [_sha(src.read_bytes(p)) for p in part.column("ann_path").to_pylist()]
+    img = [_sha(src.read_bytes(p)) for p in part.column("img_path").to_pylist()]
+    part = part.append_column("prev_ann_sha256", [sha]).append_column("prev_img_sha256", [img])
+    table = run_archive_partition(spec, part)
+    assert table.column("status").to_pylist() == ["ok", "ok"]
+    assert sum(len(r["members"]) for r in chunk_records(table)) == 12
+
+
+def test_a_missing_or_altered_chunk_stops_finalize(project, tmp_path):
+    src, meta, layout, project_files = project
+    inner = FsspecDirSink(str(tmp_path))
+    spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta)
+    records = chunk_records(run_archive_partition(spec, _parts(src, 2)[1], "p1"))
+    (tmp_path / records[0]["chunk"]).write_bytes(b"\0" * 1024)
+    with pytest.raises(ArchiveError, match="expected .* bytes as its task recorded, got 1024 bytes"):
+        finalize_archive(inner, NAME, PART, records, project_files)
+    (tmp_path / records[0]["chunk"]).unlink()
+    with pytest.raises(ArchiveError, match="got no file"):
+        finalize_archive(inner, NAME, None, records, project_files)
+    assert not list(tmp_path.glob("*.tar"))
+
+
+def test_small_files_fill_parts_up_to_the_limit_exactly(tmp_path):
+    inner = FsspecDirSink(str(tmp_path))
+    packer = TarPartSink(inner, 4096).open_partition(0)
+    for i in range(5):                                   # 512 header + 512 data each
+        packer.write(f"d/f{i}", bytes([i]) * 500)
+    packer.write("d/big", b"B" * 3000)                   # 512 + 3072 + 1024 > 4096
+    packer.write("d/last", b"L")
+    records = packer.finish()
+    assert [[m["path"] for m in r["members"]] for r in records] == [
+        ["d/f0", "d/f1", "d/f2"], ["d/f3", "d/f4"], ["d/big"], ["d/last"]]
+    assert [r["bytes"] for r in records] == [4096, 3072, 4608, 2048]
+    assert [m["oversize"] for r in records for m in r["members"]] == [False] * 5 + [True, False]
+    result = finalize_archive(inner, "s", 4096, records, [])
+    assert [p["part"] for p in result.parts] == [f"s_part_00{i}.tar" for i in range(1, 5)]
+    assert result.parts[2]["oversize"] and not result.parts[1]["oversize"]
+
+
+# -- other filesystems -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("part_size", [None, 4096])
+def test_archive_on_a_non_local_filesystem(tmp_path, monkeypatch, part_size):
+    """fsspec's memory filesystem takes the object-store path (whole-object writes, copies);
+    a tiny spool limit makes chunks spill to a local temporary file first."""
+    import maskcore.archive as archive
+    monkeypatch.setattr(archive, "SPOOL_BYTES", 1000)
+    root = f"memory://maskcore-test-{uuid.uuid4().hex}"
+    inner = FsspecDirSink(root)
+    files = [(f"ds/f{i}.bin", os.urandom(300 * i)) for i in range(1, 8)]
+    sink = TarPartSink(inner, part_size)
+    records = []
+    for p in range(2):
+        packer = sink.open_partition(p, ("ds", f"item{p}"))
+        for path, data in files[p * 4:(p + 1) * 4]:
+            packer.write(path, data)
+        records += packer.finish()
+    result = finalize_archive(inner, "m", part_size, records, [("meta.json", b"{}")])
+    discard_chunks(inner)
+    fs = fsspec.filesystem("memory")
+    left = sorted(p.rsplit("/", 1)[-1] for p in fs.find(root.removeprefix("memory://")))
+    assert left == sorted(p["part"] for p in result.parts)
+    assert not list(Path(tempfile.gettempdir()).glob("maskcore-chunk-*"))
+    blob = b""
+    for p in result.parts:
+        data = inner.read(p["part"])
+        assert _sha(data) == p["sha256"]
+        assert part_size is None or len(data) <= part_size or p["oversize"]
+        blob += data
+    (tmp_path / "x").mkdir()
+    (tmp_path / "all.tar").write_bytes(blob)
+    assert _tar("-xif", str(tmp_path / "all.tar"), cwd=tmp_path / "x").returncode == 0
+    assert _tree(tmp_path / "x") == {p: _sha(d) for p, d in [("meta.json", b"{}"), *files]}
+    fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_tar_encoding_reads_back_with_pythons_tarfile():
+    long_dir = "d" * 150
+    files = [("a.txt", b"hi"), (f"{long_dir}/{'n' * 99}", b"x" * 513), ("ds/ann/кот 猫.json", b"{}"),
+             ("x/" + "y" * 200, b"")]
+    data = tar_bytes(files)
+    assert len(data) % 512 == 0 and data.endswith(b"\0" * 1024)
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        got = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+    assert got == files
