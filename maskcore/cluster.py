@@ -22,6 +22,7 @@ environment variables, the profile, Dask's own config files and defaults.
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import importlib
 import os
@@ -229,14 +230,15 @@ def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
         except ValidationError as exc:
             raise ConfigError(f"cluster profile {profile['name']!r}: expected kubernetes.name to give a "
                               f"lowercase RFC 1123 name, got {name!r}") from exc
-        return make_cluster_spec(
+        # deep copy: the spec would otherwise share dicts with dask.config, emptied on exit
+        return copy.deepcopy(make_cluster_spec(
             name=name, image=dask.config.get("kubernetes.image"), n_workers=n,
             resources=dask.config.get("kubernetes.resources") or None,
             env=dask.config.get("kubernetes.env") or None,
             worker_command=dask.config.get("kubernetes.worker-command"),
             scheduler_service_type=dask.config.get("kubernetes.scheduler-service-type"),
             idle_timeout=dask.config.get("kubernetes.idle-timeout") or 0,
-            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter")))
+            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))))
 
 
 def _make_local(profile: dict, n: int | None):

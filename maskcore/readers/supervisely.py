@@ -23,8 +23,8 @@ Conventions:
   ``img_path`` and the item name of the annotation file without ``.json``.
 - Rows are sorted by (dataset, item) in code point order (the SDK keeps directory order).
 - A ``.tar`` (or ``tar::<url>``) is read in place, never extracted: ``scan_tar`` reads its
-  headers once, where the source is opened (small range reads on object stores); the member
-  index travels with the pickled source, so workers never rescan; every member is then one
+  headers once per process (small range reads on object stores); a remote tar's member index
+  travels with the pickled source, so workers do not rescan it; every member is then one
   range read of the tar file.
 - On any fsspec filesystem (``s3://``: listing is one paginated request per 1000 files, a
   file read one GET). Options come from ``maskcore.storage.filesystem``; URLs in messages
@@ -45,6 +45,7 @@ from typing import Any, Iterable
 
 import fsspec
 import pyarrow as pa
+from fsspec.core import split_protocol
 
 from ..errors import AnnotationError, ItemError, ProjectError, UnknownClassError
 from ..model import Annotation, Label, ObjClass, ProjectMeta
@@ -381,8 +382,8 @@ class SuperviselySource:
 
     Picklable: holds the URL, storage options and resolved root, never an open handle; the
     filesystem is reopened lazily where the object is used, e.g. on a Dask worker. A tar is
-    read in place: its headers are scanned once where it is opened and the member index is
-    pickled with the source, then each member is one range read of the tar file
+    read in place: its headers are scanned once per process (a remote tar's index is pickled
+    with the source instead), then each member is one range read of the tar file
     (thread-safe, no extraction).
     """
 
@@ -398,7 +399,9 @@ class SuperviselySource:
         self._members: dict[str, tuple[int, int]] | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fs": None}
+        # A remote tar's index travels (rescanning costs requests); a local one is rescanned.
+        local = split_protocol(self.url)[0] in (None, "file", "local")
+        return {**self.__dict__, "_fs": None, **({"_members": None} if local else {})}
 
     def __repr__(self) -> str:
         return f"SuperviselySource({self._where()!r}, root={self.root!r}, is_tar={self.is_tar})"

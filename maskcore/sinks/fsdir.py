@@ -14,13 +14,16 @@ always ask the store, never a listing cached earlier in this process.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 from fsspec.implementations.local import LocalFileSystem
-from fsspec.utils import has_magic
 
 from ..errors import UnsafePathError
 from ..storage import filesystem, redact
+
+
+_GLOB_CHARS = re.compile(r"[*?[]")  # what fsspec's rm/expand_path would take as a pattern
 
 
 def check_relpath(relpath: str) -> str:
@@ -109,8 +112,8 @@ class FsspecDirSink:
                     pass
         elif paths:
             # Names with glob characters would be expanded by fs.rm: those go one by one.
-            literal = [p for p in paths if has_magic(p)]
-            batch = [p for p in paths if not has_magic(p)]
+            literal = [p for p in paths if _GLOB_CHARS.search(p)]
+            batch = [p for p in paths if not _GLOB_CHARS.search(p)]
             try:
                 if batch:
                     fs.rm(batch)  # s3fs: one DeleteObjects per 1000 keys; missing keys are fine
