@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, replace
@@ -38,7 +39,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .errors import ConfigError, MaskcoreError
 from .sinks.fsdir import check_relpath
-from .tarwriter import END_OF_ARCHIVE, member_header, padding, tar_bytes
+from .storage import filesystem, redact
+from .tarwriter import END_OF_ARCHIVE, member_header, padding
 
 PARTS_DIR = ".maskcore/parts"
 CHUNKS_KEY = b"maskcore.archive_chunks"     # result-table metadata: the partition's chunk records
@@ -113,7 +115,7 @@ def refuse_overwriting_source(destination, name: str, source_url: str,
     folder gets the default name ``x``). Call before any work."""
     check_archive_name(name)
     fs, root = _filesystem(destination)
-    src_fs, src_path = fsspec.core.url_to_fs(source_url.removeprefix("tar::"), **(storage_options or {}))
+    src_fs, src_path = filesystem(source_url.removeprefix("tar::"), storage_options)
     if type(src_fs) is not type(fs):
         return
     norm = os.path.realpath if isinstance(fs, LocalFileSystem) else (lambda p: p.rstrip("/"))
@@ -121,7 +123,8 @@ def refuse_overwriting_source(destination, name: str, source_url: str,
     pattern = re.compile(re.escape(name) + r"(_part_\d{3,})?\.tar")
     if os.path.dirname(src) == norm(root) and pattern.fullmatch(os.path.basename(src)):
         raise ConfigError(f"archive name {name!r}: the archive would overwrite the source "
-                          f"{source_url!r}; choose another archive name or destination")
+                          f"{redact(source_url, storage_options)!r}; choose another archive name "
+                          "or destination")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,23 +176,29 @@ class PartitionTar:
             raise self._failed
         check_relpath(relpath)
         header = member_header(relpath, len(data))
-        length = len(header) + len(data) + padding(len(data))
-        limit = self.part_size
-        oversize = limit is not None and length + len(END_OF_ARCHIVE) > limit
-        if self._chunk is not None and (oversize or (limit is not None and
-                                                     self._chunk.size + length + len(END_OF_ARCHIVE) > limit)):
-            self._close_chunk()
-        if self._chunk is None:
-            relchunk = f"{PARTS_DIR}/{self.stem}-{len(self.records):03d}.tar"
-            self._chunk = _Staging(self.inner, relchunk)
-        self._members.append({"path": relpath, "offset": self._chunk.size + len(header),
-                              "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                              "oversize": oversize})
-        self._chunk.write(header)
-        self._chunk.write(data)
-        self._chunk.write(b"\0" * padding(len(data)))
-        if oversize:
-            self._close_chunk()
+        length = len(header) + len(data) + padding(len(data)) + len(END_OF_ARCHIVE)
+        oversize = self.part_size is not None and length > self.part_size
+        try:
+            if self._chunk is not None and (oversize or not self._fits(length)):
+                self._close_chunk()
+            if self._chunk is None:
+                self._chunk = _Staging(self.inner, f"{PARTS_DIR}/{self.stem}-{len(self.records):03d}.tar")
+            self._members.append({"path": relpath, "offset": self._chunk.size + len(header),
+                                  "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                  "oversize": oversize})
+            for block in (header, data, b"\0" * padding(len(data))):
+                self._chunk.write(block)
+            if oversize:
+                self._close_chunk()
+        except BaseException as exc:
+            # Files of earlier items are already in the chunk and those items are recorded as
+            # written: the whole partition must fail (and be re-run), not just this item.
+            self._failed = exc
+            raise
+
+    def _fits(self, length: int) -> bool:
+        """Whether a member of ``length`` bytes (plus the end blocks) fits the open chunk."""
+        return self.part_size is None or self._chunk.size + length <= self.part_size
 
     def _close_chunk(self) -> None:
         chunk, self._chunk = self._chunk, None
@@ -198,8 +207,6 @@ class PartitionTar:
             size, sha = chunk.size, chunk.sha256.hexdigest()
             chunk.commit()
         except BaseException as exc:
-            # The chunk's files were already accepted from items now recorded as written:
-            # the partition as a whole must fail (and be re-run), not just the current item.
             self._failed = exc
             raise
         self.records.append({"chunk": chunk.relpath, "index": len(self.records), "bytes": size,
@@ -256,6 +263,14 @@ def chunk_records(table: pa.Table) -> list[dict]:
     return json.loads(raw) if raw else []
 
 
+def unpacked_outputs(manifest: pa.Table, records: list[dict]) -> list[str]:
+    """Files the manifest says were written that no chunk holds (e.g. a partition resumed
+    from a folder run); an archive run must not finish with any."""
+    packed = {m["path"] for r in records for m in r["members"]}
+    return sorted(o["path"] for outs in manifest.column("outputs").to_pylist() for o in outs or ()
+                  if o["path"] not in packed)
+
+
 # ---------------------------------------------------------------------------------------------
 # Driver: chunks -> final archive files
 
@@ -309,13 +324,20 @@ def discard_chunks(inner) -> None:
     """Remove the temporary chunks (call once the run's results are safely recorded)."""
     fs, root = _filesystem(inner)
     path = f"{root}/{PARTS_DIR}"
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    fs.invalidate_cache(path)
+    try:
+        found = fs.find(path)
+    except FileNotFoundError:
+        found = []
+    inner.delete(sorted(f"{PARTS_DIR}/{p[len(path) + 1:]}" for p in found))
+    if isinstance(fs, LocalFileSystem):
+        shutil.rmtree(path, ignore_errors=True)   # the folder, and temporaries of killed writers
 
 
 def _check_chunk(inner, rec: dict, part_size: int | None) -> None:
     fs, root = _filesystem(inner)
     path = f"{root}/{check_relpath(rec['chunk'])}"
+    fs.invalidate_cache(os.path.dirname(path))   # other processes wrote it
     try:
         size = fs.size(path)
     except FileNotFoundError:
@@ -347,7 +369,7 @@ def _publish(inner, relpart: str, rec: dict) -> dict:
             fs.cp_file(src, tmp)
         os.replace(tmp, dst)
     else:
-        fs.copy(src, dst)
+        fs.cp_file(src, dst)   # s3: server-side copy; cp_file, unlike copy, takes no globs
     return {"part": relpart, "bytes": rec["bytes"], "sha256": rec["sha256"],
             "members": len(rec["members"]), "oversize": any(m["oversize"] for m in rec["members"]),
             "member_rows": _member_rows(rec, relpart, 0)}
@@ -382,6 +404,7 @@ def _concatenate(inner, relpart: str, chunks: list[dict]) -> dict:
 def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
     fs, root = _filesystem(inner)
     pattern = re.compile(re.escape(name) + r"(_part_\d{3,})?\.tar")
+    fs.invalidate_cache(root)
     try:
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
     except FileNotFoundError:
@@ -396,7 +419,7 @@ def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
 
 def _filesystem(sink) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path) of a folder sink (anything with ``url`` and ``storage_options``)."""
-    fs, root = fsspec.core.url_to_fs(sink.url, **(sink.storage_options or {}))
+    fs, root = filesystem(sink.url, sink.storage_options)
     return fs, root.rstrip("/")
 
 

@@ -25,7 +25,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    from .archive import parse_size
+    from .errors import ConfigError
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", action="store_true", help="pack the export into <name>.tar")
+    p.add_argument("--part-size", type=_size, metavar="SIZE",
+                   help="split the archive into parts of at most SIZE (500MiB, 2GB); implies --archive")
+    p.add_argument("--archive-name", metavar="NAME", help="archive name (default: <project id>_<project name>)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
@@ -74,11 +87,14 @@ def _config(args) -> ExportConfig:
             options["copy_images"] = False
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
                            layout_options=options)
-    for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval"):
+    for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
+                "part_size", "archive_name"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.debug = args.debug
     cfg.full = cfg.full or args.full
+    if args.archive or args.part_size is not None or args.archive_name:
+        cfg.archive = True
     return cfg
 
 

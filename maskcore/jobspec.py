@@ -26,7 +26,7 @@ from .run import ExportConfig
 
 KEYS = {"source", "destination", "layout", "masks", "options", "cluster", "cluster_file", "workers",
         "storage_options", "items_per_partition", "reader", "name", "description", "full",
-        "progress_interval"}
+        "progress_interval", "archive"}
 
 
 def _resolve(path: str, base: str) -> str:
@@ -64,6 +64,16 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"job file {path!r}: 'workers' must be a positive integer, got {workers!r}")
     cluster_file = doc.get("cluster_file")
+    archive = doc.get("archive", False)
+    if archive not in (True, False) and not isinstance(archive, dict):
+        raise ConfigError(f"job file {path!r}: 'archive' must be true/false or a mapping "
+                          f"{{name, part_size}}, got {archive!r}")
+    archive_opts = archive if isinstance(archive, dict) else {}
+    unknown = sorted(set(archive_opts) - {"name", "part_size"})
+    if unknown:
+        raise ConfigError(f"job file {path!r}: unknown archive key(s) {unknown}; expected name, part_size")
+    from .archive import parse_size
+    part_size = archive_opts.get("part_size")
     return ExportConfig(
         source=_resolve(doc["source"], base),
         destination=destination or _resolve(doc["destination"], base),
@@ -77,4 +87,7 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
         items_per_partition=doc.get("items_per_partition"),
         full=bool(doc.get("full", False)),
         progress_interval=float(doc.get("progress_interval", 30.0)),
+        archive=bool(archive),
+        part_size=parse_size(part_size) if part_size is not None else None,
+        archive_name=archive_opts.get("name"),
     )

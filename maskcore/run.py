@@ -13,6 +13,7 @@ This layer is thin on purpose: what a task does lives in :mod:`maskcore.task`, t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -25,7 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
-from .cluster import connect, get_profile
+from .archive import (ArchiveError, TarPartSink, chunk_records, default_archive_name, discard_chunks,
+                      finalize_archive, refuse_overwriting_source, run_archive_partition, unpacked_outputs)
+from .cluster import connect, get_profile, planned_workers
 from .errors import RefusedError
 from .layouts import get_layout
 from .plan import partitions, plan_partitions
@@ -59,6 +62,9 @@ class ExportConfig:
     workers: int | None = None
     items_per_partition: int | None = None
     full: bool = False                  # ignore the previous manifest: render every item
+    archive: bool = False               # pack the export into <archive_name>.tar (or parts)
+    part_size: int | None = None        # bytes per archive part (implies archive)
+    archive_name: str | None = None     # default: <project id>_<project name>
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     debug: bool = False
 
@@ -98,13 +104,18 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     meta = source.read_meta()
     layout.check_meta(meta)
     sink = get_sink("dir", cfg.destination, cfg.storage_options)
+    if cfg.archive:
+        cfg.archive_name = cfg.archive_name or default_archive_name(source)
+        refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options)
     with RunLock(sink):
         return _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started)
 
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started) -> RunResult:
     config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
-    workers = cfg.workers or (profile.get("local") or {}).get("n_workers") or os.cpu_count() or 1
+    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
+        config_fp = hashlib.sha256(f"{config_fp}:archive:{cfg.part_size}".encode()).hexdigest()
+    workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition)
     previous = read_parquet(sink, MANIFEST)
     incremental = (previous is not None and not cfg.full
@@ -118,10 +129,12 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
                if f"{k}.parquet" in finished}
     log(f"maskcore: {plan.num_rows} items in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    for path, data in layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8")):
+    project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
+    for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
             sink.write(path, data)
-    spec = TaskSpec(source=source, sink=sink, layout=layout, meta=meta, debug=cfg.debug,
+    task_sink = TarPartSink(sink, cfg.part_size) if cfg.archive else sink
+    spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS)
     todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
@@ -129,24 +142,41 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
     if todo:
         results += _execute(spec, todo, profile, cfg.workers, progress, client, on_partition)
     progress.close()
+    archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
-    stale = _stale_outputs(previous, manifest)
+    stale = [] if cfg.archive else _stale_outputs(previous, manifest)
     sink.delete(stale)
     manifest = manifest.replace_schema_metadata({FINGERPRINT_KEY: config_fp.encode()})
     report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
                      time.perf_counter() - started)
+    if archive is not None:
+        report["archive"] = archive.summary()
+        sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
     sink.write(MANIFEST, parquet_bytes(manifest))
     sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
     sink.delete([f"{PARTIALS}/{name}" for name in sink.listdir(PARTIALS)])
+    if cfg.archive:
+        discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
     i = report["items"]
     log(f"maskcore: {i['written']} written, {i['unchanged']} unchanged, {i['failed']} failed, "
         f"{len(stale)} stale files removed, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
         f"report: {cfg.destination.rstrip('/')}/{REPORT}")
     return RunResult(code, report, manifest)
+
+
+def _finish_archive(cfg, sink, results, project_files):
+    """Publish the chunks the workers wrote as ``<name>.tar`` or ``<name>_part_NNN.tar``."""
+    records = [r for t in results for r in chunk_records(t)]
+    written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    missing = unpacked_outputs(written, records)
+    if missing:
+        raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
+                           f"(first {missing[0]!r}); run again with --full")
+    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files)
 
 
 def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
@@ -197,7 +227,8 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
 
     run_token = uuid.uuid4().hex[:12]
     spec_future = client.scatter(spec, broadcast=True)
-    futures = [client.submit(run_partition, spec_future, part, key, key=f"maskcore-{run_token}-{i}",
+    task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    futures = [client.submit(task, spec_future, part, key, key=f"maskcore-{run_token}-{i}",
                              pure=False, retries=2)
                for i, part, key in todo]
     results = []

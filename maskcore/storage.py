@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import fsspec
 import fsspec.config
 from fsspec.core import split_protocol
+from fsspec.implementations.local import LocalFileSystem
 
 from .errors import ConfigError
 
@@ -35,7 +36,7 @@ _SENSITIVE_RE = "key|secret|token|passw|passphrase|credential|signature|auth|con
 _SENSITIVE_NAME = re.compile(_SENSITIVE_RE, re.IGNORECASE)
 _ENV_SECRET_NAME = re.compile("SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|ACCOUNT_KEY|PRIVATE_KEY|"
                               "CONNECTION_STRING", re.IGNORECASE)
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#'\"]+@")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@")
 _QUERY = re.compile(rf"(?P<name>[?&;](?:sig|[^=&;\s#'\"]*(?:{_SENSITIVE_RE})[^=&;\s#'\"]*)=)"
                     rf"[^&;\s#'\"]+", re.IGNORECASE)
 _QUOTED_PAIR = re.compile(
@@ -87,12 +88,13 @@ def parse_storage_options(pairs: list[str] | None) -> dict:
     return options
 
 
-def _merge(base: Mapping, over: Mapping) -> dict:
-    """Nested dicts merged key by key; ``over`` wins."""
+def merge_options(base: Mapping, over: Mapping) -> dict:
+    """Nested options merged key by key; ``over`` wins (a job's options, then the command
+    line's)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_options(out[key], value)
         else:
             out[key] = value
     return out
@@ -126,9 +128,18 @@ def filesystem(url: str, storage_options: Mapping | None = None
         protocols = cls.protocol if isinstance(cls.protocol, (tuple, list)) else (cls.protocol,)
         configured: dict = {}
         for name in protocols:
-            configured = _merge(configured, fsspec.config.conf.get(name, {}))
-        options = _merge(configured, options)
+            configured = merge_options(configured, fsspec.config.conf.get(name, {}))
+        options = merge_options(configured, options)
     return fsspec.core.url_to_fs(url, **options)
+
+
+def cat_whole(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+    """A whole file in one request. (s3fs first asks for the size, a HEAD, to split large
+    reads into concurrent range GETs; files of one item gain nothing from that.)"""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "s3" in protocols:
+        return fs.cat_file(path, max_concurrency=1)
+    return fs.cat_file(path)
 
 
 # --- where a location is -----------------------------------------------------------------------
@@ -138,7 +149,7 @@ def _location(url: str) -> tuple[frozenset, list[str]]:
     target = os.fspath(url).split("::")[-1]
     protocol = _protocol(target)
     if protocol in ("file", "local"):
-        path = fsspec.implementations.local.LocalFileSystem._strip_protocol(target)
+        path = LocalFileSystem._strip_protocol(target)
         return frozenset({"file", "local"}), [os.path.realpath(path)]
     try:
         cls = fsspec.get_filesystem_class(protocol)
@@ -191,31 +202,41 @@ def _env_secrets() -> set[str]:
     out: set[str] = set()
     for name, value in os.environ.items():
         parts = name.split("_", 2)
-        if parts[0] == "FSSPEC" and len(parts) == 2:
+        if parts[0] == "FSSPEC" and len(parts) > 1:
             try:
-                out |= _secret_values(json.loads(value))
+                decoded = json.loads(value)  # FSSPEC_S3='{"secret": ...}', ..._CLIENT_KWARGS='{...}'
             except ValueError:
-                pass
-        elif parts[0] == "FSSPEC" and len(parts) == 3:
-            out |= _secret_values(value, is_sensitive(parts[2]))
+                decoded = value
+            out |= _secret_values(decoded, len(parts) == 3 and is_sensitive(parts[2]))
         elif _ENV_SECRET_NAME.search(name):
             out |= _secret_values(value, True)
+    return out
+
+
+def _userinfo_secrets(text: str) -> set[str]:
+    """Userinfo of the URLs in ``text`` (and its password part), to mask wherever it recurs:
+    a library may repeat it without the scheme (``Invalid bucket name "user:pw@bucket"``)."""
+    out = set()
+    for match in _USERINFO.finditer(text):
+        userinfo = match["userinfo"]
+        out |= {userinfo, *_secret_values(userinfo.partition(":")[2], True)}
     return out
 
 
 def redact(text: Any, storage_options: Mapping | None = None) -> str:
     """``text`` (a URL, log line or error message) with credentials replaced by ``***``.
 
-    Removes URL userinfo (``s3://user:pw@host`` -> ``s3://***@host``), values of query
-    parameters and ``name=value`` / ``'name': value`` pairs whose name looks like a
-    credential, and every literal credential value of ``storage_options`` and of the
-    environment (``AWS_SECRET_ACCESS_KEY``, ``FSSPEC_S3_SECRET``, ...).
+    Removes URL userinfo (``s3://user:pw@host`` -> ``s3://***@host``, and the same userinfo
+    wherever else it appears in ``text``), values of query parameters and ``name=value`` /
+    ``'name': value`` pairs whose name looks like a credential, and every literal credential
+    value of ``storage_options`` and of the environment (``AWS_SECRET_ACCESS_KEY``,
+    ``FSSPEC_S3_SECRET``, ...).
     """
     text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
-    for value in sorted(_secret_values(storage_options or {}) | _env_secrets(), key=len,
-                        reverse=True):
+    secrets = _secret_values(storage_options or {}) | _env_secrets() | _userinfo_secrets(text)
+    for value in sorted(secrets, key=len, reverse=True):
         text = text.replace(value, MASK)
-    text = _USERINFO.sub(rf"\g<scheme>{MASK}@", text)
+    text = _USERINFO.sub(rf"\g<scheme>{MASK}@", text)  # what the literal pass left, if anything
     text = _QUERY.sub(rf"\g<name>{MASK}", text)
     text = _QUOTED_PAIR.sub(rf"\g<name>\g<vq>{MASK}\g<vq>", text)
     return _BARE_PAIR.sub(rf"\g<name>\g<vq>{MASK}\g<vq>", text)

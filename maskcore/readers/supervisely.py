@@ -47,9 +47,9 @@ import fsspec
 import pyarrow as pa
 from fsspec.core import split_protocol
 
-from ..errors import AnnotationError, ItemError, ProjectError, UnknownClassError
+from ..errors import AnnotationError, ItemError, MaskcoreError, ProjectError, UnknownClassError
 from ..model import Annotation, Label, ObjClass, ProjectMeta
-from ..storage import filesystem, redact
+from ..storage import cat_whole, filesystem, redact
 from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
@@ -363,14 +363,6 @@ def _tar_members(fs: fsspec.AbstractFileSystem, path: str, version: str
         return scan_tar(f)
 
 
-def _cat_whole(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
-    """A whole file in one request: s3fs would first ask for its size (HEAD) to split large
-    reads into concurrent range GETs; item files gain nothing from that."""
-    if "s3" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
-        return fs.cat_file(path, max_concurrency=1)
-    return fs.cat_file(path)
-
-
 # --- the source --------------------------------------------------------------------------------
 
 def _join(root: str, rel: str) -> str:
@@ -418,13 +410,21 @@ class SuperviselySource:
         url = os.fspath(path_or_url)
         is_tar = url.startswith("tar::") or url.lower().endswith(".tar")
         src = cls(url.removeprefix("tar::"), is_tar=is_tar, storage_options=storage_options)
-        fs, path = src.filesystem()
-        if "://" not in src.url and "::" not in src.url:
-            src.url = path  # a local path, made absolute: workers may run in another folder
-        if not (fs.isfile(path) if is_tar else fs.isdir(path)):
+        try:
+            fs, path = src.filesystem()
+            if "://" not in src.url and "::" not in src.url:
+                src.url = path  # a local path, made absolute: workers may run in another folder
+            found = fs.isfile(path) if is_tar else fs.isdir(path)
+            if found:
+                src.root = src._find_root()
+        except (MaskcoreError, ImportError):
+            raise
+        except Exception as exc:  # the store's own error (botocore, OSError): its words, no secrets
+            raise ProjectError(redact(f"project {url!r}: expected a readable folder or .tar, got "
+                                      f"{type(exc).__name__}: {exc}", storage_options)) from None
+        if not found:
             raise ProjectError(f"project: expected a folder or a .tar, got "
                                f"{redact(url, storage_options)!r} (not found)")
-        src.root = src._find_root()
         folder = posixpath.basename(src.root) or posixpath.basename(path.rstrip("/"))
         if is_tar and not src.root and folder.lower().endswith(".tar"):
             folder = folder[:-4]
@@ -483,7 +483,7 @@ class SuperviselySource:
         """Bytes of a file given by its path relative to the project root."""
         fs, base = self.filesystem()
         if not self.is_tar:
-            return _cat_whole(fs, _join(self._folder(), path))
+            return cat_whole(fs, _join(self._folder(), path))
         try:
             start, size = self._tar_index()[_join(self.root, path)]
         except KeyError:

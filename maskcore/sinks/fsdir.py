@@ -20,7 +20,7 @@ import uuid
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import UnsafePathError
-from ..storage import filesystem, redact
+from ..storage import cat_whole, filesystem, redact
 
 
 _GLOB_CHARS = re.compile(r"[*?[]")  # what fsspec's rm/expand_path would take as a pattern
@@ -137,7 +137,7 @@ class FsspecDirSink:
 
     def read(self, relpath: str) -> bytes:
         fs, _ = self._open()
-        return fs.cat_file(self.full_path(relpath))
+        return cat_whole(fs, self.full_path(relpath))
 
     def exists(self, relpath: str) -> bool:
         fs, _ = self._open()

@@ -1,0 +1,282 @@
+"""Cluster profiles: every profile of cluster.yaml is built without a real cluster (the Slurm job
+script, the Kubernetes DaskCluster resource), and `local` and `address` run an export for real,
+`address` on `dask scheduler` + `dask worker` processes started here on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dask
+import pytest
+import yaml
+
+from maskcore.cluster import build_cluster, connect, get_profile, kubernetes_cluster_spec, load_profiles
+from maskcore.errors import ConfigError
+from maskcore.run import ExportConfig, run_export
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_FILE = str(REPO / "cluster.yaml")
+VECTOR = REPO / "examples" / "sly_catsdogs" / "vector"
+# The Slurm profile's scheduler would listen on the machine's address: keep it on loopback here.
+LOOPBACK_SLURM = {"DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS":
+                  '{"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}'}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("DASK_") or name.startswith("MASKCORE_CLUSTER"):
+            monkeypatch.delenv(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_profiles(tmp_path: Path, profiles: dict) -> str:
+    path = tmp_path / "profiles.yaml"
+    path.write_text(yaml.safe_dump({"default": "local", "profiles": profiles}))
+    return str(path)
+
+
+# -- choosing and validating profiles ----------------------------------------------------------
+
+def test_repo_file_has_the_four_kinds_and_local_is_the_default():
+    doc = load_profiles(CLUSTER_FILE)
+    kinds = {name: get_profile(name, CLUSTER_FILE)["kind"] for name in doc["profiles"]}
+    assert kinds == {"local": "local", "address": "address", "slurm": "slurm", "kubernetes": "kubernetes"}
+    assert get_profile(None, CLUSTER_FILE)["name"] == "local"
+
+
+def test_name_comes_from_argument_then_env_then_file_default(monkeypatch):
+    monkeypatch.setenv("MASKCORE_CLUSTER", "slurm")
+    assert get_profile(None, CLUSTER_FILE)["name"] == "slurm"
+    assert get_profile("address", CLUSTER_FILE)["name"] == "address"
+    monkeypatch.setenv("MASKCORE_CLUSTER_FILE", CLUSTER_FILE)
+    assert get_profile(None)["kind"] == "slurm"
+
+
+@pytest.mark.parametrize("profile, expected", [
+    ({"kind": "yarn"}, "expected kind one of ['local', 'address', 'slurm', 'kubernetes'], got 'yarn'"),
+    ({"kind": "slurm", "workers": 0}, "expected workers to be a positive integer or null, got 0"),
+    ({"kind": "slurm", "adapt": {"minimum": 5, "maximum": 2}}, "expected adapt minimum <= maximum"),
+    ({"kind": "address", "workers": 2}, "expected no workers/adapt for kind address"),
+    ({"kind": "local", "local": {"n_workers": 2}}, "got local.n_workers"),
+    ({"kind": "slurm", "jobque": {"slurm": {}}}, "got 'jobque'"),
+])
+def test_bad_profiles_say_expected_and_got(tmp_path, profile, expected):
+    path = _write_profiles(tmp_path, {"bad": profile})
+    with pytest.raises(ConfigError) as err:
+        get_profile("bad", path)
+    assert expected in str(err.value) and path in str(err.value) and "'bad'" in str(err.value)
+
+
+def test_unknown_profile_names_the_known_ones():
+    with pytest.raises(ConfigError, match=r"expected a cluster profile named one of "
+                                          r"\['address', 'kubernetes', 'local', 'slurm'\], got 'gpu'"):
+        get_profile("gpu", CLUSTER_FILE)
+    with pytest.raises(ConfigError, match="expected an existing file"):
+        get_profile(None, "/nonexistent/cluster.yaml")
+
+
+@pytest.mark.parametrize("kind, module, extra", [("slurm", "dask_jobqueue", "slurm"),
+                                                 ("kubernetes", "dask_kubernetes.operator", "kubernetes")])
+def test_missing_optional_dependency_names_the_extra(monkeypatch, kind, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)   # what `import` sees when it is not installed
+    with pytest.raises(ConfigError) as err, build_cluster(get_profile(kind, CLUSTER_FILE), 0):
+        pass
+    assert f"pip install '.[{extra}]'" in str(err.value) and isinstance(err.value.__cause__, ImportError)
+
+
+# -- slurm: the job script, and scale(n) as jobs ---------------------------------------------------
+
+def _slurm_script(**env: str) -> str:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**LOOPBACK_SLURM, **env}.items():
+            mp.setenv(key, value)
+        with build_cluster(get_profile("slurm", CLUSTER_FILE), 0) as cluster:
+            return cluster.job_script()
+
+
+def test_slurm_job_script_carries_the_profile_and_env_overrides():
+    profile_cfg = yaml.safe_load(Path(CLUSTER_FILE).read_text())["profiles"]["slurm"]["jobqueue"]["slurm"]
+    script = _slurm_script()
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert directives == ["#SBATCH -J maskcore-worker", f"#SBATCH -p {profile_cfg['queue']}", "#SBATCH -n 1",
+                          "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16G", "#SBATCH -t 02:00:00",
+                          "#SBATCH --requeue"]
+    assert "--nthreads 1" in script and "--nworkers 4" in script and "tcp://127.0.0.1:" in script
+    assert dask.config.get("jobqueue.slurm.queue", None) is None      # profile config undone on exit
+
+    script = _slurm_script(DASK_JOBQUEUE__SLURM__WALLTIME="04:00:00", DASK_JOBQUEUE__SLURM__QUEUE="gpu",
+                           DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES='["--qos=high"]')
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH -t 04:00:00" in directives and "#SBATCH -p gpu" in directives
+    assert "#SBATCH --qos=high" in directives and "#SBATCH --requeue" not in directives
+    assert "#SBATCH --cpus-per-task=4" in directives                  # untouched keys keep the profile
+
+
+def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
+    """`workers=10` with 4 processes per job submits ceil(10/4) = 3 jobs, cancelled on exit.
+
+    Slurm itself is not here: `sbatch`/`scancel` are stand-ins on PATH that record what they get."""
+    bin_dir, spool = tmp_path / "bin", tmp_path / "spool"
+    bin_dir.mkdir()
+    spool.mkdir()
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\ncp "$1" {spool}/job_$$.sh\necho "Submitted batch job $$"\n')  # job id = its pid
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$1" >> {spool}/cancelled\n')
+    for tool in ("sbatch", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for key, value in LOOPBACK_SLURM.items():
+        monkeypatch.setenv(key, value)
+
+    with connect(get_profile("slurm", CLUSTER_FILE), workers=10) as client:
+        deadline = time.monotonic() + 15
+        while len(list(spool.glob("job_*.sh"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    jobs = sorted(spool.glob("job_*.sh"))
+    assert len(jobs) == 3
+    assert "#SBATCH --mem=16G" in jobs[0].read_text()
+    assert sorted((spool / "cancelled").read_text().split()) == sorted(p.stem[4:] for p in jobs)
+
+
+# -- kubernetes: the DaskCluster resource -----------------------------------------------------------
+
+def test_kubernetes_spec_from_profile_and_env(monkeypatch):
+    profile = get_profile("kubernetes", CLUSTER_FILE)
+    spec = kubernetes_cluster_spec(profile)
+    worker = spec["spec"]["worker"]
+    container = worker["spec"]["containers"][0]
+    assert spec["kind"] == "DaskCluster" and spec["metadata"]["name"].startswith("maskcore-")
+    assert worker["replicas"] == 4                                    # the profile's workers
+    assert container["image"] == "maskcore:0.1.0"
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"},
+                                      "limits": {"cpu": "1", "memory": "4Gi"}}
+    assert container["args"][:4] == ["dask", "worker", "--nthreads", "1"]
+    scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    assert scheduler["image"] == "maskcore:0.1.0" and scheduler["resources"] == container["resources"]
+
+    monkeypatch.setenv("DASK_KUBERNETES__IMAGE", "maskcore:0.2.0")
+    monkeypatch.setenv("DASK_KUBERNETES__RESOURCES__LIMITS__MEMORY", "8Gi")
+    spec = kubernetes_cluster_spec(profile, workers=7)                # --workers 7
+    container = spec["spec"]["worker"]["spec"]["containers"][0]
+    assert spec["spec"]["worker"]["replicas"] == 7 and container["image"] == "maskcore:0.2.0"
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "8Gi"}
+    assert dask.config.get("kubernetes.image") not in ("maskcore:0.1.0", "maskcore:0.2.0")  # undone on exit
+
+
+# -- address: errors ---------------------------------------------------------------------------------
+
+def test_address_without_an_address_says_where_to_put_one():
+    with pytest.raises(ConfigError, match=r"expected a scheduler address .*DASK_SCHEDULER_ADDRESS\), got none"):
+        with connect(get_profile("address", CLUSTER_FILE)):
+            pass
+
+
+def test_unreachable_address_is_named_without_credentials(monkeypatch):
+    port = _free_port()
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "1s")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        with connect(get_profile("address", CLUSTER_FILE)):
+            pass
+    assert time.monotonic() - started < 10
+    assert f"expected a Dask scheduler answering at tcp://127.0.0.1:{port} within 1s" in str(err.value)
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", f"tcp://alice:s3cret@127.0.0.1:{port}")
+    with pytest.raises(ConfigError) as err:
+        with connect(get_profile("address", CLUSTER_FILE)):
+            pass
+    assert "s3cret" not in str(err.value) and "alice" not in str(err.value)
+    assert f"got 'tcp://***@127.0.0.1:{port}'" in str(err.value)
+
+
+# -- local and address for real ------------------------------------------------------------------------
+
+def test_local_profile_starts_worker_processes():
+    with connect(get_profile("local", CLUSTER_FILE), workers=1) as client:
+        assert len(client.scheduler_info()["workers"]) == 1
+        assert client.submit(os.getpid).result() != os.getpid()
+    assert dask.config.get("scheduler-address", None) is None
+
+
+@pytest.fixture
+def scheduler_and_worker(tmp_path):
+    """`dask scheduler` and one `dask worker` as processes on loopback (random free ports)."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    common = dict(cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--dashboard-address", "127.0.0.1:0",  # /health on loopback too
+                               "--scheduler-file", str(scheduler_file)], **common)]
+    try:
+        deadline = time.monotonic() + 30
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
+                                       "--no-nanny", "--nthreads", "1", "--no-dashboard"], **common))
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+TIMED = (".maskcore/report.json", ".maskcore/manifest.parquet")   # these carry timings
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).as_posix() not in TIMED}
+
+
+def _manifest_without_timings(root: Path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(root / ".maskcore" / "manifest.parquet")
+    return table.drop_columns([c for c in ("seconds",) if c in table.column_names])
+
+
+def test_address_run_equals_local_run_byte_for_byte(tmp_path, monkeypatch, scheduler_and_worker):
+    quiet = lambda msg: None  # noqa: E731
+    local = run_export(ExportConfig(source=str(VECTOR), destination=str(tmp_path / "local"), cluster="local",
+                                    cluster_file=CLUSTER_FILE, workers=2), log=quiet)
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler_and_worker)
+    remote = run_export(ExportConfig(source=str(VECTOR), destination=str(tmp_path / "remote"), cluster="address",
+                                     cluster_file=CLUSTER_FILE, workers=2), log=quiet)
+
+    assert local.exit_code == remote.exit_code == 0
+    assert local.report["items"]["total"] == remote.report["items"]["total"] == 6
+    assert local.report["items"]["failed"] == remote.report["items"]["failed"] == 0
+    assert (local.report["cluster"], remote.report["cluster"]) == ("local", "address")
+    local_tree, remote_tree = _tree(tmp_path / "local"), _tree(tmp_path / "remote")
+    assert sum(name.endswith(".png") for name in local_tree) >= 18
+    assert sorted(local_tree) == sorted(remote_tree)
+    assert [name for name in local_tree if local_tree[name] != remote_tree[name]] == []
+    assert _manifest_without_timings(tmp_path / "local").equals(_manifest_without_timings(tmp_path / "remote"))
+
+    # the tasks ran on the external scheduler's worker, not on a cluster of our own
+    from distributed import Client
+    with Client(scheduler_and_worker, timeout="10s") as client:
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter) > 0
+        assert len(client.scheduler_info()["workers"]) == 1
