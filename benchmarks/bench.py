@@ -52,8 +52,8 @@ def run_maskcore(project: Path, dst: Path, thickness: int, clock: StepClock) -> 
             img_bytes = source.read_bytes(row["img_path"])
         with clock.step("parse"):
             ann = parse_annotation(json.loads(ann_bytes), meta, row["item"])
-        item = ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"], meta, ann,
-                        ann_bytes, img_bytes)
+        item = ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"], row["out_name"],
+                        meta, ann, ann_bytes, img_bytes)
         files = layout.item_files(item, clock)
         with clock.step("write"):
             for path, data in files:

@@ -13,6 +13,7 @@ class ItemData:
     name: str               # item (image) name, with its extension
     out_dir: str            # output folder of the dataset, relative to the destination root
     mask_stem: str          # file stem of this item's masks, unique within the dataset
+    out_name: str           # the item's (safe, unique) file name for copied image / annotation
     meta: ProjectMeta
     annotation: Annotation
     ann_bytes: bytes

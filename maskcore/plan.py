@@ -1,7 +1,8 @@
 """Planning: the item listing becomes partitions (a pyarrow table), before any work is done.
 
 Adds to the reader's listing (dataset, item, ann_path, img_path, ...) the columns
-``out_dir`` (the dataset's output folder), ``mask_stem`` (the item's mask file stem, unique within
+``out_dir`` (the dataset's output folder), ``out_name`` (the item's file name in the output,
+made safe), ``mask_stem`` (the item's mask file stem, unique within
 its dataset even when two items share a stem or differ only by case) and ``partition``.
 Pure: table in, table out.
 """
@@ -24,6 +25,22 @@ def dataset_out_dir(dataset: str) -> str:
     return "/datasets/".join(safe_component(p) for p in dataset.split("/"))
 
 
+def _dedupe(names: list[str], originals: list[str]) -> list[str]:
+    """Make ``names`` unique ignoring case: clashing ones get a short hash of their original
+    before the extension (``a.jpg`` -> ``a~1f2e3d4c.jpg``)."""
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n.casefold()] = counts.get(n.casefold(), 0) + 1
+    out = []
+    for n, orig in zip(names, originals):
+        if counts[n.casefold()] > 1:
+            digest = hashlib.sha256(orig.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            base, dot, ext = n.rpartition(".")
+            n = f"{base}~{digest}.{ext}" if dot and base else f"{n}~{digest}"
+        out.append(n)
+    return out
+
+
 def mask_stems(items: list[str]) -> list[str]:
     """Mask file stems for the items of one dataset.
 
@@ -31,19 +48,19 @@ def mask_stems(items: list[str]) -> list[str]:
     ``Cat.jpg`` and ``cat.jpg`` on a case-insensitive disk) all of them keep their full name
     instead (``cat.jpg``, ``cat.png``); a remaining clash gets a short hash of the item name.
     """
-    def key(s: str) -> str:
-        return s.casefold()
-
     stems = [safe_component(stem(i)) for i in items]
     counts: dict[str, int] = {}
     for s in stems:
-        counts[key(s)] = counts.get(key(s), 0) + 1
-    out = [s if counts[key(s)] == 1 else safe_component(i) for s, i in zip(stems, items)]
-    counts = {}
-    for s in out:
-        counts[key(s)] = counts.get(key(s), 0) + 1
-    return [s if counts[key(s)] == 1 else f"{s}~{hashlib.sha256(i.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-            for s, i in zip(out, items)]
+        counts[s.casefold()] = counts.get(s.casefold(), 0) + 1
+    full = [s if counts[s.casefold()] == 1 else safe_component(i) for s, i in zip(stems, items)]
+    return [f"{s}~{hashlib.sha256(i.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+            if s != d else s for s, d, i in zip(full, _dedupe(full, items), items)]
+
+
+def out_names(items: list[str]) -> list[str]:
+    """File names for the copied image and annotation of each item of one dataset: the item name
+    made safe (one path component, no control characters), unique ignoring case."""
+    return _dedupe([safe_component(i) for i in items], items)
 
 
 def plan_partitions(items: pa.Table, *, workers: int,
@@ -58,17 +75,20 @@ def plan_partitions(items: pa.Table, *, workers: int,
     names = items.column("item").to_pylist()
     out_dirs: dict[str, str] = {d: dataset_out_dir(d) for d in set(datasets)}
     stems: list[str] = [""] * n
+    safe_names: list[str] = [""] * n
     by_dataset: dict[str, list[int]] = {}
     for i, d in enumerate(datasets):
         by_dataset.setdefault(d, []).append(i)
     for d, rows in by_dataset.items():
-        for i, s in zip(rows, mask_stems([names[i] for i in rows])):
-            stems[i] = s
+        in_dataset = [names[i] for i in rows]
+        for i, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
+            stems[i], safe_names[i] = s, o
     size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
     if n:
         size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
     partition = pa.array([i // size for i in range(n)], pa.int32())
     return (items.append_column("out_dir", pa.array([out_dirs[d] for d in datasets], pa.string()))
+                 .append_column("out_name", pa.array(safe_names, pa.string()))
                  .append_column("mask_stem", pa.array(stems, pa.string()))
                  .append_column("partition", partition))
 

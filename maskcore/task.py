@@ -25,6 +25,9 @@ OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256"
 RESULT_SCHEMA = pa.schema([
     ("dataset", pa.string()),
     ("item", pa.string()),
+    ("out_dir", pa.string()),         # where the item's outputs went: names made safe and unique
+    ("out_name", pa.string()),
+    ("mask_stem", pa.string()),
     ("status", pa.string()),          # "ok" | "unchanged" | "failed"
     ("error", pa.string()),           # "<dataset>/<item>[/object i]: reason", null when ok
     ("error_type", pa.string()),
@@ -73,8 +76,8 @@ def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes,
         raise AnnotationError(f"annotation is not valid JSON ({exc})", where=where) from None
     annotation = parse_annotation(obj, spec.meta, where)
     item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
-                    mask_stem=row["mask_stem"], meta=spec.meta, annotation=annotation,
-                    ann_bytes=ann_bytes, image_bytes=image_bytes)
+                    mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
+                    annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes)
     return spec.layout.item_files(item)
 
 
@@ -86,7 +89,8 @@ def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:
 def run_item(spec: TaskSpec, row: dict) -> dict:
     """Export one item; returns its result row (see RESULT_SCHEMA). Never raises."""
     start = time.perf_counter()
-    result = {"dataset": row["dataset"], "item": row["item"], "status": "ok", "error": None,
+    result = {"dataset": row["dataset"], "item": row["item"], "out_dir": row["out_dir"],
+              "out_name": row["out_name"], "mask_stem": row["mask_stem"], "status": "ok", "error": None,
               "error_type": None, "ann_sha256": None, "img_sha256": None, "outputs": [],
               "bytes_written": 0}
     try:

@@ -51,3 +51,15 @@ def test_a_partition_pickles_only_its_own_rows():
     part = partitions(plan)[3]
     assert part.num_rows == 8
     assert len(pickle.dumps(part)) < 20 * len(pickle.dumps(plan)) / plan.num_rows * 8 + 4096
+
+
+def test_hostile_item_names_become_safe_unique_file_names():
+    from maskcore.plan import out_names
+    items = ["a.jpg", "A.jpg", "b\\c.jpg", "ctl\x01.jpg", "x" * 400 + ".jpg", "..", "ok.png"]
+    names = out_names(items)
+    assert names[-1] == "ok.png"
+    assert len({n.casefold() for n in names}) == len(items)
+    for n in names:
+        assert "/" not in n and "\\" not in n and n not in (".", "..")
+        assert all(ord(c) >= 32 for c in n) and len(n.encode()) <= 255
+    assert names == out_names(list(items))

@@ -93,9 +93,9 @@ class SuperviselyMasksLayout:
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
         if self.copy_annotations:
-            out.append((f"{d}/ann/{item.name}.json", item.ann_bytes))
+            out.append((f"{d}/ann/{item.out_name}.json", item.ann_bytes))
         if self.copy_images and item.image_bytes is not None:
-            out.append((f"{d}/img/{item.name}", item.image_bytes))
+            out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         classes = meta.class_by_title()
         with clock.step("rasterize"):
             patches = [coverage(lb.geometry, ann.size_hw, self.thickness) for lb in ann.labels]
