@@ -27,9 +27,14 @@ Conventions (shared with ``patch.py``):
   ways), zero-area and collinear rings their outline.  An empty ring contributes nothing
   (cv2.fillPoly raises on it); an empty ring list or an empty canvas gives an empty patch.
 - Output: ``Patch`` with a ``bool`` mask cropped to the painted pixels (empty patch when none).
+  ``fill_polys`` fills many polygons of one canvas (each its own ``cv2.fillPoly`` call: they
+  never interact) in one vectorised pass: one patch per polygon, the masks being views into one
+  shared buffer (keeping any of them keeps the whole buffer).
 - Cost: work and memory follow the edge pixels and (edge, row) crossings inside the canvas plus
-  the output window, never how far off-canvas vertices lie.  Pure numpy, vectorised over edges
-  and scanlines (a Python loop only per ring); no I/O.
+  the output windows, never how far off-canvas vertices lie.  Pure numpy, vectorised over
+  polygons, edges and scanlines (a Python loop only to gather rings and hand out patches); the
+  crossings of every polygon of a batch are sorted together on one int64 key
+  (polygon, row, x).  No I/O.
 """
 
 from __future__ import annotations
@@ -39,149 +44,276 @@ from collections.abc import Sequence
 import numpy as np
 
 from maskcore.raster.lines import (
-    check_size_hw, check_xy, clip_segments, pixel_offsets, polyline, segments_pixels,
+    check_int32, check_size_hw, clip_segments, pixel_offsets, polyline, segments_pixels,
 )
-from maskcore.raster.patch import Patch, empty_patch
+from maskcore.raster.patch import EMPTY, Patch
 
-__all__ = ["fill_poly", "polyline", "segments_pixels"]
+__all__ = ["fill_poly", "fill_polys", "polyline", "segments_pixels"]
 
 _SHIFT = 16
 _ONE = 1 << _SHIFT
 # Below this magnitude no 16.16 x value can wrap when cast to int32 pixels: fast sort path.
 _SAFE_X = 1 << 46
+_NO_XY = np.zeros((0, 2), dtype=np.int64)
 
 
 def fill_poly(rings_xy: Sequence[np.ndarray], size_hw) -> Patch:
     """Pixels that ``cv2.fillPoly(zeros(size_hw), rings_xy, 1)`` sets, all rings in one call."""
+    return _fill([rings_xy], size_hw, lambda i, j: f"rings_xy[{j}]")[0]
+
+
+def fill_polys(polys_rings_xy: Sequence[Sequence[np.ndarray]], size_hw) -> list[Patch]:
+    """``[fill_poly(rings_xy, size_hw) for rings_xy in polys_rings_xy]``, in one vectorised pass.
+
+    Each entry is the ring list of one ``cv2.fillPoly`` call (even-odd over its own rings);
+    the patches hold exactly the pixels ``fill_poly`` gives, their masks share one buffer.
+    """
+    return _fill(list(polys_rings_xy), size_hw, lambda i, j: f"polys_rings_xy[{i}][{j}]")
+
+
+def _fill(polys: list, size_hw, name) -> list[Patch]:
     height, width = check_size_hw(size_hw)
-    rings = [check_xy(r, f"rings_xy[{i}]") for i, r in enumerate(rings_xy)]
-    rings = [r for r in rings if len(r)]
-    if not rings or height == 0 or width == 0:
-        return empty_patch()
-    seg = _ring_segments(rings)
-    pts = seg[2:]
-    lo, hi = pts.min(axis=1), pts.max(axis=1)
-    if lo.min() >= 0 and hi[0] < width and hi[1] < height:
-        # The common case: nothing to clip, and every edge crossing and span lies in the rings' box.
-        rows, xa, xb = _spans(seg, seg, height, width, in_canvas=True)
-        return _compose(seg, rows, xa, xb, (int(lo[1]), int(lo[0]), int(hi[1]), int(hi[0])))
+    n_polys = len(polys)
+    pts, ring_sizes, ring_poly = _gather_rings(polys, name)
+    if pts.shape[0] == 0 or height == 0 or width == 0:
+        return [EMPTY] * n_polys
+    seg, seg_poly = _ring_segments(pts, ring_sizes, ring_poly)
+    hi_x, hi_y = pts.max(axis=0).tolist()
+    if pts.min() >= 0 and hi_x < width and hi_y < height:
+        # The common case: nothing to clip, every polygon is scan-filled, and all its pixels
+        # lie in its vertices' box.
+        spans = _spans(seg, None, seg_poly, n_polys, height, width)
+        return _compose(seg, seg_poly, *spans, _vertex_boxes(pts, ring_sizes, ring_poly, n_polys))
     inside, *parts = clip_segments(*seg, (height, width))
     clipped = np.stack(parts)
-    rows, xa, xb = _spans(seg, clipped, height, width, in_canvas=False)
-    return _compose(clipped[:, inside], rows, xa, xb)
+    spans = _spans(seg, clipped, seg_poly, n_polys, height, width)
+    clipped, seg_poly = clipped[:, inside], seg_poly[inside]
+    return _compose(clipped, seg_poly, *spans, _painted_boxes(clipped, seg_poly, *spans, n_polys))
 
 
-def _ring_segments(rings: list[np.ndarray]) -> np.ndarray:
-    """Edges v[i-1] -> v[i] of every ring as a (4, E) int64 array of rows x0, y0, x1, y1."""
-    pts = rings[0] if len(rings) == 1 else np.concatenate(rings)
-    sizes = np.array([len(r) for r in rings])
-    ends = np.cumsum(sizes)
-    prev = np.arange(-1, len(pts) - 1)
-    prev[ends - sizes] = ends - 1                         # each ring's first vertex joins its last
+def _gather_rings(polys: list, name):
+    """All non-empty rings as one (V, 2) int64 array, with each ring's size and polygon index."""
+    arrays, sizes, owners, where = [], [], [], []
+    for i, rings in enumerate(polys):
+        for j, ring in enumerate(rings):
+            arr = _ring_array(ring, name, i, j)
+            if arr.shape[0]:
+                arrays.append(arr)
+                sizes.append(arr.shape[0])
+                owners.append(i)
+                where.append(j)
+    if not arrays:
+        return _NO_XY, None, None
+    pts = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    if pts.min() < -(2 ** 31) or pts.max() > 2 ** 31 - 1:        # one check, then name the ring
+        for arr, i, j in zip(arrays, owners, where):
+            check_int32(arr, name(i, j))
+    return pts, np.array(sizes), np.array(owners)
+
+
+def _ring_array(ring, name, i: int, j: int) -> np.ndarray:
+    """One ring as an (N, 2) int64 array, or TypeError / ValueError saying what came."""
+    arr = np.asarray(ring)
+    if arr.size == 0:
+        return _NO_XY
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name(i, j)}: expected integer coordinates, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name(i, j)}: expected shape (N, 2), got {arr.shape}")
+    if arr.dtype == np.uint64:                      # would wrap when cast: check it first
+        check_int32(arr, name(i, j))
+    return arr.astype(np.int64, copy=False)
+
+
+def _ring_segments(pts: np.ndarray, ring_sizes: np.ndarray, ring_poly: np.ndarray):
+    """Edges v[i-1] -> v[i] of every ring as a (4, E) int64 array of rows x0, y0, x1, y1, and
+    each edge's polygon index (non-decreasing)."""
     seg = np.empty((4, len(pts)), dtype=np.int64)
-    seg[:2] = pts[prev].T
     seg[2:] = pts.T
-    return seg
+    if ring_sizes.size == 1:
+        seg[:2, 1:] = seg[2:, :-1]
+        seg[:2, 0] = pts[-1]
+    else:
+        ends = np.cumsum(ring_sizes)
+        prev = np.arange(-1, len(pts) - 1)
+        prev[ends - ring_sizes] = ends - 1              # each ring's first vertex joins its last
+        seg[:2] = seg[2:, prev]
+    return seg, ring_poly.repeat(ring_sizes)
 
 
-def _scan_edges(seg: np.ndarray, clipped: np.ndarray):
-    """OpenCV's PolyEdge list: ``(y0, y1, x_at_y0, dx)`` int64 arrays, horizontal edges dropped."""
-    keep = seg[1] != seg[3]
-    (_, p0y, _, p1y), (t0x, t0y, t1x, t1y) = seg[:, keep], clipped[:, keep]
-    use_t = t0y != t1y
-    c0y = np.where(use_t, t0y, p0y)
-    c1y = np.where(use_t, t1y, p1y)
-    c0x, c1x = t0x << _SHIFT, t1x << _SHIFT
-    dx = _trunc_div(c1x - c0x, c1y - c0y)
+def _scan_edges(seg: np.ndarray, clipped, seg_poly: np.ndarray):
+    """OpenCV's PolyEdge list: ``(y0, y1, x_at_y0, dx, poly)`` int64 arrays, horizontal edges
+    dropped.  ``clipped``: the clipLine-clipped segments, or None when nothing was clipped."""
+    keep = np.flatnonzero(seg[1] != seg[3])
+    p0x, p0y, p1x, p1y = seg[:, keep]
     down = p0y < p1y
-    x = np.where(down, c0x + (p0y - c0y) * dx, c1x + (p1y - c1y) * dx)
-    return np.minimum(p0y, p1y), np.maximum(p0y, p1y), x, dx
+    if clipped is None:
+        dx = _trunc_div((p1x - p0x) << _SHIFT, p1y - p0y)
+        x = np.where(down, p0x, p1x) << _SHIFT
+    else:
+        t0x, t0y, t1x, t1y = clipped[:, keep]
+        use_t = t0y != t1y
+        c0y = np.where(use_t, t0y, p0y)
+        c1y = np.where(use_t, t1y, p1y)
+        c0x, c1x = t0x << _SHIFT, t1x << _SHIFT
+        dx = _trunc_div(c1x - c0x, c1y - c0y)
+        x = np.where(down, c0x + (p0y - c0y) * dx, c1x + (p1y - c1y) * dx)
+    return np.minimum(p0y, p1y), np.maximum(p0y, p1y), x, dx, seg_poly[keep]
 
 
 def _trunc_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """C integer division (rounds toward zero)."""
     q = np.abs(num) // np.abs(den)
-    return np.where((num < 0) != (den < 0), -q, q)
+    np.negative(q, out=q, where=(num ^ den) < 0)
+    return q
 
 
-def _spans(seg, clipped, height: int, width: int, in_canvas: bool):
-    """Rows and inclusive, canvas-clipped column ranges ``(rows, xa, xb)`` of the scan fill,
-    sorted by row then column.  ``in_canvas``: every vertex is known to lie in the canvas."""
-    none = (np.zeros(0, np.int64),) * 3
-    y0, y1, x, dx = _scan_edges(seg, clipped)
+def _groups(owner: np.ndarray):
+    """For an owner array sorted ascending: start index of each run, and the run's owner."""
+    first = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+    return first, owner[first]
+
+
+def _filled_polys(y0, y1, x, dx, poly, n_polys: int, height: int, width: int) -> np.ndarray:
+    """Per polygon: does OpenCV scan-fill it at all?  Not when its edges' rows or x range at
+    their ends lie wholly off the canvas.  (OpenCV also skips a call with fewer than two scan
+    edges; a closed ring has none or at least two, so that changes nothing.)"""
+    first, ids = _groups(poly)
+    x_end = x + (y1 - y0) * dx
+    ok = np.maximum.reduceat(y1, first) >= 0
+    ok &= np.minimum.reduceat(y0, first) < height
+    ok &= np.maximum.reduceat(np.maximum(x, x_end), first) >= 0
+    ok &= np.minimum.reduceat(np.minimum(x, x_end), first) < (width << _SHIFT)
+    filled = np.zeros(n_polys, dtype=bool)
+    filled[ids] = ok
+    return filled
+
+
+def _spans(seg, clipped, seg_poly, n_polys: int, height: int, width: int):
+    """Rows, inclusive canvas-clipped column ranges and polygon of the scan fill's spans
+    ``(rows, xa, xb, poly)``, sorted by polygon, row, column."""
+    none = (np.zeros(0, np.int64),) * 4
+    y0, y1, x, dx, poly = _scan_edges(seg, clipped, seg_poly)
     if y0.size < 2:
         return none
-    if not in_canvas:
-        x_end = x + (y1 - y0) * dx
-        if (y1.max() < 0 or y0.min() >= height or max(x.max(), x_end.max()) < 0
-                or min(x.min(), x_end.min()) >= (width << _SHIFT)):
-            return none
     # One crossing per active edge and canvas row: crossing j of edge e lies on row
     # lo_e + (j - start_e), at x_e + (row - y0_e) * dx_e (int64, wrapping like C's additions).
     lo = np.maximum(y0, 0)
     counts = np.maximum(np.minimum(y1, height) - lo, 0)
+    if clipped is not None:
+        filled = _filled_polys(y0, y1, x, dx, poly, n_polys, height, width)
+        if not filled.all():
+            counts[~filled[poly]] = 0
     start = np.cumsum(counts) - counts
     j = np.arange(int(start[-1] + counts[-1]), dtype=np.int64)
     if j.size == 0:
         return none
     rows = j + (lo - start).repeat(counts)
     xs = j * dx.repeat(counts) + (x + (lo - start - y0) * dx).repeat(counts)
-    if in_canvas or (-_SAFE_X < xs.min() and xs.max() < _SAFE_X):
-        xa, xb, rows = _pair_clamped(rows, xs, width)
+    poly = poly.repeat(counts)
+    sbits = ((width + 3) << _SHIFT).bit_length()            # key bits for a clamped x
+    hbits = max(height - 1, 1).bit_length()                 # key bits for a row
+    if (n_polys.bit_length() + hbits + sbits <= 62
+            and (clipped is None or (-_SAFE_X < xs.min() and xs.max() < _SAFE_X))):
+        xa, xb, rows, poly = _pair_by_key(poly, rows, xs, width, hbits, sbits)
     else:
-        xa, xb, rows = _pair_exact(rows, xs)
-    keep = (xa < width) & (xb >= 0)
-    xa, xb, rows = np.maximum(xa[keep], 0), np.minimum(xb[keep], width - 1), rows[keep]
-    keep = xa <= xb
-    return rows[keep], xa[keep], xb[keep]
+        xa, xb, rows, poly = _pair_exact(poly, rows, xs)
+    np.maximum(xa, 0, out=xa)
+    np.minimum(xb, width - 1, out=xb)
+    keep = np.flatnonzero(xa <= xb)
+    return rows[keep], xa[keep], xb[keep], poly[keep]
 
 
-def _pair_clamped(rows, xs, width: int):
-    """Sort crossings by (row, x) and pair them, with x clamped to just outside the canvas.
+def _pair_by_key(poly, rows, xs, width: int, hbits: int, sbits: int):
+    """Sort crossings by (polygon, row, x) on one int64 key and pair them (1st-2nd, ...).
 
-    Clamping changes no clipped span (no int32 wrap is possible below ``_SAFE_X``) and lets one
-    int64 key per crossing carry both row and x, sorted in place.
+    x is clamped to just outside the canvas: that changes no clipped span (no int32 wrap is
+    possible below ``_SAFE_X``) and lets the key hold polygon, row and x bit-packed.
     """
-    span = (width + 3) << _SHIFT                    # clamped x + _ONE lies in [0, span)
-    key = np.minimum(np.maximum(xs, -_ONE), (width + 1) << _SHIFT)
-    key += rows * span + _ONE
+    key = np.maximum(xs, -_ONE)
+    np.minimum(key, (width + 1) << _SHIFT, out=key)
+    key += _ONE                                             # now in [0, 2**sbits)
+    key |= (poly << hbits | rows) << sbits
     key.sort()
-    rows = key[0::2] // span
-    base = rows * span + _ONE
-    return (key[0::2] - base + (_ONE - 1)) >> _SHIFT, (key[1::2] - base) >> _SHIFT, rows
+    first, second = key[0::2], key[1::2]
+    x_mask = (1 << sbits) - 1
+    xa = ((first & x_mask) - 1) >> _SHIFT                   # ceil of the left crossing
+    xb = ((second & x_mask) - _ONE) >> _SHIFT               # floor of the right one
+    slot = first >> sbits
+    return xa, xb, slot & ((1 << hbits) - 1), slot >> hbits
 
 
-def _pair_exact(rows, xs):
-    """Sort crossings by (row, x) and pair them; pixel columns cast to int32 like OpenCV.
+def _pair_exact(poly, rows, xs):
+    """Sort crossings by (polygon, row, x) and pair them; pixel columns cast to int32 like OpenCV.
 
-    Taken only when some 16.16 x reaches 2**46 (vertices near the int32 limits).  A wrapping
-    int32 cast needs an extrapolated x beyond 2**31 pixels, which no test has produced; this
-    path keeps the reference's arithmetic anyway.
+    Taken only when some 16.16 x reaches 2**46 (vertices near the int32 limits) or the key would
+    not fit in 63 bits.  A wrapping int32 cast needs an extrapolated x beyond 2**31 pixels, which
+    no test has produced; this path keeps the reference's arithmetic anyway.
     """
-    order = np.lexsort((xs, rows))
-    rows, xs = rows[order], xs[order]
+    order = np.lexsort((xs, rows, poly))
+    poly, rows, xs = poly[order], rows[order], xs[order]
     xa = ((xs[0::2] + (_ONE - 1)) >> _SHIFT).astype(np.int32).astype(np.int64)
     xb = (xs[1::2] >> _SHIFT).astype(np.int32).astype(np.int64)
-    return xa, xb, rows[0::2]
+    return xa, xb, rows[0::2], poly[0::2]
 
 
-def _compose(segments: np.ndarray, rows, xa, xb, box=None) -> Patch:
-    """Patch of the clipped segments' (4, S) pixels plus the spans ``rows: xa..xb`` (sorted).
+def _vertex_boxes(pts, ring_sizes, ring_poly, n_polys: int):
+    """Each polygon's vertex box ``(top, left, bottom, right)``, inclusive (bottom < top when
+    it has no vertex)."""
+    if ring_poly[0] == ring_poly[-1]:                       # one polygon holds every vertex
+        (left, top), (right, bottom) = pts.min(axis=0), pts.max(axis=0)
+        box = np.zeros((4, n_polys), dtype=np.int64)
+        box[2:] = -1
+        box[:, ring_poly[0]] = top, left, bottom, right
+        return box
+    first_ring, ids = _groups(ring_poly)
+    first_vertex = (np.cumsum(ring_sizes) - ring_sizes)[first_ring]
+    box = np.zeros((4, n_polys), dtype=np.int64)
+    box[2:] = -1
+    box[1::-1, ids] = np.minimum.reduceat(pts, first_vertex, axis=0).T
+    box[:1:-1, ids] = np.maximum.reduceat(pts, first_vertex, axis=0).T
+    return box
 
-    ``box`` = (top, left, bottom, right), inclusive, when already known to hold everything.
-    """
-    if box is None:
-        if rows.size == 0 and segments.shape[1] == 0:
-            return empty_patch()
-        xs_all = np.concatenate([segments[0], segments[2], xa, xb])
-        ys_all = np.concatenate([segments[1], segments[3], rows])
-        box = int(ys_all.min()), int(xs_all.min()), int(ys_all.max()), int(xs_all.max())
-    top, left = box[0], box[1]
-    h, w = box[2] - top + 1, box[3] - left + 1
-    mask = _runs_mask((rows - top) * w + (xa - left), (rows - top) * w + (xb - left), h * w)
+
+def _painted_boxes(segments, seg_poly, rows, xa, xb, span_poly, n_polys: int):
+    """Each polygon's box of painted pixels (its visible segments and spans), as
+    ``_vertex_boxes``."""
+    big = np.iinfo(np.int64).max
+    top, left = np.full(n_polys, big), np.full(n_polys, big)
+    bottom, right = np.full(n_polys, -1), np.full(n_polys, -1)
     x0, y0, x1, y1 = segments
-    mask[pixel_offsets(x0 - left, y0 - top, x1 - left, y1 - top, stride=w)] = True
-    return Patch(top, left, mask.reshape(h, w))
+    for owner, lows, highs in ((seg_poly, (np.minimum(y0, y1), np.minimum(x0, x1)),
+                                (np.maximum(y0, y1), np.maximum(x0, x1))),
+                               (span_poly, (rows, xa), (rows, xb))):
+        if owner.size:
+            first, ids = _groups(owner)
+            for box, low in zip((top, left), lows):
+                box[ids] = np.minimum(box[ids], np.minimum.reduceat(low, first))
+            for box, high in zip((bottom, right), highs):
+                box[ids] = np.maximum(box[ids], np.maximum.reduceat(high, first))
+    top[bottom < 0] = 0
+    left[bottom < 0] = 0
+    return top, left, bottom, right
+
+
+def _compose(segments, seg_poly, rows, xa, xb, span_poly, box) -> list[Patch]:
+    """One patch per polygon: its clipped segments' (4, S) pixels plus its spans
+    ``rows: xa..xb`` in its ``box``, the patches laid out one after another in one buffer."""
+    top, left, bottom, right = box
+    h, w = bottom - top + 1, right - left + 1
+    np.maximum(h, 0, out=h)
+    np.maximum(w, 0, out=w)
+    sizes = h * w
+    base = np.cumsum(sizes) - sizes
+    # flat index of pixel (x, y) of polygon p: base[p] + (y - top[p]) * w[p] + (x - left[p])
+    origin = base - top * w - left
+    starts = origin[span_poly] + rows * w[span_poly]
+    buf = _runs_mask(starts + xa, starts + xb, int(base[-1] + sizes[-1]))
+    x0, y0, x1, y1 = segments
+    buf[pixel_offsets(x0, y0, x1, y1, stride=w[seg_poly], origin=origin[seg_poly])] = True
+    return [Patch(t, l, buf[b:b + hh * ww].reshape(hh, ww)) if hh else EMPTY
+            for t, l, b, hh, ww in zip(top.tolist(), left.tolist(), base.tolist(),
+                                       h.tolist(), w.tolist())]
 
 
 def _runs_mask(first: np.ndarray, last: np.ndarray, size: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from maskcore.raster.patch import Patch, empty_patch
 
 _INT32_MIN, _INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 _XY_STRIDE = 1 << 32                 # pixel_offsets stride that packs canvas (x, y) in one int64
+_SCALAR_CLIP = 48                    # clip_segments clips fewer segments than this one by one
 
 
 def check_size_hw(size_hw) -> tuple[int, int]:
@@ -50,11 +51,12 @@ def check_xy(points, name: str = "points_xy") -> np.ndarray:
         raise TypeError(f"{name}: expected integer coordinates, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"{name}: expected shape (N, 2), got {arr.shape}")
-    _check_int32(arr, name)
+    check_int32(arr, name)
     return arr.astype(np.int64, copy=False)
 
 
-def _check_int32(arr: np.ndarray, name: str) -> None:
+def check_int32(arr: np.ndarray, name: str) -> None:
+    """ValueError unless every value of the integer array ``arr`` fits in int32."""
     if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
         raise ValueError(f"{name}: expected coordinates within int32, got range "
                          f"[{arr.min()}, {arr.max()}]")
@@ -70,11 +72,13 @@ def _shift_by_ratio(num_a, num_b, den) -> np.ndarray:
     return ratio.astype(np.int64)
 
 
-def clip_segments(x0, y0, x1, y1, size_hw):
+def clip_segments(x0, y0, x1, y1, size_hw, scalar_below: int = _SCALAR_CLIP):
     """OpenCV ``clipLine`` on many segments: ``(inside, x0, y0, x1, y1)`` as new int64 arrays.
 
     ``inside`` is False where OpenCV rejects the segment; the endpoints are then whatever the
-    partial clipping left (OpenCV's fill uses those too).
+    partial clipping left (OpenCV's fill uses those too).  When fewer than ``scalar_below``
+    segments need clipping they are clipped one by one in Python (same arithmetic, fewer
+    numpy calls).
     """
     height, width = check_size_hw(size_hw)
     right, bottom = width - 1, height - 1
@@ -83,7 +87,14 @@ def clip_segments(x0, y0, x1, y1, size_hw):
         return np.zeros(x0.size, dtype=bool), x0, y0, x1, y1
     c0, c1 = _outcode(x0, y0, right, bottom), _outcode(x1, y1, right, bottom)
     todo = ((c0 & c1) == 0) & ((c0 | c1) != 0)
-    if not todo.any():
+    sel = np.flatnonzero(todo)
+    if sel.size == 0:
+        return (c0 | c1) == 0, x0, y0, x1, y1
+    if sel.size < scalar_below:
+        clipped = [_clip_line(*ends, right, bottom)
+                   for ends in zip(*(v[sel].tolist() for v in (x0, y0, x1, y1)))]
+        for arr, values in zip((x0, y0, x1, y1, c0, c1), zip(*clipped)):
+            arr[sel] = values
         return (c0 | c1) == 0, x0, y0, x1, y1
     for xa, ya, ca in ((x0, y0, c0), (x1, y1, c1)):        # y-out endpoints onto row 0 / bottom
         sel = np.flatnonzero(todo & ((ca & 12) != 0))
@@ -101,6 +112,38 @@ def clip_segments(x0, y0, x1, y1, size_hw):
     return (c0 | c1) == 0, x0, y0, x1, y1
 
 
+def _clip_line(x0: int, y0: int, x1: int, y1: int, right: int, bottom: int):
+    """``clip_segments`` for one segment with Python ints: ``(x0, y0, x1, y1, code0, code1)``.
+
+    ``int(float * float / float)`` is C's ``(int64)((double)a * b / c)`` (IEEE doubles, the
+    same operation order, truncation toward zero).
+    """
+    c0 = (x0 < 0) + (x0 > right) * 2 + (y0 < 0) * 4 + (y0 > bottom) * 8
+    c1 = (x1 < 0) + (x1 > right) * 2 + (y1 < 0) * 4 + (y1 > bottom) * 8
+    if c0 & c1 or not c0 | c1:
+        return x0, y0, x1, y1, c0, c1
+    if c0 & 12:
+        a = 0 if c0 < 8 else bottom
+        x0 += int(float(a - y0) * float(x1 - x0) / float(y1 - y0))
+        y0 = a
+        c0 = (x0 < 0) + (x0 > right) * 2
+    if c1 & 12:
+        a = 0 if c1 < 8 else bottom
+        x1 += int(float(a - y1) * float(x1 - x0) / float(y1 - y0))
+        y1 = a
+        c1 = (x1 < 0) + (x1 > right) * 2
+    if not c0 & c1 and c0 | c1:
+        if c0:
+            a = 0 if c0 == 1 else right
+            y0 += int(float(a - x0) * float(y1 - y0) / float(x1 - x0))
+            x0, c0 = a, 0
+        if c1:
+            a = 0 if c1 == 1 else right
+            y1 += int(float(a - x1) * float(y1 - y0) / float(x1 - x0))
+            x1, c1 = a, 0
+    return x0, y0, x1, y1, c0, c1
+
+
 def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
     """Pixels ``(xs, ys)`` that ``cv2.line(canvas, (x0, y0), (x1, y1), 1)`` paints, per segment.
 
@@ -115,7 +158,7 @@ def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
     for v in ends:
         if v.size and v.dtype.kind not in "iu":
             raise TypeError(f"segments_pixels: expected integer coordinates, got {v.dtype}")
-        _check_int32(v, "segments_pixels")
+        check_int32(v, "segments_pixels")
     if ends[0].size == 0 or height == 0 or width == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     inside, *ends = clip_segments(*ends, (height, width))
@@ -123,11 +166,13 @@ def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
     return flat & (_XY_STRIDE - 1), flat >> 32
 
 
-def pixel_offsets(x0, y0, x1, y1, stride: int) -> np.ndarray:
-    """Bresenham pixels ``x + y * stride`` (int64) of segments clipped to non-negative coordinates.
+def pixel_offsets(x0, y0, x1, y1, stride, origin=0) -> np.ndarray:
+    """Bresenham pixels ``origin + x + y * stride`` (int64) of segments clipped to non-negative
+    coordinates.
 
     One value per pixel, segment after segment.  With ``stride`` = the width of a window whose
-    origin the coordinates are relative to, these are flat indexes into that window.
+    origin the coordinates are relative to, these are flat indexes into that window.  ``stride``
+    and ``origin`` may be per-segment arrays (many windows laid out in one flat buffer).
     """
     swap = x1 < x0                                           # OpenCV draws left to right
     sx, sy = np.where(swap, x1, x0), np.where(swap, y1, y0)
@@ -141,15 +186,16 @@ def pixel_offsets(x0, y0, x1, y1, stride: int) -> np.ndarray:
     step_minor = np.where(vert, 1, step_y)
     counts = major + 1
     start = np.cumsum(counts) - counts
+    n_pixels = int(start[-1] + counts[-1]) if counts.size else 0
     # Pixel j of the batch is step i = j - start of its segment; the minor coordinate has moved
     # k = floor((2 * minor * i + major - 1) / (2 * major)) times (OpenCV's err < 0 rule).
-    j = np.arange(int(start[-1] + counts[-1]) if counts.size else 0, dtype=np.int64)
+    j = np.arange(n_pixels, dtype=np.int64)
     k = j * (2 * minor).repeat(counts)
     k += (np.maximum(major - 1, 0) - 2 * minor * start).repeat(counts)
     k //= np.maximum(2 * major, 1).repeat(counts)
     k *= step_minor.repeat(counts)
     flat = j * step_major.repeat(counts)
-    flat += (sx + sy * stride - start * step_major).repeat(counts)
+    flat += (sx + sy * stride + origin - start * step_major).repeat(counts)
     flat += k
     return flat
 

@@ -20,8 +20,10 @@ from maskcore.errors import ImageDecodeError, LimitError
 sly = pytest.importorskip("supervisely")  # test-only oracle; it also sets LOAD_TRUNCATED_IMAGES
 cv2 = pytest.importorskip("cv2")
 
-DATA = Path("/work/shared/data")
-REAL = sorted(p for p in DATA.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path("/work/shared/data")  # all real images when the shared data sits beside the repo
+_ROOTS = [REPO / "examples", REPO / "tests" / "data"] + ([DATA] if DATA.is_dir() else [])
+REAL = sorted(p for root in _ROOTS for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 SMALL_JPEGS = [p for p in REAL if p.stat().st_size < 200_000 and p.read_bytes()[:2] == b"\xff\xd8"]
 needs_data = pytest.mark.skipif(not REAL, reason="real images not available")
 

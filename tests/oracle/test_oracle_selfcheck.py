@@ -26,9 +26,7 @@ from .sly_reference import (  # noqa: E402
     render_reference,
 )
 
-REAL = Path("/work/shared/data/sly_catsdogs")
-if not REAL.is_dir():  # a checkout with shared/ beside it
-    REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "sly_catsdogs"
+REAL = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
 SPEC_GEOMETRIES = {"polygon", "rectangle", "bitmap", "alpha_mask", "line", "point", "graph",
                    "cuboid_2d", "oriented_bbox", "multipolygon", "cuboid"}
 

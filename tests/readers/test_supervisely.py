@@ -31,7 +31,7 @@ from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index
 
 sly = pytest.importorskip("supervisely")
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sly_catsdogs"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
 PROJECTS = ["instance", "vector", "keypoints"]
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
 
