@@ -13,6 +13,7 @@ import sys
 from . import __version__
 from .errors import MaskcoreError, RefusedError
 from .run import EXIT_FATAL, EXIT_REFUSED, ExportConfig, run_export
+from .storage import merge_options, parse_storage_options, redact
 
 
 def _positive_int(text: str) -> int:
@@ -43,6 +44,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
     p.add_argument("--items-per-partition", type=_positive_int, help="items per Dask task")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for source and destination, repeatable; dots nest "
+                        "(client_kwargs.endpoint_url=http://...); JSON values are parsed")
     p.add_argument("--full", action="store_true",
                    help="render every item, ignoring what the last run already exported")
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
@@ -92,6 +96,7 @@ def _config(args) -> ExportConfig:
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.debug = args.debug
+    cfg.storage_options = merge_options(cfg.storage_options, parse_storage_options(args.storage_option))
     cfg.full = cfg.full or args.full
     if args.archive or args.part_size is not None or args.archive_name:
         cfg.archive = True
@@ -100,13 +105,16 @@ def _config(args) -> ExportConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    options: dict = {}
     try:
-        result = run_export(_config(args))
+        cfg = _config(args)
+        options = cfg.storage_options
+        result = run_export(cfg)
     except RefusedError as exc:
-        print(f"maskcore: refused: {exc}", file=sys.stderr)
+        print(f"maskcore: refused: {redact(str(exc), options)}", file=sys.stderr)
         return EXIT_REFUSED
     except MaskcoreError as exc:
-        print(f"maskcore: error: {exc}", file=sys.stderr)
+        print(f"maskcore: error: {redact(str(exc), options)}", file=sys.stderr)
         if args.debug:
             raise
         return EXIT_FATAL

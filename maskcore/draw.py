@@ -4,6 +4,8 @@ Conventions: integer pixel coordinates, x = column, y = row, origin at the top-l
 ``size_hw`` = (height, width) of the canvas; everything is clipped to the canvas.
 Every function returns :class:`~maskcore.raster.patch.Patch` objects: ``bool`` masks for
 coverage, ``uint8`` masks (0..255) for alpha masks. Pure numpy, no I/O.
+``coverages`` draws all labels of an image at once: every polygon fill of every label (polygons,
+their holes, multipolygon parts, oriented boxes, cuboid faces) is one vectorised kernel call.
 
 Rules (see README "Pixel rules" and docs/reference-notes.md):
 - polygon: exterior filled as ``cv2.fillPoly`` (edges painted 8-connected, even-odd spans), then all
@@ -24,9 +26,9 @@ import math
 import numpy as np
 
 from . import geometry as g
-from .raster.fill import fill_poly, polyline
+from .raster.fill import fill_polys, polyline
 from .raster.patch import Patch, empty_patch, subtract, union
-from .raster.disc import disc
+from .raster.disc import disc, discs
 from .raster.thick import thick_polyline
 
 Color = tuple[int, int, int]
@@ -38,13 +40,6 @@ CUBOID_2D_FACES = ((0, 1, 2, 3), (4, 5, 1, 0), (1, 5, 6, 2), (3, 2, 6, 7), (4, 0
 def point_radius(thickness: int) -> int:
     """Disc radius the reference uses for points and graph nodes (Python's half-to-even round)."""
     return int(round(thickness / 2))
-
-
-def _polygon(poly: g.Polygon, size_hw) -> Patch:
-    cover = fill_poly([poly.exterior_xy], size_hw)
-    if poly.interiors_xy and not cover.is_empty:
-        cover = subtract(cover, fill_poly(list(poly.interiors_xy), size_hw))
-    return cover
 
 
 def _rectangle(rect: g.Rectangle, size_hw) -> Patch:
@@ -100,8 +95,78 @@ def _union_all(patches) -> Patch:
 
 def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
     """One label's pixels as drawn into a single-colour mask (machine, instance masks)."""
+    fills: list[list[np.ndarray]] = []
+    plan = _plan(geom, size_hw, thickness, fills)
+    return plan if isinstance(plan, Patch) else plan(fill_polys(fills, size_hw))
+
+
+def coverages(geoms, size_hw, thickness: int = 2) -> list[Patch]:
+    """``[coverage(geom, size_hw, thickness) for geom in geoms]`` (same patches), with the
+    polygon fills of all of them done in one vectorised kernel call."""
+    fills: list[list[np.ndarray]] = []
+    plans = []
+    for k, geom in enumerate(geoms):
+        try:
+            plans.append(_plan(geom, size_hw, thickness, fills))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"labels[{k}]: {exc}") from exc
+    try:
+        filled = fill_polys(fills, size_hw)
+    except (TypeError, ValueError):
+        for k, geom in enumerate(geoms):  # name the label: the batch only knows its fill index
+            try:
+                coverage(geom, size_hw, thickness)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"labels[{k}]: {exc}") from exc
+        raise
+    return [plan if isinstance(plan, Patch) else plan(filled) for plan in plans]
+
+
+def _plan(geom: g.Geometry, size_hw, thickness: int, fills: list):
+    """A label's coverage now (a Patch), or, for geometry drawn by polygon fills, the fills it
+    needs appended to ``fills`` and a function from the filled patches to its coverage."""
     if isinstance(geom, g.Polygon):
-        return _polygon(geom, size_hw)
+        polygon = _add_polygon(fills, geom)
+        return lambda filled: _polygon_cover(filled, *polygon)
+    if isinstance(geom, g.MultiPolygon):
+        parts = [_add_polygon(fills, p) for p in geom.parts]
+        return lambda filled: _union_all(_polygon_cover(filled, *p) for p in parts)
+    if isinstance(geom, g.OrientedBBox):
+        faces = _add_fills(fills, [oriented_bbox_corners_xy(geom)])
+    elif isinstance(geom, g.Cuboid2d):
+        faces = _add_fills(fills, [geom.vertices_xy[list(f)] for f in CUBOID_2D_FACES])
+    elif isinstance(geom, g.Cuboid):
+        faces = _add_fills(fills, [geom.points_xy[list(f)] for f in geom.faces if len(f) >= 3])
+    else:
+        return _direct_coverage(geom, size_hw, thickness)
+    return lambda filled: _union_all(filled[i] for i in faces)
+
+
+def _add_fills(fills: list, rings: list[np.ndarray]) -> range:
+    """Append one single-ring fill per ring; their indexes into ``fills``."""
+    fills.extend([r] for r in rings)
+    return range(len(fills) - len(rings), len(fills))
+
+
+def _add_polygon(fills: list, poly: g.Polygon) -> tuple[int, int | None]:
+    """Append the exterior fill and, if any, the fill of all holes together; their indexes."""
+    fills.append([poly.exterior_xy])
+    if not poly.interiors_xy:
+        return len(fills) - 1, None
+    fills.append(list(poly.interiors_xy))
+    return len(fills) - 2, len(fills) - 1
+
+
+def _polygon_cover(filled: list[Patch], exterior: int, holes: int | None) -> Patch:
+    """Exterior fill minus the holes' fill (holes only cut their own polygon)."""
+    cover = filled[exterior]
+    if holes is not None and not cover.is_empty:
+        cover = subtract(cover, filled[holes])
+    return cover
+
+
+def _direct_coverage(geom: g.Geometry, size_hw, thickness: int) -> Patch:
+    """Coverage of the geometry types not drawn by polygon fills."""
     if isinstance(geom, g.Rectangle):
         return _rectangle(geom, size_hw)
     if isinstance(geom, g.Bitmap):
@@ -113,17 +178,9 @@ def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
     if isinstance(geom, g.Point):
         return _point_disc(geom.x, geom.y, size_hw, thickness)
     if isinstance(geom, g.Graph):
-        return _union_all(_point_disc(n.x, n.y, size_hw, thickness)
-                          for n in geom.nodes if not n.disabled)
-    if isinstance(geom, g.MultiPolygon):
-        return _union_all(_polygon(p, size_hw) for p in geom.parts)
-    if isinstance(geom, g.OrientedBBox):
-        return fill_poly([oriented_bbox_corners_xy(geom)], size_hw)
-    if isinstance(geom, g.Cuboid2d):
-        return _union_all(fill_poly([geom.vertices_xy[list(f)]], size_hw) for f in CUBOID_2D_FACES)
-    if isinstance(geom, g.Cuboid):
-        return _union_all(fill_poly([geom.points_xy[list(f)]], size_hw)
-                          for f in geom.faces if len(f) >= 3)
+        centers = [(n.x, n.y) for n in geom.nodes if not n.disabled]
+        return discs(np.array(centers, dtype=np.int64).reshape(-1, 2), point_radius(thickness),
+                     size_hw)
     raise TypeError(f"cannot draw geometry of type {type(geom).__name__}")
 
 

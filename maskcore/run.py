@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import uuid
@@ -35,6 +34,7 @@ from .plan import partitions, plan_partitions
 from .progress import Progress
 from .readers import open_source
 from .sinks import get_sink
+from .storage import is_inside, redact
 from .state import (MANIFEST, PARTIALS, REPORT, STATE_DIR, RunLock, config_fingerprint, parquet_bytes,
                     partition_key, read_parquet)
 from .task import RESULT_SCHEMA, TaskSpec, run_partition
@@ -76,14 +76,10 @@ class RunResult:
     manifest: pa.Table
 
 
-def _refuse_destination_in_source(source: str, destination: str) -> None:
-    if "://" in source or "://" in destination:
-        return
-    src = os.path.realpath(source)
-    dst = os.path.realpath(destination)
-    if dst == src or dst.startswith(src.rstrip(os.sep) + os.sep):
-        raise RefusedError(f"destination {destination!r} is inside the source {source!r}; "
-                          "maskcore never writes into the source project")
+def _refuse_destination_in_source(source: str, destination: str, storage_options=None) -> None:
+    if is_inside(destination, source, storage_options):
+        raise RefusedError(f"destination {redact(destination, storage_options)!r} is inside the source "
+                           f"{redact(source, storage_options)!r}; maskcore never writes into the source project")
 
 
 def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, client=None,
@@ -95,9 +91,13 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     Raises ConfigError/ProjectError when nothing can run and LockedError when another run
     holds the destination.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    emit = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def log(msg: str) -> None:  # noqa: F811 - every line is redacted of credentials
+        emit(redact(msg, cfg.storage_options))
+
     started = time.perf_counter()
-    _refuse_destination_in_source(cfg.source, cfg.destination)
+    _refuse_destination_in_source(cfg.source, cfg.destination, cfg.storage_options)
     layout = get_layout(cfg.layout, cfg.layout_options)
     profile = get_profile(cfg.cluster, cfg.cluster_file)
     source = open_source(cfg.reader, cfg.source, cfg.storage_options)
@@ -257,8 +257,8 @@ def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seco
     count = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "unchanged", "failed")}
     return {
         "maskcore_version": __version__,
-        "source": cfg.source,
-        "destination": cfg.destination,
+        "source": redact(cfg.source, cfg.storage_options),
+        "destination": redact(cfg.destination, cfg.storage_options),
         "layout": cfg.layout,
         "layout_options": cfg.layout_options,
         "cluster": profile["name"],

@@ -151,7 +151,7 @@ def test_worker_killed_mid_job_changes_nothing(samples, tmp_path):
         run = run_export(ExportConfig(str(src), str(tmp_path / "a"), items_per_partition=1),
                          log=lambda m: None, client=client, on_partition=kill_once)
         assert killed and run.exit_code == EXIT_OK and run.report["items"]["written"] == 24
-        calm = run_export(ExportConfig(str(src), str(tmp_path / "b"), items_per_partition=1),
+        run_export(ExportConfig(str(src), str(tmp_path / "b"), items_per_partition=1),
                           log=lambda m: None, client=client)
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
     manifest = pq.read_table(tmp_path / "a/.maskcore/manifest.parquet")

@@ -55,6 +55,8 @@ _ONE = 1 << _SHIFT
 # Below this magnitude no 16.16 x value can wrap when cast to int32 pixels: fast sort path.
 _SAFE_X = 1 << 46
 _NO_XY = np.zeros((0, 2), dtype=np.int64)
+_INT64 = np.dtype(np.int64)
+_BIG = np.iinfo(np.int64).max
 
 
 def fill_poly(rings_xy: Sequence[np.ndarray], size_hw) -> Patch:
@@ -96,10 +98,12 @@ def _gather_rings(polys: list, name):
     arrays, sizes, owners, where = [], [], [], []
     for i, rings in enumerate(polys):
         for j, ring in enumerate(rings):
-            arr = _ring_array(ring, name, i, j)
-            if arr.shape[0]:
-                arrays.append(arr)
-                sizes.append(arr.shape[0])
+            if not (type(ring) is np.ndarray and ring.dtype is _INT64 and ring.ndim == 2
+                    and ring.shape[1] == 2):                # else check and convert
+                ring = _ring_array(ring, name, i, j)
+            if ring.shape[0]:
+                arrays.append(ring)
+                sizes.append(ring.shape[0])
                 owners.append(i)
                 where.append(j)
     if not arrays:
@@ -196,8 +200,6 @@ def _spans(seg, clipped, seg_poly, n_polys: int, height: int, width: int):
     y0, y1, x, dx, poly = _scan_edges(seg, clipped, seg_poly)
     if y0.size < 2:
         return none
-    # One crossing per active edge and canvas row: crossing j of edge e lies on row
-    # lo_e + (j - start_e), at x_e + (row - y0_e) * dx_e (int64, wrapping like C's additions).
     lo = np.maximum(y0, 0)
     counts = np.maximum(np.minimum(y1, height) - lo, 0)
     if clipped is not None:
@@ -205,36 +207,68 @@ def _spans(seg, clipped, seg_poly, n_polys: int, height: int, width: int):
         if not filled.all():
             counts[~filled[poly]] = 0
     start = np.cumsum(counts) - counts
-    j = np.arange(int(start[-1] + counts[-1]), dtype=np.int64)
-    if j.size == 0:
+    total = int(start[-1] + counts[-1])
+    if total == 0:
         return none
-    rows = j + (lo - start).repeat(counts)
-    xs = j * dx.repeat(counts) + (x + (lo - start - y0) * dx).repeat(counts)
-    poly = poly.repeat(counts)
-    sbits = ((width + 3) << _SHIFT).bit_length()            # key bits for a clamped x
+    # One crossing per active edge and canvas row: crossing j of edge e lies on row
+    # lo_e + i, i = j - start_e, at x_first_e + i * dx_e (int64, wrapping like C's additions).
+    x_first = x + (lo - y0) * dx
+    sbits = ((width + 3) << _SHIFT).bit_length()            # key bits for a clamped x + _ONE
     hbits = max(height - 1, 1).bit_length()                 # key bits for a row
-    if (n_polys.bit_length() + hbits + sbits <= 62
-            and (clipped is None or (-_SAFE_X < xs.min() and xs.max() < _SAFE_X))):
-        xa, xb, rows, poly = _pair_by_key(poly, rows, xs, width, hbits, sbits)
+    mode = "linear" if clipped is None else _key_mode(x_first, dx, counts, width, hbits)
+    if n_polys.bit_length() + hbits + sbits > 62:
+        mode = "exact"
+    j = np.arange(total, dtype=np.int64)
+    if mode == "exact":
+        xs = j * dx.repeat(counts) + (x_first - start * dx).repeat(counts)
+        xa, xb, rows, poly = _pair_exact(poly.repeat(counts), j + (lo - start).repeat(counts), xs)
     else:
-        xa, xb, rows, poly = _pair_exact(poly, rows, xs)
+        # Sort key (polygon, row, x + _ONE) bit-packed: (slot_e + i) << sbits | (x + _ONE).
+        one = 1 << sbits
+        slot = ((poly << hbits) + lo - start) * one + _ONE  # per edge, minus j << sbits
+        if mode == "linear":                                # every x already lies in range
+            key = j * (dx + one).repeat(counts)
+            key += (slot + x_first - start * dx).repeat(counts)
+        else:                                               # clamp x to just off the canvas
+            key = j * dx.repeat(counts)
+            key += (x_first - start * dx).repeat(counts)
+            np.maximum(key, -_ONE, out=key)
+            np.minimum(key, (width + 1) << _SHIFT, out=key)
+            key += j * one
+            key += slot.repeat(counts)
+        xa, xb, rows, poly = _pair_by_key(key, sbits, hbits)
     np.maximum(xa, 0, out=xa)
     np.minimum(xb, width - 1, out=xb)
-    keep = np.flatnonzero(xa <= xb)
+    keep = xa <= xb
+    if keep.all():
+        return rows, xa, xb, poly
+    keep = np.flatnonzero(keep)
     return rows[keep], xa[keep], xb[keep], poly[keep]
 
 
-def _pair_by_key(poly, rows, xs, width: int, hbits: int, sbits: int):
-    """Sort crossings by (polygon, row, x) on one int64 key and pair them (1st-2nd, ...).
+def _key_mode(x_first, dx, counts, width: int, hbits: int) -> str:
+    """How crossings of clipped edges can be sorted: "linear" when every x lies within a pixel
+    of the canvas, "clamp" when no x can reach ``_SAFE_X`` (clamping then changes no clipped
+    span: no int32 wrap is possible), else "exact".
 
-    x is clamped to just outside the canvas: that changes no clipped span (no int32 wrap is
-    possible below ``_SAFE_X``) and lets the key hold polygon, row and x bit-packed.
+    An edge's x values run monotonically from ``x_first`` to ``x_last`` as long as
+    ``|dx| * counts`` stays far from 2**63, so its two ends bound all of them.
     """
-    key = np.maximum(xs, -_ONE)
-    np.minimum(key, (width + 1) << _SHIFT, out=key)
-    key += _ONE                                             # now in [0, 2**sbits)
-    key |= (poly << hbits | rows) << sbits
-    key.sort()
+    if np.abs(dx).max() >= (1 << 61) >> hbits:
+        return "exact"
+    active = counts > 0
+    x_last = x_first + (counts - 1) * dx
+    lo = min(x_first[active].min(), x_last[active].min())
+    hi = max(x_first[active].max(), x_last[active].max())
+    if -_ONE <= lo and hi <= (width + 1) << _SHIFT:
+        return "linear"
+    return "clamp" if -_SAFE_X < lo and hi < _SAFE_X else "exact"
+
+
+def _pair_by_key(key, sbits: int, hbits: int):
+    """Sort the crossings' (polygon, row, x + _ONE) keys, pair them (1st-2nd, 3rd-4th, ...):
+    ``(xa, xb, rows, poly)``, the spans' pixel columns (not yet clipped), rows and polygons."""
+    key.sort(kind="stable")                     # timsort: each edge's keys are one ascending run
     first, second = key[0::2], key[1::2]
     x_mask = (1 << sbits) - 1
     xa = ((first & x_mask) - 1) >> _SHIFT                   # ceil of the left crossing
@@ -246,9 +280,9 @@ def _pair_by_key(poly, rows, xs, width: int, hbits: int, sbits: int):
 def _pair_exact(poly, rows, xs):
     """Sort crossings by (polygon, row, x) and pair them; pixel columns cast to int32 like OpenCV.
 
-    Taken only when some 16.16 x reaches 2**46 (vertices near the int32 limits) or the key would
-    not fit in 63 bits.  A wrapping int32 cast needs an extrapolated x beyond 2**31 pixels, which
-    no test has produced; this path keeps the reference's arithmetic anyway.
+    Taken only when some 16.16 x may reach 2**46 (vertices near the int32 limits) or the key
+    would not fit in 63 bits.  A wrapping int32 cast needs an extrapolated x beyond 2**31
+    pixels, which no test has produced; this path keeps the reference's arithmetic anyway.
     """
     order = np.lexsort((xs, rows, poly))
     poly, rows, xs = poly[order], rows[order], xs[order]
@@ -278,22 +312,21 @@ def _vertex_boxes(pts, ring_sizes, ring_poly, n_polys: int):
 def _painted_boxes(segments, seg_poly, rows, xa, xb, span_poly, n_polys: int):
     """Each polygon's box of painted pixels (its visible segments and spans), as
     ``_vertex_boxes``."""
-    big = np.iinfo(np.int64).max
-    top, left = np.full(n_polys, big), np.full(n_polys, big)
-    bottom, right = np.full(n_polys, -1), np.full(n_polys, -1)
-    x0, y0, x1, y1 = segments
-    for owner, lows, highs in ((seg_poly, (np.minimum(y0, y1), np.minimum(x0, x1)),
-                                (np.maximum(y0, y1), np.maximum(x0, x1))),
-                               (span_poly, (rows, xa), (rows, xb))):
-        if owner.size:
-            first, ids = _groups(owner)
-            for box, low in zip((top, left), lows):
-                box[ids] = np.minimum(box[ids], np.minimum.reduceat(low, first))
-            for box, high in zip((bottom, right), highs):
-                box[ids] = np.maximum(box[ids], np.maximum.reduceat(high, first))
-    top[bottom < 0] = 0
-    left[bottom < 0] = 0
-    return top, left, bottom, right
+    box = np.empty((4, n_polys), dtype=np.int64)            # top, left, bottom, right
+    box[:2], box[2:] = _BIG, -1
+    if seg_poly.size:
+        ends_yx = segments[[1, 0, 3, 2]]
+        first, ids = _groups(seg_poly)
+        box[:2, ids] = np.minimum.reduceat(np.minimum(ends_yx[:2], ends_yx[2:]), first, axis=1)
+        box[2:, ids] = np.maximum.reduceat(np.maximum(ends_yx[:2], ends_yx[2:]), first, axis=1)
+    if span_poly.size:
+        first, ids = _groups(span_poly)
+        last = np.append(first[1:], span_poly.size) - 1     # spans are sorted by row
+        lows = np.minimum(box[:2, ids], (rows[first], np.minimum.reduceat(xa, first)))
+        highs = np.maximum(box[2:, ids], (rows[last], np.maximum.reduceat(xb, first)))
+        box[:2, ids], box[2:, ids] = lows, highs
+    box[:2, box[2] < 0] = 0
+    return box
 
 
 def _compose(segments, seg_poly, rows, xa, xb, span_poly, box) -> list[Patch]:
@@ -320,17 +353,24 @@ def _runs_mask(first: np.ndarray, last: np.ndarray, size: int) -> np.ndarray:
     """Flat bool array of ``size`` covering the inclusive runs ``first..last`` (sorted by first)."""
     if first.size == 0:
         return np.zeros(size, dtype=bool)
-    # Merge runs that touch or overlap, then lay the array out as alternating gap / run lengths:
-    # np.repeat of a 0/1 pattern writes long runs at near memset speed.
-    last = np.maximum.accumulate(last)
-    new = np.empty(first.size + 1, dtype=bool)
-    new[0] = new[-1] = True
-    np.greater(first[1:], last[:-1] + 1, out=new[1:-1])
-    n_runs = int(np.count_nonzero(new)) - 1
-    bounds = np.empty(2 * n_runs + 2, dtype=np.int64)
+    # Lay the array out as alternating gap / run lengths: np.repeat of a 0/1 pattern writes long
+    # runs at near memset speed.  Runs that overlap (rare: two crossings in one pixel) are merged
+    # first; touching ones just leave a gap of length 0.
+    if (first[1:] > last[:-1]).all():
+        bounds = np.empty(2 * first.size + 2, dtype=np.int64)
+        bounds[1:-1:2] = first
+        bounds[2:-1:2] = last
+        bounds[2:-1:2] += 1
+    else:
+        last = np.maximum.accumulate(last)
+        new = np.empty(first.size + 1, dtype=bool)
+        new[0] = new[-1] = True
+        np.greater(first[1:], last[:-1] + 1, out=new[1:-1])
+        n_runs = int(np.count_nonzero(new)) - 1
+        bounds = np.empty(2 * n_runs + 2, dtype=np.int64)
+        bounds[1:-1:2] = first[new[:-1]]
+        bounds[2:-1:2] = last[new[1:]] + 1
     bounds[0], bounds[-1] = 0, size
-    bounds[1:-1:2] = first[new[:-1]]
-    bounds[2:-1:2] = last[new[1:]] + 1
     pattern = np.zeros(bounds.size - 1, dtype=bool)
     pattern[1::2] = True
-    return pattern.repeat(bounds[1:] - bounds[:-1])
+    return pattern.repeat(np.diff(bounds))
