@@ -158,6 +158,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
     sink.write(MANIFEST, parquet_bytes(manifest))
     sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
     sink.delete([f"{PARTIALS}/{name}" for name in sink.listdir(PARTIALS)])
+    sink.clear_temporaries()
     if cfg.archive:
         discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL

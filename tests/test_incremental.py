@@ -128,6 +128,7 @@ def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_pat
     report = json.loads((dst / ".maskcore/report.json").read_text())
     assert report["partitions"]["resumed"] >= done and report["items"]["total"] == 24
     assert not (dst / LOCK).exists() and not list((dst / PARTIALS).glob("*"))
+    assert not list((dst / ".maskcore/tmp").iterdir())  # the killed writers' temporaries are gone
     clean = tmp_path / "clean"
     subprocess.run(cmd[:5] + [str(clean)] + cmd[6:], check=True, capture_output=True, timeout=300)
     assert _tree(dst) == _tree(clean)

@@ -18,6 +18,7 @@ def test_write_is_whole_and_leaves_no_temporaries(tmp_path):
     sink.write("ds/masks_machine/a.png", b"56")
     assert (tmp_path / "dst/ds/masks_machine/a.png").read_bytes() == b"56"
     assert os.listdir(tmp_path / "dst/ds/masks_machine") == ["a.png"]
+    assert os.listdir(tmp_path / "dst/.maskcore/tmp") == []
 
 
 def test_failed_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
@@ -28,7 +29,8 @@ def test_failed_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         sink.write("f.png", b"data")
-    assert os.listdir(tmp_path) == []
+    assert not (tmp_path / "f.png").exists()
+    assert os.listdir(tmp_path / ".maskcore/tmp") == []
 
 
 def test_sink_pickles_without_its_filesystem(tmp_path):

@@ -35,6 +35,9 @@ def check_relpath(relpath: str) -> str:
     return relpath
 
 
+TMP_DIR = ".maskcore/tmp"
+
+
 class FsspecDirSink:
     """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable."""
 
@@ -72,9 +75,13 @@ class FsspecDirSink:
         fs, _ = self._open()
         path = self.full_path(relpath)
         if isinstance(fs, LocalFileSystem):
-            folder = os.path.dirname(path)
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.part")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # temporaries live in one folder of the destination (same filesystem, so the rename is
+            # atomic), never beside outputs: a killed writer's leftovers are found and removed by
+            # the next run (clear_temporaries) without walking the export tree
+            staging = self.full_path(TMP_DIR)
+            os.makedirs(staging, exist_ok=True)
+            tmp = os.path.join(staging, f"{uuid.uuid4().hex}.part")
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
@@ -87,6 +94,10 @@ class FsspecDirSink:
                 raise
         else:
             fs.pipe_file(path, data)
+
+    def clear_temporaries(self) -> None:
+        """Remove temporaries left by killed writers (call only while holding the run lock)."""
+        self.delete([f"{TMP_DIR}/{name}" for name in self.listdir(TMP_DIR)])
 
     def create_exclusive(self, relpath: str, data: bytes) -> None:
         """Create ``relpath`` only if it does not exist (raises FileExistsError otherwise)."""

@@ -84,6 +84,19 @@ def test_clip_segments_reports_rejected_segments():
     assert inside.tolist() == [False, True, True]
 
 
+def test_clip_one_by_one_equals_vectorised_clip():
+    # clip_segments clips a few segments with Python ints and many with numpy: same arithmetic.
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        size = (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+        ends = np.array([np.concatenate([_random_endpoint(rng, size), _random_endpoint(rng, size)])
+                         for _ in range(200)]).T
+        scalar = clip_segments(*ends, size, scalar_below=10 ** 9)
+        vector = clip_segments(*ends, size, scalar_below=0)
+        for a, b in zip(scalar, vector):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("closed", [False, True])
 def test_random_polylines_match_opencv(closed):
     rng = np.random.default_rng(3 + closed)

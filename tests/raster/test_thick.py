@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskcore.raster.disc import circle_half_widths, disc
+from maskcore.raster.disc import circle_half_widths, disc, discs
 from maskcore.raster.patch import Patch, patch_to_full
 from maskcore.raster.thick import thick_polyline
 
@@ -173,6 +173,30 @@ def test_large_disc_matches_cv2():
     for center, radius in [((300, 200), 250), ((-100, 50), 400), ((10, 10), 1500)]:
         got = patch_to_full(disc(center, radius, (480, 640)), (480, 640))
         np.testing.assert_array_equal(got, cv2_disc(center, radius, (480, 640)))
+
+
+def test_discs_are_the_union_of_cv2_circles():
+    rng = np.random.default_rng(20240602)
+    for case in range(400):
+        radius = int(rng.integers(0, 26)) if case % 50 else int(rng.integers(40, 90))
+        n = int(rng.integers(0, 8))
+        centers = np.stack([rng.integers(-30, W + 30, n), rng.integers(-30, H + 30, n)], axis=1)
+        expected = np.zeros((H, W), bool)
+        for c in centers:
+            expected |= cv2_disc(c, radius, (H, W))
+        patch = discs(centers, radius, (H, W))
+        assert_valid_patch(patch, (H, W))
+        np.testing.assert_array_equal(patch_to_full(patch, (H, W)), expected)
+
+
+def test_discs_validate_like_disc():
+    assert discs(np.zeros((0, 2), np.int64), 3, (H, W)).is_empty
+    with pytest.raises(ValueError, match="radius"):
+        discs(np.array([[1, 1]]), -1, (H, W))
+    with pytest.raises(ValueError, match="int32"):
+        discs(np.array([[1, 1], [2**31, 0]]), 1, (H, W))
+    with pytest.raises(TypeError, match="integer"):
+        discs(np.array([[1.5, 1]]), 1, (H, W))
 
 
 # --- thick polylines -----------------------------------------------------------------------
