@@ -81,7 +81,10 @@ def polygon_fills(geoms) -> list[list[np.ndarray]]:
     """The polygon fills (ring lists) the layout does for these labels."""
     fills = []
     for geom in geoms:
-        parts = geom.parts if isinstance(geom, g.MultiPolygon) else (geom,) if isinstance(geom, g.Polygon) else ()
+        if isinstance(geom, g.MultiPolygon):
+            parts = geom.parts
+        else:
+            parts = (geom,) if isinstance(geom, g.Polygon) else ()
         for poly in parts:
             fills.append([poly.exterior_xy])
             if poly.interiors_xy:
@@ -143,7 +146,8 @@ def variants(images, cv2, images_per_batch: int) -> dict:
         for (height, width), fills in cv_images:
             for rings in fills:
                 pts = np.concatenate(rings)
-                (x0, y0), (x1, y1) = np.maximum(pts.min(0), 0), np.minimum(pts.max(0), (width - 1, height - 1))
+                x0, y0 = np.maximum(pts.min(0), 0)
+                x1, y1 = np.minimum(pts.max(0), (width - 1, height - 1))
                 if x0 <= x1 and y0 <= y1:
                     canvas = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
                     cv2.fillPoly(canvas, rings, 1, offset=(-int(x0), -int(y0)))
@@ -198,7 +202,8 @@ def main() -> None:
             start = time.process_time()
             run()
             times[name].append(time.process_time() - start)
-    source = ", ".join(str(p) for p in projects) + (f" + {args.synthetic} synthetic" if args.synthetic else "")
+    names = [str(p) for p in projects] + ([f"{args.synthetic} synthetic images"] if args.synthetic else [])
+    source = ", ".join(names)
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
           f"numpy {np.__version__}, opencv {cv2.__version__}; {source}: {n_images} images, "
           f"{n_fills} polygon fills ({n_fills / n_images:.1f}/image), {n_cross / n_images:.0f} "

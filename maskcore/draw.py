@@ -101,24 +101,15 @@ def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
 
 
 def coverages(geoms, size_hw, thickness: int = 2) -> list[Patch]:
-    """``[coverage(geom, size_hw, thickness) for geom in geoms]`` (same patches), with the
-    polygon fills of all of them done in one vectorised kernel call."""
+    """``[coverage(geom, size_hw, thickness) for geom in geoms]`` (the same patches), with the
+    polygon fills of all of them done in one vectorised kernel call.
+
+    Raises what ``coverage`` raises; a kernel error names the fill, not the label: to name it,
+    draw the labels one by one with ``coverage``.
+    """
     fills: list[list[np.ndarray]] = []
-    plans = []
-    for k, geom in enumerate(geoms):
-        try:
-            plans.append(_plan(geom, size_hw, thickness, fills))
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"labels[{k}]: {exc}") from exc
-    try:
-        filled = fill_polys(fills, size_hw)
-    except (TypeError, ValueError):
-        for k, geom in enumerate(geoms):  # name the label: the batch only knows its fill index
-            try:
-                coverage(geom, size_hw, thickness)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"labels[{k}]: {exc}") from exc
-        raise
+    plans = [_plan(geom, size_hw, thickness, fills) for geom in geoms]
+    filled = fill_polys(fills, size_hw)
     return [plan if isinstance(plan, Patch) else plan(filled) for plan in plans]
 
 

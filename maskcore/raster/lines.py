@@ -17,7 +17,8 @@ Conventions (shared with ``patch.py``):
 - Polylines: open joins v[i-1] -> v[i]; closed also v[n-1] -> v[0] (drawn first).  An open polyline
   of one vertex paints nothing, a closed one paints that pixel (as OpenCV's ``PolyLine``).
 - Output: ``Patch`` with a ``bool`` mask, cropped to the painted pixels (empty patch when none).
-Pure numpy, vectorised over segments and pixels; no I/O.
+Pure numpy, vectorised over segments and pixels (``clip_segments`` clips a handful of segments
+one by one with Python numbers: the same float64 arithmetic, fewer numpy calls); no I/O.
 """
 
 from __future__ import annotations
@@ -80,22 +81,41 @@ def clip_segments(x0, y0, x1, y1, size_hw, scalar_below: int = _SCALAR_CLIP):
     segments need clipping they are clipped one by one in Python (same arithmetic, fewer
     numpy calls).
     """
-    height, width = check_size_hw(size_hw)
-    right, bottom = width - 1, height - 1
-    x0, y0, x1, y1 = (np.array(v, dtype=np.int64).reshape(-1) for v in (x0, y0, x1, y1))
+    size_hw = check_size_hw(size_hw)
+    seg = np.array([np.asarray(v, dtype=np.int64).reshape(-1) for v in (x0, y0, x1, y1)])
+    return (clip_segment_array(seg, size_hw, scalar_below), *seg)
+
+
+def clip_segment_array(seg: np.ndarray, size_hw, scalar_below: int = _SCALAR_CLIP) -> np.ndarray:
+    """``clip_segments`` in place on a (4, S) int64 array of rows x0, y0, x1, y1: returns
+    ``inside``.  Only the segments with an endpoint off the canvas are touched."""
+    height, width = size_hw
     if height == 0 or width == 0:
-        return np.zeros(x0.size, dtype=bool), x0, y0, x1, y1
+        return np.zeros(seg.shape[1], dtype=bool)
+    right, bottom = width - 1, height - 1
+    off = seg < 0
+    off |= seg > np.array([[right], [bottom], [right], [bottom]])
+    sel = np.flatnonzero(off.any(axis=0))
+    inside = np.ones(seg.shape[1], dtype=bool)
+    if sel.size == 0:
+        return inside
+    part = seg[:, sel]
+    if sel.size < scalar_below:
+        clipped = [_clip_line(*ends, right, bottom) for ends in zip(*part.tolist())]
+        part = np.array(clipped, dtype=np.int64).T
+        visible = (part[4] | part[5]) == 0
+    else:
+        visible = _clip_lines(part, right, bottom)
+    seg[:, sel] = part[:4]
+    inside[sel] = visible
+    return inside
+
+
+def _clip_lines(seg: np.ndarray, right: int, bottom: int) -> np.ndarray:
+    """``clipLine`` vectorised, in place on a (4, S) int64 array; returns the visibility."""
+    x0, y0, x1, y1 = seg
     c0, c1 = _outcode(x0, y0, right, bottom), _outcode(x1, y1, right, bottom)
     todo = ((c0 & c1) == 0) & ((c0 | c1) != 0)
-    sel = np.flatnonzero(todo)
-    if sel.size == 0:
-        return (c0 | c1) == 0, x0, y0, x1, y1
-    if sel.size < scalar_below:
-        clipped = [_clip_line(*ends, right, bottom)
-                   for ends in zip(*(v[sel].tolist() for v in (x0, y0, x1, y1)))]
-        for arr, values in zip((x0, y0, x1, y1, c0, c1), zip(*clipped)):
-            arr[sel] = values
-        return (c0 | c1) == 0, x0, y0, x1, y1
     for xa, ya, ca in ((x0, y0, c0), (x1, y1, c1)):        # y-out endpoints onto row 0 / bottom
         sel = np.flatnonzero(todo & ((ca & 12) != 0))
         a = np.where(ca[sel] < 8, 0, bottom)
@@ -109,7 +129,7 @@ def clip_segments(x0, y0, x1, y1, size_hw, scalar_below: int = _SCALAR_CLIP):
         ya[sel] += _shift_by_ratio(a - xa[sel], y1[sel] - y0[sel], x1[sel] - x0[sel])
         xa[sel] = a
         ca[sel] = 0
-    return (c0 | c1) == 0, x0, y0, x1, y1
+    return (c0 | c1) == 0
 
 
 def _clip_line(x0: int, y0: int, x1: int, y1: int, right: int, bottom: int):
@@ -161,8 +181,9 @@ def segments_pixels(x0, y0, x1, y1, size_hw) -> tuple[np.ndarray, np.ndarray]:
         check_int32(v, "segments_pixels")
     if ends[0].size == 0 or height == 0 or width == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    inside, *ends = clip_segments(*ends, (height, width))
-    flat = pixel_offsets(*(v[inside] for v in ends), stride=_XY_STRIDE)
+    seg = np.array([v.astype(np.int64) for v in ends])
+    inside = clip_segment_array(seg, (height, width))
+    flat = pixel_offsets(*seg[:, inside], stride=_XY_STRIDE)
     return flat & (_XY_STRIDE - 1), flat >> 32
 
 

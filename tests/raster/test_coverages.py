@@ -72,10 +72,10 @@ def test_coverages_equal_coverage_per_label(thickness):
             assert np.array_equal(got.mask, want.mask), (k, geom)
 
 
-def test_errors_name_the_label():
+def test_errors_are_the_kernels():
     ok = g.Polygon(np.array([[1, 1], [9, 1], [1, 9]]))
     far = g.Polygon(np.array([[1, 1], [2 ** 31, 1], [1, 9]]))
-    with pytest.raises(ValueError, match=r"labels\[2\]: .*int32"):
+    with pytest.raises(ValueError, match="int32"):
         coverages([ok, ok, far, ok], (H, W))
-    with pytest.raises(TypeError, match=r"labels\[1\]: cannot draw"):
+    with pytest.raises(TypeError, match="cannot draw"):
         coverages([ok, object()], (H, W))

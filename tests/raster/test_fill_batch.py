@@ -43,7 +43,8 @@ def _ring(rng, n, lo_xy, hi_xy):
 def _star(rng, centre, r_lo, r_hi, n):
     ang = np.sort(rng.uniform(0, 2 * np.pi, n))
     rad = rng.uniform(r_lo, r_hi, n)
-    return np.floor(np.stack([centre[0] + rad * np.cos(ang), centre[1] + rad * np.sin(ang)], 1)).astype(np.int64)
+    xy = np.stack([centre[0] + rad * np.cos(ang), centre[1] + rad * np.sin(ang)], axis=1)
+    return np.floor(xy).astype(np.int64)
 
 
 def _random_poly(rng, size_hw):
@@ -56,8 +57,9 @@ def _random_poly(rng, size_hw):
     if kind == 1:
         centre = rng.uniform([-10, -10], [w + 10, h + 10])
         r = rng.uniform(4, 40)
-        return [_star(rng, centre, 0.7 * r, r, int(rng.integers(3, 30)))] + \
-            [_star(rng, centre, 0.1 * r, 0.4 * r, int(rng.integers(3, 12))) for _ in range(rng.integers(1, 3))]
+        holes = [_star(rng, centre, 0.1 * r, 0.4 * r, int(rng.integers(3, 12)))
+                 for _ in range(rng.integers(1, 3))]
+        return [_star(rng, centre, 0.7 * r, r, int(rng.integers(3, 30)))] + holes
     if kind == 2:
         return [_ring(rng, int(rng.integers(1, 20)), (-15, -15), (w + 15, h + 15))
                 for _ in range(rng.integers(1, 4))]
@@ -74,6 +76,7 @@ def test_random_batches_match_cv2_per_polygon():
     for _ in range(150):
         batch = [_random_poly(rng, (H, W)) for _ in range(rng.integers(1, 25))]
         _assert_batch_matches(batch, (H, W))
+    _assert_batch_matches([_random_poly(rng, (H, W)) for _ in range(400)], (H, W))
 
 
 def test_random_batches_inside_the_canvas():
