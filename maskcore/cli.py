@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--human-resize", type=float, metavar="PERCENT",
                      help="shrink the human previews to PERCENT of their size")
     exp.add_argument("--no-images", action="store_true", help="do not copy images to img/")
+    exp.add_argument("--max-canvas-pixels", type=_positive_int,
+                     help="refuse items whose canvas is larger (default 2**28 pixels)")
     _add_execution_args(exp)
     return parser
 
@@ -89,6 +91,8 @@ def _config(args) -> ExportConfig:
             options["human_resize_percent"] = args.human_resize
         if args.no_images:
             options["copy_images"] = False
+        if args.max_canvas_pixels is not None:
+            options["max_canvas_pixels"] = args.max_canvas_pixels
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
                            layout_options=options)
     for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_REFUSED
     except MaskcoreError as exc:
         print(f"maskcore: error: {redact(str(exc), options)}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_FATAL
+    except OSError as exc:  # the store refused: destination is a file, no space, no permission
+        print(f"maskcore: error: {redact(f'{type(exc).__name__}: {exc}', options)}", file=sys.stderr)
         if args.debug:
             raise
         return EXIT_FATAL

@@ -45,6 +45,11 @@ class UnknownClassError(AnnotationError):
     """An object names a class that meta.json does not define."""
 
 
+class ItemSourceError(ItemError, ValueError):
+    """The source lists the item but its files cannot be read as listed (e.g. a file name that
+    is not valid UTF-8)."""
+
+
 class MissingImageError(ItemError, FileNotFoundError):
     """The layout needs the image file and it is not there."""
 

@@ -1,17 +1,27 @@
 """Safe, deterministic file names for names that come from user data.
 
-A name becomes one path component: separators, NUL and control characters become ``_``, ``.``
-and ``..`` become ``_``, and over-long names are cut and suffixed with a short hash so that
-different inputs stay different.
+A name becomes one path component: ``/``, ``\\``, NUL, control characters (C0, DEL, C1) and
+lone surrogates become ``_``; ``.`` and ``..`` become ``_`` and ``__``; names over
+``MAX_COMPONENT_BYTES`` UTF-8 bytes are cut and suffixed with a short hash of the whole name so
+that different inputs stay different. ``unique_names`` then makes the names of one folder unique
+ignoring case (a case-insensitive disk must not merge two outputs), again with short hashes.
+Everything is a pure function of the input names: the same listing gives the same names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
+from collections.abc import Iterable
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\]')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\\ud800-\udfff]')
 MAX_COMPONENT_BYTES = 200
+
+
+def short_hash(text: str, n: int = 8) -> str:
+    """First ``n`` hex digits of the sha256 of ``text`` (lone surrogates included)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
 
 def safe_component(name: str) -> str:
@@ -20,8 +30,7 @@ def safe_component(name: str) -> str:
     if out in ("", ".", ".."):
         out = out.replace(".", "_") or "_"
     if len(out.encode("utf-8")) > MAX_COMPONENT_BYTES:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        out = out.encode("utf-8")[:MAX_COMPONENT_BYTES - 13].decode("utf-8", "ignore") + "~" + digest
+        out = out.encode("utf-8")[:MAX_COMPONENT_BYTES - 13].decode("utf-8", "ignore") + "~" + short_hash(name, 12)
     return out
 
 
@@ -29,3 +38,36 @@ def stem(name: str) -> str:
     """Item name without its last extension (``cat.1.jpg`` -> ``cat.1``)."""
     dot = name.rfind(".")
     return name[:dot] if dot > 0 else name
+
+
+def _tagged(name: str, tag: str, keep_extension: bool) -> str:
+    base, dot, ext = name.rpartition(".")
+    if keep_extension and dot and base:
+        return f"{base}~{tag}.{ext}"
+    return f"{name}~{tag}"
+
+
+def unique_names(names: list[str], originals: list[str], *, keep_extension: bool = True,
+                 reserved: Iterable[str] = ()) -> list[str]:
+    """Make ``names`` (already safe) unique ignoring case, and distinct from ``reserved``.
+
+    A name that is unique and not reserved is kept. The others get ``~<hash of the original>``
+    before the extension (``a.jpg`` -> ``a~1f2e3d4c.jpg``; at the end with
+    ``keep_extension=False``); should that name be taken too (a name crafted to collide), the
+    hash is taken again with a counter until it is free. Deterministic for a given input order.
+    """
+    counts = Counter(n.casefold() for n in names)
+    taken = {r.casefold() for r in reserved}
+    clash = [counts[n.casefold()] > 1 or n.casefold() in taken for n in names]
+    taken.update(n.casefold() for n, c in zip(names, clash) if not c)
+    out = []
+    for n, orig, c in zip(names, originals, clash):
+        if c:
+            k, candidate = 0, _tagged(n, short_hash(orig), keep_extension)
+            while candidate.casefold() in taken:
+                k += 1
+                candidate = _tagged(n, short_hash(f"{orig}\x00{k}"), keep_extension)
+            taken.add(candidate.casefold())
+            n = candidate
+        out.append(n)
+    return out

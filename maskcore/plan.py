@@ -9,15 +9,20 @@ Pure: table in, table out.
 
 from __future__ import annotations
 
-import hashlib
 import math
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .names import safe_component, stem
+from .names import safe_component, stem, unique_names
 
 DEFAULT_ITEMS_PER_PARTITION = 32
+
+
+RESERVED_ROOT_NAMES = (".maskcore", "meta.json", "obj_class_to_machine_color.json",
+                      "obj_class_to_semantic_color.json")
+"""Names at the destination root that a dataset folder must not take (run state, project files)."""
 
 
 def dataset_out_dir(dataset: str) -> str:
@@ -25,20 +30,25 @@ def dataset_out_dir(dataset: str) -> str:
     return "/datasets/".join(safe_component(p) for p in dataset.split("/"))
 
 
-def _dedupe(names: list[str], originals: list[str]) -> list[str]:
-    """Make ``names`` unique ignoring case: clashing ones get a short hash of their original
-    before the extension (``a.jpg`` -> ``a~1f2e3d4c.jpg``)."""
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n.casefold()] = counts.get(n.casefold(), 0) + 1
-    out = []
-    for n, orig in zip(names, originals):
-        if counts[n.casefold()] > 1:
-            digest = hashlib.sha256(orig.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-            base, dot, ext = n.rpartition(".")
-            n = f"{base}~{digest}.{ext}" if dot and base else f"{n}~{digest}"
-        out.append(n)
-    return out
+def dataset_out_dirs(datasets: list[str]) -> dict[str, str]:
+    """Output folder of each dataset: ``dataset_out_dir``, made unique among siblings ignoring
+    case (``a\\b`` and ``a_b``, ``DS`` and ``ds``) and kept off ``RESERVED_ROOT_NAMES``.
+
+    Nested datasets follow their parent's folder. Deterministic for a given set of names.
+    """
+    prefixes = sorted({tuple(d.split("/")[:k]) for d in set(datasets)
+                       for k in range(1, d.count("/") + 2)})
+    out: dict[tuple, str] = {}
+    siblings: dict[tuple, list[tuple]] = {}
+    for p in prefixes:
+        siblings.setdefault(p[:-1], []).append(p)
+    for parent in sorted(siblings, key=len):
+        kids = siblings[parent]
+        names = unique_names([safe_component(k[-1]) for k in kids], ["/".join(k) for k in kids],
+                             keep_extension=False, reserved=() if parent else RESERVED_ROOT_NAMES)
+        for k, name in zip(kids, names):
+            out[k] = f"{out[parent]}/datasets/{name}" if parent else name
+    return {d: out[tuple(d.split("/"))] for d in set(datasets)}
 
 
 def mask_stems(items: list[str]) -> list[str]:
@@ -49,18 +59,15 @@ def mask_stems(items: list[str]) -> list[str]:
     instead (``cat.jpg``, ``cat.png``); a remaining clash gets a short hash of the item name.
     """
     stems = [safe_component(stem(i)) for i in items]
-    counts: dict[str, int] = {}
-    for s in stems:
-        counts[s.casefold()] = counts.get(s.casefold(), 0) + 1
+    counts = Counter(s.casefold() for s in stems)
     full = [s if counts[s.casefold()] == 1 else safe_component(i) for s, i in zip(stems, items)]
-    return [f"{s}~{hashlib.sha256(i.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-            if s != d else s for s, d, i in zip(full, _dedupe(full, items), items)]
+    return unique_names(full, items, keep_extension=False)
 
 
 def out_names(items: list[str]) -> list[str]:
     """File names for the copied image and annotation of each item of one dataset: the item name
     made safe (one path component, no control characters), unique ignoring case."""
-    return _dedupe([safe_component(i) for i in items], items)
+    return unique_names([safe_component(i) for i in items], items)
 
 
 def plan_partitions(items: pa.Table, *, workers: int,
@@ -73,7 +80,7 @@ def plan_partitions(items: pa.Table, *, workers: int,
     n = items.num_rows
     datasets = items.column("dataset").to_pylist()
     names = items.column("item").to_pylist()
-    out_dirs: dict[str, str] = {d: dataset_out_dir(d) for d in set(datasets)}
+    out_dirs = dataset_out_dirs(datasets)
     stems: list[str] = [""] * n
     safe_names: list[str] = [""] * n
     by_dataset: dict[str, list[int]] = {}

@@ -199,9 +199,13 @@ def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table
     if not pc.any(unchanged).as_py():
         return manifest
     where = pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
-    carried = previous.column("outputs").take(pc.if_else(unchanged, where, None))
-    outputs = pc.if_else(unchanged, carried, manifest.column("outputs"))
-    return manifest.set_column(manifest.schema.get_field_index("outputs"), "outputs", outputs)
+    for name in ("outputs", "warnings"):  # an unchanged item keeps what its last render said
+        if name not in previous.column_names:
+            continue
+        carried = previous.column(name).take(pc.if_else(unchanged, where, None))
+        merged = pc.if_else(unchanged, carried, manifest.column(name))
+        manifest = manifest.set_column(manifest.schema.get_field_index(name), name, merged)
+    return manifest
 
 
 def _output_paths(table: pa.Table | None) -> pa.Array:
@@ -252,9 +256,12 @@ def _input_fingerprint(manifest: pa.Table) -> str:
 
 
 def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
-    rows = manifest.select(["dataset", "item", "status", "error", "bytes_written", "outputs"]).to_pylist()
+    rows = manifest.select(["dataset", "item", "status", "error", "bytes_written", "outputs",
+                            "warnings"]).to_pylist()
     failed = [{"dataset": r["dataset"], "item": r["item"], "error": r["error"]}
               for r in rows if r["status"] == "failed"]
+    warned = [{"dataset": r["dataset"], "item": r["item"], "warnings": r["warnings"]}
+              for r in rows if r["warnings"]]
     count = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "unchanged", "failed")}
     return {
         "maskcore_version": __version__,
@@ -273,4 +280,5 @@ def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "config_fingerprint": config_fp,
         "input_fingerprint": _input_fingerprint(manifest),
         "failures": failed,
+        "warnings": warned,
     }

@@ -9,15 +9,14 @@ and written only when the whole item succeeded.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
-from .errors import AnnotationError, ItemError, MaskcoreError
+from .errors import AnnotationError, ItemError, ItemSourceError, MaskcoreError
 from .item import ItemData
 from .model import ProjectMeta
 
@@ -31,6 +30,7 @@ RESULT_SCHEMA = pa.schema([
     ("status", pa.string()),          # "ok" | "unchanged" | "failed"
     ("error", pa.string()),           # "<dataset>/<item>[/object i]: reason", null when ok
     ("error_type", pa.string()),
+    ("warnings", pa.list_(pa.string())),  # "<dataset>/<item>: what was done about what", [] when none
     ("ann_sha256", pa.string()),
     ("img_sha256", pa.string()),
     ("outputs", pa.list_(OUTPUT_TYPE)),
@@ -55,6 +55,8 @@ def _sha(data: bytes | None) -> str | None:
 
 def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
     where = f"{row['dataset']}/{row['item']}"
+    if row.get("problem"):  # the reader listed the item but cannot read it (see its ``problem``)
+        raise ItemSourceError(row["problem"], where=where)
     if not row.get("ann_path"):
         raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
     ann_bytes = spec.source.read_bytes(row["ann_path"])
@@ -64,21 +66,25 @@ def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
     return ann_bytes, image_bytes
 
 
-def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes,
-                image_bytes: bytes | None) -> list[tuple[str, bytes]]:
-    """Decode and render one item; returns its files (not yet written)."""
+def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None,
+                warn: Callable[[str], None] | None = None) -> list[tuple[str, bytes]]:
+    """Decode and render one item; returns its files (not yet written).
+
+    ``warn(text)`` receives the layout's warnings about the item. Bitmaps are held to the
+    layout's ``max_canvas_pixels`` (declared PNG size) when it has one.
+    """
     from .readers.supervisely import parse_annotation
+    from .readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
     where = f"{row['dataset']}/{row['item']}"
-    try:
-        obj = json.loads(ann_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AnnotationError(f"annotation is not valid JSON ({exc})", where=where) from None
-    annotation = parse_annotation(obj, spec.meta, where)
+    limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
+    annotation = parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
     item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
                     mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
                     annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes)
-    return spec.layout.item_files(item)
+    if warn is None:
+        return spec.layout.item_files(item)
+    return spec.layout.item_files(item, warn=warn)
 
 
 def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:
@@ -91,23 +97,38 @@ def run_item(spec: TaskSpec, row: dict) -> dict:
     start = time.perf_counter()
     result = {"dataset": row["dataset"], "item": row["item"], "out_dir": row["out_dir"],
               "out_name": row["out_name"], "mask_stem": row["mask_stem"], "status": "ok", "error": None,
-              "error_type": None, "ann_sha256": None, "img_sha256": None, "outputs": [],
-              "bytes_written": 0}
+              "error_type": None, "warnings": [], "ann_sha256": None, "img_sha256": None,
+              "outputs": [], "bytes_written": 0}
+    where = f"{row['dataset']}/{row['item']}"
+    warn = lambda text: result["warnings"].append(f"{where}: {text}")  # noqa: E731
     try:
         ann_bytes, image_bytes = _read_inputs(spec, row)
         result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
         if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
             result["status"] = "unchanged"
         else:
-            for path, data in render_item(spec, row, ann_bytes, image_bytes):
-                spec.sink.write(path, data)
+            for path, data in render_item(spec, row, ann_bytes, image_bytes, warn):
                 result["outputs"].append({"path": path, "bytes": len(data), "sha256": _sha(data)})
+                spec.sink.write(path, data)
             result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
     except Exception as exc:  # one bad item never stops the partition
+        _forget_outputs(spec, result["outputs"])
         result.update(status="failed", outputs=[], bytes_written=0,
                       error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def _forget_outputs(spec: TaskSpec, outputs: list[dict]) -> None:
+    """A write failed midway (a name the store refuses, a full disk): remove what the item
+    already wrote, so that no file outside the manifest is left behind. Best effort."""
+    if not hasattr(spec.sink, "delete"):
+        return
+    for o in outputs:
+        try:
+            spec.sink.delete([o["path"]])
+        except Exception:  # noqa: BLE001 - the original failure is what the report must say
+            pass
 
 
 def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:

@@ -162,7 +162,11 @@ def _pillow_header(data: bytes) -> _Header:
             fmt, (width, height) = image.format, image.size
     except Image.DecompressionBombError as exc:
         raise LimitError(f"image refused by Pillow's size guard: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"not a supported image: expected JPEG, PNG, "
+                               f"{', '.join(_PILLOW_FORMATS.values())}, got bytes starting "
+                               f"{data[:8].hex(' ')!r}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"not a supported image (expected JPEG or PNG): {exc}") from exc
     if fmt not in _PILLOW_FORMATS:
         others = ", ".join(_PILLOW_FORMATS.values())

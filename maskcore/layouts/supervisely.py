@@ -6,11 +6,30 @@ colours), ``masks_human/<stem>.png`` (original | 50 % overlay, RGB, width 2W),
 ``masks_instances/<stem>/<class>[_NN].png`` (0/255, one per object). At the root: ``meta.json``,
 ``obj_class_to_machine_color.json`` and, with semantic masks, ``obj_class_to_semantic_color.json``.
 Drawing rules are in :mod:`maskcore.draw`; painting rules in :mod:`maskcore.compose`.
+
+Bad items (each fails alone, named with its object index where there is one):
+- a canvas (annotation ``size``) above ``max_canvas_pixels`` (default 2**28) is refused before
+  anything is allocated; images and bitmaps are held to the same limit;
+- machine masks are 8-bit: an item with an object of a class whose index is above 255 fails
+  (items using only the first 255 classes of ``meta.json`` are exported);
+- a geometry the raster kernel cannot draw (coordinates beyond int32 after rotation) fails.
+Warnings (``warn(message)``, recorded per item in the manifest):
+- **image size differs from the annotation's size**: every mask uses the annotation's size, and
+  the human preview is drawn on that canvas too: the decoded image is cropped at the right and
+  bottom, or padded with black, to the annotation's width and height, so that the preview lines
+  up with the other masks. (The reference draws the preview on the image's size instead, where
+  it does not line up with its own masks.)
+- the image file is missing and only its copy to ``img/`` was asked for (without the human
+  preview the masks need only the annotation): the masks are written, the copy is not.
+Instance file names follow the reference's free-name rule (``cat.png``, ``cat_01.png``, ...,
+skipping names already taken in the item, so a class named ``cat_01`` never overwrites the
+second ``cat``), comparing names ignoring case so that no two files differ only by case.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +37,8 @@ import numpy as np
 from ..codec.image import decode_image
 from ..codec.png import encode_png
 from ..compose import overlay_half, paint
-from ..draw import colour_layers, coverage, label_area
-from ..errors import ConfigError, ImageDecodeError, MissingImageError
+from ..draw import colour_layers, coverage, coverages, label_area
+from ..errors import AnnotationError, ConfigError, LimitError, MissingImageError
 from ..item import ItemData
 from ..model import ProjectMeta
 from ..names import safe_component
@@ -28,6 +47,7 @@ from ..raster.resize import resize_area
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
 MAX_MACHINE_CLASSES = 255
+DEFAULT_MAX_CANVAS_PIXELS = 2**28
 
 Output = tuple[str, bytes]
 
@@ -39,6 +59,7 @@ class SuperviselyMasksLayout:
     human_resize_percent: float | None = None
     copy_images: bool = True
     copy_annotations: bool = True
+    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
 
     name = "supervisely"
 
@@ -57,10 +78,14 @@ class SuperviselyMasksLayout:
         resize = opts.pop("human_resize_percent", None)
         if resize is not None and not (isinstance(resize, (int, float)) and 0 < resize <= 100):
             raise ConfigError(f"human_resize_percent: expected a number in (0, 100], got {resize!r}")
+        max_pixels = opts.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
         layout = cls(masks=tuple(m for m in MASK_KINDS if m in masks), thickness=thickness,
                      human_resize_percent=resize,
                      copy_images=bool(opts.pop("copy_images", True)),
-                     copy_annotations=bool(opts.pop("copy_annotations", True)))
+                     copy_annotations=bool(opts.pop("copy_annotations", True)),
+                     max_canvas_pixels=max_pixels)
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'supervisely': {sorted(opts)}")
         return layout
@@ -71,11 +96,8 @@ class SuperviselyMasksLayout:
         return self.copy_images or "human" in self.masks
 
     def check_meta(self, meta: ProjectMeta) -> None:
-        """Refuse a project this layout cannot represent (before any work is done)."""
-        if "machine" in self.masks and len(meta.classes) > MAX_MACHINE_CLASSES:
-            raise ConfigError(
-                f"machine masks are 8-bit: at most {MAX_MACHINE_CLASSES} classes, the project has "
-                f"{len(meta.classes)}; export without 'machine' or reduce the classes")
+        """Nothing to refuse up front: a class this layout cannot encode (machine index above
+        255) fails the items that use it, see ``item_files``."""
 
     def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
         out: list[Output] = [("meta.json", meta_bytes)]
@@ -86,23 +108,36 @@ class SuperviselyMasksLayout:
             out.append(("obj_class_to_semantic_color.json", _json_bytes(semantic)))
         return out
 
-    def item_files(self, item: ItemData, clock=NO_CLOCK) -> list[Output]:
-        """Every file of one item, rendered in memory; ``clock`` times each step."""
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None) -> list[Output]:
+        """Every file of one item, rendered in memory; ``clock`` times each step, ``warn(text)``
+        receives the item's warnings (see the module docstring).
+
+        Raises ``LimitError`` (canvas too large, class not encodable), ``AnnotationError``
+        (a geometry the kernel cannot draw), ``MissingImageError`` / ``ImageDecodeError``
+        (human preview) with the item and object index in the message.
+        """
+        warn = warn or (lambda text: None)
         ann, meta = item.annotation, item.meta
         h, w = ann.size_hw
+        self._check_item(item)
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
         if self.copy_annotations:
             out.append((f"{d}/ann/{item.out_name}.json", item.ann_bytes))
         if self.copy_images and item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
+        elif self.copy_images and "human" not in self.masks:
+            warn("the image file is missing: masks written, no copy in img/")
         classes = meta.class_by_title()
         with clock.step("rasterize"):
-            patches = [coverage(lb.geometry, ann.size_hw, self.thickness) for lb in ann.labels]
+            patches = self._coverages(item, ann.labels)
             if "semantic" in self.masks or "human" in self.masks:
-                layers = [colour_layers(lb.geometry, cover, classes[lb.class_title].color_rgb,
-                                        ann.size_hw, self.thickness, classes[lb.class_title].geometry_config)
-                          for lb, cover in zip(ann.labels, patches)]
+                layers = []
+                for lb, cover in zip(ann.labels, patches):
+                    cls = classes[lb.class_title]
+                    with _drawing(item, lb):
+                        layers.append(colour_layers(lb.geometry, cover, cls.color_rgb, ann.size_hw,
+                                                    self.thickness, cls.geometry_config))
         if "machine" in self.masks:
             with clock.step("compose.machine"):
                 index = meta.class_index()
@@ -121,24 +156,51 @@ class SuperviselyMasksLayout:
             with clock.step("encode.semantic"):
                 out.append((f"{d}/masks_semantic_rgb/{stem}.png", encode_png(canvas)))
         if "human" in self.masks:
-            picture = self._human(item, layers, clock)
+            picture = self._human(item, layers, clock, warn)
             with clock.step("encode.human"):
                 out.append((f"{d}/masks_human/{stem}.png", encode_png(picture)))
         if "instance" in self.masks:
             out.extend(self._instances(item, patches, clock))
         return out
 
-    def _human(self, item: ItemData, layers, clock) -> np.ndarray:
+    def _coverages(self, item: ItemData, labels) -> list:
+        """Every label's coverage, the polygon fills of all labels in one kernel call."""
+        try:
+            return coverages([lb.geometry for lb in labels], item.annotation.size_hw, self.thickness)
+        except ValueError:  # draw one by one: names the object the kernel refuses
+            out = []
+            for lb in labels:
+                with _drawing(item, lb):
+                    out.append(coverage(lb.geometry, item.annotation.size_hw, self.thickness))
+            return out
+
+    def _check_item(self, item: ItemData) -> None:
+        """Refuse, before allocating anything, what this layout cannot write."""
+        h, w = item.annotation.size_hw
+        if h * w > self.max_canvas_pixels:
+            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
+                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
+        if "machine" in self.masks:
+            index = item.meta.class_index()
+            for lb in item.annotation.labels:
+                if index[lb.class_title] > MAX_MACHINE_CLASSES:
+                    raise LimitError(
+                        f"class {lb.class_title!r} is class {index[lb.class_title]} of meta.json, but "
+                        f"8-bit machine masks encode at most {MAX_MACHINE_CLASSES} classes; export "
+                        f"without 'machine' or reduce the classes",
+                        where=f"{item.where}/object {lb.object_index}")
+
+    def _human(self, item: ItemData, layers, clock, warn) -> np.ndarray:
         h, w = item.annotation.size_hw
         if item.image_bytes is None:
             raise MissingImageError("the image file is missing and the human preview needs it",
                                     where=item.where)
         with clock.step("decode.image"):
-            image = decode_image(item.image_bytes, name=item.where)
+            image = decode_image(item.image_bytes, max_pixels=self.max_canvas_pixels, name=item.where)
         if image.shape[:2] != (h, w):
-            raise ImageDecodeError(
-                f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}",
-                where=item.where)
+            warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
+                 f"masks use the annotation's size; the preview crops or pads the image to it")
+            image = _fit_canvas(image, h, w)
         with clock.step("compose.human"):
             both = np.empty((h, 2 * w, 3), np.uint8)
             both[:, :w] = image
@@ -152,13 +214,10 @@ class SuperviselyMasksLayout:
 
     def _instances(self, item: ItemData, patches, clock) -> list[Output]:
         h, w = item.annotation.size_hw
-        counts: dict[str, int] = {}
+        names = _InstanceNames()
         out: list[Output] = []
         for label, patch in zip(item.annotation.labels, patches):
-            title = safe_component(label.class_title)
-            n = counts.get(title, 0)
-            counts[title] = n + 1
-            name = title if n == 0 else f"{title}_{n:02d}"
+            name = names.take(safe_component(label.class_title))
             with clock.step("compose.instance"):
                 mask = np.zeros((h, w), np.uint8)
                 paint(mask, patch, 255)
@@ -166,6 +225,44 @@ class SuperviselyMasksLayout:
                 out.append((f"{item.out_dir}/masks_instances/{item.mask_stem}/{name}.png",
                             encode_png(mask)))
         return out
+
+
+@contextmanager
+def _drawing(item: ItemData, label):
+    """The kernel's own limits (coordinates beyond int32, ...) as the label's AnnotationError."""
+    try:
+        yield
+    except ValueError as exc:
+        raise AnnotationError(f"cannot draw this {label.geometry.geometry_type}: {exc}",
+                              where=f"{item.where}/object {label.object_index}") from None
+
+
+class _InstanceNames:
+    """The reference's ``generate_free_name``: ``t``, then ``t_01``, ``t_02``, ... skipping names
+    taken (ignoring case). Resuming each title's search where it stopped gives the same names
+    as searching from 1, in linear time."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.next: dict[str, int] = {}
+
+    def take(self, title: str) -> str:
+        k = self.next.get(title, 0)
+        name = title if k == 0 else f"{title}_{k:02d}"
+        while name.casefold() in self.used:
+            k += 1
+            name = f"{title}_{k:02d}"
+        self.next[title] = k + 1
+        self.used.add(name.casefold())
+        return name
+
+
+def _fit_canvas(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``image`` cropped at the right/bottom or padded with black to (h, w)."""
+    out = np.zeros((h, w, 3), np.uint8)
+    ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
+    out[:ch, :cw] = image[:ch, :cw]
+    return out
 
 
 def _overlay_label(overlay: np.ndarray, label_layers) -> None:

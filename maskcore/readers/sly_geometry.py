@@ -239,8 +239,29 @@ def png_size_wh(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def unwrap_bitmap_data(data: str) -> bytes:
-    """base64 text -> PNG bytes, removing the zlib layer when there is one."""
+_HEAD_BYTES = 64 * 1024
+"""How much of the zlib layer is inflated before the PNG header is checked."""
+
+
+def _png_bytes_bound(png_head: bytes, max_pixels: int) -> int:
+    """Most bytes a PNG with this header can sensibly take: its raw scanlines at 8 bytes per
+    pixel (16-bit RGBA), deflate's worst-case growth and 1 MiB of other chunks. Refuses a
+    declared size above ``max_pixels`` first (``LimitError``)."""
+    width, height = png_size_wh(png_head)
+    if width == 0 or height == 0 or width * height > max_pixels:
+        raise LimitError(f"bitmap.data: expected a PNG of 1..{max_pixels} pixels, "
+                         f"got declared size {width}x{height} (w x h)")
+    raw = height * (1 + 8 * width)
+    return raw + raw // 100 + (1 << 20)
+
+
+def unwrap_bitmap_data(data: str, max_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> bytes:
+    """base64 text -> PNG bytes, removing the zlib layer when there is one.
+
+    The zlib layer is inflated in two steps: the first 64 KiB, whose PNG header must declare
+    at most ``max_pixels`` pixels, then at most what such a PNG can take (``LimitError``
+    beyond), so a zlib or PNG bomb is refused before its memory is allocated.
+    """
     try:
         raw = base64.b64decode(data)
     except (binascii.Error, ValueError) as exc:
@@ -250,12 +271,16 @@ def unwrap_bitmap_data(data: str) -> bytes:
         return raw
     inflater = zlib.decompressobj()
     try:
-        png = inflater.decompress(raw, MAX_PNG_BYTES)
+        png = inflater.decompress(raw, min(_HEAD_BYTES, MAX_PNG_BYTES))
+        if not inflater.eof:
+            limit = min(MAX_PNG_BYTES, _png_bytes_bound(png, max_pixels))
+            png += inflater.decompress(inflater.unconsumed_tail, max(limit - len(png), 1))
+            if inflater.unconsumed_tail or (not inflater.eof and len(png) >= limit):
+                raise LimitError(f"bitmap.data: zlib stream expands beyond {limit} bytes, more "
+                                 f"than a PNG of its declared size can need")
     except zlib.error as exc:
         raise AnnotationError(f"bitmap.data: expected base64 of zlib(PNG) or of a PNG, "
                               f"got neither ({exc})") from None
-    if inflater.unconsumed_tail:
-        raise LimitError(f"bitmap.data: zlib stream expands beyond {MAX_PNG_BYTES} bytes")
     if not inflater.eof:
         raise AnnotationError("bitmap.data: expected a complete zlib stream, got a truncated one")
     return png
@@ -387,7 +412,7 @@ def parse_bitmap(obj: dict, kind: str = "bitmap",
     """``bitmap: {origin: [x, y], data}`` -> ``Bitmap`` (kind ``bitmap``) or ``AlphaMask``."""
     payload = _get(obj, "bitmap", dict, "bitmap")
     origin = _point(_get(payload, "origin", list, "bitmap.origin"), "bitmap.origin")
-    png = unwrap_bitmap_data(_get(payload, "data", str, "bitmap.data"))
+    png = unwrap_bitmap_data(_get(payload, "data", str, "bitmap.data"), max_bitmap_pixels)
     img = _open_png(png, max_bitmap_pixels)
     if kind == "alpha_mask":
         origin_xy, alpha = _tight_crop(_grey(img), origin)

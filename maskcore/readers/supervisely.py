@@ -25,7 +25,10 @@ Conventions:
 - A ``.tar`` (or ``tar::<url>``) is read in place, never extracted: ``scan_tar`` reads its
   headers once per process (small range reads on object stores); a remote tar's member index
   travels with the pickled source, so workers do not rescan it; every member is then one
-  range read of the tar file.
+  range read of the tar file. A tar that could not be extracted safely (absolute or ``..``
+  member names or link targets, devices, sizes beyond the end of the file, oversize or
+  malformed extended headers) is refused whole with a ``ProjectError`` naming the member.
+- Names that are not valid UTF-8 fail their items by a printable name (``index_project_files``).
 - On any fsspec filesystem (``s3://``: listing is one paginated request per 1000 files, a
   file read one GET). Options come from ``maskcore.storage.filesystem``; URLs in messages
   are redacted. Member
@@ -65,7 +68,8 @@ ITEMS_SCHEMA = pa.schema([
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
 ])
-"""Columns of ``list_items``: paths relative to the project root, sizes in bytes."""
+"""Columns of ``list_items``: paths relative to the project root, sizes in bytes. A listing that
+met unusable names adds a ``problem`` column (see ``index_project_files``)."""
 
 
 # --- meta.json ---------------------------------------------------------------------------------
@@ -86,8 +90,22 @@ def _parse_class(obj: Any, i: int) -> ObjClass:
     if not isinstance(config, dict):
         raise ProjectError(f"{where} ({title!r}): expected 'geometry_config' to be an object, "
                            f"got {type(config).__name__}")
+    if shape in ("graph", "any"):
+        _check_template(config, f"{where} ({title!r}) geometry_config")
     rgb = tuple(int(color[k:k + 2], 16) for k in (1, 3, 5))
     return ObjClass(title, shape, rgb, config)
+
+
+def _check_template(config: dict, where: str) -> None:
+    """A graph template as the colour masks read it: ``nodes`` {id: {...}}, ``edges`` [{src, dst}]."""
+    nodes, edges = config.get("nodes") or {}, config.get("edges") or []
+    if not isinstance(nodes, dict) or not all(isinstance(n, dict) for n in nodes.values()):
+        raise ProjectError(f"{where}.nodes: expected an object of node objects, got {nodes!r:.80}")
+    if not isinstance(edges, list):
+        raise ProjectError(f"{where}.edges: expected a list, got {edges!r:.80}")
+    for i, e in enumerate(edges):
+        if not (isinstance(e, dict) and isinstance(e.get("src"), str) and isinstance(e.get("dst"), str)):
+            raise ProjectError(f"{where}.edges[{i}]: expected {{src, dst}} node ids, got {e!r:.80}")
 
 
 def parse_meta(obj: Any) -> ProjectMeta:
@@ -99,7 +117,7 @@ def parse_meta(obj: Any) -> ProjectMeta:
     if isinstance(obj, (bytes, bytearray, str)):
         try:
             obj = json.loads(obj)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise ProjectError(f"meta.json: expected JSON, got a parse error: {exc}") from None
     if not isinstance(obj, dict):
         raise ProjectError(f"meta.json: expected a JSON object, got {type(obj).__name__}")
@@ -128,7 +146,7 @@ def _parse_size(size: Any, where: str) -> tuple[int, int]:
         if type(v) is float and v.is_integer():
             v = int(v)
         if type(v) is not int or not 0 < v <= COORD_LIMIT:
-            raise AnnotationError(f"size.{key}: expected an integer in 1..2**31, got {v!r}",
+            raise AnnotationError(f"size.{key}: expected an integer in 1..2**31, got {v!r:.60}",
                                   where=where)
         hw.append(v)
     return hw[0], hw[1]
@@ -146,6 +164,9 @@ def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,
     shape = cls.shape
     if shape == "any":
         shape = obj.get("geometryType", obj.get("shape"))
+        if not isinstance(shape, str):
+            raise AnnotationError(f"geometryType: expected a geometry name (class {title!r} has "
+                                  f"shape 'any'), got {shape!r:.60}")
     template = cls.geometry_config.get("nodes") if shape == "graph" else None
     geometry = parse_geometry(shape, obj, graph_template=template if isinstance(template, dict)
                               else None, max_bitmap_pixels=max_bitmap_pixels)
@@ -167,7 +188,7 @@ def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
     if isinstance(obj, (bytes, bytearray, str)):
         try:
             obj = json.loads(obj)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise AnnotationError(f"expected JSON, got a parse error: {exc}", where=where) from None
     if not isinstance(obj, dict):
         raise AnnotationError(f"expected a JSON object, got {type(obj).__name__}", where=where)
@@ -222,11 +243,51 @@ def _pair_dataset(anns: dict, imgs: dict) -> list[tuple[str, Any, Any]]:
     return rows
 
 
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """A name holding undecodable bytes (``surrogateescape``) as valid text: ``caf\\xe9.jpg``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _named_rows(rows: list) -> tuple[list, list]:
+    """Rows whose names are not valid UTF-8 get printable names (unique) and a problem."""
+    bad = [r for r in rows if not (_utf8_ok(r[0]) and _utf8_ok(r[1]))]
+    if not bad:
+        return rows, [None] * len(rows)
+    taken = {(r[0], r[1]) for r in rows if _utf8_ok(r[0]) and _utf8_ok(r[1])}
+    out, problems = [], []
+    for r in rows:
+        if _utf8_ok(r[0]) and _utf8_ok(r[1]):
+            out.append(r)
+            problems.append(None)
+            continue
+        key, n = (_printable(r[0]), _printable(r[1])), 1
+        while key in taken:
+            n += 1
+            key = (key[0], f"{_printable(r[1])}~{n}")
+        taken.add(key)
+        files = ", ".join(_printable(e[0]) for e in r[2:] if e)
+        out.append((key[0], key[1], None, None))
+        problems.append(f"file name is not valid UTF-8 ({files}); rename it to export the item")
+    return out, problems
+
+
 def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     """(path relative to the project root, size) of every file -> the item table.
 
     Pure: see the module docstring for the dataset and pairing rules. Raises ``ProjectError``
     when two folders give the same dataset name (``a/datasets/b`` and ``a/b``).
+    A dataset or item whose name is not valid UTF-8 (undecodable bytes kept as surrogates by
+    ``surrogateescape``) cannot travel in the table: it is listed under a printable name
+    (``caf\\xe9.jpg``) with null paths, and the table gets a ``problem`` column (null for the
+    other rows) giving the reason, so the item fails by name instead of vanishing.
     """
     folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
     for rel, size in files:
@@ -241,25 +302,33 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     for folder, (dataset, _, _) in folders.items():
         if dataset and names.setdefault(dataset, folder) != folder:
             first, second = sorted((names[dataset], folder))
-            raise ProjectError(f"dataset name {dataset!r}: expected one folder, got two: "
-                               f"{first!r} and {second!r}")
+            raise ProjectError(f"dataset name {_printable(dataset)!r}: expected one folder, got "
+                               f"two: {_printable(first)!r} and {_printable(second)!r}")
     rows = []
     for dataset, anns, imgs in folders.values():
         if dataset:
             rows.extend((dataset, *row) for row in _pair_dataset(anns, imgs))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return pa.table({
+    rows, problems = _named_rows(rows)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i][0], rows[i][1]))
+    rows = [rows[i] for i in order]
+    table = pa.table({
         "dataset": [r[0] for r in rows], "item": [r[1] for r in rows],
         "ann_path": [r[2][0] if r[2] else None for r in rows],
         "img_path": [r[3][0] if r[3] else None for r in rows],
         "ann_bytes": [r[2][1] if r[2] else None for r in rows],
         "img_bytes": [r[3][1] if r[3] else None for r in rows],
     }, schema=ITEMS_SCHEMA)
+    if any(p is not None for p in problems):
+        table = table.append_column("problem", pa.array([problems[i] for i in order], pa.string()))
+    return table
 
 
 # --- tar members -------------------------------------------------------------------------------
 
 _BLOCK = 512
+MAX_TAR_HEADER_BYTES = 1 << 20
+"""Largest GNU long-name / long-link or pax extended header body read while scanning a tar."""
+_SPECIAL_KINDS = {b"3": "character device", b"4": "block device", b"6": "fifo"}
 
 
 def _tar_number(field: bytes, where: int) -> int:
@@ -280,19 +349,34 @@ def _tar_text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _pax_records(data: bytes) -> dict[str, str]:
-    """``"<len> key=value\\n"`` records of a pax extended header."""
+def _pax_records(data: bytes, where: int) -> dict[str, str]:
+    """``"<len> key=value\\n"`` records of a pax extended header (``ProjectError`` if malformed)."""
     out, pos = {}, 0
     while pos < len(data) and data[pos:pos + 1] != b"\0":
-        length = int(data[pos:data.index(b" ", pos)])
-        key, _, value = data[data.index(b" ", pos) + 1:pos + length - 1].partition(b"=")
+        space = data.find(b" ", pos, pos + 21)
+        digits = data[pos:space] if space > pos else b""
+        length = int(digits) if digits.isdigit() else 0
+        record = data[pos:pos + length]
+        key, eq, value = record[len(digits) + 1:-1].partition(b"=")
+        if length <= len(digits) + 1 or pos + length > len(data) or not eq or record[-1:] != b"\n":
+            raise ProjectError(f"tar pax header at byte {where}: expected records '<length> "
+                               f"key=value\\n', got {data[pos:pos + 40]!r} at offset {pos}")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += length
     return out
 
 
-def _norm_member(name: str) -> str:
-    return posixpath.normpath("/" + name).lstrip("/")
+def _norm_member(name: str, pos: int, what: str = "member name") -> str:
+    """A member name relative to the archive root; ``ProjectError`` for an absolute name or one
+    whose ``..`` components climb out of the archive (as tarfile's ``data`` filter refuses)."""
+    if name.startswith("/"):
+        raise ProjectError(f"tar member at byte {pos}: expected a relative {what}, got the "
+                           f"absolute {name[:200]!r}")
+    norm = posixpath.normpath(name) if name else "."
+    if norm == ".." or norm.startswith("../"):
+        raise ProjectError(f"tar member at byte {pos}: expected a {what} inside the archive, "
+                           f"got {name[:200]!r}, which climbs out of it with '..'")
+    return "" if norm == "." else norm
 
 
 def _checksum_ok(header: bytes, pos: int) -> bool:
@@ -303,13 +387,41 @@ def _checksum_ok(header: bytes, pos: int) -> bool:
     return stored == sum(rest) + 256 or stored == sum(rest) + 256 - 256 * sum(b > 127 for b in rest)
 
 
+def _member_name(header: bytes, pending: dict) -> str:
+    name = pending.get("path")
+    if name is None:
+        name = _tar_text(header[0:100])
+        if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX prefix field
+            name = _tar_text(header[345:500]) + "/" + name
+    return name
+
+
+def _pax_size(pending: dict, size: int, pos: int) -> int:
+    text = pending.get("size")
+    if text is None:
+        return size
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise ProjectError(f"tar pax header before byte {pos}: expected 'size' as a non-negative "
+                           f"integer, got {text[:40]!r}")
+    return int(text)
+
+
 def scan_tar(f) -> dict[str, tuple[int, int]]:
     """Regular files of a tar read from the seekable binary file ``f``: normalised member name
     -> (offset of its data, size). Reads only the 512-byte headers (ustar, GNU long names,
     pax ``path``/``size``/``linkpath``); hard and symbolic links resolve to their targets.
-    Raises ``ProjectError`` on a bad checksum, a truncated header or a sparse member."""
+
+    Nothing is ever extracted, yet hostile archives are refused as tarfile's ``data`` extraction
+    filter refuses them: ``ProjectError`` on an absolute member name or link target, one that
+    climbs out of the archive with ``..``, a device or fifo member, a member (or header) that
+    declares more bytes than the file holds (an archive bomb or a truncated tar), a long-name or
+    pax header over ``MAX_TAR_HEADER_BYTES``, a malformed pax record, a bad checksum or a sparse
+    member. A link whose target is not a member of the archive is left out (like a missing file).
+    """
     members: dict[str, tuple[int, int]] = {}
     links: dict[str, str] = {}
+    f.seek(0, 2)
+    total = f.tell()
     pos, pending = 0, {}
     while True:
         f.seek(pos)
@@ -321,30 +433,43 @@ def scan_tar(f) -> dict[str, tuple[int, int]]:
                                f"(not a tar, or corrupt)")
         kind, size, data = header[156:157], _tar_number(header[124:136], pos), pos + _BLOCK
         if kind in (b"L", b"K", b"x"):
+            if size > min(MAX_TAR_HEADER_BYTES, total - data):
+                raise ProjectError(f"tar header at byte {pos}: expected an extended header of at "
+                                   f"most {min(MAX_TAR_HEADER_BYTES, total - data)} bytes, got a "
+                                   f"declared size of {size} bytes")
             f.seek(data)
             body = f.read(size)
             if kind == b"x":
-                pending.update(_pax_records(body))
+                pending.update(_pax_records(body, pos))
             else:
                 pending["path" if kind == b"L" else "linkpath"] = _tar_text(body)
         elif kind == b"S":
             raise ProjectError(f"tar member at byte {pos}: sparse files are not supported")
         elif kind != b"g":
-            name = pending.get("path")
-            if name is None:
-                name = _tar_text(header[0:100])
-                if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX prefix field
-                    name = _tar_text(header[345:500]) + "/" + name
-            size = int(pending.get("size", size))
-            name = _norm_member(name)
+            raw_name = _member_name(header, pending)
+            size = _pax_size(pending, size, pos)
+            name = _norm_member(raw_name, pos)
+            if kind in _SPECIAL_KINDS:
+                raise ProjectError(f"tar member at byte {pos}: expected files, folders and links, "
+                                   f"got the {_SPECIAL_KINDS[kind]} {raw_name[:200]!r}")
+            if size > total - data:
+                raise ProjectError(f"tar member {raw_name[:200]!r} at byte {pos}: declares "
+                                   f"{size} bytes, but only {max(total - data, 0)} follow its "
+                                   f"header (a truncated tar or an archive bomb)")
             if kind in (b"0", b"\0", b"7"):
                 members[name] = (data, size)
             elif kind in (b"1", b"2"):
                 target = pending.get("linkpath") or _tar_text(header[157:257])
+                if target.startswith("/"):
+                    raise ProjectError(f"tar member at byte {pos}: expected a relative link "
+                                       f"target, got {raw_name[:200]!r} -> {target[:200]!r}")
                 base = "" if kind == b"1" else posixpath.dirname(name)
-                links[name] = _norm_member(posixpath.join(base, target))
+                links[name] = _norm_member(posixpath.join(base, target), pos, "link target")
                 size = 0
             pending = {}
+        elif size > total - data:
+            raise ProjectError(f"tar header at byte {pos}: declares {size} bytes, but only "
+                               f"{max(total - data, 0)} follow it")
         pos = data + -(-size // _BLOCK) * _BLOCK
     for _ in range(8):  # links to links
         for name, target in list(links.items()):
@@ -446,7 +571,10 @@ class SuperviselySource:
             fs, path = self.filesystem()
             info = fs.info(path)
             version = f"{info.get('size')}:{info.get('mtime') or info.get('ETag') or ''}"
-            self._members = _tar_members(fs, path, version)
+            try:
+                self._members = _tar_members(fs, path, version)
+            except ProjectError as exc:
+                raise ProjectError(f"project {self._where()!r}: {exc}") from None
         return self._members
 
     def _where(self) -> str:
@@ -497,12 +625,25 @@ class SuperviselySource:
         except FileNotFoundError:
             raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self._where()!r}, "
                                f"got no such file") from None
+        except OSError as exc:  # a folder named meta.json, no permission, a store error
+            raise ProjectError(redact(f"meta.json of {self._where()!r}: expected a readable file, "
+                                      f"got {type(exc).__name__}: {exc}", self.storage_options)) from None
         return parse_meta(data)
 
     def list_items(self) -> pa.Table:
         """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
 
-        One recursive listing (``fs.find``) for a folder; the member index for a tar."""
+        One recursive listing (``fs.find``) for a folder; the member index for a tar.
+        ``ProjectError`` when the store cannot list the project."""
+        try:
+            return self._list_items()
+        except MaskcoreError:
+            raise
+        except OSError as exc:
+            raise ProjectError(redact(f"project {self._where()!r}: expected a listable project, got "
+                                      f"{type(exc).__name__}: {exc}", self.storage_options)) from None
+
+    def _list_items(self) -> pa.Table:
         if self.is_tar:
             prefix = _join(self.root, "") if self.root else ""
             files = ((n[len(prefix):], size) for n, (_, size) in self._tar_index().items()
