@@ -20,8 +20,7 @@ mask_api = pytest.importorskip("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-FACADE = (pathlib.Path(__file__).resolve().parents[3]
-          / "shared/data/roboflow_facade_coco/valid/_annotations.coco.json")
+FACADE = pathlib.Path(__file__).resolve().parents[1] / "data/facade/_annotations.coco.json"  # bundled
 
 
 def _ref(rings, size_hw):
