@@ -14,7 +14,7 @@ from maskcore.raster.coco_rule import (
     coco_polygon_mask,
     coco_polygon_masks,
 )
-from maskcore.raster.patch import patch_to_full
+from patch_contract import checked_full
 
 mask_api = pytest.importorskip("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
@@ -35,15 +35,7 @@ def _ref_box(xywh, size_hw):
     return mask_api.decode(rle)[:, :, 0].astype(bool)
 
 
-def _full(patch, size_hw):
-    """The patch on a full canvas, after checking the patch contract."""
-    assert patch.mask.dtype == bool
-    assert 0 <= patch.top and 0 <= patch.left
-    assert patch.bottom <= size_hw[0] and patch.right <= size_hw[1]
-    if patch.mask.size:                                      # cropped to what it paints
-        m = patch.mask
-        assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
-    return patch_to_full(patch, size_hw)
+_full = checked_full  # the patch on a full canvas, after checking the patch contract
 
 
 def _snap(rng, pts):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maskcore.raster.fill import fill_poly
-from maskcore.raster.patch import patch_to_full
+from patch_contract import checked_full
 
 cv2 = pytest.importorskip("cv2")
 
@@ -19,14 +19,7 @@ def _ref(rings, size_hw=(H, W)):
 
 
 def _ours(rings, size_hw=(H, W)):
-    patch = fill_poly(rings, size_hw)
-    assert patch.mask.dtype == bool
-    assert 0 <= patch.top and 0 <= patch.left
-    assert patch.bottom <= size_hw[0] and patch.right <= size_hw[1]
-    if patch.mask.size:                                      # cropped to what it paints
-        m = patch.mask
-        assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
-    return patch_to_full(patch, size_hw)
+    return checked_full(fill_poly(rings, size_hw), size_hw)
 
 
 def _mismatches(cases, size_hw=(H, W)):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from maskcore.raster.disc import circle_half_widths, disc, discs
-from maskcore.raster.patch import Patch, patch_to_full
+from maskcore.raster.patch import patch_to_full
 from maskcore.raster.thick import thick_polyline
+from patch_contract import assert_valid_patch
 
 H, W = 41, 57  # small canvas: most random shapes cross its border
 
@@ -25,17 +26,6 @@ def cv2_disc(center, radius, size_hw) -> np.ndarray:
     canvas = np.zeros(size_hw, np.uint8)
     cv2.circle(canvas, (int(center[0]), int(center[1])), int(radius), 1, thickness=-1)
     return canvas.astype(bool)
-
-
-def assert_valid_patch(patch: Patch, size_hw) -> None:
-    """Window inside the canvas, bool mask, tight around the painted pixels."""
-    assert patch.mask.dtype == bool
-    if patch.mask.size == 0:
-        return
-    assert 0 <= patch.top and patch.bottom <= size_hw[0]
-    assert 0 <= patch.left and patch.right <= size_hw[1]
-    m = patch.mask
-    assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
 
 
 def random_points(rng, n: int) -> np.ndarray:
