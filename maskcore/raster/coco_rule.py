@@ -66,6 +66,7 @@ import numpy as np
 
 from maskcore.raster.lines import check_size_hw
 from maskcore.raster.patch import EMPTY, Patch
+from maskcore.raster.rings import ring_xy
 
 __all__ = ["COORD_LIMIT", "coco_box_mask", "coco_box_ring", "coco_polygon_mask",
            "coco_polygon_masks"]
@@ -127,7 +128,7 @@ def _gather_rings(polys: list, name):
         for j, ring in enumerate(rings):
             if not (type(ring) is np.ndarray and ring.dtype is _F64 and ring.ndim == 2
                     and ring.shape[1] == 2):
-                ring = _ring_array(ring, name, i, j)
+                ring = ring_xy(ring, name(i, j), integer=False)
             if ring.shape[0] >= 3:
                 arrays.append(ring)
                 sizes.append(ring.shape[0])
@@ -145,18 +146,6 @@ def _gather_rings(polys: list, name):
                     raise ValueError(f"{name(i, j)}: expected finite coordinates of magnitude "
                                      f"below 2**40, got {got}")
     return pts, np.array(sizes), np.array(owners)
-
-
-def _ring_array(ring, name, i: int, j: int) -> np.ndarray:
-    """One ring as an (N, 2) float64 array, or TypeError / ValueError saying what came."""
-    arr = np.asarray(ring)
-    if arr.size == 0:
-        return _NO_XY
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name(i, j)}: expected real coordinates, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name(i, j)}: expected shape (N, 2), got {arr.shape}")
-    return arr.astype(np.float64)
 
 
 def _crossings(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int):

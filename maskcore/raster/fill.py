@@ -49,6 +49,7 @@ from maskcore.raster.lines import (
     check_int32, check_size_hw, clip_segment_array, pixel_offsets, polyline, segments_pixels,
 )
 from maskcore.raster.patch import EMPTY, Patch
+from maskcore.raster.rings import ring_xy
 
 __all__ = ["fill_poly", "fill_polys", "polyline", "segments_pixels"]
 
@@ -104,7 +105,7 @@ def _gather_rings(polys: list, name):
         for j, ring in enumerate(rings):
             if not (type(ring) is np.ndarray and ring.dtype is _INT64 and ring.ndim == 2
                     and ring.shape[1] == 2):                # else check and convert
-                ring = _ring_array(ring, name, i, j)
+                ring = ring_xy(ring, name(i, j), integer=True)
             if ring.shape[0]:
                 arrays.append(ring)
                 sizes.append(ring.shape[0])
@@ -117,20 +118,6 @@ def _gather_rings(polys: list, name):
         for arr, i, j in zip(arrays, owners, where):
             check_int32(arr, name(i, j))
     return pts, np.array(sizes), np.array(owners)
-
-
-def _ring_array(ring, name, i: int, j: int) -> np.ndarray:
-    """One ring as an (N, 2) int64 array, or TypeError / ValueError saying what came."""
-    arr = np.asarray(ring)
-    if arr.size == 0:
-        return _NO_XY
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name(i, j)}: expected integer coordinates, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name(i, j)}: expected shape (N, 2), got {arr.shape}")
-    if arr.dtype == np.uint64:                      # would wrap when cast: check it first
-        check_int32(arr, name(i, j))
-    return arr.astype(np.int64, copy=False)
 
 
 def _ring_segments(pts: np.ndarray, ring_sizes: np.ndarray, ring_poly: np.ndarray):
