@@ -247,22 +247,28 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     return results
 
 
-def _input_fingerprint(manifest: pa.Table) -> str:
-    import hashlib
+def _input_fingerprint(manifest: pa.Table, rows_per_block: int = 65536) -> str:
+    """sha256 over every item's name and input checksums, in manifest order."""
     digest = hashlib.sha256()
-    for row in manifest.select(["dataset", "item", "ann_sha256", "img_sha256"]).to_pylist():
-        digest.update(json.dumps(row, sort_keys=True).encode("utf-8"))
+    cols = [pc.fill_null(manifest.column(c), "") for c in ("dataset", "item", "ann_sha256", "img_sha256")]
+    lines = pc.binary_join_element_wise(*cols, "\t")
+    for start in range(0, len(lines), rows_per_block):
+        block = lines.slice(start, rows_per_block).to_pylist()
+        digest.update(("\n".join(block) + "\n").encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
+def _count(mask) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
 def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
-    rows = manifest.select(["dataset", "item", "status", "error", "bytes_written", "outputs",
-                            "warnings"]).to_pylist()
-    failed = [{"dataset": r["dataset"], "item": r["item"], "error": r["error"]}
-              for r in rows if r["status"] == "failed"]
-    warned = [{"dataset": r["dataset"], "item": r["item"], "warnings": r["warnings"]}
-              for r in rows if r["warnings"]]
-    count = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "unchanged", "failed")}
+    """Counts with pyarrow over the whole manifest; only failed and warned items become Python rows."""
+    status = manifest.column("status")
+    is_ok = pc.equal(status, "ok")
+    failed = (manifest.filter(pc.equal(status, "failed")).select(["dataset", "item", "error"]).to_pylist())
+    has_warnings = pc.greater(pc.fill_null(pc.list_value_length(manifest.column("warnings")), 0), 0)
+    warned = manifest.filter(has_warnings).select(["dataset", "item", "warnings"]).to_pylist()
     return {
         "maskcore_version": __version__,
         "source": redact(cfg.source, cfg.storage_options),
@@ -271,10 +277,10 @@ def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "layout_options": cfg.layout_options,
         "cluster": profile["name"],
         "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
-        "items": {"total": len(rows), "written": count["ok"], "unchanged": count["unchanged"],
-                  "failed": count["failed"]},
-        "files_written": sum(len(r["outputs"]) for r in rows if r["status"] == "ok"),
-        "bytes_written": sum(r["bytes_written"] for r in rows),
+        "items": {"total": manifest.num_rows, "written": _count(is_ok),
+                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": len(failed)},
+        "files_written": int(pc.sum(pc.list_value_length(manifest.filter(is_ok).column("outputs"))).as_py() or 0),
+        "bytes_written": int(pc.sum(manifest.column("bytes_written")).as_py() or 0),
         "stale_files_removed": n_stale,
         "seconds": round(seconds, 3),
         "config_fingerprint": config_fp,

@@ -46,6 +46,7 @@ class FsspecDirSink:
         self.storage_options = dict(storage_options or {})
         self._fs = None
         self._root = None
+        self._folders: set[str] = set()   # local folders this object already created
 
     def __getstate__(self):
         return {"url": self.url, "storage_options": self.storage_options}
@@ -75,12 +76,12 @@ class FsspecDirSink:
         fs, _ = self._open()
         path = self.full_path(relpath)
         if isinstance(fs, LocalFileSystem):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             # temporaries live in one folder of the destination (same filesystem, so the rename is
             # atomic), never beside outputs: a killed writer's leftovers are found and removed by
             # the next run (clear_temporaries) without walking the export tree
             staging = self.full_path(TMP_DIR)
-            os.makedirs(staging, exist_ok=True)
+            self._makedirs(os.path.dirname(path))
+            self._makedirs(staging)
             tmp = os.path.join(staging, f"{uuid.uuid4().hex}.part")
             try:
                 with open(tmp, "wb") as f:
@@ -94,6 +95,12 @@ class FsspecDirSink:
                 raise
         else:
             fs.pipe_file(path, data)
+
+    def _makedirs(self, folder: str) -> None:
+        """Create a local folder once per sink object (a file write is a hot path)."""
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
 
     def clear_temporaries(self) -> None:
         """Remove temporaries left by killed writers (call only while holding the run lock)."""
