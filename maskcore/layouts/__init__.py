@@ -1,7 +1,9 @@
 """Output layouts behind one registry: name -> layout class.
 
-A layout turns decoded items into files: ``project_files(ctx)`` once per run and
-``item_files(item)`` per item, both returning ``[(relative_path, bytes), ...]`` with no I/O.
+A layout turns decoded items into files: ``project_files(meta, meta_bytes)`` once per run and
+``item_files(item, clock=NO_CLOCK, warn=None)`` per item (``clock`` times steps, ``warn(text)``
+records a per-item warning), both returning ``[(relative_path, bytes), ...]`` with no I/O. A layout
+also offers ``needs_image`` and ``check_meta(meta)``.
 """
 
 from __future__ import annotations
