@@ -1,7 +1,17 @@
 """Geometry -> coverage patches, with the reference's drawing rules (OpenCV LINE_8 semantics).
 
-Conventions: integer pixel coordinates, x = column, y = row, origin at the top-left pixel;
-``size_hw`` = (height, width) of the canvas; everything is clipped to the canvas.
+Conventions: x = column, y = row; ``size_hw`` = (height, width) of the canvas; everything is
+clipped to the canvas. Geometry coordinates are int64 pixel indices or float64 corner-origin
+coordinates (see :mod:`maskcore.geometry`).
+
+Two drawing rules, chosen by the layout (``rule=``):
+- ``"opencv"`` (default; the Supervisely SDK and its apps): float coordinates are floored to pixel
+  indices first, then the rules below.
+- ``"coco"`` (CVAT's exporter, pycocotools): polygons, their holes, multipolygon parts and
+  rectangles are drawn by ``maskcore.raster.coco_rule`` on the coordinates as they are (a
+  Supervisely rectangle, whose corners are inclusive pixels, becomes the box [x0, x1+1) x
+  [y0, y1+1): the same pixels). Every other geometry is drawn as under ``"opencv"``.
+``Box`` (COCO bbox, CVAT box, possibly rotated) is drawn by the COCO rule under both rules.
 Every function returns :class:`~maskcore.raster.patch.Patch` objects: ``bool`` masks for
 coverage, ``uint8`` masks (0..255) for alpha masks. Pure numpy, no I/O.
 ``coverages`` draws all labels of an image at once: every polygon fill of every label (polygons,
@@ -26,12 +36,26 @@ import math
 import numpy as np
 
 from . import geometry as g
+from .raster.coco_rule import coco_polygon_masks
 from .raster.fill import fill_polys, polyline
 from .raster.patch import Patch, empty_patch, subtract, union
 from .raster.disc import disc, discs
 from .raster.thick import thick_polyline
 
 Color = tuple[int, int, int]
+RULES = ("opencv", "coco")
+
+
+def pixel_xy(points_xy: np.ndarray) -> np.ndarray:
+    """Points as int64 pixel indices: float (corner-origin) coordinates are floored."""
+    arr = np.asarray(points_xy)
+    if arr.dtype.kind == "f":
+        return np.floor(arr).astype(np.int64)
+    return arr.astype(np.int64, copy=False)
+
+
+def _pixel(v) -> int:
+    return int(math.floor(v))
 
 # Face vertex order of a cuboid_2d, as indices into CUBOID_2D_VERTICES (front, top, right, bottom, left).
 CUBOID_2D_FACES = ((0, 1, 2, 3), (4, 5, 1, 0), (1, 5, 6, 2), (3, 2, 6, 7), (4, 0, 3, 7))
@@ -66,13 +90,14 @@ def lines(points_xy: np.ndarray, size_hw, thickness: int, closed: bool = False) 
     """``cv2.polylines`` coverage at ``thickness`` (1 and below draw the 8-connected line)."""
     if len(points_xy) == 0:
         return empty_patch()
+    points_xy = pixel_xy(points_xy)
     if thickness <= 1:
         return polyline(points_xy, size_hw, closed=closed)
     return thick_polyline(points_xy, size_hw, thickness, closed=closed)
 
 
-def _point_disc(x: int, y: int, size_hw, thickness: int) -> Patch:
-    return disc((x, y), point_radius(thickness), size_hw)
+def _point_disc(x, y, size_hw, thickness: int) -> Patch:
+    return disc((_pixel(x), _pixel(y)), point_radius(thickness), size_hw)
 
 
 def oriented_bbox_corners_xy(box: g.OrientedBBox) -> np.ndarray:
@@ -93,44 +118,91 @@ def _union_all(patches) -> Patch:
     return out
 
 
-def coverage(geom: g.Geometry, size_hw, thickness: int = 2) -> Patch:
+class _Fills:
+    """The polygon fills an image's labels need, gathered so each rule's kernel runs once."""
+
+    def __init__(self) -> None:
+        self.opencv: list[list[np.ndarray]] = []   # fill_polys: each entry one even-odd fill
+        self.coco: list[list[np.ndarray]] = []     # coco_polygon_masks: each entry rings OR-ed
+
+    def run(self, size_hw) -> tuple[list[Patch], list[Patch]]:
+        return (fill_polys(self.opencv, size_hw) if self.opencv else [],
+                coco_polygon_masks(self.coco, size_hw) if self.coco else [])
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
+
+
+def coverage(geom: g.Geometry, size_hw, thickness: int = 2, rule: str = "opencv") -> Patch:
     """One label's pixels as drawn into a single-colour mask (machine, instance masks)."""
-    fills: list[list[np.ndarray]] = []
-    plan = _plan(geom, size_hw, thickness, fills)
-    return plan if isinstance(plan, Patch) else plan(fill_polys(fills, size_hw))
+    return coverages([geom], size_hw, thickness, rule)[0]
 
 
-def coverages(geoms, size_hw, thickness: int = 2) -> list[Patch]:
-    """``[coverage(geom, size_hw, thickness) for geom in geoms]`` (the same patches), with the
-    polygon fills of all of them done in one vectorised kernel call.
+def coverages(geoms, size_hw, thickness: int = 2, rule: str = "opencv") -> list[Patch]:
+    """``[coverage(geom, size_hw, thickness, rule) for geom in geoms]`` (the same patches), with
+    the polygon fills of all of them done in one vectorised kernel call per rule.
 
     Raises what ``coverage`` raises; a kernel error names the fill, not the label: to name it,
     draw the labels one by one with ``coverage``.
     """
-    fills: list[list[np.ndarray]] = []
-    plans = [_plan(geom, size_hw, thickness, fills) for geom in geoms]
-    filled = fill_polys(fills, size_hw)
-    return [plan if isinstance(plan, Patch) else plan(filled) for plan in plans]
+    _check_rule(rule)
+    fills = _Fills()
+    plans = [_plan(geom, size_hw, thickness, fills, rule) for geom in geoms]
+    filled = fills.run(size_hw)
+    return [plan if isinstance(plan, Patch) else plan(*filled) for plan in plans]
 
 
-def _plan(geom: g.Geometry, size_hw, thickness: int, fills: list):
+def _plan(geom: g.Geometry, size_hw, thickness: int, fills: _Fills, rule: str):
     """A label's coverage now (a Patch), or, for geometry drawn by polygon fills, the fills it
-    needs appended to ``fills`` and a function from the filled patches to its coverage."""
+    needs added to ``fills`` and a function from the filled patches (opencv, coco) to its
+    coverage."""
+    if isinstance(geom, g.Box):
+        i = _add_coco(fills, [geom.corners_xy()])
+        return lambda cv, co: co[i]
+    if rule == "coco":
+        if isinstance(geom, g.Polygon):
+            polygon = _add_coco_polygon(fills, geom)
+            return lambda cv, co: _polygon_cover(co, *polygon)
+        if isinstance(geom, g.MultiPolygon):
+            parts = [_add_coco_polygon(fills, p) for p in geom.parts]
+            return lambda cv, co: _union_all(_polygon_cover(co, *p) for p in parts)
+        if isinstance(geom, g.Rectangle):
+            ring = np.array([[geom.x0, geom.y0], [geom.x0, geom.y1 + 1], [geom.x1 + 1, geom.y1 + 1],
+                             [geom.x1 + 1, geom.y0]], dtype=np.float64)
+            i = _add_coco(fills, [ring])
+            return lambda cv, co: co[i]
     if isinstance(geom, g.Polygon):
-        polygon = _add_polygon(fills, geom)
-        return lambda filled: _polygon_cover(filled, *polygon)
+        polygon = _add_polygon(fills.opencv, geom)
+        return lambda cv, co: _polygon_cover(cv, *polygon)
     if isinstance(geom, g.MultiPolygon):
-        parts = [_add_polygon(fills, p) for p in geom.parts]
-        return lambda filled: _union_all(_polygon_cover(filled, *p) for p in parts)
+        parts = [_add_polygon(fills.opencv, p) for p in geom.parts]
+        return lambda cv, co: _union_all(_polygon_cover(cv, *p) for p in parts)
     if isinstance(geom, g.OrientedBBox):
-        faces = _add_fills(fills, [oriented_bbox_corners_xy(geom)])
+        faces = _add_fills(fills.opencv, [oriented_bbox_corners_xy(geom)])
     elif isinstance(geom, g.Cuboid2d):
-        faces = _add_fills(fills, [geom.vertices_xy[list(f)] for f in CUBOID_2D_FACES])
+        v = pixel_xy(geom.vertices_xy)
+        faces = _add_fills(fills.opencv, [v[list(f)] for f in CUBOID_2D_FACES])
     elif isinstance(geom, g.Cuboid):
-        faces = _add_fills(fills, [geom.points_xy[list(f)] for f in geom.faces if len(f) >= 3])
+        v = pixel_xy(geom.points_xy)
+        faces = _add_fills(fills.opencv, [v[list(f)] for f in geom.faces if len(f) >= 3])
     else:
         return _direct_coverage(geom, size_hw, thickness)
-    return lambda filled: _union_all(filled[i] for i in faces)
+    return lambda cv, co: _union_all(cv[i] for i in faces)
+
+
+def _add_coco(fills: _Fills, rings: list[np.ndarray]) -> int:
+    fills.coco.append(rings)
+    return len(fills.coco) - 1
+
+
+def _add_coco_polygon(fills: _Fills, poly: g.Polygon) -> tuple[int, int | None]:
+    """Exterior drawn by the COCO rule; all holes OR-ed by the same rule and cut out."""
+    ext = _add_coco(fills, [np.asarray(poly.exterior_xy, dtype=np.float64)])
+    if not poly.interiors_xy:
+        return ext, None
+    return ext, _add_coco(fills, [np.asarray(r, dtype=np.float64) for r in poly.interiors_xy])
 
 
 def _add_fills(fills: list, rings: list[np.ndarray]) -> range:
@@ -141,10 +213,10 @@ def _add_fills(fills: list, rings: list[np.ndarray]) -> range:
 
 def _add_polygon(fills: list, poly: g.Polygon) -> tuple[int, int | None]:
     """Append the exterior fill and, if any, the fill of all holes together; their indexes."""
-    fills.append([poly.exterior_xy])
+    fills.append([pixel_xy(poly.exterior_xy)])
     if not poly.interiors_xy:
         return len(fills) - 1, None
-    fills.append(list(poly.interiors_xy))
+    fills.append([pixel_xy(r) for r in poly.interiors_xy])
     return len(fills) - 2, len(fills) - 1
 
 
@@ -169,7 +241,7 @@ def _direct_coverage(geom: g.Geometry, size_hw, thickness: int) -> Patch:
     if isinstance(geom, g.Point):
         return _point_disc(geom.x, geom.y, size_hw, thickness)
     if isinstance(geom, g.Graph):
-        centers = [(n.x, n.y) for n in geom.nodes if not n.disabled]
+        centers = [(_pixel(n.x), _pixel(n.y)) for n in geom.nodes if not n.disabled]
         return discs(np.array(centers, dtype=np.int64).reshape(-1, 2), point_radius(thickness),
                      size_hw)
     raise TypeError(f"cannot draw geometry of type {type(geom).__name__}")
@@ -205,7 +277,7 @@ def _graph_layers(geom: g.Graph, colour: Color, size_hw, thickness: int,
         a, b = nodes.get(edge.get("src")), nodes.get(edge.get("dst"))
         if a is None or b is None or a.disabled or b.disabled:
             continue
-        pts = np.array([[a.x, a.y], [b.x, b.y]], dtype=np.int64)
+        pts = np.array([[_pixel(a.x), _pixel(a.y)], [_pixel(b.x), _pixel(b.y)]], dtype=np.int64)
         layers.append((_hex_rgb(edge.get("color"), colour), lines(pts, size_hw, thickness)))
     for node in geom.nodes:
         if node.disabled:
@@ -228,6 +300,8 @@ def label_area(geom: g.Geometry, cover: Patch) -> float:
         return float((geom.x1 - geom.x0 + 1) * (geom.y1 - geom.y0 + 1))
     if isinstance(geom, g.OrientedBBox):
         return float((geom.right - geom.left + 1) * (geom.bottom - geom.top + 1))
+    if isinstance(geom, g.Box):
+        return float((geom.x1 - geom.x0) * (geom.y1 - geom.y0))
     if isinstance(geom, g.Bitmap):
         return float(np.count_nonzero(geom.mask))
     if isinstance(geom, g.AlphaMask):

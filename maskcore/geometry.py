@@ -1,9 +1,14 @@
 """Geometry value objects, one per Supervisely 2-D geometry type.
 
 Conventions:
-- Coordinates are integer pixel indices: x = column, y = row, origin at the top-left pixel.
-  Readers floor float coordinates before building these objects (the reference does the same).
-- Point lists are ``int64`` arrays of shape (N, 2) in **xy** order (``*_xy`` names).
+- x = column, y = row. Two coordinate kinds, told apart by the array dtype:
+  * ``int64``: pixel indices, origin at the centre of the top-left pixel. The Supervisely reader
+    floors float coordinates into these (the reference does the same).
+  * ``float64``: continuous coordinates as COCO and CVAT store them, origin at the top-left
+    *corner* of the image (pixel (c, r) is the square [c, c+1) x [r, r+1)). The drawing rule
+    decides how they become pixels (``maskcore.draw``): the COCO/CVAT rule uses them as they are,
+    the OpenCV rule floors them first.
+- Point lists are arrays of shape (N, 2) in **xy** order (``*_xy`` names).
 - Objects are immutable, hold no file handles and never read anything.
 """
 
@@ -35,6 +40,35 @@ class Rectangle:
     x1: int
     y1: int
     geometry_type = "rectangle"
+
+
+@dataclass(frozen=True, eq=False)
+class Box:
+    """A COCO / CVAT box: the half-open float area [x0, x1) x [y0, y1) (corner origin), rotated
+    by ``angle`` degrees clockwise on screen about its centre (CVAT's ``rotation``).
+
+    Always drawn by the COCO rule (pycocotools ``frBbox`` of its corners), whichever rule the
+    layout uses: an axis-aligned box with integer corners covers columns x0 .. x1-1 and rows
+    y0 .. y1-1, as COCO and CVAT users expect.
+    """
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    angle: float = 0.0
+    geometry_type = "box"
+
+    def corners_xy(self) -> np.ndarray:
+        """The (4, 2) float64 corners, rotated about the centre."""
+        ring = np.array([[self.x0, self.y0], [self.x0, self.y1], [self.x1, self.y1],
+                         [self.x1, self.y0]], dtype=np.float64)
+        if self.angle:
+            a = np.deg2rad(self.angle)
+            c, s = np.cos(a), np.sin(a)
+            cx, cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+            dx, dy = ring[:, 0] - cx, ring[:, 1] - cy
+            ring = np.stack([cx + dx * c - dy * s, cy + dx * s + dy * c], axis=1)
+        return ring
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,5 +153,5 @@ class Cuboid:
     geometry_type = "cuboid"
 
 
-Geometry = (Polygon | Rectangle | Bitmap | AlphaMask | Polyline | Point | Graph | Cuboid2d
+Geometry = (Polygon | Rectangle | Box | Bitmap | AlphaMask | Polyline | Point | Graph | Cuboid2d
             | OrientedBBox | MultiPolygon | Cuboid)

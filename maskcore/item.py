@@ -18,6 +18,14 @@ class ItemData:
     annotation: Annotation
     ann_bytes: bytes
     image_bytes: bytes | None
+    ann_format: str = "supervisely"   # what ``ann_bytes`` is: Supervisely JSON, or "coco", "cvat", ...
+
+    def supervisely_ann_bytes(self) -> bytes:
+        """The annotation as Supervisely JSON: the source's bytes when they are that already."""
+        if self.ann_format == "supervisely":
+            return self.ann_bytes
+        from .sly_json import annotation_json_bytes
+        return annotation_json_bytes(self.annotation)
 
     @property
     def where(self) -> str:

@@ -2,6 +2,9 @@
 
 ``size_hw`` is (height, width) of the annotation canvas. Labels keep file order; ``object_index``
 is the position of the object in the annotation's ``objects`` list (used in error messages).
+``z_order`` (CVAT's drawing order; 0 for formats without one) and ``group`` (CVAT ``group_id``:
+shapes with the same non-zero group form one instance; 0 = none) are kept for the layouts that
+use them. Tags are dicts ``{"name": ..., "value": ...}`` (value may be None).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Label:
     geometry: Geometry
     object_index: int
     tags: tuple[dict, ...] = ()
+    z_order: int = 0
+    group: int = 0
 
 
 @dataclass(frozen=True, eq=False)

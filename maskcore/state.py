@@ -50,7 +50,10 @@ def partition_key(config_fp: str, part: pa.Table) -> str:
     """Identity of one partition's work: the configuration plus its items and their inputs."""
     cols = [c for c in ("dataset", "item", "ann_path", "img_path", "ann_bytes", "img_bytes",
                         "out_dir", "mask_stem", "prev_ann_sha256", "prev_img_sha256") if c in part.column_names]
-    payload = json.dumps([config_fp, part.select(cols).to_pylist()], sort_keys=True, default=str)
+    doc = [config_fp, part.select(cols).to_pylist()]
+    if "ann_inline" in part.column_names:  # annotations carried in the plan (COCO, CVAT XML)
+        doc.append([None if a is None else _sha(a) for a in part.column("ann_inline").to_pylist()])
+    payload = json.dumps(doc, sort_keys=True, default=str)
     return _sha(payload.encode("utf-8"))[:32]
 
 

@@ -57,9 +57,9 @@ def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
     where = f"{row['dataset']}/{row['item']}"
     if row.get("problem"):  # the reader listed the item but cannot read it (see its ``problem``)
         raise ItemSourceError(row["problem"], where=where)
-    if not row.get("ann_path"):
+    if row.get("ann_inline") is None and not row.get("ann_path"):
         raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
-    ann_bytes = spec.source.read_bytes(row["ann_path"])
+    ann_bytes = spec.source.item_annotation(row)
     image_bytes = None
     if spec.layout.needs_image and row.get("img_path"):
         image_bytes = spec.source.read_bytes(row["img_path"])
@@ -73,15 +73,15 @@ def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes 
     ``warn(text)`` receives the layout's warnings about the item. Bitmaps are held to the
     layout's ``max_canvas_pixels`` (declared PNG size) when it has one.
     """
-    from .readers.supervisely import parse_annotation
     from .readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
     where = f"{row['dataset']}/{row['item']}"
     limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
-    annotation = parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
+    annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
     item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
                     mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
-                    annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes)
+                    annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes,
+                    ann_format=getattr(spec.source, "annotation_format", "supervisely"))
     if warn is None:
         return spec.layout.item_files(item)
     return spec.layout.item_files(item, warn=warn)

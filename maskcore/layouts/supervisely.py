@@ -123,7 +123,7 @@ class SuperviselyMasksLayout:
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
         if self.copy_annotations:
-            out.append((f"{d}/ann/{item.out_name}.json", item.ann_bytes))
+            out.append((f"{d}/ann/{item.out_name}.json", item.supervisely_ann_bytes()))
         if self.copy_images and item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.copy_images and "human" not in self.masks:

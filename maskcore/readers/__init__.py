@@ -2,8 +2,20 @@
 
 A reader class implements the ``Reader`` protocol: one required classmethod
 ``open_source(url_or_path, storage_options=None) -> Source``. A ``Source`` is picklable (it
-travels to Dask workers and reopens its files there) and offers ``read_meta()``,
-``list_items()`` (a pyarrow table) and ``read_bytes(path)``.
+travels to Dask workers and reopens its files there) and offers:
+- ``read_meta()`` -> ``ProjectMeta`` (classes in a fixed order; ``raw`` is a Supervisely
+  ``meta.json`` dict, so every source can go to the Supervisely layout);
+- ``list_items()`` -> a pyarrow table, one row per item, sorted by (dataset, item), with at least
+  ``dataset``, ``item``, ``img_path`` (or null) and either ``ann_path`` (a file the worker reads)
+  or ``ann_inline`` (binary: the item's annotation carried in the plan row, for formats whose
+  annotations share one file, COCO JSON and CVAT XML); optional ``problem`` (why the item cannot
+  be read; the item fails with it);
+- ``item_annotation(row)`` -> the item's annotation bytes (its checksum decides incremental runs);
+- ``parse_annotation(data, meta, where, *, max_bitmap_pixels)`` -> ``Annotation``
+  (``ItemError`` subclasses for bad items, located at ``where``);
+- ``read_bytes(path)`` -> bytes of a file (images);
+- ``annotation_format``: ``"supervisely"`` when ``item_annotation`` returns Supervisely JSON
+  (layouts copy it as is), else the name of the format (layouts write ``sly_json`` instead).
 Registration is explicit, by name, below; nothing is discovered by importing folders.
 """
 
@@ -14,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from ..errors import ConfigError
-from ..model import ProjectMeta
+from ..model import Annotation, ProjectMeta
 
 
 @runtime_checkable
@@ -26,6 +38,11 @@ class Source(Protocol):
     def list_items(self) -> pa.Table: ...
 
     def read_bytes(self, path: str) -> bytes: ...
+
+    def item_annotation(self, row: dict) -> bytes: ...
+
+    def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
+                         max_bitmap_pixels: int) -> Annotation: ...
 
 
 class Reader(Protocol):

@@ -656,6 +656,17 @@ class SuperviselySource:
         return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
                                    if info.get("type", "file") == "file")
 
+    annotation_format = "supervisely"
+
+    def item_annotation(self, row: dict) -> bytes:
+        """The bytes of the item's ``ann/<item>.json``."""
+        return self.read_bytes(row["ann_path"])
+
+    def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
+                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+        """``parse_annotation`` of this module."""
+        return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)
+
     def read_annotation(self, ann_path: str, meta: ProjectMeta, where: str, **kwargs) -> Annotation:
         """Read and parse one annotation file (``parse_annotation`` on its bytes)."""
         return parse_annotation(self.read_bytes(ann_path), meta, where, **kwargs)
