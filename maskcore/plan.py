@@ -51,17 +51,18 @@ def dataset_out_dirs(datasets: list[str]) -> dict[str, str]:
     return {d: out[tuple(d.split("/"))] for d in set(datasets)}
 
 
-def mask_stems(items: list[str]) -> list[str]:
+def mask_stems(items: list[str], keys: list[str] | None = None) -> list[str]:
     """Mask file stems for the items of one dataset.
 
     ``cat.jpg`` -> ``cat``; when two items would share a stem (``cat.jpg`` and ``cat.png``, or
     ``Cat.jpg`` and ``cat.jpg`` on a case-insensitive disk) all of them keep their full name
-    instead (``cat.jpg``, ``cat.png``); a remaining clash gets a short hash of the item name.
+    instead (``cat.jpg``, ``cat.png``); a remaining clash gets a short hash of ``keys`` (default:
+    the item names; give distinct keys when ``items`` may repeat, e.g. across datasets).
     """
     stems = [safe_component(stem(i)) for i in items]
     counts = Counter(s.casefold() for s in stems)
     full = [s if counts[s.casefold()] == 1 else safe_component(i) for s, i in zip(stems, items)]
-    return unique_names(full, items, keep_extension=False)
+    return unique_names(full, keys or items, keep_extension=False)
 
 
 def out_names(items: list[str]) -> list[str]:
@@ -70,9 +71,12 @@ def out_names(items: list[str]) -> list[str]:
     return unique_names([safe_component(i) for i in items], items)
 
 
-def plan_partitions(items: pa.Table, *, workers: int,
-                    items_per_partition: int | None = None) -> pa.Table:
+def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int | None = None,
+                    project_wide_stems: bool = False) -> pa.Table:
     """Add ``out_dir``, ``mask_stem`` and ``partition`` to a sorted item listing.
+
+    ``project_wide_stems``: mask stems unique across all datasets (layouts that put every
+    dataset's masks in one folder, e.g. CVAT's ``SegmentationClass/``), not only within one.
 
     Partitions are contiguous runs of items, at most ``items_per_partition`` each, and at least
     ``4 * workers`` of them when there are enough items (so a slow or lost worker costs little).
@@ -90,6 +94,8 @@ def plan_partitions(items: pa.Table, *, workers: int,
         in_dataset = [names[i] for i in rows]
         for i, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
             stems[i], safe_names[i] = s, o
+    if project_wide_stems and len(by_dataset) > 1:
+        stems = mask_stems(names, [f"{d}\x00{i}" for d, i in zip(datasets, names)])
     size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
     if n:
         size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))

@@ -21,6 +21,11 @@ from .item import ItemData
 from .model import ProjectMeta
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
+LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
+LIST_PREFIX = "@list/"
+"""A layout file named ``@list/<path>`` is not written: its bytes are the item's line of the
+project-level list file ``<path>`` (e.g. CVAT's ``ImageSets/Segmentation/default.txt``). The run
+writes each list once, after every item, its lines in (dataset, item) order."""
 RESULT_SCHEMA = pa.schema([
     ("dataset", pa.string()),
     ("item", pa.string()),
@@ -34,6 +39,7 @@ RESULT_SCHEMA = pa.schema([
     ("ann_sha256", pa.string()),
     ("img_sha256", pa.string()),
     ("outputs", pa.list_(OUTPUT_TYPE)),
+    ("lines", pa.list_(LINE_TYPE)),   # the item's lines of project-level list files (see LIST_PREFIX)
     ("bytes_written", pa.int64()),
     ("seconds", pa.float64()),
 ])
@@ -98,7 +104,7 @@ def run_item(spec: TaskSpec, row: dict) -> dict:
     result = {"dataset": row["dataset"], "item": row["item"], "out_dir": row["out_dir"],
               "out_name": row["out_name"], "mask_stem": row["mask_stem"], "status": "ok", "error": None,
               "error_type": None, "warnings": [], "ann_sha256": None, "img_sha256": None,
-              "outputs": [], "bytes_written": 0}
+              "outputs": [], "lines": [], "bytes_written": 0}
     where = f"{row['dataset']}/{row['item']}"
     warn = lambda text: result["warnings"].append(f"{where}: {text}")  # noqa: E731
     try:
@@ -108,12 +114,16 @@ def run_item(spec: TaskSpec, row: dict) -> dict:
             result["status"] = "unchanged"
         else:
             for path, data in render_item(spec, row, ann_bytes, image_bytes, warn):
+                if path.startswith(LIST_PREFIX):
+                    result["lines"].append({"path": path[len(LIST_PREFIX):],
+                                            "line": data.decode("utf-8")})
+                    continue
                 result["outputs"].append({"path": path, "bytes": len(data), "sha256": _sha(data)})
                 spec.sink.write(path, data)
             result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
     except Exception as exc:  # one bad item never stops the partition
         _forget_outputs(spec, result["outputs"])
-        result.update(status="failed", outputs=[], bytes_written=0,
+        result.update(status="failed", outputs=[], lines=[], bytes_written=0,
                       error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
     result["seconds"] = time.perf_counter() - start
     return result

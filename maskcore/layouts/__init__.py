@@ -33,6 +33,7 @@ def get_layout(name: str, options: dict | None = None):
 def _register_builtin() -> None:
     from .supervisely import SuperviselyMasksLayout
     register_layout("supervisely", SuperviselyMasksLayout.from_options)
+    register_layout("supervisely-project", SuperviselyMasksLayout.project_from_options)
 
 
 _register_builtin()

@@ -64,13 +64,21 @@ class SuperviselyMasksLayout:
     name = "supervisely"
 
     @classmethod
-    def from_options(cls, options: dict) -> "SuperviselyMasksLayout":
+    def project_from_options(cls, options: dict) -> "SuperviselyMasksLayout":
+        """The ``supervisely-project`` layout: a plain Supervisely project (meta.json, ann/, img/),
+        no masks; what ``maskcore import`` writes."""
+        if "masks" in options:
+            raise ConfigError("layout 'supervisely-project' writes no masks; use layout 'supervisely' for masks")
+        return cls.from_options({**options, "masks": ()}, allow_no_masks=True)
+
+    @classmethod
+    def from_options(cls, options: dict, allow_no_masks: bool = False) -> "SuperviselyMasksLayout":
         opts = dict(options)
         masks = opts.pop("masks", MASK_KINDS)
         if isinstance(masks, str):
             masks = [m.strip() for m in masks.split(",") if m.strip()]
         unknown = sorted(set(masks) - set(MASK_KINDS))
-        if unknown or not masks:
+        if unknown or not (masks or allow_no_masks):
             raise ConfigError(f"masks: expected a non-empty subset of {list(MASK_KINDS)}, got {list(masks)}")
         thickness = opts.pop("thickness", 2)
         if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
@@ -129,6 +137,8 @@ class SuperviselyMasksLayout:
         elif self.copy_images and "human" not in self.masks:
             warn("the image file is missing: masks written, no copy in img/")
         classes = meta.class_by_title()
+        if not self.masks:  # supervisely-project: the annotation and image only
+            return out
         with clock.step("rasterize"):
             patches = self._coverages(item, ann.labels)
             if "semantic" in self.masks or "human" in self.masks:

@@ -77,15 +77,20 @@ def get_reader(name: str) -> type:
         raise ConfigError(f"reader: expected one of {known}, got {name!r}") from None
 
 
-def open_source(name: str, url_or_path: str, storage_options: dict[str, Any] | None = None
-                ) -> Source:
-    """Open a project with the reader registered as ``name``."""
-    return get_reader(name).open_source(url_or_path, storage_options)
+def open_source(name: str, url_or_path: str, storage_options: dict[str, Any] | None = None,
+                **options: Any) -> Source:
+    """Open a project with the reader registered as ``name``; ``options`` are the reader's own
+    (e.g. ``images=`` for COCO and CVAT XML)."""
+    return get_reader(name).open_source(url_or_path, storage_options, **options)
 
 
 from .supervisely import SuperviselySource  # noqa: E402  (registered explicitly just below)
 
 register_reader("supervisely", SuperviselySource)
 
-__all__ = ["READERS", "Reader", "Source", "SuperviselySource", "get_reader", "open_source",
+from .cvat_xml import CvatXmlSource  # noqa: E402
+
+register_reader("cvat", CvatXmlSource)
+
+__all__ = ["READERS", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "get_reader", "open_source",
            "register_reader"]

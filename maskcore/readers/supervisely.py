@@ -50,7 +50,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.core import split_protocol
 
-from ..errors import AnnotationError, ItemError, MaskcoreError, ProjectError, UnknownClassError
+from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
 from ..model import Annotation, Label, ObjClass, ProjectMeta
 from ..storage import cat_whole, filesystem, redact
 from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
@@ -524,7 +524,7 @@ class SuperviselySource:
         return f"SuperviselySource({self._where()!r}, root={self.root!r}, is_tar={self.is_tar})"
 
     @classmethod
-    def from_path(cls, path_or_url: str, storage_options: dict | None = None
+    def from_path(cls, path_or_url: str, storage_options: dict | None = None, **options
                   ) -> "SuperviselySource":
         """Open a project folder, a ``.tar`` of one, or ``tar::<url>``; find its root.
 
@@ -532,6 +532,8 @@ class SuperviselySource:
         that does. A root folder named ``<digits>_<name>`` gives ``project_id`` and
         ``project_name``; otherwise the name is the folder's (the tar's, without ``.tar``).
         """
+        if options:
+            raise ConfigError(f"reader 'supervisely': unknown option(s) {sorted(options)}")
         url = os.fspath(path_or_url)
         is_tar = url.startswith("tar::") or url.lower().endswith(".tar")
         src = cls(url.removeprefix("tar::"), is_tar=is_tar, storage_options=storage_options)
