@@ -1,7 +1,10 @@
 """Safe, deterministic file names for names that come from user data.
 
-A name becomes one path component: ``/``, ``\\``, NUL, control characters (C0, DEL, C1) and
-lone surrogates become ``_``; ``.`` and ``..`` become ``_`` and ``__``; names over
+A name becomes one path component that every common file system accepts (Linux, macOS, Windows,
+S3): ``/``, ``\\``, NUL, control characters (C0, DEL, C1), lone surrogates and the characters
+Windows refuses (``<>:"|?*``) become ``_``; ``.`` and ``..`` become ``_`` and ``__``; trailing dots
+and spaces (Windows drops them) become ``_``; Windows device names (``CON``, ``prn.txt``,
+``COM1``, ``LPT9.png``, any case, any extension) get a ``_`` prefix; names over
 ``MAX_COMPONENT_BYTES`` UTF-8 bytes are cut and suffixed with a short hash of the whole name so
 that different inputs stay different. ``unique_names`` then makes the names of one folder unique
 ignoring case (a case-insensitive disk must not merge two outputs), again with short hashes.
@@ -15,7 +18,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\\ud800-\udfff]')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\\ud800-\udfff<>:"|?*]')
+_WINDOWS_DEVICE = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])(\.|$)")
+_TRAILING = re.compile(r"[. ]+$")
 MAX_COMPONENT_BYTES = 200
 
 
@@ -29,6 +34,9 @@ def safe_component(name: str) -> str:
     out = _UNSAFE.sub("_", name)
     if out in ("", ".", ".."):
         out = out.replace(".", "_") or "_"
+    out = _TRAILING.sub(lambda m: "_" * len(m.group()), out)
+    if _WINDOWS_DEVICE.match(out):
+        out = "_" + out
     if len(out.encode("utf-8")) > MAX_COMPONENT_BYTES:
         out = out.encode("utf-8")[:MAX_COMPONENT_BYTES - 13].decode("utf-8", "ignore") + "~" + short_hash(name, 12)
     return out

@@ -20,6 +20,13 @@ def register_layout(name: str, factory: Callable) -> None:
     LAYOUTS[name] = factory
 
 
+def get_layout_class(name: str):
+    """The class behind a registered layout factory (for class attributes such as
+    ``default_archive_format``), or None."""
+    factory = LAYOUTS.get(name)
+    return getattr(factory, "__self__", None)
+
+
 def get_layout(name: str, options: dict | None = None):
     """Build the layout registered as ``name`` with ``options``."""
     try:

@@ -109,6 +109,8 @@ class SuperviselyMasksLayout:
 
     def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
         out: list[Output] = [("meta.json", meta_bytes)]
+        if not self.masks:  # supervisely-project: a plain project
+            return out
         machine = {c.title: [i, i, i] for i, c in enumerate(meta.classes, start=1)}
         out.append(("obj_class_to_machine_color.json", _json_bytes(machine)))
         if "semantic" in self.masks:

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MaskcoreError
 from ..model import Annotation, ProjectMeta
 
 
@@ -84,6 +84,39 @@ def open_source(name: str, url_or_path: str, storage_options: dict[str, Any] | N
     return get_reader(name).open_source(url_or_path, storage_options, **options)
 
 
+def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The reader for a source, from its name and, for folders and zips, its top-level files:
+    ``.json`` -> coco; ``.xml`` or a folder/zip with ``annotations.xml`` -> cvat; a folder/zip with
+    ``labelmap.txt``, ``SegmentationClass/`` or ``SegmentationObject/`` -> cvat-masks; anything
+    else (a folder with ``meta.json``, a ``.tar``) -> supervisely."""
+    from ..storage import filesystem
+    url = str(url_or_path)
+    lower = url.lower().rstrip("/")
+    if lower.endswith(".json"):
+        return "coco"
+    if lower.endswith(".xml"):
+        return "cvat"
+    if lower.endswith(".tar") or lower.startswith("tar::"):
+        return "supervisely"
+    try:
+        fs, path = filesystem(url, storage_options)
+        if lower.endswith(".zip"):
+            from ..zipsafe import SafeZip
+            names = SafeZip(fs, path).names()
+        else:
+            cut = len(path.rstrip("/")) + 1
+            names = [p[cut:] for p in fs.find(path, maxdepth=3, withdirs=False)]
+    except (OSError, ValueError, MaskcoreError):
+        return "supervisely"  # the Supervisely reader says what is wrong with the source
+    tops = {n.split("/", 1)[-1] if n.count("/") >= 1 else n for n in names} | set(names)
+    heads = {part for n in names for part in n.split("/")[:2]}
+    if "annotations.xml" in tops:
+        return "cvat"
+    if "labelmap.txt" in tops or heads & {"SegmentationClass", "SegmentationObject"}:
+        return "cvat-masks"
+    return "supervisely"
+
+
 from .supervisely import SuperviselySource  # noqa: E402  (registered explicitly just below)
 
 register_reader("supervisely", SuperviselySource)
@@ -92,5 +125,9 @@ from .cvat_xml import CvatXmlSource  # noqa: E402
 
 register_reader("cvat", CvatXmlSource)
 
-__all__ = ["READERS", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "get_reader", "open_source",
+from .voc_masks import VocMasksSource  # noqa: E402
+
+register_reader("cvat-masks", VocMasksSource)
+
+__all__ = ["READERS", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "VocMasksSource", "detect_reader", "get_reader", "open_source",
            "register_reader"]

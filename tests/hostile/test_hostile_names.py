@@ -173,3 +173,29 @@ def test_random_hostile_names_never_escape(tmp_path_factory, datasets, items, cl
 @given(datasets=_PATHS, items=_ITEMS, classes=_CLASSES)
 def test_random_hostile_names_never_escape_long(tmp_path_factory, datasets, items, classes):
     _check_random_names(tmp_path_factory, datasets, items, classes)
+
+
+WINDOWS_HOSTILE = ["CON", "con.png", "Aux.jpg", "NUL", "com1.png", "LPT9", "lpt\u00b9.png", "a:b.png",
+                   'q"uote.png', "p|ipe.png", "ask?.png", "star*.png", "<lt>.png", "dot.", "space ",
+                   "dots...", "console.png", "cone.png"]
+
+
+@pytest.mark.parametrize("name", WINDOWS_HOSTILE)
+def test_names_are_portable_to_windows(name):
+    from maskcore.names import safe_component
+    out = safe_component(name)
+    assert not set('<>:"|?*/\\') & set(out)
+    assert not out.endswith((".", " "))
+    device = out.split(".")[0].upper()
+    assert device not in {"CON", "PRN", "AUX", "NUL"} | {f"{p}{d}" for p in ("COM", "LPT")
+                                                          for d in "0123456789\u00b9\u00b2\u00b3"}
+    assert safe_component(name) == out  # deterministic
+    if name.split(".")[0].lower() in ("console", "cone"):
+        assert out == name  # only the device names themselves are rewritten
+
+
+def test_windows_rewrites_never_merge_two_items():
+    from maskcore.plan import out_names
+    names = ["a:b.png", "a_b.png", "CON.png", "_CON.png"]
+    out = out_names(names)
+    assert len({n.casefold() for n in out}) == len(names)
