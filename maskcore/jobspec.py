@@ -10,6 +10,9 @@ cluster: local                             # a profile of cluster.yaml
 workers: null                              # null = the profile's default
 storage_options: {}                        # fsspec options for source and destination
 items_per_partition: null
+reader: auto                               # supervisely | coco | cvat | cvat-masks | auto (detect)
+images: null                               # COCO / CVAT XML image folder; relative to this file
+filters: {}                                # item selection, see maskcore.filters
 ```
 Relative local paths resolve against the job file's folder, so a job runs the same from anywhere.
 """
@@ -26,7 +29,7 @@ from .run import ExportConfig
 
 KEYS = {"source", "destination", "layout", "masks", "options", "cluster", "cluster_file", "workers",
         "storage_options", "items_per_partition", "reader", "name", "description", "full",
-        "progress_interval", "archive"}
+        "progress_interval", "archive", "images", "filters"}
 
 
 def _resolve(path: str, base: str) -> str:
@@ -64,14 +67,21 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"job file {path!r}: 'workers' must be a positive integer, got {workers!r}")
     cluster_file = doc.get("cluster_file")
-    archive = doc.get("archive", False)
+    from .layouts import get_layout_class
+    layout_cls = get_layout_class(doc.get("layout", "supervisely"))
+    archive = doc.get("archive", bool(getattr(layout_cls, "default_archive_format", None)))
     if archive not in (True, False) and not isinstance(archive, dict):
         raise ConfigError(f"job file {path!r}: 'archive' must be true/false or a mapping "
                           f"{{name, part_size}}, got {archive!r}")
     archive_opts = archive if isinstance(archive, dict) else {}
-    unknown = sorted(set(archive_opts) - {"name", "part_size"})
+    unknown = sorted(set(archive_opts) - {"name", "part_size", "format"})
     if unknown:
-        raise ConfigError(f"job file {path!r}: unknown archive key(s) {unknown}; expected name, part_size")
+        raise ConfigError(f"job file {path!r}: unknown archive key(s) {unknown}; expected name, part_size, format")
+    filters = doc.get("filters") or {}
+    if not isinstance(filters, dict):
+        raise ConfigError(f"job file {path!r}: 'filters' must be a mapping, got {filters!r}")
+    from .filters import FilterSpec
+    FilterSpec.from_options(filters, where=f"job file {path!r}: filters")  # mistakes fail at load
     from .archive import parse_size
     part_size = archive_opts.get("part_size")
     return ExportConfig(
@@ -79,7 +89,10 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
         destination=destination or _resolve(doc["destination"], base),
         layout=doc.get("layout", "supervisely"),
         layout_options=options,
-        reader=doc.get("reader", "supervisely"),
+        reader=doc.get("reader", "auto"),
+        reader_options={"images": _resolve(doc["images"], base)} if doc.get("images") else {},
+        filters=dict(filters),
+        archive_format=archive_opts.get("format"),
         storage_options=dict(doc.get("storage_options") or {}),
         cluster=doc.get("cluster"),
         cluster_file=_resolve(cluster_file, base) if cluster_file else None,

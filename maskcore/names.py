@@ -43,9 +43,10 @@ def safe_component(name: str) -> str:
 
 
 def stem(name: str) -> str:
-    """Item name without its last extension (``cat.1.jpg`` -> ``cat.1``)."""
+    """Item name without the extension of its last path component (``cat.1.jpg`` -> ``cat.1``,
+    ``v1.2/frame`` -> ``v1.2/frame``, ``.hidden`` -> ``.hidden``)."""
     dot = name.rfind(".")
-    return name[:dot] if dot > 0 else name
+    return name[:dot] if dot > name.rfind("/") + 1 else name
 
 
 def _tagged(name: str, tag: str, keep_extension: bool) -> str:

@@ -106,6 +106,16 @@ def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int |
                  .append_column("partition", partition))
 
 
+def assign_partitions(plan: pa.Table, *, workers: int, items_per_partition: int | None = None) -> pa.Table:
+    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``)."""
+    n = plan.num_rows
+    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
+    if n:
+        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
+    return plan.set_column(plan.schema.get_field_index("partition"), "partition",
+                           pa.array([i // size for i in range(n)], pa.int32()))
+
+
 def partitions(plan: pa.Table) -> list[pa.Table]:
     """Split a plan into one table per partition, in partition order.
 

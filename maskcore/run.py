@@ -18,6 +18,7 @@ import json
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,13 +27,16 @@ import pyarrow.compute as pc
 
 from . import __version__
 from .archive import (ArchiveError, TarPartSink, chunk_records, default_archive_name, discard_chunks,
-                      finalize_archive, refuse_overwriting_source, run_archive_partition, unpacked_outputs)
+                      finalize_archive, refuse_overwriting_source, resolve_archive_format,
+                      run_archive_partition, unpacked_outputs)
 from .cluster import connect, get_profile, planned_workers
 from .errors import RefusedError
-from .layouts import get_layout
-from .plan import partitions, plan_partitions
+from .layouts import get_layout, get_layout_class
+from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
+from .plan import assign_partitions, partitions, plan_partitions
+from .scan import scan_partitions
 from .progress import Progress
-from .readers import open_source
+from .readers import detect_reader, open_source
 from .sinks import get_sink
 from .storage import is_inside, redact
 from .state import (MANIFEST, PARTIALS, REPORT, STATE_DIR, RunLock, config_fingerprint, parquet_bytes,
@@ -56,6 +60,8 @@ class ExportConfig:
     layout: str = "supervisely"
     layout_options: dict = field(default_factory=dict)
     reader: str = "supervisely"
+    reader_options: dict = field(default_factory=dict)   # e.g. {"images": DIR} for COCO / CVAT XML
+    filters: dict = field(default_factory=dict)          # item selection, see maskcore.filters
     storage_options: dict = field(default_factory=dict)
     cluster: str | None = None
     cluster_file: str | None = None
@@ -65,6 +71,7 @@ class ExportConfig:
     archive: bool = False               # pack the export into <archive_name>.tar (or parts)
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
+    archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     debug: bool = False
 
@@ -98,25 +105,75 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
 
     started = time.perf_counter()
     _refuse_destination_in_source(cfg.source, cfg.destination, cfg.storage_options)
-    layout = get_layout(cfg.layout, cfg.layout_options)
+    layout_cls = get_layout_class(cfg.layout)
+    if layout_cls is None:
+        get_layout(cfg.layout, cfg.layout_options)  # the ConfigError naming the known layouts
     profile = get_profile(cfg.cluster, cfg.cluster_file)
-    source = open_source(cfg.reader, cfg.source, cfg.storage_options)
+    if cfg.reader == "auto":
+        cfg.reader = detect_reader(cfg.source, cfg.storage_options)
+    source = open_source(cfg.reader, cfg.source, cfg.storage_options, **cfg.reader_options)
+    options = dict(cfg.layout_options)
+    if getattr(layout_cls, "takes_project_name", False):
+        options.setdefault("project", getattr(source, "project_name", "") or "project")
+    layout = get_layout(cfg.layout, options)
+    for text in getattr(source, "warnings", None) or []:
+        log(f"maskcore: warning: {text}")
     meta = source.read_meta()
     layout.check_meta(meta)
+    filters = FilterSpec.from_options(cfg.filters)
+    filters.check_meta(meta)
     sink = get_sink("dir", cfg.destination, cfg.storage_options)
     if cfg.archive:
         cfg.archive_name = cfg.archive_name or default_archive_name(source)
-        refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options)
+        cfg.archive_format = resolve_archive_format(cfg.archive_format, layout)
+        refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
     with RunLock(sink):
-        return _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started)
+        if hasattr(layout, "prepare"):  # a layout's own refusals (e.g. an existing output folder)
+            layout.prepare(sink)
+        with ExitStack() as stack:
+            def get_client():  # one cluster for the scan and the export, started only when needed
+                nonlocal client
+                if client is None:
+                    client = stack.enter_context(connect(profile, cfg.workers))
+                return client
+            return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition,
+                               started, filters)
 
 
-def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partition, started) -> RunResult:
-    config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
-    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
-        config_fp = hashlib.sha256(f"{config_fp}:archive:{cfg.part_size}".encode()).hexdigest()
+def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
+    """Apply the item filters to the plan: listing filters with pyarrow, annotation filters after a
+    distributed scan. Returns the plan renumbered into partitions and the report section."""
+    if not filters.active():
+        return plan, None
+    plan, removed = apply_listing_filters(plan, filters)
+    unscanned: list = []
+    if filters.needs_scan and plan.num_rows:
+        parts = partitions(assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition))
+        scan = scan_partitions(get_client(), source, meta, parts)
+        plan, more = apply_annotation_filters(plan, scan, filters)
+        removed.update(more)
+        unscanned = scan_errors(scan)
+    plan = assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition)
+    return plan, {"removed": removed, "total_removed": sum(removed.values()), "kept_unscanned": unscanned}
+
+
+def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, started,
+                filters) -> RunResult:
     workers = planned_workers(profile, cfg.workers)
-    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition)
+    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
+                           project_wide_stems=getattr(layout, "project_wide_stems", False))
+    plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
+    if hasattr(layout, "for_plan"):  # layouts whose file tree depends on the listing (isahit)
+        layout = layout.for_plan(plan)
+    if plan.num_rows == 0 and hasattr(layout, "prepare"):
+        for text in layout.prepare(sink, 0) or []:
+            log(f"maskcore: warning: {text}")
+    config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
+    if filters.filters_labels:  # dropping labels changes the outputs
+        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
+    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
+        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
+        config_fp = hashlib.sha256(settings.encode()).hexdigest()
     previous = read_parquet(sink, MANIFEST)
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
@@ -127,31 +184,41 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
     finished = set(sink.listdir(PARTIALS))
     resumed = {i: read_parquet(sink, f"{PARTIALS}/{k}.parquet") for i, k in enumerate(keys)
                if f"{k}.parquet" in finished}
-    log(f"maskcore: {plan.num_rows} items in {len(parts)} partitions -> {cfg.destination}"
+    log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
             sink.write(path, data)
-    task_sink = TarPartSink(sink, cfg.part_size) if cfg.archive else sink
+    task_sink = TarPartSink(sink, cfg.part_size, cfg.archive_format) if cfg.archive else sink
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
-                    partials_dir=PARTIALS)
+                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None)
     todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
     results = list(resumed.values())
     if todo:
-        results += _execute(spec, todo, profile, cfg.workers, progress, client, on_partition)
+        results += _submit_all(get_client(), spec, todo, progress, on_partition)
     progress.close()
+    if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
+        project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
     archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest)
+    own = getattr(layout, "folder", None)  # a layout writing into its own folder leaves others alone
+    if own is not None:
+        stale = [p for p in stale if p.startswith(own + "/")]
     sink.delete(stale)
+    if not cfg.archive:
+        _write_list_files(sink, _list_files(manifest), previous)
     manifest = manifest.replace_schema_metadata({FINGERPRINT_KEY: config_fp.encode()})
     report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
                      time.perf_counter() - started)
+    report["source_warnings"] = list(getattr(source, "warnings", None) or [])
+    if filtered is not None:
+        report["filtered"] = filtered
     if archive is not None:
         report["archive"] = archive.summary()
         sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
@@ -170,14 +237,14 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, client, on_partit
 
 
 def _finish_archive(cfg, sink, results, project_files):
-    """Publish the chunks the workers wrote as ``<name>.tar`` or ``<name>_part_NNN.tar``."""
+    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``."""
     records = [r for t in results for r in chunk_records(t)]
     written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     missing = unpacked_outputs(written, records)
     if missing:
         raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
                            f"(first {missing[0]!r}); run again with --full")
-    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files)
+    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
 
 
 def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
@@ -199,13 +266,38 @@ def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table
     if not pc.any(unchanged).as_py():
         return manifest
     where = pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
-    for name in ("outputs", "warnings"):  # an unchanged item keeps what its last render said
+    for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
         if name not in previous.column_names:
             continue
         carried = previous.column(name).take(pc.if_else(unchanged, where, None))
         merged = pc.if_else(unchanged, carried, manifest.column(name))
         manifest = manifest.set_column(manifest.schema.get_field_index(name), name, merged)
     return manifest
+
+
+def _list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
+    """The project-level list files (``task.LIST_PREFIX``) from the items' lines, in (dataset,
+    item) order; failed items contribute nothing."""
+    if manifest is None or "lines" not in manifest.column_names or manifest.num_rows == 0:
+        return []
+    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    ok = manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))
+    flat = pc.list_flatten(ok.column("lines")).combine_chunks()
+    if len(flat) == 0:
+        return []
+    by_path: dict[str, list[str]] = {}
+    for path, line in zip(flat.field("path").to_pylist(), flat.field("line").to_pylist()):
+        by_path.setdefault(path, []).append(line)
+    return [(path, ("\n".join(lines) + "\n").encode("utf-8")) for path, lines in sorted(by_path.items())]
+
+
+def _write_list_files(sink, files: list[tuple[str, bytes]], previous: pa.Table | None) -> None:
+    """Write the list files that changed; remove the ones no item contributes to any more."""
+    for path, data in files:
+        if not (sink.exists(path) and sink.read(path) == data):
+            sink.write(path, data)
+    gone = {p for p, _ in _list_files(previous)} - {p for p, _ in files}
+    sink.delete(sorted(gone))
 
 
 def _output_paths(table: pa.Table | None) -> pa.Array:
@@ -218,13 +310,6 @@ def _stale_outputs(previous: pa.Table | None, manifest: pa.Table) -> list[str]:
     """Files the previous run wrote that no item of this run produced."""
     before, now = _output_paths(previous), _output_paths(manifest)
     return sorted(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist())
-
-
-def _execute(spec, todo, profile, workers, progress, client, on_partition) -> list[pa.Table]:
-    if client is not None:
-        return _submit_all(client, spec, todo, progress, on_partition)
-    with connect(profile, workers) as own_client:
-        return _submit_all(own_client, spec, todo, progress, on_partition)
 
 
 def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:

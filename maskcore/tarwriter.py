@@ -105,3 +105,24 @@ def member_bytes(name: str, data: bytes) -> bytes:
 def tar_bytes(files: list[tuple[str, bytes]]) -> bytes:
     """A whole archive of ``files`` in the given order (for small sets of files)."""
     return b"".join(member_bytes(n, d) for n, d in files) + END_OF_ARCHIVE
+
+
+class TarFormat:
+    """The tar encoding as :mod:`maskcore.archive` packs chunks with it (see its module doc)."""
+
+    name, suffix = "tar", ".tar"
+
+    def member(self, name: str, data: bytes) -> tuple[bytes, dict]:
+        return member_header(name, len(data)), {}
+
+    def padding(self, size: int) -> bytes:
+        return b"\0" * padding(size)
+
+    def directory_size(self, name: str, size: int, offset: int) -> int:
+        return 0                      # a tar has no directory
+
+    def end_size(self, count: int, directory: int, body: int) -> int:
+        return len(END_OF_ARCHIVE)
+
+    def trailer(self, members, body: int):
+        yield END_OF_ARCHIVE

@@ -53,6 +53,7 @@ class TaskSpec:
     meta: ProjectMeta
     debug: bool = False
     partials_dir: str | None = None   # where a finished partition records its result (resume)
+    filters: Any = None               # a maskcore.filters.FilterSpec that drops labels, or None
 
 
 def _sha(data: bytes | None) -> str | None:
@@ -84,6 +85,9 @@ def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes 
     where = f"{row['dataset']}/{row['item']}"
     limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
     annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
+    if spec.filters is not None:
+        from .filters import filter_labels
+        annotation = filter_labels(annotation, spec.filters)
     item = ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
                     mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
                     annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes,

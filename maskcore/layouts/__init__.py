@@ -41,6 +41,12 @@ def _register_builtin() -> None:
     from .supervisely import SuperviselyMasksLayout
     register_layout("supervisely", SuperviselyMasksLayout.from_options)
     register_layout("supervisely-project", SuperviselyMasksLayout.project_from_options)
+    from .save_masks import SaveMasksLayout
+    register_layout("save_masks", SaveMasksLayout.from_options)
+    from .isahit import IsahitLayout
+    register_layout("isahit", IsahitLayout.from_options)
+    from .cvat import CvatMasksLayout
+    register_layout("cvat", CvatMasksLayout.from_options)
 
 
 _register_builtin()

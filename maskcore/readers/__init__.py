@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..errors import ConfigError, MaskcoreError
+from ..errors import ConfigError
 from ..model import Annotation, ProjectMeta
 
 
@@ -106,8 +106,8 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
         else:
             cut = len(path.rstrip("/")) + 1
             names = [p[cut:] for p in fs.find(path, maxdepth=3, withdirs=False)]
-    except (OSError, ValueError, MaskcoreError):
-        return "supervisely"  # the Supervisely reader says what is wrong with the source
+    except Exception:  # noqa: BLE001 - any store error: the Supervisely reader reports it (redacted)
+        return "supervisely"
     tops = {n.split("/", 1)[-1] if n.count("/") >= 1 else n for n in names} | set(names)
     heads = {part for n in names for part in n.split("/")[:2]}
     if "annotations.xml" in tops:
@@ -121,6 +121,10 @@ from .supervisely import SuperviselySource  # noqa: E402  (registered explicitly
 
 register_reader("supervisely", SuperviselySource)
 
+from .coco import CocoSource  # noqa: E402
+
+register_reader("coco", CocoSource)
+
 from .cvat_xml import CvatXmlSource  # noqa: E402
 
 register_reader("cvat", CvatXmlSource)
@@ -129,5 +133,5 @@ from .voc_masks import VocMasksSource  # noqa: E402
 
 register_reader("cvat-masks", VocMasksSource)
 
-__all__ = ["READERS", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "VocMasksSource", "detect_reader", "get_reader", "open_source",
+__all__ = ["READERS", "CocoSource", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "VocMasksSource", "detect_reader", "get_reader", "open_source",
            "register_reader"]

@@ -141,7 +141,7 @@ def test_registry():
     assert get_reader("supervisely") is SuperviselySource
     with pytest.raises(ValueError, match="'supervisely': expected a new name"):
         register_reader("supervisely", SuperviselySource)
-    with pytest.raises(ConfigError, match="expected one of supervisely, got 'coco-nope'"):
+    with pytest.raises(ConfigError, match="expected one of coco, cvat, cvat-masks, supervisely, got 'coco-nope'"):
         get_reader("coco-nope")
     with pytest.raises(TypeError, match="expected a class with open_source"):
         register_reader("broken", object)

@@ -1,0 +1,352 @@
+"""The CVAT "Segmentation mask 1.1" layout (Pascal VOC segmentation, colour masks).
+
+Files (relative to the export root; the run layer zips them, ``default_archive_format``)::
+
+    labelmap.txt                          # label:color_rgb:parts:actions
+    ImageSets/Segmentation/<subset>.txt   one item id per line (collected by the run layer)
+    SegmentationClass/<item_id>.png       8-bit RGB, the class colour of each pixel
+    SegmentationObject/<item_id>.png      8-bit RGB, the VOC colormap of each pixel's instance
+    JPEGImages/<item_id><ext>             the image bytes as they are (``with_images``)
+
+Conventions (what CVAT's exporter, ``formats/mask.py``, does through its Datumaro fork's
+``voc_segmentation`` converter, except where said):
+- ``item_id`` is the item's ``mask_stem`` (the plan keeps stems safe and unique); ``<subset>`` is
+  the item's dataset made one safe name (``top/child`` -> ``top_child``), ``default`` when empty.
+  A list line is returned as ``("@list/ImageSets/Segmentation/<subset>.txt", b"<item_id>")``
+  among the item's files: the run layer collects, sorts and writes these lines, no file is made.
+- labelmap.txt: a header line, then every class of the project meta sorted by name in code-point
+  order (uppercase first), ``name:r,g,b::``, with ``background:0,0,0::`` added (at its sorted
+  place, as the fork writes it) when no class is called ``background``. More than 255 classes
+  are fine: class masks are RGB. Names that cannot be written as one 4-field line (``:``, a line
+  break, a leading ``#`` or blank, lone surrogates, duplicates) refuse the project.
+- Background is the class named ``background`` (its colour, else black), never the label that
+  happens to sort first: upstream Datumaro paints background with the first sorted label's
+  colour and drops that label's objects from the instance mask when a name such as ``Zebra`` or
+  ``apple`` sorts before ``background``; the fork and this layout do not. (The fork takes the
+  first label coloured 0,0,0 as background, so a black ``Asphalt`` would lose its instances;
+  here it keeps them, and the item gets a shared-colour warning.)
+- Coordinates: float polygon and box coordinates are rounded to 2 decimals first, as the fork
+  stores them (``cvat_shape``); then pycocotools' rule.
+- Area shapes are drawn: polygon, multipolygon, rectangle, box, bitmap, alpha mask (pixels with
+  alpha > 0), oriented bbox, cuboid_2d and legacy cuboid (their filled faces). Lines, points and
+  graphs are not (CVAT's exporter ignores them too). Rule ``"coco"`` (default: pycocotools, as
+  CVAT) or ``"opencv"`` (the Supervisely SDK's), see :mod:`maskcore.draw`; a Supervisely
+  rectangle keeps its inclusive pixels under both.
+- Instances: shapes with the same non-zero ``group`` are one instance (union of their pixels;
+  class and z_order of the member with most pixels, the first such in file order). Order:
+  ungrouped shapes in file order, then groups by group id (Datumaro sorts by group, stably); then
+  a stable sort by ``z_order``. Instance ``k`` (1-based) is the k-th in that order and paints over
+  the earlier ones. An instance of class ``background`` keeps its number but paints 0 (erases),
+  as in the fork. The class mask is the colour of each pixel's instance's class, the background
+  colour where the instance mask is 0: the two masks always agree.
+- Instance colours depend on annotation order (as in CVAT; re-ordering shapes recolours them).
+- Items: no annotation at all (no shape, no tag) -> listed, no PNGs; shapes or tags but no area
+  shape (only points, lines, graphs, or tags) -> neither listed nor masked. With
+  ``with_images`` every item's image is copied (as CVAT saves every image).
+
+Bad items (each fails alone, with a message naming the item and, when known, the object):
+- a canvas above ``max_canvas_pixels`` (LimitError, before anything is allocated);
+- a painted instance numbered above 255 (after merging groups and sorting; background-class
+  instances take a number but paint 0): the VOC instance colormap has 256 entries (0 =
+  background) and CVAT's instance 256 wraps to look like background. ``instance_overflow=
+  "fail"`` (default) fails the item naming the count, before painting; ``"extend"`` goes on with
+  the same bit-spreading formula past 255 (``maskcore.palette.voc_color``, unique colours up to
+  2**24 - 1 instances): exact for maskcore's importer and any reader applying the formula,
+  refused as unknown colours by CVAT's.
+Warnings: classes used in the item that share a colour (with each other or with background)
+cannot be told apart in the class mask.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+
+from .. import geometry as g
+from ..codec.png import encode_png
+from ..draw import RULES, coverage, coverages
+from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
+from ..item import ItemData
+from ..model import ProjectMeta
+from ..names import safe_component
+from ..palette import voc_colormap
+from ..raster.patch import Patch, empty_patch, union
+from ..timing import NO_CLOCK
+
+DEFAULT_MAX_CANVAS_PIXELS = 2**28
+BACKGROUND = "background"
+BACKGROUND_COLOUR = (0, 0, 0)
+LABELMAP_HEADER = "# label:color_rgb:parts:actions"
+LIST_PREFIX = "@list/ImageSets/Segmentation/"
+MAX_VOC_INSTANCES = 255
+MAX_EXTENDED_INSTANCES = 2**24 - 1
+OVERFLOW_MODES = ("fail", "extend")
+AREA_TYPES = (g.Polygon, g.MultiPolygon, g.Rectangle, g.Box, g.Bitmap, g.AlphaMask,
+              g.OrientedBBox, g.Cuboid2d, g.Cuboid)
+
+Output = tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class CvatMasksLayout:
+    with_images: bool = False
+    rule: str = "coco"
+    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    instance_overflow: str = "fail"
+
+    name = "cvat"
+    default_archive_format = "zip"
+    project_wide_stems = True   # every dataset's masks share SegmentationClass/: stems unique project-wide
+
+    @classmethod
+    def from_options(cls, options: dict) -> CvatMasksLayout:
+        opts = dict(options)
+        with_images = opts.pop("with_images", False)
+        if not isinstance(with_images, bool):
+            raise ConfigError(f"with_images: expected true or false, got {with_images!r}")
+        rule = opts.pop("rule", "coco")
+        if rule not in RULES:
+            raise ConfigError(f"rule: expected one of {list(RULES)}, got {rule!r}")
+        max_pixels = opts.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
+        overflow = opts.pop("instance_overflow", "fail")
+        if overflow not in OVERFLOW_MODES:
+            raise ConfigError(f"instance_overflow: expected one of {list(OVERFLOW_MODES)}, "
+                              f"got {overflow!r}")
+        if opts:
+            raise ConfigError(f"unknown option(s) for layout 'cvat': {sorted(opts)}")
+        return cls(with_images=with_images, rule=rule, max_canvas_pixels=max_pixels,
+                   instance_overflow=overflow)
+
+    @property
+    def needs_image(self) -> bool:
+        """Images are read only to be copied to JPEGImages/."""
+        return self.with_images
+
+    def check_meta(self, meta: ProjectMeta) -> None:
+        """Refuse class names labelmap.txt cannot hold (see the module docstring)."""
+        seen: set[str] = set()
+        for cls in meta.classes:
+            name = cls.title
+            problem = _labelmap_name_problem(name)
+            if problem is None and name in seen:
+                problem = "it is defined twice"
+            if problem:
+                raise ProjectError(f"class {name!r} cannot be written to labelmap.txt: {problem}")
+            seen.add(name)
+
+    def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
+        """``labelmap.txt``: header, then ``name:r,g,b::`` per label in code-point order."""
+        self.check_meta(meta)
+        colours = {c.title: tuple(int(v) for v in c.color_rgb) for c in meta.classes}
+        colours.setdefault(BACKGROUND, BACKGROUND_COLOUR)
+        lines = [LABELMAP_HEADER]
+        lines += [f"{name}:{','.join(map(str, colours[name]))}::" for name in sorted(colours)]
+        return [("labelmap.txt", ("\n".join(lines) + "\n").encode("utf-8"))]
+
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None) -> list[Output]:
+        """One item's files, rendered in memory (see the module docstring for which).
+
+        Raises ``LimitError`` (canvas above ``max_canvas_pixels``, more than 255 instances with
+        ``instance_overflow="fail"``) and ``AnnotationError`` (a class missing from the meta, a
+        geometry the kernel cannot draw), naming the item and object.
+        """
+        warn = warn or (lambda text: None)
+        ann = item.annotation
+        out: list[Output] = []
+        if self.with_images:
+            if item.image_bytes is None:
+                warn("the image file is missing: no copy in JPEGImages/")
+            else:
+                out.append((f"JPEGImages/{item.mask_stem}{_extension(item.name)}",
+                            item.image_bytes))
+        labels = [lb for lb in ann.labels if isinstance(lb.geometry, AREA_TYPES)]
+        list_line = (f"{LIST_PREFIX}{subset_name(item.dataset)}.txt",
+                     item.mask_stem.encode("utf-8"))
+        if not labels:
+            return [list_line, *out] if not ann.labels and not ann.tags else out
+        h, w = ann.size_hw
+        if h * w > self.max_canvas_pixels:
+            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
+                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
+        classes = item.meta.class_by_title()
+        for lb in labels:
+            if lb.class_title not in classes:
+                raise AnnotationError(f"class {lb.class_title!r} is not in the project meta",
+                                      where=f"{item.where}/object {lb.object_index}")
+        with clock.step("rasterize"):
+            patches = self._coverages(item, labels)
+        with clock.step("compose.cvat"):
+            instances = _merge_instances(labels, patches, instance_members(labels))
+            self._check_instances(item, instances)
+            index = _paint_index(instances, ann.size_hw)
+            bg = _background_colour(item.meta)
+            class_lut = np.array([bg] + [classes[title].color_rgb for title, _, _ in instances],
+                                 dtype=np.uint8)
+            # take(mode="clip") skips the bounds check (every index is < len(lut)): measured 2x
+            # faster than the default take, itself 2.7x faster than lut[index]
+            class_rgb = np.take(class_lut, index, axis=0, mode="clip")
+            object_rgb = np.take(voc_colormap(len(instances) + 1), index, axis=0, mode="clip")
+        self._warn_shared_colours(item, instances, bg, warn)
+        with clock.step("encode.cvat"):
+            out += [(f"SegmentationClass/{item.mask_stem}.png", encode_png(class_rgb)),
+                    (f"SegmentationObject/{item.mask_stem}.png", encode_png(object_rgb))]
+        return [list_line, *out]
+
+    def _check_instances(self, item: ItemData, instances) -> None:
+        """Refuse, before painting, instance numbers the chosen colormap cannot encode."""
+        top = max((k for k, (title, _, _) in enumerate(instances, start=1) if title != BACKGROUND),
+                  default=0)
+        limit = MAX_VOC_INSTANCES if self.instance_overflow == "fail" else MAX_EXTENDED_INSTANCES
+        if top > limit:
+            hint = ("; set the layout option instance_overflow: extend to colour them past 255"
+                    if self.instance_overflow == "fail" else "")
+            raise LimitError(
+                f"{len(instances)} instances (shapes after merging groups) need instance numbers "
+                f"up to {top}, but SegmentationObject colours encode at most {limit} (the VOC "
+                f"colormap; 0 is background){hint}", where=item.where)
+
+    def _coverages(self, item: ItemData, labels) -> list[Patch]:
+        """Each label's pixels (bool), all polygon fills in one kernel call."""
+        size_hw = item.annotation.size_hw
+        shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
+        try:
+            patches = coverages([shape(lb.geometry) for lb in labels], size_hw, 1, self.rule)
+        except ValueError:  # draw one by one: names the object the kernel refuses
+            patches = []
+            for lb in labels:
+                with _drawing(item, lb):
+                    patches.append(coverage(shape(lb.geometry), size_hw, 1, self.rule))
+        return [p if p.mask.dtype == bool else Patch(p.top, p.left, p.mask != 0) for p in patches]
+
+    def _warn_shared_colours(self, item: ItemData, instances, bg, warn) -> None:
+        classes = item.meta.class_by_title()
+        used = sorted({title for title, _, _ in instances if title != BACKGROUND})
+        by_colour: dict[tuple, list[str]] = {}
+        for title in used:
+            by_colour.setdefault(tuple(classes[title].color_rgb), []).append(title)
+        for colour, titles in sorted(by_colour.items()):
+            if tuple(colour) == tuple(bg):
+                titles = [BACKGROUND, *titles]
+            if len(titles) > 1:
+                warn(f"classes {titles} share the colour {list(colour)}: SegmentationClass "
+                     f"cannot tell them apart")
+
+
+COORDINATE_DIGITS = 2
+"""CVAT's Datumaro fork stores every shape's points rounded to 2 decimals (``np.around``, half to
+even) before pycocotools draws them; float coordinates are rounded the same way here."""
+
+
+def _round(xy: np.ndarray) -> np.ndarray:
+    return np.around(xy, COORDINATE_DIGITS) if xy.dtype.kind == "f" else xy
+
+
+def cvat_shape(geom):
+    """The geometry as CVAT's exporter rasterises it: float polygon points rounded to
+    ``COORDINATE_DIGITS``; a box as the fork's ``Bbox`` (corners rounded, the far side computed as
+    ``x + w`` from the rounded ``x`` and ``w``); a rotated box as the polygon of its corners,
+    rounded (CVAT turns rotated boxes into polygons first). Integer geometry is unchanged."""
+    if isinstance(geom, g.Polygon):
+        return g.Polygon(_round(geom.exterior_xy), tuple(_round(r) for r in geom.interiors_xy))
+    if isinstance(geom, g.MultiPolygon):
+        return g.MultiPolygon(tuple(cvat_shape(p) for p in geom.parts))
+    if isinstance(geom, g.Box):
+        if geom.angle:
+            return g.Polygon(np.around(geom.corners_xy(), COORDINATE_DIGITS))
+        x0, y0, x1, y1 = (float(np.around(v, COORDINATE_DIGITS)) for v in (geom.x0, geom.y0, geom.x1, geom.y1))
+        return g.Box(x0, y0, x0 + (x1 - x0), y0 + (y1 - y0))
+    return geom
+
+
+def subset_name(dataset: str) -> str:
+    """The subset (list file) of a dataset: one safe name, ``default`` when empty."""
+    return safe_component(dataset) if dataset else "default"
+
+
+def instance_members(labels) -> list[list[int]]:
+    """Indexes into ``labels`` of each instance, before the z_order sort: labels sorted stably by
+    group; group 0 gives one instance per label, every other group one instance (Datumaro's
+    ``find_instances``: ungrouped first, then groups in group order)."""
+    order = sorted(range(len(labels)), key=lambda i: labels[i].group)
+    out: list[list[int]] = []
+    for group, run in groupby(order, key=lambda i: labels[i].group):
+        if group == 0:
+            out.extend([i] for i in run)
+        else:
+            out.append(list(run))
+    return out
+
+
+def _merge_instances(labels, patches, members) -> list[tuple[str, int, Patch]]:
+    """(class, z_order, pixels) of each instance, in painting order (stable by z_order)."""
+    out = []
+    for m in members:
+        if len(m) == 1:
+            lb = labels[m[0]]
+            out.append((lb.class_title, lb.z_order, patches[m[0]]))
+            continue
+        areas = [patches[i].area() for i in m]
+        leader = labels[m[areas.index(max(areas))]]
+        merged = empty_patch()
+        for i in m:
+            merged = union(merged, patches[i])
+        out.append((leader.class_title, leader.z_order, merged))
+    return sorted(out, key=lambda inst: inst[1])
+
+
+def _paint_index(instances, size_hw) -> np.ndarray:
+    """Instance numbers 1..N painted in order onto zeros; background instances paint 0."""
+    n = len(instances)
+    dtype = np.uint8 if n <= 255 else (np.uint16 if n <= 65535 else np.uint32)
+    index = np.zeros(size_hw, dtype=dtype)
+    for k, (title, _, patch) in enumerate(instances, start=1):
+        if patch.mask.size:
+            value = 0 if title == BACKGROUND else k
+            np.copyto(index[patch.window()], dtype(value), where=patch.mask)
+    return index
+
+
+def _background_colour(meta: ProjectMeta) -> tuple[int, int, int]:
+    cls = meta.class_by_title().get(BACKGROUND)
+    return tuple(int(v) for v in cls.color_rgb) if cls is not None else BACKGROUND_COLOUR
+
+
+def _extension(name: str) -> str:
+    """The item name's last extension with its dot (``a.b.JPG`` -> ``.JPG``), made safe, or
+    ``""`` when there is none."""
+    base = name.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    return safe_component(base[dot:]) if 0 < dot < len(base) - 1 else ""
+
+
+def _labelmap_name_problem(name: str) -> str | None:
+    if not name:
+        return "it is empty"
+    if ":" in name:
+        return "':' separates the fields of a line"
+    if "\n" in name or "\r" in name:
+        return "it holds a line break"
+    if name.startswith("#"):
+        return "a line starting with '#' is a comment"
+    if name[0].isspace():
+        return "readers strip leading blanks"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (lone surrogate)"
+    return None
+
+
+@contextmanager
+def _drawing(item: ItemData, label):
+    """The kernel's own limits (coordinates beyond int32, ...) as the label's AnnotationError."""
+    try:
+        yield
+    except ValueError as exc:
+        raise AnnotationError(f"cannot draw this {label.geometry.geometry_type}: {exc}",
+                              where=f"{item.where}/object {label.object_index}") from None

@@ -1,0 +1,626 @@
+"""COCO instances reader: one ``instances.json`` plus an image folder, on any fsspec filesystem.
+
+Conventions:
+- Coordinates are COCO's: float, origin at the top-left *corner* of the image (pixel (c, r) is
+  the square [c, c+1) x [r, r+1)), x = column, y = row; they become float64 geometries
+  (``maskcore.geometry``) and are drawn by the layout's rule (``rule="coco"`` is pycocotools').
+- ``segmentation`` of an annotation:
+  * a list of flat rings ``[x0, y0, x1, y1, ...]``: one ring -> ``Polygon``; several ->
+    ``MultiPolygon`` of one-ring polygons, OR-ed when drawn (as pycocotools ``merge`` does:
+    no holes). Rings need an even length and at least 3 points;
+  * RLE ``{"size": [h, w], "counts": ...}``, ``counts`` a list (uncompressed) or COCO's compact
+    string (``rle_counts_from_string``): runs over the image in column-major (Fortran) order,
+    starting with a run of 0s; ``size`` must be the image's [height, width] and the runs must
+    add up to h * w. Becomes a ``Bitmap`` cropped tight to its pixels (``origin_xy`` = its
+    top-left pixel; an empty mask is a (0, 0) bitmap at (0, 0));
+  * ``[]`` or missing: the ``bbox`` [x, y, w, h] -> ``Box`` [x, x + w) x [y, y + h) (half-open),
+    rotated by ``attributes.rotation`` degrees (clockwise on screen, about the centre) when CVAT
+    wrote one: CVAT's COCO export keeps the unrotated box there and its own importer turns the
+    attribute back into the box's rotation, so do we (pycocotools ignores it).
+  ``iscrowd`` is not looked at: either kind of segmentation is taken whatever it says.
+- Classes: distinct category ``name``s in the order of their first category; categories that
+  share a name are one class (every id maps to it); id 0 is an id like any other. Colours:
+  ``maskcore.palette.class_colors`` (VOC colours 1..n in class order). A class's ``shape`` is
+  ``polygon``, ``bitmap`` or ``rectangle`` when all its annotations are polygons, RLE or
+  bbox-only, else (mixed, or unused) ``any``; a rotated bbox-only box counts as a polygon (the
+  Supervisely JSON writer stores it as one). ``ProjectMeta.raw`` is a Supervisely meta.json.
+- Items: one per ``images`` entry (with or without annotations), named by ``file_name``, in one
+  dataset: ``<subset>`` for ``instances_<subset>.json`` (also ``instances_<subset>.coco.json``),
+  else the JSON's folder name (roboflow's ``valid``), else ``ds0``. The image is ``file_name``
+  under the image folder (``images=``, default the JSON's folder), found in one recursive
+  listing; a missing image gives a null ``img_path`` (the layout decides whether it matters).
+  A second image entry with an already used ``file_name`` is listed as ``<file_name>~<image
+  id>`` with a ``problem`` (it fails alone). Annotations whose ``image_id`` names no image are
+  no item's: they are counted in ``CocoSource.warnings``.
+- Each item's annotation travels in the plan as ``ann_inline``: canonical compact JSON
+  ``{"annotations": [...its annotations in file order...], "image": {...}}`` (sorted keys,
+  ASCII), so the same input gives the same bytes and checksum.
+- Errors: a file that is not COCO-shaped (not an object; ``images`` / ``categories`` /
+  ``annotations`` not lists; an entry without a usable ``id``, ``file_name``, ``name`` or
+  ``image_id``; ids repeated) -> ``ProjectError`` naming the key. A bad annotation ->
+  ``AnnotationError`` (``UnknownClassError``, ``LimitError``) at ``<where>/object <i>``; a bad
+  image entry (height, width) -> ``AnnotationError`` at ``<where>``: that item fails alone.
+- The JSON is read and parsed once, on the driver (``open_source``); workers get only the
+  picklable fields (URLs, options, the category id -> class table) and each item's inline JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import posixpath
+import re
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+from fsspec.core import split_protocol
+
+from .. import geometry as G
+from ..errors import (AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError,
+                      UnknownClassError)
+from ..model import Annotation, Label, ObjClass, ProjectMeta
+from ..palette import class_colors
+from ..storage import cat_whole, filesystem, redact
+from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+
+COORD_LIMIT = 2**31
+"""Largest coordinate magnitude (and image side) accepted."""
+MAX_RLE_CHUNKS = 12
+"""Characters of one compressed count (5 bits each): 60 bits, far above any real canvas."""
+
+ITEMS_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("item", pa.string()),
+    ("ann_path", pa.string()), ("img_path", pa.string()),
+    ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
+    ("ann_inline", pa.binary()), ("problem", pa.string()),
+])
+"""Columns of ``list_items``: ``img_path`` relative to the image folder, ``ann_path`` always
+null (annotations are inline), ``ann_bytes`` the length of ``ann_inline``."""
+
+_SUBSET_RE = re.compile(r"instances_(.+?)(?:\.coco)?\.json", re.IGNORECASE)
+
+
+# --- compressed RLE ----------------------------------------------------------------------------
+
+def rle_counts_from_string(text: str | bytes) -> np.ndarray:
+    """COCO's compact RLE string -> run lengths (int64; not yet checked against a canvas).
+
+    Each count is written as 5-bit groups, least significant first, each group + 48 as one
+    character, bit 0x20 meaning "another group follows"; the last group's bit 0x10 is the sign.
+    From the fourth count on, the value written is the difference to the count two before.
+    Raises ``ValueError`` for characters outside '0'..'o', a truncated last count, or a count
+    longer than ``MAX_RLE_CHUNKS`` characters.
+    """
+    raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    b = np.frombuffer(raw, np.uint8).astype(np.int64) - 48
+    if b.size == 0:
+        return np.zeros(0, np.int64)
+    bad = np.flatnonzero((b < 0) | (b > 63))
+    if bad.size:
+        raise ValueError(f"expected characters '0'..'o', got {raw[bad[0]:bad[0] + 1]!r} at "
+                         f"offset {int(bad[0])}")
+    more = (b & 0x20) != 0
+    if more[-1]:
+        raise ValueError("expected the last count to end, got a string cut inside a count")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    chunks = ends - starts + 1
+    if chunks.max() > MAX_RLE_CHUNKS:
+        at = int(np.argmax(chunks))
+        raise ValueError(f"expected counts of at most {MAX_RLE_CHUNKS} characters, got "
+                         f"{int(chunks[at])} for count {at}")
+    k = np.arange(b.size) - np.repeat(starts, chunks)
+    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
+    negative = (b[ends] & 0x10) != 0
+    x[negative] -= np.left_shift(np.int64(1), 5 * chunks[negative])
+    counts = x.copy()
+    counts[1::2] = np.cumsum(x[1::2])  # the deltas chain every other count from the 2nd and 3rd
+    counts[2::2] = np.cumsum(x[2::2])
+    return counts
+
+
+def check_rle_counts(counts: np.ndarray, size_hw: tuple[int, int]) -> None:
+    """``ValueError`` unless every count is in 0..h*w and they add up to h*w exactly."""
+    n = size_hw[0] * size_hw[1]
+    if counts.size and (counts.min() < 0 or counts.max() > n):
+        bad = int(np.flatnonzero((counts < 0) | (counts > n))[0])
+        raise ValueError(f"expected run lengths in 0..{n} (h*w), got {int(counts[bad])} at run {bad}")
+    ends = np.cumsum(counts)  # no overflow: every count is at most n <= 2**62
+    total = int(ends[-1]) if ends.size else 0
+    if total != n or (ends.size and ends.max() > n):
+        raise ValueError(f"expected run lengths adding up to h*w = {size_hw[0]}*{size_hw[1]} = "
+                         f"{n}, got {total if ends.max(initial=0) <= n else 'more'}")
+
+
+def rle_to_bitmap(counts: np.ndarray, size_hw: tuple[int, int]) -> tuple[tuple[int, int], np.ndarray]:
+    """Checked column-major runs (0s first) over a ``size_hw`` canvas -> (origin_xy, bool mask)
+    cropped tight to the set pixels; allocates only the crop. No pixel set: ((0, 0), (0, 0) mask).
+    """
+    h = size_hw[0]
+    ends = np.cumsum(counts)
+    s, e = (ends - counts)[1::2], ends[1::2]
+    keep = e > s
+    s, e = s[keep], e[keep]
+    if s.size == 0:
+        return (0, 0), np.zeros((0, 0), bool)
+    first_col, last_col = s // h, (e - 1) // h
+    c0, c1 = int(first_col.min()), int(last_col.max())
+    if (last_col > first_col).any():  # a run through a column end: every row is covered somewhere
+        r0, r1 = 0, h - 1
+    else:
+        r0, r1 = int((s % h).min()), int(((e - 1) % h).max())
+    hh, ww = r1 - r0 + 1, c1 - c0 + 1
+    if hh == h:  # the crop is a contiguous slice of the column-major canvas
+        cs = s - c0 * h
+    else:        # every run lies in one column: shift it into the crop's columns
+        cs = (first_col - c0) * hh + (s % h - r0)
+    ce = cs + (e - s)
+    lengths = np.empty(2 * s.size + 1, np.int64)
+    lengths[0:-1:2] = cs - np.concatenate(([0], ce[:-1]))
+    lengths[1::2] = ce - cs
+    lengths[-1] = hh * ww - ce[-1]
+    values = np.zeros(lengths.size, bool)
+    values[1::2] = True
+    mask = np.repeat(values, lengths).reshape(ww, hh).T
+    return (c0, r0), mask
+
+
+# --- one item ----------------------------------------------------------------------------------
+
+def _is_number(v: Any) -> bool:
+    return type(v) is float or type(v) is int
+
+
+def _coords(values: Any, what: str) -> np.ndarray:
+    """A flat list of finite numbers of magnitude <= COORD_LIMIT -> float64 array."""
+    if not isinstance(values, list):
+        raise AnnotationError(f"{what}: expected a list of numbers, got {type(values).__name__}")
+    for j, v in enumerate(values):
+        if not _is_number(v) or not abs(v) <= COORD_LIMIT:  # NaN fails the comparison too
+            raise AnnotationError(f"{what}[{j}]: expected a finite number of magnitude at most "
+                                  f"2**31, got {v!r:.40}")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _polygon(rings: list, i_ring_where: str) -> G.Polygon | G.MultiPolygon:
+    parts = []
+    for j, ring in enumerate(rings):
+        what = f"{i_ring_where}[{j}]"
+        arr = _coords(ring, what)
+        if arr.size % 2:
+            raise AnnotationError(f"{what}: expected an even number of coordinates (x, y pairs), "
+                                  f"got {arr.size}")
+        if arr.size < 6:
+            raise AnnotationError(f"{what}: expected a ring of at least 3 points, got {arr.size // 2}")
+        parts.append(G.Polygon(arr.reshape(-1, 2)))
+    return parts[0] if len(parts) == 1 else G.MultiPolygon(tuple(parts))
+
+
+def _rle(seg: dict, size_hw: tuple[int, int], max_bitmap_pixels: int) -> G.Bitmap:
+    h, w = size_hw
+    size = seg.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)
+            and size == [h, w]):
+        raise AnnotationError(f"segmentation.size: expected [height, width] of the image = "
+                              f"[{h}, {w}], got {size!r:.60}")
+    if h * w > max_bitmap_pixels:
+        raise LimitError(f"segmentation: an RLE mask of {w}x{h} (WxH) = {h * w} pixels is above "
+                         f"the limit of {max_bitmap_pixels} pixels")
+    counts = seg.get("counts")
+    if isinstance(counts, str):
+        try:
+            arr = rle_counts_from_string(counts)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise AnnotationError(f"segmentation.counts: not COCO compressed RLE: {exc}") from None
+    elif isinstance(counts, list):
+        bad = next((j for j, c in enumerate(counts) if type(c) is not int or not 0 <= c <= h * w),
+                   None)
+        if bad is not None:
+            raise AnnotationError(f"segmentation.counts[{bad}]: expected a run length in "
+                                  f"0..{h * w} (h*w), got {counts[bad]!r:.40}")
+        arr = np.asarray(counts, dtype=np.int64)
+    else:
+        raise AnnotationError(f"segmentation.counts: expected a string (compressed RLE) or a list "
+                              f"of run lengths, got {type(counts).__name__}")
+    try:
+        check_rle_counts(arr, size_hw)
+    except ValueError as exc:
+        raise AnnotationError(f"segmentation.counts: {exc}") from None
+    origin, mask = rle_to_bitmap(arr, size_hw)
+    return G.Bitmap(origin, mask)
+
+
+def _box(ann: dict) -> G.Box:
+    if ann.get("bbox") is None:
+        raise AnnotationError("expected a segmentation (rings or RLE) or a bbox, got neither")
+    xywh = _coords(ann.get("bbox"), "bbox")
+    if xywh.size != 4 or xywh[2] < 0 or xywh[3] < 0:
+        raise AnnotationError(f"bbox: expected [x, y, width, height] with width, height >= 0 "
+                              f"(the segmentation is empty), got {ann.get('bbox')!r:.80}")
+    x, y, w, h = (float(v) for v in xywh)
+    attributes = ann.get("attributes")
+    angle = attributes.get("rotation", 0.0) if isinstance(attributes, dict) else 0.0
+    if not _is_number(angle) or not math.isfinite(angle):
+        raise AnnotationError(f"attributes.rotation: expected degrees as a number, got {angle!r:.40}")
+    return G.Box(x, y, x + w, y + h, float(angle))
+
+
+def parse_geometry(ann: dict, size_hw: tuple[int, int], *,
+                   max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> G.Geometry:
+    """One COCO annotation's shape (see the module docstring); ``AnnotationError`` if unusable."""
+    seg = ann.get("segmentation")
+    if seg is None or seg == []:
+        return _box(ann)
+    if isinstance(seg, dict):
+        return _rle(seg, size_hw, max_bitmap_pixels)
+    if isinstance(seg, list):
+        return _polygon(seg, "segmentation")
+    raise AnnotationError(f"segmentation: expected a list of rings or an RLE object, got "
+                          f"{type(seg).__name__}")
+
+
+def _tags(ann: dict, geometry: G.Geometry) -> tuple[dict, ...]:
+    attributes = ann.get("attributes")
+    if attributes is None:
+        return ()
+    if not isinstance(attributes, dict):
+        raise AnnotationError(f"attributes: expected an object, got {type(attributes).__name__}")
+    skip = "rotation" if isinstance(geometry, G.Box) else None  # became the box's angle
+    return tuple({"name": k, "value": v} for k, v in attributes.items() if k != skip)
+
+
+def _image_size(image: dict, where: str) -> tuple[int, int]:
+    hw = []
+    for key in ("height", "width"):
+        v = image.get(key)
+        if type(v) is float and v.is_integer():
+            v = int(v)
+        if type(v) is not int or not 0 < v <= COORD_LIMIT:
+            raise AnnotationError(f"image.{key}: expected an integer in 1..2**31, got {v!r:.60}",
+                                  where=where)
+        hw.append(v)
+    return hw[0], hw[1]
+
+
+def parse_item(obj: Any, category_names: dict, meta: ProjectMeta, where: str, *,
+               max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+    """One item's inline JSON (``{"image", "annotations"}``, decoded or bytes) -> ``Annotation``.
+
+    ``category_names`` maps category ids to class titles. Labels keep file order and
+    ``object_index`` is the position in ``annotations``; ``Annotation.raw`` is the image entry.
+    """
+    if isinstance(obj, (bytes, bytearray, str)):
+        try:
+            obj = json.loads(obj)
+        except (ValueError, RecursionError) as exc:
+            raise AnnotationError(f"expected JSON, got a parse error: {exc}", where=where) from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("image"), dict)
+            and isinstance(obj.get("annotations"), list)):
+        raise AnnotationError("expected an object {image, annotations}", where=where)
+    image = obj["image"]
+    size_hw = _image_size(image, where)
+    classes = meta.class_by_title()
+    labels = []
+    for i, ann in enumerate(obj["annotations"]):
+        try:
+            labels.append(_label(ann, i, size_hw, category_names, classes, max_bitmap_pixels))
+        except ItemError as err:
+            raise err.located(f"{where}/object {i}") from None
+    return Annotation(size_hw, tuple(labels), (), image)
+
+
+def _label(ann: Any, i: int, size_hw, category_names: dict, classes: dict,
+           max_bitmap_pixels: int) -> Label:
+    if not isinstance(ann, dict):
+        raise AnnotationError(f"expected an object, got {type(ann).__name__}")
+    cid = ann.get("category_id")
+    title = category_names.get(cid) if _is_id(cid) else None
+    if title is None or title not in classes:
+        raise UnknownClassError(f"category_id: expected one of the {len(category_names)} "
+                                f"category ids of the JSON, got {cid!r:.40}")
+    geometry = parse_geometry(ann, size_hw, max_bitmap_pixels=max_bitmap_pixels)
+    return Label(title, geometry, i, _tags(ann, geometry))
+
+
+# --- the whole file ----------------------------------------------------------------------------
+
+def _is_id(v: Any) -> bool:
+    return type(v) is int or type(v) is str
+
+
+def _list_key(doc: dict, key: str, required: bool) -> list:
+    value = doc.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise ProjectError(f"COCO JSON key {key!r}: expected a list, got "
+                           f"{'nothing' if value is None else type(value).__name__}")
+    return value
+
+
+def _entry(entries: list, key: str, i: int, fields: dict) -> dict:
+    """``entries[i]`` checked: an object whose ``fields`` pass their checks."""
+    entry = entries[i]
+    if not isinstance(entry, dict):
+        raise ProjectError(f"COCO JSON key {key}[{i}]: expected an object, got {type(entry).__name__}")
+    for name, (check, expected) in fields.items():
+        if not check(entry.get(name)):
+            raise ProjectError(f"COCO JSON key {key}[{i}].{name}: expected {expected}, got "
+                               f"{entry.get(name)!r:.60}")
+    return entry
+
+
+_ID = (_is_id, "an integer or string id")
+_NAME = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+
+
+def _kind(ann: dict) -> str:
+    """The Supervisely shape an annotation becomes: a rotated box is written as a polygon."""
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        return "bitmap"
+    if seg is None or seg == []:
+        attributes = ann.get("attributes")
+        rotation = attributes.get("rotation") if isinstance(attributes, dict) else None
+        return "polygon" if _is_number(rotation) and rotation % 360 else "rectangle"
+    return "polygon"
+
+
+def index_coco(doc: Any) -> dict:
+    """Decoded COCO JSON -> {"names": category id -> class title, "classes": titles in order,
+    "kinds": title -> set of segmentation kinds, "images": the image entries, "by_image":
+    image id -> its annotations in file order, "orphans": annotations of unknown images}.
+
+    Pure; ``ProjectError`` naming the key when the document is not COCO-shaped.
+    """
+    if not isinstance(doc, dict):
+        raise ProjectError(f"COCO JSON: expected an object with images, categories, annotations, "
+                           f"got {type(doc).__name__}")
+    images = _list_key(doc, "images", True)
+    categories = _list_key(doc, "categories", True)
+    annotations = _list_key(doc, "annotations", False)
+    names: dict = {}
+    for i in range(len(categories)):
+        cat = _entry(categories, "categories", i, {"id": _ID, "name": _NAME})
+        if names.setdefault(cat["id"], cat["name"]) != cat["name"]:
+            raise ProjectError(f"COCO JSON key categories[{i}].id: expected unique ids, got "
+                               f"{cat['id']!r} for {names[cat['id']]!r} and {cat['name']!r}")
+    classes = list(dict.fromkeys(c["name"] for c in categories))
+    by_image: dict = {}
+    for i in range(len(images)):
+        img = _entry(images, "images", i, {"id": _ID, "file_name": _NAME})
+        if img["id"] in by_image:
+            raise ProjectError(f"COCO JSON key images[{i}].id: expected unique image ids, got "
+                               f"{img['id']!r} twice")
+        by_image[img["id"]] = []
+    kinds: dict = {t: set() for t in classes}
+    orphans = []
+    for i in range(len(annotations)):
+        ann = _entry(annotations, "annotations", i, {"image_id": _ID})
+        anns = by_image.get(ann["image_id"])
+        if anns is None:
+            orphans.append(ann)
+            continue
+        anns.append(ann)
+        title = names.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
+        if title is not None:
+            kinds[title].add(_kind(ann))
+    return {"names": names, "classes": classes, "kinds": kinds, "images": images,
+            "by_image": by_image, "orphans": orphans}
+
+
+def meta_from_index(index: dict) -> ProjectMeta:
+    """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``."""
+    titles = index["classes"]
+    classes = []
+    for title, rgb in zip(titles, class_colors(len(titles))):
+        kinds = index["kinds"][title]
+        classes.append(ObjClass(title, next(iter(kinds)) if len(kinds) == 1 else "any", rgb, {}))
+    raw = {"classes": [{"title": c.title, "shape": c.shape,
+                        "color": "#{:02x}{:02x}{:02x}".format(*c.color_rgb), "geometry_config": {}}
+                       for c in classes],
+           "tags": [], "projectType": "images"}
+    return ProjectMeta(tuple(classes), raw)
+
+
+def item_inline_bytes(image: dict, annotations: list) -> bytes:
+    """The canonical inline JSON of one item (sorted keys, compact, ASCII)."""
+    return json.dumps({"image": image, "annotations": annotations}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _image_key(file_name: str) -> str | None:
+    """``file_name`` as a path under the image folder, or None if it cannot be one."""
+    path = posixpath.normpath(file_name.replace("\\", "/"))
+    if path in (".", "..") or path.startswith(("/", "../")):
+        return None
+    return path
+
+
+def items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Table:
+    """The item table (``ITEMS_SCHEMA``) of an ``index_coco`` result; ``image_files`` maps
+    paths under the image folder to sizes. Pure."""
+    rows, used = [], set()
+    for image in index["images"]:
+        name, problem = image["file_name"], None
+        if not _utf8_ok(name):
+            name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            problem = f"file_name {name!r} is not valid UTF-8 (image id {image['id']!r})"
+        if name in used:
+            first = name
+            name = f"{first}~{image['id']}"
+            n = 1
+            while name in used:
+                n += 1
+                name = f"{first}~{image['id']}~{n}"
+            problem = problem or (f"file_name {first!r} is used by an earlier image entry too "
+                                  f"(this is image id {image['id']!r}); give each image its own "
+                                  f"file_name")
+        used.add(name)
+        key = _image_key(image["file_name"]) if problem is None else None
+        size = image_files.get(key) if key is not None else None
+        inline = item_inline_bytes(image, index["by_image"][image["id"]])
+        rows.append((dataset, name, None, key if size is not None else None, len(inline), size,
+                     inline, problem))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return pa.table({f.name: [r[j] for r in rows] for j, f in enumerate(ITEMS_SCHEMA)},
+                    schema=ITEMS_SCHEMA)
+
+
+def dataset_name(json_path: str) -> str:
+    """``<subset>`` of ``instances_<subset>[.coco].json``, else the parent folder's name, else
+    ``ds0``."""
+    path = split_protocol(json_path.split("::")[-1])[1].replace("\\", "/").rstrip("/")
+    match = _SUBSET_RE.fullmatch(posixpath.basename(path))
+    if match:
+        return match[1]
+    return posixpath.basename(posixpath.dirname(path)) or "ds0"
+
+
+# --- the source --------------------------------------------------------------------------------
+
+class CocoSource:
+    """A COCO instances JSON and its image folder on fsspec filesystems.
+
+    Picklable: holds URLs, options, the dataset name, the category table and the warnings; the
+    parsed JSON stays on the driver (dropped when pickled); filesystems reopen lazily.
+    ``warnings``: what the listing left out (annotations of unknown images).
+    """
+
+    name = "coco"
+    annotation_format = "coco"
+
+    def __init__(self, url: str, images: str | None = None, *,
+                 storage_options: dict | None = None) -> None:
+        self.url, self.images = url, images
+        self.storage_options = dict(storage_options or {})
+        self.dataset = dataset_name(url)
+        stem = posixpath.basename(url.split("::")[-1])
+        stem = stem[:-5] if stem.lower().endswith(".json") else stem
+        self.project_name, self.project_id = stem.lstrip(".") or "coco", None
+        self.category_names: dict | None = None
+        self.warnings: list[str] = []
+        self._index: dict | None = None
+        self._meta: ProjectMeta | None = None
+        self._fs: tuple | None = None
+        self._images_fs: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_index": None, "_fs": None, "_images_fs": None}
+
+    def __repr__(self) -> str:
+        return f"CocoSource({self._where()!r}, images={self.images!r})"
+
+    @classmethod
+    def open_source(cls, url_or_path: str, storage_options: dict | None = None, *,
+                    images: str | None = None) -> CocoSource:
+        """Open and parse the instances JSON (``ProjectError`` when unreadable or not COCO);
+        ``images`` is the image folder (default: the JSON's folder)."""
+        url = os.fspath(url_or_path)
+        src = cls(url, None if images is None else os.fspath(images), storage_options=storage_options)
+        path = src.filesystem()[1]
+        if "://" not in url and "::" not in url:
+            src.url = path  # absolute: workers may run in another folder
+        if src.images is not None and "://" not in src.images and "::" not in src.images:
+            src.images = os.path.abspath(src.images)
+        src._load()
+        return src
+
+    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """(filesystem, path) of the JSON, opened on first use."""
+        if self._fs is None:
+            self._fs = filesystem(self.url, self.storage_options)
+        return self._fs
+
+    def image_filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """(filesystem, path) of the image folder, opened on first use."""
+        if self._images_fs is None:
+            if self.images is None:
+                fs, path = self.filesystem()
+                self._images_fs = fs, posixpath.dirname(path)
+            else:
+                self._images_fs = filesystem(self.images, self.storage_options)
+        return self._images_fs
+
+    def _where(self) -> str:
+        return redact(self.url, self.storage_options)
+
+    def _load(self) -> dict:
+        if self._index is None:
+            try:
+                fs, path = self.filesystem()
+                data = cat_whole(fs, path)
+            except MaskcoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (the store's own error: its words, no secrets)
+                raise ProjectError(redact(f"COCO JSON {self.url!r}: expected a readable file, got "
+                                          f"{type(exc).__name__}: {exc}", self.storage_options)) from None
+            try:
+                doc = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                raise ProjectError(f"COCO JSON {self._where()!r}: expected JSON, got a parse "
+                                   f"error: {exc}") from None
+            try:
+                self._index = index_coco(doc)
+            except ProjectError as exc:
+                raise ProjectError(f"{self._where()!r}: {exc}") from None
+            self.category_names = self._index["names"]
+            orphans = self._index["orphans"]
+            self.warnings = [] if not orphans else [(
+                f"{self._where()}: {len(orphans)} annotation(s) point to an image_id that no "
+                f"image has (first: annotation id {orphans[0].get('id')!r:.40} -> image_id "
+                f"{orphans[0]['image_id']!r:.40}); they are not exported")]
+        return self._index
+
+    def read_meta(self) -> ProjectMeta:
+        """Classes from ``categories`` (see the module docstring)."""
+        if self._meta is None:
+            self._meta = meta_from_index(self._load())
+        return self._meta
+
+    def list_items(self) -> pa.Table:
+        """One row per image entry (``ITEMS_SCHEMA``), sorted by (dataset, item); one recursive
+        listing of the image folder."""
+        index = self._load()
+        fs, root = self.image_filesystem()
+        try:
+            if self.images is not None and not fs.isdir(root):
+                where = redact(self.images, self.storage_options)
+                raise ProjectError(f"images: expected a folder, got {where!r} (not found)")
+            found = fs.find(root, detail=True) if fs.isdir(root) else {}
+        except MaskcoreError:
+            raise
+        except OSError as exc:
+            raise ProjectError(redact(f"images {root!r}: expected a listable folder, got "
+                                      f"{type(exc).__name__}: {exc}", self.storage_options)) from None
+        cut = len(root.rstrip("/")) + 1
+        files = {p[cut:]: info.get("size") for p, info in found.items()
+                 if info.get("type", "file") == "file"}
+        return items_table(index, self.dataset, files)
+
+    def read_bytes(self, path: str) -> bytes:
+        """Bytes of an image given by its path relative to the image folder."""
+        fs, root = self.image_filesystem()
+        return cat_whole(fs, f"{root.rstrip('/')}/{path}")
+
+    def item_annotation(self, row: dict) -> bytes:
+        """The item's inline JSON (``ann_inline``)."""
+        return row["ann_inline"]
+
+    def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
+                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+        """``parse_item`` with this file's category table."""
+        if self.category_names is None:  # a source that never loaded its JSON
+            self._load()
+        return parse_item(data, self.category_names, meta, where, max_bitmap_pixels=max_bitmap_pixels)

@@ -1,0 +1,267 @@
+"""The ``save_masks`` layout vs the DTL layer's drawing, done with the Supervisely SDK.
+
+The reference below is the layer's own recipe (``SaveMasksLayer.draw_colored_mask`` and
+``overlay_images`` of supervisely-ecosystem's DTL app): a black canvas, ``Label.draw(canvas,
+colour)`` for each label in file order whose class the map lists (thickness 1, ``Label.draw``'s
+default, unless a test sets another), the human map's black replaced by [1, 1, 1], then
+``uint8(0.5 * colour + 0.5 * original)`` in numpy float with the original kept where the colour
+mask is black, and ``original | [0, 255, 0] column | overlay``. Labels are built with
+``Label.from_json`` (no load-time crop, as in tests/test_export_vs_sdk.py); bitmaps crossing the
+border are drawn clipped (the SDK raises there), with the oracle's helper.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sly = pytest.importorskip("supervisely")
+
+from maskcore.errors import ConfigError  # noqa: E402
+from maskcore.layouts import LAYOUTS, register_layout  # noqa: E402
+from maskcore.layouts.save_masks import SaveMasksLayout, human_picture  # noqa: E402
+from maskcore.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
+from oracle.make_projects import CLASS_TITLES, make_all_geometries_project  # noqa: E402
+from oracle.sly_reference import _bitmap_inside, _draw_bitmap_clipped  # noqa: E402
+
+if "save_masks" not in LAYOUTS:  # the lead registers it in maskcore.layouts; until then, here
+    register_layout("save_masks", SaveMasksLayout.from_options)
+
+GREEN = np.array([0, 255, 0], np.uint8)
+
+
+# ----------------------------------------------------------------------------- reference
+def sdk_colour_mask(labels, size_hw, colours, thickness=1) -> np.ndarray:
+    canvas = np.zeros((*size_hw, 3), np.uint8)
+    for label in labels:
+        colour = colours.get(label.obj_class.name)
+        if colour is None:
+            continue
+        geometry = label.geometry
+        if isinstance(geometry, sly.Bitmap) and not _bitmap_inside(geometry, size_hw):
+            _draw_bitmap_clipped(geometry, canvas, list(colour), thickness)
+        else:
+            label.draw(canvas, list(colour), thickness)
+    return canvas
+
+
+def float_overlay(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """The layer's ``overlay_images(image, colour, 0.5)``, in numpy float, then the green column."""
+    comb = (0.5 * colour + (1 - 0.5) * image).astype(np.uint8)
+    black = (colour[:, :, 0] == 0) & (colour[:, :, 1] == 0) & (colour[:, :, 2] == 0)
+    comb[black] = image[black]
+    sep = np.array([[GREEN]] * image.shape[0], dtype=np.uint8)
+    return np.hstack((image, sep, comb))
+
+
+def sdk_save_masks(project_dir, machine, human, thickness=1):
+    """{(dataset, item): {"machine": HxWx3, "human": Hx(2W+1)x3}} as the layer draws them."""
+    project = sly.Project(str(project_dir), sly.OpenMode.READ)
+    human_hack = {k: [1, 1, 1] if max(v) == 0 else v for k, v in (human or {}).items()}
+    out = {}
+    for dataset in project:
+        for item in dataset:
+            paths = dataset.get_item_paths(item)
+            obj = json.loads(Path(paths.ann_path).read_text(encoding="utf-8"))
+            size_hw = (obj["size"]["height"], obj["size"]["width"])
+            labels = [sly.Label.from_json(o, project.meta) for o in obj["objects"]]
+            kinds = {}
+            if machine is not None:
+                kinds["machine"] = sdk_colour_mask(labels, size_hw, machine, thickness)
+            if human is not None and Path(paths.img_path).is_file():
+                image = sly.image.read(paths.img_path)
+                kinds["human"] = float_overlay(image, sdk_colour_mask(labels, size_hw, human_hack, thickness))
+            out[(dataset.name, item)] = kinds
+    return out
+
+
+def read_outputs(dst: Path, result) -> dict:
+    out = {}
+    for row in result.manifest.to_pylist():
+        kinds = {}
+        for o in row["outputs"]:
+            folder = o["path"].split("/")[-2]
+            if folder in ("masks_machine", "masks_human"):
+                with Image.open(dst / o["path"]) as im:
+                    assert im.mode == "RGB", f"{o['path']}: mode {im.mode}"
+                    kinds[folder.split("_")[1]] = np.asarray(im)
+        out[(row["dataset"], row["item"])] = kinds
+    return out
+
+
+def assert_same(ours: dict, ref: dict, where: str) -> int:
+    """Every kind of every item equal; returns the number of pixels compared."""
+    assert set(ours) == set(ref), f"{where}: items {sorted(ours)} vs {sorted(ref)}"
+    compared = 0
+    for key in sorted(ref):
+        assert set(ours[key]) == set(ref[key]), f"{where} {key}: kinds {set(ours[key])} vs {set(ref[key])}"
+        for kind, b in ref[key].items():
+            a = ours[key][kind]
+            assert a.shape == b.shape, f"{where} {key} {kind}: shape {a.shape} vs {b.shape}"
+            n = int(np.any(a != b, axis=-1).sum())
+            assert n == 0, f"{where} {key} {kind}: {n} pixels differ from the SDK reference"
+            compared += a.shape[0] * a.shape[1]
+    return compared
+
+
+def export(src, dst, client, **options):
+    cfg = ExportConfig(source=str(src), destination=str(dst), layout="save_masks", layout_options=options)
+    return run_export(cfg, log=lambda m: None, client=client)
+
+
+def random_maps(rng, titles):
+    """Two colour maps over a random subset of ``titles``: random colours, one class black in
+    each map when there are enough classes, some classes unmapped."""
+    maps = []
+    for _ in range(2):
+        chosen = [t for t in titles if rng.random() < 0.8]
+        m = {t: [int(v) for v in rng.integers(0, 256, 3)] for t in chosen}
+        if len(chosen) > 2:
+            m[chosen[int(rng.integers(len(chosen)))]] = [0, 0, 0]
+        maps.append(m)
+    return maps
+
+
+# ----------------------------------------------------------------------------- overlay formula
+def test_human_picture_equals_the_float_formula():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        colour = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        colour[rng.random((h, w)) < 0.4] = 0                            # black: keeps the original
+        colour[rng.random((h, w)) < 0.2] = [0, 1, 0]                    # one channel set: not black
+        colour[..., 1][rng.random((h, w)) < 0.1] = 0
+        np.testing.assert_array_equal(human_picture(image, colour), float_overlay(image, colour))
+
+
+def test_human_picture_layout_and_black_rule():
+    image = np.full((2, 3, 3), 200, np.uint8)
+    colour = np.zeros((2, 3, 3), np.uint8)
+    colour[0, 0] = [255, 0, 0]
+    colour[1, 2] = [1, 1, 1]
+    pic = human_picture(image, colour)
+    assert pic.shape == (2, 7, 3)
+    assert (pic[:, 3] == GREEN).all()
+    assert pic[0, 4].tolist() == [227, 100, 100]          # (200 + 255) // 2, 200 // 2
+    assert pic[1, 6].tolist() == [100, 100, 100]          # [1,1,1]: (200 + 1) // 2 = 100
+    assert pic[0, 5].tolist() == [200, 200, 200]          # black: the original
+
+
+# ----------------------------------------------------------------------------- options
+GOOD = {"masks_machine": True, "masks_human": True,
+        "gt_machine_color": {"a": [1, 1, 1]}, "gt_human_color": {"a": [255, 0, 0]}}
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"masks_machine": None}, "'masks_machine' is required"),
+    ({"masks_human": None}, "'masks_human' is required"),
+    ({"masks_machine": 1}, "masks_machine: expected true or false"),
+    ({"masks_human": "yes"}, "masks_human: expected true or false"),
+    ({"masks_machine": False, "masks_human": False}, "at least one of"),
+    ({"gt_machine_color": None}, "'gt_machine_color' is required when 'masks_machine' is true"),
+    ({"gt_human_color": None}, "'gt_human_color' is required when 'masks_human' is true"),
+    ({"gt_machine_color": [1, 2, 3]}, "gt_machine_color: expected an object"),
+    ({"gt_machine_color": {"a": [1, 2]}}, "gt_machine_color.a: expected [r, g, b]"),
+    ({"gt_human_color": {"a": [1, 2, 3, 4]}}, "gt_human_color.a: expected [r, g, b]"),
+    ({"gt_human_color": {"a": [1.0, 2, 3]}}, "gt_human_color.a: expected [r, g, b]"),
+    ({"gt_human_color": {"a": [True, 2, 3]}}, "gt_human_color.a: expected [r, g, b]"),
+    ({"gt_machine_color": {"a": [-1, 0, 0]}}, "gt_machine_color.a: colour components must be 0..255"),
+    ({"gt_human_color": {"a": [0, 256, 0]}}, "gt_human_color.a: colour components must be 0..255"),
+    ({"colour": 1}, "unknown key(s) ['colour']"),
+    ({"thickness": 0}, "thickness: expected an integer 1..1000"),
+    ({"max_canvas_pixels": 0}, "max_canvas_pixels: expected a positive integer"),
+])
+def test_options_are_validated(change, needle):
+    opts = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    with pytest.raises(ConfigError) as exc:
+        SaveMasksLayout.from_options(opts)
+    assert "layout 'save_masks'" in str(exc.value) and needle in str(exc.value), str(exc.value)
+
+
+def test_options_accepted():
+    lay = SaveMasksLayout.from_options({"masks_machine": False, "masks_human": True,
+                                        "gt_human_color": {"b": [0, 0, 0], "a": [3, 2, 1]}})
+    assert lay.machine_colors is None and lay.human_colors == (("a", (3, 2, 1)), ("b", (0, 0, 0)))
+    assert lay.thickness == 1 and lay.needs_image
+    # a colour map of a disabled kind is still checked, then unused
+    lay = SaveMasksLayout.from_options({**GOOD, "masks_human": False})
+    assert lay.human_colors is None
+    with pytest.raises(ConfigError, match="gt_human_color.a"):
+        SaveMasksLayout.from_options({**GOOD, "masks_human": False, "gt_human_color": {"a": [300, 0, 0]}})
+
+
+# ----------------------------------------------------------------------------- pixels vs the SDK
+REAL_MAPS = {
+    # every class of the three sample projects but the human "test_point"; "dog2" machine-black
+    # (it erases), "cat" and "face" (keypoints: a graph with template colours) human-black
+    "machine": {"cat": [100, 100, 100], "dog": [200, 200, 200], "cat2": [10, 20, 30],
+                "dog2": [0, 0, 0], "test_point": [50, 60, 70], "face": [5, 5, 5]},
+    "human": {"cat": [0, 0, 0], "dog": [27, 0, 255], "cat2": [0, 255, 0], "dog2": [255, 128, 0],
+              "face": [0, 0, 0]},
+}
+
+
+@pytest.mark.parametrize("project", ["vector", "instance", "keypoints"])
+def test_real_projects_match_the_layer(project, samples, tmp_path, dask_client):
+    src = tmp_path / project
+    shutil.copytree(samples / project, src)
+    if project != "keypoints":  # fast: no 2000x2000 photo (tests/test_dtl.py exports it)
+        (src / "ds" / "img" / "cat1.jpg").unlink()
+        (src / "ds" / "ann" / "cat1.jpg.json").unlink()
+    result = export(src, tmp_path / "out", dask_client, masks_machine=True, masks_human=True,
+                    gt_machine_color=REAL_MAPS["machine"], gt_human_color=REAL_MAPS["human"])
+    ref = sdk_save_masks(src, REAL_MAPS["machine"], REAL_MAPS["human"])
+    failed = {(r["dataset"], r["item"]): r["error"] for r in result.manifest.to_pylist() if r["status"] != "ok"}
+    if project == "keypoints":  # cat1.jpg has no image: the human mask cannot be drawn
+        assert result.exit_code == EXIT_PARTIAL and list(failed) == [("ds", "cat1.jpg")]
+        assert "image" in failed[("ds", "cat1.jpg")]
+        ref = {k: v for k, v in ref.items() if k not in failed}
+    else:
+        assert result.exit_code == EXIT_OK, failed
+    ours = {k: v for k, v in read_outputs(tmp_path / "out", result).items() if k not in failed}
+    assert assert_same(ours, ref, project) > 0
+    drawn = sum(int(v["machine"].any(axis=-1).sum()) for v in ours.values())
+    assert drawn > 100, "the real labels must paint pixels"
+    out = tmp_path / "out"
+    assert (out / "meta.json").read_bytes() == json.dumps(
+        json.loads((src / "meta.json").read_text()), indent=4).encode()
+    for (ds, item) in ours:
+        assert (out / ds / "ann" / f"{item}.json").read_bytes() == (src / ds / "ann" / f"{item}.json").read_bytes()
+        assert (out / ds / "img" / item).read_bytes() == (src / ds / "img" / item).read_bytes()
+
+
+@pytest.mark.parametrize("seed,thickness", [(11, 1), (12, 1), (13, 3)])
+def test_random_projects_match_the_layer(seed, thickness, tmp_path, dask_client):
+    """Every geometry type (graph templates, cuboid_2d, alpha masks, border bitmaps, ...) with
+    random colour maps that leave classes out and map one class to black."""
+    rng = np.random.default_rng(seed)
+    src = make_all_geometries_project(tmp_path / "src", seed=seed, n_items=6, size_hw=(48, 64))
+    machine, human = random_maps(rng, CLASS_TITLES)
+    result = export(src, tmp_path / "out", dask_client, masks_machine=True, masks_human=True,
+                    gt_machine_color=machine, gt_human_color=human, thickness=thickness)
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    ref = sdk_save_masks(src, machine, human, thickness)
+    assert assert_same(read_outputs(tmp_path / "out", result), ref, f"seed {seed}") > 0
+
+
+def test_one_kind_only_and_cuboid_2d_in_class_colour(tmp_path, dask_client):
+    """Machine masks alone; a cuboid_2d is drawn in its meta class colour, not the mapped one
+    (the SDK's Cuboid2dTemplate), and unmapped classes leave no pixel."""
+    src = make_all_geometries_project(tmp_path / "src", seed=21, n_items=2, size_hw=(48, 64),
+                                      same_stem_pair=False)
+    machine = {"box3d": [7, 7, 7]}
+    result = export(src, tmp_path / "out", dask_client, masks_machine=True, masks_human=False,
+                    gt_machine_color=machine)
+    assert result.exit_code == EXIT_OK
+    ours = read_outputs(tmp_path / "out", result)
+    assert all(set(v) == {"machine"} for v in ours.values())
+    assert not any((tmp_path / "out").rglob("masks_human"))
+    assert_same(ours, sdk_save_masks(src, machine, None), "machine only")
+    colours = {tuple(c) for v in ours.values() for c in v["machine"].reshape(-1, 3)}
+    assert colours == {(0, 0, 0), (120, 60, 200)}, colours   # box3d's class colour in make_projects
