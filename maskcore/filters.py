@@ -350,7 +350,7 @@ def apply_annotation_filters(plan: pa.Table, scan: pa.Table, spec: FilterSpec
     facts = scan.take(where)  # one scan row per plan row (null row where none)
     unknown = pc.or_(pc.is_null(where), pc.is_valid(_column(facts, "scan_error")))
     row = pa.array(np.arange(plan.num_rows, dtype=np.int64))
-    joined = pa.table({"row": row, "unknown": unknown,
+    joined = pa.Table.from_pydict({"row": row, "unknown": unknown,
                        **{name: _column(facts, name) for name in scan.column_names}})
     steps = [(name, lambda t, c=cond: pc.or_(_column(t, "unknown"), pc.fill_null(c(t), False)))
              for name, cond in _scan_conditions(spec)]

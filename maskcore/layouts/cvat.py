@@ -66,7 +66,7 @@ from itertools import groupby
 import numpy as np
 
 from .. import geometry as g
-from ..codec.png import encode_png
+from ..codec.png import encode_png_lut
 from ..draw import RULES, coverage, coverages
 from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
 from ..item import ItemData
@@ -187,14 +187,11 @@ class CvatMasksLayout:
             bg = _background_colour(item.meta)
             class_lut = np.array([bg] + [classes[title].color_rgb for title, _, _ in instances],
                                  dtype=np.uint8)
-            # take(mode="clip") skips the bounds check (every index is < len(lut)): measured 2x
-            # faster than the default take, itself 2.7x faster than lut[index]
-            class_rgb = np.take(class_lut, index, axis=0, mode="clip")
-            object_rgb = np.take(voc_colormap(len(instances) + 1), index, axis=0, mode="clip")
         self._warn_shared_colours(item, instances, bg, warn)
-        with clock.step("encode.cvat"):
-            out += [(f"SegmentationClass/{item.mask_stem}.png", encode_png(class_rgb)),
-                    (f"SegmentationObject/{item.mask_stem}.png", encode_png(object_rgb))]
+        with clock.step("encode.cvat"):  # colours looked up while filtering (no RGB image built)
+            out += [(f"SegmentationClass/{item.mask_stem}.png", encode_png_lut(index, class_lut)),
+                    (f"SegmentationObject/{item.mask_stem}.png",
+                     encode_png_lut(index, voc_colormap(len(instances) + 1)))]
         return [list_line, *out]
 
     def _check_instances(self, item: ItemData, instances) -> None:

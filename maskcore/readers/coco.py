@@ -474,7 +474,7 @@ def items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Ta
         rows.append((dataset, name, None, key if size is not None else None, len(inline), size,
                      inline, problem))
     rows.sort(key=lambda r: (r[0], r[1]))
-    return pa.table({f.name: [r[j] for r in rows] for j, f in enumerate(ITEMS_SCHEMA)},
+    return pa.Table.from_pydict({f.name: [r[j] for r in rows] for j, f in enumerate(ITEMS_SCHEMA)},
                     schema=ITEMS_SCHEMA)
 
 

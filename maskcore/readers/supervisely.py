@@ -311,7 +311,7 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     rows, problems = _named_rows(rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], rows[i][1]))
     rows = [rows[i] for i in order]
-    table = pa.table({
+    table = pa.Table.from_pydict({
         "dataset": [r[0] for r in rows], "item": [r[1] for r in rows],
         "ann_path": [r[2][0] if r[2] else None for r in rows],
         "img_path": [r[3][0] if r[3] else None for r in rows],

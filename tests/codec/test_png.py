@@ -170,3 +170,31 @@ def test_bad_palettes_and_backends_are_refused():
         encode_png(np.zeros((2, 2, 3), np.uint8), palette=np.zeros((4, 3), np.uint8))
     with pytest.raises(ValueError, match="expected one of"):
         encode_png(idx, deflate="brotli")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("seed", range(6))
+def test_lut_encoding_is_byte_identical_to_encoding_the_looked_up_image(channels, seed):
+    from maskcore.codec.png import encode_png_lut
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 70)), int(rng.integers(1, 70))
+    n = int(rng.integers(1, 300))
+    index = np.zeros((h, w), np.uint16 if n > 256 else np.uint8)
+    for _ in range(int(rng.integers(0, 12))):            # piecewise constant, like masks
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        index[y:y + int(rng.integers(1, h + 1)), x:x + int(rng.integers(1, w + 1))] = rng.integers(0, n)
+    if seed % 2:                                          # and some noise
+        index[rng.random((h, w)) < 0.1] = rng.integers(0, n)
+    lut = rng.integers(0, 256, (n, channels)).astype(np.uint8)
+    expected = encode_png(np.take(lut, index, axis=0) if channels > 1 else lut[index, 0])
+    assert encode_png_lut(index, lut) == expected
+    decoded = np.asarray(Image.open(io.BytesIO(encode_png_lut(index, lut))))
+    assert np.array_equal(decoded.reshape(h, w, -1), lut[index].reshape(h, w, -1))
+
+
+def test_lut_encoding_refuses_indexes_outside_the_lut():
+    from maskcore.codec.png import encode_png_lut
+    with pytest.raises(ValueError, match="index values must be in 0..2"):
+        encode_png_lut(np.array([[0, 3]], np.uint8), np.zeros((3, 3), np.uint8))
+    with pytest.raises(TypeError, match="2-D integer index"):
+        encode_png_lut(np.zeros((2, 2), np.float32), np.zeros((3, 3), np.uint8))
