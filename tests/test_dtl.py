@@ -222,3 +222,26 @@ def test_bundled_dtl_job_matches_the_layer(samples, tmp_path, dask_client):
                                      settings["gt_human_color"]), "jobs/save_masks_dtl.json")
     painted = {tuple(c) for kinds in ours.values() for c in np.unique(kinds["machine"].reshape(-1, 3), axis=0)}
     assert {(1, 1, 1), (4, 4, 4)} <= painted, painted   # rectangles (cat) and polygons (dog2) drawn
+
+
+def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path):
+    """`maskcore run job.json` on a DTL job whose data layer names one dataset exports only it."""
+    import subprocess
+    import sys
+    project = tmp_path / "My Project"
+    shutil.copytree(samples / "vector", project)
+    shutil.copytree(project / "ds", project / "other")
+    job = [{"action": "data", "src": ["My Project/other"], "dst": "$data_1",
+            "settings": {"classes_mapping": "default"}},
+           {"action": "save_masks", "src": ["$data_1"], "dst": "masks",
+            "settings": {"masks_machine": True, "masks_human": False,
+                         "gt_machine_color": {"cat": [9, 9, 9]}}}]
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "run", str(tmp_path / "job.json"),
+                           "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "masks"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".maskcore") == ["other"]
+    report = json.loads((out / ".maskcore" / "report.json").read_text())
+    assert report["filtered"]["removed"]["datasets"] == len(list((project / "ds" / "ann").iterdir()))
+    assert report["items"]["written"] == len(list((project / "other" / "ann").iterdir()))
