@@ -94,6 +94,7 @@ SOURCES = {
     "supervisely": lambda tmp: (str(EXAMPLES / "vector"), {}),
     "coco": lambda tmp: (str(DATA / "coco_labelme" / "annotations.json"), {}),
     "cvat": lambda tmp: _cvat_source(tmp),
+    "cvat-masks": lambda tmp: (str(DATA / "voc_labelme"), {}),
 }
 LAYOUTS = {
     "supervisely": {}, "cvat": {}, "isahit": {}, "supervisely-project": {},
