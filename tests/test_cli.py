@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from maskcore.errors import ConfigError
 from maskcore.jobspec import load_job
@@ -127,3 +129,29 @@ def test_tar_source_gives_the_same_export_as_the_folder(tmp_path, samples, dask_
     b = run_export(ExportConfig(str(tar), str(tmp_path / "b")), log=lambda m: None, client=dask_client)
     assert a.exit_code == b.exit_code == EXIT_OK
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+
+
+def test_export_flags_build_each_layout(tmp_path, samples):
+    """`--layout save-masks --machine-colors FILE`, `--layout cvat` (a zip by default, a folder with
+    --no-archive) and `--reader`/`--images` for COCO, as a user types them."""
+    colours = tmp_path / "machine.json"
+    colours.write_text(json.dumps({"cat": [7, 7, 7]}))
+    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "sm"), "--layout", "save-masks",
+               "--machine-colors", str(colours), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    machine = sorted((tmp_path / "sm" / "ds" / "masks_machine").glob("*.png"))
+    values = {tuple(v) for p in machine for v in np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3)}
+    assert values == {(0, 0, 0), (7, 7, 7)}
+    assert not (tmp_path / "sm" / "ds" / "masks_human").exists()
+    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "cv"), "--layout", "cvat", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.suffix for p in (tmp_path / "cv").iterdir() if p.is_file()] == [".zip"]
+    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "cvf"), "--layout", "cvat", "--no-archive",
+               "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cvf" / "labelmap.txt").is_file() and (tmp_path / "cvf" / "SegmentationObject").is_dir()
+    coco = Path(__file__).parent / "data" / "coco_labelme"
+    proc = _maskcore("export", str(coco / "annotations.json"), str(tmp_path / "co"), "--images", str(coco),
+               "--masks", "machine", "--no-images", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "co").glob("*/masks_machine/*.png"))) == 3
