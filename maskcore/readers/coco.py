@@ -40,7 +40,8 @@ Conventions:
   ``image_id``; ids repeated) -> ``ProjectError`` naming the key. A bad annotation ->
   ``AnnotationError`` (``UnknownClassError``, ``LimitError``) at ``<where>/object <i>``; a bad
   image entry (height, width) -> ``AnnotationError`` at ``<where>``: that item fails alone.
-- The JSON is read and parsed once, on the driver (``open_source``); workers get only the
+- The JSON is read and parsed once, on the driver (``open_source``), after refusing a file over
+  ``max_json_bytes`` (default ``DEFAULT_MAX_JSON_BYTES``) by its listed size; workers get only the
   picklable fields (URLs, options, the category id -> class table) and each item's inline JSON.
 """
 
@@ -66,6 +67,9 @@ from ..palette import class_colors
 from ..storage import cat_whole, filesystem, redact
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
+DEFAULT_MAX_JSON_BYTES = 2**30
+"""Largest accepted instances JSON (it is parsed whole, on the driver; Python objects take
+several times the file's size)."""
 COORD_LIMIT = 2**31
 """Largest coordinate magnitude (and image side) accepted."""
 MAX_RLE_CHUNKS = 12
@@ -174,10 +178,20 @@ def _is_number(v: Any) -> bool:
     return type(v) is float or type(v) is int
 
 
+_NUMBER_TYPES = frozenset((float, int))
+
+
 def _coords(values: Any, what: str) -> np.ndarray:
     """A flat list of finite numbers of magnitude <= COORD_LIMIT -> float64 array."""
     if not isinstance(values, list):
         raise AnnotationError(f"{what}: expected a list of numbers, got {type(values).__name__}")
+    if _NUMBER_TYPES.issuperset(map(type, values)):  # the usual case, checked in bulk (no bool)
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float64: reported below
+            arr = None
+        if arr is not None and (not arr.size or np.abs(arr).max() <= COORD_LIMIT):  # NaN fails
+            return arr
     for j, v in enumerate(values):
         if not _is_number(v) or not abs(v) <= COORD_LIMIT:  # NaN fails the comparison too
             raise AnnotationError(f"{what}[{j}]: expected a finite number of magnitude at most "
@@ -502,8 +516,10 @@ class CocoSource:
     annotation_format = "coco"
 
     def __init__(self, url: str, images: str | None = None, *,
-                 storage_options: dict | None = None) -> None:
+                 storage_options: dict | None = None,
+                 max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> None:
         self.url, self.images = url, images
+        self.max_json_bytes = max_json_bytes
         self.storage_options = dict(storage_options or {})
         self.dataset = dataset_name(url)
         stem = posixpath.basename(url.split("::")[-1])
@@ -524,11 +540,14 @@ class CocoSource:
 
     @classmethod
     def open_source(cls, url_or_path: str, storage_options: dict | None = None, *,
-                    images: str | None = None) -> CocoSource:
-        """Open and parse the instances JSON (``ProjectError`` when unreadable or not COCO);
-        ``images`` is the image folder (default: the JSON's folder)."""
+                    images: str | None = None, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+                    ) -> CocoSource:
+        """Open and parse the instances JSON (``ProjectError`` when unreadable, larger than
+        ``max_json_bytes`` or not COCO); ``images`` is the image folder (default: the JSON's
+        folder)."""
         url = os.fspath(url_or_path)
-        src = cls(url, None if images is None else os.fspath(images), storage_options=storage_options)
+        src = cls(url, None if images is None else os.fspath(images), storage_options=storage_options,
+                  max_json_bytes=max_json_bytes)
         path = src.filesystem()[1]
         if "://" not in url and "::" not in url:
             src.url = path  # absolute: workers may run in another folder
@@ -560,6 +579,11 @@ class CocoSource:
         if self._index is None:
             try:
                 fs, path = self.filesystem()
+                size = fs.size(path)
+                if size is not None and size > self.max_json_bytes:
+                    raise ProjectError(f"COCO JSON {self._where()!r}: expected at most "
+                                       f"{self.max_json_bytes} bytes (it is parsed whole, in "
+                                       f"memory), got {size}")
                 data = cat_whole(fs, path)
             except MaskcoreError:
                 raise

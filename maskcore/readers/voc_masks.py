@@ -34,6 +34,9 @@ Conventions:
   object mask; ``ann_bytes`` their total size. An item with neither (listed, or an image
   alone) has ``ann_inline`` = b"" and is an empty annotation the size of its image (it fails
   when it has no image either).
+- A file or list name that is not valid UTF-8 (a local folder can hold one) cannot be an item
+  name: the item is listed with its name's bad bytes written ``\\xNN`` / ``\\udcNN``, no paths,
+  and a ``problem`` saying so (it fails alone).
 - ``item_annotation(row)``: a deterministic framing of both masks: ``b"MCVOC1 " + JSON header
   {"cls": bytes or null, "obj": bytes or null, "size_hw": [h, w] or null} + b"\\n"`` followed
   by the class and object PNG bytes.
@@ -91,12 +94,16 @@ CLASS_DIR, OBJECT_DIR, IMAGE_DIR = "SegmentationClass", "SegmentationObject", "J
 LIST_DIR = "ImageSets/Segmentation"
 _MARKERS = ("labelmap.txt", "ImageSets", CLASS_DIR, OBJECT_DIR, IMAGE_DIR)
 _FRAME_MAGIC = b"MCVOC1 "
+MAX_TEXT_BYTES = 2**26
+"""Largest ``labelmap.txt`` or list file read (by its listed size; they are read whole, on the
+driver)."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
     ("cls_path", pa.string()), ("obj_path", pa.string()), ("ann_inline", pa.binary()),
+    ("problem", pa.string()),
 ])
 
 
@@ -219,12 +226,31 @@ def index_voc_files(files: dict[str, int], lists: dict[str, list[str]]) -> pa.Ta
         c, o = cls.get(item_id), obj.get(item_id)
         name = item_id + (posixpath.splitext(image)[1] if image else ".png")
         ann = c or o
-        rows.append({"dataset": dataset, "item": name, "ann_path": ann, "img_path": image,
-                     "ann_bytes": (files[c] if c else 0) + (files[o] if o else 0) if ann else None,
-                     "img_bytes": files[image] if image else None, "cls_path": c, "obj_path": o,
-                     "ann_inline": None if ann else b""})
+        row = {"dataset": dataset, "item": name, "ann_path": ann, "img_path": image,
+               "ann_bytes": (files[c] if c else 0) + (files[o] if o else 0) if ann else None,
+               "img_bytes": files[image] if image else None, "cls_path": c, "obj_path": o,
+               "ann_inline": None if ann else b"", "problem": None}
+        if not (_utf8_ok(dataset) and _utf8_ok(name)):
+            row = {k: None for k in row}
+            row["dataset"], row["item"] = _shown(dataset), _shown(name)
+            row["problem"] = (f"file name {row['item']!r} (list {row['dataset']!r}) is not valid "
+                              f"UTF-8; rename it")
+        rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["item"]))
     return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (undecodable bytes of a name) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # --- decoding masks ------------------------------------------------------------------------------
@@ -415,7 +441,13 @@ def unframe(data: bytes) -> tuple[bytes | None, bytes | None, tuple[int, int] | 
     cls_png = None if c is None else body[:c]
     obj_png = None if o is None else body[c or 0:]
     size = meta.get("size_hw")
-    return cls_png, obj_png, tuple(size) if isinstance(size, list) and len(size) == 2 else None
+    if size is None:
+        return cls_png, obj_png, None
+    if not (isinstance(size, list) and len(size) == 2
+            and all(type(v) is int and 0 < v <= 2**31 for v in size)):
+        raise AnnotationError(f"expected the framing's size_hw as [height, width] in 1..2**31, "
+                              f"got {size!r:.60}")
+    return cls_png, obj_png, (size[0], size[1])
 
 
 def parse_voc_annotation(data: bytes, labels: LabelMap, fallback: str, where: str, *,
@@ -553,11 +585,19 @@ class VocMasksSource:
         fs, base = self.filesystem()
         return cat_whole(fs, f"{base.rstrip('/')}/{full}")
 
+    def _read_text(self, path: str) -> bytes:
+        """A labelmap or list file, refused (``ProjectError``) over ``MAX_TEXT_BYTES``."""
+        size = self._rel_files().get(path) or 0
+        if size > MAX_TEXT_BYTES:
+            raise ProjectError(f"{path} of {self._where()!r}: expected a text file of at most "
+                               f"{MAX_TEXT_BYTES} bytes, got {size}")
+        return self.read_bytes(path)
+
     def labelmap(self) -> LabelMap:
         if self._labels is None:
             if "labelmap.txt" in self._rel_files():
                 try:
-                    self._labels = parse_labelmap(self.read_bytes("labelmap.txt"))
+                    self._labels = parse_labelmap(self._read_text("labelmap.txt"))
                 except ItemError as exc:  # a corrupt zip member
                     raise ProjectError(f"labelmap.txt: {exc}") from None
             else:
@@ -580,7 +620,7 @@ class VocMasksSource:
             head, _, name = path.rpartition("/")
             if head == LIST_DIR and name.endswith(".txt"):
                 try:
-                    lists[name[:-4]] = _read_list(self.read_bytes(path), path)
+                    lists[name[:-4]] = _read_list(self._read_text(path), path)
                 except ItemError as exc:
                     raise ProjectError(f"{path}: {exc}") from None
         return index_voc_files(files, lists)

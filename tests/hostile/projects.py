@@ -137,3 +137,86 @@ def snapshot(root: Path) -> dict[str, int]:
             p = os.path.join(dirpath, n)
             out[p] = os.lstat(p).st_size
     return out
+
+
+# --- the readers added for COCO, CVAT XML and Segmentation mask 1.1 ------------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def coco_doc(images: list[dict], annotations: list[dict], names=("cat", "dog")) -> dict:
+    """A COCO instances document with categories 1..n named ``names``."""
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+
+
+def small_cvat_xml(n_images: int = 2, max_mask_pixels: int = 40_000) -> bytes:
+    """The real ``cvat_urban_scene`` annotations.xml cut small for mutation: its ``<meta>``, the
+    ``n_images`` images with the fewest bytes, each keeping its boxes, its tag and the masks of
+    at most ``max_mask_pixels``, plus one synthetic image with every other shape kind."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(DATA / "cvat_urban_scene" / "annotations.xml").getroot()
+    out = ET.Element("annotations")
+    out.append(root.find("meta"))
+    images = sorted(root.findall("image"), key=lambda im: len(ET.tostring(im)))[:n_images]
+    for im in images:
+        for child in list(im):
+            if child.tag == "mask" and int(child.get("width")) * int(child.get("height")) > max_mask_pixels:
+                im.remove(child)
+        out.append(im)
+    extra = ET.SubElement(out, "image", id="99", name="synthetic.png", width="40", height="30",
+                          subset="train")
+    label = images[0].find("box").get("label")
+    for tag, attrs in [
+            ("polygon", {"points": "1.5,2;30,4.25;12,25", "z_order": "2", "group_id": "1"}),
+            ("polyline", {"points": "0,0;39,29"}), ("points", {"points": "3,3;5,7"}),
+            ("ellipse", {"cx": "20", "cy": "15", "rx": "6.5", "ry": "3", "rotation": "30"}),
+            ("box", {"xtl": "2", "ytl": "3", "xbr": "9", "ybr": "8", "rotation": "45"}),
+            ("mask", {"left": "4", "top": "5", "width": "3", "height": "2", "rle": "1, 4, 1"})]:
+        shape = ET.SubElement(extra, tag, label=label, **attrs)
+        ET.SubElement(shape, "attribute", name="occluded").text = "no"
+    return ET.tostring(out, encoding="utf-8", xml_declaration=True)
+
+
+def voc_masks_files(root: Path | None = None) -> dict[str, bytes]:
+    """The real ``voc_labelme`` Segmentation mask data as {relative path: bytes} (no labelmap:
+    the 21 VOC labels apply)."""
+    root = root or DATA / "voc_labelme"
+    return {f"{d}/{p.name}": p.read_bytes() for d in ("SegmentationClass", "SegmentationObject",
+                                                      "JPEGImages")
+            for p in sorted((root / d).iterdir())}
+
+
+def zip_of(members: dict[str, bytes], compress: bool = True) -> bytes:
+    """A plain zip of ``members`` (deflated unless ``compress`` is false)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            info.external_attr = 0o100644 << 16
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def raw_zip(entries: list[dict]) -> bytes:
+    """A zip written byte by byte, for what ``zipfile`` will not write. Entry keys: ``name``
+    (bytes), ``data`` (bytes as stored), ``method`` (0), ``file_size`` (len(data)), ``attr``
+    (external attributes, default a regular file), ``offset`` (make the central record point
+    at another entry's local header: overlapping entries)."""
+    import struct
+    out, central = bytearray(), bytearray()
+    for e in entries:
+        data, name = e["data"], e["name"]
+        crc, size = zlib.crc32(e.get("plain", data)), e.get("file_size", len(data))
+        offset = len(out)
+        out += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, e.get("method", 0), 0, 0x21,
+                           crc, len(data), size, len(name), 0) + name + data
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", (3 << 8) | 20, 20, 0,
+                               e.get("method", 0), 0, 0x21, crc, len(data), size, len(name), 0, 0,
+                               0, 0, e.get("attr", 0o100644 << 16), e.get("offset", offset)) + name
+    n = len(entries)
+    return bytes(out + central + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, len(central),
+                                             len(out), 0))

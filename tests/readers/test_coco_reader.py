@@ -27,8 +27,8 @@ from maskcore import draw
 from maskcore import geometry as G
 from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
 from maskcore.palette import class_colors
-from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, dataset_name, index_coco, items_table,
-                                   meta_from_index, parse_geometry, parse_item,
+from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, _coords, dataset_name, index_coco,
+                                   items_table, meta_from_index, parse_geometry, parse_item,
                                    rle_counts_from_string, rle_to_bitmap)
 
 M = pytest.importorskip("pycocotools.mask")
@@ -377,6 +377,8 @@ BAD = [
     ({"category_id": 0, "segmentation": [[0, 0, 1, float("nan"), 1, 1]]}, AnnotationError, "finite"),
     ({"category_id": 0, "segmentation": [[0, 0, 1, float("inf"), 1, 1]]}, AnnotationError, "finite"),
     ({"category_id": 0, "segmentation": [[0, 0, 1, 2**31 + 1, 1, 1]]}, AnnotationError, "2\\*\\*31"),
+    ({"category_id": 0, "segmentation": [[0, 0, 1, 10**400, 1, 1]]}, AnnotationError, r"\[0\]\[3\]"),
+    ({"category_id": 0, "segmentation": [[0, 0, 1, -1e300, 1, 1]]}, AnnotationError, r"\[0\]\[3\]"),
     ({"category_id": 0, "segmentation": [{"size": [6, 5], "counts": [30]}]}, AnnotationError, "list of numbers"),
     ({"category_id": 0, "segmentation": "x"}, AnnotationError, "expected a list of rings"),
     ({"category_id": 0, "segmentation": []}, AnnotationError, "got neither"),
@@ -612,3 +614,18 @@ def test_export_to_supervisely_layout(tmp_path, request):
         assert copied == (LABELME.parent / image["file_name"]).read_bytes()
         ann = json.loads((ds / "ann" / f"{row['out_name']}.json").read_text())
         sly.Annotation.from_json(ann, meta)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-2**32, 2**32) | st.floats(-2.0**32, 2.0**32) | st.floats()
+                | st.sampled_from([True, None, "1", 10**400]), max_size=8))
+def test_coords_bulk_check_equals_the_per_number_rule(values):
+    """``_coords`` checks the usual all-numbers list in bulk; the verdict and the values are
+    those of the per-number rule (int or float, not bool, finite, magnitude <= 2**31)."""
+    ok = all(type(v) in (int, float) and abs(v) <= 2**31 for v in values)
+    if not ok:
+        with pytest.raises(AnnotationError, match=r"x\[\d+\]: expected a finite number"):
+            _coords(values, "x")
+        return
+    got = _coords(values, "x")
+    assert got.dtype == np.float64 and got.tolist() == [float(v) for v in values]
