@@ -6,7 +6,18 @@ temporary folder. maskcore is timed per step (read, parse, decode, rasterize, co
 per kind, write); the reference end to end per item. One process, one core, interleaved repeats;
 the best of ``--repeat`` runs is kept. Prints a Markdown table for BENCHMARKS.md.
 
+With ``--floor``, each step is also timed at its floor on the same items and outputs: the
+fastest installed codec or copy doing only that step's unavoidable work (deflate of the same
+filtered scanlines, JPEG decode, ``json.loads``, two copies of the photo into the preview, a
+plain create + write of the same bytes without temporary + rename).
+
+Outputs go to a temporary folder under ``--workdir`` (default: the system's temporary folder).
+On the machine of BENCHMARKS.md, creating a file anywhere under /tmp costs 0.6-0.9 ms (0.01-0.08
+ms elsewhere on the same disk), which alone made ``write`` 20+ ms per image: pass
+``--workdir /var/tmp`` to measure the code rather than that folder.
+
 Usage: python benchmarks/bench.py [PROJECT ...] [--repeat 3] [--thickness 2] [--no-reference]
+                                  [--floor] [--workdir DIR]
        (default projects: examples/sly_catsdogs/{vector,instance,keypoints})
 """
 
@@ -61,6 +72,50 @@ def run_maskcore(project: Path, dst: Path, thickness: int, clock: StepClock) -> 
     return len(rows)
 
 
+def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock) -> None:
+    """Each step's floor on the same items: only the unavoidable codec work or copy."""
+    import io
+    import os
+
+    import numpy as np
+    from isal import isal_zlib
+    from PIL import Image
+
+    from maskcore.codec.image import decode_image
+    from maskcore.codec.png import _filter_up
+
+    source, _, rows = _items(project)
+    for row in rows:
+        with clock.step("read"):
+            ann_bytes = source.read_bytes(row["ann_path"])
+            img_bytes = source.read_bytes(row["img_path"])
+        with clock.step("parse"):
+            json.loads(ann_bytes)
+        with clock.step("decode.image"):
+            image = decode_image(img_bytes)
+        with clock.step("compose.human"):
+            both = np.empty((image.shape[0], 2 * image.shape[1], 3), np.uint8)
+            both[:, :image.shape[1]] = image
+            both[:, image.shape[1]:] = image
+        out_dir, stem = row["out_dir"], row["mask_stem"]
+        files = [(f"{out_dir}/masks_machine/{stem}.png", "encode.machine"),
+                 (f"{out_dir}/masks_human/{stem}.png", "encode.human")]
+        files += [(str(p.relative_to(ours)), "encode.instance")
+                  for p in sorted((ours / out_dir / "masks_instances" / stem).glob("*.png"))]
+        for rel, step in files:
+            data = (ours / rel).read_bytes()
+            pixels = np.asarray(Image.open(io.BytesIO(data)))
+            filtered = memoryview(_filter_up(pixels.reshape(pixels.shape[0], -1))).cast("B")
+            with clock.step(step):
+                isal_zlib.compress(filtered, 1)
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with clock.step("write"):
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.write(fd, data)
+                os.close(fd)
+
+
 def run_reference(project: Path, dst: Path, thickness: int) -> tuple[int, float]:
     import supervisely as sly
 
@@ -81,31 +136,46 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--thickness", type=int, default=2)
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--floor", action="store_true", help="also time each step at its floor")
+    p.add_argument("--workdir", default=None, help="where the temporary output folders go")
     args = p.parse_args()
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
-    best_ours, best_ref, n_items = None, None, 0
+    best_ours, best_ref, best_floor, n_items = None, None, {}, 0
     for _ in range(args.repeat):
-        clock, n_items, ref_s = StepClock(), 0, 0.0
+        clock, floor, n_items, ref_s = StepClock(), StepClock(), 0, 0.0
         for project in args.projects:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
                 n_items += run_maskcore(project, Path(tmp) / "ours", args.thickness, clock)
+                if args.floor:
+                    run_floor(project, Path(tmp) / "floor", Path(tmp) / "ours", floor)
                 if not args.no_reference:
                     ref_s += run_reference(project, Path(tmp) / "ref", args.thickness)[1]
                 shutil.rmtree(tmp, ignore_errors=True)
         total = sum(clock.seconds.values())
         if best_ours is None or total < sum(best_ours.values()):
             best_ours = dict(clock.seconds)
+        for name, sec in floor.seconds.items():
+            best_floor[name] = min(sec, best_floor.get(name, sec))
         if not args.no_reference and (best_ref is None or ref_s < best_ref):
             best_ref = ref_s
     ours_total = sum(best_ours.values())
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}; "
           f"{n_items} images from {', '.join(str(p) for p in args.projects)}; masks {KINDS}; "
           f"thickness {args.thickness}; best of {args.repeat}\n")
-    print("| step | maskcore ms/image |\n|---|---:|")
+    if best_floor:
+        print("| step | maskcore ms/image | floor ms/image | gap |\n|---|---:|---:|---:|")
+    else:
+        print("| step | maskcore ms/image |\n|---|---:|")
     for name in sorted(best_ours, key=lambda k: -best_ours[k]):
-        print(f"| {name} | {1000 * best_ours[name] / n_items:.2f} |")
-    print(f"| **total** | **{1000 * ours_total / n_items:.2f}** |\n")
+        line = f"| {name} | {1000 * best_ours[name] / n_items:.2f} |"
+        if best_floor:
+            fl = best_floor.get(name, 0.0)
+            line += f" {1000 * fl / n_items:.2f} | {best_ours[name] / fl:.1f}x |" if fl else " - | - |"
+        print(line)
+    floor_total = sum(best_floor.values())
+    print(f"| **total** | **{1000 * ours_total / n_items:.2f}** |"
+          + (f" {1000 * floor_total / n_items:.2f} | {ours_total / floor_total:.2f}x |" if best_floor else "") + "\n")
     if best_ref is not None:
         print(f"reference (Supervisely SDK, app's way): {1000 * best_ref / n_items:.1f} ms/image; "
               f"maskcore: {1000 * ours_total / n_items:.1f} ms/image; "

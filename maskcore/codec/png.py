@@ -19,6 +19,7 @@ Conventions:
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +102,82 @@ def encode_png(
     ``deflate`` names a backend in ``DEFLATE_BACKENDS`` (default ``DEFAULT_DEFLATE``).
     """
     rows, channels, color_type = _validate_pixels(pixels, palette)
-    return _png_file(_filter_up(rows), pixels.shape[:2], channels, color_type, _backend(deflate), palette)
+    height, width = rows.shape
+    with _scanlines(height, width + 1, zeroed=False) as filtered:
+        _filter_up(rows, out=filtered)
+        return _png_file(filtered, pixels.shape[:2], channels, color_type, _backend(deflate), palette)
+
+
+def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[int, int], *,
+                      deflate: str | None = None) -> bytes:
+    """``encode_png(canvas)`` (the same bytes) for a grey (H, W) ``canvas`` that is 0 everywhere
+    except ``canvas[top:top + h, left:left + w] = window``, without building the canvas.
+
+    Up-filtered scanlines of such a canvas are zero outside the window's rows, plus one row
+    below it (``-window[-1]``): only those are written, into scanlines kept zero between calls
+    (one object mask of 1024x1024 measured 0.26 -> 0.1 ms; a fresh 1 MB canvas and filter
+    buffer per mask cost page faults).
+    """
+    if not isinstance(window, np.ndarray) or window.dtype != np.uint8 or window.ndim != 2:
+        raise TypeError(f"encode_png_window: expected a 2-D uint8 window, got "
+                        f"{getattr(window, 'dtype', type(window).__name__)} {getattr(window, 'shape', '')}")
+    height, width = (int(v) for v in size_hw)
+    if not (1 <= height <= _MAX_SIDE and 1 <= width <= _MAX_SIDE):
+        raise ValueError(f"encode_png_window: expected 1 <= H, W <= {_MAX_SIDE}, got {size_hw}")
+    wh, ww = window.shape
+    if window.size and not (0 <= top and 0 <= left and top + wh <= height and left + ww <= width):
+        raise ValueError(f"encode_png_window: window {ww}x{wh} (WxH) at row {top}, column {left} "
+                         f"is not inside the {width}x{height} canvas")
+    with _scanlines(height, width + 1, zeroed=True) as filtered:
+        try:
+            if window.size:
+                cols = slice(1 + left, 1 + left + ww)
+                filtered[top, cols] = window[0]
+                np.subtract(window[1:], window[:-1], out=filtered[top + 1:top + wh, cols])
+                if top + wh < height:
+                    np.negative(window[-1], out=filtered[top + wh, cols])
+            return _png_file(filtered, (height, width), 1, 0, _backend(deflate))
+        finally:
+            if window.size:
+                filtered[top:top + wh + 1, 1 + left:1 + left + ww].fill(0)
+
+
+_SCRATCH_MAX_BYTES = 2**26
+_scratch = threading.local()
+
+
+class _scanlines:
+    """A (height, stride) uint8 buffer for filtered scanlines with column 0 set to 2 (Up).
+
+    Up to ``_SCRATCH_MAX_BYTES`` it is one buffer per thread and kind, reused from call to call:
+    touching a fresh multi-MB allocation costs a page fault per 4 KiB (measured ~2.5 ms per
+    3 MB here). ``zeroed=True`` gives a buffer whose other bytes are 0 on entry: its user must
+    zero what it wrote before leaving; ``zeroed=False`` promises nothing (the user writes every
+    byte)."""
+
+    def __init__(self, height: int, stride: int, *, zeroed: bool) -> None:
+        self.shape, self.slot = (height, stride), "zeroed" if zeroed else "dense"
+        self.owned = None
+
+    def __enter__(self) -> np.ndarray:
+        size = self.shape[0] * self.shape[1]
+        if size > _SCRATCH_MAX_BYTES:
+            rows = np.zeros(self.shape, np.uint8)
+        else:
+            buf = getattr(_scratch, self.slot, None)
+            if buf is None or buf.size < size:
+                buf = np.zeros(max(size, 2**20), np.uint8)
+            setattr(_scratch, self.slot, None)  # a nested call gets a buffer of its own
+            self.owned = buf
+            rows = buf[:size].reshape(self.shape)
+        rows[:, 0] = 2
+        return rows
+
+    def __exit__(self, *exc) -> None:
+        if self.owned is not None:
+            if self.slot == "zeroed":
+                self.owned[: self.shape[0] * self.shape[1]].reshape(self.shape)[:, 0] = 0
+            setattr(_scratch, self.slot, self.owned)
 
 
 def _png_file(filtered: np.ndarray, size_hw, channels: int, color_type: int, backend: _Deflate,
@@ -202,10 +278,10 @@ def _validate_palette(pixels: np.ndarray, palette: np.ndarray, channels: int) ->
         raise ValueError(f"encode_png: index {top} is outside a palette of {palette.shape[0]} colours")
 
 
-def _filter_up(rows: np.ndarray) -> np.ndarray:
+def _filter_up(rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """PNG scanlines with filter type 2 (Up): each row minus the row above, modulo 256."""
     height, width = rows.shape
-    out = np.empty((height, width + 1), np.uint8)
+    out = np.empty((height, width + 1), np.uint8) if out is None else out
     out[:, 0] = 2
     out[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])

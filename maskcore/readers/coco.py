@@ -65,6 +65,7 @@ from ..errors import (AnnotationError, ItemError, LimitError, MaskcoreError, Pro
 from ..model import Annotation, Label, ObjClass, ProjectMeta
 from ..palette import class_colors
 from ..storage import cat_whole, filesystem, redact
+from .values import canvas_size_hw
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
 DEFAULT_MAX_JSON_BYTES = 2**30
@@ -287,16 +288,7 @@ def _tags(ann: dict, geometry: G.Geometry) -> tuple[dict, ...]:
 
 
 def _image_size(image: dict, where: str) -> tuple[int, int]:
-    hw = []
-    for key in ("height", "width"):
-        v = image.get(key)
-        if type(v) is float and v.is_integer():
-            v = int(v)
-        if type(v) is not int or not 0 < v <= COORD_LIMIT:
-            raise AnnotationError(f"image.{key}: expected an integer in 1..2**31, got {v!r:.60}",
-                                  where=where)
-        hw.append(v)
-    return hw[0], hw[1]
+    return canvas_size_hw(image, "image", where)
 
 
 def parse_item(obj: Any, category_names: dict, meta: ProjectMeta, where: str, *,

