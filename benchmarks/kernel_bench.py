@@ -6,7 +6,8 @@ exterior, and its holes as one fill; multipolygon parts likewise), or ``--synthe
 
   ours.per_object     ``fill_poly`` once per fill
   ours.batch          ``fill_polys`` once per image (what ``draw.coverages`` does)
-  ours.batch_images   ``fill_polys`` once per ``--images-per-batch`` images of one size
+  ours.batch_images   ``fill_polys`` once per ``--images-per-batch`` images of one size (a
+                      comma list gives one variant per size: the partition-level batch)
   cv2.full_canvas     ``np.zeros(size_hw)`` + ``cv2.fillPoly`` per fill: a per-object mask, as ours
   cv2.box_canvas      ``np.zeros(fill's box)`` + ``cv2.fillPoly(..., offset)`` per fill: the
                       cheapest per-object masks with OpenCV (clips at its box, not at the image
@@ -22,7 +23,7 @@ medians of ``--repeat`` interleaved runs. "Crossings" are the (edge, row) pairs 
 canvas: the scanline work of OpenCV's fill and ours.
 
 Usage: python benchmarks/kernel_bench.py [PROJECT ...] [--synthetic N] [--repeat 7]
-                                         [--images-per-batch 4]
+                                         [--images-per-batch 4,16]
 """
 
 from __future__ import annotations
@@ -114,15 +115,17 @@ def check_exact(images, cv2) -> int:
     return diff
 
 
-def variants(images, cv2, images_per_batch: int) -> dict:
+def variants(images, cv2, images_per_batch: list[int]) -> dict:
     """name -> function running that variant over every image."""
     cv_images = [(size_hw, [[r.astype(np.int32) for r in rings] for rings in fills])
                  for size_hw, fills, _ in images]
     by_size = defaultdict(list)
     for size_hw, fills, _ in images:
         by_size[size_hw].append(fills)
-    groups = [(size_hw, [f for fills in runs[i:i + images_per_batch] for f in fills])
-              for size_hw, runs in by_size.items() for i in range(0, len(runs), images_per_batch)]
+
+    def groups(n: int):
+        return [(size_hw, [f for fills in runs[i:i + n] for f in fills])
+                for size_hw, runs in by_size.items() for i in range(0, len(runs), n)]
 
     def per_object():
         for size_hw, fills, _ in images:
@@ -133,9 +136,13 @@ def variants(images, cv2, images_per_batch: int) -> dict:
         for size_hw, fills, _ in images:
             fill_polys(fills, size_hw)
 
-    def batch_images():
-        for size_hw, fills in groups:
-            fill_polys(fills, size_hw)
+    def batch_images(n: int):
+        batches = groups(n)
+
+        def run():
+            for size_hw, fills in batches:
+                fill_polys(fills, size_hw)
+        return run
 
     def cv_full():
         for size_hw, fills in cv_images:
@@ -168,7 +175,7 @@ def variants(images, cv2, images_per_batch: int) -> dict:
             coverages(geoms, size_hw)
 
     return {"ours.per_object": per_object, "ours.batch": batch,
-            f"ours.batch_images (x{images_per_batch})": batch_images,
+            **{f"ours.batch_images (x{n})": batch_images(n) for n in images_per_batch},
             "cv2.full_canvas": cv_full, "cv2.box_canvas": cv_box, "cv2.shared_canvas": cv_shared,
             "draw.coverage (per label)": draw_per_label, "draw.coverages (per image)": draw_batch}
 
@@ -179,7 +186,8 @@ def main() -> None:
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="N synthetic images instead of (or besides) projects")
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--images-per-batch", type=int, default=4)
+    p.add_argument("--images-per-batch", default="4",
+                   help="images per fill_polys call, comma-separated for several variants")
     args = p.parse_args()
     try:
         import cv2
@@ -195,7 +203,7 @@ def main() -> None:
     n_fills = sum(len(f) for _, f, _ in images)
     n_cross = sum(crossings(f, s) for s, f, _ in images)
     diff = check_exact(images, cv2)
-    runs = variants(images, cv2, args.images_per_batch)
+    runs = variants(images, cv2, [int(n) for n in args.images_per_batch.split(",")])
     times = {name: [] for name in runs}
     for _ in range(args.repeat):
         for name, run in runs.items():

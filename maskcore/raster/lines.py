@@ -205,20 +205,32 @@ def pixel_offsets(x0, y0, x1, y1, stride, origin=0) -> np.ndarray:
     major, minor = np.maximum(dx, dy), np.minimum(dx, dy)
     step_major = np.where(vert, step_y, 1)
     step_minor = np.where(vert, 1, step_y)
+    if major.size == 0:
+        return np.zeros(0, dtype=np.int64)
     counts = major + 1
     start = np.cumsum(counts) - counts
-    n_pixels = int(start[-1] + counts[-1]) if counts.size else 0
-    # Pixel j of the batch is step i = j - start of its segment; the minor coordinate has moved
-    # k = floor((2 * minor * i + major - 1) / (2 * major)) times (OpenCV's err < 0 rule).
-    j = np.arange(n_pixels, dtype=np.int64)
-    k = j * (2 * minor).repeat(counts)
-    k += (np.maximum(major - 1, 0) - 2 * minor * start).repeat(counts)
-    k //= np.maximum(2 * major, 1).repeat(counts)
-    k *= step_minor.repeat(counts)
-    flat = j * step_major.repeat(counts)
-    flat += (sx + sy * stride + origin - start * step_major).repeat(counts)
-    flat += k
-    return flat
+    # The pixels are a running sum: every step adds step_major, plus step_minor on the steps
+    # where the minor coordinate moves, and a segment's first pixel adds the jump from the
+    # previous segment's last one.  Only the sum(minor) minor steps need a division: the m-th
+    # (m = 1 .. minor) is step i = floor((2 * major * m - major + 2 * minor) / (2 * minor)),
+    # the first i where OpenCV's err < 0 rule has moved the minor coordinate m times:
+    # k(i) = floor((2 * minor * i + major - 1) / (2 * major)) >= m, solved for i.
+    first = sx + sy * stride + origin
+    last = first + major * step_major + minor * step_minor
+    steps = step_major.repeat(counts)
+    steps[start] = first
+    steps[start[1:]] -= last[:-1]
+    n_minor = int(minor.sum())
+    if n_minor:
+        m_first = np.cumsum(minor) - minor
+        two_major, two_minor = 2 * major, np.maximum(2 * minor, 1)
+        i = np.arange(n_minor, dtype=np.int64)
+        i *= two_major.repeat(minor)
+        i += (two_major * (1 - m_first) - major + two_minor).repeat(minor)
+        i //= two_minor.repeat(minor)
+        i += start.repeat(minor)
+        steps[i] += step_minor.repeat(minor)
+    return np.cumsum(steps, out=steps)
 
 
 def polyline_segments(points_xy: np.ndarray, closed: bool) -> tuple[np.ndarray, np.ndarray]:
