@@ -27,10 +27,11 @@ def paint(canvas: np.ndarray, patch: Patch, value) -> None:
         return
     region = canvas[patch.window()]
     if patch.mask.dtype == bool and _pixel_rows(region):
-        # pixels as runs of bytes: a (rows, W * C) view with the colour tiled along the row runs
-        # numpy's inner loop over whole rows instead of over 3 channels (measured 2-3x faster)
-        np.copyto(_byte_rows(region), _tiled(value, region, patch.mask.shape[1]),
-                  where=_repeat_columns(patch.mask, region.shape[2]))
+        # each pixel one C-byte element: the (H, W) mask selects whole pixels, no mask repeated
+        # per channel (measured 8x faster than a (H, W * C) byte mask on polygon-shaped masks)
+        pixel = np.empty((1, 1, region.shape[2]), np.uint8)
+        pixel[...] = value  # an int fills every channel
+        np.copyto(_pixels(region), _pixels(pixel), where=patch.mask)
     elif patch.mask.dtype == bool:
         where = patch.mask if region.ndim == 2 else patch.mask[..., None]
         np.copyto(region, np.asarray(value, dtype=region.dtype), where=where)
@@ -49,12 +50,13 @@ def overlay_half(overlay: np.ndarray, patch: Patch, colour) -> None:
         # floor((v + c) / 2) per byte as (v & c) + ((v ^ c) >> 1), which cannot overflow, on a
         # (rows, W * 3) byte view with the colour tiled along the row: whole rows per numpy call
         # (measured 2.5x faster than three per-channel lookup tables on the facade set)
+        # and the result copied as whole C-byte pixels under the (H, W) mask (see ``paint``)
         rows = _byte_rows(region)
         tiled = _tiled(colour, region, patch.mask.shape[1])
         mixed = np.bitwise_xor(rows, tiled)
         mixed >>= 1
         mixed += rows & tiled
-        np.copyto(rows, mixed, where=_repeat_columns(patch.mask, region.shape[2]))
+        np.copyto(_pixels(region), _pixels(mixed.reshape(region.shape)), where=patch.mask)
     elif patch.mask.dtype == bool:  # a canvas without contiguous pixels: per channel
         mixed = (region.astype(np.uint16) + np.asarray(colour, np.uint16)) >> 1
         np.copyto(region, mixed.astype(np.uint8), where=patch.mask[..., None])
@@ -81,6 +83,7 @@ def _byte_rows(region: np.ndarray) -> np.ndarray:
     return np.reshape(region, (region.shape[0], -1), copy=False)  # raises rather than copy
 
 
-def _repeat_columns(mask: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W) bool -> (H, W * channels) bool, each pixel's flag once per channel."""
-    return np.repeat(mask.view(np.uint8), channels, axis=1).view(bool)
+def _pixels(region: np.ndarray) -> np.ndarray:
+    """An (H, W, C) uint8 array whose pixels are contiguous as an (H, W) array of C-byte
+    elements (numpy ``V<C>``): a masked copy then moves whole pixels."""
+    return region.view(np.dtype((np.void, region.shape[2])))[..., 0]

@@ -125,12 +125,15 @@ def run_item(spec: TaskSpec, row: dict) -> dict:
         if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
             result["status"] = "unchanged"
         else:
+            # copies of the inputs (img/, ann/) are the very same bytes objects: hashed once
+            known = {id(ann_bytes): result["ann_sha256"], id(image_bytes): result["img_sha256"]}
             for path, data in render_item(spec, row, ann_bytes, image_bytes, warn):
                 if path.startswith(LIST_PREFIX):
                     result["lines"].append({"path": path[len(LIST_PREFIX):],
                                             "line": data.decode("utf-8")})
                     continue
-                result["outputs"].append({"path": path, "bytes": len(data), "sha256": _sha(data)})
+                sha = known.get(id(data)) if data is ann_bytes or data is image_bytes else None
+                result["outputs"].append({"path": path, "bytes": len(data), "sha256": sha or _sha(data)})
                 spec.sink.write(path, data)
             result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
     except Exception as exc:  # one bad item never stops the partition

