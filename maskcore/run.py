@@ -316,9 +316,10 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     from distributed import as_completed
 
     run_token = uuid.uuid4().hex[:12]
-    spec_future = client.scatter(spec, broadcast=True)
+    # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
+    # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
-    futures = [client.submit(task, spec_future, part, key, key=f"maskcore-{run_token}-{i}",
+    futures = [client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
                              pure=False, retries=2)
                for i, part, key in todo]
     results = []

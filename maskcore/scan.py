@@ -144,8 +144,9 @@ def scan_partitions(client: Any, source: Any, meta: ProjectMeta, parts: list[pa.
         tables = [scan_table(source, meta, part) for part in parts]
     else:
         token = uuid.uuid4().hex[:12]
-        shared = client.scatter([source, meta], broadcast=True)
-        futures = [client.submit(scan_table, shared[0], shared[1], part, key=f"maskcore-scan-{token}-{i}",
+        # source and meta are small (a few KB pickled) and travel with each task: no broadcast
+        # scatter, whose peer-to-peer replication was seen to hang a worker on a loaded machine
+        futures = [client.submit(scan_table, source, meta, part, key=f"maskcore-scan-{token}-{i}",
                                  pure=False, retries=2) for i, part in enumerate(parts)]
         tables = client.gather(futures)
     return pa.concat_tables(tables) if tables else SCAN_SCHEMA.empty_table()

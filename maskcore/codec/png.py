@@ -8,9 +8,13 @@ Conventions:
   scanline uses filter 2 (Up), vectorised: measured smallest at equal time among None/Sub/Up for
   class masks, colour masks and photo previews (Paeth: a few % smaller, 4-30x slower). Single
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
-- Deflate: ISA-L (``isal``) level 1 when installed, else zlib-ng, else stdlib zlib. zlib-ng and
-  zlib use the RLE strategy for one-channel images. Output bytes are a pure function of the pixels
-  and the backend (no timestamps, no text chunks); pixels decode identically with any backend.
+- Deflate: zlib-ng level 1 when installed (a runtime dependency), else ISA-L (``isal``) level 1,
+  else stdlib zlib. zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
+  a pure function of the pixels and the backend (no timestamps, no text chunks); pixels decode
+  identically with any backend. ISA-L is not the default although it is as fast: its level-1
+  stream for the same bytes was seen to differ between long-lived worker processes (two valid
+  streams for one 6x7 mask, about one run in five of tests/hostile/test_hostile_names.py; not
+  reproduced in a fresh process), which breaks "same inputs, same bytes".
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an
   unknown critical chunk is an error, a bad ancillary chunk is skipped, missing IEND (a truncated
   file) is an error, data after IEND is ignored.
@@ -78,7 +82,7 @@ except ImportError:  # optional: the next backend is used
     pass
 
 DEFLATE_BACKENDS["zlib"] = _zlib_like(zlib)
-DEFAULT_DEFLATE = next(name for name in ("isal", "zlib-ng", "zlib") if name in DEFLATE_BACKENDS)
+DEFAULT_DEFLATE = next(name for name in ("zlib-ng", "isal", "zlib") if name in DEFLATE_BACKENDS)
 
 
 def _clear_wide_simd_state() -> None:

@@ -59,12 +59,12 @@ cannot be told apart in the class mask.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 
 import numpy as np
 
+from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing
 from .. import geometry as g
 from ..codec.png import encode_png_lut
 from ..draw import RULES, coverage, coverages
@@ -76,7 +76,6 @@ from ..palette import voc_colormap
 from ..raster.patch import Patch, empty_patch, union
 from ..timing import NO_CLOCK
 
-DEFAULT_MAX_CANVAS_PIXELS = 2**28
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)
 LABELMAP_HEADER = "# label:color_rgb:parts:actions"
@@ -110,9 +109,7 @@ class CvatMasksLayout:
         rule = opts.pop("rule", "coco")
         if rule not in RULES:
             raise ConfigError(f"rule: expected one of {list(RULES)}, got {rule!r}")
-        max_pixels = opts.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
-            raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
+        max_pixels = max_canvas_option(opts)
         overflow = opts.pop("instance_overflow", "fail")
         if overflow not in OVERFLOW_MODES:
             raise ConfigError(f"instance_overflow: expected one of {list(OVERFLOW_MODES)}, "
@@ -216,7 +213,7 @@ class CvatMasksLayout:
         except ValueError:  # draw one by one: names the object the kernel refuses
             patches = []
             for lb in labels:
-                with _drawing(item, lb):
+                with drawing(item, lb):
                     patches.append(coverage(shape(lb.geometry), size_hw, 1, self.rule))
         return [p if p.mask.dtype == bool else Patch(p.top, p.left, p.mask != 0) for p in patches]
 
@@ -365,11 +362,3 @@ def _labelmap_name_problem(name: str) -> str | None:
     return None
 
 
-@contextmanager
-def _drawing(item: ItemData, label):
-    """The kernel's own limits (coordinates beyond int32, ...) as the label's AnnotationError."""
-    try:
-        yield
-    except ValueError as exc:
-        raise AnnotationError(f"cannot draw this {label.geometry.geometry_type}: {exc}",
-                              where=f"{item.where}/object {label.object_index}") from None

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option
 from ..codec.png import encode_png
 from ..draw import coverage, coverages
 from ..errors import AnnotationError, ConfigError, LimitError, RefusedError
@@ -47,7 +48,6 @@ CONVENTIONS = ("documented", "sdk")
 MAX_IDS = {"documented": 255, "sdk": 65535}
 FIRST_ID = {"documented": 1, "sdk": 2}
 SDK_UNKNOWN_CHANNEL = 1
-DEFAULT_MAX_CANVAS_PIXELS = 2**28
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"
 
 Output = tuple[str, bytes]
@@ -113,9 +113,7 @@ class IsahitLayout:
         thickness = opts.pop("thickness", 2)
         if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
             raise ConfigError(f"thickness: expected an integer 1..1000, got {thickness!r}")
-        max_pixels = opts.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
-            raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
+        max_pixels = max_canvas_option(opts)
         replace_ext = _flag(opts.pop("replace_extension", False), "replace_extension")
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'isahit': {sorted(opts)}; expected some of "

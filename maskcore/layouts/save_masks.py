@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, fit_canvas
 from .. import geometry as g
 from ..codec.image import decode_image
 from ..codec.png import encode_png
@@ -44,7 +45,6 @@ from ..errors import ConfigError, LimitError, MissingImageError
 from ..item import ItemData
 from ..model import ObjClass, ProjectMeta
 from ..timing import NO_CLOCK
-from .supervisely import DEFAULT_MAX_CANVAS_PIXELS, _drawing, _fit_canvas
 
 Color = tuple[int, int, int]
 ColorMap = tuple[tuple[str, Color], ...]     # (class title, [r, g, b]) sorted by title
@@ -153,7 +153,7 @@ class SaveMasksLayout:
         covers = dict(zip(map(id, filled), batch)) if batch is not None else {}
         out = []
         for lb in labels:
-            with _drawing(item, lb):
+            with drawing(item, lb):
                 cover = covers.get(id(lb))
                 if cover is None and not isinstance(lb.geometry, g.Cuboid2d):
                     cover = coverages([lb.geometry], size_hw, self.thickness)[0]
@@ -171,7 +171,7 @@ class SaveMasksLayout:
         if image.shape[:2] != (h, w):
             warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
                  f"masks use the annotation's size; the human mask crops or pads the image to it")
-            image = _fit_canvas(image, h, w)
+            image = fit_canvas(image, h, w)
         with clock.step("compose.human"):
             colours = {title: human_colour(c) for title, c in self.human_colors}
             return human_picture(image, colour_mask(drawings, colours, (h, w)))

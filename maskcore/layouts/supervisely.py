@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing, fit_canvas
 from ..codec.image import decode_image
 from ..codec.png import encode_png, encode_png_window
 from ..compose import overlay_half, paint
 from ..draw import colour_layers, coverage, coverages, label_area
-from ..errors import AnnotationError, ConfigError, LimitError, MissingImageError
+from ..errors import ConfigError, LimitError, MissingImageError
 from ..item import ItemData
 from ..model import ProjectMeta
 from ..names import safe_component
@@ -48,7 +48,6 @@ from ..raster.resize import resize_area
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
 MAX_MACHINE_CLASSES = 255
-DEFAULT_MAX_CANVAS_PIXELS = 2**28
 
 Output = tuple[str, bytes]
 
@@ -87,9 +86,7 @@ class SuperviselyMasksLayout:
         resize = opts.pop("human_resize_percent", None)
         if resize is not None and not (isinstance(resize, (int, float)) and 0 < resize <= 100):
             raise ConfigError(f"human_resize_percent: expected a number in (0, 100], got {resize!r}")
-        max_pixels = opts.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
-        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
-            raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
+        max_pixels = max_canvas_option(opts)
         layout = cls(masks=tuple(m for m in MASK_KINDS if m in masks), thickness=thickness,
                      human_resize_percent=resize,
                      copy_images=bool(opts.pop("copy_images", True)),
@@ -148,7 +145,7 @@ class SuperviselyMasksLayout:
                 layers = []
                 for lb, cover in zip(ann.labels, patches):
                     cls = classes[lb.class_title]
-                    with _drawing(item, lb):
+                    with drawing(item, lb):
                         layers.append(colour_layers(lb.geometry, cover, cls.color_rgb, ann.size_hw,
                                                     self.thickness, cls.geometry_config))
         if "machine" in self.masks:
@@ -184,7 +181,7 @@ class SuperviselyMasksLayout:
         except ValueError:  # draw one by one: names the object the kernel refuses
             out = []
             for lb in labels:
-                with _drawing(item, lb):
+                with drawing(item, lb):
                     out.append(coverage(lb.geometry, item.annotation.size_hw, self.thickness))
             return out
 
@@ -214,7 +211,7 @@ class SuperviselyMasksLayout:
         if image.shape[:2] != (h, w):
             warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
                  f"masks use the annotation's size; the preview crops or pads the image to it")
-            image = _fit_canvas(image, h, w)
+            image = fit_canvas(image, h, w)
         with clock.step("compose.human"):
             both = _preview_canvas(h, w)
             both[:, :w] = image
@@ -239,16 +236,6 @@ class SuperviselyMasksLayout:
                 out.append((f"{item.out_dir}/masks_instances/{item.mask_stem}/{name}.png",
                             encode_png_window(window, patch.top, patch.left, (h, w))))
         return out
-
-
-@contextmanager
-def _drawing(item: ItemData, label):
-    """The kernel's own limits (coordinates beyond int32, ...) as the label's AnnotationError."""
-    try:
-        yield
-    except ValueError as exc:
-        raise AnnotationError(f"cannot draw this {label.geometry.geometry_type}: {exc}",
-                              where=f"{item.where}/object {label.object_index}") from None
 
 
 class _InstanceNames:
@@ -310,14 +297,6 @@ def _zeros(name: str, shape: tuple[int, ...]) -> np.ndarray:
 def _preview_canvas(h: int, w: int) -> np.ndarray:
     """An uninitialised (h, 2w, 3) uint8 canvas for the preview (see ``_scratch``)."""
     return _scratch("preview", (h, 2 * w, 3))
-
-
-def _fit_canvas(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    """``image`` cropped at the right/bottom or padded with black to (h, w)."""
-    out = np.zeros((h, w, 3), np.uint8)
-    ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
-    out[:ch, :cw] = image[:ch, :cw]
-    return out
 
 
 def _overlay_label(overlay: np.ndarray, label_layers) -> None:

@@ -1,0 +1,43 @@
+"""What every layout shares: the canvas limit, naming a label the kernel refuses, fitting a photo.
+
+Conventions: canvases are (h, w) from the annotation's ``size_hw``; an error about one label is
+an ``AnnotationError`` located at ``<dataset>/<item>/object <i>``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..errors import AnnotationError, ConfigError
+from ..item import ItemData
+
+DEFAULT_MAX_CANVAS_PIXELS = 2**28
+"""Largest canvas (annotation ``size``) a layout draws; larger items fail before allocating."""
+
+
+def max_canvas_option(options: dict) -> int:
+    """Pop and check option ``max_canvas_pixels`` (default ``DEFAULT_MAX_CANVAS_PIXELS``)."""
+    value = options.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {value!r}")
+    return value
+
+
+@contextmanager
+def drawing(item: ItemData, label):
+    """The kernel's own limits (coordinates beyond int32, ...) as the label's AnnotationError."""
+    try:
+        yield
+    except ValueError as exc:
+        raise AnnotationError(f"cannot draw this {label.geometry.geometry_type}: {exc}",
+                              where=f"{item.where}/object {label.object_index}") from None
+
+
+def fit_canvas(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``image`` cropped at the right/bottom or padded with black to (h, w)."""
+    out = np.zeros((h, w, 3), np.uint8)
+    ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
+    out[:ch, :cw] = image[:ch, :cw]
+    return out
