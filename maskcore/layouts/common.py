@@ -10,7 +10,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import AnnotationError, ConfigError
+from ..codec.image import decode_image
+from ..errors import AnnotationError, ConfigError, MissingImageError
 from ..item import ItemData
 
 DEFAULT_MAX_CANVAS_PIXELS = 2**28
@@ -41,3 +42,20 @@ def fit_canvas(image: np.ndarray, h: int, w: int) -> np.ndarray:
     ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
     out[:ch, :cw] = image[:ch, :cw]
     return out
+
+
+def item_photo(item: ItemData, max_pixels: int, clock, warn, what: str, short: str | None = None
+               ) -> np.ndarray:
+    """The item's decoded photo on the annotation's canvas (cropped or padded, with a warning
+    naming ``short`` (default ``what``), when its size differs); ``MissingImageError`` saying
+    ``what`` needs it when there is none."""
+    h, w = item.annotation.size_hw
+    if item.image_bytes is None:
+        raise MissingImageError(f"the image file is missing and {what} needs it", where=item.where)
+    with clock.step("decode.image"):
+        image = decode_image(item.image_bytes, max_pixels=max_pixels, name=item.where)
+    if image.shape[:2] != (h, w):
+        warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
+             f"masks use the annotation's size; {short or what} crops or pads the image to it")
+        image = fit_canvas(image, h, w)
+    return image

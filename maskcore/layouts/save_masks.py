@@ -35,13 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, fit_canvas
+from .common import item_photo, DEFAULT_MAX_CANVAS_PIXELS, drawing
 from .. import geometry as g
-from ..codec.image import decode_image
 from ..codec.png import encode_png
 from ..compose import paint
 from ..draw import colour_layers, coverages
-from ..errors import ConfigError, LimitError, MissingImageError
+from ..errors import ConfigError, LimitError
 from ..item import ItemData
 from ..model import ObjClass, ProjectMeta
 from ..timing import NO_CLOCK
@@ -163,15 +162,7 @@ class SaveMasksLayout:
 
     def _human(self, item: ItemData, drawings, clock, warn) -> np.ndarray:
         h, w = item.annotation.size_hw
-        if item.image_bytes is None:
-            raise MissingImageError("the image file is missing and the human mask needs it",
-                                    where=item.where)
-        with clock.step("decode.image"):
-            image = decode_image(item.image_bytes, max_pixels=self.max_canvas_pixels, name=item.where)
-        if image.shape[:2] != (h, w):
-            warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
-                 f"masks use the annotation's size; the human mask crops or pads the image to it")
-            image = fit_canvas(image, h, w)
+        image = item_photo(item, self.max_canvas_pixels, clock, warn, "the human mask")
         with clock.step("compose.human"):
             colours = {title: human_colour(c) for title, c in self.human_colors}
             return human_picture(image, colour_mask(drawings, colours, (h, w)))

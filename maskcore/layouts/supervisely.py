@@ -34,12 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing, fit_canvas
-from ..codec.image import decode_image
+from .common import item_photo, DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing
 from ..codec.png import encode_png, encode_png_window
 from ..compose import overlay_half, paint
 from ..draw import colour_layers, coverage, coverages, label_area
-from ..errors import ConfigError, LimitError, MissingImageError
+from ..errors import ConfigError, LimitError
 from ..item import ItemData
 from ..model import ProjectMeta
 from ..names import safe_component
@@ -203,15 +202,7 @@ class SuperviselyMasksLayout:
 
     def _human(self, item: ItemData, layers, clock, warn) -> np.ndarray:
         h, w = item.annotation.size_hw
-        if item.image_bytes is None:
-            raise MissingImageError("the image file is missing and the human preview needs it",
-                                    where=item.where)
-        with clock.step("decode.image"):
-            image = decode_image(item.image_bytes, max_pixels=self.max_canvas_pixels, name=item.where)
-        if image.shape[:2] != (h, w):
-            warn(f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says {w}x{h}: "
-                 f"masks use the annotation's size; the preview crops or pads the image to it")
-            image = fit_canvas(image, h, w)
+        image = item_photo(item, self.max_canvas_pixels, clock, warn, "the human preview", "the preview")
         with clock.step("compose.human"):
             both = _preview_canvas(h, w)
             both[:, :w] = image
