@@ -66,7 +66,7 @@ from ..model import Annotation, Label, ObjClass, ProjectMeta
 from ..palette import class_colors
 from ..storage import cat_whole, filesystem, redact
 from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bitmap
-from .values import canvas_size_hw
+from .values import canvas_size_hw, is_utf8
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
 DEFAULT_MAX_JSON_BYTES = 2**30
@@ -352,14 +352,6 @@ def item_inline_bytes(image: dict, annotations: list) -> bytes:
                       separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _image_key(file_name: str) -> str | None:
     """``file_name`` as a path under the image folder, or None if it cannot be one."""
     path = posixpath.normpath(file_name.replace("\\", "/"))
@@ -374,7 +366,7 @@ def items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Ta
     rows, used = [], set()
     for image in index["images"]:
         name, problem = image["file_name"], None
-        if not _utf8_ok(name):
+        if not is_utf8(name):
             name = name.encode("utf-8", "backslashreplace").decode("utf-8")
             problem = f"file_name {name!r} is not valid UTF-8 (image id {image['id']!r})"
         if name in used:

@@ -54,7 +54,7 @@ from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, Pro
 from ..model import Annotation, Label, ObjClass, ProjectMeta
 from ..storage import cat_whole, filesystem, redact
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
-from .values import canvas_size_hw
+from .values import canvas_size_hw, is_utf8
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
                               ".nrrd", ".jfif"})
@@ -235,14 +235,6 @@ def _pair_dataset(anns: dict, imgs: dict) -> list[tuple[str, Any, Any]]:
     return rows
 
 
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _printable(text: str) -> str:
     """A name holding undecodable bytes (``surrogateescape``) as valid text: ``caf\\xe9.jpg``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -250,13 +242,13 @@ def _printable(text: str) -> str:
 
 def _named_rows(rows: list) -> tuple[list, list]:
     """Rows whose names are not valid UTF-8 get printable names (unique) and a problem."""
-    bad = [r for r in rows if not (_utf8_ok(r[0]) and _utf8_ok(r[1]))]
+    bad = [r for r in rows if not (is_utf8(r[0]) and is_utf8(r[1]))]
     if not bad:
         return rows, [None] * len(rows)
-    taken = {(r[0], r[1]) for r in rows if _utf8_ok(r[0]) and _utf8_ok(r[1])}
+    taken = {(r[0], r[1]) for r in rows if is_utf8(r[0]) and is_utf8(r[1])}
     out, problems = [], []
     for r in rows:
-        if _utf8_ok(r[0]) and _utf8_ok(r[1]):
+        if is_utf8(r[0]) and is_utf8(r[1]):
             out.append(r)
             problems.append(None)
             continue

@@ -24,3 +24,13 @@ def canvas_size_hw(obj: dict[str, Any], what: str, where: str) -> tuple[int, int
                                   where=where)
         hw.append(v)
     return hw[0], hw[1]
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (a name read with ``surrogateescape`` from
+    undecodable bytes cannot; pyarrow refuses it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -75,6 +75,7 @@ import numpy as np
 import pyarrow as pa
 from fsspec.core import split_protocol
 
+from .values import is_utf8
 from ..codec.image import image_size_hw
 from ..codec.png import read_png, read_png_header
 from ..errors import (AnnotationError, ImageDecodeError, ItemError, LimitError, MaskcoreError,
@@ -230,7 +231,7 @@ def index_voc_files(files: dict[str, int], lists: dict[str, list[str]]) -> pa.Ta
                "ann_bytes": (files[c] if c else 0) + (files[o] if o else 0) if ann else None,
                "img_bytes": files[image] if image else None, "cls_path": c, "obj_path": o,
                "ann_inline": None if ann else b"", "problem": None}
-        if not (_utf8_ok(dataset) and _utf8_ok(name)):
+        if not (is_utf8(dataset) and is_utf8(name)):
             row = {k: None for k in row}
             row["dataset"], row["item"] = _shown(dataset), _shown(name)
             row["problem"] = (f"file name {row['item']!r} (list {row['dataset']!r}) is not valid "
@@ -238,14 +239,6 @@ def index_voc_files(files: dict[str, int], lists: dict[str, list[str]]) -> pa.Ta
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], r["item"]))
     return pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA)
-
-
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _shown(text: str) -> str:
