@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import json
 import os
 import random
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
+from test_archive import _parts, project  # noqa: F401  (the same sample project and partitions)
 
 import maskcore.archive as archive
 import maskcore.zipwriter as zw
@@ -39,8 +39,6 @@ from maskcore.archive import (
 )
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
-from maskcore.plan import partitions, plan_partitions
-from maskcore.readers import open_source
 from maskcore.run import ExportConfig, run_export
 from maskcore.sinks.fsdir import FsspecDirSink
 from maskcore.task import TaskSpec, run_partition
@@ -89,19 +87,6 @@ def _extract_all(paths: list[Path], into: Path) -> dict[str, str]:
         done = _unzip("-q", "-n", str(path), "-d", str(into))
         assert done.returncode == 0, done.stderr
     return _tree(into)
-
-
-@pytest.fixture(scope="module")
-def project(samples):
-    src = open_source("supervisely", str(samples / "vector"))
-    meta = src.read_meta()
-    layout = get_layout("supervisely", {})
-    meta_bytes = json.dumps(meta.raw, indent=4).encode("utf-8")
-    return src, meta, layout, layout.project_files(meta, meta_bytes)
-
-
-def _parts(src, items_per_partition):
-    return partitions(plan_partitions(src.list_items(), workers=1, items_per_partition=items_per_partition))
 
 
 @pytest.fixture(scope="module")
