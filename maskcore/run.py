@@ -319,12 +319,15 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
-    futures = [client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
-                             pure=False, retries=2)
-               for i, part, key in todo]
+    pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
+                                          pure=False, retries=2)
+                            for i, part, key in todo])
     results = []
-    for future in as_completed(futures):
+    for future in pending:
         table = future.result()
+        # Released at once: a future still held is one Dask recomputes when the worker holding its
+        # result dies, which would write into the destination again, possibly after this run ended.
+        future.release()
         results.append(table)
         failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
         progress.update(table.num_rows, failed)
