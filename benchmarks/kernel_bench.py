@@ -15,7 +15,9 @@ exterior, and its holes as one fill; multipolygon parts likewise), or ``--synthe
   cv2.shared_canvas   ``cv2.fillPoly`` per fill into one canvas per image: no per-object masks, a
                       floor rather than an equivalent
   draw.coverage       ``draw.coverage`` per label (the layout's old rasterize loop, every label)
-  draw.coverages      ``draw.coverages`` per image (the layout's batched rasterize step)
+  draw.coverages      ``draw.coverages`` per image (one image alone)
+  draw.coverages_many ``draw.coverages_many`` per ``task.BATCH_ITEMS`` consecutive images (what
+                      an export's partition does: its items' fills, per canvas size, in one call)
 
 Before timing, every fill of ``ours.batch`` is compared with ``cv2.full_canvas`` (must be 0
 differing pixels). Times are CPU seconds of this process (the machine's cores are shared),
@@ -38,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from maskcore import geometry as g
-from maskcore.draw import coverage, coverages
+from maskcore.draw import coverage, coverages, coverages_many
 from maskcore.raster.fill import fill_poly, fill_polys
 from maskcore.raster.patch import patch_to_full
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import parse_annotation
+from maskcore.task import BATCH_ITEMS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECTS = [REPO / "examples" / "sly_catsdogs" / "vector"]
@@ -174,10 +177,15 @@ def variants(images, cv2, images_per_batch: list[int]) -> dict:
         for size_hw, _, geoms in images:
             coverages(geoms, size_hw)
 
+    def draw_partition():
+        for i in range(0, len(images), BATCH_ITEMS):
+            coverages_many([(geoms, size_hw) for size_hw, _, geoms in images[i:i + BATCH_ITEMS]])
+
     return {"ours.per_object": per_object, "ours.batch": batch,
             **{f"ours.batch_images (x{n})": batch_images(n) for n in images_per_batch},
             "cv2.full_canvas": cv_full, "cv2.box_canvas": cv_box, "cv2.shared_canvas": cv_shared,
-            "draw.coverage (per label)": draw_per_label, "draw.coverages (per image)": draw_batch}
+            "draw.coverage (per label)": draw_per_label, "draw.coverages (per image)": draw_batch,
+            f"draw.coverages_many ({BATCH_ITEMS} consecutive images: exports)": draw_partition}
 
 
 def main() -> None:

@@ -145,8 +145,20 @@ class CvatMasksLayout:
         lines += [f"{name}:{','.join(map(str, colours[name]))}::" for name in sorted(colours)]
         return [("labelmap.txt", ("\n".join(lines) + "\n").encode("utf-8"))]
 
-    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None) -> list[Output]:
-        """One item's files, rendered in memory (see the module docstring for which).
+    def coverage_job(self, item: ItemData):
+        """What ``item_files`` rasterises, ``(geometries, thickness, rule)``, for the task to batch
+        several items' polygon fills (see the supervisely layout's ``coverage_job``); None when
+        nothing is drawn or the canvas is refused."""
+        h, w = item.annotation.size_hw
+        labels = _area_labels(item)
+        if not labels or h * w > self.max_canvas_pixels:
+            return None
+        shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
+        return [shape(lb.geometry) for lb in labels], 1, self.rule
+
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
+        """One item's files, rendered in memory (see the module docstring for which);
+        ``patches``: the area labels' coverages when drawn already (see ``coverage_job``).
 
         Raises ``LimitError`` (canvas above ``max_canvas_pixels``, more than 255 instances with
         ``instance_overflow="fail"``) and ``AnnotationError`` (a class missing from the meta, a
@@ -161,7 +173,7 @@ class CvatMasksLayout:
             else:
                 out.append((f"JPEGImages/{item.mask_stem}{_extension(item.name)}",
                             item.image_bytes))
-        labels = [lb for lb in ann.labels if isinstance(lb.geometry, AREA_TYPES)]
+        labels = _area_labels(item)
         list_line = (f"{LIST_PREFIX}{subset_name(item.dataset)}.txt",
                      item.mask_stem.encode("utf-8"))
         if not labels:
@@ -176,7 +188,7 @@ class CvatMasksLayout:
                 raise AnnotationError(f"class {lb.class_title!r} is not in the project meta",
                                       where=f"{item.where}/object {lb.object_index}")
         with clock.step("rasterize"):
-            patches = self._coverages(item, labels)
+            patches = self._coverages(item, labels) if patches is None else _coverage_masks(patches)
         with clock.step("compose.cvat"):
             instances = _merge_instances(labels, patches, instance_members(labels))
             self._check_instances(item, instances)
@@ -215,7 +227,7 @@ class CvatMasksLayout:
             for lb in labels:
                 with drawing(item, lb):
                     patches.append(coverage(shape(lb.geometry), size_hw, 1, self.rule))
-        return [p if p.mask.dtype == bool else Patch(p.top, p.left, p.mask != 0) for p in patches]
+        return _coverage_masks(patches)
 
     def _warn_shared_colours(self, item: ItemData, instances, bg, warn) -> None:
         classes = item.meta.class_by_title()
@@ -362,3 +374,13 @@ def _labelmap_name_problem(name: str) -> str | None:
     return None
 
 
+
+
+def _area_labels(item: ItemData) -> list:
+    """The labels this layout paints (areas: no lines or points)."""
+    return [lb for lb in item.annotation.labels if isinstance(lb.geometry, AREA_TYPES)]
+
+
+def _coverage_masks(patches) -> list[Patch]:
+    """Coverage as bool masks (an alpha mask covers where it is non-zero)."""
+    return [p if p.mask.dtype == bool else Patch(p.top, p.left, p.mask != 0) for p in patches]

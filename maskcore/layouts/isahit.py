@@ -202,8 +202,18 @@ class IsahitLayout:
             return f"{self.folder}/{file}"
         return f"{self.folder}/{item.out_dir}/{file}"
 
-    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None) -> list[Output]:
-        """The item's mask, rendered in memory.
+    def coverage_job(self, item: ItemData):
+        """What ``item_files`` rasterises, ``(geometries, thickness, rule)``, for the task to batch
+        several items' polygon fills (see the supervisely layout's ``coverage_job``); None when the
+        canvas is refused."""
+        h, w = item.annotation.size_hw
+        if h * w > self.max_canvas_pixels:
+            return None
+        return [lb.geometry for lb in item.annotation.labels], self.thickness, "opencv"
+
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
+        """The item's mask, rendered in memory; ``patches``: the labels' coverages when drawn
+        already (see ``coverage_job``).
 
         Raises ``LimitError`` (canvas above ``max_canvas_pixels``, more labels than the
         convention numbers, a class without an 8-bit channel) and ``AnnotationError`` (a geometry
@@ -212,7 +222,8 @@ class IsahitLayout:
         labels = item.annotation.labels
         colours = self._colours(item)
         with clock.step("rasterize"):
-            patches = self._coverages(item)
+            if patches is None:
+                patches = self._coverages(item)
         with clock.step("compose.isahit"):
             index_type = np.uint16 if len(labels) < 2**16 else np.uint32
             owner = np.zeros(item.annotation.size_hw, index_type)  # 0 = background, k = label k-1

@@ -115,9 +115,20 @@ class SuperviselyMasksLayout:
             out.append(("obj_class_to_semantic_color.json", _json_bytes(semantic)))
         return out
 
-    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None) -> list[Output]:
+    def coverage_job(self, item: ItemData):
+        """What ``item_files`` rasterises, ``(geometries, thickness, rule)``, for the task to draw
+        several items' polygon fills in one kernel call (``draw.coverages_many``) and hand the
+        patches back as ``item_files(..., patches=)``; None when nothing is drawn or the canvas is
+        refused (``item_files`` then says why)."""
+        h, w = item.annotation.size_hw
+        if not self.masks or h * w > self.max_canvas_pixels:
+            return None
+        return [lb.geometry for lb in item.annotation.labels], self.thickness, "opencv"
+
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
         """Every file of one item, rendered in memory; ``clock`` times each step, ``warn(text)``
-        receives the item's warnings (see the module docstring).
+        receives the item's warnings (see the module docstring); ``patches``: the labels'
+        coverages when drawn already (see ``coverage_job``).
 
         Raises ``LimitError`` (canvas too large, class not encodable), ``AnnotationError``
         (a geometry the kernel cannot draw), ``MissingImageError`` / ``ImageDecodeError``
@@ -139,7 +150,8 @@ class SuperviselyMasksLayout:
         if not self.masks:  # supervisely-project: the annotation and image only
             return out
         with clock.step("rasterize"):
-            patches = self._coverages(item, ann.labels)
+            if patches is None:
+                patches = self._coverages(item, ann.labels)
             if "semantic" in self.masks or "human" in self.masks:
                 layers = []
                 for lb, cover in zip(ann.labels, patches):

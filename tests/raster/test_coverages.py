@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from maskcore import geometry as g
-from maskcore.draw import coverage, coverages
+from maskcore.draw import coverage, coverages, coverages_many
 
 H, W = 48, 64
 
@@ -70,6 +70,28 @@ def test_coverages_equal_coverage_per_label(thickness):
             assert (got.top, got.left, got.mask.shape, got.mask.dtype) == \
                 (want.top, want.left, want.mask.shape, want.mask.dtype), (k, geom)
             assert np.array_equal(got.mask, want.mask), (k, geom)
+
+
+@pytest.mark.parametrize("rule", ["opencv", "coco"])
+def test_coverages_many_equal_coverages_per_image(rule):
+    """Several images' fills in one kernel call per size give each image's own patches; images of
+    other sizes in the same call are drawn on their own canvas."""
+    rng = np.random.default_rng(7 if rule == "opencv" else 8)
+    sizes = [(H, W), (W, H), (H, W), (17, 90), (H, W), (1, 1)]
+    for _ in range(25):
+        images = []
+        for _ in range(int(rng.integers(1, 9))):
+            size = sizes[int(rng.integers(len(sizes)))]
+            images.append(([_random_geometry(rng) for _ in range(rng.integers(0, 10))], size))
+        thickness = int(rng.integers(1, 5))
+        got = coverages_many(images, thickness, rule)
+        assert len(got) == len(images)
+        for (geoms, size), patches in zip(images, got):
+            want = coverages(geoms, size, thickness, rule)
+            assert len(patches) == len(want)
+            for a, b in zip(patches, want):
+                assert (a.top, a.left, a.mask.shape, a.mask.dtype) == (b.top, b.left, b.mask.shape, b.mask.dtype)
+                assert np.array_equal(a.mask, b.mask)
 
 
 def test_errors_are_the_kernels():
