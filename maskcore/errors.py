@@ -68,3 +68,9 @@ class UnsafePathError(MaskcoreError, ValueError):
 
 class RefusedError(MaskcoreError, RuntimeError):
     """The run refuses to start: the destination is locked by another run or lies in the source."""
+
+
+class LateWriteError(MaskcoreError, RuntimeError):
+    """A write's temporary file was removed by its run's end-of-run cleanup: the writer outlived
+    the run (a duplicate or zombie task). What the destination holds is what the run recorded;
+    the late writer must not remove anything."""

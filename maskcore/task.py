@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from .errors import AnnotationError, ItemError, ItemSourceError, LimitError, MaskcoreError
+from .errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
 from .item import ItemData
 from .memory import keep_freed_heap
 from .model import ProjectMeta
@@ -133,7 +133,8 @@ def _new_result(row: dict) -> dict:
 
 
 def _fail(spec: TaskSpec, result: dict, row: dict, exc: Exception) -> None:
-    _forget_outputs(spec, result["outputs"])
+    if not isinstance(exc, LateWriteError):  # a late duplicate's files are the run's own: keep them
+        _forget_outputs(spec, result["outputs"])
     result.update(status="failed", outputs=[], lines=[], bytes_written=0,
                   error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
 

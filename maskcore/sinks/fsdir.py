@@ -19,7 +19,7 @@ import uuid
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import UnsafePathError
+from ..errors import LateWriteError, UnsafePathError
 from ..storage import cat_whole, filesystem, redact
 
 
@@ -97,7 +97,13 @@ class FsspecDirSink:
             tmp = os.path.join(staging, f"{uuid.uuid4().hex}.part")
             try:
                 _write_new_file(tmp, data)
-                os.replace(tmp, path)
+                try:
+                    os.replace(tmp, path)
+                except FileNotFoundError:
+                    if os.path.isdir(os.path.dirname(path)) and not os.path.exists(tmp):
+                        raise LateWriteError(f"the temporary of {relpath!r} was removed by the end of "
+                                             f"its run: this writer outlived the run") from None
+                    raise
             except BaseException:
                 try:
                     os.unlink(tmp)
