@@ -22,6 +22,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import zlib
@@ -48,6 +49,14 @@ _DEPTHS_BY_COLOR_TYPE = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8
 class _Deflate:
     compress: Callable[[memoryview, int], bytes]  # (filtered scanlines, channels) -> zlib stream
     crc32: Callable[..., int]
+    # (filtered (H, stride) grey scanlines, first, end) -> zlib stream, for scanlines that are
+    # [2, 0, ..., 0] outside rows first..end-1; None: the backend compresses every row
+    compress_band: Callable[[np.ndarray, int, int], bytes] | None = None
+
+
+_ZLIB_HEADER = b"\x78\x01"          # deflate, 32 KiB window, "fastest" level
+_FINAL_EMPTY_BLOCK = b"\x03\x00"    # BFINAL=1, fixed Huffman codes, end of block
+_PIECE_MAX_BYTES = 2**24            # largest run of blank rows compressed (and cached) at once
 
 
 def _zlib_like(module) -> _Deflate:
@@ -57,7 +66,38 @@ def _zlib_like(module) -> _Deflate:
             return obj.compress(data) + obj.flush()
         return module.compress(data, 1)
 
-    return _Deflate(compress, module.crc32)
+    def raw_flushed(data) -> bytes:
+        """Raw deflate blocks of ``data`` ending byte-aligned, with no reference to other data
+        (Z_FULL_FLUSH): such pieces concatenate into one valid stream."""
+        obj = module.compressobj(1, module.DEFLATED, -15, 8, module.Z_RLE)
+        return obj.compress(data) + obj.flush(module.Z_FULL_FLUSH)
+
+    @functools.lru_cache(maxsize=256)
+    def blank_rows(stride: int, rows: int) -> bytes:
+        blank = np.zeros((rows, stride), np.uint8)
+        blank[:, 0] = 2
+        return raw_flushed(memoryview(blank).cast("B"))
+
+    def blank_pieces(stride: int, rows: int) -> list[bytes]:
+        """``rows`` blank Up-filtered rows as cached pieces of power-of-two row counts."""
+        most = max(1, 1 << ((_PIECE_MAX_BYTES // stride).bit_length() - 1))
+        out = []
+        while rows:
+            n = min(most, 1 << (rows.bit_length() - 1))
+            out.append(blank_rows(stride, n))
+            rows -= n
+        return out
+
+    def compress_band(filtered: np.ndarray, first: int, end: int) -> bytes:
+        height, stride = filtered.shape
+        parts = [_ZLIB_HEADER, *blank_pieces(stride, first)]
+        if end > first:
+            parts.append(raw_flushed(memoryview(filtered[first:end]).cast("B")))
+        parts += blank_pieces(stride, height - end)
+        parts += [_FINAL_EMPTY_BLOCK, struct.pack(">I", module.adler32(memoryview(filtered).cast("B")))]
+        return b"".join(parts)
+
+    return _Deflate(compress, module.crc32, compress_band)
 
 
 DEFLATE_BACKENDS: dict[str, _Deflate] = {}
@@ -114,13 +154,18 @@ def encode_png(
 
 def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[int, int], *,
                       deflate: str | None = None) -> bytes:
-    """``encode_png(canvas)`` (the same bytes) for a grey (H, W) ``canvas`` that is 0 everywhere
-    except ``canvas[top:top + h, left:left + w] = window``, without building the canvas.
+    """The PNG of a grey (H, W) ``canvas`` that is 0 everywhere except
+    ``canvas[top:top + h, left:left + w] = window``, without building the canvas: the same pixels
+    as ``encode_png(canvas)``, and for a given backend always the same bytes.
 
     Up-filtered scanlines of such a canvas are zero outside the window's rows, plus one row
     below it (``-window[-1]``): only those are written, into scanlines kept zero between calls
     (one object mask of 1024x1024 measured 0.26 -> 0.1 ms; a fresh 1 MB canvas and filter
-    buffer per mask cost page faults).
+    buffer per mask cost page faults). With zlib-ng or zlib only that band of rows is
+    compressed: the blank rows above and below are deflate pieces cached per row length and
+    power-of-two row count, each ending in a full flush, spliced around the band's own piece
+    (the stream's adler32 covers every row). Deflating the whole 1 MB of a 1024x1024 mask cost
+    ~0.3 ms per object mask whatever its size.
     """
     if not isinstance(window, np.ndarray) or window.dtype != np.uint8 or window.ndim != 2:
         raise TypeError(f"encode_png_window: expected a 2-D uint8 window, got "
@@ -132,6 +177,7 @@ def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[in
     if window.size and not (0 <= top and 0 <= left and top + wh <= height and left + ww <= width):
         raise ValueError(f"encode_png_window: window {ww}x{wh} (WxH) at row {top}, column {left} "
                          f"is not inside the {width}x{height} canvas")
+    backend = _backend(deflate)
     with _scanlines(height, width + 1, zeroed=True) as filtered:
         try:
             if window.size:
@@ -140,7 +186,10 @@ def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[in
                 np.subtract(window[1:], window[:-1], out=filtered[top + 1:top + wh, cols])
                 if top + wh < height:
                     np.negative(window[-1], out=filtered[top + wh, cols])
-            return _png_file(filtered, (height, width), 1, 0, _backend(deflate))
+            if backend.compress_band is None:
+                return _png_file(filtered, (height, width), 1, 0, backend)
+            first, end = (top, min(top + wh + 1, height)) if window.size else (0, 0)
+            return _png_stream(backend.compress_band(filtered, first, end), (height, width), 1, 0, backend)
         finally:
             if window.size:
                 filtered[top:top + wh + 1, 1 + left:1 + left + ww].fill(0)
@@ -187,8 +236,14 @@ class _scanlines:
 def _png_file(filtered: np.ndarray, size_hw, channels: int, color_type: int, backend: _Deflate,
               palette: np.ndarray | None = None) -> bytes:
     """The PNG file of Up-filtered scanlines ``filtered`` (H, 1 + W * channels)."""
-    height, width = size_hw
     stream = backend.compress(memoryview(filtered).cast("B"), channels)
+    return _png_stream(stream, size_hw, channels, color_type, backend, palette)
+
+
+def _png_stream(stream: bytes, size_hw, channels: int, color_type: int, backend: _Deflate,
+                palette: np.ndarray | None = None) -> bytes:
+    """The PNG file around the zlib ``stream`` of its scanlines."""
+    height, width = size_hw
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     parts = [PNG_SIGNATURE, *_chunk(b"IHDR", ihdr, backend.crc32)]
     if palette is not None:
