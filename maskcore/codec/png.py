@@ -147,9 +147,12 @@ def encode_png(
     """
     rows, channels, color_type = _validate_pixels(pixels, palette)
     height, width = rows.shape
+    backend = _backend(deflate)
     with _scanlines(height, width + 1, zeroed=False) as filtered:
         _filter_up(rows, out=filtered)
-        return _png_file(filtered, pixels.shape[:2], channels, color_type, _backend(deflate), palette)
+        stream = backend.compress(memoryview(filtered).cast("B"), channels)
+        del filtered  # a large buffer (not kept for reuse) is freed before the file is assembled
+    return _png_stream(stream, pixels.shape[:2], channels, color_type, backend, palette)
 
 
 def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[int, int], *,
@@ -289,7 +292,10 @@ def encode_png_lut(index: np.ndarray, lut: np.ndarray, *, deflate: str | None = 
     flat = rows.reshape(-1)
     for ch in range(channels):
         flat[start + ch] = diff[:, ch]
-    return _png_file(rows, index.shape, channels, _COLOR_TYPE_BY_CHANNELS[channels], _backend(deflate))
+    backend = _backend(deflate)
+    stream = backend.compress(memoryview(flat), channels)
+    del rows, flat  # freed before the file is assembled (one more stream-sized copy)
+    return _png_stream(stream, index.shape, channels, _COLOR_TYPE_BY_CHANNELS[channels], backend)
 
 
 def _backend(name: str | None) -> _Deflate:
