@@ -190,9 +190,11 @@ def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[in
                 if top + wh < height:
                     np.negative(window[-1], out=filtered[top + wh, cols])
             if backend.compress_band is None:
-                return _png_file(filtered, (height, width), 1, 0, backend)
-            first, end = (top, min(top + wh + 1, height)) if window.size else (0, 0)
-            return _png_stream(backend.compress_band(filtered, first, end), (height, width), 1, 0, backend)
+                stream = backend.compress(memoryview(filtered).cast("B"), 1)
+            else:
+                first, end = (top, min(top + wh + 1, height)) if window.size else (0, 0)
+                stream = backend.compress_band(filtered, first, end)
+            return _png_stream(stream, (height, width), 1, 0, backend)
         finally:
             if window.size:
                 filtered[top:top + wh + 1, 1 + left:1 + left + ww].fill(0)
@@ -234,13 +236,6 @@ class _scanlines:
             if self.slot == "zeroed":
                 self.owned[: self.shape[0] * self.shape[1]].reshape(self.shape)[:, 0] = 0
             setattr(_scratch, self.slot, self.owned)
-
-
-def _png_file(filtered: np.ndarray, size_hw, channels: int, color_type: int, backend: _Deflate,
-              palette: np.ndarray | None = None) -> bytes:
-    """The PNG file of Up-filtered scanlines ``filtered`` (H, 1 + W * channels)."""
-    stream = backend.compress(memoryview(filtered).cast("B"), channels)
-    return _png_stream(stream, size_hw, channels, color_type, backend, palette)
 
 
 def _png_stream(stream: bytes, size_hw, channels: int, color_type: int, backend: _Deflate,
