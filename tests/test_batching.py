@@ -40,6 +40,19 @@ def _project(samples: Path, dst: Path) -> Path:
     return dst
 
 
+def _count_batches(monkeypatch) -> list[int]:
+    """Record how many images each draw.coverages_many call draws."""
+    calls: list[int] = []
+    real = maskcore.draw.coverages_many
+
+    def counting(images, *args, **kwargs):
+        calls.append(len(images))
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(maskcore.draw, "coverages_many", counting)
+    return calls
+
+
 def _export(src: Path, dst: Path, layout_name: str, options: dict):
     source = open_source("supervisely", str(src))
     meta = source.read_meta()
@@ -65,14 +78,7 @@ def _export(src: Path, dst: Path, layout_name: str, options: dict):
 def test_batched_items_equal_items_drawn_alone(samples, tmp_path, monkeypatch, layout_name, options,
                                                refused):
     src = _project(samples, tmp_path / "src")
-    calls = []
-    real = maskcore.draw.coverages_many
-
-    def counting(images, *args, **kwargs):
-        calls.append(len(images))
-        return real(images, *args, **kwargs)
-
-    monkeypatch.setattr(maskcore.draw, "coverages_many", counting)
+    calls = _count_batches(monkeypatch)
     batched = _export(src, tmp_path / "batched", layout_name, options)
     assert max(calls) > 1  # items were drawn together
     calls.clear()
@@ -92,10 +98,7 @@ def test_batches_respect_the_pixel_budget(samples, tmp_path, monkeypatch):
     """A batch closes when its canvases reach BATCH_PIXELS: with a budget below one item's
     canvas every item is drawn alone, with the same bytes."""
     src = _project(samples, tmp_path / "src")
-    calls = []
-    real = maskcore.draw.coverages_many
-    monkeypatch.setattr(maskcore.draw, "coverages_many",
-                        lambda images, *a, **k: calls.append(len(images)) or real(images, *a, **k))
+    calls = _count_batches(monkeypatch)
     monkeypatch.setattr(task, "BATCH_PIXELS", 100)
     small = _export(src, tmp_path / "small", "supervisely", {})
     assert max(calls) == 1
