@@ -70,8 +70,8 @@ def _parts(src, items_per_partition):
 
 
 @pytest.fixture(scope="module")
-def folder_export(project, tmp_path_factory):
-    """The plain folder export the archives must reproduce: {relpath: sha256}."""
+def folder(project, tmp_path_factory):
+    """The plain folder export every archive must reproduce (tar here, zip in test_zip_archive)."""
     src, meta, layout, project_files = project
     dst = tmp_path_factory.mktemp("folder")
     sink = FsspecDirSink(str(dst))
@@ -80,7 +80,13 @@ def folder_export(project, tmp_path_factory):
     spec = TaskSpec(source=src, sink=sink, layout=layout, meta=meta)
     for part in _parts(src, 2):
         assert run_partition(spec, part).column("status").to_pylist() == ["ok"] * part.num_rows
-    return _tree(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def folder_export(folder):
+    """{relpath: sha256} of the folder export."""
+    return _tree(folder)
 
 
 def _archive_run(project, dst: str, part_size, items_per_partition=2, keys=True):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
-from test_archive import _parts, project  # noqa: F401  (the same sample project and partitions)
+from test_archive import _parts, folder, folder_export, project  # noqa: F401  (the same sample project, partitions and folder export)
 
 import maskcore.archive as archive
 import maskcore.zipwriter as zw
@@ -41,7 +41,7 @@ from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
 from maskcore.run import ExportConfig, run_export
 from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.task import TaskSpec, run_partition
+from maskcore.task import TaskSpec
 
 PART = 1_000_000   # the sample's two biggest previews (6.3 MB, 1.1 MB) go alone
 NAME = "7_pets"
@@ -87,26 +87,6 @@ def _extract_all(paths: list[Path], into: Path) -> dict[str, str]:
         done = _unzip("-q", "-n", str(path), "-d", str(into))
         assert done.returncode == 0, done.stderr
     return _tree(into)
-
-
-@pytest.fixture(scope="module")
-def folder(project, tmp_path_factory) -> Path:
-    """The plain folder export every archive must reproduce."""
-    src, meta, layout, project_files = project
-    dst = tmp_path_factory.mktemp("folder")
-    sink = FsspecDirSink(str(dst))
-    for path, data in project_files:
-        sink.write(path, data)
-    spec = TaskSpec(source=src, sink=sink, layout=layout, meta=meta)
-    for part in _parts(src, 2):
-        assert run_partition(spec, part).column("status").to_pylist() == ["ok"] * part.num_rows
-    return dst
-
-
-@pytest.fixture(scope="module")
-def folder_export(folder) -> dict[str, str]:
-    """{relpath: sha256} of the folder export."""
-    return _tree(folder)
 
 
 @pytest.fixture(scope="module")
