@@ -12,7 +12,7 @@ import hashlib
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -105,19 +105,6 @@ def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes |
                     mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
                     annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes,
                     ann_format=getattr(spec.source, "annotation_format", "supervisely"))
-
-
-def render_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None,
-                warn: Callable[[str], None] | None = None) -> list[tuple[str, bytes]]:
-    """Decode and render one item; returns its files (not yet written).
-
-    ``warn(text)`` receives the layout's warnings about the item. Bitmaps are held to the
-    layout's ``max_canvas_pixels`` (declared PNG size) when it has one.
-    """
-    item = parse_item(spec, row, ann_bytes, image_bytes)
-    if warn is None:
-        return spec.layout.item_files(item)
-    return spec.layout.item_files(item, warn=warn)
 
 
 def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:

@@ -33,7 +33,7 @@ from maskcore.plan import plan_partitions
 from maskcore.readers import open_source
 from maskcore.sinks.fsdir import FsspecDirSink
 from maskcore.state import config_fingerprint
-from maskcore.task import TaskSpec, render_item, run_partition
+from maskcore.task import TaskSpec, parse_item, run_partition
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "sly_catsdogs"
@@ -102,7 +102,7 @@ def test_real_supervisely_projects_match_an_sdk_reference(project, convention):
     assert len(rows) == 6 and set(sdk) == {(r["dataset"], r["item"]) for r in rows}
     labels_seen = 0
     for row in rows:
-        files = render_item(spec, row, src.item_annotation(row), None)
+        files = spec.layout.item_files(parse_item(spec, row, src.item_annotation(row), None))
         assert [p for p, _ in files] == [f"out/{row['item']}.png"]
         ann = sdk[(row["dataset"], row["item"])]
         masks, colours = [], []
