@@ -31,12 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from maskcore.item import ItemData
+from maskcore.model.item import ItemData
 from maskcore.layouts import get_layout
-from maskcore.plan import plan_partitions
+from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import parse_annotation
-from maskcore.sinks.fsdir import FsspecDirSink
+from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.timing import StepClock
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,12 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcore.item import ItemData
-from maskcore.memory import DEFAULT_TOP_PAD_BYTES, keep_freed_heap
+from maskcore.model.item import ItemData
+from maskcore.exec.memory import DEFAULT_TOP_PAD_BYTES, keep_freed_heap
 from maskcore.layouts import get_layout
-from maskcore.plan import plan_partitions
+from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
-from maskcore.sinks.fsdir import FsspecDirSink
+from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.timing import StepClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +245,7 @@ def main() -> None:
     ap.add_argument("--datumaro-python", default=sys.executable)
     ap.add_argument("--no-floors", action="store_true", help="skip measuring each step's floor")
     ap.add_argument("--top-pad-mb", type=int, default=DEFAULT_TOP_PAD_BYTES >> 20,
-                    help="glibc M_TOP_PAD for both tools (maskcore.memory.keep_freed_heap here, as maskcore's "
+                    help="glibc M_TOP_PAD for both tools (maskcore.exec.memory.keep_freed_heap here, as maskcore's "
                          "workers do; MALLOC_TOP_PAD_ for Datumaro): freed heap kept for reuse instead of "
                          "returned to the OS (page faults cost ~4 us here); 0 = glibc's default")
     args = ap.parse_args()

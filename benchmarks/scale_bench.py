@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from maskcore.run import ExportConfig, run_export
+from maskcore.exec.run import ExportConfig, run_export
 
 
 def _replicate(project: Path, dst: Path, copies: int) -> Path:
@@ -120,7 +120,7 @@ def memory(args) -> None:
 def plan(args) -> None:
     import pyarrow as pa
 
-    from maskcore.plan import partitions, plan_partitions
+    from maskcore.exec.plan import partitions, plan_partitions
     from maskcore.readers.supervisely import index_project_files
 
     n = args.items

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,10 @@ def samples() -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+# The Supervisely SDK imports every module named on the call stack when it is imported
+# (supervisely/__init__.py, get_module_names_from_stack); under pytest-xdist one of them is
+# execnet's '__channelexec__', which is not importable. Give it a stand-in so the SDK oracle
+# imports in xdist workers too.
+sys.modules.setdefault("__channelexec__", types.ModuleType("__channelexec__"))

@@ -21,19 +21,19 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from maskcore.archive import (
+from maskcore.io.archive import (
     ArchiveError, TarPartSink, check_archive_name, chunk_records, default_archive_name,
-    discard_chunks, finalize_archive, parse_size, refuse_overwriting_source, run_archive_partition,
+    discard_chunks, finalize_archive, parse_size, refuse_overwriting_source,
     unpacked_outputs,
 )
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
-from maskcore.plan import partitions, plan_partitions
+from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import SuperviselySource
-from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.task import TaskSpec, run_partition
-from maskcore.tarwriter import tar_bytes
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
+from maskcore.codec.tar import tar_bytes
 
 PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
 NAME = "7_pets"
@@ -357,7 +357,7 @@ def test_small_files_fill_parts_up_to_the_limit_exactly(tmp_path):
 def test_archive_on_a_non_local_filesystem(tmp_path, monkeypatch, part_size):
     """fsspec's memory filesystem takes the object-store path (whole-object writes, copies);
     a tiny spool limit makes chunks spill to a local temporary file first."""
-    import maskcore.archive as archive
+    import maskcore.io.archive as archive
     monkeypatch.setattr(archive, "SPOOL_BYTES", 1000)
     root = f"memory://maskcore-test-{uuid.uuid4().hex}"
     inner = FsspecDirSink(root)
@@ -435,7 +435,7 @@ def s3_options():
 
 @pytest.mark.parametrize("part_size", [None, 300_000])
 def test_archive_on_s3(project, folder_export, s3_options, monkeypatch, tmp_path, part_size):
-    import maskcore.archive as archive
+    import maskcore.io.archive as archive
     monkeypatch.setattr(archive, "SPOOL_BYTES", 200_000)   # the bigger chunks go through put_file
     src, meta, layout, project_files = project
     url = f"s3://archives/run-{uuid.uuid4().hex[:8]}"

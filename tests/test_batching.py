@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import maskcore.draw
-from maskcore import task
+import maskcore.kernel.draw
+from maskcore.exec import task
 from maskcore.layouts import get_layout
-from maskcore.plan import plan_partitions
+from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
-from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.task import TaskSpec, run_partition
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.exec.task import TaskSpec, run_partition
 
 FAR = 2**31  # the parser's coordinate limit, one past the kernel's int32
 
@@ -43,13 +43,13 @@ def _project(samples: Path, dst: Path) -> Path:
 def _count_batches(monkeypatch) -> list[int]:
     """Record how many images each draw.coverages_many call draws."""
     calls: list[int] = []
-    real = maskcore.draw.coverages_many
+    real = maskcore.kernel.draw.coverages_many
 
     def counting(images, *args, **kwargs):
         calls.append(len(images))
         return real(images, *args, **kwargs)
 
-    monkeypatch.setattr(maskcore.draw, "coverages_many", counting)
+    monkeypatch.setattr(maskcore.kernel.draw, "coverages_many", counting)
     return calls
 
 

@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from maskcore.errors import ConfigError
-from maskcore.jobspec import load_job
-from maskcore.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
+from maskcore.cli.jobspec import load_job
+from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _maskcore(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "maskcore.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "maskcore", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

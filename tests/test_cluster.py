@@ -16,9 +16,9 @@ import dask
 import pytest
 import yaml
 
-from maskcore.cluster import build_cluster, connect, get_profile, kubernetes_cluster_spec, load_profiles
+from maskcore.exec.cluster import build_cluster, connect, get_profile, kubernetes_cluster_spec, load_profiles
 from maskcore.errors import ConfigError
-from maskcore.run import ExportConfig, run_export
+from maskcore.exec.run import ExportConfig, run_export
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_FILE = str(REPO / "cluster.yaml")

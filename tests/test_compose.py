@@ -5,8 +5,8 @@ that are halves of a wider array (the preview), non-contiguous canvases (fallbac
 import numpy as np
 import pytest
 
-from maskcore.compose import overlay_half, paint
-from maskcore.raster.patch import Patch
+from maskcore.kernel.compose import overlay_half, paint
+from maskcore.kernel.patch import Patch
 
 
 def random_patch(rng, h, w):

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskcore import geometry as g
+from maskcore.model import geometry as g
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
-from maskcore.item import ItemData
+from maskcore.model.item import ItemData
 from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_blocked
-from maskcore.raster.patch import Patch, empty_patch
-from maskcore.model import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.kernel.patch import Patch, empty_patch
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 
 mask_api = pytest.importorskip("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.

@@ -18,9 +18,9 @@ import pytest
 
 pytest.importorskip("supervisely")
 
-from maskcore.dtl import DtlJob, is_dtl_job, load_dtl, load_dtl_file  # noqa: E402
+from maskcore.cli.dtl import DtlJob, is_dtl_job, load_dtl, load_dtl_file  # noqa: E402
 from maskcore.errors import ConfigError  # noqa: E402
-from maskcore.run import EXIT_OK, run_export  # noqa: E402
+from maskcore.exec.run import EXIT_OK, run_export  # noqa: E402
 from test_save_masks import assert_same, read_outputs, sdk_save_masks  # noqa: E402  (registers the layout)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,7 +237,7 @@ def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path):
             "settings": {"masks_machine": True, "masks_human": False,
                          "gt_machine_color": {"cat": [9, 9, 9]}}}]
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "run", str(tmp_path / "job.json"),
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "run", str(tmp_path / "job.json"),
                            "--workers", "1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "masks"

@@ -14,7 +14,7 @@ from PIL import Image
 
 sly = pytest.importorskip("supervisely")
 
-from maskcore.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
 from oracle.make_projects import make_all_geometries_project  # noqa: E402
 from oracle.sly_reference import render_item, render_reference, machine_color_map  # noqa: E402
 

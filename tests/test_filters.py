@@ -1,4 +1,4 @@
-"""Item selection (maskcore.filters, maskcore.scan) against plain-Python oracles.
+"""Item selection (maskcore.exec.filters, maskcore.exec.scan) against plain-Python oracles.
 
 Random Supervisely projects (tiny JSON annotations, empty image files) are written to a temporary
 folder, read with the real reader, planned, scanned and filtered; the oracle reads the same JSON
@@ -23,13 +23,13 @@ from dateutil.parser import isoparse
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maskcore.errors import ConfigError
-from maskcore.filters import (FILTER_ORDER, FilterSpec, add_filter_arguments, apply_annotation_filters,
+from maskcore.exec.filters import (FILTER_ORDER, FilterSpec, add_filter_arguments, apply_annotation_filters,
                               apply_listing_filters, cli_filter_options, filter_labels, glob_to_re2,
                               parse_instant, scan_errors)
-from maskcore.model import Annotation, Label, ObjClass, ProjectMeta
-from maskcore.plan import partitions, plan_partitions
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers import open_source
-from maskcore.scan import SCAN_SCHEMA, scan_partitions, scan_table
+from maskcore.exec.scan import SCAN_SCHEMA, scan_partitions, scan_table
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sly_catsdogs"
 UTC = dt.timezone.utc

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from maskcore.errors import RefusedError
-from maskcore.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
-from maskcore.state import LOCK, PARTIALS
+from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
+from maskcore.exec.state import LOCK, PARTIALS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_c
     (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}:0"}))
     with pytest.raises(RefusedError, match="another maskcore run holds"):
         _export(project, dst, dask_client)
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", str(project), str(dst)],
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(project), str(dst)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_REFUSED and "lock" in proc.stderr
     assert not (dst / "ds").exists()
@@ -113,7 +113,7 @@ def _bigger_project(samples: Path, dst: Path, copies: int) -> Path:
 def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_path):
     src = _bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
     dst = tmp_path / "out"
-    cmd = [sys.executable, "-m", "maskcore.cli", "export", str(src), str(dst), "--workers", "1",
+    cmd = [sys.executable, "-m", "maskcore", "export", str(src), str(dst), "--workers", "1",
            "--items-per-partition", "1", "--masks", "machine,human"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -23,17 +23,17 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from maskcore import geometry as G
+from maskcore.model import geometry as G
 from maskcore.errors import ConfigError, LimitError, RefusedError
-from maskcore.item import ItemData
+from maskcore.model.item import ItemData
 from maskcore.layouts.isahit import IsahitLayout
-from maskcore.model import Annotation, Label, ObjClass, ProjectMeta
-from maskcore.names import stem
-from maskcore.plan import plan_partitions
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.paths import stem
+from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
-from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.state import config_fingerprint
-from maskcore.task import TaskSpec, parse_item, run_partition
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.exec.state import config_fingerprint
+from maskcore.exec.task import TaskSpec, parse_item, run_partition
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "examples" / "sly_catsdogs"

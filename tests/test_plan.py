@@ -1,7 +1,7 @@
 import pyarrow as pa
 from hypothesis import given, strategies as st
 
-from maskcore.plan import dataset_out_dir, mask_stems, partitions, plan_partitions
+from maskcore.exec.plan import dataset_out_dir, mask_stems, partitions, plan_partitions
 
 
 def test_stems_unique_even_when_items_share_a_stem_or_differ_by_case():
@@ -54,7 +54,7 @@ def test_a_partition_pickles_only_its_own_rows():
 
 
 def test_hostile_item_names_become_safe_unique_file_names():
-    from maskcore.plan import out_names
+    from maskcore.exec.plan import out_names
     items = ["a.jpg", "A.jpg", "b\\c.jpg", "ctl\x01.jpg", "x" * 400 + ".jpg", "..", "ok.png"]
     names = out_names(items)
     assert names[-1] == "ok.png"

@@ -1,6 +1,6 @@
 import io
 
-from maskcore.progress import Progress
+from maskcore.exec.progress import Progress
 
 
 class FakeClock:

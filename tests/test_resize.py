@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from maskcore.raster.resize import resize_area, resized_hw
+from maskcore.kernel.resize import resize_area, resized_hw
 
 cv2 = pytest.importorskip("cv2")
 

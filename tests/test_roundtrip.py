@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskcore.run import EXIT_OK, ExportConfig, run_export
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples" / "sly_catsdogs"

@@ -22,9 +22,9 @@ from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
 
 from maskcore.errors import MaskcoreError, ProjectError
 from maskcore.readers.supervisely import SuperviselySource
-from maskcore.run import EXIT_PARTIAL, ExportConfig, run_export
-from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.storage import (filesystem, is_inside, parse_storage_options, redact,
+from maskcore.exec.run import EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.io.storage import (filesystem, is_inside, parse_storage_options, redact,
                               redact_options)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def _clean_env(**extra: str) -> dict:
 
 LIST_SCRIPT = """
 import sys, json
-from maskcore.storage import filesystem
+from maskcore.io.storage import filesystem
 fs, path = filesystem(sys.argv[1], json.loads(sys.argv[2]))
 print(len(fs.find(path)), fs.cat_file(path + "/meta.json")[:1].decode())
 """
@@ -225,7 +225,7 @@ def test_cli_export_with_fsspec_environment_and_storage_options(s3_server, s3_bu
     fs = s3_server.filesystem()
     fs.put(f"{project}/", f"{s3_bucket}/in/proj/", recursive=True)
     env = _clean_env(FSSPEC_S3_CLIENT_KWARGS=json.dumps({"endpoint_url": s3_server.endpoint}))
-    run = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", f"s3://{s3_bucket}/in/proj",
+    run = subprocess.run([sys.executable, "-m", "maskcore", "export", f"s3://{s3_bucket}/in/proj",
                           f"s3://{s3_bucket}/out", "--workers", "1",
                           "--storage-option", f"key={s3_server.key}",
                           "--storage-option", f"secret={s3_server.secret}"],
@@ -253,7 +253,7 @@ def test_destination_inside_the_source_is_refused_on_s3(s3_server, s3_bucket, pr
 def test_credentials_in_a_url_never_reach_the_error(s3_server, s3_bucket, capsys, monkeypatch):
     import fsspec.config
 
-    from maskcore.cli import main
+    from maskcore.cli.main import main
 
     # The command line has no options here: the endpoint comes from fsspec's configuration.
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3_server.endpoint})

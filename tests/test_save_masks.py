@@ -25,7 +25,7 @@ sly = pytest.importorskip("supervisely")
 from maskcore.errors import ConfigError  # noqa: E402
 from maskcore.layouts import LAYOUTS, register_layout  # noqa: E402
 from maskcore.layouts.save_masks import SaveMasksLayout, human_picture  # noqa: E402
-from maskcore.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
+from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
 from oracle.make_projects import CLASS_TITLES, make_all_geometries_project  # noqa: E402
 from oracle.sly_reference import _bitmap_inside, _draw_bitmap_clipped  # noqa: E402
 

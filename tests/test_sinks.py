@@ -3,7 +3,7 @@ import os
 import pytest
 
 from maskcore.errors import LateWriteError, UnsafePathError
-from maskcore.sinks.fsdir import FsspecDirSink, check_relpath
+from maskcore.io.sinks.fsdir import FsspecDirSink, check_relpath
 
 
 @pytest.mark.parametrize("bad", ["../x.png", "/etc/passwd", "a/../../b", "a//b", "a\\b", "", "a/./b", "x\x00y"])
@@ -50,9 +50,9 @@ def test_a_late_duplicate_task_keeps_the_files_its_run_recorded(tmp_path, monkey
     """A duplicate task still writing after its run ended fails with LateWriteError, and its
     item's files (the very files the run recorded, same bytes) are not removed."""
     from maskcore.layouts import get_layout
-    from maskcore.plan import plan_partitions
+    from maskcore.exec.plan import plan_partitions
     from maskcore.readers import open_source
-    from maskcore.task import TaskSpec, run_partition
+    from maskcore.exec.task import TaskSpec, run_partition
 
     source = open_source("supervisely", str(samples / "vector"))
     plan = plan_partitions(source.list_items(), workers=1).slice(0, 1)

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from maskcore import geometry as g
-from maskcore.draw import coverage
-from maskcore.model import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.model import geometry as g
+from maskcore.kernel.draw import coverage
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.readers.supervisely import parse_annotation, parse_meta
-from maskcore.sly_json import (annotation_json, annotation_json_bytes, box_pixels_xyxy,
+from maskcore.codec.sly_json import (annotation_json, annotation_json_bytes, box_pixels_xyxy,
                                meta_json, meta_json_bytes)
 
 sly = pytest.importorskip("supervisely")

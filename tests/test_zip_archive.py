@@ -3,7 +3,7 @@ and Python's ``zipfile`` against the plain folder export.
 
 Most tests drive the export without Dask (each partition through ``run_archive_partition``, then
 ``finalize_archive``); one runs ``run_export`` end to end on worker processes. zip64 records are
-exercised by lowering ``maskcore.zipwriter``'s limits instead of writing 4 GiB.
+exercised by lowering ``maskcore.codec.zip``'s limits instead of writing 4 GiB.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import pytest
 from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
 from test_archive import _parts, folder, folder_export, project  # noqa: F401  (the same sample project, partitions and folder export)
 
-import maskcore.archive as archive
-import maskcore.zipwriter as zw
-from maskcore.archive import (
+import maskcore.io.archive as archive
+import maskcore.codec.zip as zw
+from maskcore.io.archive import (
     FORMAT_KEY,
     ArchiveError,
     ArchiveSink,
@@ -35,13 +35,13 @@ from maskcore.archive import (
     finalize_archive,
     refuse_overwriting_source,
     resolve_archive_format,
-    run_archive_partition,
 )
+from maskcore.exec.task import run_archive_partition
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
-from maskcore.run import ExportConfig, run_export
-from maskcore.sinks.fsdir import FsspecDirSink
-from maskcore.task import TaskSpec
+from maskcore.exec.run import ExportConfig, run_export
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.exec.task import TaskSpec
 
 PART = 1_000_000   # the sample's two biggest previews (6.3 MB, 1.1 MB) go alone
 NAME = "7_pets"

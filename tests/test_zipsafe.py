@@ -14,7 +14,7 @@ import fsspec
 import pytest
 
 from maskcore.errors import ItemSourceError, ProjectError, UnsafePathError
-from maskcore.zipsafe import SafeZip, UnsafeArchiveError, ZipMemberError
+from maskcore.io.zipsafe import SafeZip, UnsafeArchiveError, ZipMemberError
 
 
 def _raw_zip(entries: list[dict]) -> bytes:

@@ -11,8 +11,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..codec.image import decode_image
+from ..codec.sly_json import annotation_json_bytes
 from ..errors import AnnotationError, ConfigError, MissingImageError
-from ..item import ItemData
+from ..model.item import ItemData
 
 DEFAULT_MAX_CANVAS_PIXELS = 2**28
 """Largest canvas (annotation ``size``) a layout draws; larger items fail before allocating."""
@@ -59,3 +60,10 @@ def item_photo(item: ItemData, max_pixels: int, clock, warn, what: str, short: s
              f"masks use the annotation's size; {short or what} crops or pads the image to it")
         image = fit_canvas(image, h, w)
     return image
+
+
+def supervisely_ann_bytes(item: ItemData) -> bytes:
+    """The item's annotation as Supervisely JSON: the source's bytes when they are that already."""
+    if item.ann_format == "supervisely":
+        return item.ann_bytes
+    return annotation_json_bytes(item.annotation)

@@ -64,17 +64,17 @@ from itertools import groupby
 
 import numpy as np
 
-from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing
-from .. import geometry as g
 from ..codec.png import encode_png_lut
-from ..draw import RULES, coverage, coverages
 from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
-from ..item import ItemData
-from ..model import ProjectMeta
-from ..names import safe_component
-from ..palette import voc_colormap
-from ..raster.patch import Patch, empty_patch, union
+from ..kernel.draw import RULES, coverage, coverages
+from ..kernel.palette import voc_colormap
+from ..kernel.patch import Patch, empty_patch, union
+from ..model import geometry as g
+from ..model.annotation import ProjectMeta
+from ..model.item import ItemData
+from ..paths import safe_component
 from ..timing import NO_CLOCK
+from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, max_canvas_option
 
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)

@@ -35,14 +35,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option
 from ..codec.png import encode_png
-from ..draw import coverage, coverages
 from ..errors import AnnotationError, ConfigError, LimitError, RefusedError
-from ..item import ItemData
-from ..model import ProjectMeta
-from ..names import safe_component
+from ..kernel.draw import coverage, coverages
+from ..model.annotation import ProjectMeta
+from ..model.item import ItemData
+from ..paths import safe_component
 from ..timing import NO_CLOCK
+from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option
 
 CONVENTIONS = ("documented", "sdk")
 MAX_IDS = {"documented": 255, "sdk": 65535}

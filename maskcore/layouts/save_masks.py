@@ -35,15 +35,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import item_photo, DEFAULT_MAX_CANVAS_PIXELS, drawing
-from .. import geometry as g
 from ..codec.png import encode_png
-from ..compose import paint
-from ..draw import colour_layers, coverages
 from ..errors import ConfigError, LimitError
-from ..item import ItemData
-from ..model import ObjClass, ProjectMeta
+from ..kernel.compose import paint
+from ..kernel.draw import colour_layers, coverages
+from ..model import geometry as g
+from ..model.annotation import ObjClass, ProjectMeta
+from ..model.item import ItemData
 from ..timing import NO_CLOCK
+from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, item_photo, supervisely_ann_bytes
 
 Color = tuple[int, int, int]
 ColorMap = tuple[tuple[str, Color], ...]     # (class title, [r, g, b]) sorted by title
@@ -119,7 +119,7 @@ class SaveMasksLayout:
             raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
                              f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
         d, stem = item.out_dir, item.mask_stem
-        out: list[Output] = [(f"{d}/ann/{item.out_name}.json", item.supervisely_ann_bytes())]
+        out: list[Output] = [(f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item))]
         if item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.human_colors is None:

@@ -34,16 +34,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import item_photo, DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option, drawing
 from ..codec.png import encode_png, encode_png_window
-from ..compose import overlay_half, paint
-from ..draw import colour_layers, coverage, coverages, label_area
 from ..errors import ConfigError, LimitError
-from ..item import ItemData
-from ..model import ProjectMeta
-from ..names import safe_component
+from ..kernel.compose import overlay_half, paint
+from ..kernel.draw import colour_layers, coverage, coverages, label_area
+from ..kernel.resize import resize_area
+from ..model.annotation import ProjectMeta
+from ..model.item import ItemData
+from ..paths import safe_component
 from ..timing import NO_CLOCK
-from ..raster.resize import resize_area
+from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, item_photo, max_canvas_option, supervisely_ann_bytes
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
 MAX_MACHINE_CLASSES = 255
@@ -141,7 +141,7 @@ class SuperviselyMasksLayout:
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
         if self.copy_annotations:
-            out.append((f"{d}/ann/{item.out_name}.json", item.supervisely_ann_bytes()))
+            out.append((f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item)))
         if self.copy_images and item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.copy_images and "human" not in self.masks:

@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from ..errors import ConfigError
-from ..model import Annotation, ProjectMeta
+from ..model.annotation import Annotation, ProjectMeta
 
 
 @runtime_checkable
@@ -89,7 +89,7 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
     ``.json`` -> coco; ``.xml`` or a folder/zip with ``annotations.xml`` -> cvat; a folder/zip with
     ``labelmap.txt``, ``SegmentationClass/`` or ``SegmentationObject/`` -> cvat-masks; anything
     else (a folder with ``meta.json``, a ``.tar``) -> supervisely."""
-    from ..storage import filesystem
+    from ..io.storage import filesystem
     url = str(url_or_path)
     lower = url.lower().rstrip("/")
     if lower.endswith(".json"):
@@ -101,7 +101,7 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
     try:
         fs, path = filesystem(url, storage_options)
         if lower.endswith(".zip"):
-            from ..zipsafe import SafeZip
+            from ..io.zipsafe import SafeZip
             names = SafeZip(fs, path).names()
         else:
             cut = len(path.rstrip("/")) + 1

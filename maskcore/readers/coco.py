@@ -59,15 +59,14 @@ import numpy as np
 import pyarrow as pa
 from fsspec.core import split_protocol
 
-from .. import geometry as G
-from ..errors import (AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError,
-                      UnknownClassError)
-from ..model import Annotation, Label, ObjClass, ProjectMeta
-from ..palette import class_colors
-from ..storage import cat_whole, filesystem, redact
 from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bitmap
-from .values import canvas_size_hw, is_utf8
+from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
+from ..io.storage import cat_whole, filesystem, redact
+from ..kernel.palette import class_colors
+from ..model import geometry as G
+from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+from .values import canvas_size_hw, is_utf8
 
 DEFAULT_MAX_JSON_BYTES = 2**30
 """Largest accepted instances JSON (it is parsed whole, on the driver; Python objects take

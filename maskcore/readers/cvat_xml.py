@@ -73,12 +73,11 @@ import numpy as np
 import pyarrow as pa
 from fsspec.core import split_protocol
 
-from ..errors import (AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError,
-                      UnknownClassError)
-from ..geometry import Bitmap, Box, Point, Polygon, Polyline
-from ..model import Annotation, Label, ObjClass, ProjectMeta
-from ..palette import class_colors
-from ..storage import cat_whole, filesystem, redact
+from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
+from ..io.storage import cat_whole, filesystem, redact
+from ..kernel.palette import class_colors
+from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
 from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS
 
 DEFAULT_MAX_XML_BYTES = 2**30
@@ -621,7 +620,7 @@ class CvatXmlSource:
     def _zipfile(self):
         if self._zip is None:
             try:
-                from ..zipsafe import SafeZip
+                from ..io.zipsafe import SafeZip
             except ImportError as exc:
                 raise ImportError(f"reading a CVAT .zip needs maskcore.zipsafe: {exc}") from None
             fs, path = self.filesystem()

@@ -33,8 +33,22 @@ import numpy as np
 from PIL import ImageFile, PngImagePlugin
 
 from ..errors import AnnotationError, LimitError
-from ..geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cuboid, Cuboid2d, Geometry, Graph,
-                        GraphNode, MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle)
+from ..model.geometry import (
+    CUBOID_2D_VERTICES,
+    AlphaMask,
+    Bitmap,
+    Cuboid,
+    Cuboid2d,
+    Geometry,
+    Graph,
+    GraphNode,
+    MultiPolygon,
+    OrientedBBox,
+    Point,
+    Polygon,
+    Polyline,
+    Rectangle,
+)
 
 COORD_LIMIT = 2**31
 """Largest accepted absolute coordinate value."""

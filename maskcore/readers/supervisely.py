@@ -51,8 +51,8 @@ import pyarrow as pa
 from fsspec.core import split_protocol
 
 from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
-from ..model import Annotation, Label, ObjClass, ProjectMeta
-from ..storage import cat_whole, filesystem, redact
+from ..io.storage import cat_whole, filesystem, redact
+from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
 from .values import canvas_size_hw, is_utf8
 

@@ -75,18 +75,25 @@ import numpy as np
 import pyarrow as pa
 from fsspec.core import split_protocol
 
-from .values import is_utf8
 from ..codec.image import image_size_hw
 from ..codec.png import read_png, read_png_header
-from ..errors import (AnnotationError, ImageDecodeError, ItemError, LimitError, MaskcoreError,
-                      ProjectError, UnknownClassError)
-from ..geometry import Bitmap
-from ..model import Annotation, Label, ObjClass, ProjectMeta
-from ..palette import VOC_CLASSES, voc_color
-from ..storage import cat_whole, filesystem, redact
-from ..zipsafe import SafeZip
+from ..errors import (
+    AnnotationError,
+    ImageDecodeError,
+    ItemError,
+    LimitError,
+    MaskcoreError,
+    ProjectError,
+    UnknownClassError,
+)
+from ..io.storage import cat_whole, filesystem, redact
+from ..io.zipsafe import SafeZip
+from ..kernel.palette import VOC_CLASSES, voc_color
+from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from ..model.geometry import Bitmap
 from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 from .supervisely import IMAGE_EXTENSIONS
+from .values import is_utf8
 
 BACKGROUND = "background"
 IGNORE_VALUE = 255

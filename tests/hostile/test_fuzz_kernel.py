@@ -1,4 +1,4 @@
-"""Property tests for the raster kernel through ``maskcore.draw.coverage``: random geometries,
+"""Property tests for the raster kernel through ``maskcore.kernel.draw.coverage``: random geometries,
 degenerate or with huge coordinates, on small canvases. A coverage is a patch inside the canvas;
 the one error allowed is the kernel's documented ``ValueError`` for coordinates outside int32
 (which the layout reports as an ``AnnotationError`` naming the object); nothing may hang."""
@@ -10,9 +10,9 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maskcore import geometry as g
-from maskcore.draw import colour_layers, coverage
-from maskcore.raster.patch import Patch
+from maskcore.model import geometry as g
+from maskcore.kernel.draw import colour_layers, coverage
+from maskcore.kernel.patch import Patch
 
 from .projects import long
 
@@ -57,7 +57,7 @@ TEMPLATE = {"nodes": {"0": {"color": "#FF0000"}, "1": {}}, "edges": [{"src": "0"
 
 def _beyond_int32(geom) -> bool:
     """Whether a coordinate the kernel receives (after the geometry's own transform) leaves int32."""
-    from maskcore.draw import oriented_bbox_corners_xy
+    from maskcore.kernel.draw import oriented_bbox_corners_xy
     if isinstance(geom, g.OrientedBBox):
         if not math.isfinite(geom.angle):
             return True

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcore import geometry as G
+from maskcore.model import geometry as G
 from maskcore.errors import (
     AnnotationError,
     ItemError,
@@ -49,7 +49,7 @@ from maskcore.readers.voc_masks import (
     parse_voc_annotation,
     voc_labelmap,
 )
-from maskcore.zipsafe import SafeZip
+from maskcore.io.zipsafe import SafeZip
 
 from .fuzz import HOSTILE_NUMBERS, JSON, fix_png_crcs, mutate
 from .projects import DATA, coco_doc, long, small_cvat_xml, voc_masks_files, zip_of

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from maskcore.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
 
 from .projects import (CLASSES, META, ann, files_under, good_annotation,
                        png_header_only, polygon, rectangle, rgb_png, snapshot, write_project)
@@ -256,7 +256,7 @@ def test_cli_names_bad_items_without_traceback(tmp_path):
         a, img, _, _ = BAD[name]
         items[("ds", name)] = (a, img)
     src = write_project(tmp_path / "src", items)
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", str(src),
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(src),
                            str(tmp_path / "out"), "--workers", "1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_PARTIAL, proc.stderr

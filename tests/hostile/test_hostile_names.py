@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maskcore.layouts import get_layout
-from maskcore.plan import partitions, plan_partitions
+from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers.supervisely import SuperviselySource
-from maskcore.run import EXIT_OK, ExportConfig, run_export
-from maskcore.sinks import get_sink
-from maskcore.task import TaskSpec, run_partition
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
+from maskcore.io.sinks import get_sink
+from maskcore.exec.task import TaskSpec, run_partition
 
 from .projects import META, ann, files_under, long, polygon, rgb_png, snapshot, write_project
 
@@ -182,7 +182,7 @@ WINDOWS_HOSTILE = ["CON", "con.png", "Aux.jpg", "NUL", "com1.png", "LPT9", "lpt\
 
 @pytest.mark.parametrize("name", WINDOWS_HOSTILE)
 def test_names_are_portable_to_windows(name):
-    from maskcore.names import safe_component
+    from maskcore.paths import safe_component
     out = safe_component(name)
     assert not set('<>:"|?*/\\') & set(out)
     assert not out.endswith((".", " "))
@@ -195,7 +195,7 @@ def test_names_are_portable_to_windows(name):
 
 
 def test_windows_rewrites_never_merge_two_items():
-    from maskcore.plan import out_names
+    from maskcore.exec.plan import out_names
     names = ["a:b.png", "a_b.png", "CON.png", "_CON.png"]
     out = out_names(names)
     assert len({n.casefold() for n in out}) == len(names)

@@ -17,7 +17,7 @@ import pytest
 
 from maskcore.errors import ProjectError, UnsafePathError
 from maskcore.readers.coco import CocoSource
-from maskcore.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
 
 from .projects import (
     coco_doc,
@@ -148,7 +148,7 @@ def test_cli_coco_partial_exit_without_traceback(tmp_path):
     src = _coco_source(tmp_path / "src", GOOD_COCO[:1] + [
         (n, BAD_COCO[n][0]) for n in ("nan.png", "rle_garbage.png", "not_an_object.png")],
         with_bad_image_sizes=False)
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", str(src),
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(src),
                            str(tmp_path / "out"), "--workers", "1"],
                           check=False, capture_output=True, text=True, timeout=180)
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
@@ -300,7 +300,7 @@ def test_cli_import_refuses_hostile_zip_with_exit_1(case, tmp_path):
     src = tmp_path / "hostile.zip"
     src.write_bytes(make())
     before = snapshot(tmp_path.parent)
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "import", str(src),
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "import", str(src),
                            str(tmp_path / "dst"), "--workers", "1"],
                           check=False, capture_output=True, text=True, timeout=180)
     assert proc.returncode == EXIT_FATAL, proc.stderr
@@ -398,7 +398,7 @@ def test_huge_voc_labelmap_and_list_files_are_refused_by_their_size(tmp_path):
 
 def test_an_annotation_above_the_size_limit_fails_its_item_before_it_is_read(tmp_path, monkeypatch):
     """The listing's size decides: the worker never reads an oversized annotation."""
-    from maskcore import task
+    from maskcore.exec import task
     from maskcore.errors import LimitError
     monkeypatch.setattr(task, "MAX_ANNOTATION_BYTES", 10)
 

@@ -18,7 +18,7 @@ import pytest
 
 from maskcore.errors import ProjectError
 from maskcore.readers.supervisely import SuperviselySource, scan_tar
-from maskcore.run import EXIT_FATAL, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.exec.run import EXIT_FATAL, EXIT_PARTIAL, ExportConfig, run_export
 
 from .projects import META, files_under, good_annotation, rgb_png, snapshot
 
@@ -171,7 +171,7 @@ def test_an_escaping_member_refuses_the_run_and_writes_nothing(tmp_path, dask_cl
 def test_cli_refuses_a_hostile_tar_without_traceback(tmp_path):
     src = _write(tmp_path / "evil.tar", tar_bytes(project_members() + [
         (info("p/ds/img/b.png", 0, tarfile.CHRTYPE), None)]))
-    proc = subprocess.run([sys.executable, "-m", "maskcore.cli", "export", src, str(tmp_path / "out"),
+    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", src, str(tmp_path / "out"),
                            "--workers", "1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_FATAL
     assert "Traceback" not in proc.stderr

@@ -1,6 +1,6 @@
 """The contract every kernel function's Patch keeps, checked the same way by every raster test."""
 
-from maskcore.raster.patch import Patch, patch_to_full
+from maskcore.kernel.patch import Patch, patch_to_full
 
 
 def assert_valid_patch(patch: Patch, size_hw) -> None:

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from maskcore.raster.coco_rule import (
+from maskcore.kernel.coco_rule import (
     coco_box_mask,
     coco_box_ring,
     coco_polygon_mask,

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from maskcore.raster.fill import fill_poly
+from maskcore.kernel.fill import fill_poly
 from patch_contract import checked_full
 
 cv2 = pytest.importorskip("cv2")

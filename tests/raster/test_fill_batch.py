@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import maskcore.raster.fill as fill_module
-from maskcore.raster.fill import fill_poly, fill_polys
-from maskcore.raster.patch import EMPTY, patch_to_full
+import maskcore.kernel.fill as fill_module
+from maskcore.kernel.fill import fill_poly, fill_polys
+from maskcore.kernel.patch import EMPTY, patch_to_full
 
 cv2 = pytest.importorskip("cv2")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from maskcore.raster.lines import clip_segments, polyline, segments_pixels
-from maskcore.raster.patch import patch_to_full
+from maskcore.kernel.lines import clip_segments, polyline, segments_pixels
+from maskcore.kernel.patch import patch_to_full
 
 cv2 = pytest.importorskip("cv2")
 

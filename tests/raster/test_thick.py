@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from maskcore.raster.disc import circle_half_widths, disc, discs
-from maskcore.raster.patch import patch_to_full
-from maskcore.raster.thick import thick_polyline
+from maskcore.kernel.disc import circle_half_widths, disc, discs
+from maskcore.kernel.patch import patch_to_full
+from maskcore.kernel.thick import thick_polyline
 from patch_contract import assert_valid_patch
 
 H, W = 41, 57  # small canvas: most random shapes cross its border

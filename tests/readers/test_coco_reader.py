@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcore import draw
-from maskcore import geometry as G
+from maskcore.kernel import draw
+from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
-from maskcore.palette import class_colors
+from maskcore.kernel.palette import class_colors
 from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, _coords, dataset_name, index_coco,
                                    items_table, meta_from_index, parse_geometry, parse_item,
                                    rle_counts_from_string, rle_to_bitmap)
@@ -581,7 +581,7 @@ def test_fuzz_index_raises_only_project_errors(doc):
 
 def test_export_to_supervisely_layout(tmp_path, request):
     from maskcore.readers import READERS
-    from maskcore.run import ExportConfig, run_export
+    from maskcore.exec.run import ExportConfig, run_export
     if "reader_options" not in {f.name for f in dataclasses.fields(ExportConfig)}:
         pytest.skip("ExportConfig.reader_options is not wired yet")
     if READERS.get("coco") is not CocoSource:

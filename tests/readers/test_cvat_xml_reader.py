@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from maskcore import draw
-from maskcore import geometry as G
+from maskcore.kernel import draw
+from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
                                        ellipse_polygon_xy, parse_annotation)
@@ -291,7 +291,7 @@ def test_listing_is_deterministic_and_typed(real):
 
 @pytest.mark.parametrize("top", ["", "task_7/"])
 def test_zip_is_read_in_place(tmp_path, top):
-    pytest.importorskip("maskcore.zipsafe")
+    pytest.importorskip("maskcore.io.zipsafe")
     path = tmp_path / "task.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(XML, f"{top}annotations.xml")
@@ -310,7 +310,7 @@ def test_zip_is_read_in_place(tmp_path, top):
 
 
 def test_hostile_zip_refused_whole(tmp_path):
-    pytest.importorskip("maskcore.zipsafe")
+    pytest.importorskip("maskcore.io.zipsafe")
     path = tmp_path / "task.zip"
     with zipfile.ZipFile(path, "w") as z:
         z.write(XML, "annotations.xml")

@@ -1,4 +1,4 @@
-"""Supervisely geometry payloads -> maskcore.geometry, checked by hand and against the SDK's bitmap
+"""Supervisely geometry payloads -> maskcore.model.geometry, checked by hand and against the SDK's bitmap
 decoders (supervisely 6.74.51, test-only oracle) on seeded random masks."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from maskcore.errors import AnnotationError, LimitError
-from maskcore.geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cuboid, Cuboid2d, Graph,
+from maskcore.model.geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cuboid, Cuboid2d, Graph,
                                MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle)
 from maskcore.readers import sly_geometry
 from maskcore.readers.sly_geometry import parse_geometry, png_size_wh

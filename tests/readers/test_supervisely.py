@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from maskcore import geometry as G
+from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers import READERS, get_reader, open_source, register_reader
 from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index_project_files,

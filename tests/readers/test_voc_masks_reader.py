@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
-from maskcore.palette import VOC_CLASSES, voc_colormap
+from maskcore.kernel.palette import VOC_CLASSES, voc_colormap
 from maskcore.readers.voc_masks import (VocMasksSource, frame, parse_labelmap,
                                         parse_voc_annotation, voc_labelmap)
-from maskcore.zipsafe import UnsafeArchiveError
+from maskcore.io.zipsafe import UnsafeArchiveError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "voc_labelme"
 IDS = ("2011_000003", "2011_000006", "2011_000025")

@@ -1,0 +1,244 @@
+"""The ``maskcore`` command line: ``run JOB``, ``export SRC DST`` and ``import SRC DST``.
+
+Exit codes: 0 all items exported (or unchanged), 3 some items failed (named in the report),
+1 nothing could run (unreadable project, bad configuration), 2 bad command line, 4 refused to run
+(another run holds the destination, or the destination is inside the source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import MaskcoreError, RefusedError
+from ..exec.filters import add_filter_arguments, cli_filter_options
+from ..exec.run import EXIT_FATAL, EXIT_REFUSED, ExportConfig, run_export
+from ..io.storage import merge_options, parse_storage_options, redact
+from ..layouts import get_layout_class
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from ..errors import ConfigError
+    from ..io.archive import parse_size
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    import json
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", action="store_true",
+                   help="pack the export into an archive (<name>.tar, or .zip for the cvat layout)")
+    p.add_argument("--no-archive", action="store_true",
+                   help="write a folder even for layouts that default to an archive (cvat)")
+    p.add_argument("--archive-format", choices=("tar", "zip"),
+                   help="archive format (default: the layout's, zip for cvat, else tar)")
+    p.add_argument("--part-size", type=_size, metavar="SIZE",
+                   help="split the archive into parts of at most SIZE (500MiB, 2GB); implies --archive")
+    p.add_argument("--archive-name", metavar="NAME", help="archive name (default: <project id>_<project name>)")
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
+    p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
+    p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
+    p.add_argument("--items-per-partition", type=_positive_int, help="items per Dask task")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for source and destination, repeatable; dots nest "
+                        "(client_kwargs.endpoint_url=http://...); JSON values are parsed")
+    p.add_argument("--full", action="store_true",
+                   help="render every item, ignoring what the last run already exported")
+    p.add_argument("--progress-interval", type=float, metavar="SECONDS",
+                   help="seconds between progress lines when not on a terminal (default 30)")
+    p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+    add_filter_arguments(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskcore", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"maskcore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute a job spec (YAML or JSON)")
+    run.add_argument("job", help="job file, e.g. jobs/demo.yaml")
+    run.add_argument("--output", help="destination (overrides the job's)")
+    run.add_argument("--source", help="DTL job given as a lone save_masks layer: the project to read")
+    _add_execution_args(run)
+
+    exp = sub.add_parser("export", help="export a project to a mask layout")
+    exp.add_argument("project", help="source: Supervisely project folder or .tar, COCO instances .json, "
+                                     "CVAT annotations.xml (or its folder or .zip), Segmentation mask 1.1 "
+                                     "folder or .zip (path or URL)")
+    exp.add_argument("destination", help="output folder (path or URL)")
+    _add_source_args(exp)
+    exp.add_argument("--layout", default="supervisely",
+                     help="output layout: supervisely (default), cvat, save-masks, isahit, supervisely-project")
+    exp.add_argument("--masks", help="supervisely: comma-separated mask kinds (default: all four)")
+    exp.add_argument("--thickness", type=_positive_int,
+                     help="line and point thickness in pixels (default: 2)")
+    exp.add_argument("--human-resize", type=float, metavar="PERCENT",
+                     help="supervisely: shrink the human previews to PERCENT of their size")
+    exp.add_argument("--no-images", action="store_true", help="supervisely: do not copy images to img/")
+    exp.add_argument("--with-images", action="store_true", help="cvat: copy images to JPEGImages/")
+    exp.add_argument("--machine-colors", metavar="FILE",
+                     help="save-masks: JSON {class: [r, g, b]} for masks_machine")
+    exp.add_argument("--human-colors", metavar="FILE",
+                     help="save-masks: JSON {class: [r, g, b]} for masks_human")
+    exp.add_argument("--max-canvas-pixels", type=_positive_int,
+                     help="refuse items whose canvas is larger (default 2**28 pixels)")
+    exp.add_argument("-o", "--option", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                     help="any layout option (JSON values are parsed), repeatable")
+    _add_execution_args(exp)
+
+    imp = sub.add_parser("import", help="turn a CVAT Segmentation mask 1.1 zip or folder into a "
+                                        "Supervisely project (one bitmap object per instance)")
+    imp.add_argument("project", help="Segmentation mask 1.1 .zip or folder (path or URL)")
+    imp.add_argument("destination", help="output Supervisely project folder (path or URL)")
+    _add_execution_args(imp)
+    return parser
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    from ..readers import READERS
+    p.add_argument("--reader", choices=("auto", *sorted(READERS)), default="auto",
+                   help="source format (default: detected from the source)")
+    p.add_argument("--images", metavar="DIR", help="COCO / CVAT XML: image folder (default: next to the file)")
+
+
+def _json_file(path: str, what: str):
+    import json
+
+    from ..errors import ConfigError
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: expected a readable JSON file, got {path!r}: {exc}") from None
+
+
+def _layout_options(args) -> dict:
+    """Layout options from the flags the user gave (each layout keeps its own defaults)."""
+    options: dict = {}
+    if args.masks is not None:
+        options["masks"] = args.masks
+    if args.thickness is not None:
+        options["thickness"] = args.thickness
+    if args.human_resize is not None:
+        options["human_resize_percent"] = args.human_resize
+    if args.no_images:
+        options["copy_images"] = False
+    if args.with_images:
+        options["with_images"] = True
+    if args.max_canvas_pixels is not None:
+        options["max_canvas_pixels"] = args.max_canvas_pixels
+    if args.machine_colors:
+        options.update(masks_machine=True, gt_machine_color=_json_file(args.machine_colors, "--machine-colors"))
+    if args.human_colors:
+        options.update(masks_human=True, gt_human_color=_json_file(args.human_colors, "--human-colors"))
+    if args.layout == "save_masks":
+        options.setdefault("masks_machine", False)
+        options.setdefault("masks_human", False)
+    options.update(dict(args.option))
+    return options
+
+
+def _job_config(args) -> ExportConfig:
+    """A maskcore job spec (YAML/JSON mapping) or a Supervisely DTL job (JSON list of layers)."""
+    from .dtl import is_dtl_job, load_dtl_file
+    from .jobspec import load_job
+    doc = None
+    if args.job.endswith(".json"):
+        import json
+        try:
+            with open(args.job, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            doc = None  # load_job says what is wrong with the file
+    if not is_dtl_job(doc):
+        if args.source:
+            from ..errors import ConfigError
+            raise ConfigError("--source: only for DTL jobs (a maskcore job spec names its source)")
+        return load_job(args.job, destination=args.output)
+    job = load_dtl_file(args.job, source=args.source, output=args.output,
+                        warn=lambda text: print(f"maskcore: warning: {text}", file=sys.stderr))
+    cfg = job.config
+    if job.datasets is not None:
+        cfg.filters = {**cfg.filters, "datasets": list(job.datasets)}
+    return cfg
+
+
+def _config(args) -> ExportConfig:
+    if args.command == "run":
+        cfg = _job_config(args)
+    elif args.command == "import":
+        cfg = ExportConfig(source=args.project, destination=args.destination, reader="cvat-masks",
+                           layout="supervisely-project")
+    else:
+        args.layout = args.layout.replace("-", "_") if args.layout == "save-masks" else args.layout
+        reader_options = {"images": args.images} if args.images else {}
+        cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
+                           layout_options=_layout_options(args), reader=args.reader,
+                           reader_options=reader_options)
+    for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
+                "part_size", "archive_name"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    cfg.debug = args.debug
+    cfg.filters = {**cfg.filters, **cli_filter_options(args)}
+    cfg.storage_options = merge_options(cfg.storage_options, parse_storage_options(args.storage_option))
+    cfg.full = cfg.full or args.full
+    if args.archive or args.part_size is not None or args.archive_name:
+        cfg.archive = True
+    elif getattr(get_layout_class(cfg.layout), "default_archive_format", None) and not args.no_archive:
+        cfg.archive = True  # a layout whose users expect an archive (cvat: a zip)
+    if args.no_archive:
+        cfg.archive = False
+    if args.archive_format:
+        cfg.archive_format = args.archive_format
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options: dict = {}
+    try:
+        cfg = _config(args)
+        options = cfg.storage_options
+        result = run_export(cfg)
+    except RefusedError as exc:
+        print(f"maskcore: refused: {redact(str(exc), options)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except MaskcoreError as exc:
+        print(f"maskcore: error: {redact(str(exc), options)}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_FATAL
+    except OSError as exc:  # the store refused: destination is a file, no space, no permission
+        print(f"maskcore: error: {redact(f'{type(exc).__name__}: {exc}', options)}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_FATAL
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""Cluster profiles (``cluster.yaml``) and the Dask client they give.
+
+A profile is a few maskcore keys plus Dask configuration in Dask's own vocabulary:
+
+- ``kind``: ``local`` (embedded ``LocalCluster``), ``address`` (an existing scheduler),
+  ``slurm`` (dask-jobqueue ``SLURMCluster``) or ``kubernetes`` (dask-kubernetes operator
+  ``KubeCluster``);
+- ``workers``: how many workers to start; ``adapt``: ``{minimum, maximum}`` instead;
+- ``local``: keyword arguments of ``distributed.LocalCluster`` (kind ``local`` only);
+- every other key is Dask configuration (``jobqueue``, ``kubernetes``, ``distributed``,
+  ``scheduler-address``, ...), applied with ``dask.config.set`` while the cluster is built and
+  used, so the upstream libraries read their own sections.
+
+Which profile: the name given (``--cluster`` / ``cluster:`` in a job spec), else
+``$MASKCORE_CLUSTER``, else the file's ``default:``, else ``local``.
+Which file: ``--cluster-file`` / ``cluster_file:``, else ``$MASKCORE_CLUSTER_FILE``, else
+``./cluster.yaml``; without any file the built-in ``local`` and ``address`` profiles are used.
+Precedence of values, highest first: the ``workers`` argument (``--workers``), ``DASK_*``
+environment variables, the profile, Dask's own config files and defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import getpass
+import importlib
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import dask
+import yaml
+
+from ..errors import ConfigError
+
+BUILTIN = {
+    "default": "local",
+    "profiles": {
+        "local": {"kind": "local", "workers": None,
+                  "local": {"threads_per_worker": 1, "processes": True, "dashboard_address": None}},
+        "address": {"kind": "address", "scheduler-address": None},
+    },
+}
+KINDS = ("local", "address", "slurm", "kubernetes")
+OWN_KEYS = ("kind", "workers", "adapt", "local", "name")
+# Top-level Dask config sections a profile may carry, besides those Dask has loaded already.
+DASK_SECTIONS = ("distributed", "jobqueue", "kubernetes", "scheduler-address", "scheduler",
+                 "temporary-directory", "array", "dataframe", "optimization", "tokenize", "admin")
+# kind -> (module to import, package, extra of pyproject.toml)
+OPTIONAL = {"slurm": ("dask_jobqueue", "dask-jobqueue", "slurm"),
+            "kubernetes": ("dask_kubernetes.operator", "dask-kubernetes", "kubernetes")}
+
+
+# -- profiles ------------------------------------------------------------------------------------
+
+def load_profiles(path: str | None = None) -> dict:
+    """The parsed profiles file (or the built-in profiles), with ``source`` naming where from."""
+    for candidate, named in ((path, True), (os.environ.get("MASKCORE_CLUSTER_FILE"), True),
+                             ("cluster.yaml", False)):
+        if not candidate:
+            continue
+        if not Path(candidate).is_file():
+            if named:
+                raise ConfigError(f"cluster profiles file: expected an existing file, got {candidate!r}")
+            continue
+        with open(candidate, encoding="utf-8") as f:
+            try:
+                doc = yaml.safe_load(f) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{candidate}: expected YAML, got a parse error: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
+            raise ConfigError(f"{candidate}: expected a mapping with a 'profiles' mapping, "
+                              f"got {type(doc).__name__}")
+        return {**doc, "source": str(candidate)}
+    return {**BUILTIN, "source": "built-in profiles"}
+
+
+def get_profile(name: str | None, path: str | None = None) -> dict:
+    """The validated profile ``name`` (see the module docstring for how the name is chosen)."""
+    doc = load_profiles(path)
+    where = doc["source"]
+    name = name or os.environ.get("MASKCORE_CLUSTER") or doc.get("default") or "local"
+    profiles = doc["profiles"]
+    if name not in profiles:
+        raise ConfigError(f"{where}: expected a cluster profile named one of {sorted(profiles)}, got {name!r}")
+    profile = profiles[name]
+    if not isinstance(profile, dict):
+        raise ConfigError(f"{where}: cluster profile {name!r}: expected a mapping, got {type(profile).__name__}")
+    profile = {**profile, "name": name}
+    _validate(profile, where)
+    return profile
+
+
+def _validate(profile: dict, where: str) -> None:
+    name, kind = profile["name"], profile.get("kind")
+    at = f"{where}: cluster profile {name!r}"
+    if kind not in KINDS:
+        raise ConfigError(f"{at}: expected kind one of {list(KINDS)}, got {kind!r}")
+    workers = profile.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"{at}: expected workers to be a positive integer or null, got {workers!r}")
+    adapt = profile.get("adapt")
+    if adapt is not None:
+        if not isinstance(adapt, dict) or not set(adapt) <= {"minimum", "maximum"} or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in adapt.values()):
+            raise ConfigError(f"{at}: expected adapt to be {{minimum: N, maximum: M}} with N, M >= 0, got {adapt!r}")
+        if adapt.get("minimum", 0) > adapt.get("maximum", adapt.get("minimum", 0)):
+            raise ConfigError(f"{at}: expected adapt minimum <= maximum, got {adapt!r}")
+    if kind == "address" and (workers is not None or adapt is not None):
+        raise ConfigError(f"{at}: expected no workers/adapt for kind address (the scheduler's own "
+                          "workers do the work), got " + ("workers" if workers is not None else "adapt"))
+    local = profile.get("local")
+    if local is not None and (kind != "local" or not isinstance(local, dict)):
+        raise ConfigError(f"{at}: expected 'local' (LocalCluster arguments) only as a mapping in a kind "
+                          f"local profile, got {type(local).__name__} in kind {kind}")
+    if local and "n_workers" in local:
+        raise ConfigError(f"{at}: expected the worker count as 'workers:' at the profile level, "
+                          "got local.n_workers")
+    known = {_norm(k) for k in (*DASK_SECTIONS, *dask.config.config)}
+    for key in profile:
+        if key not in OWN_KEYS and _norm(key) not in known:
+            raise ConfigError(f"{at}: expected maskcore keys {list(OWN_KEYS[:4])} or Dask config sections "
+                              f"such as {sorted(DASK_SECTIONS)}, got {key!r}")
+
+
+def planned_workers(profile: dict, workers: int | None = None) -> int:
+    """How many workers to plan partitions for (the count asked for, else the profile's)."""
+    adapt = profile.get("adapt") or {}
+    return workers or profile.get("workers") or adapt.get("maximum") or os.cpu_count() or 1
+
+
+# -- Dask configuration ----------------------------------------------------------------------------
+
+def _norm(key: str) -> str:
+    return str(key).lower().replace("-", "_")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b-c": 1}}`` -> ``{"a.b-c": 1}``; lists and empty mappings are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def _require(profile: dict):
+    """Import the optional library the profile's kind needs (so its config defaults are loaded)."""
+    if profile["kind"] not in OPTIONAL:
+        return None
+    module, package, extra = OPTIONAL[profile["kind"]]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cluster profile {profile['name']!r} (kind {profile['kind']}): expected {package} to be "
+            f"installed, got ImportError ({exc}); install it with pip install 'maskcore[{extra}]' "
+            f"(from a checkout: pip install '.[{extra}]')") from exc
+
+
+def dask_config(profile: dict) -> dict[str, Any]:
+    """Dotted Dask config keys the profile sets, with ``DASK_*`` environment variables on top.
+
+    A profile value of ``null`` leaves Dask's value alone. An environment variable overrides the
+    profile key it names, and any key above or below it (``DASK_KUBERNETES__RESOURCES`` replaces
+    every ``kubernetes.resources.*`` of the profile).
+    """
+    own = _flatten({k: v for k, v in profile.items() if k not in OWN_KEYS})
+    env = _flatten(dask.config.collect_env(
+        {k: v for k, v in os.environ.items() if k != "DASK_INTERNAL_INHERIT_CONFIG"}))
+    env_paths = [tuple(_norm(k).split(".")) for k in env]
+
+    def covered(key: str) -> bool:
+        path = tuple(_norm(key).split("."))
+        return any(e[:len(path)] == path or path[:len(e)] == e for e in env_paths)
+
+    merged = {k: v for k, v in own.items() if v is not None and not covered(k)}
+    merged.update(env)
+    return merged
+
+
+@contextlib.contextmanager
+def apply_config(profile: dict) -> Iterator[dict]:
+    """Apply the profile's Dask config (after importing the kind's library) for the block."""
+    _require(profile)
+    settings = dask_config(profile)
+    with dask.config.set(settings):
+        yield settings
+
+
+# -- clusters -------------------------------------------------------------------------------------
+
+def _count(profile: dict, workers: int | None) -> tuple[int | None, dict | None]:
+    """(workers to start, adapt bounds): the argument wins, then the profile's adapt, then workers."""
+    if workers is not None:
+        return workers, None
+    adapt = profile.get("adapt")
+    if adapt is not None:
+        return adapt.get("minimum", 0), adapt
+    return profile.get("workers"), None
+
+
+def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
+    """The ``DaskCluster`` resource the ``kubernetes`` profile creates; contacts no API server.
+
+    Values come from Dask's ``kubernetes.*`` config (the profile's section, ``DASK_KUBERNETES__*``).
+    """
+    with apply_config(profile):
+        from dask_kubernetes.exceptions import ValidationError
+        from dask_kubernetes.operator import make_cluster_spec
+        from dask_kubernetes.operator.validation import validate_cluster_name
+
+        n, _ = _count(profile, workers)
+        if n is None:
+            n = dask.config.get("kubernetes.count.start") or 0
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "maskcore"
+        name = str(dask.config.get("kubernetes.name")).format(user=user, uuid=uuid.uuid4().hex[:10],
+                                                              **os.environ)
+        try:
+            validate_cluster_name(name)
+        except ValidationError as exc:
+            raise ConfigError(f"cluster profile {profile['name']!r}: expected kubernetes.name to give a "
+                              f"lowercase RFC 1123 name, got {name!r}") from exc
+        # deep copy: the spec would otherwise share dicts with dask.config, emptied on exit
+        return copy.deepcopy(make_cluster_spec(
+            name=name, image=dask.config.get("kubernetes.image"), n_workers=n,
+            resources=dask.config.get("kubernetes.resources") or None,
+            env=dask.config.get("kubernetes.env") or None,
+            worker_command=dask.config.get("kubernetes.worker-command"),
+            scheduler_service_type=dask.config.get("kubernetes.scheduler-service-type"),
+            idle_timeout=dask.config.get("kubernetes.idle-timeout") or 0,
+            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))))
+
+
+def _make_local(profile: dict, n: int | None):
+    from distributed import LocalCluster
+
+    kwargs = dict(profile.get("local") or {})
+    kwargs["n_workers"] = n if n is not None else (os.cpu_count() or 1)
+    return LocalCluster(**kwargs)
+
+
+def _make_slurm(profile: dict, n: int | None):
+    from dask_jobqueue import SLURMCluster
+
+    cluster = SLURMCluster()          # reads jobqueue.slurm.* itself
+    if n:
+        cluster.scale(n)
+    return cluster
+
+
+def _make_kubernetes(profile: dict, n: int | None):
+    from dask_kubernetes.operator import KubeCluster
+
+    return KubeCluster(custom_cluster_spec=kubernetes_cluster_spec(profile, n))
+
+
+BUILDERS = {"local": _make_local, "slurm": _make_slurm, "kubernetes": _make_kubernetes}
+
+
+@contextlib.contextmanager
+def build_cluster(profile: dict, workers: int | None = None) -> Iterator[Any]:
+    """The profile's cluster object under its Dask config, sized, and closed on exit.
+
+    ``workers`` (``--workers``): that many workers, no adapting; ``0`` starts none (used to
+    inspect a cluster, e.g. ``job_script()``). Otherwise the profile's ``adapt`` or ``workers``.
+    """
+    kind, name = profile["kind"], profile["name"]
+    if kind not in BUILDERS:
+        raise ConfigError(f"cluster profile {name!r}: expected a kind that builds a cluster "
+                          f"{sorted(BUILDERS)}, got {kind!r}")
+    n, adapt = _count(profile, workers)
+    with apply_config(profile):
+        if n is None and adapt is None and kind != "local":
+            n = dask.config.get("kubernetes.count.start", 0) if kind == "kubernetes" else 0
+            if not n:
+                raise ConfigError(f"cluster profile {name!r}: expected a worker count (workers: in the "
+                                  "profile, or --workers) or adapt: {minimum, maximum}, got neither")
+        try:
+            cluster = BUILDERS[kind](profile, n)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cluster profile {name!r}: the {kind} cluster refused its configuration: "
+                              f"{exc}") from exc
+        try:
+            if adapt is not None:
+                cluster.adapt(**adapt)
+            yield cluster
+        finally:
+            cluster.close()
+
+
+_ADDRESS = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<rest>[^/?#]+)$", re.IGNORECASE)
+
+
+def _safe_address(address: str) -> str:
+    """The address with any ``user:password@`` removed, for messages."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", str(address))
+
+
+def _scheduler_address(profile: dict) -> str:
+    address = dask.config.get("scheduler-address", None)
+    name = profile["name"]
+    if not address:
+        raise ConfigError(f"cluster profile {name!r}: expected a scheduler address (scheduler-address: "
+                          "tcp://HOST:8786 in the profile, or DASK_SCHEDULER_ADDRESS), got none")
+    match = _ADDRESS.match(str(address))
+    if not match or "@" in match["rest"]:
+        raise ConfigError(f"cluster profile {name!r}: expected a scheduler address like tcp://HOST:PORT "
+                          f"(no credentials; TLS settings go in distributed.comm.tls), "
+                          f"got {_safe_address(address)!r}")
+    return str(address)
+
+
+@contextlib.contextmanager
+def connect(profile: dict, workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``profile``; a cluster maskcore started stops on exit.
+
+    ``workers`` maps per kind: ``local`` -> ``n_workers``, ``slurm``/``kubernetes`` -> ``scale(n)``;
+    for ``address`` it is not used (the scheduler's own workers run the tasks).
+    """
+    from distributed import Client
+
+    if profile["kind"] != "address":
+        with build_cluster(profile, workers) as cluster, Client(cluster) as client:
+            yield client
+        return
+    with apply_config(profile):
+        address = _scheduler_address(profile)
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+        try:
+            client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cluster profile {profile['name']!r}: expected a Dask scheduler answering at "
+                              f"{_safe_address(address)} within {timeout}, got {type(exc).__name__}") from None
+        with client:
+            yield client

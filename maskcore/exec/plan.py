@@ -1,0 +1,134 @@
+"""Planning: the item listing becomes partitions (a pyarrow table), before any work is done.
+
+Adds to the reader's listing (dataset, item, ann_path, img_path, ...) the columns
+``out_dir`` (the dataset's output folder), ``out_name`` (the item's file name in the output,
+made safe), ``mask_stem`` (the item's mask file stem, unique within
+its dataset even when two items share a stem or differ only by case) and ``partition``.
+Pure: table in, table out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..paths import safe_component, stem, unique_names
+
+DEFAULT_ITEMS_PER_PARTITION = 32
+
+
+RESERVED_ROOT_NAMES = (".maskcore", "meta.json", "obj_class_to_machine_color.json",
+                      "obj_class_to_semantic_color.json")
+"""Names at the destination root that a dataset folder must not take (run state, project files)."""
+
+
+def dataset_out_dir(dataset: str) -> str:
+    """``top/child`` -> ``top/datasets/child`` (the Supervisely nesting), each part made safe."""
+    return "/datasets/".join(safe_component(p) for p in dataset.split("/"))
+
+
+def dataset_out_dirs(datasets: list[str]) -> dict[str, str]:
+    """Output folder of each dataset: ``dataset_out_dir``, made unique among siblings ignoring
+    case (``a\\b`` and ``a_b``, ``DS`` and ``ds``) and kept off ``RESERVED_ROOT_NAMES``.
+
+    Nested datasets follow their parent's folder. Deterministic for a given set of names.
+    """
+    prefixes = sorted({tuple(d.split("/")[:k]) for d in set(datasets)
+                       for k in range(1, d.count("/") + 2)})
+    out: dict[tuple, str] = {}
+    siblings: dict[tuple, list[tuple]] = {}
+    for p in prefixes:
+        siblings.setdefault(p[:-1], []).append(p)
+    for parent in sorted(siblings, key=len):
+        kids = siblings[parent]
+        names = unique_names([safe_component(k[-1]) for k in kids], ["/".join(k) for k in kids],
+                             keep_extension=False, reserved=() if parent else RESERVED_ROOT_NAMES)
+        for k, name in zip(kids, names):
+            out[k] = f"{out[parent]}/datasets/{name}" if parent else name
+    return {d: out[tuple(d.split("/"))] for d in set(datasets)}
+
+
+def mask_stems(items: list[str], keys: list[str] | None = None) -> list[str]:
+    """Mask file stems for the items of one dataset.
+
+    ``cat.jpg`` -> ``cat``; when two items would share a stem (``cat.jpg`` and ``cat.png``, or
+    ``Cat.jpg`` and ``cat.jpg`` on a case-insensitive disk) all of them keep their full name
+    instead (``cat.jpg``, ``cat.png``); a remaining clash gets a short hash of ``keys`` (default:
+    the item names; give distinct keys when ``items`` may repeat, e.g. across datasets).
+    """
+    stems = [safe_component(stem(i)) for i in items]
+    counts = Counter(s.casefold() for s in stems)
+    full = [s if counts[s.casefold()] == 1 else safe_component(i) for s, i in zip(stems, items)]
+    return unique_names(full, keys or items, keep_extension=False)
+
+
+def out_names(items: list[str]) -> list[str]:
+    """File names for the copied image and annotation of each item of one dataset: the item name
+    made safe (one path component, no control characters), unique ignoring case."""
+    return unique_names([safe_component(i) for i in items], items)
+
+
+def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int | None = None,
+                    project_wide_stems: bool = False) -> pa.Table:
+    """Add ``out_dir``, ``mask_stem`` and ``partition`` to a sorted item listing.
+
+    ``project_wide_stems``: mask stems unique across all datasets (layouts that put every
+    dataset's masks in one folder, e.g. CVAT's ``SegmentationClass/``), not only within one.
+
+    Partitions are contiguous runs of items, at most ``items_per_partition`` each, and at least
+    ``4 * workers`` of them when there are enough items (so a slow or lost worker costs little).
+    """
+    n = items.num_rows
+    datasets = items.column("dataset").to_pylist()
+    names = items.column("item").to_pylist()
+    out_dirs = dataset_out_dirs(datasets)
+    stems: list[str] = [""] * n
+    safe_names: list[str] = [""] * n
+    by_dataset: dict[str, list[int]] = {}
+    for i, d in enumerate(datasets):
+        by_dataset.setdefault(d, []).append(i)
+    for d, rows in by_dataset.items():
+        in_dataset = [names[i] for i in rows]
+        for i, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
+            stems[i], safe_names[i] = s, o
+    if project_wide_stems and len(by_dataset) > 1:
+        stems = mask_stems(names, [f"{d}\x00{i}" for d, i in zip(datasets, names)])
+    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
+    if n:
+        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
+    partition = pa.array([i // size for i in range(n)], pa.int32())
+    return (items.append_column("out_dir", pa.array([out_dirs[d] for d in datasets], pa.string()))
+                 .append_column("out_name", pa.array(safe_names, pa.string()))
+                 .append_column("mask_stem", pa.array(stems, pa.string()))
+                 .append_column("partition", partition))
+
+
+def assign_partitions(plan: pa.Table, *, workers: int, items_per_partition: int | None = None) -> pa.Table:
+    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``)."""
+    n = plan.num_rows
+    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
+    if n:
+        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
+    return plan.set_column(plan.schema.get_field_index("partition"), "partition",
+                           pa.array([i // size for i in range(n)], pa.int32()))
+
+
+def partitions(plan: pa.Table) -> list[pa.Table]:
+    """Split a plan into one table per partition, in partition order.
+
+    Each partition owns compact buffers (``take``, not ``slice``): a pickled slice would carry
+    the whole plan's buffers to every task (measured: 18.9 MB instead of 0.9 KB for 32 rows of a
+    1M-row plan).
+    """
+    if plan.num_rows == 0:
+        return []
+    n_parts = pc.max(plan.column("partition")).as_py() + 1
+    bounds = [0] * (n_parts + 1)
+    for p in plan.column("partition").to_pylist():
+        bounds[p + 1] += 1
+    for i in range(n_parts):
+        bounds[i + 1] += bounds[i]
+    return [plan.take(pa.array(range(bounds[i], bounds[i + 1]), pa.int64())) for i in range(n_parts)]

@@ -1,0 +1,396 @@
+"""Orchestration: plan the items, run one Dask task per partition, keep the destination's state.
+
+This layer is thin on purpose: what a task does lives in :mod:`maskcore.task`, the state files
+(manifest, partial results, lock) in :mod:`maskcore.state`. A run:
+1. takes the destination's lock (a second run is refused with exit code 4);
+2. plans the items into partitions; if the last finished run used the same configuration, each
+   item carries its previous input checksums so workers skip unchanged items (incremental);
+3. skips partitions a killed run already finished (``.maskcore/partials``), runs the others;
+4. removes outputs that no current item produced (deleted items, fewer objects, failed items);
+5. writes ``.maskcore/manifest.parquet`` and ``.maskcore/report.json``. The export tree itself
+   carries no timestamps: the same inputs and options give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import __version__
+from ..errors import RefusedError
+from ..io.archive import (
+    ArchiveError,
+    TarPartSink,
+    chunk_records,
+    default_archive_name,
+    discard_chunks,
+    finalize_archive,
+    refuse_overwriting_source,
+    resolve_archive_format,
+    unpacked_outputs,
+)
+from ..io.sinks import get_sink
+from ..io.storage import is_inside, redact
+from ..layouts import get_layout, get_layout_class
+from ..readers import detect_reader, open_source
+from .cluster import connect, get_profile, planned_workers
+from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
+from .plan import assign_partitions, partitions, plan_partitions
+from .progress import Progress
+from .scan import scan_partitions
+from .state import (
+    MANIFEST,
+    PARTIALS,
+    REPORT,
+    STATE_DIR,
+    RunLock,
+    config_fingerprint,
+    parquet_bytes,
+    partition_key,
+    read_parquet,
+)
+from .task import RESULT_SCHEMA, TaskSpec, run_archive_partition, run_partition
+
+EXIT_OK = 0          # every item exported (or unchanged)
+EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration
+EXIT_USAGE = 2       # bad command line (argparse)
+EXIT_PARTIAL = 3     # the run finished but some items failed (listed in the report)
+EXIT_REFUSED = 4     # refused to run: destination locked by another run, or inside the source
+
+REPORT_DIR = STATE_DIR
+FINGERPRINT_KEY = b"maskcore.config_fingerprint"
+
+
+@dataclass
+class ExportConfig:
+    source: str
+    destination: str
+    layout: str = "supervisely"
+    layout_options: dict = field(default_factory=dict)
+    reader: str = "supervisely"
+    reader_options: dict = field(default_factory=dict)   # e.g. {"images": DIR} for COCO / CVAT XML
+    filters: dict = field(default_factory=dict)          # item selection, see maskcore.filters
+    storage_options: dict = field(default_factory=dict)
+    cluster: str | None = None
+    cluster_file: str | None = None
+    workers: int | None = None
+    items_per_partition: int | None = None
+    full: bool = False                  # ignore the previous manifest: render every item
+    archive: bool = False               # pack the export into <archive_name>.tar (or parts)
+    part_size: int | None = None        # bytes per archive part (implies archive)
+    archive_name: str | None = None     # default: <project id>_<project name>
+    archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
+    progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
+    debug: bool = False
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    report: dict
+    manifest: pa.Table
+
+
+def _refuse_destination_in_source(source: str, destination: str, storage_options=None) -> None:
+    if is_inside(destination, source, storage_options):
+        raise RefusedError(f"destination {redact(destination, storage_options)!r} is inside the source "
+                           f"{redact(source, storage_options)!r}; maskcore never writes into the source project")
+
+
+def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, client=None,
+               on_partition: Callable[[int], None] | None = None) -> RunResult:
+    """Run one export; returns the exit code, the report and the manifest.
+
+    ``client``: an existing ``distributed.Client`` to run on (no cluster is started).
+    ``on_partition(n_done)``: called on the driver each time a partition finishes.
+    Raises ConfigError/ProjectError when nothing can run and LockedError when another run
+    holds the destination.
+    """
+    emit = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def log(msg: str) -> None:  # noqa: F811 - every line is redacted of credentials
+        emit(redact(msg, cfg.storage_options))
+
+    started = time.perf_counter()
+    _refuse_destination_in_source(cfg.source, cfg.destination, cfg.storage_options)
+    layout_cls = get_layout_class(cfg.layout)
+    if layout_cls is None:
+        get_layout(cfg.layout, cfg.layout_options)  # the ConfigError naming the known layouts
+    profile = get_profile(cfg.cluster, cfg.cluster_file)
+    if cfg.reader == "auto":
+        cfg.reader = detect_reader(cfg.source, cfg.storage_options)
+    source = open_source(cfg.reader, cfg.source, cfg.storage_options, **cfg.reader_options)
+    options = dict(cfg.layout_options)
+    if getattr(layout_cls, "takes_project_name", False):
+        options.setdefault("project", getattr(source, "project_name", "") or "project")
+    layout = get_layout(cfg.layout, options)
+    for text in getattr(source, "warnings", None) or []:
+        log(f"maskcore: warning: {text}")
+    meta = source.read_meta()
+    layout.check_meta(meta)
+    filters = FilterSpec.from_options(cfg.filters)
+    filters.check_meta(meta)
+    sink = get_sink("dir", cfg.destination, cfg.storage_options)
+    if cfg.archive:
+        cfg.archive_name = cfg.archive_name or default_archive_name(source)
+        cfg.archive_format = resolve_archive_format(cfg.archive_format, layout)
+        refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
+    with RunLock(sink):
+        if hasattr(layout, "prepare"):  # a layout's own refusals (e.g. an existing output folder)
+            layout.prepare(sink)
+        with ExitStack() as stack:
+            def get_client():  # one cluster for the scan and the export, started only when needed
+                nonlocal client
+                if client is None:
+                    client = stack.enter_context(connect(profile, cfg.workers))
+                return client
+            return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition,
+                               started, filters)
+
+
+def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
+    """Apply the item filters to the plan: listing filters with pyarrow, annotation filters after a
+    distributed scan. Returns the plan renumbered into partitions and the report section."""
+    if not filters.active():
+        return plan, None
+    plan, removed = apply_listing_filters(plan, filters)
+    unscanned: list = []
+    if filters.needs_scan and plan.num_rows:
+        parts = partitions(assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition))
+        scan = scan_partitions(get_client(), source, meta, parts)
+        plan, more = apply_annotation_filters(plan, scan, filters)
+        removed.update(more)
+        unscanned = scan_errors(scan)
+    plan = assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition)
+    return plan, {"removed": removed, "total_removed": sum(removed.values()), "kept_unscanned": unscanned}
+
+
+def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, started,
+                filters) -> RunResult:
+    workers = planned_workers(profile, cfg.workers)
+    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
+                           project_wide_stems=getattr(layout, "project_wide_stems", False))
+    plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
+    if hasattr(layout, "for_plan"):  # layouts whose file tree depends on the listing (isahit)
+        layout = layout.for_plan(plan)
+    if plan.num_rows == 0 and hasattr(layout, "prepare"):
+        for text in layout.prepare(sink, 0) or []:
+            log(f"maskcore: warning: {text}")
+    config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
+    if filters.filters_labels:  # dropping labels changes the outputs
+        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
+    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
+        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
+        config_fp = hashlib.sha256(settings.encode()).hexdigest()
+    previous = read_parquet(sink, MANIFEST)
+    incremental = (previous is not None and not cfg.full
+                   and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
+    if incremental:
+        plan = _attach_previous(plan, previous)
+    parts = partitions(plan)
+    keys = [partition_key(config_fp, p) for p in parts]
+    finished = set(sink.listdir(PARTIALS))
+    resumed = {i: read_parquet(sink, f"{PARTIALS}/{k}.parquet") for i, k in enumerate(keys)
+               if f"{k}.parquet" in finished}
+    log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
+        + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
+    project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
+    for path, data in [] if cfg.archive else project_files:
+        if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
+            sink.write(path, data)
+    task_sink = TarPartSink(sink, cfg.part_size, cfg.archive_format) if cfg.archive else sink
+    spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
+                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None)
+    todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
+    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
+    results = list(resumed.values())
+    if todo:
+        results += _submit_all(get_client(), spec, todo, progress, on_partition)
+    progress.close()
+    if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
+        project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
+    archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
+    manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    if incremental:
+        manifest = _carry_unchanged_outputs(manifest, previous)
+    stale = [] if cfg.archive else _stale_outputs(previous, manifest)
+    own = getattr(layout, "folder", None)  # a layout writing into its own folder leaves others alone
+    if own is not None:
+        stale = [p for p in stale if p.startswith(own + "/")]
+    sink.delete(stale)
+    if not cfg.archive:
+        _write_list_files(sink, _list_files(manifest), previous)
+    manifest = manifest.replace_schema_metadata({FINGERPRINT_KEY: config_fp.encode()})
+    report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
+                     time.perf_counter() - started)
+    report["source_warnings"] = list(getattr(source, "warnings", None) or [])
+    if filtered is not None:
+        report["filtered"] = filtered
+    if archive is not None:
+        report["archive"] = archive.summary()
+        sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
+    sink.write(MANIFEST, parquet_bytes(manifest))
+    sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    sink.delete([f"{PARTIALS}/{name}" for name in sink.listdir(PARTIALS)])
+    sink.clear_temporaries()
+    if cfg.archive:
+        discard_chunks(sink)
+    code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
+    i = report["items"]
+    log(f"maskcore: {i['written']} written, {i['unchanged']} unchanged, {i['failed']} failed, "
+        f"{len(stale)} stale files removed, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
+        f"report: {cfg.destination.rstrip('/')}/{REPORT}")
+    return RunResult(code, report, manifest)
+
+
+def _finish_archive(cfg, sink, results, project_files):
+    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``."""
+    records = [r for t in results for r in chunk_records(t)]
+    written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    missing = unpacked_outputs(written, records)
+    if missing:
+        raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
+                           f"(first {missing[0]!r}); run again with --full")
+    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
+
+
+def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
+    """Give each planned item the input checksums of its last successful export."""
+    ok = previous.filter(pc.is_in(previous.column("status"), pa.array(["ok", "unchanged"])))
+    prev = ok.select(["dataset", "item", "ann_sha256", "img_sha256"]).rename_columns(
+        ["dataset", "item", "prev_ann_sha256", "prev_img_sha256"])
+    joined = plan.join(prev, keys=["dataset", "item"], join_type="left outer")
+    return joined.sort_by([("dataset", "ascending"), ("item", "ascending")])
+
+
+def _item_keys(table: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
+
+
+def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
+    """Unchanged items keep the outputs recorded by the run that wrote them."""
+    unchanged = pc.equal(manifest.column("status"), "unchanged")
+    if not pc.any(unchanged).as_py():
+        return manifest
+    where = pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
+    for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
+        if name not in previous.column_names:
+            continue
+        carried = previous.column(name).take(pc.if_else(unchanged, where, None))
+        merged = pc.if_else(unchanged, carried, manifest.column(name))
+        manifest = manifest.set_column(manifest.schema.get_field_index(name), name, merged)
+    return manifest
+
+
+def _list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
+    """The project-level list files (``task.LIST_PREFIX``) from the items' lines, in (dataset,
+    item) order; failed items contribute nothing."""
+    if manifest is None or "lines" not in manifest.column_names or manifest.num_rows == 0:
+        return []
+    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    ok = manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))
+    flat = pc.list_flatten(ok.column("lines")).combine_chunks()
+    if len(flat) == 0:
+        return []
+    by_path: dict[str, list[str]] = {}
+    for path, line in zip(flat.field("path").to_pylist(), flat.field("line").to_pylist()):
+        by_path.setdefault(path, []).append(line)
+    return [(path, ("\n".join(lines) + "\n").encode("utf-8")) for path, lines in sorted(by_path.items())]
+
+
+def _write_list_files(sink, files: list[tuple[str, bytes]], previous: pa.Table | None) -> None:
+    """Write the list files that changed; remove the ones no item contributes to any more."""
+    for path, data in files:
+        if not (sink.exists(path) and sink.read(path) == data):
+            sink.write(path, data)
+    gone = {p for p, _ in _list_files(previous)} - {p for p, _ in files}
+    sink.delete(sorted(gone))
+
+
+def _output_paths(table: pa.Table | None) -> pa.Array:
+    if table is None or table.num_rows == 0:
+        return pa.array([], pa.string())
+    return pc.list_flatten(table.column("outputs")).combine_chunks().field("path")
+
+
+def _stale_outputs(previous: pa.Table | None, manifest: pa.Table) -> list[str]:
+    """Files the previous run wrote that no item of this run produced."""
+    before, now = _output_paths(previous), _output_paths(manifest)
+    return sorted(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist())
+
+
+def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
+    from distributed import as_completed
+
+    run_token = uuid.uuid4().hex[:12]
+    # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
+    # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
+    task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
+                                          pure=False, retries=2)
+                            for i, part, key in todo])
+    results = []
+    for future in pending:
+        table = future.result()
+        # Released at once: a future still held is one Dask recomputes when the worker holding its
+        # result dies, which would write into the destination again, possibly after this run ended.
+        future.release()
+        results.append(table)
+        failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
+        progress.update(table.num_rows, failed)
+        if on_partition is not None:
+            on_partition(len(results))
+    return results
+
+
+def _input_fingerprint(manifest: pa.Table, rows_per_block: int = 65536) -> str:
+    """sha256 over every item's name and input checksums, in manifest order."""
+    digest = hashlib.sha256()
+    cols = [pc.fill_null(manifest.column(c), "") for c in ("dataset", "item", "ann_sha256", "img_sha256")]
+    lines = pc.binary_join_element_wise(*cols, "\t")
+    for start in range(0, len(lines), rows_per_block):
+        block = lines.slice(start, rows_per_block).to_pylist()
+        digest.update(("\n".join(block) + "\n").encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _count(mask) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
+    """Counts with pyarrow over the whole manifest; only failed and warned items become Python rows."""
+    status = manifest.column("status")
+    is_ok = pc.equal(status, "ok")
+    failed = (manifest.filter(pc.equal(status, "failed")).select(["dataset", "item", "error"]).to_pylist())
+    has_warnings = pc.greater(pc.fill_null(pc.list_value_length(manifest.column("warnings")), 0), 0)
+    warned = manifest.filter(has_warnings).select(["dataset", "item", "warnings"]).to_pylist()
+    return {
+        "maskcore_version": __version__,
+        "source": redact(cfg.source, cfg.storage_options),
+        "destination": redact(cfg.destination, cfg.storage_options),
+        "layout": cfg.layout,
+        "layout_options": cfg.layout_options,
+        "cluster": profile["name"],
+        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
+        "items": {"total": manifest.num_rows, "written": _count(is_ok),
+                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": len(failed)},
+        "files_written": int(pc.sum(pc.list_value_length(manifest.filter(is_ok).column("outputs"))).as_py() or 0),
+        "bytes_written": int(pc.sum(manifest.column("bytes_written")).as_py() or 0),
+        "stale_files_removed": n_stale,
+        "seconds": round(seconds, 3),
+        "config_fingerprint": config_fp,
+        "input_fingerprint": _input_fingerprint(manifest),
+        "failures": failed,
+        "warnings": warned,
+    }

@@ -1,0 +1,118 @@
+"""Run state kept in the destination: fingerprints, partial results, the run lock.
+
+Everything lives under ``<destination>/.maskcore/``:
+- ``manifest.parquet``: the last finished run, one row per item with the input checksums and
+  the files written; with ``config_fingerprint`` it makes the next run incremental.
+- ``partials/<key>.parquet``: one finished partition of an unfinished run, named by a hash of
+  the job's configuration and the partition's items, so a killed run resumes where it stopped.
+- ``lock``: one run per destination (exclusive create: ``O_EXCL`` locally, a conditional PUT
+  (``If-None-Match: *``) on object stores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..codec.parquet import parquet_bytes  # noqa: F401  (state files are written with it)
+from ..errors import RefusedError
+
+STATE_DIR = ".maskcore"
+MANIFEST = f"{STATE_DIR}/manifest.parquet"
+REPORT = f"{STATE_DIR}/report.json"
+LOCK = f"{STATE_DIR}/lock"
+PARTIALS = f"{STATE_DIR}/partials"
+
+
+class LockedError(RefusedError):
+    """Another run holds the destination."""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def config_fingerprint(layout, layout_name: str, meta_raw: dict) -> str:
+    """What, besides the inputs, decides the output bytes: version, layout and its options, meta."""
+    options = dataclasses.asdict(layout) if dataclasses.is_dataclass(layout) else repr(layout)
+    doc = {"maskcore": __version__, "layout": layout_name, "options": options, "meta": meta_raw}
+    return _sha(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
+
+
+def partition_key(config_fp: str, part: pa.Table) -> str:
+    """Identity of one partition's work: the configuration plus its items and their inputs."""
+    cols = [c for c in ("dataset", "item", "ann_path", "img_path", "ann_bytes", "img_bytes",
+                        "out_dir", "mask_stem", "prev_ann_sha256", "prev_img_sha256") if c in part.column_names]
+    doc = [config_fp, part.select(cols).to_pylist()]
+    if "ann_inline" in part.column_names:  # annotations carried in the plan (COCO, CVAT XML)
+        doc.append([None if a is None else _sha(a) for a in part.column("ann_inline").to_pylist()])
+    payload = json.dumps(doc, sort_keys=True, default=str)
+    return _sha(payload.encode("utf-8"))[:32]
+
+
+def read_parquet(sink, relpath: str) -> pa.Table | None:
+    """A Parquet file of the destination, or None if it does not exist."""
+    if not sink.exists(relpath):
+        return None
+    return pq.read_table(pa.BufferReader(sink.read(relpath)))
+
+
+class RunLock:
+    """Exclusive lock on a destination, held for the duration of a run."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
+
+    def acquire(self) -> None:
+        body = json.dumps({"holder": self.token}).encode("utf-8")
+        try:
+            self.sink.create_exclusive(LOCK, body)
+        except FileExistsError:
+            holder = self._holder()
+            if holder and self._is_stale(holder):
+                self.sink.delete([LOCK])
+                return self.acquire()
+            raise LockedError(
+                f"another maskcore run holds {self.sink.url} (lock {LOCK}: {holder or 'unknown holder'}); "
+                f"wait for it to finish, or remove {LOCK} if that run is dead") from None
+
+    def _holder(self) -> str:
+        try:
+            return json.loads(self.sink.read(LOCK)).get("holder", "")
+        except (OSError, ValueError):
+            return ""
+
+    @staticmethod
+    def _is_stale(holder: str) -> bool:
+        """A lock left by a dead process on this host (another host's lock is never broken)."""
+        host, _, rest = holder.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        if self._holder() == self.token:
+            self.sink.delete([LOCK])
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

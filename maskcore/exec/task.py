@@ -1,0 +1,305 @@
+"""What one Dask task runs: read, decode, render, encode and write the items of one partition.
+
+The task receives a small picklable :class:`TaskSpec` and the partition's rows; it opens its own
+files on the worker and returns a small table of what it wrote (one row per item). A bad item is
+recorded with its reason and never stops the partition; its files are rendered in memory first
+and written only when the whole item succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+
+from ..codec.parquet import parquet_bytes
+from ..errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
+from ..io.archive import CHUNKS_KEY, ArchiveSink
+from ..model.annotation import ProjectMeta
+from ..model.item import ItemData
+from .memory import keep_freed_heap
+
+MAX_ANNOTATION_BYTES = 2**28
+"""Largest annotation (Supervisely ``ann/<item>.json``, a COCO/CVAT item's inline part) read per item:
+256 MiB; a larger one fails its item (LimitError) before it is read."""
+OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
+LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
+LIST_PREFIX = "@list/"
+"""A layout file named ``@list/<path>`` is not written: its bytes are the item's line of the
+project-level list file ``<path>`` (e.g. CVAT's ``ImageSets/Segmentation/default.txt``). The run
+writes each list once, after every item, its lines in (dataset, item) order."""
+RESULT_SCHEMA = pa.schema([
+    ("dataset", pa.string()),
+    ("item", pa.string()),
+    ("out_dir", pa.string()),         # where the item's outputs went: names made safe and unique
+    ("out_name", pa.string()),
+    ("mask_stem", pa.string()),
+    ("status", pa.string()),          # "ok" | "unchanged" | "failed"
+    ("error", pa.string()),           # "<dataset>/<item>[/object i]: reason", null when ok
+    ("error_type", pa.string()),
+    ("warnings", pa.list_(pa.string())),  # "<dataset>/<item>: what was done about what", [] when none
+    ("ann_sha256", pa.string()),
+    ("img_sha256", pa.string()),
+    ("outputs", pa.list_(OUTPUT_TYPE)),
+    ("lines", pa.list_(LINE_TYPE)),   # the item's lines of project-level list files (see LIST_PREFIX)
+    ("bytes_written", pa.int64()),
+    ("seconds", pa.float64()),
+])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    source: Any            # a reader source (picklable, opens lazily)
+    sink: Any              # a sink (picklable, opens lazily)
+    layout: Any            # a layout object (frozen, picklable)
+    meta: ProjectMeta
+    debug: bool = False
+    partials_dir: str | None = None   # where a finished partition records its result (resume)
+    filters: Any = None               # a maskcore.filters.FilterSpec that drops labels, or None
+
+
+def _sha(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
+    where = f"{row['dataset']}/{row['item']}"
+    if row.get("problem"):  # the reader listed the item but cannot read it (see its ``problem``)
+        raise ItemSourceError(row["problem"], where=where)
+    if row.get("ann_inline") is None and not row.get("ann_path"):
+        raise AnnotationError("the image has no annotation file (expected ann/<item>.json)", where=where)
+    size = row.get("ann_bytes")  # the listed size: refuse before reading the whole file
+    if size is not None and size > MAX_ANNOTATION_BYTES:
+        raise LimitError(f"annotation of {size} bytes is above the limit of {MAX_ANNOTATION_BYTES} bytes "
+                         f"(annotations are read and parsed whole)", where=where)
+    ann_bytes = spec.source.item_annotation(row)
+    image_bytes = None
+    if spec.layout.needs_image and row.get("img_path"):
+        image_bytes = spec.source.read_bytes(row["img_path"])
+    return ann_bytes, image_bytes
+
+
+BATCH_ITEMS = 8
+"""Items of a partition whose polygon fills are drawn in one kernel call (``draw.coverages_many``):
+~1.05 -> ~0.67 ms of rasterising per facade image at 8 (benchmarks/kernel_bench.py)."""
+BATCH_PIXELS = 2**25
+"""At most this many canvas pixels (sum over the batch's items) are rasterised together, and a
+batch holds at most ``BATCH_BYTES`` of input bytes: the batch's fills share one buffer (about a
+byte per pixel of each polygon's box) that lives until its last item is written."""
+BATCH_BYTES = 2**26
+
+
+def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None) -> ItemData:
+    """Decode one item's annotation (and drop filtered labels): what its layout receives."""
+    from ..readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+
+    where = f"{row['dataset']}/{row['item']}"
+    limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
+    annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
+    if spec.filters is not None:
+        from .filters import filter_labels
+        annotation = filter_labels(annotation, spec.filters)
+    return ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
+                    mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
+                    annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes,
+                    ann_format=getattr(spec.source, "annotation_format", "supervisely"))
+
+
+def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:
+    """The previous run rendered exactly these inputs with the same configuration."""
+    return row.get("prev_ann_sha256") == ann_sha and row.get("prev_img_sha256") == img_sha
+
+
+def _new_result(row: dict) -> dict:
+    return {"dataset": row["dataset"], "item": row["item"], "out_dir": row["out_dir"],
+            "out_name": row["out_name"], "mask_stem": row["mask_stem"], "status": "ok", "error": None,
+            "error_type": None, "warnings": [], "ann_sha256": None, "img_sha256": None,
+            "outputs": [], "lines": [], "bytes_written": 0, "seconds": 0.0}
+
+
+def _fail(spec: TaskSpec, result: dict, row: dict, exc: Exception) -> None:
+    if not isinstance(exc, LateWriteError):  # a late duplicate's files are the run's own: keep them
+        _forget_outputs(spec, result["outputs"])
+    result.update(status="failed", outputs=[], lines=[], bytes_written=0,
+                  error_type=type(exc).__name__, error=_describe(exc, row, spec.debug))
+
+
+def _forget_outputs(spec: TaskSpec, outputs: list[dict]) -> None:
+    """A write failed midway (a name the store refuses, a full disk): remove what the item
+    already wrote, so that no file outside the manifest is left behind. Best effort."""
+    if not hasattr(spec.sink, "delete"):
+        return
+    for o in outputs:
+        try:
+            spec.sink.delete([o["path"]])
+        except Exception:  # noqa: BLE001 - the original failure is what the report must say
+            pass
+
+
+def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
+    """Read and decode one item into ``result``'s checksums; None when it is unchanged since the
+    previous run or failed (``result`` then says so). Never raises."""
+    try:
+        ann_bytes, image_bytes = _read_inputs(spec, row)
+        result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
+        if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
+            result["status"] = "unchanged"
+            return None
+        return parse_item(spec, row, ann_bytes, image_bytes)
+    except Exception as exc:  # one bad item never stops the partition
+        _fail(spec, result, row, exc)
+        return None
+
+
+def _write_item(spec: TaskSpec, row: dict, result: dict, item: ItemData, patches=None) -> None:
+    """Render ``item`` (with its coverages ``patches`` when drawn already) and write its files
+    into ``result``. Never raises."""
+    where = f"{row['dataset']}/{row['item']}"
+    warn = lambda text: result["warnings"].append(f"{where}: {text}")  # noqa: E731
+    try:
+        if patches is None:
+            files = spec.layout.item_files(item, warn=warn)
+        else:
+            files = spec.layout.item_files(item, warn=warn, patches=patches)
+        # copies of the inputs (img/, ann/) are the very same bytes objects: hashed once
+        ann_bytes, image_bytes = item.ann_bytes, item.image_bytes
+        known = {id(ann_bytes): result["ann_sha256"], id(image_bytes): result["img_sha256"]}
+        for path, data in files:
+            if path.startswith(LIST_PREFIX):
+                result["lines"].append({"path": path[len(LIST_PREFIX):], "line": data.decode("utf-8")})
+                continue
+            sha = known.get(id(data)) if data is ann_bytes or data is image_bytes else None
+            result["outputs"].append({"path": path, "bytes": len(data), "sha256": sha or _sha(data)})
+            spec.sink.write(path, data)
+        result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
+    except Exception as exc:  # one bad item never stops the partition
+        _fail(spec, result, row, exc)
+
+
+def run_item(spec: TaskSpec, row: dict) -> dict:
+    """Export one item; returns its result row (see RESULT_SCHEMA). Never raises."""
+    start = time.perf_counter()
+    result = _new_result(row)
+    item = _load_item(spec, row, result)
+    if item is not None:
+        _write_item(spec, row, result, item)
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _batch_coverages(layout, items: list[ItemData]) -> list:
+    """Each item's coverages drawn together (``layout.coverage_job``, ``draw.coverages_many``),
+    or None for an item its layout draws alone. Any kernel error: all None, so that each item
+    draws its own labels and a bad one is named (the layouts draw one by one on error)."""
+    jobs = []
+    for item in items:
+        try:
+            jobs.append(layout.coverage_job(item))
+        except Exception:  # noqa: BLE001 - the item draws alone and reports its own error
+            jobs.append(None)
+    out: list = [None] * len(items)
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job is not None:
+            groups.setdefault((job[1], job[2]), []).append(i)
+    from ..kernel.draw import coverages_many
+    for (thickness, rule), members in groups.items():
+        if len(members) < 2:
+            continue
+        try:
+            drawn = coverages_many([(jobs[i][0], items[i].annotation.size_hw) for i in members],
+                                   thickness, rule)
+        except Exception:  # noqa: BLE001 - each item draws alone and reports its own error
+            continue
+        for i, patches in zip(members, drawn):
+            out[i] = patches
+    return out
+
+
+def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
+    """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA).
+
+    Items are loaded in batches (``BATCH_ITEMS``, ``BATCH_PIXELS``, ``BATCH_BYTES``) whose
+    polygon fills are drawn in one kernel call when the layout offers ``coverage_job``; then each
+    item is rendered and written on its own, in partition order. With ``spec.partials_dir`` and
+    ``key`` the result is also written there, so that a run killed later resumes without redoing
+    this partition.
+    """
+    keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.memory)
+    rows = part.to_pylist()
+    results = [_new_result(row) for row in rows]
+    batching = hasattr(spec.layout, "coverage_job")
+    batch: list[tuple[int, ItemData, float]] = []
+    held_pixels = held_bytes = 0
+
+    def flush() -> None:
+        patches = _batch_coverages(spec.layout, [it for _, it, _ in batch]) if len(batch) > 1 else [None]
+        for (i, item, spent), drawn in zip(batch, patches):
+            start = time.perf_counter()
+            _write_item(spec, rows[i], results[i], item, drawn)
+            results[i]["seconds"] = spent + time.perf_counter() - start
+        batch.clear()
+
+    for i, row in enumerate(rows):
+        start = time.perf_counter()
+        item = _load_item(spec, row, results[i])
+        if item is None:
+            results[i]["seconds"] = time.perf_counter() - start
+            continue
+        if not batching:
+            _write_item(spec, row, results[i], item)
+            results[i]["seconds"] = time.perf_counter() - start
+            continue
+        h, w = item.annotation.size_hw
+        held_pixels += h * w
+        held_bytes += len(item.ann_bytes) + len(item.image_bytes or b"")
+        batch.append((i, item, time.perf_counter() - start))
+        if len(batch) >= BATCH_ITEMS or held_pixels >= BATCH_PIXELS or held_bytes >= BATCH_BYTES:
+            flush()
+            held_pixels = held_bytes = 0
+    if batch:
+        flush()
+    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
+    if spec.partials_dir and key:
+        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", parquet_bytes(table))
+    return table
+
+
+def _describe(exc: Exception, row: dict, debug: bool) -> str:
+    where = f"{row['dataset']}/{row['item']}"
+    if isinstance(exc, ItemError):
+        msg = str(exc) if exc.where else f"{where}: {exc}"
+    elif isinstance(exc, (MaskcoreError, OSError)):
+        msg = f"{where}: {exc}"
+    else:
+        msg = f"{where}: internal error {type(exc).__name__}: {exc}"
+    if debug:
+        msg += "\n" + "".join(traceback.format_exception(exc))
+    return msg
+
+
+def run_archive_partition(spec, part: pa.Table, key: str | None = None) -> pa.Table:
+    """The Dask task of an archive run: :func:`run_partition` into a
+    :class:`PartitionPacker`; the chunk records travel in the result's schema metadata
+    (read them with :func:`chunk_records`), and so also in the resume file."""
+    sink: ArchiveSink = spec.sink
+    # an archive holds every file: items are always rendered, never skipped as unchanged
+    part = part.drop_columns([c for c in ("prev_ann_sha256", "prev_img_sha256") if c in part.column_names])
+    first = (part.column("dataset")[0].as_py(), part.column("item")[0].as_py()) if part.num_rows else ("", "")
+    name = key if key else int(part.column("partition")[0].as_py())
+    packer = sink.open_partition(name, first)
+    try:
+        table = run_partition(replace(spec, sink=packer, partials_dir=None), part)
+        records = packer.finish()
+    except BaseException:
+        packer.abort()
+        raise
+    table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
+    if spec.partials_dir and key:
+        sink.inner.write(f"{spec.partials_dir}/{key}.parquet", parquet_bytes(table))
+    return table

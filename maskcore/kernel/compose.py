@@ -1,0 +1,89 @@
+"""Painting patches onto canvases: class-index masks, RGB masks, the 50 % preview overlay.
+
+Conventions: canvases are C-contiguous ``uint8`` arrays, (H, W) for index masks and (H, W, 3)
+RGB for colour masks. A ``bool`` patch overwrites the covered pixels; a ``uint8`` patch is an
+alpha mask blended as the reference does: ``out = trunc(canvas * (1 - a) + a * value)`` with
+``a = v / 255`` in float64. Pure numpy, in place, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .patch import Patch
+
+
+def _blend(region: np.ndarray, alpha_u8: np.ndarray, value) -> np.ndarray:
+    a = alpha_u8.astype(np.float64) / 255.0
+    if region.ndim == 3:
+        a = a[..., None]
+    out = region.astype(np.float64) * (1.0 - a) + a * np.asarray(value, dtype=np.float64)
+    return out.astype(region.dtype)
+
+
+def paint(canvas: np.ndarray, patch: Patch, value) -> None:
+    """Draw ``patch`` into ``canvas`` with ``value`` (an int or an RGB triple)."""
+    if patch.mask.size == 0:
+        return
+    region = canvas[patch.window()]
+    if patch.mask.dtype == bool and _pixel_rows(region):
+        # each pixel one C-byte element: the (H, W) mask selects whole pixels, no mask repeated
+        # per channel (measured 8x faster than a (H, W * C) byte mask on polygon-shaped masks)
+        pixel = np.empty((1, 1, region.shape[2]), np.uint8)
+        pixel[...] = value  # an int fills every channel
+        np.copyto(_pixels(region), _pixels(pixel), where=patch.mask)
+    elif patch.mask.dtype == bool:
+        where = patch.mask if region.ndim == 2 else patch.mask[..., None]
+        np.copyto(region, np.asarray(value, dtype=region.dtype), where=where)
+    else:
+        covered = patch.mask != 0
+        region[covered] = _blend(region, patch.mask, value)[covered]
+
+
+def overlay_half(overlay: np.ndarray, patch: Patch, colour) -> None:
+    """One step of the preview: ``overlay = (overlay + drawn) // 2`` where ``drawn`` is the
+    overlay with this label painted on it; pixels the label does not touch stay as they are."""
+    if patch.mask.size == 0:
+        return
+    region = overlay[patch.window()]
+    if patch.mask.dtype == bool and _pixel_rows(region):
+        # floor((v + c) / 2) per byte as (v & c) + ((v ^ c) >> 1), which cannot overflow, on a
+        # (rows, W * 3) byte view with the colour tiled along the row: whole rows per numpy call
+        # (measured 2.5x faster than three per-channel lookup tables on the facade set)
+        # and the result copied as whole C-byte pixels under the (H, W) mask (see ``paint``)
+        rows = _byte_rows(region)
+        tiled = _tiled(colour, region, patch.mask.shape[1])
+        mixed = np.bitwise_xor(rows, tiled)
+        mixed >>= 1
+        mixed += rows & tiled
+        np.copyto(_pixels(region), _pixels(mixed.reshape(region.shape)), where=patch.mask)
+    elif patch.mask.dtype == bool:  # a canvas without contiguous pixels: per channel
+        mixed = (region.astype(np.uint16) + np.asarray(colour, np.uint16)) >> 1
+        np.copyto(region, mixed.astype(np.uint8), where=patch.mask[..., None])
+    else:
+        covered = patch.mask != 0
+        drawn = _blend(region, patch.mask, colour)
+        mixed = (region.astype(np.uint16) + drawn.astype(np.uint16)) // 2
+        region[covered] = mixed.astype(np.uint8)[covered]
+
+
+def _pixel_rows(region: np.ndarray) -> bool:
+    """Whether an (H, W, C) uint8 window stores each row's pixels as one run of bytes."""
+    return (region.ndim == 3 and region.dtype == np.uint8 and region.strides[2] == 1
+            and region.strides[1] == region.shape[2])
+
+
+def _tiled(value, region: np.ndarray, width: int) -> np.ndarray:
+    """The colour ``value`` repeated ``width`` times: one row of a (H, W * C) byte view."""
+    return np.tile(np.broadcast_to(np.asarray(value, region.dtype), region.shape[2:]), width)
+
+
+def _byte_rows(region: np.ndarray) -> np.ndarray:
+    """A (H, W * C) view of an (H, W, C) window whose pixels are contiguous within a row."""
+    return np.reshape(region, (region.shape[0], -1), copy=False)  # raises rather than copy
+
+
+def _pixels(region: np.ndarray) -> np.ndarray:
+    """An (H, W, C) uint8 array whose pixels are contiguous as an (H, W) array of C-byte
+    elements (numpy ``V<C>``): a masked copy then moves whole pixels."""
+    return region.view(np.dtype((np.void, region.shape[2])))[..., 0]
