@@ -113,3 +113,29 @@ def test_every_geometry_matches_sdk_drawing(seed, thickness, tmp_path, dask_clie
     assert set(ours) == set(ref)
     for key in sorted(ref):
         _assert_same(ours[key], ref[key], f"seed {seed} {key}")
+
+
+@pytest.mark.parametrize("percent", [7, 29, 33, 50, 70, 99, 150])
+def test_human_resize_matches_the_app(percent, samples, tmp_path, dask_client):
+    """``human_resize_percent`` gives the app's preview: ``cv2.resize`` (INTER_AREA) of the side-by-side
+    preview to ``int(side * (P / 100))``, for shrinking by whole and fractional factors and enlarging."""
+    src = samples / "vector"
+    result = _export(src, tmp_path / "out", dask_client, masks="human", human_resize_percent=percent)
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    ref = render_reference(src, thickness=2, human_resize_percent=percent)
+    ours = _ours(tmp_path / "out", result)
+    assert set(ours) == set(ref)
+    for key in sorted(ref):
+        a, b = ours[key]["human"], ref[key]["human"]
+        assert a.shape == b.shape, f"{percent}% {key}: shape {a.shape} vs the app's {b.shape}"
+        assert int(np.any(a != b, axis=-1).sum()) == 0, f"{percent}% {key}: pixels differ from the app"
+
+
+def test_human_resize_to_nothing_fails_the_item_by_name(tmp_path, dask_client):
+    """The app's cv2.resize raises on a 0-pixel side; maskcore fails that item, named, and goes on."""
+    src = make_all_geometries_project(tmp_path / "src", seed=5, n_items=2, size_hw=(48, 64))
+    result = _export(src, tmp_path / "out", dask_client, masks="human", human_resize_percent=1)
+    failed = [r for r in result.manifest.to_pylist() if r["status"] != "ok"]
+    assert len(failed) == 4
+    assert all("human_resize_percent 1" in r["error"] and "would become 1x0 pixels" in r["error"] for r in failed)
+    assert result.exit_code != EXIT_OK

@@ -38,7 +38,7 @@ from ..codec.png import encode_png, encode_png_window
 from ..errors import ConfigError, LimitError
 from ..kernel.compose import overlay_half, paint
 from ..kernel.draw import colour_layers, coverage, coverages, label_area
-from ..kernel.resize import resize_area
+from ..kernel.resize import resize_area_to, resized_hw
 from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
@@ -47,6 +47,8 @@ from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, item_photo, max_canvas_o
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
 MAX_MACHINE_CLASSES = 255
+MAX_RESIZE_PERCENT = 1000
+"""Largest ``human_resize_percent`` (the app offers 1..100; above 100 the preview is enlarged)."""
 
 Output = tuple[str, bytes]
 
@@ -83,8 +85,9 @@ class SuperviselyMasksLayout:
         if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
             raise ConfigError(f"thickness: expected an integer 1..1000, got {thickness!r}")
         resize = opts.pop("human_resize_percent", None)
-        if resize is not None and not (isinstance(resize, (int, float)) and 0 < resize <= 100):
-            raise ConfigError(f"human_resize_percent: expected a number in (0, 100], got {resize!r}")
+        if resize is not None and not (isinstance(resize, (int, float)) and not isinstance(resize, bool)
+                                       and 0 < resize <= MAX_RESIZE_PERCENT):
+            raise ConfigError(f"human_resize_percent: expected a number in (0, {MAX_RESIZE_PERCENT}], got {resize!r}")
         max_pixels = max_canvas_option(opts)
         layout = cls(masks=tuple(m for m in MASK_KINDS if m in masks), thickness=thickness,
                      human_resize_percent=resize,
@@ -223,7 +226,7 @@ class SuperviselyMasksLayout:
             for label_layers in layers:
                 _overlay_label(overlay, label_layers)
             if self.human_resize_percent is not None and self.human_resize_percent != 100:
-                both = resize_area(both, self.human_resize_percent)
+                both = _resized(both, self.human_resize_percent, item)
         return both
 
     def _instances(self, item: ItemData, patches, clock) -> list[Output]:
@@ -317,3 +320,15 @@ def _overlay_label(overlay: np.ndarray, label_layers) -> None:
 def _json_bytes(obj) -> bytes:
     return json.dumps(obj, indent=2).encode("utf-8")
 
+
+
+
+def _resized(preview: np.ndarray, percent: float, item: ItemData) -> np.ndarray:
+    """The preview resized as the app does it (``cv2.resize`` to ``int(side * (P / 100))``, INTER_AREA);
+    a side that would become 0 fails the item, where the app's ``cv2.resize`` raises."""
+    h, w = preview.shape[:2]
+    size_hw = resized_hw((h, w), percent)
+    if min(size_hw) < 1:
+        raise LimitError(f"human_resize_percent {percent}: the {w}x{h} preview would become "
+                         f"{size_hw[1]}x{size_hw[0]} pixels; expected at least 1x1", where=item.where)
+    return resize_area_to(preview, size_hw)
