@@ -22,7 +22,7 @@ Pixel rule (OpenCV's integer midpoint ``Circle()`` with fill, used for LINE_8, s
   centres: the same pixels as the union of ``disc`` patches.
 - Profiles of radius <= 1024 are memoised (a pure function of the radius).
 
-Verified against opencv-python 4.14.0 (tests/raster/test_thick.py): 0 differing pixels on
+Verified against opencv-python 4.14.0 (tests/kernel/test_thick.py): 0 differing pixels on
 thousands of random discs, and the exact midpoint walk for every radius up to 1100.
 """
 

@@ -21,7 +21,7 @@ Conventions (shared with ``patch.py``):
      their x range at y0 / y1 lie wholly outside the canvas.
   So an edge with an off-canvas end is scan-converted along its *clipped* (truncated) line, not
   the ideal one.  Checked against cv2 4.14 on thousands of seeded random shapes
-  (tests/raster/test_fill.py): no pixel differs, no known residual.  OpenCV builds whose
+  (tests/kernel/test_fill.py): no pixel differs, no known residual.  OpenCV builds whose
   ``CollectPolyEdges`` predates this clipped-edge code can differ near off-canvas edges.
 - Degenerate input: a one-vertex ring paints its pixel, a two-vertex ring its segment (drawn both
   ways), zero-area and collinear rings their outline.  An empty ring contributes nothing

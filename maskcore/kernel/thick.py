@@ -35,7 +35,7 @@ Pixel rules (OpenCV's PolyLine -> ThickLine, fixed point 16.16, ``XY_ONE = 65536
     ``(min x + 32768) >> 16 .. (max x + 32768) >> 16``.  The last row (max ``ty``) is never
     scan-filled, and nothing is scan-filled when the rounded vertex box misses the canvas.
 
-Verified against opencv-python 4.14.0 (tests/raster/test_thick.py): 0 differing pixels on
+Verified against opencv-python 4.14.0 (tests/kernel/test_thick.py): 0 differing pixels on
 thousands of random polylines (1-15 vertices, thickness 2-60, open and closed, duplicate
 vertices, vertices up to +-10**6; also checked by hand up to the int32 limits).  OpenCV
 releases without the pre-clip differ only for segments that leave the grown canvas; the test
