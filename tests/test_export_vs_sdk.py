@@ -10,12 +10,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 sly = pytest.importorskip("supervisely")
 
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
-from oracle.make_projects import make_all_geometries_project  # noqa: E402
+from oracle.make_projects import make_all_geometries_project, make_border_project  # noqa: E402
 from oracle.sly_reference import render_item, render_reference, machine_color_map  # noqa: E402
 
 
@@ -81,11 +83,12 @@ def test_real_projects_match_the_sdk(project, samples, tmp_path, dask_client):
 
 
 def _uncropped_reference(project_dir, thickness):
-    """The SDK's drawing of every label as annotated, without its load-time crop.
+    """The SDK's drawing of every label as annotated, without its load-time crop: what option
+    ``crop=none`` promises.
 
     ``Annotation.from_json`` crops labels to the image with shapely before drawing (documented in
-    docs/reference-notes.md); maskcore draws the annotated geometry and clips while drawing.
-    Labels are therefore built one by one with ``Label.from_json`` (which does not crop).
+    docs/reference-notes.md); labels are therefore built one by one with ``Label.from_json``
+    (which does not crop).
     """
     project = sly.Project(str(project_dir), sly.OpenMode.READ)
     colors = machine_color_map(project.meta)
@@ -104,12 +107,13 @@ def _uncropped_reference(project_dir, thickness):
 @pytest.mark.parametrize("seed,thickness", [(1, 2), (2, 1), (3, 3), (4, 6)])
 def test_every_geometry_matches_sdk_drawing(seed, thickness, tmp_path, dask_client):
     """Random projects with every geometry (holes, self-intersections, off-image vertices,
-    border-crossing bitmaps, graphs, cuboids, any-shape classes, same-stem items, nesting)."""
+    border-crossing bitmaps, graphs, cuboids, any-shape classes, same-stem items, nesting) give the
+    app's masks: the SDK's load-time crop included (the default, option crop=sdk)."""
     src = make_all_geometries_project(tmp_path / "src", seed=seed, n_items=6, size_hw=(48, 64))
     result = _export(src, tmp_path / "out", dask_client, thickness=thickness)
     assert result.exit_code == EXIT_OK, result.report["failures"]
     ours = _ours(tmp_path / "out", result)
-    ref = _uncropped_reference(src, thickness)
+    ref = render_reference(src, thickness=thickness)
     assert set(ours) == set(ref)
     for key in sorted(ref):
         _assert_same(ours[key], ref[key], f"seed {seed} {key}")
@@ -139,3 +143,89 @@ def test_human_resize_to_nothing_fails_the_item_by_name(tmp_path, dask_client):
     assert len(failed) == 4
     assert all("human_resize_percent 1" in r["error"] and "would become 1x0 pixels" in r["error"] for r in failed)
     assert result.exit_code != EXIT_OK
+
+
+@pytest.mark.parametrize("seed,thickness", [(1, 2), (3, 3)])
+def test_crop_none_draws_the_annotated_geometry(seed, thickness, tmp_path, dask_client):
+    """Option crop=none: every label as annotated, clipped while drawing (no load-time crop)."""
+    src = make_all_geometries_project(tmp_path / "src", seed=seed, n_items=6, size_hw=(48, 64))
+    result = _export(src, tmp_path / "out", dask_client, thickness=thickness, crop="none")
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    ours = _ours(tmp_path / "out", result)
+    ref = _uncropped_reference(src, thickness)
+    assert set(ours) == set(ref)
+    for key in sorted(ref):
+        _assert_same(ours[key], ref[key], f"seed {seed} {key}")
+
+
+@pytest.fixture(scope="module")
+def module_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1), thickness=st.sampled_from([1, 2, 3]),
+       size_hw=st.sampled_from([(40, 56), (31, 17), (64, 64)]))
+def test_border_labels_match_the_app(seed, thickness, size_hw, tmp_path_factory, module_client):
+    """Labels on and across every border (vertices at exactly W or H, far outside, bow-ties, holes,
+    bitmaps over each side, points and graph nodes off the image): every kind, every file, as the
+    app draws them after the SDK's load-time crop (split labels are separate instances)."""
+    tmp = tmp_path_factory.mktemp("border")
+    src = make_border_project(tmp / "src", seed=seed, n_items=8, size_hw=size_hw)
+    result = _export(src, tmp / "out", module_client, thickness=thickness)
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    ours, ref = _ours(tmp / "out", result), render_reference(src, thickness=thickness)
+    assert set(ours) == set(ref)
+    for key in sorted(ref):
+        _assert_same(ours[key], ref[key], f"seed {seed} {key}")
+
+
+def _facade_sly_project(root, facade_dir, n_images=4):
+    """The facade photos' COCO polygons as a Supervisely project with integer vertices, as converters
+    write them (``round``): annotators dragged many vertices to the edge, so x == width happens."""
+    coco = json.loads((facade_dir / "_annotations.coco.json").read_text())
+    names = {p.name for p in facade_dir.glob("*.jpg")}
+    images = [im for im in coco["images"] if im["file_name"] in names][:n_images]
+    cats = {c["id"]: c["name"] for c in coco["categories"]}
+    titles = sorted(set(cats.values()))
+    palette = [[(37 * i) % 256, (91 * i) % 256, (157 * i) % 256] for i in range(1, len(titles) + 1)]
+    meta = {"classes": [{"title": t, "shape": "polygon", "color": "#%02X%02X%02X" % tuple(c), "geometry_config": {}}
+                        for t, c in zip(titles, palette)], "tags": []}
+    (root / "ds" / "img").mkdir(parents=True)
+    (root / "ds" / "ann").mkdir()
+    (root / "meta.json").write_text(json.dumps(meta))
+    for im in images:
+        objects = []
+        for a in coco["annotations"]:
+            if a["image_id"] != im["id"] or not isinstance(a["segmentation"], list):
+                continue
+            for ring in a["segmentation"]:
+                xy = [[round(v) for v in ring[i:i + 2]] for i in range(0, len(ring) - 1, 2)]
+                objects.append({"classTitle": cats[a["category_id"]], "geometryType": "polygon", "tags": [],
+                                "points": {"exterior": xy, "interior": []}})
+        ann = {"size": {"height": im["height"], "width": im["width"]}, "tags": [], "objects": objects}
+        (root / "ds" / "ann" / f"{im['file_name']}.json").write_text(json.dumps(ann))
+        (root / "ds" / "img" / im["file_name"]).write_bytes((facade_dir / im["file_name"]).read_bytes())
+    return root
+
+
+def test_facade_border_polygons_match_the_app(tmp_path, dask_client):
+    """Real photos whose polygons touch the border (vertices at x == 1024): every kind, every file."""
+    from pathlib import Path
+
+    facade = Path(__file__).parent / "data" / "facade"
+    src = _facade_sly_project(tmp_path / "src", facade)
+    on_edge = sum(1 for f in (src / "ds" / "ann").iterdir()
+                  for o in json.loads(f.read_text())["objects"]
+                  if any(x >= 1024 or y >= 1024 for x, y in o["points"]["exterior"]))
+    assert on_edge > 0, "the fixture must hold polygons reaching x == W or y == H"
+    result = _export(src, tmp_path / "out", dask_client)
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    ours, ref = _ours(tmp_path / "out", result), render_reference(src, thickness=2)
+    assert set(ours) == set(ref)
+    for key in sorted(ref):
+        _assert_same(ours[key], ref[key], f"facade {key}")

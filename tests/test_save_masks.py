@@ -26,7 +26,7 @@ from maskcore.errors import ConfigError  # noqa: E402
 from maskcore.layouts import LAYOUTS, register_layout  # noqa: E402
 from maskcore.layouts.save_masks import SaveMasksLayout, human_picture  # noqa: E402
 from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
-from oracle.make_projects import CLASS_TITLES, make_all_geometries_project  # noqa: E402
+from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project  # noqa: E402
 from oracle.sly_reference import _bitmap_inside, _draw_bitmap_clipped  # noqa: E402
 
 if "save_masks" not in LAYOUTS:  # the lead registers it in maskcore.layouts; until then, here
@@ -69,7 +69,8 @@ def sdk_save_masks(project_dir, machine, human, thickness=1):
             paths = dataset.get_item_paths(item)
             obj = json.loads(Path(paths.ann_path).read_text(encoding="utf-8"))
             size_hw = (obj["size"]["height"], obj["size"]["width"])
-            labels = [sly.Label.from_json(o, project.meta) for o in obj["objects"]]
+            # loaded as the DTL engine loads it: Annotation.from_json crops every label to the image
+            labels = sly.Annotation.from_json(obj, project.meta).labels
             kinds = {}
             if machine is not None:
                 kinds["machine"] = sdk_colour_mask(labels, size_hw, machine, thickness)
@@ -236,12 +237,15 @@ def test_real_projects_match_the_layer(project, samples, tmp_path, dask_client):
         assert (out / ds / "img" / item).read_bytes() == (src / ds / "img" / item).read_bytes()
 
 
-@pytest.mark.parametrize("seed,thickness", [(11, 1), (12, 1), (13, 3)])
-def test_random_projects_match_the_layer(seed, thickness, tmp_path, dask_client):
+@pytest.mark.parametrize("seed,thickness,maker", [(11, 1, "all"), (12, 1, "all"), (13, 3, "all"),
+                                                  (14, 1, "border"), (15, 2, "border")])
+def test_random_projects_match_the_layer(seed, thickness, maker, tmp_path, dask_client):
     """Every geometry type (graph templates, cuboid_2d, alpha masks, border bitmaps, ...) with
-    random colour maps that leave classes out and map one class to black."""
+    random colour maps that leave classes out and map one class to black; "border" projects put
+    every label on or across the image border (the SDK's load-time crop decides the pixels)."""
     rng = np.random.default_rng(seed)
-    src = make_all_geometries_project(tmp_path / "src", seed=seed, n_items=6, size_hw=(48, 64))
+    make = make_all_geometries_project if maker == "all" else make_border_project
+    src = make(tmp_path / "src", seed=seed, n_items=6, size_hw=(48, 64))
     machine, human = random_maps(rng, CLASS_TITLES)
     result = export(src, tmp_path / "out", dask_client, masks_machine=True, masks_human=True,
                     gt_machine_color=machine, gt_human_color=human, thickness=thickness)

@@ -21,6 +21,7 @@ from ..codec.parquet import parquet_bytes
 from ..errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
 from ..io.archive import CHUNKS_KEY, ArchiveSink
 from ..model.annotation import ProjectMeta
+from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
 from .memory import keep_freed_heap
 
@@ -94,20 +95,30 @@ byte per pixel of each polygon's box) that lives until its last item is written.
 BATCH_BYTES = 2**26
 
 
-def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None) -> ItemData:
-    """Decode one item's annotation (and drop filtered labels): what its layout receives."""
+def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None,
+               warn=None) -> ItemData:
+    """Decode one item's annotation, crop it as the Supervisely SDK does when it loads one (layout
+    option ``crop``, Supervisely sources only) and drop filtered labels: what its layout receives.
+    ``warn(text)`` hears of every label the crop removed."""
     from ..readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
     where = f"{row['dataset']}/{row['item']}"
     limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
     annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
+    ann_format = getattr(spec.source, "annotation_format", "supervisely")
+    if ann_format == "supervisely" and getattr(spec.layout, "crop", "none") == "sdk":
+        annotation, dropped = crop_annotation_report(annotation)
+        for note in dropped:
+            if warn is not None:
+                warn(f"object {note.object_index} ({note.class_title}, {note.geometry_type}) not drawn: "
+                     f"{note.reason}; the Supervisely SDK drops it when loading (option crop=none draws it)")
     if spec.filters is not None:
         from .filters import filter_labels
         annotation = filter_labels(annotation, spec.filters)
     return ItemData(dataset=row["dataset"], name=row["item"], out_dir=row["out_dir"],
                     mask_stem=row["mask_stem"], out_name=row["out_name"], meta=spec.meta,
                     annotation=annotation, ann_bytes=ann_bytes, image_bytes=image_bytes,
-                    ann_format=getattr(spec.source, "annotation_format", "supervisely"))
+                    ann_format=ann_format)
 
 
 def _unchanged(row: dict, ann_sha: str, img_sha: str | None) -> bool:
@@ -150,7 +161,9 @@ def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
         if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
             result["status"] = "unchanged"
             return None
-        return parse_item(spec, row, ann_bytes, image_bytes)
+        where = f"{row['dataset']}/{row['item']}"
+        return parse_item(spec, row, ann_bytes, image_bytes,
+                          warn=lambda text: result["warnings"].append(f"{where}: {text}"))
     except Exception as exc:  # one bad item never stops the partition
         _fail(spec, result, row, exc)
         return None

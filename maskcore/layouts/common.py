@@ -19,6 +19,26 @@ DEFAULT_MAX_CANVAS_PIXELS = 2**28
 """Largest canvas (annotation ``size``) a layout draws; larger items fail before allocating."""
 
 
+CROP_MODES = ("sdk", "none")
+"""Option ``crop``: ``sdk`` (default) crops every Supervisely label to the image when the item is
+loaded, exactly as the Supervisely SDK does (``maskcore.model.crop``), so that the masks are the
+app's; ``none`` draws each label as annotated and clips while drawing."""
+
+
+def crop_value(value, where: str = "crop") -> str:
+    """Check a ``crop`` option value."""
+    if value not in CROP_MODES:
+        raise ConfigError(f"{where}: expected one of {list(CROP_MODES)}, got {value!r}")
+    return value
+
+
+def thickness_value(value, where: str = "thickness") -> int:
+    """Check a line/point ``thickness`` option value: an integer 1..1000."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise ConfigError(f"{where}: expected an integer 1..1000, got {value!r}")
+    return value
+
+
 def max_canvas_option(options: dict) -> int:
     """Pop and check option ``max_canvas_pixels`` (default ``DEFAULT_MAX_CANVAS_PIXELS``)."""
     value = options.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)

@@ -74,7 +74,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, max_canvas_option
+from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, drawing, max_canvas_option
 
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)
@@ -95,6 +95,7 @@ class CvatMasksLayout:
     rule: str = "coco"
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
     instance_overflow: str = "fail"
+    crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
 
     name = "cvat"
     default_archive_format = "zip"
@@ -114,10 +115,11 @@ class CvatMasksLayout:
         if overflow not in OVERFLOW_MODES:
             raise ConfigError(f"instance_overflow: expected one of {list(OVERFLOW_MODES)}, "
                               f"got {overflow!r}")
+        crop = crop_value(opts.pop("crop", "sdk"))
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'cvat': {sorted(opts)}")
         return cls(with_images=with_images, rule=rule, max_canvas_pixels=max_pixels,
-                   instance_overflow=overflow)
+                   instance_overflow=overflow, crop=crop)
 
     @property
     def needs_image(self) -> bool:

@@ -42,7 +42,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .common import DEFAULT_MAX_CANVAS_PIXELS, max_canvas_option
+from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, max_canvas_option, thickness_value
 
 CONVENTIONS = ("documented", "sdk")
 MAX_IDS = {"documented": 255, "sdk": 65535}
@@ -78,6 +78,7 @@ class IsahitLayout:
     dataset_folders: bool | None = None                          # None: "auto", see for_plan
     thickness: int = 2
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    crop: str = "sdk"
 
     name = "isahit"
     needs_image = False
@@ -110,19 +111,18 @@ class IsahitLayout:
         folders = opts.pop("dataset_folders", "auto")
         if folders != "auto":
             folders = _flag(folders, "dataset_folders (true, false or \"auto\")")
-        thickness = opts.pop("thickness", 2)
-        if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
-            raise ConfigError(f"thickness: expected an integer 1..1000, got {thickness!r}")
+        thickness = thickness_value(opts.pop("thickness", 2))
+        crop = crop_value(opts.pop("crop", "sdk"))
         max_pixels = max_canvas_option(opts)
         replace_ext = _flag(opts.pop("replace_extension", False), "replace_extension")
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'isahit': {sorted(opts)}; expected some of "
                               "name, project, replace_extension, convention, label_channels, "
-                              "semantic_mapping, resume, dataset_folders, thickness, max_canvas_pixels")
+                              "semantic_mapping, resume, dataset_folders, thickness, max_canvas_pixels, crop")
         layout = cls(folder=folder, replace_extension=replace_ext, convention=convention,
                      label_channels=channels, semantic_mapping=mapping,
                      dataset_folders=None if folders == "auto" else folders, thickness=thickness,
-                     max_canvas_pixels=max_pixels)
+                     max_canvas_pixels=max_pixels, crop=crop)
         return layout._resuming(resume)
 
     def _resuming(self, resume: bool) -> IsahitLayout:

@@ -43,7 +43,14 @@ from ..model import geometry as g
 from ..model.annotation import ObjClass, ProjectMeta
 from ..model.item import ItemData
 from ..timing import NO_CLOCK
-from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, item_photo, supervisely_ann_bytes
+from .common import (
+    DEFAULT_MAX_CANVAS_PIXELS,
+    crop_value,
+    drawing,
+    item_photo,
+    supervisely_ann_bytes,
+    thickness_value,
+)
 
 Color = tuple[int, int, int]
 ColorMap = tuple[tuple[str, Color], ...]     # (class title, [r, g, b]) sorted by title
@@ -52,7 +59,7 @@ Output = tuple[str, bytes]
 SEPARATOR_RGB = (0, 255, 0)
 KINDS = (("machine", "masks_machine", "gt_machine_color"), ("human", "masks_human", "gt_human_color"))
 OPTION_KEYS = ("masks_machine", "masks_human", "gt_machine_color", "gt_human_color", "thickness",
-               "max_canvas_pixels")
+               "max_canvas_pixels", "crop")
 
 # The SDK's Cuboid2dTemplate edges: front face, back face, then the four connectors.
 CUBOID_2D_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
@@ -84,6 +91,7 @@ class SaveMasksLayout:
     human_colors: ColorMap | None = None       # None: no human masks
     thickness: int = 1
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    crop: str = "sdk"
 
     name = "save_masks"
 
@@ -193,14 +201,13 @@ def parse_options(options: dict, *, where: str) -> SaveMasksLayout:
             raise ConfigError(f"{where}: '{mapping}' is required when '{flag}' is true")
         if not flags[kind]:
             maps[kind] = None
-    thickness = options.get("thickness", 1)
-    if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
-        raise ConfigError(f"{where}.thickness: expected an integer 1..1000, got {thickness!r}")
+    thickness = thickness_value(options.get("thickness", 1), f"{where}.thickness")
+    crop = crop_value(options.get("crop", "sdk"), f"{where}.crop")
     max_pixels = options.get("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
     if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
         raise ConfigError(f"{where}.max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
     return SaveMasksLayout(machine_colors=maps["machine"], human_colors=maps["human"],
-                           thickness=thickness, max_canvas_pixels=max_pixels)
+                           thickness=thickness, max_canvas_pixels=max_pixels, crop=crop)
 
 
 def human_colour(colour: Color) -> Color:

@@ -43,7 +43,15 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .common import DEFAULT_MAX_CANVAS_PIXELS, drawing, item_photo, max_canvas_option, supervisely_ann_bytes
+from .common import (
+    DEFAULT_MAX_CANVAS_PIXELS,
+    crop_value,
+    drawing,
+    item_photo,
+    max_canvas_option,
+    supervisely_ann_bytes,
+    thickness_value,
+)
 
 MASK_KINDS = ("machine", "semantic", "human", "instance")
 MAX_MACHINE_CLASSES = 255
@@ -61,6 +69,7 @@ class SuperviselyMasksLayout:
     copy_images: bool = True
     copy_annotations: bool = True
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    crop: str = "sdk"
 
     name = "supervisely"
 
@@ -81,9 +90,7 @@ class SuperviselyMasksLayout:
         unknown = sorted(set(masks) - set(MASK_KINDS))
         if unknown or not (masks or allow_no_masks):
             raise ConfigError(f"masks: expected a non-empty subset of {list(MASK_KINDS)}, got {list(masks)}")
-        thickness = opts.pop("thickness", 2)
-        if not isinstance(thickness, int) or isinstance(thickness, bool) or not 1 <= thickness <= 1000:
-            raise ConfigError(f"thickness: expected an integer 1..1000, got {thickness!r}")
+        thickness = thickness_value(opts.pop("thickness", 2))
         resize = opts.pop("human_resize_percent", None)
         if resize is not None and not (isinstance(resize, (int, float)) and not isinstance(resize, bool)
                                        and 0 < resize <= MAX_RESIZE_PERCENT):
@@ -93,7 +100,7 @@ class SuperviselyMasksLayout:
                      human_resize_percent=resize,
                      copy_images=bool(opts.pop("copy_images", True)),
                      copy_annotations=bool(opts.pop("copy_annotations", True)),
-                     max_canvas_pixels=max_pixels)
+                     max_canvas_pixels=max_pixels, crop=crop_value(opts.pop("crop", "sdk")))
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'supervisely': {sorted(opts)}")
         return layout

@@ -131,10 +131,13 @@ def runs(tmp_path_factory, dask_client):
     hostile = _hostile_project(base / "src")
     clean = write_project(base / "clean", GOOD, META_300)
     before = snapshot(base)
-    bad = run_export(ExportConfig(str(hostile), str(base / "out"), items_per_partition=4),
+    # crop=none: the annotated geometry reaches the kernel (the default load-time crop would clip the
+    # int32-overflowing vertices away, as the SDK does: test_sdk_crop_clips_what_the_kernel_refuses)
+    bad = run_export(ExportConfig(str(hostile), str(base / "out"), items_per_partition=4,
+                                  layout_options={"crop": "none"}),
                      log=lambda m: None, client=dask_client)
-    good = run_export(ExportConfig(str(clean), str(base / "clean_out")), log=lambda m: None,
-                      client=dask_client)
+    good = run_export(ExportConfig(str(clean), str(base / "clean_out"), layout_options={"crop": "none"}),
+                      log=lambda m: None, client=dask_client)
     return base, before, bad, good
 
 
@@ -278,3 +281,18 @@ def test_unchanged_item_keeps_its_warning_and_the_report_lists_it(tmp_path, dask
         rows = _rows(result)
         assert len(rows[("ds", "m.png")]["warnings"]) == 1 and rows[("ds", "ok.png")]["warnings"] == []
         assert [w["item"] for w in result.report["warnings"]] == ["m.png"]
+
+
+def test_sdk_crop_clips_what_the_kernel_refuses(tmp_path, dask_client):
+    """With the default load-time crop, a vertex beyond int32 is clipped away by shapely (the polygon
+    is drawn, as the app draws it) and a graph with such a node is dropped with a warning."""
+    items = {("ds", name): BAD[name][:2] for name in ("coord_int32.png", "graph_int32.png")}
+    src = write_project(tmp_path / "src", items, META_300)
+    result = run_export(ExportConfig(str(src), str(tmp_path / "out")), log=lambda m: None, client=dask_client)
+    rows = _rows(result)
+    assert result.exit_code == EXIT_OK, result.report["failures"]
+    poly, graph = rows[("ds", "coord_int32.png")], rows[("ds", "graph_int32.png")]
+    assert poly["warnings"] == [] and any("masks_instances" in o["path"] for o in poly["outputs"])
+    assert graph["warnings"] == ["ds/graph_int32.png: object 0 (skel, graph) not drawn: a node (disabled "
+                                 "ones included) is off the image; the Supervisely SDK drops it when "
+                                 "loading (option crop=none draws it)"]

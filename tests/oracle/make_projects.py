@@ -381,3 +381,108 @@ def _any_label(rng, obj_class, size_hw, kind: str):
     }
     return makers[kind]()
 
+
+
+# ----------------------------------------------------------------------------- border-heavy projects
+def make_border_project(dst_dir, seed: int, n_items: int = 8, size_hw: tuple[int, int] = (40, 56)) -> Path:
+    """A Supervisely project whose labels sit on and across every border, as annotators leave them.
+
+    Deterministic for ``seed``. Coordinates are drawn from the values real tools write at the edge:
+    exactly ``0``, ``-1``, ``W - 1``, ``W``, ``W + 1`` (``H`` likewise), a few pixels out, far out
+    (``-1000``, ``10**5``), or inside. Every item holds polygons (simple, with holes, bow-ties crossing
+    a border, some vertices snapped to the edge), rectangles, lines leaving and re-entering the image,
+    points and graph nodes on or off the image, bitmaps and alpha masks over each side and corner,
+    multipolygons, cuboid_2d and oriented boxes. Items alternate between the top and child dataset.
+    """
+    height, width = (int(v) for v in size_hw)
+    rng = np.random.default_rng(seed)
+    root = Path(dst_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = make_meta()
+    sly.io.json.dump_json_file(meta.to_json(), str(root / "meta.json"), indent=4)
+    for index in range(n_items):
+        ds_dir = root / TOP_DATASET if index % 2 == 0 else root / TOP_DATASET / "datasets" / CHILD_DATASET
+        ext, mode = _IMAGE_KINDS[index % len(_IMAGE_KINDS)]
+        ann = _border_annotation(rng, meta, (height, width))
+        _write_item(ds_dir, f"edge_{index}{ext}", ann, _make_image(rng, (height, width), mode), False)
+    return root
+
+
+def _edge_value(rng, size: int) -> int:
+    choice = int(rng.integers(0, 10))
+    return [0, -1, size - 1, size, size + 1, int(rng.integers(-4, 0)), size + int(rng.integers(1, 5)),
+            int(rng.choice([-1000, 10**5])), int(rng.integers(0, size)), int(rng.integers(0, size))][choice]
+
+
+def _edge_ring(rng, size_hw, count: int) -> list[tuple[int, int]]:
+    """A ring around a centre near a border, some vertices snapped to edge values."""
+    height, width = size_hw
+    side = int(rng.integers(0, 4))
+    cx = [0, width - 1, rng.uniform(0, width), rng.uniform(0, width)][side] + rng.uniform(-4, 4)
+    cy = [rng.uniform(0, height), rng.uniform(0, height), 0, height - 1][side] + rng.uniform(-4, 4)
+    ring = _ring_xy(rng, (cx, cy), rng.uniform(0.2, 0.5) * min(size_hw), count)
+    out = []
+    for x, y in ring:
+        if rng.random() < 0.3:
+            x = _edge_value(rng, width)
+        if rng.random() < 0.3:
+            y = _edge_value(rng, height)
+        out.append((x, y))
+    return out
+
+
+def _border_annotation(rng, meta: sly.ProjectMeta, size_hw) -> dict:
+    height, width = size_hw
+    cls = meta.get_obj_class
+    objects = []
+
+    def polygon(title, exterior, interiors=()):
+        poly = sly.Polygon(_locations(exterior), [_locations(h) for h in interiors])
+        obj = sly.Label(poly, cls(title)).to_json()
+        obj["points"]["exterior"] = [list(p) for p in exterior]  # to_json keeps them; be explicit
+        objects.append(obj)
+
+    for _ in range(int(rng.integers(2, 5))):
+        polygon("poly", _edge_ring(rng, size_hw, int(rng.integers(3, 9))))
+    ring = _edge_ring(rng, size_hw, 6)
+    polygon("poly", [ring[i] for i in rng.permutation(len(ring))])                 # bow-tie-like
+    outer = _edge_ring(rng, size_hw, 8)
+    cx, cy = np.mean(outer, axis=0)
+    polygon("poly", outer, [_ring_xy(rng, (cx, cy), 0.15 * min(size_hw), 4)])    # hole near the edge
+    x0, x1 = _edge_value(rng, width), _edge_value(rng, width)
+    y0, y1 = _edge_value(rng, height), _edge_value(rng, height)
+    rect = sly.Label(sly.Rectangle(0, 0, 1, 1), cls("rect")).to_json()
+    rect["points"]["exterior"] = [[x0, y0], [x1, y1]]
+    objects.append(rect)
+    line = sly.Label(sly.Polyline(_locations([(0, 0), (1, 1)])), cls("line")).to_json()
+    line["points"]["exterior"] = [[_edge_value(rng, width), _edge_value(rng, height)]
+                                  for _ in range(int(rng.integers(2, 6)))]
+    objects.append(line)
+    for _ in range(3):
+        pt = sly.Label(sly.Point(0, 0), cls("pt")).to_json()
+        pt["points"]["exterior"] = [[_edge_value(rng, width), _edge_value(rng, height)]]
+        objects.append(pt)
+    graph = _graph_label(rng, cls("skeleton"), size_hw, disable_one=bool(rng.random() < 0.5),
+                         off_image=bool(rng.random() < 0.5))[0].to_json()
+    objects.append(graph)
+    for title, maker in (("bmp", _blob), ("alpha", None)):
+        bh, bw = int(rng.integers(3, height // 2)), int(rng.integers(3, width // 2))
+        top = int(rng.choice([-(bh // 2), height - bh // 2, -bh - 3, int(rng.integers(0, height - bh))]))
+        left = int(rng.choice([-(bw // 2), width - bw // 2, int(rng.integers(0, width - bw))]))
+        if title == "bmp":
+            geometry = sly.Bitmap(_blob(rng, (bh, bw), with_hole=bool(rng.random() < 0.5)),
+                                  origin=sly.PointLocation(row=0, col=0))
+        else:
+            geometry = sly.AlphaMask(_alpha_data(rng, (bh, bw)), origin=sly.PointLocation(row=0, col=0))
+        obj = sly.Label(geometry, cls(title)).to_json()
+        key = "bitmap"
+        obj[key]["origin"] = [left + obj[key]["origin"][0], top + obj[key]["origin"][1]]
+        objects.append(obj)
+    parts = [sly.Polygon(_locations(_edge_ring(rng, size_hw, 5))) for _ in range(2)]
+    objects.append(sly.Label(sly.Multipolygon(parts), cls("mpoly")).to_json())
+    objects.append(_cuboid2d_label(rng, cls("box3d"), size_hw, off_image=bool(rng.random() < 0.5))[0].to_json())
+    objects.append(_obb_label(rng, cls("obb"), size_hw)[0].to_json())
+    order = rng.permutation(len(objects))
+    ann_json = sly.Annotation((height, width), []).to_json()
+    ann_json["objects"] = [objects[i] for i in order]
+    return ann_json
