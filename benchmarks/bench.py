@@ -37,6 +37,7 @@ from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import parse_annotation
 from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.model.crop import crop_annotation
 from maskcore.timing import StepClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +64,8 @@ def run_maskcore(project: Path, dst: Path, thickness: int, clock: StepClock) -> 
             img_bytes = source.read_bytes(row["img_path"])
         with clock.step("parse"):
             ann = parse_annotation(json.loads(ann_bytes), meta, row["item"])
+        with clock.step("crop"):  # the SDK's load-time crop (maskcore's default, option crop=sdk)
+            ann = crop_annotation(ann)
         item = ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"], row["out_name"],
                         meta, ann, ann_bytes, img_bytes)
         files = layout.item_files(item, clock)
@@ -130,6 +133,29 @@ def run_reference(project: Path, dst: Path, thickness: int) -> tuple[int, float]
     return len(rows), time.perf_counter() - start
 
 
+def compare_outputs(ours: Path, ref: Path) -> tuple[int, int]:
+    """Every mask the reference wrote has a file of the same name in ``ours`` with the same pixels,
+    and ``ours`` has no mask the reference lacks. Returns (files, pixels) compared; raises SystemExit
+    naming the first difference: a ratio is only worth printing for identical outputs."""
+    import numpy as np
+    from PIL import Image
+
+    theirs = sorted(p.relative_to(ref) for p in ref.rglob("*.png"))
+    mine = sorted(p.relative_to(ours) for p in ours.rglob("*.png"))
+    if theirs != mine:
+        extra, missing = sorted(set(mine) - set(theirs))[:5], sorted(set(theirs) - set(mine))[:5]
+        raise SystemExit(f"outputs differ: maskcore wrote {len(mine)} masks, the reference {len(theirs)}; "
+                         f"only maskcore: {extra}; only the reference: {missing}")
+    pixels = 0
+    for rel in theirs:
+        a, b = np.asarray(Image.open(ours / rel)), np.asarray(Image.open(ref / rel))
+        if a.shape != b.shape or (a != b).any():
+            n = "shape" if a.shape != b.shape else int((a != b).any(axis=-1).sum() if a.ndim == 3 else (a != b).sum())
+            raise SystemExit(f"outputs differ: {rel}: {n} pixels differ from the reference")
+        pixels += a.shape[0] * a.shape[1]
+    return len(theirs), pixels
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("projects", nargs="*", type=Path, default=DEFAULT_PROJECTS)
@@ -142,7 +168,8 @@ def main() -> None:
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     best_ours, best_ref, best_floor, n_items = None, None, {}, 0
-    for _ in range(args.repeat):
+    compared = [0, 0]
+    for repeat in range(args.repeat):
         clock, floor, n_items, ref_s = StepClock(), StepClock(), 0, 0.0
         for project in args.projects:
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -151,6 +178,10 @@ def main() -> None:
                     run_floor(project, Path(tmp) / "floor", Path(tmp) / "ours", floor)
                 if not args.no_reference:
                     ref_s += run_reference(project, Path(tmp) / "ref", args.thickness)[1]
+                    if repeat == 0:
+                        files, pixels = compare_outputs(Path(tmp) / "ours", Path(tmp) / "ref")
+                        compared[0] += files
+                        compared[1] += pixels
                 shutil.rmtree(tmp, ignore_errors=True)
         total = sum(clock.seconds.values())
         if best_ours is None or total < sum(best_ours.values()):
@@ -177,6 +208,7 @@ def main() -> None:
     print(f"| **total** | **{1000 * ours_total / n_items:.2f}** |"
           + (f" {1000 * floor_total / n_items:.2f} | {ours_total / floor_total:.2f}x |" if best_floor else "") + "\n")
     if best_ref is not None:
+        print(f"outputs identical: {compared[0]} masks, {compared[1]} pixels compared with the reference's")
         print(f"reference (Supervisely SDK, app's way): {1000 * best_ref / n_items:.1f} ms/image; "
               f"maskcore: {1000 * ours_total / n_items:.1f} ms/image; "
               f"speed-up **{best_ref / ours_total:.1f}x**")

@@ -1,7 +1,8 @@
 """Convert a COCO polygon dataset into a Supervisely project (benchmark input only).
 
 Each category becomes a class of shape "any" (duplicate names get ``_<id>``); each polygon ring
-becomes a polygon object (floats kept: the reader floors them), each RLE mask (iscrowd,
+becomes a polygon object (floats kept: the reader floors them; ``--integer`` rounds them as most
+converters do), each RLE mask (iscrowd,
 uncompressed ``counts`` list, column-major) a bitmap object, an annotation with only a bbox a
 rectangle. Images are copied.
 Usage: python benchmarks/coco_to_sly.py COCO_JSON IMAGE_DIR DST [--limit N]
@@ -35,7 +36,7 @@ def _rle_bitmap(rle: dict) -> dict | None:
     return {"geometryType": "bitmap", "bitmap": {"origin": [int(cols[0]), int(rows[0])], "data": data}}
 
 
-def _objects(a: dict, title: str) -> list[dict]:
+def _objects(a: dict, title: str, integer: bool = False) -> list[dict]:
     seg = a.get("segmentation")
     base = {"classTitle": title, "tags": []}
     if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
@@ -45,6 +46,8 @@ def _objects(a: dict, title: str) -> list[dict]:
         out = []
         for ring in seg:
             pts = [[ring[i], ring[i + 1]] for i in range(0, len(ring) - 1, 2)]
+            if integer:
+                pts = [[round(x), round(y)] for x, y in pts]
             if len(pts) >= 3:
                 out.append({**base, "geometryType": "polygon", "points": {"exterior": pts, "interior": []}})
         return out
@@ -57,7 +60,7 @@ def _colour(i: int) -> str:
     return "#%02X%02X%02X" % (int(r * 255), int(g * 255), int(b * 255))
 
 
-def convert(coco_json: Path, image_dir: Path, dst: Path, limit: int | None = None) -> Path:
+def convert(coco_json: Path, image_dir: Path, dst: Path, limit: int | None = None, integer: bool = False) -> Path:
     coco = json.loads(coco_json.read_text())
     titles, seen = {}, set()
     for cat in sorted(coco["categories"], key=lambda c: c["id"]):
@@ -78,7 +81,7 @@ def convert(coco_json: Path, image_dir: Path, dst: Path, limit: int | None = Non
             continue
         objects = []
         for a in by_image.get(info["id"], []):
-            objects.extend(_objects(a, titles[a["category_id"]]))
+            objects.extend(_objects(a, titles[a["category_id"]], integer))
         ann = {"size": {"height": info["height"], "width": info["width"]}, "tags": [],
                "description": "", "objects": objects}
         (dst / "ds" / "ann" / f"{info['file_name']}.json").write_text(json.dumps(ann))
@@ -92,5 +95,8 @@ if __name__ == "__main__":
     p.add_argument("image_dir", type=Path)
     p.add_argument("dst", type=Path)
     p.add_argument("--limit", type=int)
+    p.add_argument("--integer", action="store_true",
+                   help="round polygon vertices to integers, as most converters write them (vertices "
+                        "dragged to the edge then sit at x == width: the SDK's load-time crop applies)")
     a = p.parse_args()
-    print(convert(a.coco_json, a.image_dir, a.dst, a.limit))
+    print(convert(a.coco_json, a.image_dir, a.dst, a.limit, a.integer))

@@ -224,3 +224,27 @@ def _items_without_image(dataset: sly.Dataset) -> list[tuple[str, str]]:
         if file_name.endswith(".json") and file_name not in claimed:
             found.append((file_name[: -len(".json")], os.path.join(dataset.ann_dir, file_name)))
     return found
+
+
+def resave_through_sdk(project_dir, dst_dir) -> str:
+    """A copy of a Supervisely project whose annotations went through ``sly.Annotation.load_json_file``
+    and ``to_json``: what the SDK holds after loading (every label cropped to the image), on disk.
+    Images and meta are copied as they are. Returns ``dst_dir``."""
+    import json
+    import shutil
+
+    project = sly.Project(str(project_dir), sly.OpenMode.READ)
+    for dataset in project:
+        rel = os.path.relpath(dataset.directory, str(project_dir))
+        for item in dataset:
+            paths = dataset.get_item_paths(item)
+            ann = sly.Annotation.load_json_file(paths.ann_path, project.meta)
+            out_ann = os.path.join(dst_dir, rel, "ann", os.path.basename(paths.ann_path))
+            out_img = os.path.join(dst_dir, rel, "img", item)
+            os.makedirs(os.path.dirname(out_ann), exist_ok=True)
+            os.makedirs(os.path.dirname(out_img), exist_ok=True)
+            with open(out_ann, "w", encoding="utf-8") as f:
+                json.dump(ann.to_json(), f)
+            shutil.copyfile(paths.img_path, out_img)
+    shutil.copyfile(os.path.join(project_dir, "meta.json"), os.path.join(dst_dir, "meta.json"))
+    return str(dst_dir)
