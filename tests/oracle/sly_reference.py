@@ -14,8 +14,7 @@ Outputs per item:
 - ``"machine"``: ``H x W`` uint8, class index (meta order, from 1), labels drawn largest
   ``Label.area`` first (stable), colour ``[k, k, k]``, no geometry config, grey via PIL "L".
 - ``"semantic"``: ``H x W x 3`` uint8 RGB, class colours, labels in file order, drawn like the
-  human overlay's per-label drawing (geometry config passed). The app has no such output: this is
-  the oracle's definition.
+  human overlay's per-label drawing (geometry config passed): the app's ``masks_semantic_rgb``.
 - ``"human"``: ``H x 2W x 3`` uint8 RGB: image | overlay, where for each label in file order the
   label is drawn on a copy of the overlay and ``overlay = floor((overlay + copy) / 2)``.
 - ``"instances"``: list of ``(file_name, H x W uint8)`` in file order; names from the SDK's
@@ -27,8 +26,8 @@ Deliberate deviations from the app (each one a defect of the app or of the SDK):
   the item's last cuboid in the machine and instance masks).
 - Bitmaps and alpha masks crossing the canvas border are drawn clipped (the SDK raises
   IndexError, or silently draws at a wrapped position for origins far above/left).
-- Human-mask resize uses ``cv2.resize(..., INTER_AREA)`` to ``int(side * percent / 100)``
-  (the app calls ``ndarray.resize``, which reshapes the raw buffer instead of scaling).
+- (No deviation any more for the human-mask resize: the app has used ``cv2.resize(..., INTER_AREA)``
+  to ``int(side * (percent / 100))`` since 2024-11, as here.)
 - More than 255 classes: ValueError (the app crashes or saturates, depending on the geometry).
 - Items whose image file is missing: with ``missing_image="masks_only"`` (default) the
   annotation-only kinds (machine, semantic, instances) are still produced and "human" is absent;
