@@ -169,6 +169,24 @@ class FsspecDirSink:
         except FileNotFoundError:
             return []
 
+    def walk(self, relpath: str = "") -> list[str]:
+        """Root-relative paths of every file under ``relpath`` (the whole root by default)."""
+        fs, root = self._open()
+        base = self.full_path(relpath) if relpath else root
+        if isinstance(fs, LocalFileSystem):
+            found = []
+            for folder, _, names in os.walk(base):
+                rel = os.path.relpath(folder, root).replace(os.sep, "/")
+                found += [name if rel == "." else f"{rel}/{name}" for name in names]
+            return sorted(found)
+        fs.invalidate_cache(base)
+        try:
+            paths = fs.find(base, detail=False)
+        except FileNotFoundError:
+            return []
+        cut = len(root) + 1
+        return sorted(p[cut:] for p in paths)
+
     def read(self, relpath: str) -> bytes:
         fs, _ = self._open()
         return cat_whole(fs, self.full_path(relpath))
