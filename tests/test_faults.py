@@ -219,3 +219,38 @@ def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path):
     assert report["recovery"]["untrusted_items"] == 24 and report["items"]["written"] == 24
     _run(_cmd(project, clean)).check_returncode()
     _assert_same(dst, clean)
+
+
+def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path):
+    """Issue 19 item 6: SIGTERM to the driver: exit 143, no traceback, no lock, no worker left."""
+    import psutil
+
+    dst = tmp_path / "out"
+    cmd = _cmd(project, dst)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_partials(dst)) < 2:
+            time.sleep(0.02)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "the run started no worker process"
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        seconds = time.monotonic() - started
+        assert proc.returncode == 143, err
+        assert "Traceback" not in err and "stopped by SIGTERM" in err, err
+        assert not (dst / ".maskcore/lock").exists()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"worker processes left running: {alive}"
+        assert seconds < 30
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    resumed = _run(cmd)
+    assert resumed.returncode == 0, resumed.stderr
+    check = _verify(dst)
+    assert check.returncode == 0, check.stdout
