@@ -73,6 +73,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+    p.add_argument("--lock-lease", type=float, metavar="SECONDS",
+                   help="how long the destination's lock outlives its last renewal (default 300, "
+                        "or MASKCORE_LOCK_LEASE); a killed run's lock is taken over after it")
     add_filter_arguments(p)
 
 
@@ -227,7 +230,7 @@ def _config(args) -> ExportConfig:
                            layout_options=_layout_options(args), reader=args.reader,
                            reader_options=reader_options)
     for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
-                "part_size", "archive_name"):
+                "part_size", "archive_name", "lock_lease"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.debug = args.debug

@@ -45,6 +45,7 @@ from ..readers import detect_reader, open_source
 from .cluster import connect, get_profile, planned_workers
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .plan import assign_partitions, partitions, plan_partitions
+from .lease import RunLock
 from .progress import Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
@@ -55,7 +56,6 @@ from .state import (
     RUN_ID_KEY,
     STARTED,
     STATE_DIR,
-    RunLock,
     config_fingerprint,
     parquet_bytes,
     read_state_parquet,
@@ -94,6 +94,7 @@ class ExportConfig:
     archive_name: str | None = None     # default: <project id>_<project name>
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
+    lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     debug: bool = False
 
 
@@ -148,7 +149,9 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg.archive_name = cfg.archive_name or default_archive_name(source)
         cfg.archive_format = resolve_archive_format(cfg.archive_format, layout)
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
-    with RunLock(sink):
+    with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
+        if lock.taken_over:
+            log(f"maskcore: warning: {lock.taken_over}")
         if hasattr(layout, "prepare"):  # a layout's own refusals (e.g. an existing output folder)
             layout.prepare(sink)
         with ExitStack() as stack:
@@ -158,7 +161,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                     client = stack.enter_context(connect(profile, cfg.workers))
                 return client
             return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition,
-                               started, filters)
+                               started, filters, lock)
 
 
 def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
@@ -179,7 +182,7 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
 
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, started,
-                filters) -> RunResult:
+                filters, lock) -> RunResult:
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
                            project_wide_stems=getattr(layout, "project_wide_stems", False))
@@ -195,7 +198,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
         settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
         config_fp = hashlib.sha256(settings.encode()).hexdigest()
-    run_id = uuid.uuid4().hex[:12]
+    run_id = lock.run_id
     damaged: list = []
     previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
@@ -258,12 +261,14 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                      time.perf_counter() - started)
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
+    report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
     report["source_warnings"] = list(getattr(source, "warnings", None) or [])
     if filtered is not None:
         report["filtered"] = filtered
     if archive is not None:
         report["archive"] = archive.summary()
         sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
+    lock.check()
     sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
     sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
     sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])

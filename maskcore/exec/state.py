@@ -9,8 +9,7 @@ Everything lives under ``<destination>/.maskcore/``:
   (run id and the partition's items), so that the next run knows which items an unfinished run
   may have touched (see :mod:`maskcore.exec.recovery`).
 - ``damaged/<name>.<UTC time>``: a state file that could not be read, moved aside for inspection.
-- ``lock``: one run per destination (exclusive create: ``O_EXCL`` locally, a conditional PUT
-  (``If-None-Match: *``) on object stores).
+- ``lock``: one run per destination, a lease (see :mod:`maskcore.exec.lease`).
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import socket
 import time
 
 import pyarrow as pa
@@ -114,56 +111,3 @@ def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
         if damaged is not None:
             damaged.append(note)
         return None
-
-
-class RunLock:
-    """Exclusive lock on a destination, held for the duration of a run."""
-
-    def __init__(self, sink) -> None:
-        self.sink = sink
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
-
-    def acquire(self) -> None:
-        body = json.dumps({"holder": self.token}).encode("utf-8")
-        try:
-            self.sink.create_exclusive(LOCK, body)
-        except FileExistsError:
-            holder = self._holder()
-            if holder and self._is_stale(holder):
-                self.sink.delete([LOCK])
-                return self.acquire()
-            raise LockedError(
-                f"another maskcore run holds {self.sink.url} (lock {LOCK}: {holder or 'unknown holder'}); "
-                f"wait for it to finish, or remove {LOCK} if that run is dead") from None
-
-    def _holder(self) -> str:
-        try:
-            return json.loads(self.sink.read(LOCK)).get("holder", "")
-        except (OSError, ValueError):
-            return ""
-
-    @staticmethod
-    def _is_stale(holder: str) -> bool:
-        """A lock left by a dead process on this host (another host's lock is never broken)."""
-        host, _, rest = holder.partition(":")
-        pid = rest.partition(":")[0]
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def release(self) -> None:
-        if self._holder() == self.token:
-            self.sink.delete([LOCK])
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()

@@ -123,14 +123,24 @@ class FsspecDirSink:
         self.delete([f"{TMP_DIR}/{name}" for name in self.listdir(TMP_DIR)])
 
     def create_exclusive(self, relpath: str, data: bytes) -> None:
-        """Create ``relpath`` only if it does not exist (raises FileExistsError otherwise)."""
+        """Create ``relpath`` holding ``data`` only if it does not exist (FileExistsError otherwise)."""
         fs, _ = self._open()
         path = self.full_path(relpath)
         if isinstance(fs, LocalFileSystem):
+            # whole or not at all: the content is written to a temporary first, then hard-linked
+            # under the name (link fails if the name exists), so no reader ever sees it empty
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            staging = self.full_path(TMP_DIR)
+            os.makedirs(staging, exist_ok=True)
+            tmp = os.path.join(staging, f"{uuid.uuid4().hex}.new")
+            try:
+                _write_new_file(tmp, data)
+                os.link(tmp, path)
+            finally:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
         else:
             fs.pipe_file(path, data, mode="create")
 
