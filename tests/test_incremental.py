@@ -91,7 +91,8 @@ def test_config_change_renders_everything(project, tmp_path, dask_client):
 def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client):
     dst = tmp_path / "out"
     (dst / ".maskcore").mkdir(parents=True)
-    (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}:0"}))
+    (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}", "run": "r1",
+                                        "expires": time.time() + 3600, "lease_seconds": 3600}))
     with pytest.raises(RefusedError, match="another maskcore run holds"):
         _export(project, dst, dask_client)
     proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(project), str(dst)],

@@ -1,19 +1,22 @@
-"""The ``maskcore`` command line: ``run JOB``, ``export SRC DST`` and ``import SRC DST``.
+"""The ``maskcore`` command line: ``run JOB``, ``export SRC DST``, ``import SRC DST`` and ``verify DST``.
 
-Exit codes: 0 all items exported (or unchanged), 3 some items failed (named in the report),
-1 nothing could run (unreadable project, bad configuration), 2 bad command line, 4 refused to run
-(another run holds the destination, or the destination is inside the source).
+Exit codes: 0 all items exported (or unchanged; ``verify``: the destination is what its manifest
+says), 3 some items failed (named in the report), 1 nothing could run (unreadable project, bad
+configuration, no manifest to verify), 2 bad command line, 4 refused to run (another run holds
+the destination, or the destination is inside the source), 5 ``verify`` found missing, different
+or extra files.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .. import __version__
 from ..errors import MaskcoreError, RefusedError
 from ..exec.filters import add_filter_arguments, cli_filter_options
-from ..exec.run import EXIT_FATAL, EXIT_REFUSED, ExportConfig, run_export
+from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
 from ..layouts import get_layout_class
 
@@ -70,6 +73,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+    p.add_argument("--lock-lease", type=float, metavar="SECONDS",
+                   help="how long the destination's lock outlives its last renewal (default 300, "
+                        "or MASKCORE_LOCK_LEASE); a killed run's lock is taken over after it")
     add_filter_arguments(p)
 
 
@@ -114,7 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("project", help="Segmentation mask 1.1 .zip or folder (path or URL)")
     imp.add_argument("destination", help="output Supervisely project folder (path or URL)")
     _add_execution_args(imp)
+
+    ver = sub.add_parser("verify", help="check every file the destination's manifest names (size, sha256) "
+                                        "and list missing, different and extra files")
+    ver.add_argument("destination", help="an export's destination (path or URL)")
+    ver.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="fsspec option for the destination, repeatable; dots nest")
+    ver.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+LISTED = 20
+"""Paths of each kind ``maskcore verify`` prints (all of them are counted)."""
+
+
+def _verify(args) -> int:
+    from ..exec.verify import verify_destination
+    from ..io.sinks import get_sink
+    options = parse_storage_options(args.storage_option)
+    result = verify_destination(get_sink("dir", args.destination, options))
+    for kind, paths in (("missing", result.missing), ("different", result.different), ("extra", result.extra)):
+        for path in paths[:LISTED]:
+            print(f"{kind}: {redact(path, options)}")
+        if len(paths) > LISTED:
+            print(f"{kind}: ... and {len(paths) - LISTED} more")
+    print(f"maskcore verify: {redact(result.summary(), options)}: {'clean' if result.clean else 'DIFFERS'}")
+    return EXIT_OK if result.clean else EXIT_UNVERIFIED
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -199,7 +230,7 @@ def _config(args) -> ExportConfig:
                            layout_options=_layout_options(args), reader=args.reader,
                            reader_options=reader_options)
     for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
-                "part_size", "archive_name"):
+                "part_size", "archive_name", "lock_lease"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.debug = args.debug
@@ -217,10 +248,38 @@ def _config(args) -> ExportConfig:
     return cfg
 
 
+EXIT_SIGINT = 130   # 128 + SIGINT, as shells report it
+EXIT_SIGTERM = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (cron, systemd, Kubernetes, Slurm) raised in the main thread: unwinds the run like
+    Ctrl-C does, so that the lock is released and the workers stopped on the way out."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(args)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        print(f"maskcore: stopped by {name}: no manifest written; the next run resumes", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args) -> int:
     options: dict = {}
     try:
+        if args.command == "verify":
+            return _verify(args)
         cfg = _config(args)
         options = cfg.storage_options
         result = run_export(cfg)

@@ -45,26 +45,30 @@ from ..readers import detect_reader, open_source
 from .cluster import connect, get_profile, planned_workers
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .plan import assign_partitions, partitions, plan_partitions
+from .lease import RunLock
 from .progress import Progress
+from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
 from .state import (
     MANIFEST,
     PARTIALS,
     REPORT,
+    RUN_ID_KEY,
+    STARTED,
     STATE_DIR,
-    RunLock,
     config_fingerprint,
     parquet_bytes,
-    partition_key,
-    read_parquet,
+    read_state_parquet,
 )
-from .task import RESULT_SCHEMA, TaskSpec, run_archive_partition, run_partition
+from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_archive_partition, run_partition
+from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
 
 EXIT_OK = 0          # every item exported (or unchanged)
 EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration
 EXIT_USAGE = 2       # bad command line (argparse)
 EXIT_PARTIAL = 3     # the run finished but some items failed (listed in the report)
 EXIT_REFUSED = 4     # refused to run: destination locked by another run, or inside the source
+EXIT_UNVERIFIED = 5  # maskcore verify: the destination differs from its manifest
 
 REPORT_DIR = STATE_DIR
 FINGERPRINT_KEY = b"maskcore.config_fingerprint"
@@ -90,6 +94,7 @@ class ExportConfig:
     archive_name: str | None = None     # default: <project id>_<project name>
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
+    lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     debug: bool = False
 
 
@@ -144,7 +149,9 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg.archive_name = cfg.archive_name or default_archive_name(source)
         cfg.archive_format = resolve_archive_format(cfg.archive_format, layout)
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
-    with RunLock(sink):
+    with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
+        if lock.taken_over:
+            log(f"maskcore: warning: {lock.taken_over}")
         if hasattr(layout, "prepare"):  # a layout's own refusals (e.g. an existing output folder)
             layout.prepare(sink)
         with ExitStack() as stack:
@@ -154,7 +161,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                     client = stack.enter_context(connect(profile, cfg.workers))
                 return client
             return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition,
-                               started, filters)
+                               started, filters, lock)
 
 
 def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
@@ -175,7 +182,7 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
 
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, started,
-                filters) -> RunResult:
+                filters, lock) -> RunResult:
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
                            project_wide_stems=getattr(layout, "project_wide_stems", False))
@@ -191,16 +198,22 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
         settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
         config_fp = hashlib.sha256(settings.encode()).hexdigest()
-    previous = read_parquet(sink, MANIFEST)
+    run_id = lock.run_id
+    damaged: list = []
+    previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
+    committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
         plan = _attach_previous(plan, previous)
-    parts = partitions(plan)
-    keys = [partition_key(config_fp, p) for p in parts]
-    finished = set(sink.listdir(PARTIALS))
-    resumed = {i: read_parquet(sink, f"{PARTIALS}/{k}.parquet") for i, k in enumerate(keys)
-               if f"{k}.parquet" in finished}
+    left = read_leftovers(sink, committed_run, damaged)
+    for note in damaged:
+        log(f"maskcore: warning: {note.message()}")
+    settled = settle(plan, config_fp, left)
+    plan, parts, keys, resumed = settled.plan, settled.parts, settled.keys, settled.resumed
+    if settled.untrusted:
+        log(f"maskcore: warning: an unfinished run may have changed the files of {settled.untrusted} "
+            f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
@@ -209,12 +222,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             sink.write(path, data)
     task_sink = TarPartSink(sink, cfg.part_size, cfg.archive_format) if cfg.archive else sink
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
-                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None)
-    todo = [(i, parts[i], keys[i]) for i in range(len(parts)) if i not in resumed]
+                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
+                    started_dir=STARTED, run_id=run_id)
+    todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
-    results = list(resumed.values())
-    if todo:
-        results += _submit_all(get_client(), spec, todo, progress, on_partition)
+    results = _submit_all(get_client(), spec, todo, progress, on_partition) if todo else []
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
@@ -223,25 +235,43 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
-    stale = [] if cfg.archive else _stale_outputs(previous, manifest)
+    stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     own = getattr(layout, "folder", None)  # a layout writing into its own folder leaves others alone
     if own is not None:
         stale = [p for p in stale if p.startswith(own + "/")]
     sink.delete(stale)
+    list_files = [] if cfg.archive else _list_files(manifest)
     if not cfg.archive:
-        _write_list_files(sink, _list_files(manifest), previous)
-    manifest = manifest.replace_schema_metadata({FINGERPRINT_KEY: config_fp.encode()})
+        _write_list_files(sink, list_files, previous)
+    if archive is not None:
+        named = [(f["part"], f["bytes"], f["sha256"]) for f in archive.summary()["files"]]
+    else:
+        named = [(p, len(d), hashlib.sha256(d).hexdigest()) for p, d in project_files + list_files]
+    manifest = manifest.replace_schema_metadata({
+        FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(), FILES_KEY: json.dumps(named).encode(),
+        SCOPE_KEY: (own or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""})
+    swept = []
+    if settled.sweep and not cfg.archive:  # files an unfinished run wrote that no record names
+        swept = unrecorded_files(sink, manifest)
+        sink.delete(swept)
+        if swept:
+            log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
+                f"produces (first {swept[0]!r})")
     report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
                      time.perf_counter() - started)
+    report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
+                          "damaged_state": [vars(d) for d in damaged]}
+    report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
     report["source_warnings"] = list(getattr(source, "warnings", None) or [])
     if filtered is not None:
         report["filtered"] = filtered
     if archive is not None:
         report["archive"] = archive.summary()
         sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
-    sink.write(MANIFEST, parquet_bytes(manifest))
+    lock.check()
+    sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
     sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
-    sink.delete([f"{PARTIALS}/{name}" for name in sink.listdir(PARTIALS)])
+    sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])
     sink.clear_temporaries()
     if cfg.archive:
         discard_chunks(sink)
@@ -323,10 +353,11 @@ def _output_paths(table: pa.Table | None) -> pa.Array:
     return pc.list_flatten(table.column("outputs")).combine_chunks().field("path")
 
 
-def _stale_outputs(previous: pa.Table | None, manifest: pa.Table) -> list[str]:
-    """Files the previous run wrote that no item of this run produced."""
-    before, now = _output_paths(previous), _output_paths(manifest)
-    return sorted(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist())
+def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.Array) -> list[str]:
+    """Files the previous run, or an unfinished run since (``leftover``), wrote that no item of
+    this run produced."""
+    before, now = pa.concat_arrays([_output_paths(previous), leftover]), _output_paths(manifest)
+    return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
 
 
 def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
@@ -336,9 +367,12 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    # a partition an unfinished run finished is checked against its inputs (resume_partition)
     pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
-                                          pure=False, retries=2)
-                            for i, part, key in todo])
+                                          pure=False, retries=2) if done is None else
+                            client.submit(resume_partition, spec, part, key, done,
+                                          key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
+                            for i, part, key, done in todo])
     results = []
     for future in pending:
         table = future.result()

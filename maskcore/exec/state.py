@@ -5,8 +5,11 @@ Everything lives under ``<destination>/.maskcore/``:
   the files written; with ``config_fingerprint`` it makes the next run incremental.
 - ``partials/<key>.parquet``: one finished partition of an unfinished run, named by a hash of
   the job's configuration and the partition's items, so a killed run resumes where it stopped.
-- ``lock``: one run per destination (exclusive create: ``O_EXCL`` locally, a conditional PUT
-  (``If-None-Match: *``) on object stores).
+- ``started/<key>.json``: written by a partition's task before it first changes the destination
+  (run id and the partition's items), so that the next run knows which items an unfinished run
+  may have touched (see :mod:`maskcore.exec.recovery`).
+- ``damaged/<name>.<UTC time>``: a state file that could not be read, moved aside for inspection.
+- ``lock``: one run per destination, a lease (see :mod:`maskcore.exec.lease`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import socket
 import time
 
 import pyarrow as pa
@@ -30,6 +31,10 @@ MANIFEST = f"{STATE_DIR}/manifest.parquet"
 REPORT = f"{STATE_DIR}/report.json"
 LOCK = f"{STATE_DIR}/lock"
 PARTIALS = f"{STATE_DIR}/partials"
+STARTED = f"{STATE_DIR}/started"
+DAMAGED = f"{STATE_DIR}/damaged"
+RUN_ID_KEY = b"maskcore.run_id"
+"""Schema metadata of the manifest and of partials: the run that wrote them."""
 
 
 class LockedError(RefusedError):
@@ -65,54 +70,44 @@ def read_parquet(sink, relpath: str) -> pa.Table | None:
     return pq.read_table(pa.BufferReader(sink.read(relpath)))
 
 
-class RunLock:
-    """Exclusive lock on a destination, held for the duration of a run."""
+@dataclasses.dataclass
+class DamagedState:
+    """A state file that could not be read: treated as absent, moved aside to ``kept_as``."""
+    file: str
+    error: str
+    kept_as: str
 
-    def __init__(self, sink) -> None:
-        self.sink = sink
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
+    def message(self) -> str:
+        return (f"{self.file} is unreadable ({self.error}); treated as absent (every item it covered "
+                f"is rendered again), kept as {self.kept_as}")
 
-    def acquire(self) -> None:
-        body = json.dumps({"holder": self.token}).encode("utf-8")
-        try:
-            self.sink.create_exclusive(LOCK, body)
-        except FileExistsError:
-            holder = self._holder()
-            if holder and self._is_stale(holder):
-                self.sink.delete([LOCK])
-                return self.acquire()
-            raise LockedError(
-                f"another maskcore run holds {self.sink.url} (lock {LOCK}: {holder or 'unknown holder'}); "
-                f"wait for it to finish, or remove {LOCK} if that run is dead") from None
 
-    def _holder(self) -> str:
-        try:
-            return json.loads(self.sink.read(LOCK)).get("holder", "")
-        except (OSError, ValueError):
-            return ""
+def set_aside(sink, relpath: str, data: bytes, error: str) -> DamagedState:
+    """Move a damaged state file to ``.maskcore/damaged/<name>.<UTC time>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = f"{DAMAGED}/{relpath.rsplit('/', 1)[-1]}.{stamp}"
+    sink.write(kept, data)
+    sink.delete([relpath])
+    return DamagedState(relpath, error, kept)
 
-    @staticmethod
-    def _is_stale(holder: str) -> bool:
-        """A lock left by a dead process on this host (another host's lock is never broken)."""
-        host, _, rest = holder.partition(":")
-        pid = rest.partition(":")[0]
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
 
-    def release(self) -> None:
-        if self._holder() == self.token:
-            self.sink.delete([LOCK])
-
-    def __enter__(self):
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
+                       damaged: list | None = None) -> pa.Table | None:
+    """A state Parquet file (manifest, partial), or None if it does not exist or is unreadable
+    (truncated, garbage, missing one of the ``required`` columns): an unreadable one is moved
+    aside (:func:`set_aside`) and recorded in ``damaged``."""
+    try:
+        data = sink.read(relpath)
+    except FileNotFoundError:
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        missing = [c for c in required if c not in table.column_names]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        return table
+    except Exception as exc:  # noqa: BLE001 - any reason the bytes are not a state table
+        note = set_aside(sink, relpath, data, f"{type(exc).__name__}: {exc}"[:300])
+        if damaged is not None:
+            damaged.append(note)
+        return None

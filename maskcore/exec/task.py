@@ -62,6 +62,8 @@ class TaskSpec:
     debug: bool = False
     partials_dir: str | None = None   # where a finished partition records its result (resume)
     filters: Any = None               # a maskcore.filters.FilterSpec that drops labels, or None
+    started_dir: str | None = None    # where a partition says it started changing the destination
+    run_id: str = ""                  # the run, recorded in partials and start markers
 
 
 def _sha(data: bytes | None) -> str | None:
@@ -234,16 +236,101 @@ def _batch_coverages(layout, items: list[ItemData]) -> list:
     return out
 
 
+class _MarkingSink:
+    """The sink of one partition: before the partition's first write or delete, its start marker
+    (``started/<key>.json``: run id and items) is written, so that a run killed at any point
+    leaves a record of every item it may have touched (see :mod:`maskcore.exec.recovery`)."""
+
+    def __init__(self, sink, marker: str, part: pa.Table, run_id: str) -> None:
+        self.sink, self.marker, self.part, self.run_id = sink, marker, part, run_id
+        self.marked = False
+
+    def _mark(self) -> None:
+        if not self.marked:
+            items = [[d, i] for d, i in zip(self.part.column("dataset").to_pylist(),
+                                            self.part.column("item").to_pylist())]
+            self.sink.write(self.marker, json.dumps({"run": self.run_id, "items": items}).encode("utf-8"))
+            self.marked = True
+
+    def write(self, relpath: str, data: bytes) -> None:
+        self._mark()
+        self.sink.write(relpath, data)
+
+    def delete(self, relpaths) -> None:
+        self._mark()
+        self.sink.delete(relpaths)
+
+    def __getattr__(self, name):
+        return getattr(self.sink, name)
+
+
+def _partial_bytes(spec: TaskSpec, table: pa.Table) -> bytes:
+    from .state import RUN_ID_KEY
+    return parquet_bytes(table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                        RUN_ID_KEY: spec.run_id.encode()}))
+
+
 def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
+    """Export every item of ``part`` and record the result in ``partials/<key>.parquet`` (when
+    ``spec.partials_dir`` and ``key``); see :func:`render_partition`."""
+    table = render_partition(spec, part, key)
+    if spec.partials_dir and key:
+        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+    return table
+
+
+def resume_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -> pa.Table:
+    """Check a partition that an unfinished run finished (``done``, its partial) against the
+    inputs as they are now: an item whose annotation and image still hash as ``done`` recorded
+    keeps its recorded row (its files are not written again); any other item (edited since,
+    failed then) is rendered again. Records the merged result as the partition's partial."""
+    if isinstance(spec.sink, ArchiveSink):
+        return _resume_archive_partition(spec, part, key, done)
+    recorded = {(r["dataset"], r["item"]): r for r in done.to_pylist()}
+    prev = [recorded.get((d, i)) for d, i in zip(part.column("dataset").to_pylist(),
+                                                 part.column("item").to_pylist())]
+    part = part.drop_columns([c for c in ("prev_ann_sha256", "prev_img_sha256") if c in part.column_names])
+    for name, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256")):
+        part = part.append_column(name, pa.array(
+            [r[column] if r is not None and r["status"] != "failed" else None for r in prev], pa.string()))
+    table = render_partition(spec, part, key)
+    rows = table.to_pylist()
+    merged = [recorded[(r["dataset"], r["item"])] if r["status"] == "unchanged" else r for r in rows]
+    table = pa.Table.from_pylist(merged, schema=RESULT_SCHEMA)
+    if spec.partials_dir:
+        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+    return table
+
+
+def _resume_archive_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -> pa.Table:
+    """An archive partition's chunk is kept only when every item's inputs hash as recorded;
+    otherwise the whole partition is packed again."""
+    recorded = {(r["dataset"], r["item"]): (r["status"], r["ann_sha256"], r["img_sha256"])
+                for r in done.select(["dataset", "item", "status", "ann_sha256", "img_sha256"]).to_pylist()}
+    for row in part.to_pylist():
+        was = recorded.get((row["dataset"], row["item"]))
+        if was is None or was[0] == "failed":
+            return run_archive_partition(spec, part, key)
+        try:
+            ann, img = _read_inputs(spec, row)
+        except Exception:  # noqa: BLE001 - the render reports it
+            return run_archive_partition(spec, part, key)
+        if (was[1], was[2]) != (_sha(ann), _sha(img)):
+            return run_archive_partition(spec, part, key)
+    return done
+
+
+def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
     """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA).
 
     Items are loaded in batches (``BATCH_ITEMS``, ``BATCH_PIXELS``, ``BATCH_BYTES``) whose
     polygon fills are drawn in one kernel call when the layout offers ``coverage_job``; then each
-    item is rendered and written on its own, in partition order. With ``spec.partials_dir`` and
-    ``key`` the result is also written there, so that a run killed later resumes without redoing
-    this partition.
+    item is rendered and written on its own, in partition order. With ``spec.started_dir`` and
+    ``key``, the partition's start marker is written before its first change to the destination.
     """
     keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.memory)
+    if spec.started_dir and key:
+        spec = replace(spec, sink=_MarkingSink(spec.sink, f"{spec.started_dir}/{key}.json", part, spec.run_id))
     rows = part.to_pylist()
     results = [_new_result(row) for row in rows]
     batching = hasattr(spec.layout, "coverage_job")
@@ -277,10 +364,7 @@ def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.
             held_pixels = held_bytes = 0
     if batch:
         flush()
-    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
-    if spec.partials_dir and key:
-        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", parquet_bytes(table))
-    return table
+    return pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
 
 
 def _describe(exc: Exception, row: dict, debug: bool) -> str:
@@ -307,12 +391,12 @@ def run_archive_partition(spec, part: pa.Table, key: str | None = None) -> pa.Ta
     name = key if key else int(part.column("partition")[0].as_py())
     packer = sink.open_partition(name, first)
     try:
-        table = run_partition(replace(spec, sink=packer, partials_dir=None), part)
+        table = run_partition(replace(spec, sink=packer, partials_dir=None, started_dir=None), part)
         records = packer.finish()
     except BaseException:
         packer.abort()
         raise
     table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
     if spec.partials_dir and key:
-        sink.inner.write(f"{spec.partials_dir}/{key}.parquet", parquet_bytes(table))
+        sink.inner.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
     return table

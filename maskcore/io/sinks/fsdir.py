@@ -123,14 +123,24 @@ class FsspecDirSink:
         self.delete([f"{TMP_DIR}/{name}" for name in self.listdir(TMP_DIR)])
 
     def create_exclusive(self, relpath: str, data: bytes) -> None:
-        """Create ``relpath`` only if it does not exist (raises FileExistsError otherwise)."""
+        """Create ``relpath`` holding ``data`` only if it does not exist (FileExistsError otherwise)."""
         fs, _ = self._open()
         path = self.full_path(relpath)
         if isinstance(fs, LocalFileSystem):
+            # whole or not at all: the content is written to a temporary first, then hard-linked
+            # under the name (link fails if the name exists), so no reader ever sees it empty
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            staging = self.full_path(TMP_DIR)
+            os.makedirs(staging, exist_ok=True)
+            tmp = os.path.join(staging, f"{uuid.uuid4().hex}.new")
+            try:
+                _write_new_file(tmp, data)
+                os.link(tmp, path)
+            finally:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
         else:
             fs.pipe_file(path, data, mode="create")
 
@@ -168,6 +178,24 @@ class FsspecDirSink:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
         except FileNotFoundError:
             return []
+
+    def walk(self, relpath: str = "") -> list[str]:
+        """Root-relative paths of every file under ``relpath`` (the whole root by default)."""
+        fs, root = self._open()
+        base = self.full_path(relpath) if relpath else root
+        if isinstance(fs, LocalFileSystem):
+            found = []
+            for folder, _, names in os.walk(base):
+                rel = os.path.relpath(folder, root).replace(os.sep, "/")
+                found += [name if rel == "." else f"{rel}/{name}" for name in names]
+            return sorted(found)
+        fs.invalidate_cache(base)
+        try:
+            paths = fs.find(base, detail=False)
+        except FileNotFoundError:
+            return []
+        cut = len(root) + 1
+        return sorted(p[cut:] for p in paths)
 
     def read(self, relpath: str) -> bytes:
         fs, _ = self._open()

@@ -1,0 +1,142 @@
+"""The destination's lock is a lease (issue 19 items 4-5): renewed by the live run, taken over
+after expiry with a report line, never left empty, and taken over by exactly one of several runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from maskcore.exec.lease import RunLock
+from maskcore.exec.state import LOCK, LockedError
+from maskcore.io.sinks import get_sink
+from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
+from test_faults import _cmd, _interrupt, _report, _run, _verify
+from test_incremental import _bigger_project
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_path):
+    src = _bigger_project(samples, tmp_path / "src", copies=4)
+    dst = tmp_path / "out"
+    _interrupt(_cmd(src, dst, "--lock-lease", "3"), dst, after=2)
+    lock = json.loads((dst / LOCK).read_text())
+    lock["holder"] = "another-pod:1"  # the next night runs in a new pod: the pid means nothing here
+    (dst / LOCK).write_text(json.dumps(lock))
+    if lock["expires"] > time.time() + 0.5:
+        early = _run(_cmd(src, dst))
+        assert early.returncode == 4 and "lease expires in" in early.stderr, early.stderr
+    time.sleep(max(0.0, lock["expires"] - time.time()) + 0.2)
+    run = _run(_cmd(src, dst))
+    assert run.returncode == 0, run.stderr
+    assert "took over the lock of another-pod:1" in run.stderr and "expired" in run.stderr
+    assert "took over the lock of another-pod:1" in _report(dst)["lock"]["taken_over"]
+    assert _report(dst)["lock"]["lease_seconds"] == 300
+    assert not (dst / LOCK).exists() and not list((dst / ".maskcore").glob("lock*"))
+    assert _verify(dst).returncode == 0
+
+
+def test_empty_lock_is_taken_over(samples, tmp_path):
+    dst = tmp_path / "out"
+    (dst / ".maskcore").mkdir(parents=True)
+    (dst / LOCK).write_bytes(b"")
+    run = _run(_cmd(samples / "vector", dst))
+    assert run.returncode == 0, run.stderr
+    assert "took over the lock" in run.stderr and "unreadable lock (0 bytes)" in run.stderr
+    assert not (dst / LOCK).exists()
+
+
+def test_a_lock_is_never_created_empty_or_partial(tmp_path):
+    """A write that fails midway (here: a file size limit, as a full disk) leaves no lock at all."""
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from maskcore.io.sinks import get_sink\n"
+        "sink = get_sink('dir', sys.argv[1])\n"
+        "sink.create_exclusive('.maskcore/tmp/probe', b'')\n"  # folders exist before the limit
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))\n"
+        "try:\n"
+        "    sink.create_exclusive(sys.argv[2], b'{\"holder\": \"h:1\", \"run\": \"r\", \"expires\": 1}')\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), LOCK], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.strip() == "27", proc.stdout + proc.stderr   # EFBIG
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_live_run_renews_its_lease(tmp_path):
+    sink = get_sink("dir", str(tmp_path))
+    with RunLock(sink, lease=0.6) as held:
+        time.sleep(1.5)   # more than twice the lease: only renewals keep it
+        with pytest.raises(LockedError, match="another maskcore run holds"):
+            RunLock(sink, lease=0.6).acquire()
+        held.check()
+    assert not (tmp_path / LOCK).exists()
+
+
+def _race(sink_factory, tries: int, contenders: int) -> list[int]:
+    """Per try: a stale lock (expired lease of a dead process on this host), ``contenders``
+    threads acquiring at once; returns how many won each try."""
+    wins = []
+    dead = _dead_pid()
+    for t in range(tries):
+        sink = sink_factory()
+        stale = {"holder": f"{socket.gethostname()}:{dead}", "run": f"dead{t}", "expires": time.time() - 1,
+                 "lease_seconds": 1}
+        sink.write(LOCK, json.dumps(stale).encode())
+        barrier = threading.Barrier(contenders)
+        won: list[RunLock] = []
+
+        def contend():
+            lock = RunLock(sink_factory(), lease=60)
+            barrier.wait()
+            try:
+                lock.acquire()
+                won.append(lock)
+            except LockedError:
+                pass
+
+        threads = [threading.Thread(target=contend) for _ in range(contenders)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wins.append(len(won))
+        for lock in won:
+            lock.release()
+        sink.delete([LOCK])
+    return wins
+
+
+def test_concurrent_takeovers_never_both_win_local(tmp_path):
+    wins = _race(lambda: get_sink("dir", str(tmp_path)), tries=60, contenders=4)
+    assert wins == [1] * 60, f"{sum(w > 1 for w in wins)} of 60 tries had several winners: {wins}"
+
+
+def test_concurrent_takeovers_never_both_win_s3(s3_server, s3_bucket):
+    url = f"s3://{s3_bucket}/dst"
+    wins = _race(lambda: get_sink("dir", url, s3_server.options()), tries=15, contenders=3)
+    assert wins == [1] * 15, wins
+
+
+def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(samples, tmp_path):
+    """PID 1 in a container: the killed driver's pid is alive again (here: this test process)."""
+    src = samples / "vector"
+    dst = tmp_path / "out"
+    (dst / ".maskcore").mkdir(parents=True)
+    (dst / LOCK).write_text(json.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "run": "killed",
+                                        "expires": time.time() - 5, "lease_seconds": 300}))
+    run = _run(_cmd(src, dst))
+    assert run.returncode == 0 and "its lease expired" in run.stderr, run.stderr
