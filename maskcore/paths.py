@@ -18,6 +18,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from .errors import UnsafePathError
+
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\\ud800-\udfff<>:"|?*]')
 _WINDOWS_DEVICE = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3])(\.|$)")
 _TRAILING = re.compile(r"[. ]+$")
@@ -80,3 +82,12 @@ def unique_names(names: list[str], originals: list[str], *, keep_extension: bool
             n = candidate
         out.append(n)
     return out
+
+
+def check_relpath(relpath: str) -> str:
+    """Validate a destination-relative path written with ``/`` separators."""
+    parts = relpath.split("/")
+    if (not relpath or relpath.startswith("/") or "\\" in relpath or "\x00" in relpath
+            or any(p in ("", ".", "..") for p in parts)):
+        raise UnsafePathError(f"output path {relpath!r} would escape the destination or is malformed")
+    return relpath

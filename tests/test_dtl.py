@@ -132,7 +132,7 @@ def test_documentation_job_resolves_next_to_the_job_file():
     assert isinstance(result, DtlJob) and result.datasets is None and result.warnings == ()
     cfg = result.config
     assert cfg.source == "/data/jobs/My Project" and cfg.destination == "/data/jobs/My Project masks"
-    assert cfg.layout == "save_masks" and cfg.layout_options == DOC_JOB[1]["settings"]
+    assert cfg.layout == "save-masks" and cfg.layout_options == DOC_JOB[1]["settings"]
     assert load_dtl(DOC_JOB, "/data/jobs", output="s3://b/out").config.destination == "s3://b/out"
 
 

@@ -23,14 +23,10 @@ from PIL import Image
 sly = pytest.importorskip("supervisely")
 
 from maskcore.errors import ConfigError  # noqa: E402
-from maskcore.layouts import LAYOUTS, register_layout  # noqa: E402
 from maskcore.layouts.save_masks import SaveMasksLayout, human_picture  # noqa: E402
 from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
 from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project  # noqa: E402
 from oracle.sly_reference import _bitmap_inside, _draw_bitmap_clipped  # noqa: E402
-
-if "save_masks" not in LAYOUTS:  # the lead registers it in maskcore.layouts; until then, here
-    register_layout("save_masks", SaveMasksLayout.from_options)
 
 GREEN = np.array([0, 255, 0], np.uint8)
 

@@ -118,7 +118,7 @@ def load_dtl(doc, job_dir: str, *, source: str | None = None, output: str | None
     for text in warnings:
         if warn is not None:
             warn(text)
-    config = ExportConfig(source=project, destination=destination, layout="save_masks",
+    config = ExportConfig(source=project, destination=destination, layout="save-masks",
                           layout_options=settings)
     return DtlJob(config=config, datasets=datasets, warnings=tuple(warnings))
 

@@ -69,7 +69,7 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
     cluster_file = doc.get("cluster_file")
     from ..layouts import get_layout_class
     layout_cls = get_layout_class(doc.get("layout", "supervisely"))
-    archive = doc.get("archive", bool(getattr(layout_cls, "default_archive_format", None)))
+    archive = doc.get("archive", bool(layout_cls.default_archive_format))
     if archive not in (True, False) and not isinstance(archive, dict):
         raise ConfigError(f"job file {path!r}: 'archive' must be true/false or a mapping "
                           f"{{name, part_size}}, got {archive!r}")

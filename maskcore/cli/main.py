@@ -18,7 +18,7 @@ from ..errors import MaskcoreError, RefusedError
 from ..exec.filters import add_filter_arguments, cli_filter_options
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
-from ..layouts import get_layout_class
+from ..layouts import canonical_name, get_layout_class
 
 
 def _positive_int(text: str) -> int:
@@ -185,7 +185,7 @@ def _layout_options(args) -> dict:
         options.update(masks_machine=True, gt_machine_color=_json_file(args.machine_colors, "--machine-colors"))
     if args.human_colors:
         options.update(masks_human=True, gt_human_color=_json_file(args.human_colors, "--human-colors"))
-    if args.layout == "save_masks":
+    if canonical_name(args.layout) == "save-masks":
         options.setdefault("masks_machine", False)
         options.setdefault("masks_human", False)
     options.update(dict(args.option))
@@ -224,7 +224,6 @@ def _config(args) -> ExportConfig:
         cfg = ExportConfig(source=args.project, destination=args.destination, reader="cvat-masks",
                            layout="supervisely-project")
     else:
-        args.layout = args.layout.replace("-", "_") if args.layout == "save-masks" else args.layout
         reader_options = {"images": args.images} if args.images else {}
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
                            layout_options=_layout_options(args), reader=args.reader,
@@ -239,7 +238,7 @@ def _config(args) -> ExportConfig:
     cfg.full = cfg.full or args.full
     if args.archive or args.part_size is not None or args.archive_name:
         cfg.archive = True
-    elif getattr(get_layout_class(cfg.layout), "default_archive_format", None) and not args.no_archive:
+    elif get_layout_class(cfg.layout).default_archive_format and not args.no_archive:
         cfg.archive = True  # a layout whose users expect an archive (cvat: a zip)
     if args.no_archive:
         cfg.archive = False

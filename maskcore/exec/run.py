@@ -40,12 +40,12 @@ from ..io.archive import (
 )
 from ..io.sinks import get_sink
 from ..io.storage import is_inside, redact
-from ..layouts import get_layout, get_layout_class
+from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import detect_reader, open_source
 from .cluster import connect, get_profile, planned_workers
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
-from .plan import assign_partitions, partitions, plan_partitions
 from .lease import RunLock
+from .plan import assign_partitions, partitions, plan_partitions
 from .progress import Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
@@ -127,15 +127,13 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
 
     started = time.perf_counter()
     _refuse_destination_in_source(cfg.source, cfg.destination, cfg.storage_options)
-    layout_cls = get_layout_class(cfg.layout)
-    if layout_cls is None:
-        get_layout(cfg.layout, cfg.layout_options)  # the ConfigError naming the known layouts
+    layout_cls = get_layout_class(cfg.layout)  # ConfigError naming the known layouts
     profile = get_profile(cfg.cluster, cfg.cluster_file)
     if cfg.reader == "auto":
         cfg.reader = detect_reader(cfg.source, cfg.storage_options)
     source = open_source(cfg.reader, cfg.source, cfg.storage_options, **cfg.reader_options)
     options = dict(cfg.layout_options)
-    if getattr(layout_cls, "takes_project_name", False):
+    if layout_cls.takes_project_name:
         options.setdefault("project", getattr(source, "project_name", "") or "project")
     layout = get_layout(cfg.layout, options)
     for text in getattr(source, "warnings", None) or []:
@@ -152,8 +150,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
-        if hasattr(layout, "prepare"):  # a layout's own refusals (e.g. an existing output folder)
-            layout.prepare(sink)
+        layout.prepare(sink)  # a layout's own refusals (e.g. an existing output folder)
         with ExitStack() as stack:
             def get_client():  # one cluster for the scan and the export, started only when needed
                 nonlocal client
@@ -185,14 +182,13 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                 filters, lock) -> RunResult:
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
-                           project_wide_stems=getattr(layout, "project_wide_stems", False))
+                           project_wide_stems=layout.project_wide_stems)
     plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
-    if hasattr(layout, "for_plan"):  # layouts whose file tree depends on the listing (isahit)
-        layout = layout.for_plan(plan)
-    if plan.num_rows == 0 and hasattr(layout, "prepare"):
+    layout = layout.for_plan(plan)  # layouts whose file tree depends on the listing (isahit)
+    if plan.num_rows == 0:
         for text in layout.prepare(sink, 0) or []:
             log(f"maskcore: warning: {text}")
-    config_fp = config_fingerprint(layout, cfg.layout, meta.raw)
+    config_fp = config_fingerprint(layout.fingerprint(), canonical_name(cfg.layout), meta.raw)
     if filters.filters_labels:  # dropping labels changes the outputs
         config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
     if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
@@ -236,7 +232,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
-    own = getattr(layout, "folder", None)  # a layout writing into its own folder leaves others alone
+    own = layout.folder  # a layout writing into its own folder leaves others alone
     if own is not None:
         stale = [p for p in stale if p.startswith(own + "/")]
     sink.delete(stale)

@@ -45,9 +45,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def config_fingerprint(layout, layout_name: str, meta_raw: dict) -> str:
-    """What, besides the inputs, decides the output bytes: version, layout and its options, meta."""
-    options = dataclasses.asdict(layout) if dataclasses.is_dataclass(layout) else repr(layout)
+def config_fingerprint(layout_options: dict, layout_name: str, meta_raw: dict) -> str:
+    """What, besides the inputs, decides the output bytes: version, layout and its options
+    (``Layout.fingerprint()``), meta."""
+    options = layout_options
     doc = {"maskcore": __version__, "layout": layout_name, "options": options, "meta": meta_raw}
     return _sha(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
 

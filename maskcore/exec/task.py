@@ -102,13 +102,12 @@ def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes |
     """Decode one item's annotation, crop it as the Supervisely SDK does when it loads one (layout
     option ``crop``, Supervisely sources only) and drop filtered labels: what its layout receives.
     ``warn(text)`` hears of every label the crop removed."""
-    from ..readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 
     where = f"{row['dataset']}/{row['item']}"
-    limit = getattr(spec.layout, "max_canvas_pixels", DEFAULT_MAX_BITMAP_PIXELS)
+    limit = spec.layout.max_canvas_pixels
     annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
     ann_format = getattr(spec.source, "annotation_format", "supervisely")
-    if ann_format == "supervisely" and getattr(spec.layout, "crop", "none") == "sdk":
+    if ann_format == "supervisely" and spec.layout.crop == "sdk":
         annotation, dropped = crop_annotation_report(annotation)
         for note in dropped:
             if warn is not None:

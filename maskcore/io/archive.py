@@ -42,7 +42,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import fsspec
@@ -52,7 +52,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
-from .sinks.fsdir import check_relpath
+from ..paths import check_relpath
 from .storage import filesystem, redact
 
 PARTS_DIR = ".maskcore/parts"
@@ -106,7 +106,7 @@ def parse_size(text: str | int) -> int:
 def resolve_archive_format(requested: str | None, layout=None) -> str:
     """The archive format of a run: ``requested``, else the layout's ``default_archive_format``
     attribute, else ``"tar"``."""
-    name = requested if requested is not None else getattr(layout, "default_archive_format", None) or "tar"
+    name = requested if requested is not None else (layout.default_archive_format if layout else None) or "tar"
     if name not in FORMATS:
         raise ConfigError(f"archive format: expected one of {sorted(FORMATS)}, got {name!r}")
     return name

@@ -1,40 +1,55 @@
 """Output layouts behind one registry: name -> layout class.
 
-A layout turns decoded items into files: ``project_files(meta, meta_bytes)`` once per run and
-``item_files(item, clock=NO_CLOCK, warn=None)`` per item (``clock`` times steps, ``warn(text)``
-records a per-item warning), both returning ``[(relative_path, bytes), ...]`` with no I/O. A layout
-also offers ``needs_image`` and ``check_meta(meta)``.
+The seam is declared in ``maskcore.layouts.base``: the :class:`~maskcore.layouts.base.Layout`
+protocol and :class:`~maskcore.layouts.base.LayoutBase`, whose no-op hooks every layout inherits.
+Every registered layout passes ``tests/conformance/test_layouts.py``.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from ..errors import ConfigError
+from .base import Layout, LayoutBase
+
+__all__ = ["LAYOUTS", "Layout", "LayoutBase", "canonical_name", "get_layout", "get_layout_class",
+           "register_layout"]
+
 LAYOUTS: dict[str, Callable] = {}
 
 
 def register_layout(name: str, factory: Callable) -> None:
-    """Register ``factory(options: dict) -> layout`` under ``name``; names are unique."""
-    if name in LAYOUTS:
-        raise ValueError(f"layout {name!r} is already registered")
+    """Register ``factory(options: dict) -> layout`` under ``name``: a classmethod of a
+    :class:`LayoutBase` subclass; names are unique."""
+    if name in LAYOUTS or name != canonical_name(name):
+        raise ValueError(f"layout {name!r} is already registered or not spelled with hyphens")
+    owner = getattr(factory, "__self__", None)
+    if not (isinstance(owner, type) and issubclass(owner, LayoutBase)):
+        raise TypeError(f"layout {name!r}: expected a classmethod of a LayoutBase subclass, got {factory!r}")
     LAYOUTS[name] = factory
 
 
-def get_layout_class(name: str):
-    """The class behind a registered layout factory (for class attributes such as
-    ``default_archive_format``), or None."""
-    factory = LAYOUTS.get(name)
-    return getattr(factory, "__self__", None)
+def canonical_name(name: str) -> str:
+    """Layout names are spelled with hyphens (``save-masks``); an underscore is read as a hyphen."""
+    return name.replace("_", "-") if isinstance(name, str) else name
 
 
-def get_layout(name: str, options: dict | None = None):
-    """Build the layout registered as ``name`` with ``options``."""
+def _factory(name: str) -> Callable:
     try:
-        factory = LAYOUTS[name]
-    except KeyError:
-        from ..errors import ConfigError
+        return LAYOUTS[canonical_name(name)]
+    except (KeyError, TypeError):
         raise ConfigError(f"unknown layout {name!r}; expected one of {sorted(LAYOUTS)}") from None
-    return factory(options or {})
+
+
+def get_layout_class(name: str) -> type[LayoutBase]:
+    """The class behind a registered layout (for class attributes such as ``default_archive_format``);
+    ConfigError for an unknown name."""
+    return _factory(name).__self__
+
+
+def get_layout(name: str, options: dict | None = None) -> LayoutBase:
+    """Build the layout registered as ``name`` with ``options``."""
+    return _factory(name)(options or {})
 
 
 def _register_builtin() -> None:
@@ -42,7 +57,7 @@ def _register_builtin() -> None:
     register_layout("supervisely", SuperviselyMasksLayout.from_options)
     register_layout("supervisely-project", SuperviselyMasksLayout.project_from_options)
     from .save_masks import SaveMasksLayout
-    register_layout("save_masks", SaveMasksLayout.from_options)
+    register_layout("save-masks", SaveMasksLayout.from_options)
     from .isahit import IsahitLayout
     register_layout("isahit", IsahitLayout.from_options)
     from .cvat import CvatMasksLayout

@@ -74,6 +74,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
+from .base import LayoutBase
 from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, drawing, max_canvas_option
 
 BACKGROUND = "background"
@@ -90,14 +91,13 @@ Output = tuple[str, bytes]
 
 
 @dataclass(frozen=True)
-class CvatMasksLayout:
+class CvatMasksLayout(LayoutBase):
     with_images: bool = False
     rule: str = "coco"
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
     instance_overflow: str = "fail"
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
 
-    name = "cvat"
     default_archive_format = "zip"
     project_wide_stems = True   # every dataset's masks share SegmentationClass/: stems unique project-wide
 

@@ -42,6 +42,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
+from .base import LayoutBase
 from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, max_canvas_option, thickness_value
 
 CONVENTIONS = ("documented", "sdk")
@@ -68,7 +69,7 @@ def instance_colour(convention: str, instance_id: int, channel: int) -> Colour:
 
 
 @dataclass(frozen=True)
-class IsahitLayout:
+class IsahitLayout(LayoutBase):
     takes_project_name = True   # run_export passes option ``project`` (the source's project name)
     folder: str
     replace_extension: bool = False
@@ -80,7 +81,6 @@ class IsahitLayout:
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
     crop: str = "sdk"
 
-    name = "isahit"
     needs_image = False
     # Not a field: resuming changes no output byte, so it stays out of the run's configuration
     # fingerprint (dataclasses.asdict), and a resumed run reuses the killed run's partitions.

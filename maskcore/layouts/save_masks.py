@@ -43,6 +43,7 @@ from ..model import geometry as g
 from ..model.annotation import ObjClass, ProjectMeta
 from ..model.item import ItemData
 from ..timing import NO_CLOCK
+from .base import LayoutBase
 from .common import (
     DEFAULT_MAX_CANVAS_PIXELS,
     crop_value,
@@ -86,14 +87,13 @@ def _kind(value) -> str:
 
 
 @dataclass(frozen=True)
-class SaveMasksLayout:
+class SaveMasksLayout(LayoutBase):
     machine_colors: ColorMap | None = None     # None: no machine masks
     human_colors: ColorMap | None = None       # None: no human masks
     thickness: int = 1
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
     crop: str = "sdk"
 
-    name = "save_masks"
 
     @classmethod
     def from_options(cls, options: dict) -> "SaveMasksLayout":

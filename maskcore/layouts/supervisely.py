@@ -43,6 +43,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
+from .base import LayoutBase
 from .common import (
     DEFAULT_MAX_CANVAS_PIXELS,
     crop_value,
@@ -62,7 +63,7 @@ Output = tuple[str, bytes]
 
 
 @dataclass(frozen=True)
-class SuperviselyMasksLayout:
+class SuperviselyMasksLayout(LayoutBase):
     masks: tuple[str, ...] = MASK_KINDS
     thickness: int = 2
     human_resize_percent: float | None = None
@@ -71,7 +72,6 @@ class SuperviselyMasksLayout:
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
     crop: str = "sdk"
 
-    name = "supervisely"
 
     @classmethod
     def project_from_options(cls, options: dict) -> "SuperviselyMasksLayout":

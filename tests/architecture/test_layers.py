@@ -1,7 +1,7 @@
 """The package tree is the pipeline: every import inside maskcore points down the layers.
 
 Layers, lowest first (a module may import its own folder and any lower layer, never a higher one
-or a sibling): ``errors``/``limits``/``paths``/``timing`` < ``model`` < ``kernel`` < ``codec`` <
+or a sibling): ``errors`` < ``limits``/``paths``/``timing`` < ``model`` < ``kernel`` < ``codec`` <
 ``io`` < ``readers`` | ``layouts`` (siblings: neither imports the other) < ``exec`` < ``cli`` <
 the public API (``maskcore/__init__.py``). Imports inside functions count too.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "maskcore"
-RANK = {"errors": 0, "limits": 0, "paths": 0, "timing": 0, "model": 1, "kernel": 2, "codec": 3, "io": 4,
+RANK = {"errors": -1, "limits": 0, "paths": 0, "timing": 0, "model": 1, "kernel": 2, "codec": 3, "io": 4,
         "readers": 5, "layouts": 5, "exec": 6, "cli": 7, "__init__": 8, "__main__": 8}
 
 

@@ -19,19 +19,11 @@ import uuid
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ...errors import LateWriteError, UnsafePathError
+from ...errors import LateWriteError
+from ...paths import check_relpath
 from ..storage import cat_whole, filesystem, redact
 
 _GLOB_CHARS = re.compile(r"[*?[]")  # what fsspec's rm/expand_path would take as a pattern
-
-
-def check_relpath(relpath: str) -> str:
-    """Validate a destination-relative path written with ``/`` separators."""
-    parts = relpath.split("/")
-    if (not relpath or relpath.startswith("/") or "\\" in relpath or "\x00" in relpath
-            or any(p in ("", ".", "..") for p in parts)):
-        raise UnsafePathError(f"output path {relpath!r} would escape the destination or is malformed")
-    return relpath
 
 
 TMP_DIR = ".maskcore/tmp"

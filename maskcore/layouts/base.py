@@ -1,0 +1,79 @@
+"""The Layout seam: what the run asks of an output layout, declared once.
+
+A layout turns decoded items into files, with no I/O: ``project_files(meta, meta_bytes)`` once per
+run and ``item_files(item, clock, warn, patches)`` per item, each a list of ``(relative_path, bytes)``
+(``@list/<path>`` entries are lines of a project-level list file, see ``maskcore.exec.task``). The
+protocol names what every layout must provide; :class:`LayoutBase` gives every optional hook its
+no-op default, so the run calls hooks directly instead of probing for them. Layouts are frozen
+dataclasses of their options: picklable, comparable, and fingerprinted from their fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..model.annotation import ProjectMeta
+from ..model.item import ItemData
+from ..timing import NO_CLOCK
+from .common import DEFAULT_MAX_CANVAS_PIXELS
+
+Output = tuple[str, bytes]
+
+
+@runtime_checkable
+class Layout(Protocol):
+    """What the run needs of a layout (required members; the rest come from :class:`LayoutBase`)."""
+
+    needs_image: bool
+
+    def check_meta(self, meta: ProjectMeta) -> None:
+        """Refuse (ConfigError) a project this layout cannot write, before anything runs."""
+
+    def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
+        """Files written once per run (meta, colour maps, ...)."""
+
+    def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
+        """Every file of one item, rendered in memory."""
+
+
+class LayoutBase:
+    """Defaults of every optional layout hook; a layout overrides what it needs."""
+
+    needs_image: bool = True
+    default_archive_format: ClassVar[str | None] = None
+    """Archive format when the user names none (``zip`` for cvat); None: a folder unless asked."""
+    project_wide_stems: ClassVar[bool] = False
+    """Mask stems must be unique across datasets (all datasets share one mask folder)."""
+    takes_project_name: ClassVar[bool] = False
+    """``from_options`` receives option ``project``: the source's project name."""
+    folder: str | None = None
+    """The layout's own folder in the destination: stale files are only looked for there."""
+    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    crop: str = "none"
+    """``sdk``: Supervisely sources are cropped to the image when loaded, as the SDK does."""
+
+    def check_meta(self, meta: ProjectMeta) -> None:
+        return None
+
+    def coverage_job(self, item: ItemData):
+        """``(geometries, thickness, rule)`` whose coverages the task may draw in one batched kernel
+        call and pass back as ``patches``; None: the layout draws this item itself."""
+        return None
+
+    def for_plan(self, plan) -> "LayoutBase":
+        """The layout for this run's listing (isahit decides its folder layout from it)."""
+        return self
+
+    def prepare(self, sink, n_items: int | None = None) -> list[str]:
+        """The layout's own refusals before anything is written (e.g. an existing folder), and
+        warnings about the run as planned (``n_items`` once the items are listed)."""
+        return []
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What of this layout decides output bytes: its fields (a dataclass's options)."""
+        if not dataclasses.is_dataclass(self):
+            raise TypeError(f"layout {type(self).__name__} must be a dataclass of its options "
+                            "or override fingerprint()")
+        return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
