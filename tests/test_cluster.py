@@ -16,7 +16,8 @@ import dask
 import pytest
 import yaml
 
-from maskcore.exec.cluster import build_cluster, connect, get_profile, kubernetes_cluster_spec, load_profiles
+from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile,
+                                   kubernetes_cluster_spec, load_profiles)
 from maskcore.errors import ConfigError
 from maskcore.exec.run import ExportConfig, run_export
 
@@ -52,20 +53,25 @@ def _write_profiles(tmp_path: Path, profiles: dict) -> str:
 def test_repo_file_has_the_four_kinds_and_local_is_the_default():
     doc = load_profiles(CLUSTER_FILE)
     kinds = {name: get_profile(name, CLUSTER_FILE)["kind"] for name in doc["profiles"]}
-    assert kinds == {"local": "local", "address": "address", "slurm": "slurm", "kubernetes": "kubernetes"}
+    assert kinds == {"local": "local", "inprocess": "inprocess", "address": "address", "slurm": "slurm",
+                     "kubernetes": "kubernetes"}
     assert get_profile(None, CLUSTER_FILE)["name"] == "local"
 
 
 def test_name_comes_from_argument_then_env_then_file_default(monkeypatch):
+    """The command line's choice (default_profile_name); the Python API's None reads nothing."""
     monkeypatch.setenv("MASKCORE_CLUSTER", "slurm")
-    assert get_profile(None, CLUSTER_FILE)["name"] == "slurm"
+    assert default_profile_name(CLUSTER_FILE) == "slurm"
     assert get_profile("address", CLUSTER_FILE)["name"] == "address"
     monkeypatch.setenv("MASKCORE_CLUSTER_FILE", CLUSTER_FILE)
-    assert get_profile(None)["kind"] == "slurm"
+    assert get_profile(default_profile_name())["kind"] == "slurm"
+    assert get_profile(None)["name"] == "local" and get_profile(None)["inprocess_below"] > 0
+    monkeypatch.delenv("MASKCORE_CLUSTER")
+    assert default_profile_name(CLUSTER_FILE) == "local"
 
 
 @pytest.mark.parametrize("profile, expected", [
-    ({"kind": "yarn"}, "expected kind one of ['local', 'address', 'slurm', 'kubernetes'], got 'yarn'"),
+    ({"kind": "yarn"}, "expected kind one of ['local', 'inprocess', 'address', 'slurm', 'kubernetes'], got 'yarn'"),
     ({"kind": "slurm", "workers": 0}, "expected workers to be a positive integer or null, got 0"),
     ({"kind": "slurm", "adapt": {"minimum": 5, "maximum": 2}}, "expected adapt minimum <= maximum"),
     ({"kind": "address", "workers": 2}, "expected no workers/adapt for kind address"),
@@ -81,7 +87,7 @@ def test_bad_profiles_say_expected_and_got(tmp_path, profile, expected):
 
 def test_unknown_profile_names_the_known_ones():
     with pytest.raises(ConfigError, match=r"expected a cluster profile named one of "
-                                          r"\['address', 'kubernetes', 'local', 'slurm'\], got 'gpu'"):
+                                          r"\['address', 'inprocess', 'kubernetes', 'local', 'slurm'\], got 'gpu'"):
         get_profile("gpu", CLUSTER_FILE)
     with pytest.raises(ConfigError, match="expected an existing file"):
         get_profile(None, "/nonexistent/cluster.yaml")
@@ -268,7 +274,7 @@ def test_address_run_equals_local_run_byte_for_byte(tmp_path, monkeypatch, sched
     assert local.exit_code == remote.exit_code == 0
     assert local.report["items"]["total"] == remote.report["items"]["total"] == 6
     assert local.report["items"]["failed"] == remote.report["items"]["failed"] == 0
-    assert (local.report["cluster"], remote.report["cluster"]) == ("local", "address")
+    assert (local.report["cluster"]["profile"], remote.report["cluster"]["profile"]) == ("local", "address")
     local_tree, remote_tree = _tree(tmp_path / "local"), _tree(tmp_path / "remote")
     assert sum(name.endswith(".png") for name in local_tree) >= 18
     assert sorted(local_tree) == sorted(remote_tree)

@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples" / "sly_catsdogs"
 
 
 def _run(tmp: Path, client, **cfg) -> Path:
-    result = run_export(ExportConfig(**cfg), log=lambda m: None, client=client)
+    result = run_export(ExportConfig(**{"archive": False, **cfg}), log=lambda m: None, client=client)
     assert result.exit_code == EXIT_OK, result.report["failures"][:3]
     return Path(cfg["destination"])
 
@@ -132,7 +132,7 @@ def test_every_source_goes_to_every_layout(tmp_path, dask_client, reader, layout
         options["gt_machine_color"] = {c.title: [i, i, i] for i, c in enumerate(meta.classes, 1)}
     result = run_export(ExportConfig(source=source, destination=str(tmp_path / "out"), reader=reader,
                                      reader_options=reader_options, layout=layout,
-                                     layout_options=options),
+                                     layout_options=options, archive=False),
                         log=lambda m: None, client=dask_client)
     assert result.exit_code == EXIT_OK, result.report["failures"][:3]
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and ".maskcore" not in p.parts]

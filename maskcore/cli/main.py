@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 
 from .. import __version__
 from ..errors import MaskcoreError, RefusedError
+from ..exec.cluster import default_profile_name
 from ..exec.filters import add_filter_arguments, cli_filter_options
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
-from ..layouts import canonical_name, get_layout_class
+from ..layouts import canonical_name
 
 
 def _positive_int(text: str) -> int:
@@ -213,7 +215,7 @@ def _job_config(args) -> ExportConfig:
                         warn=lambda text: print(f"maskcore: warning: {text}", file=sys.stderr))
     cfg = job.config
     if job.datasets is not None:
-        cfg.filters = {**cfg.filters, "datasets": list(job.datasets)}
+        cfg = replace(cfg, filters={**cfg.filters, "datasets": list(job.datasets)})
     return cfg
 
 
@@ -228,23 +230,19 @@ def _config(args) -> ExportConfig:
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,
                            layout_options=_layout_options(args), reader=args.reader,
                            reader_options=reader_options)
-    for key in ("workers", "cluster", "cluster_file", "items_per_partition", "progress_interval",
-                "part_size", "archive_name", "lock_lease"):
-        if getattr(args, key) is not None:
-            setattr(cfg, key, getattr(args, key))
-    cfg.debug = args.debug
-    cfg.filters = {**cfg.filters, **cli_filter_options(args)}
-    cfg.storage_options = merge_options(cfg.storage_options, parse_storage_options(args.storage_option))
-    cfg.full = cfg.full or args.full
-    if args.archive or args.part_size is not None or args.archive_name:
-        cfg.archive = True
-    elif get_layout_class(cfg.layout).default_archive_format and not args.no_archive:
-        cfg.archive = True  # a layout whose users expect an archive (cvat: a zip)
+    changes = {key: getattr(args, key) for key in ("workers", "cluster", "cluster_file", "items_per_partition",
+                                                   "progress_interval", "part_size", "archive_name",
+                                                   "lock_lease", "archive_format")
+               if getattr(args, key) is not None}
+    if args.archive:
+        changes["archive"] = True
     if args.no_archive:
-        cfg.archive = False
-    if args.archive_format:
-        cfg.archive_format = args.archive_format
-    return cfg
+        changes["archive"] = False
+    if "cluster" not in changes and not cfg.cluster:
+        changes["cluster"] = default_profile_name(changes.get("cluster_file") or cfg.cluster_file)
+    return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full,
+                   filters={**cfg.filters, **cli_filter_options(args)},
+                   storage_options=merge_options(cfg.storage_options, parse_storage_options(args.storage_option)))
 
 
 EXIT_SIGINT = 130   # 128 + SIGINT, as shells report it

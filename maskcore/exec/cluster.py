@@ -36,16 +36,23 @@ import yaml
 
 from ..errors import ConfigError
 
+INPROCESS_BELOW = 24
+"""A ``local`` run of at most this many items, with no worker count asked for, runs in the driver's
+process: starting worker processes (~1.5-2 s) costs more than the work. Measured by
+``benchmarks/inprocess_bench.py`` (BENCHMARKS.md): the crossover of in-process vs two workers on
+this 2-core machine for the bundled Supervisely items with all four mask kinds."""
+
 BUILTIN = {
     "default": "local",
     "profiles": {
-        "local": {"kind": "local", "workers": None,
+        "local": {"kind": "local", "workers": None, "inprocess_below": INPROCESS_BELOW,
                   "local": {"threads_per_worker": 1, "processes": True, "dashboard_address": None}},
+        "inprocess": {"kind": "inprocess"},
         "address": {"kind": "address", "scheduler-address": None},
     },
 }
-KINDS = ("local", "address", "slurm", "kubernetes")
-OWN_KEYS = ("kind", "workers", "adapt", "local", "name")
+KINDS = ("local", "inprocess", "address", "slurm", "kubernetes")
+OWN_KEYS = ("kind", "workers", "adapt", "local", "inprocess_below", "name")
 # Top-level Dask config sections a profile may carry, besides those Dask has loaded already.
 DASK_SECTIONS = ("distributed", "jobqueue", "kubernetes", "scheduler-address", "scheduler",
                  "temporary-directory", "array", "dataframe", "optimization", "tokenize", "admin")
@@ -78,12 +85,22 @@ def load_profiles(path: str | None = None) -> dict:
     return {**BUILTIN, "source": "built-in profiles"}
 
 
+def default_profile_name(path: str | None = None) -> str:
+    """The profile the command line runs when none is named: ``$MASKCORE_CLUSTER``, else the
+    profiles file's ``default:``, else ``local``."""
+    return os.environ.get("MASKCORE_CLUSTER") or load_profiles(path).get("default") or "local"
+
+
 def get_profile(name: str | None, path: str | None = None) -> dict:
-    """The validated profile ``name`` (see the module docstring for how the name is chosen)."""
-    doc = load_profiles(path)
+    """The validated profile ``name``, from the profiles file (``path``, else
+    ``$MASKCORE_CLUSTER_FILE``, else ``./cluster.yaml``, else the built-in profiles). ``name=None``
+    (the Python API's default) is the built-in ``local`` profile: no file or variable is read."""
+    doc = load_profiles(path) if name is not None or path is not None else {**BUILTIN, "source": "built-in profiles"}
     where = doc["source"]
-    name = name or os.environ.get("MASKCORE_CLUSTER") or doc.get("default") or "local"
+    name = name or doc.get("default") or "local"
     profiles = doc["profiles"]
+    if name not in profiles and name in BUILTIN["profiles"]:
+        profiles = BUILTIN["profiles"]  # the built-in profiles are always there
     if name not in profiles:
         raise ConfigError(f"{where}: expected a cluster profile named one of {sorted(profiles)}, got {name!r}")
     profile = profiles[name]
@@ -109,7 +126,11 @@ def _validate(profile: dict, where: str) -> None:
             raise ConfigError(f"{at}: expected adapt to be {{minimum: N, maximum: M}} with N, M >= 0, got {adapt!r}")
         if adapt.get("minimum", 0) > adapt.get("maximum", adapt.get("minimum", 0)):
             raise ConfigError(f"{at}: expected adapt minimum <= maximum, got {adapt!r}")
-    if kind == "address" and (workers is not None or adapt is not None):
+    below = profile.get("inprocess_below")
+    if below is not None and (kind != "local" or isinstance(below, bool) or not isinstance(below, int) or below < 0):
+        raise ConfigError(f"{at}: expected inprocess_below (items) as an integer >= 0 in a kind local "
+                          f"profile, got {below!r} in kind {kind}")
+    if kind in ("address", "inprocess") and (workers is not None or adapt is not None):
         raise ConfigError(f"{at}: expected no workers/adapt for kind address (the scheduler's own "
                           "workers do the work), got " + ("workers" if workers is not None else "adapt"))
     local = profile.get("local")
@@ -126,8 +147,19 @@ def _validate(profile: dict, where: str) -> None:
                               f"such as {sorted(DASK_SECTIONS)}, got {key!r}")
 
 
+def runs_inprocess(profile: dict, workers: int | None, n_items: int) -> bool:
+    """Whether the run executes in the driver's process: profile kind ``inprocess``, or a ``local``
+    profile's small run (``inprocess_below`` items or fewer, no worker count asked for)."""
+    if profile["kind"] == "inprocess":
+        return True
+    below = profile.get("inprocess_below") or 0
+    return profile["kind"] == "local" and workers is None and not profile.get("workers") and n_items <= below
+
+
 def planned_workers(profile: dict, workers: int | None = None) -> int:
     """How many workers to plan partitions for (the count asked for, else the profile's)."""
+    if profile["kind"] == "inprocess":
+        return 1
     adapt = profile.get("adapt") or {}
     return workers or profile.get("workers") or adapt.get("maximum") or os.cpu_count() or 1
 

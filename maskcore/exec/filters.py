@@ -172,24 +172,28 @@ def _literal_re2(text: str) -> str:
     return "".join(ch if ch.isalnum() or ord(ch) > 127 else f"\\x{{{ord(ch):x}}}" for ch in text)
 
 
-def _class_members(body: str) -> list[tuple[str, str]]:
-    """``(lo, hi)`` members of a glob bracket body (without ``[``, ``!`` and ``]``), as fnmatch
-    reads it: a ``-`` between two characters makes a range, reversed ranges are dropped, other
-    ``-`` are literal."""
-    if "-" not in body:
-        return [(c, c) for c in body]
-    chunks, start, k = [], 0, 1
+def _class_members(body: str) -> tuple[bool, list[tuple[str, str]]]:
+    """``(negated, [(lo, hi), ...])`` of a glob bracket body (between ``[`` and ``]``, a leading
+    ``!`` included) as ``fnmatch.translate`` reads it: a ``-`` between two characters makes a
+    range, reversed ranges are dropped with their ends, other ``-`` are literal, and the class is
+    negated when what is left starts with ``!`` (also when a dropped range exposed that ``!``)."""
+    chunks, start, k = [], 0, 2 if body.startswith("!") else 1
     while (k := body.find("-", k)) >= 0:
         chunks.append(body[start:k])
         start, k = k + 1, k + 3
     if body[start:]:
         chunks.append(body[start:])
-    else:
+    elif chunks:
         chunks[-1] += "-"
+    else:
+        chunks = [body]
     for k in range(len(chunks) - 1, 0, -1):  # a reversed range joins its neighbours, minus both ends
         if chunks[k - 1][-1] > chunks[k][0]:
             chunks[k - 1] = chunks[k - 1][:-1] + chunks[k][1:]
             del chunks[k]
+    negated = chunks[0].startswith("!")
+    if negated:
+        chunks[0] = chunks[0][1:]
     tokens: list[str | None] = []  # None: a hyphen that joins two chunks (a range operator)
     for i, chunk in enumerate(chunks):
         tokens += ([None] if i else []) + list(chunk)
@@ -202,7 +206,7 @@ def _class_members(body: str) -> list[tuple[str, str]]:
         else:
             members.append((lo, lo))
             i += 1
-    return members
+    return negated, members
 
 
 def glob_to_re2(glob: str) -> str:
@@ -217,12 +221,12 @@ def glob_to_re2(glob: str) -> str:
         elif ch == "?":
             out.append(".")
         elif ch == "[":
-            negate = glob[i:i + 1] == "!"
-            close = glob.find("]", i + negate + (glob[i + negate:i + negate + 1] == "]"))
+            bang = glob[i:i + 1] == "!"
+            close = glob.find("]", i + bang + (glob[i + bang:i + bang + 1] == "]"))
             if close < 0:
                 out.append(_literal_re2("["))
                 continue
-            members = _class_members(glob[i + negate:close])
+            negate, members = _class_members(glob[i:close])
             i = close + 1
             if not members:
                 out.append("." if negate else "[^\\x{0}-\\x{10ffff}]")

@@ -16,9 +16,11 @@ def _eta(seconds: float) -> str:
 class Progress:
     def __init__(self, total_items: int, total_parts: int, *, stream: TextIO | None = None,
                  interval: float = 30.0, live: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None) -> None:
+        """``emit(line)``: where plain (not live) lines go instead of ``stream`` (e.g. a logger)."""
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        self.emit = emit
+        self.live = (self.stream.isatty() and emit is None) if live is None else live
         self.total_items, self.total_parts = total_items, total_parts
         self.interval, self.clock = interval, clock
         self.items = self.failed = self.parts = 0
@@ -41,8 +43,11 @@ class Progress:
             self.stream.write("\r" + self.line() + "\x1b[K")
             self.stream.flush()
         elif now - self.last >= self.interval or self.parts == self.total_parts:
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
+            if self.emit is not None:
+                self.emit(self.line())
+            else:
+                self.stream.write(self.line() + "\n")
+                self.stream.flush()
             self.last = now
 
     def close(self) -> None:

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__
-from ..errors import RefusedError
+from ..errors import ConfigError, RefusedError
 from ..io.archive import (
     ArchiveError,
     TarPartSink,
@@ -41,8 +42,8 @@ from ..io.archive import (
 from ..io.sinks import get_sink
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
-from ..readers import detect_reader, open_source
-from .cluster import connect, get_profile, planned_workers
+from ..readers import READERS, detect_reader, open_source
+from .cluster import connect, get_profile, planned_workers, runs_inprocess
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
@@ -74,28 +75,72 @@ REPORT_DIR = STATE_DIR
 FINGERPRINT_KEY = b"maskcore.config_fingerprint"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportConfig:
+    """Everything one export needs; immutable, checked when built, the command line's defaults.
+
+    ``reader="auto"`` picks the reader from the source (``maskcore.readers.detect_reader``);
+    ``archive=None`` archives when the layout's users expect an archive (cvat: a zip) and writes a
+    folder otherwise; ``part_size`` or ``archive_name`` imply an archive. ``cluster=None`` runs on
+    the built-in ``local`` profile (small jobs in this process, larger ones on worker processes of
+    this machine) and reads no profile file or environment variable; a profile name reads
+    ``cluster_file`` (else ``$MASKCORE_CLUSTER_FILE``, else ``./cluster.yaml``).
+    """
     source: str
     destination: str
     layout: str = "supervisely"
     layout_options: dict = field(default_factory=dict)
-    reader: str = "supervisely"
+    reader: str = "auto"
     reader_options: dict = field(default_factory=dict)   # e.g. {"images": DIR} for COCO / CVAT XML
-    filters: dict = field(default_factory=dict)          # item selection, see maskcore.filters
+    filters: dict = field(default_factory=dict)          # item selection, see maskcore.exec.filters
     storage_options: dict = field(default_factory=dict)
     cluster: str | None = None
     cluster_file: str | None = None
     workers: int | None = None
     items_per_partition: int | None = None
     full: bool = False                  # ignore the previous manifest: render every item
-    archive: bool = False               # pack the export into <archive_name>.tar (or parts)
+    archive: bool | None = None         # pack the export into <archive_name>.tar (or parts); None: the layout's default
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("source", "destination"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+            elif not isinstance(value, str) or not value:
+                raise ConfigError(f"{name}: expected a path or URL, got {value!r}")
+        for name in ("layout_options", "reader_options", "filters", "storage_options"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {type(value).__name__}")
+            object.__setattr__(self, name, dict(value))  # the caller's dict may change later
+        get_layout_class(self.layout)  # ConfigError naming the known layouts
+        if self.reader != "auto" and self.reader not in READERS:
+            raise ConfigError(f"reader: expected 'auto' or one of {sorted(READERS)}, got {self.reader!r}")
+        for name in ("workers", "items_per_partition", "part_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+        if self.archive not in (None, True, False):
+            raise ConfigError(f"archive: expected true, false or None, got {self.archive!r}")
+        if self.archive_format not in (None, "tar", "zip"):
+            raise ConfigError(f"archive_format: expected 'tar' or 'zip', got {self.archive_format!r}")
+        if not isinstance(self.progress_interval, (int, float)) or not self.progress_interval > 0:
+            raise ConfigError(f"progress_interval: expected seconds > 0, got {self.progress_interval!r}")
+
+    @property
+    def archives(self) -> bool:
+        """Whether this export is packed into archive files."""
+        if self.archive is not None:
+            return self.archive
+        if self.part_size is not None or self.archive_name:
+            return True
+        return bool(get_layout_class(self.layout).default_archive_format)
 
 
 @dataclass
@@ -121,6 +166,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     holds the destination.
     """
     emit = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log_given = log is not None  # then progress lines go to ``log`` too (no live line on stderr)
 
     def log(msg: str) -> None:  # noqa: F811 - every line is redacted of credentials
         emit(redact(msg, cfg.storage_options))
@@ -130,7 +176,8 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     layout_cls = get_layout_class(cfg.layout)  # ConfigError naming the known layouts
     profile = get_profile(cfg.cluster, cfg.cluster_file)
     if cfg.reader == "auto":
-        cfg.reader = detect_reader(cfg.source, cfg.storage_options)
+        cfg = replace(cfg, reader=detect_reader(cfg.source, cfg.storage_options))
+    cfg = replace(cfg, archive=cfg.archives)
     source = open_source(cfg.reader, cfg.source, cfg.storage_options, **cfg.reader_options)
     options = dict(cfg.layout_options)
     if layout_cls.takes_project_name:
@@ -144,20 +191,24 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     filters.check_meta(meta)
     sink = get_sink("dir", cfg.destination, cfg.storage_options)
     if cfg.archive:
-        cfg.archive_name = cfg.archive_name or default_archive_name(source)
-        cfg.archive_format = resolve_archive_format(cfg.archive_format, layout)
+        cfg = replace(cfg, archive_name=cfg.archive_name or default_archive_name(source),
+                      archive_format=resolve_archive_format(cfg.archive_format, layout))
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
     with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
         layout.prepare(sink)  # a layout's own refusals (e.g. an existing output folder)
         with ExitStack() as stack:
-            def get_client():  # one cluster for the scan and the export, started only when needed
+            def get_client(n_items: int):
+                """One cluster for the scan and the export, started only when needed; None: run
+                in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
-                if client is None:
+                if client is None and not runs_inprocess(profile, cfg.workers, n_items):
                     client = stack.enter_context(connect(profile, cfg.workers))
                 return client
-            return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition,
+            get_client.given = client is not None
+            progress_to = log if log_given else None
+            return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to,
                                started, filters, lock)
 
 
@@ -170,7 +221,7 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
     unscanned: list = []
     if filters.needs_scan and plan.num_rows:
         parts = partitions(assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition))
-        scan = scan_partitions(get_client(), source, meta, parts)
+        scan = scan_partitions(get_client(plan.num_rows), source, meta, parts)
         plan, more = apply_annotation_filters(plan, scan, filters)
         removed.update(more)
         unscanned = scan_errors(scan)
@@ -178,7 +229,7 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
     return plan, {"removed": removed, "total_removed": sum(removed.values()), "kept_unscanned": unscanned}
 
 
-def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, started,
+def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to, started,
                 filters, lock) -> RunResult:
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
@@ -221,8 +272,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
     todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
-    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval)
-    results = _submit_all(get_client(), spec, todo, progress, on_partition) if todo else []
+    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
+    client = get_client(plan.num_rows) if todo else None
+    ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
+    results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
@@ -253,8 +306,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         if swept:
             log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
                 f"produces (first {swept[0]!r})")
-    report = _report(cfg, profile, manifest, len(parts), len(resumed), len(stale), config_fp,
-                     time.perf_counter() - started)
+    report = _report(cfg, {"profile": profile["name"], "kind": ran_on}, manifest, len(parts), len(resumed),
+                     len(stale), config_fp, time.perf_counter() - started)
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
     report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
@@ -356,7 +409,23 @@ def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.A
     return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
 
 
+def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
+    """Every partition in this process, in order: the same task functions a worker runs."""
+    task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    spec = replace(spec, tune_memory=False)  # the caller's process keeps its own malloc settings
+    results = []
+    for _, part, key, done in todo:
+        table = task(spec, part, key) if done is None else resume_partition(spec, part, key, done)
+        results.append(table)
+        progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0))
+        if on_partition is not None:
+            on_partition(len(results))
+    return results
+
+
 def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
+    if client is None:
+        return _run_inprocess(spec, todo, progress, on_partition)
     from distributed import as_completed
 
     run_token = uuid.uuid4().hex[:12]
@@ -398,7 +467,7 @@ def _count(mask) -> int:
     return int(pc.sum(mask).as_py() or 0)
 
 
-def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
+def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
     """Counts with pyarrow over the whole manifest; only failed and warned items become Python rows."""
     status = manifest.column("status")
     is_ok = pc.equal(status, "ok")
@@ -411,7 +480,7 @@ def _report(cfg, profile, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "destination": redact(cfg.destination, cfg.storage_options),
         "layout": cfg.layout,
         "layout_options": cfg.layout_options,
-        "cluster": profile["name"],
+        "cluster": cluster,  # the profile, and where the tasks ran: inprocess, client, local, slurm, ...
         "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
         "items": {"total": manifest.num_rows, "written": _count(is_ok),
                   "unchanged": _count(pc.equal(status, "unchanged")), "failed": len(failed)},

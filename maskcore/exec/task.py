@@ -64,6 +64,7 @@ class TaskSpec:
     filters: Any = None               # a maskcore.filters.FilterSpec that drops labels, or None
     started_dir: str | None = None    # where a partition says it started changing the destination
     run_id: str = ""                  # the run, recorded in partials and start markers
+    tune_memory: bool = True          # keep freed heap for reuse (maskcore.exec.memory): worker processes
 
 
 def _sha(data: bytes | None) -> str | None:
@@ -327,7 +328,8 @@ def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> 
     item is rendered and written on its own, in partition order. With ``spec.started_dir`` and
     ``key``, the partition's start marker is written before its first change to the destination.
     """
-    keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.memory)
+    if spec.tune_memory:
+        keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.exec.memory)
     if spec.started_dir and key:
         spec = replace(spec, sink=_MarkingSink(spec.sink, f"{spec.started_dir}/{key}.json", part, spec.run_id))
     rows = part.to_pylist()

@@ -145,8 +145,6 @@ class SuperviselyMasksLayout(LayoutBase):
         (human preview) with the item and object index in the message.
         """
         warn = warn or (lambda text: None)
-        ann, meta = item.annotation, item.meta
-        h, w = ann.size_hw
         self._check_item(item)
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
@@ -156,44 +154,58 @@ class SuperviselyMasksLayout(LayoutBase):
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.copy_images and "human" not in self.masks:
             warn("the image file is missing: masks written, no copy in img/")
-        classes = meta.class_by_title()
         if not self.masks:  # supervisely-project: the annotation and image only
             return out
+        for kind, value in self.render(item, self.masks, clock, warn, patches):
+            if kind == "instances":
+                out.extend(self._instances(item, value, clock))
+                continue
+            folder = {"machine": "masks_machine", "semantic": "masks_semantic_rgb", "human": "masks_human"}[kind]
+            with clock.step(f"encode.{kind}"):
+                out.append((f"{d}/{folder}/{stem}.png", encode_png(value)))
+            del value  # may be this thread's scratch canvas: no reference outlives the encoding
+        return out
+
+    def render(self, item: ItemData, kinds=MASK_KINDS, clock=NO_CLOCK, warn=None, patches=None):
+        """The masks of ``kinds`` as arrays, in ``MASK_KINDS`` order, one ``(kind, value)`` at a time:
+        ``machine`` (h, w) uint8 class indices, ``semantic`` (h, w, 3) and ``human`` (h, 2w, 3) RGB,
+        ``instance`` -> ``("instances", patches)``: one coverage patch per label, in file order.
+        The arrays may be this thread's scratch canvases, valid until the next item: copy to keep.
+        This is what ``item_files`` encodes; ``maskcore.open_project(...).masks`` hands it out."""
+        warn = warn or (lambda text: None)
+        ann, meta = item.annotation, item.meta
+        h, w = ann.size_hw
+        self._check_item(item)
+        classes = meta.class_by_title()
         with clock.step("rasterize"):
             if patches is None:
                 patches = self._coverages(item, ann.labels)
-            if "semantic" in self.masks or "human" in self.masks:
+            if "semantic" in kinds or "human" in kinds:
                 layers = []
                 for lb, cover in zip(ann.labels, patches):
                     cls = classes[lb.class_title]
                     with drawing(item, lb):
                         layers.append(colour_layers(lb.geometry, cover, cls.color_rgb, ann.size_hw,
                                                     self.thickness, cls.geometry_config))
-        if "machine" in self.masks:
+        if "machine" in kinds:
             with clock.step("compose.machine"):
                 index = meta.class_index()
                 canvas = _zeros("machine", (h, w))
                 areas = [label_area(lb.geometry, p) for lb, p in zip(ann.labels, patches)]
                 for i in sorted(range(len(areas)), key=lambda i: -areas[i]):  # stable: ties keep file order
                     paint(canvas, patches[i], index[ann.labels[i].class_title])
-            with clock.step("encode.machine"):
-                out.append((f"{d}/masks_machine/{stem}.png", encode_png(canvas)))
-        if "semantic" in self.masks:
+            yield "machine", canvas
+        if "semantic" in kinds:
             with clock.step("compose.semantic"):
                 canvas = _zeros("semantic", (h, w, 3))
                 for label_layers in layers:
                     for colour, patch in label_layers:
                         paint(canvas, patch, colour)
-            with clock.step("encode.semantic"):
-                out.append((f"{d}/masks_semantic_rgb/{stem}.png", encode_png(canvas)))
-        if "human" in self.masks:
-            picture = self._human(item, layers, clock, warn)
-            with clock.step("encode.human"):
-                out.append((f"{d}/masks_human/{stem}.png", encode_png(picture)))
-            del picture  # may be this thread's scratch canvas: no reference outlives the encoding
-        if "instance" in self.masks:
-            out.extend(self._instances(item, patches, clock))
-        return out
+            yield "semantic", canvas
+        if "human" in kinds:
+            yield "human", self._human(item, layers, clock, warn)
+        if "instance" in kinds:
+            yield "instances", patches
 
     def _coverages(self, item: ItemData, labels) -> list:
         """Every label's coverage, the polygon fills of all labels in one kernel call."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "maskcore"
-RANK = {"errors": -1, "limits": 0, "paths": 0, "timing": 0, "model": 1, "kernel": 2, "codec": 3, "io": 4,
+RANK = {"errors": -1, "limits": 0, "paths": 0, "timing": 0, "api": 8, "model": 1, "kernel": 2, "codec": 3, "io": 4,
         "readers": 5, "layouts": 5, "exec": 6, "cli": 7, "__init__": 8, "__main__": 8}
 
 
