@@ -46,7 +46,10 @@ BUILTIN = {
     "default": "local",
     "profiles": {
         "local": {"kind": "local", "workers": None, "inprocess_below": INPROCESS_BELOW,
-                  "local": {"threads_per_worker": 1, "processes": True, "dashboard_address": None}},
+                  "local": {"threads_per_worker": 1, "processes": True,
+                            # distributed 2026 serves a dashboard whatever this says (None asked for
+                            # :8787 and warned "Port 8787 is already in use"): a free port on loopback
+                            "dashboard_address": "127.0.0.1:0"}},
         "inprocess": {"kind": "inprocess"},
         "address": {"kind": "address", "scheduler-address": None},
     },
