@@ -10,17 +10,18 @@ or extra files.
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 from dataclasses import replace
 
 from .. import __version__
-from ..errors import MaskcoreError, RefusedError
+from ..errors import ConfigError, MaskcoreError, RefusedError
 from ..exec.cluster import default_profile_name
 from ..exec.filters import add_filter_arguments, cli_filter_options
-from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, ExportConfig, run_export
+from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
-from ..layouts import canonical_name
+from ..layouts import LAYOUTS, canonical_name, get_layout
 
 
 def _positive_int(text: str) -> int:
@@ -82,9 +83,10 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskcore", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="maskcore", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"maskcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, allow_abbrev=False)  # --thicknes must not mean --thickness
 
     run = sub.add_parser("run", help="execute a job spec (YAML or JSON)")
     run.add_argument("job", help="job file, e.g. jobs/demo.yaml")
@@ -98,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "folder or .zip (path or URL)")
     exp.add_argument("destination", help="output folder (path or URL)")
     _add_source_args(exp)
-    exp.add_argument("--layout", default="supervisely",
-                     help="output layout: supervisely (default), cvat, save-masks, isahit, supervisely-project")
+    exp.add_argument("--layout", default="supervisely", type=canonical_name, choices=sorted(LAYOUTS),
+                     help="output layout (default: supervisely)")
     exp.add_argument("--masks", help="supervisely: comma-separated mask kinds (default: all four)")
     exp.add_argument("--thickness", type=_positive_int,
                      help="line and point thickness in pixels (default: 2)")
@@ -277,7 +279,17 @@ def _main(args) -> int:
     try:
         if args.command == "verify":
             return _verify(args)
-        cfg = _config(args)
+        try:
+            cfg = _config(args)
+            if args.command == "export":  # flags the layout refuses are a usage error, as argparse's are
+                get_layout(cfg.layout, cfg.layout_options)
+        except ConfigError as exc:
+            if args.command != "export":
+                raise
+            hint = ("; on the command line: --machine-colors FILE and/or --human-colors FILE"
+                    if canonical_name(args.layout) == "save-masks" and "masks_" in str(exc) else "")
+            print(f"maskcore: usage error: {redact(str(exc), options)}{hint}", file=sys.stderr)
+            return EXIT_USAGE
         options = cfg.storage_options
         result = run_export(cfg)
     except RefusedError as exc:

@@ -13,12 +13,14 @@ This layer is thin on purpose: what a task does lives in :mod:`maskcore.task`, t
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import sys
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -70,6 +72,7 @@ EXIT_USAGE = 2       # bad command line (argparse)
 EXIT_PARTIAL = 3     # the run finished but some items failed (listed in the report)
 EXIT_REFUSED = 4     # refused to run: destination locked by another run, or inside the source
 EXIT_UNVERIFIED = 5  # maskcore verify: the destination differs from its manifest
+EXIT_EMPTY = 6       # the item selection (--dataset, --item, ...) matched no item
 
 REPORT_DIR = STATE_DIR
 FINGERPRINT_KEY = b"maskcore.config_fingerprint"
@@ -234,7 +237,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
+    listing = plan
     plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
+    if plan.num_rows == 0 and filtered is not None:
+        log(f"maskcore: warning: the item selection matched none of the {listing.num_rows} items"
+            + "".join(f"; {hint}" for hint in _closest_names(filters, listing)))
     layout = layout.for_plan(plan)  # layouts whose file tree depends on the listing (isahit)
     if plan.num_rows == 0:
         for text in layout.prepare(sink, 0) or []:
@@ -325,11 +332,53 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if cfg.archive:
         discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
+    if plan.num_rows == 0 and filtered is not None:
+        code = EXIT_EMPTY
     i = report["items"]
     log(f"maskcore: {i['written']} written, {i['unchanged']} unchanged, {i['failed']} failed, "
         f"{len(stale)} stale files removed, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
         f"report: {cfg.destination.rstrip('/')}/{REPORT}")
+    for line in summary_lines(report, manifest):
+        log(line)
     return RunResult(code, report, manifest)
+
+
+def _closest_names(filters: FilterSpec, listing: pa.Table) -> list[str]:
+    """For each dataset or item name selected that no item has, the closest names that exist."""
+    hints = []
+    for key, column in (("datasets", "dataset"), ("items", "item")):
+        wanted = getattr(filters, key) or ()
+        names = sorted(set(listing.column(column).to_pylist())) if listing.num_rows else []
+        for name in wanted:
+            if name in names or any(ch in name for ch in "*?[") or name.startswith("re:"):
+                continue
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+            hints.append(f"no {column} {name!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+    return hints
+
+
+SUMMARY_FAILURES = 5
+"""Failed items named at the end of a run (all of them are in the report)."""
+
+
+def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
+    """What a person must see after a run: failures counted by kind with the first few named (item,
+    object, reason), and the number of warnings; the report holds every one of them."""
+    lines = []
+    failed = report["failures"]
+    if failed:
+        kinds = manifest.filter(pc.equal(manifest.column("status"), "failed")).column("error_type").to_pylist()
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(Counter(kinds).items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"maskcore: {len(failed)} items failed ({counts}):")
+        lines += [f"maskcore:   {f['error']}" for f in failed[:SUMMARY_FAILURES]]
+        if len(failed) > SUMMARY_FAILURES:
+            lines.append(f"maskcore:   ... and {len(failed) - SUMMARY_FAILURES} more in the report")
+    n_warn = sum(len(w["warnings"]) for w in report["warnings"])
+    if n_warn:
+        first = report["warnings"][0]["warnings"][0]
+        lines.append(f"maskcore: {n_warn} warnings on {len(report['warnings'])} items (first: {first}); "
+                     "every one is in the report")
+    return lines
 
 
 def _finish_archive(cfg, sink, results, project_files):
