@@ -13,6 +13,10 @@ def _eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+NAMED_FAILURES = 20
+"""Failed items named live, as they fail."""
+
+
 class Progress:
     def __init__(self, total_items: int, total_parts: int, *, stream: TextIO | None = None,
                  interval: float = 30.0, live: bool | None = None,
@@ -23,7 +27,7 @@ class Progress:
         self.live = (self.stream.isatty() and emit is None) if live is None else live
         self.total_items, self.total_parts = total_items, total_parts
         self.interval, self.clock = interval, clock
-        self.items = self.failed = self.parts = 0
+        self.items = self.failed = self.parts = self.named = 0
         self.start = self.last = clock()
 
     def line(self) -> str:
@@ -49,6 +53,21 @@ class Progress:
                 self.stream.write(self.line() + "\n")
                 self.stream.flush()
             self.last = now
+
+    def name_failures(self, errors: list[str]) -> None:
+        """One line per failed item as its partition finishes (the first ``NAMED_FAILURES``; the
+        end-of-run summary and the report have them all)."""
+        for error in errors:
+            self.named += 1
+            if self.named > NAMED_FAILURES:
+                return
+            text = f"maskcore: failed: {error}" if self.named < NAMED_FAILURES else \
+                f"maskcore: failed: {error} (further failures: see the summary and the report)"
+            if self.emit is not None:
+                self.emit(text)
+            else:
+                self.stream.write(("\r" + text + "\x1b[K\n") if self.live else text + "\n")
+                self.stream.flush()
 
     def close(self) -> None:
         if self.live:

@@ -458,6 +458,11 @@ def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.A
     return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
 
 
+def _errors(table: pa.Table) -> list[str]:
+    """The error of each failed item of a partition's result (``dataset/item[/object i]: reason``)."""
+    return table.filter(pc.equal(table.column("status"), "failed")).column("error").to_pylist()
+
+
 def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
     """Every partition in this process, in order: the same task functions a worker runs."""
     task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
@@ -467,6 +472,7 @@ def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> li
         table = task(spec, part, key) if done is None else resume_partition(spec, part, key, done)
         results.append(table)
         progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0))
+        progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))
     return results
@@ -496,6 +502,7 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
         results.append(table)
         failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
         progress.update(table.num_rows, failed)
+        progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))
     return results

@@ -58,3 +58,11 @@ def test_a_selection_that_matches_nothing_says_so_and_exits_6(tmp_path, capsys):
     assert "the item selection matched none of the 6 items; no dataset 'dss' (did you mean 'ds'?)" in err
     assert main(["export", str(VECTOR), str(tmp_path / "o2"), "--item", "dog1.jpeg"]) == 6
     assert "no item 'dog1.jpeg' (did you mean 'dog1.jpg'" in capsys.readouterr().err
+
+
+def test_failed_items_are_named_live_once_each(tmp_path, capsys):
+    src = REPO / "tests" / "data" / "cvat_urban_scene" / "annotations.xml"
+    assert main(["export", str(src), str(tmp_path / "o"), "--workers", "1"]) == 3
+    live = [line for line in capsys.readouterr().err.splitlines() if line.startswith("maskcore: failed: ")]
+    assert len(live) == 20 and len(set(live)) == 20
+    assert all("image file is missing" in line for line in live)
