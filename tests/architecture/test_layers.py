@@ -81,3 +81,13 @@ def test_pure_layers_do_no_io_and_no_dask(layer):
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             bad += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in forbidden]
     assert not bad, f"{layer} must not import storage or dask: {bad}"
+
+
+def test_readme_code_map_names_every_layer():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("### Code map"):]
+    section = section[:section.index("\n## ")]
+    names = {p.name + "/" if p.is_dir() else p.name for p in PACKAGE.iterdir()
+             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__main__")}
+    missing = sorted(n for n in names if f"`{n}`" not in section)
+    assert not missing, f"README's code map does not name {missing}"
