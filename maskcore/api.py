@@ -19,6 +19,7 @@ class indices follow the project meta's class order from 1 (0 = background).
 from __future__ import annotations
 
 import dataclasses
+import os
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -72,7 +73,7 @@ def export(source=None, destination=None, *, config: ExportConfig | None = None,
             layout_options["masks"] = masks if isinstance(masks, str) else ",".join(masks)
         config = ExportConfig(source=source, destination=destination, layout=layout,
                               layout_options=layout_options, reader=reader,
-                              reader_options={"images": images} if images else {},
+                              reader_options={"images": os.fspath(images)} if images else {},
                               filters=dict(filters or {}), storage_options=dict(storage_options or {}),
                               cluster=cluster, cluster_file=cluster_file, workers=workers, archive=archive,
                               part_size=part_size, archive_name=archive_name, archive_format=archive_format,
@@ -187,7 +188,7 @@ def open_project(source, *, images: str | None = None, reader: str = "auto",
     storage_options = dict(storage_options or {})
     source = str(source)
     name = detect_reader(source, storage_options) if reader == "auto" else reader
-    opened = open_source(name, source, storage_options, **({"images": images} if images else {}))
+    opened = open_source(name, source, storage_options, **({"images": os.fspath(images)} if images else {}))
     meta = opened.read_meta()
     plan = plan_partitions(opened.list_items(), workers=1, items_per_partition=1 << 30)
     return Project(opened, meta, plan.to_pylist())

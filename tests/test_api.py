@@ -171,3 +171,19 @@ def test_rasterize_paints_in_order_with_values_and_holes():
     assert out[5, 5] == 0 and out[0, 0] == 9 and out[9, 9] == 7
     with pytest.raises(ValueError, match="values"):
         maskcore.rasterize([square], (10, 10), values=[1, 2])
+
+
+def test_a_destination_inside_the_image_folder_of_a_coco_source_is_refused(tmp_path):
+    import shutil
+
+    from maskcore.errors import RefusedError
+
+    shutil.copytree(REPO / "tests" / "data" / "coco_labelme", tmp_path / "coco")
+    before = sorted(p.name for p in (tmp_path / "coco").iterdir())
+    with pytest.raises(RefusedError, match="inside the source's image folder"):
+        maskcore.export(tmp_path / "coco" / "annotations.json", tmp_path / "coco" / "masks")
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(RefusedError, match="image folder"):
+        maskcore.export(tmp_path / "coco" / "annotations.json", tmp_path / "imgs" / "out", images=tmp_path / "imgs")
+    assert sorted(p.name for p in (tmp_path / "coco").iterdir()) == before
+    assert maskcore.export(tmp_path / "coco" / "annotations.json", tmp_path / "out").exit_code == 0

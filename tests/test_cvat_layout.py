@@ -100,6 +100,10 @@ def reference_masks(labels, meta, size_hw, masks=None, windows=None):
     (rows, cols) slice pair holding each mask's pixels (found from the masks when not given)."""
     masks = masks if masks is not None else [ref_mask(lb.geometry, size_hw) for lb in labels]
     windows = windows if windows is not None else [_window(m) for m in masks]
+    # RotatedBoxesToPolygons: every rotated box leaves its place and its polygon is appended last
+    moved = sorted(range(len(labels)), key=lambda i: isinstance(labels[i].geometry, g.Box)
+                   and labels[i].geometry.angle != 0)
+    labels, masks, windows = [labels[i] for i in moved], [masks[i] for i in moved], [windows[i] for i in moved]
     order = sorted(range(len(labels)), key=lambda i: labels[i].group)
     instances = []
     for gid, run in groupby(order, key=lambda i: labels[i].group):
@@ -557,3 +561,16 @@ def test_paint_index_equals_painting_in_order(n):
     assert got.dtype == (np.uint8 if n <= 255 else np.uint16) and got.flags.c_contiguous
     assert np.array_equal(got, _paint_reference(instances, (h, w)))
     assert got.any()
+
+
+def test_items_with_only_lines_and_points_are_left_out_with_a_warning():
+    """CVAT's exporter neither lists nor writes an item whose shapes have no area; the report says so."""
+    layout = CvatMasksLayout.from_options({})
+    item = make_item([("cat", g.Polyline(np.array([[1, 1], [5, 5]], np.int64)), 0, 0),
+                      ("dog", g.Point(3, 3), 0, 0)])
+    warnings = []
+    assert layout.item_files(item, warn=warnings.append) == []
+    assert len(warnings) == 1 and "only line, point shapes" in warnings[0] and "not listed" in warnings[0]
+    empty = make_item([])
+    assert [p for p, _ in layout.item_files(empty, warn=warnings.append)] == ["@list/ImageSets/Segmentation/ds.txt"]
+    assert len(warnings) == 1

@@ -27,6 +27,7 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from fsspec.implementations.local import LocalFileSystem
 
 from .. import __version__
 from ..errors import ConfigError, RefusedError
@@ -159,6 +160,20 @@ def _refuse_destination_in_source(source: str, destination: str, storage_options
                            f"{redact(source, storage_options)!r}; maskcore never writes into the source project")
 
 
+def _refuse_destination_in_images(source, cfg: ExportConfig) -> None:
+    """The image folder of a COCO or CVAT source is part of the source: never write into it."""
+    if not hasattr(source, "image_filesystem"):
+        return
+    fs, path = source.image_filesystem()
+    if not path:
+        return
+    folder = path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+    if is_inside(cfg.destination, folder, cfg.storage_options):
+        raise RefusedError(f"destination {redact(cfg.destination, cfg.storage_options)!r} is inside the "
+                           f"source's image folder {redact(folder, cfg.storage_options)!r}; maskcore never "
+                           "writes into the source project (give --images, or another destination)")
+
+
 def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, client=None,
                on_partition: Callable[[int], None] | None = None) -> RunResult:
     """Run one export; returns the exit code, the report and the manifest.
@@ -182,6 +197,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg = replace(cfg, reader=detect_reader(cfg.source, cfg.storage_options))
     cfg = replace(cfg, archive=cfg.archives)
     source = open_source(cfg.reader, cfg.source, cfg.storage_options, **cfg.reader_options)
+    _refuse_destination_in_images(source, cfg)
     options = dict(cfg.layout_options)
     if layout_cls.takes_project_name:
         options.setdefault("project", getattr(source, "project_name", "") or "project")

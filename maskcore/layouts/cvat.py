@@ -179,6 +179,10 @@ class CvatMasksLayout(LayoutBase):
         list_line = (f"{LIST_PREFIX}{subset_name(item.dataset)}.txt",
                      item.mask_stem.encode("utf-8"))
         if not labels:
+            if ann.labels:
+                kinds = sorted({lb.geometry.geometry_type for lb in ann.labels})
+                warn(f"only {', '.join(kinds)} shapes, which have no area: as CVAT's exporter does, the "
+                     "item gets no mask and is not listed in ImageSets/Segmentation")
             return [list_line, *out] if not ann.labels and not ann.tags else out
         h, w = ann.size_hw
         if h * w > self.max_canvas_pixels:
@@ -379,8 +383,12 @@ def _labelmap_name_problem(name: str) -> str | None:
 
 
 def _area_labels(item: ItemData) -> list:
-    """The labels this layout paints (areas: no lines or points)."""
-    return [lb for lb in item.annotation.labels if isinstance(lb.geometry, AREA_TYPES)]
+    """The labels this layout paints (areas: no lines or points), in CVAT's order: its
+    ``RotatedBoxesToPolygons`` (cvat/apps/dataset_manager/formats/transformations.py) removes every
+    rotated box and appends its polygon after all other shapes of the item, so a rotated box gets a
+    later instance number and is painted over shapes of the same z_order."""
+    area = [lb for lb in item.annotation.labels if isinstance(lb.geometry, AREA_TYPES)]
+    return sorted(area, key=lambda lb: isinstance(lb.geometry, g.Box) and lb.geometry.angle != 0)
 
 
 def _coverage_masks(patches) -> list[Patch]:
