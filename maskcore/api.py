@@ -19,8 +19,8 @@ class indices follow the project meta's class order from 1 (0 = background).
 from __future__ import annotations
 
 import dataclasses
-import os
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 

@@ -187,3 +187,24 @@ def test_a_destination_inside_the_image_folder_of_a_coco_source_is_refused(tmp_p
         maskcore.export(tmp_path / "coco" / "annotations.json", tmp_path / "imgs" / "out", images=tmp_path / "imgs")
     assert sorted(p.name for p in (tmp_path / "coco").iterdir()) == before
     assert maskcore.export(tmp_path / "coco" / "annotations.json", tmp_path / "out").exit_code == 0
+
+
+def test_relative_paths_are_made_absolute_on_the_driver(samples, tmp_path, monkeypatch):
+    """Workers started elsewhere resolve a relative path against their own folder: the driver
+    sends absolute ones."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proj").symlink_to(samples / "vector")
+    result = maskcore.export("proj", "out/x", masks=["machine"])
+    assert result.report["source"] == str(tmp_path / "proj")
+    assert result.report["destination"] == str(tmp_path / "out" / "x")
+    assert (tmp_path / "out" / "x" / "ds" / "masks_machine").is_dir()
+
+
+def test_a_cluster_that_cannot_start_leaves_no_project_files(samples, tmp_path):
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profiles:\n  nowhere:\n    kind: address\n    scheduler-address: tcp://127.0.0.1:9\n"
+                        "    distributed: {comm: {timeouts: {connect: 2s}}}\n")
+    with pytest.raises(ConfigError, match="expected a Dask scheduler"):
+        maskcore.export(samples / "vector", tmp_path / "o", cluster="nowhere", cluster_file=str(profiles))
+    written = [p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file()]
+    assert not [p for p in written if not p.startswith(".maskcore/")], written

@@ -160,6 +160,14 @@ def _refuse_destination_in_source(source: str, destination: str, storage_options
                            f"{redact(source, storage_options)!r}; maskcore never writes into the source project")
 
 
+def _absolute(path):
+    """A local path made absolute on the driver: workers started elsewhere (an existing scheduler,
+    Slurm) resolve a relative path against their own folder. URLs are left as they are."""
+    if not isinstance(path, str) or "://" in path or "::" in path:
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def _refuse_destination_in_images(source, cfg: ExportConfig) -> None:
     """The image folder of a COCO or CVAT source is part of the source: never write into it."""
     if not hasattr(source, "image_filesystem"):
@@ -190,6 +198,8 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         emit(redact(msg, cfg.storage_options))
 
     started = time.perf_counter()
+    cfg = replace(cfg, source=_absolute(cfg.source), destination=_absolute(cfg.destination),
+                  reader_options={k: _absolute(v) if k == "images" else v for k, v in cfg.reader_options.items()})
     _refuse_destination_in_source(cfg.source, cfg.destination, cfg.storage_options)
     layout_cls = get_layout_class(cfg.layout)  # ConfigError naming the known layouts
     profile = get_profile(cfg.cluster, cfg.cluster_file)
@@ -286,6 +296,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
+    # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
+    client = get_client(plan.num_rows) if parts else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
@@ -296,7 +308,6 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                     started_dir=STARTED, run_id=run_id)
     todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
-    client = get_client(plan.num_rows) if todo else None
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
     results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
     progress.close()
