@@ -5,7 +5,7 @@ for a training data loader vs pycocotools.
 four Supervisely mask kinds, once in this process (``cluster="inprocess"``) and once on the built-in
 local cluster (``cluster="local"``, one worker per core, started and stopped by the run), whole
 calls timed; the outputs of both are checked identical before any time is printed. The crossover
-is where ``maskcore.exec.cluster.INPROCESS_BELOW`` should sit.
+is where the built-in local profile's ``inprocess_below`` (maskcore/exec/profiles.yaml) should sit.
 
 ``loader``: per item, ``project.masks(item, ("machine", "instance"))`` (parse, crop, rasterise,
 compose: the pixels the export writes) vs pycocotools on the same objects the way a COCO data

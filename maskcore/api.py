@@ -55,7 +55,7 @@ def export(source=None, destination=None, *, config: ExportConfig | None = None,
     a COCO or CVAT source; ``options``: the layout's options (``-o KEY=VALUE`` on the command line);
     ``filters``: item selection (see README "Selecting items"). Defaults are the command line's:
     the reader is detected, the cvat layout writes a zip. ``cluster=None`` runs jobs of up to
-    ``maskcore.exec.cluster.INPROCESS_BELOW`` items in this process and larger ones on a local
+    ``inprocess_below`` items (24, the built-in ``local`` profile's) in this process and larger ones on a local
     cluster; ``cluster="inprocess"`` never starts one; a profile name reads ``cluster.yaml``.
     ``log(line)`` receives the progress and summary lines (default: the ``maskcore`` logger).
     Or pass a ready ``config=ExportConfig(...)``. Returns ``RunResult(exit_code, report, manifest)``;

@@ -286,3 +286,38 @@ def test_address_run_equals_local_run_byte_for_byte(tmp_path, monkeypatch, sched
     with Client(scheduler_and_worker, timeout="10s") as client:
         assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter) > 0
         assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_profiles_travel_with_the_package_and_user_files_override_them(tmp_path, monkeypatch):
+    """Outside any checkout (no ./cluster.yaml) every built-in profile is there; ./cluster.yaml and
+    ~/.config/maskcore/cluster.yaml add or replace profiles by name, ./ winning; each profile says
+    which file it came from."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MASKCORE_CLUSTER_FILE", raising=False)
+    assert get_profile("slurm", None)["from"] == "built-in"
+    assert {get_profile(n, None)["kind"] for n in ("local", "inprocess", "address", "slurm", "kubernetes")} == \
+        {"local", "inprocess", "address", "slurm", "kubernetes"}
+    home = tmp_path / "home" / ".config" / "maskcore"
+    home.mkdir(parents=True)
+    (home / "cluster.yaml").write_text("profiles:\n  slurm: {kind: slurm, workers: 2}\n  gpu: {kind: local}\n")
+    assert get_profile("slurm", None)["workers"] == 2 and get_profile("gpu", None)["from"].endswith(
+        ".config/maskcore/cluster.yaml")
+    (tmp_path / "cluster.yaml").write_text("default: inprocess\nprofiles:\n  slurm: {kind: slurm, workers: 3}\n")
+    assert get_profile("slurm", None)["workers"] == 3 and get_profile("slurm", None)["from"] == "cluster.yaml"
+    assert get_profile("gpu", None)["kind"] == "local"          # still there, from the home file
+    assert default_profile_name() == "inprocess"
+    assert get_profile("kubernetes", None)["from"] == "built-in"
+
+
+def test_slurm_profile_outside_a_checkout_is_found(tmp_path):
+    """`maskcore export ... --cluster slurm` in a folder with no cluster.yaml finds the profile (it
+    fails later for want of dask-jobqueue or sbatch, not 'built-in profiles: local, address')."""
+    import subprocess
+    import sys
+
+    code = ("from maskcore.exec.cluster import get_profile; p = get_profile('slurm', None); "
+            "print(p['kind'], p['from'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MASKCORE_")})
+    assert proc.stdout.split() == ["slurm", "built-in"], proc.stderr

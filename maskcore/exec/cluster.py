@@ -36,26 +36,13 @@ import yaml
 
 from ..errors import ConfigError
 
-INPROCESS_BELOW = 24
-"""A ``local`` run of at most this many items, with no worker count asked for, runs in the driver's
-process: starting worker processes (~1.5-2 s) costs more than the work. Measured by
-``benchmarks/inprocess_bench.py`` (BENCHMARKS.md): the crossover of in-process vs two workers on
-this 2-core machine for the bundled Supervisely items with all four mask kinds."""
-
-BUILTIN = {
-    "default": "local",
-    "profiles": {
-        "local": {"kind": "local", "workers": None, "inprocess_below": INPROCESS_BELOW,
-                  "local": {"threads_per_worker": 1, "processes": True,
-                            # distributed 2026 serves a dashboard whatever this says (None asked for
-                            # :8787 and warned "Port 8787 is already in use"): a free port on loopback
-                            "dashboard_address": "127.0.0.1:0"}},
-        "inprocess": {"kind": "inprocess"},
-        "address": {"kind": "address", "scheduler-address": None},
-    },
-}
+PACKAGED = Path(__file__).with_name("profiles.yaml")
+"""The built-in profiles, shipped with the package: ``local``, ``inprocess``, ``address``, ``slurm``,
+``kubernetes``."""
+USER_FILES = ("cluster.yaml", "~/.config/maskcore/cluster.yaml")
+"""Profiles files read when none is named, the first one winning over the next."""
 KINDS = ("local", "inprocess", "address", "slurm", "kubernetes")
-OWN_KEYS = ("kind", "workers", "adapt", "local", "inprocess_below", "name")
+OWN_KEYS = ("kind", "workers", "adapt", "local", "inprocess_below", "name", "from")
 # Top-level Dask config sections a profile may carry, besides those Dask has loaded already.
 DASK_SECTIONS = ("distributed", "jobqueue", "kubernetes", "scheduler-address", "scheduler",
                  "temporary-directory", "array", "dataframe", "optimization", "tokenize", "admin")
@@ -66,47 +53,64 @@ OPTIONAL = {"slurm": ("dask_jobqueue", "dask-jobqueue", "slurm"),
 
 # -- profiles ------------------------------------------------------------------------------------
 
+def _read_profiles_file(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        try:
+            doc = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: expected YAML, got a parse error: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'profiles' mapping, got {type(doc).__name__}")
+    return doc
+
+
+def builtin_profiles() -> dict:
+    """The packaged profiles (``profiles.yaml`` beside this module), each marked ``from: built-in``."""
+    doc = _read_profiles_file(str(PACKAGED))
+    return {"default": doc.get("default", "local"), "source": "built-in profiles",
+            "profiles": {n: {**p, "from": "built-in"} for n, p in doc["profiles"].items()}}
+
+
 def load_profiles(path: str | None = None) -> dict:
-    """The parsed profiles file (or the built-in profiles), with ``source`` naming where from."""
-    for candidate, named in ((path, True), (os.environ.get("MASKCORE_CLUSTER_FILE"), True),
-                             ("cluster.yaml", False)):
-        if not candidate:
-            continue
-        if not Path(candidate).is_file():
-            if named:
-                raise ConfigError(f"cluster profiles file: expected an existing file, got {candidate!r}")
-            continue
-        with open(candidate, encoding="utf-8") as f:
-            try:
-                doc = yaml.safe_load(f) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{candidate}: expected YAML, got a parse error: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("profiles"), dict):
-            raise ConfigError(f"{candidate}: expected a mapping with a 'profiles' mapping, "
-                              f"got {type(doc).__name__}")
-        return {**doc, "source": str(candidate)}
-    return {**BUILTIN, "source": "built-in profiles"}
+    """The profiles in force: the built-in ones, then those of the user's files, which add
+    profiles or replace built-in ones by name. The files: ``path`` (or ``$MASKCORE_CLUSTER_FILE``),
+    which must exist; else ``./cluster.yaml`` over ``~/.config/maskcore/cluster.yaml``, where they
+    exist. Each profile says in ``from`` which file it came from; ``source`` names the files read."""
+    doc = builtin_profiles()
+    named = path or os.environ.get("MASKCORE_CLUSTER_FILE")
+    if named:
+        if not Path(named).is_file():
+            raise ConfigError(f"cluster profiles file: expected an existing file, got {named!r}")
+        files = [named]
+    else:
+        files = [f for f in (os.path.expanduser(p) for p in reversed(USER_FILES)) if Path(f).is_file()]
+    for file in files:  # lowest precedence first
+        user = _read_profiles_file(file)
+        doc["profiles"].update({n: ({**p, "from": file} if isinstance(p, dict) else p)
+                                for n, p in user["profiles"].items()})
+        doc["default"] = user.get("default", doc["default"])
+    doc["source"] = " + ".join(["built-in profiles", *files])
+    return doc
 
 
 def default_profile_name(path: str | None = None) -> str:
     """The profile the command line runs when none is named: ``$MASKCORE_CLUSTER``, else the
-    profiles file's ``default:``, else ``local``."""
+    profiles files' ``default:``, else ``local``."""
     return os.environ.get("MASKCORE_CLUSTER") or load_profiles(path).get("default") or "local"
 
 
 def get_profile(name: str | None, path: str | None = None) -> dict:
-    """The validated profile ``name``, from the profiles file (``path``, else
-    ``$MASKCORE_CLUSTER_FILE``, else ``./cluster.yaml``, else the built-in profiles). ``name=None``
-    (the Python API's default) is the built-in ``local`` profile: no file or variable is read."""
-    doc = load_profiles(path) if name is not None or path is not None else {**BUILTIN, "source": "built-in profiles"}
-    where = doc["source"]
+    """The validated profile ``name`` (see :func:`load_profiles` for where profiles come from).
+    ``name=None`` (the Python API's default) is the built-in ``local`` profile: no file or
+    environment variable is read."""
+    doc = load_profiles(path) if name is not None or path is not None else builtin_profiles()
     name = name or doc.get("default") or "local"
     profiles = doc["profiles"]
-    if name not in profiles and name in BUILTIN["profiles"]:
-        profiles = BUILTIN["profiles"]  # the built-in profiles are always there
     if name not in profiles:
-        raise ConfigError(f"{where}: expected a cluster profile named one of {sorted(profiles)}, got {name!r}")
+        raise ConfigError(f"{doc['source']}: expected a cluster profile named one of {sorted(profiles)}, "
+                          f"got {name!r}")
     profile = profiles[name]
+    where = profile.get("from", doc["source"]) if isinstance(profile, dict) else doc["source"]
     if not isinstance(profile, dict):
         raise ConfigError(f"{where}: cluster profile {name!r}: expected a mapping, got {type(profile).__name__}")
     profile = {**profile, "name": name}

@@ -340,7 +340,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         if swept:
             log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
                 f"produces (first {swept[0]!r})")
-    report = _report(cfg, {"profile": profile["name"], "kind": ran_on}, manifest, len(parts), len(resumed),
+    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts), len(resumed),
                      len(stale), config_fp, time.perf_counter() - started)
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
