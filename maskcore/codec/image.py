@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ImageDecodeError, ItemError, LimitError
+from ..limits import MAX_PIXELS
 from .png import PNG_SIGNATURE, iter_png_chunks, png_to_rgb, read_png, read_png_header
 
 try:
@@ -38,7 +39,6 @@ try:
 except ImportError:  # optional accelerator: Pillow decodes the same pixels, ~1.5x slower
     simplejpeg = None
 
-DEFAULT_MAX_PIXELS = 2**28
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _PILLOW_FORMATS = {"BMP": "BMP", "WEBP": "WebP", "TIFF": "TIFF"}
@@ -68,7 +68,7 @@ def image_size_hw(data: bytes, *, name: str = "") -> tuple[int, int]:
         raise exc.located(name) if name else exc
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "") -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "") -> np.ndarray:
     """Decode JPEG/PNG (or BMP/WebP/TIFF) bytes to RGB uint8 (H, W, 3), oriented by EXIF.
 
     Raises LimitError when the declared width*height exceeds ``max_pixels`` (before decoding),

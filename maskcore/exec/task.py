@@ -20,14 +20,12 @@ import pyarrow as pa
 from ..codec.parquet import parquet_bytes
 from ..errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
 from ..io.archive import CHUNKS_KEY, ArchiveSink
+from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
 from .memory import keep_freed_heap
 
-MAX_ANNOTATION_BYTES = 2**28
-"""Largest annotation (Supervisely ``ann/<item>.json``, a COCO/CVAT item's inline part) read per item:
-256 MiB; a larger one fails its item (LimitError) before it is read."""
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
 LIST_PREFIX = "@list/"

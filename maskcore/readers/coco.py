@@ -63,16 +63,11 @@ from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bi
 from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, filesystem, redact
 from ..kernel.palette import class_colors
+from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 from .values import canvas_size_hw, is_utf8
 
-DEFAULT_MAX_JSON_BYTES = 2**30
-"""Largest accepted instances JSON (it is parsed whole, on the driver; Python objects take
-several times the file's size)."""
-COORD_LIMIT = 2**31
-"""Largest coordinate magnitude (and image side) accepted."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -96,7 +91,7 @@ _NUMBER_TYPES = frozenset((float, int))
 
 
 def _coords(values: Any, what: str) -> np.ndarray:
-    """A flat list of finite numbers of magnitude <= COORD_LIMIT -> float64 array."""
+    """A flat list of finite numbers of magnitude <= MAX_COORD -> float64 array."""
     if not isinstance(values, list):
         raise AnnotationError(f"{what}: expected a list of numbers, got {type(values).__name__}")
     if _NUMBER_TYPES.issuperset(map(type, values)):  # the usual case, checked in bulk (no bool)
@@ -104,10 +99,10 @@ def _coords(values: Any, what: str) -> np.ndarray:
             arr = np.asarray(values, dtype=np.float64)
         except OverflowError:  # an int beyond float64: reported below
             arr = None
-        if arr is not None and (not arr.size or np.abs(arr).max() <= COORD_LIMIT):  # NaN fails
+        if arr is not None and (not arr.size or np.abs(arr).max() <= MAX_COORD):  # NaN fails
             return arr
     for j, v in enumerate(values):
-        if not _is_number(v) or not abs(v) <= COORD_LIMIT:  # NaN fails the comparison too
+        if not _is_number(v) or not abs(v) <= MAX_COORD:  # NaN fails the comparison too
             raise AnnotationError(f"{what}[{j}]: expected a finite number of magnitude at most "
                                   f"2**31, got {v!r:.40}")
     return np.asarray(values, dtype=np.float64)
@@ -177,7 +172,7 @@ def _box(ann: dict) -> G.Box:
 
 
 def parse_geometry(ann: dict, size_hw: tuple[int, int], *,
-                   max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> G.Geometry:
+                   max_bitmap_pixels: int = MAX_PIXELS) -> G.Geometry:
     """One COCO annotation's shape (see the module docstring); ``AnnotationError`` if unusable."""
     seg = ann.get("segmentation")
     if seg is None or seg == []:
@@ -205,7 +200,7 @@ def _image_size(image: dict, where: str) -> tuple[int, int]:
 
 
 def parse_item(obj: Any, category_names: dict, meta: ProjectMeta, where: str, *,
-               max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+               max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One item's inline JSON (``{"image", "annotations"}``, decoded or bytes) -> ``Annotation``.
 
     ``category_names`` maps category ids to class titles. Labels keep file order and
@@ -540,7 +535,7 @@ class CocoSource:
         return row["ann_inline"]
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_item`` with this file's category table."""
         if self.category_names is None:  # a source that never loaded its JSON
             self._load()

@@ -76,14 +76,10 @@ from fsspec.core import split_protocol
 from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, filesystem, redact
 from ..kernel.palette import class_colors
+from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
-from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS
 
-DEFAULT_MAX_XML_BYTES = 2**30
-"""Largest accepted ``annotations.xml`` (it is parsed whole, on the driver)."""
-MAX_XML_DEPTH = 32
-"""Deepest accepted element nesting (CVAT writes at most about 8 levels)."""
 DEFAULT_DATASET = "default"
 """Dataset of images without a ``subset`` attribute (CVAT's default subset name)."""
 ANNOTATIONS_XML = "annotations.xml"
@@ -170,14 +166,14 @@ def _number(elem: ET.Element, key: str, default: float | None = None) -> float:
     if text is None or not _NUMBER_RE.fullmatch(text.strip()):
         raise AnnotationError(f"{key}: expected a number, got {_brief(text)}")
     v = float(text)
-    if not math.isfinite(v) or abs(v) > COORD_LIMIT:
+    if not math.isfinite(v) or abs(v) > MAX_COORD:
         raise AnnotationError(f"{key}: expected a finite number with |v| <= 2**31, "
                               f"got {text[:40]!r}")
     return v
 
 
-def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: int = -COORD_LIMIT,
-             maximum: int = COORD_LIMIT) -> int:
+def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: int = -MAX_COORD,
+             maximum: int = MAX_COORD) -> int:
     text = elem.get(key)
     if text is None and default is not None:
         return default
@@ -209,7 +205,7 @@ def _points(elem: ET.Element, min_count: int) -> np.ndarray:
             if not _NUMBER_RE.fullmatch(t):
                 raise AnnotationError(f"points[{i}]: expected a number, got {_brief(t)}")
             v = float(t)
-            if not math.isfinite(v) or abs(v) > COORD_LIMIT:
+            if not math.isfinite(v) or abs(v) > MAX_COORD:
                 raise AnnotationError(f"points[{i}]: expected a finite number with |v| <= 2**31, "
                                       f"got {t[:40]!r}")
             out[i, j] = v
@@ -273,7 +269,7 @@ def decode_mask(elem: ET.Element, max_bitmap_pixels: int) -> Bitmap:
     return Bitmap((left + c0, top + r0), tight)
 
 
-def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> list:
+def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS) -> list:
     """One shape element -> its geometries (one, or one per point of ``<points>``)."""
     kind = elem.tag
     if kind == "box":
@@ -310,7 +306,7 @@ def _attribute_tags(elem: ET.Element) -> tuple[dict, ...]:
 
 
 def parse_annotation(data: bytes, meta: ProjectMeta, where: str, *,
-                     max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                     max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One ``<image>`` element (its bytes, as ``ann_inline`` holds them) -> ``Annotation``.
 
     Errors are ``ItemError`` subclasses located at ``where`` (image level) or
@@ -730,6 +726,6 @@ class CvatXmlSource:
         return row["ann_inline"]
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_annotation`` of this module."""
         return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)

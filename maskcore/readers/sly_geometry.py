@@ -33,6 +33,7 @@ import numpy as np
 from PIL import ImageFile, PngImagePlugin
 
 from ..errors import AnnotationError, LimitError
+from ..limits import MAX_COORD, MAX_PIXELS, MAX_PNG_BYTES
 from ..model.geometry import (
     CUBOID_2D_VERTICES,
     AlphaMask,
@@ -49,13 +50,6 @@ from ..model.geometry import (
     Polyline,
     Rectangle,
 )
-
-COORD_LIMIT = 2**31
-"""Largest accepted absolute coordinate value."""
-DEFAULT_MAX_BITMAP_PIXELS = 2**28
-"""Largest accepted declared PNG size (width * height) of one bitmap."""
-MAX_PNG_BYTES = 2**28
-"""Largest accepted PNG after unwrapping the zlib layer."""
 
 _NUM = (int, float)  # exact types: bool is excluded on purpose
 _NUM_TYPES = frozenset(_NUM)
@@ -117,7 +111,7 @@ def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = Non
         raise AnnotationError(f"{what}: expected at least {min_count} points, got {n}")
     flat = itertools.chain.from_iterable
     if float not in types:  # integers only (the usual case): exact, no floor, range checked in Python
-        if n == 0 or (-COORD_LIMIT <= min(flat(value)) and max(flat(value)) <= COORD_LIMIT):
+        if n == 0 or (-MAX_COORD <= min(flat(value)) and max(flat(value)) <= MAX_COORD):
             return np.fromiter(flat(value), np.int64, 2 * n).reshape(n, 2)
         arr = None
     else:
@@ -126,9 +120,9 @@ def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = Non
         except OverflowError:  # a JSON integer beyond float range
             arr = None
     # min/max propagate NaN, which compares False
-    if arr is None or (n and not (-COORD_LIMIT <= arr.min() and arr.max() <= COORD_LIMIT)):
+    if arr is None or (n and not (-MAX_COORD <= arr.min() and arr.max() <= MAX_COORD)):
         i = next(i for i, p in enumerate(value)
-                 if not (abs(p[0]) <= COORD_LIMIT and abs(p[1]) <= COORD_LIMIT))
+                 if not (abs(p[0]) <= MAX_COORD and abs(p[1]) <= MAX_COORD))
         raise AnnotationError(f"{what}[{i}]: expected finite coordinates with |v| <= 2**31, "
                               f"got {_brief(value[i])}")
     return np.floor(arr, out=arr).astype(np.int64)  # as_xy on a fresh float64 (n, 2) array
@@ -291,7 +285,7 @@ def _png_bytes_bound(png_head: bytes, max_pixels: int) -> int:
     return raw + raw // 100 + (1 << 20)
 
 
-def unwrap_bitmap_data(data: str, max_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> bytes:
+def unwrap_bitmap_data(data: str, max_pixels: int = MAX_PIXELS) -> bytes:
     """base64 text -> PNG bytes, removing the zlib layer when there is one.
 
     The zlib layer is inflated in two steps: the first 64 KiB, whose PNG header must declare
@@ -444,7 +438,7 @@ def _tight_crop(values: np.ndarray, origin_xy: tuple[int, int]):
 
 
 def parse_bitmap(obj: dict, kind: str = "bitmap",
-                 max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Bitmap | AlphaMask:
+                 max_bitmap_pixels: int = MAX_PIXELS) -> Bitmap | AlphaMask:
     """``bitmap: {origin: [x, y], data}`` -> ``Bitmap`` (kind ``bitmap``) or ``AlphaMask``."""
     payload = _get(obj, "bitmap", dict, "bitmap")
     origin = _point(_get(payload, "origin", list, "bitmap.origin"), "bitmap.origin")
@@ -473,7 +467,7 @@ GEOMETRY_NAMES = tuple(sorted([*_PARSERS, "bitmap", "alpha_mask", "graph"]))
 
 
 def parse_geometry(name: str, obj: dict, *, graph_template: dict | None = None,
-                   max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Geometry:
+                   max_bitmap_pixels: int = MAX_PIXELS) -> Geometry:
     """Decode one object's payload as geometry ``name``.
 
     ``graph_template`` is the class template's ``nodes`` (graph only); ``max_bitmap_pixels``

@@ -52,8 +52,9 @@ from fsspec.core import split_protocol
 
 from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, filesystem, redact
+from ..limits import MAX_PIXELS, MAX_TAR_HEADER_BYTES
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
+from .sly_geometry import parse_geometry
 from .values import canvas_size_hw, is_utf8
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
@@ -169,7 +170,7 @@ def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,
 
 
 def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
-                     max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                     max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One annotation (decoded JSON, or its bytes/text) -> ``Annotation``, labels in file order.
 
     Each object is decoded with its class shape (``geometryType`` only when the shape is
@@ -310,8 +311,6 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
 # --- tar members -------------------------------------------------------------------------------
 
 _BLOCK = 512
-MAX_TAR_HEADER_BYTES = 1 << 20
-"""Largest GNU long-name / long-link or pax extended header body read while scanning a tar."""
 _SPECIAL_KINDS = {b"3": "character device", b"4": "block device", b"6": "fifo"}
 
 
@@ -649,7 +648,7 @@ class SuperviselySource:
         return self.read_bytes(row["ann_path"])
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_annotation`` of this module."""
         return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)
 

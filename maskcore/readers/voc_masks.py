@@ -89,9 +89,9 @@ from ..errors import (
 from ..io.storage import cat_whole, filesystem, redact
 from ..io.zipsafe import SafeZip
 from ..kernel.palette import VOC_CLASSES, voc_color
+from ..limits import MAX_COORD, MAX_PIXELS, MAX_TEXT_BYTES
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
 from .supervisely import IMAGE_EXTENSIONS
 from .values import is_utf8
 
@@ -102,9 +102,6 @@ CLASS_DIR, OBJECT_DIR, IMAGE_DIR = "SegmentationClass", "SegmentationObject", "J
 LIST_DIR = "ImageSets/Segmentation"
 _MARKERS = ("labelmap.txt", "ImageSets", CLASS_DIR, OBJECT_DIR, IMAGE_DIR)
 _FRAME_MAGIC = b"MCVOC1 "
-MAX_TEXT_BYTES = 2**26
-"""Largest ``labelmap.txt`` or list file read (by its listed size; they are read whole, on the
-driver)."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -444,14 +441,14 @@ def unframe(data: bytes) -> tuple[bytes | None, bytes | None, tuple[int, int] | 
     if size is None:
         return cls_png, obj_png, None
     if not (isinstance(size, list) and len(size) == 2
-            and all(type(v) is int and 0 < v <= 2**31 for v in size)):
+            and all(type(v) is int and 0 < v <= MAX_COORD for v in size)):
         raise AnnotationError(f"expected the framing's size_hw as [height, width] in 1..2**31, "
                               f"got {size!r:.60}")
     return cls_png, obj_png, (size[0], size[1])
 
 
 def parse_voc_annotation(data: bytes, labels: LabelMap, fallback: str, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS,
+                         max_bitmap_pixels: int = MAX_PIXELS,
                          names: tuple[str, str] = (CLASS_DIR, OBJECT_DIR)) -> Annotation:
     """Framed masks -> ``Annotation`` of exact bitmaps (see the module doc). Errors are
     ``ItemError`` subclasses located at ``where``."""
@@ -635,7 +632,7 @@ class VocMasksSource:
         return frame(cls, obj, size)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_voc_annotation`` with this archive's labelmap."""
         labels = self.labelmap()
         stem = posixpath.splitext(where.split("/", 1)[-1])[0]
