@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ImageDecodeError, ItemError, LimitError
 from ..limits import MAX_PIXELS
-from .png import PNG_SIGNATURE, iter_png_chunks, png_to_rgb, read_png, read_png_header
+from .png import PNG_SIGNATURE, chunk_crc_ok, iter_png_chunks, png_to_rgb, read_png, read_png_header
 
 try:
     import simplejpeg
@@ -145,7 +144,7 @@ def _png_header(data: bytes, *, with_exif: bool) -> _Header:
     exif = b""
     try:
         for tag, body, crc in iter_png_chunks(data) if with_exif else ():
-            valid = bytes(body[:2]) in (b"II", b"MM") and zlib.crc32(body, zlib.crc32(tag)) == crc
+            valid = bytes(body[:2]) in (b"II", b"MM") and chunk_crc_ok(tag, body, crc)
             if tag == b"eXIf" and valid:
                 exif = bytes(body)
                 break

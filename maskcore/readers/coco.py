@@ -68,7 +68,6 @@ from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from .values import canvas_size_hw, is_utf8
 
-
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
     ("ann_path", pa.string()), ("img_path", pa.string()),

@@ -25,14 +25,14 @@ import binascii
 import io
 import itertools
 import math
-import struct
 import zlib
 from typing import Any
 
 import numpy as np
 from PIL import ImageFile, PngImagePlugin
 
-from ..errors import AnnotationError, LimitError
+from ..codec.png import PNG_SIGNATURE, chunk_crc_ok, iter_png_chunks, png_declared_size_wh
+from ..errors import AnnotationError, ImageDecodeError, LimitError
 from ..limits import MAX_COORD, MAX_PIXELS, MAX_PNG_BYTES
 from ..model.geometry import (
     CUBOID_2D_VERTICES,
@@ -54,7 +54,6 @@ from ..model.geometry import (
 _NUM = (int, float)  # exact types: bool is excluded on purpose
 _NUM_TYPES = frozenset(_NUM)
 _SEQ_TYPES = frozenset((list, tuple))
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _brief(value: Any) -> str:
@@ -260,13 +259,14 @@ def parse_cuboid_2d(obj: dict) -> Cuboid2d:
 
 def png_size_wh(png: bytes) -> tuple[int, int]:
     """Declared (width, height) from a PNG's IHDR chunk, without decoding anything."""
-    if not png.startswith(_PNG_SIGNATURE):
+    if not png.startswith(PNG_SIGNATURE):
         raise AnnotationError(f"bitmap.data: expected a PNG (signature 89 50 4E 47), "
                               f"got bytes {png[:8].hex(' ')!r}")
-    if len(png) < 24 or png[12:16] != b"IHDR":
+    try:
+        return png_declared_size_wh(png)
+    except ImageDecodeError:
         raise AnnotationError("bitmap.data: expected a PNG starting with an IHDR chunk, got a "
-                              "truncated or malformed header")
-    return struct.unpack(">II", png[16:24])
+                              "truncated or malformed header") from None
 
 
 _HEAD_BYTES = 64 * 1024
@@ -297,7 +297,7 @@ def unwrap_bitmap_data(data: str, max_pixels: int = MAX_PIXELS) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise AnnotationError(f"bitmap.data: expected base64 text, "
                               f"got invalid base64 ({exc})") from None
-    if raw.startswith(_PNG_SIGNATURE):  # a bare PNG (never a valid zlib header)
+    if raw.startswith(PNG_SIGNATURE):  # a bare PNG (never a valid zlib header)
         return raw
     inflater = zlib.decompressobj()
     try:
@@ -317,37 +317,32 @@ def unwrap_bitmap_data(data: str, max_pixels: int = MAX_PIXELS) -> bytes:
 
 
 def _check_png_chunks(png: bytes) -> None:
-    """Walk the chunks up to IEND checking lengths and CRCs, as libpng does for the SDK.
+    """Walk the chunks (``codec.png.iter_png_chunks``) from IHDR to IEND checking every CRC,
+    ancillary chunks and IEND included, as libpng does for the SDK.
 
     Pillow can be set, process-wide, to accept truncated files (``LOAD_TRUNCATED_IMAGES``,
     which importing the SDK turns on); then the IDAT zlib stream is also checked here.
     """
-    pos, end, idat = len(_PNG_SIGNATURE), len(png), []
-    while pos + 12 <= end:
-        length, = struct.unpack(">I", png[pos:pos + 4])
-        stop = pos + 8 + length
-        if stop + 4 > end:
-            break
-        kind = png[pos + 4:pos + 8]
-        if zlib.crc32(png[pos + 4:stop]) != struct.unpack(">I", png[stop:stop + 4])[0]:
-            raise AnnotationError(f"bitmap.data: expected a valid PNG, "
-                                  f"got a bad CRC in chunk {kind!r}")
-        if kind == b"IEND":
-            if ImageFile.LOAD_TRUNCATED_IMAGES:
-                _check_idat(png, idat)
-            return
-        if kind == b"IDAT":
-            idat.append((pos + 8, stop))
-        pos = stop + 4
-    raise AnnotationError("bitmap.data: expected a complete PNG ending with IEND, "
-                          "got a truncated one")
+    idat = []
+    try:
+        for tag, body, crc in iter_png_chunks(png, start=len(PNG_SIGNATURE)):
+            if not chunk_crc_ok(tag, body, crc):
+                raise AnnotationError(f"bitmap.data: expected a valid PNG, "
+                                      f"got a bad CRC in chunk {tag!r}")
+            if tag == b"IDAT":
+                idat.append(body)
+    except ImageDecodeError:  # a chunk runs past the end, or no IEND
+        raise AnnotationError("bitmap.data: expected a complete PNG ending with IEND, "
+                              "got a truncated one") from None
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        _check_idat(idat)
 
 
-def _check_idat(png: bytes, spans: list[tuple[int, int]]) -> None:
+def _check_idat(bodies: list) -> None:
     inflater = zlib.decompressobj()
     try:
-        for start, stop in spans:
-            inflater.decompress(png[start:stop])
+        for body in bodies:
+            inflater.decompress(body)
     except zlib.error as exc:
         raise AnnotationError(f"bitmap.data: expected a decodable PNG, got error: {exc}") from None
     if not inflater.eof:
