@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -53,6 +52,7 @@ from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
 from ..paths import check_relpath
+from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
 PARTS_DIR = ".maskcore/parts"
@@ -368,7 +368,7 @@ def discard_chunks(inner) -> None:
         found = []
     inner.delete(sorted(f"{PARTS_DIR}/{p[len(path) + 1:]}" for p in found))
     if isinstance(fs, LocalFileSystem):
-        shutil.rmtree(path, ignore_errors=True)   # the folder, and temporaries of killed writers
+        shutil.rmtree(path, ignore_errors=True)   # the folder itself
 
 
 def _check_chunk(inner, rec: dict, part_size: int | None, archive_format: str) -> None:
@@ -403,7 +403,7 @@ def _publish(inner, relpart: str, rec: dict) -> dict:
     fs, root = _filesystem(inner)
     src, dst = f"{root}/{rec['chunk']}", f"{root}/{check_relpath(relpart)}"
     if isinstance(fs, LocalFileSystem):
-        tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.{uuid.uuid4().hex}.part")
+        tmp = _local_temporary(root)
         try:
             os.link(src, tmp)
         except OSError:
@@ -466,6 +466,13 @@ def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
 # I/O helpers
 
 
+def _local_temporary(root: str) -> str:
+    """A new temporary file path in the destination rooted at ``root`` (``maskcore.io.staging``:
+    the run's end removes what is left there), its folder created."""
+    os.makedirs(f"{root}/{TMP_DIR}", exist_ok=True)
+    return f"{root}/{temporary_relpath()}"
+
+
 def _filesystem(sink) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path) of a folder sink (anything with ``url`` and ``storage_options``)."""
     fs, root = filesystem(sink.url, sink.storage_options)
@@ -475,7 +482,8 @@ def _filesystem(sink) -> tuple[fsspec.AbstractFileSystem, str]:
 class _Staging:
     """A file being written whole-or-nothing under ``relpath`` of a folder sink.
 
-    Local disk: written beside its final name, renamed into place by :meth:`commit`. Other
+    Local disk: written as a temporary of the destination (``maskcore.io.staging``), renamed
+    into place by :meth:`commit`. Other
     filesystems: kept in memory, spilled to a local temporary file past ``SPOOL_BYTES``; the
     commit is one ``write`` of the sink (one PUT) or an ``fs.put_file`` (s3fs aborts a failed
     multipart upload), so nothing appears under the final name unless complete.
@@ -488,9 +496,8 @@ class _Staging:
         self.size, self.sha256 = 0, hashlib.sha256()
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:
-            folder = os.path.dirname(self.path)
-            os.makedirs(folder, exist_ok=True)
-            self.tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{uuid.uuid4().hex}.part")
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.tmp = _local_temporary(root)
             self.file = open(self.tmp, "wb")
         else:
             self.tmp, self.file = None, io.BytesIO()
