@@ -123,7 +123,7 @@ def scan_row(source: Any, meta: ProjectMeta, row: dict) -> dict:
         data = source.item_annotation(row)
         annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=MAX_PIXELS)
         out.update(annotation_facts(annotation))
-        if getattr(source, "annotation_format", "supervisely") == "supervisely":
+        if source.annotation_format == "supervisely":
             out["created_at"], out["updated_at"] = sly_timestamps(json.loads(data))
     except Exception as exc:  # noqa: BLE001 - a bad item is kept and reported by the export, never dropped here
         text = str(exc)

@@ -104,7 +104,7 @@ def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes |
     where = f"{row['dataset']}/{row['item']}"
     limit = spec.layout.max_canvas_pixels
     annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
-    ann_format = getattr(spec.source, "annotation_format", "supervisely")
+    ann_format = spec.source.annotation_format
     if ann_format == "supervisely" and spec.layout.crop == "sdk":
         annotation, dropped = crop_annotation_report(annotation)
         for note in dropped:

@@ -115,9 +115,8 @@ def resolve_archive_format(requested: str | None, layout=None) -> str:
 def default_archive_name(source) -> str:
     """``<project id>_<project name>`` as the reference names its archive; the name alone
     when the project has no id."""
-    name = getattr(source, "project_name", "") or "project"
-    project_id = getattr(source, "project_id", None)
-    return f"{project_id}_{name}" if project_id is not None else name
+    name = source.project_name or "project"
+    return f"{source.project_id}_{name}" if source.project_id is not None else name
 
 
 def check_archive_name(name: str) -> str:

@@ -44,15 +44,14 @@ import posixpath
 import re
 from typing import Any, Iterable
 
-import fsspec
 import pyarrow as pa
-from fsspec.core import split_protocol
 
-from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, filesystem, redact
+from ..errors import AnnotationError, ConfigError, ItemError, ProjectError, UnknownClassError
+from ..io.storage import cat_whole, redact
 from ..io.tarindex import read_member, tar_members
 from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from .base import SourceBase
 from .sly_geometry import parse_geometry
 from .values import canvas_size_hw, is_utf8
 
@@ -311,7 +310,7 @@ def _join(root: str, rel: str) -> str:
     return f"{root.rstrip('/')}/{rel}" if root else rel
 
 
-class SuperviselySource:
+class SuperviselySource(SourceBase):
     """A Supervisely project on an fsspec filesystem, as a folder or a tar of one.
 
     Picklable: holds the URL, storage options and resolved root, never an open handle; the
@@ -321,21 +320,16 @@ class SuperviselySource:
     (thread-safe, no extraction).
     """
 
-    name = "supervisely"
+    annotation_format = "supervisely"
+    _local_transient = ("_members",)  # a remote tar's index travels (rescanning costs requests)
 
     def __init__(self, url: str, root: str = "", *, is_tar: bool = False,
                  storage_options: dict | None = None, project_name: str = "",
                  project_id: int | None = None) -> None:
-        self.url, self.root, self.is_tar = url, root, is_tar
-        self.storage_options = dict(storage_options or {})
+        super().__init__(url, storage_options)
+        self.root, self.is_tar = root, is_tar
         self.project_name, self.project_id = project_name, project_id
-        self._fs: tuple[fsspec.AbstractFileSystem, str] | None = None
         self._members: dict[str, tuple[int, int]] | None = None
-
-    def __getstate__(self) -> dict:
-        # A remote tar's index travels (rescanning costs requests); a local one is rescanned.
-        local = split_protocol(self.url)[0] in (None, "file", "local")
-        return {**self.__dict__, "_fs": None, **({"_members": None} if local else {})}
 
     def __repr__(self) -> str:
         return f"SuperviselySource({self._where()!r}, root={self.root!r}, is_tar={self.is_tar})"
@@ -354,18 +348,13 @@ class SuperviselySource:
         url = os.fspath(path_or_url)
         is_tar = url.startswith("tar::") or url.lower().endswith(".tar")
         src = cls(url.removeprefix("tar::"), is_tar=is_tar, storage_options=storage_options)
-        try:
+        with src._store_errors(f"project {url!r}", "a readable folder or .tar"):
             fs, path = src.filesystem()
             if "://" not in src.url and "::" not in src.url:
                 src.url = path  # a local path, made absolute: workers may run in another folder
             found = fs.isfile(path) if is_tar else fs.isdir(path)
             if found:
                 src.root = src._find_root()
-        except (MaskcoreError, ImportError):
-            raise
-        except Exception as exc:  # the store's own error (botocore, OSError): its words, no secrets
-            raise ProjectError(redact(f"project {url!r}: expected a readable folder or .tar, got "
-                                      f"{type(exc).__name__}: {exc}", storage_options)) from None
         if not found:
             raise ProjectError(f"project: expected a folder or a .tar, got "
                                f"{redact(url, storage_options)!r} (not found)")
@@ -379,12 +368,6 @@ class SuperviselySource:
 
     open_source = from_path  # the reader protocol's one required entry point
 
-    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        """(filesystem, path of the project folder or of the tar file), opened on first use."""
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
     def _tar_index(self) -> dict[str, tuple[int, int]]:
         if self._members is None:
             try:
@@ -392,10 +375,6 @@ class SuperviselySource:
             except ProjectError as exc:
                 raise ProjectError(f"project {self._where()!r}: {exc}") from None
         return self._members
-
-    def _where(self) -> str:
-        """The URL for messages, without credentials."""
-        return redact(self.url, self.storage_options)
 
     def _folder(self) -> str:
         """Path of the project root folder on the filesystem (folder sources)."""
@@ -436,14 +415,13 @@ class SuperviselySource:
 
     def read_meta(self) -> ProjectMeta:
         """Parse ``meta.json``; ``ProjectError`` when it is missing or invalid."""
-        try:
-            data = self.read_bytes("meta.json")
-        except FileNotFoundError:
-            raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self._where()!r}, "
-                               f"got no such file") from None
-        except OSError as exc:  # a folder named meta.json, no permission, a store error
-            raise ProjectError(redact(f"meta.json of {self._where()!r}: expected a readable file, "
-                                      f"got {type(exc).__name__}: {exc}", self.storage_options)) from None
+        # OSError: a folder named meta.json, no permission, a store error
+        with self._store_errors(f"meta.json of {self._where()!r}", "a readable file", OSError):
+            try:
+                data = self.read_bytes("meta.json")
+            except FileNotFoundError:
+                raise ProjectError(f"meta.json: expected at the root {self.root!r} of "
+                                   f"{self._where()!r}, got no such file") from None
         return parse_meta(data)
 
     def list_items(self) -> pa.Table:
@@ -451,13 +429,8 @@ class SuperviselySource:
 
         One recursive listing (``fs.find``) for a folder; the member index for a tar.
         ``ProjectError`` when the store cannot list the project."""
-        try:
+        with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
             return self._list_items()
-        except MaskcoreError:
-            raise
-        except OSError as exc:
-            raise ProjectError(redact(f"project {self._where()!r}: expected a listable project, got "
-                                      f"{type(exc).__name__}: {exc}", self.storage_options)) from None
 
     def _list_items(self) -> pa.Table:
         if self.is_tar:
@@ -471,8 +444,6 @@ class SuperviselySource:
         found = fs.find(root, detail=True)
         return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
                                    if info.get("type", "file") == "file")
-
-    annotation_format = "supervisely"
 
     def item_annotation(self, row: dict) -> bytes:
         """The bytes of the item's ``ann/<item>.json``."""

@@ -70,10 +70,8 @@ import os
 import posixpath
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import pyarrow as pa
-from fsspec.core import split_protocol
 
 from ..codec.image import image_size_hw
 from ..codec.png import read_png, read_png_header
@@ -82,16 +80,16 @@ from ..errors import (
     ImageDecodeError,
     ItemError,
     LimitError,
-    MaskcoreError,
     ProjectError,
     UnknownClassError,
 )
-from ..io.storage import cat_whole, filesystem, redact
+from ..io.storage import cat_whole
 from ..io.zipsafe import SafeZip
 from ..kernel.palette import VOC_CLASSES, voc_color
 from ..limits import MAX_COORD, MAX_PIXELS, MAX_TEXT_BYTES
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap
+from .base import SourceBase
 from .supervisely import IMAGE_EXTENSIONS
 from .values import is_utf8
 
@@ -477,26 +475,20 @@ def parse_voc_annotation(data: bytes, labels: LabelMap, fallback: str, where: st
 
 # --- the source --------------------------------------------------------------------------------------
 
-class VocMasksSource:
+class VocMasksSource(SourceBase):
     """A Segmentation mask 1.1 folder or ``.zip`` on any fsspec filesystem (picklable, lazy)."""
 
-    name = "cvat-masks"
     annotation_format = "cvat-masks"
+    _transient = ("_files",)
+    _local_transient = ("_zip",)  # a remote zip's checked index travels (rereading costs requests)
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
-        self.url = url
-        self.storage_options = dict(storage_options or {})
+        super().__init__(url, storage_options)
         self.is_zip = url.lower().endswith(".zip")
         self.root = ""
-        self._fs: tuple[fsspec.AbstractFileSystem, str] | None = None
         self._zip: SafeZip | None = None
         self._labels: LabelMap | None = None
         self._files: dict[str, int] | None = None
-
-    def __getstate__(self) -> dict:
-        local = split_protocol(self.url)[0] in (None, "file", "local")
-        return {**self.__dict__, "_fs": None, "_files": None,
-                **({"_zip": None} if local else {})}
 
     def __repr__(self) -> str:
         return f"VocMasksSource({self._where()!r}, root={self.root!r})"
@@ -506,7 +498,7 @@ class VocMasksSource:
         """Open the folder or zip, check it (a hostile zip is refused here), find the root."""
         url = os.fspath(url_or_path)
         src = cls(url, storage_options)
-        try:
+        with src._store_errors(f"project {url!r}", "a readable folder or .zip"):
             fs, path = src.filesystem()
             if "://" not in url and "::" not in url:
                 src.url = path
@@ -515,20 +507,7 @@ class VocMasksSource:
                 raise ProjectError(f"project: expected a Segmentation mask folder or .zip, got "
                                    f"{src._where()!r} (not found)")
             src.root = src._find_root()
-        except (MaskcoreError, ImportError):
-            raise
-        except Exception as exc:  # the store's own error: its words, no secrets
-            raise ProjectError(redact(f"project {url!r}: expected a readable folder or .zip, got "
-                                      f"{type(exc).__name__}: {exc}", storage_options)) from None
         return src
-
-    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
-    def _where(self) -> str:
-        return redact(self.url, self.storage_options)
 
     def _archive(self) -> SafeZip:
         if self._zip is None:
