@@ -164,11 +164,15 @@ def refuse_overwriting_source(destination, name: str, source_url: str,
 
 
 class ArchiveSink:
-    """Picklable archive sink for the task spec: what a partition task packs into.
+    """The task side of the sink seam (``maskcore.io.sinks.base.TaskSink``) for archive runs:
+    what a partition task packs into, registered as the packer ``archive``; picklable.
 
     It holds no state of its own; :meth:`open_partition` gives one partition its own
     :class:`PartitionPacker` (a worker may run several partitions, in threads too, on one copy).
     """
+
+    packs = True
+    """Every partition packs all its files into its chunks: items are always rendered."""
 
     def __init__(self, inner, part_size: int | None = None, archive_format: str = "tar") -> None:
         if part_size is not None and (not isinstance(part_size, int) or part_size < MIN_PART_SIZE):
@@ -176,6 +180,11 @@ class ArchiveSink:
         self.inner = inner
         self.part_size = part_size
         self.archive_format = resolve_archive_format(archive_format)
+
+    @property
+    def destination(self):
+        """The folder sink the chunks (and the tasks' partial results) are written to."""
+        return self.inner
 
     def open_partition(self, partition: int | str, first_item: tuple[str, str] = ("", "")) -> PartitionPacker:
         """A packer for one partition; ``partition`` names its chunks (an index or a key) and
@@ -185,7 +194,7 @@ class ArchiveSink:
 
     def write(self, relpath: str, data: bytes) -> None:
         raise TypeError("ArchiveSink packs per partition: write through open_partition(...), "
-                        "or run tasks with maskcore.exec.task.run_archive_partition")
+                        "or run tasks with maskcore.exec.task.run_partition")
 
 
 TarPartSink = ArchiveSink   # its name before zip archives existed
@@ -193,7 +202,9 @@ TarPartSink = ArchiveSink   # its name before zip archives existed
 
 class PartitionPacker:
     """Packs the files of one partition, in the order written, into chunks of at most
-    ``part_size`` bytes; each chunk is written (atomically) as soon as it is full."""
+    ``part_size`` bytes; each chunk is written (atomically) as soon as it is full. A
+    ``PartitionWriter`` of the sink seam: ``write``, then ``finish`` (its chunk records) or
+    ``abort``."""
 
     def __init__(self, inner, part_size: int | None, stem: str, first_item: tuple = ("", ""),
                  archive_format: str = "tar") -> None:

@@ -23,6 +23,7 @@ from ...errors import LateWriteError
 from ...paths import check_relpath
 from ..staging import TMP_DIR, temporary_relpath
 from ..storage import cat_whole, filesystem, redact
+from .base import TaskSinkBase
 
 _GLOB_CHARS = re.compile(r"[*?[]")  # what fsspec's rm/expand_path would take as a pattern
 
@@ -39,8 +40,10 @@ def _write_new_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-class FsspecDirSink:
-    """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable."""
+class FsspecDirSink(TaskSinkBase):
+    """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable. Both
+    halves of the seam (``maskcore.io.sinks.base``): a task writes through it in place, and the
+    driver reads, lists and deletes through it."""
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.url = url
