@@ -16,7 +16,6 @@ from ..errors import AnnotationError, ConfigError, MissingImageError
 from ..limits import MAX_PIXELS
 from ..model.item import ItemData
 
-
 CROP_MODES = ("sdk", "none")
 """Option ``crop``: ``sdk`` (default) crops every Supervisely label to the image when the item is
 loaded, exactly as the Supervisely SDK does (``maskcore.model.crop``), so that the masks are the
