@@ -37,6 +37,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 from ..exec.run import ExportConfig
+from ..io.storage import resolve_location as _resolve
 from ..layouts.save_masks import parse_options
 
 SUPPORTED_ACTIONS = ("data", "save_masks")
@@ -211,9 +212,3 @@ def _data_source(index: int, srcs: list[str], job_dir: str) -> tuple[str, tuple[
         else:
             datasets.add(tail)
     return project, None if every else tuple(sorted(datasets))
-
-
-def _resolve(path: str, base: str) -> str:
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.normpath(os.path.join(base, path))

@@ -26,16 +26,11 @@ import yaml
 
 from ..errors import ConfigError
 from ..exec.run import ExportConfig
+from ..io.storage import resolve_location as _resolve
 
 KEYS = {"source", "destination", "layout", "masks", "options", "cluster", "cluster_file", "workers",
         "storage_options", "items_per_partition", "reader", "name", "description", "full",
         "progress_interval", "archive", "images", "filters"}
-
-
-def _resolve(path: str, base: str) -> str:
-    if "://" in path or os.path.isabs(path):
-        return path
-    return os.path.normpath(os.path.join(base, path))
 
 
 def load_job(path: str, *, destination: str | None = None) -> ExportConfig:

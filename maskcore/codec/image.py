@@ -25,20 +25,19 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ImageDecodeError, ItemError, LimitError
-from .png import PNG_SIGNATURE, iter_png_chunks, png_to_rgb, read_png, read_png_header
+from ..limits import MAX_PIXELS
+from .png import PNG_SIGNATURE, chunk_crc_ok, iter_png_chunks, png_to_rgb, read_png, read_png_header
 
 try:
     import simplejpeg
 except ImportError:  # optional accelerator: Pillow decodes the same pixels, ~1.5x slower
     simplejpeg = None
 
-DEFAULT_MAX_PIXELS = 2**28
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _PILLOW_FORMATS = {"BMP": "BMP", "WEBP": "WebP", "TIFF": "TIFF"}
@@ -68,7 +67,7 @@ def image_size_hw(data: bytes, *, name: str = "") -> tuple[int, int]:
         raise exc.located(name) if name else exc
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "") -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "") -> np.ndarray:
     """Decode JPEG/PNG (or BMP/WebP/TIFF) bytes to RGB uint8 (H, W, 3), oriented by EXIF.
 
     Raises LimitError when the declared width*height exceeds ``max_pixels`` (before decoding),
@@ -145,7 +144,7 @@ def _png_header(data: bytes, *, with_exif: bool) -> _Header:
     exif = b""
     try:
         for tag, body, crc in iter_png_chunks(data) if with_exif else ():
-            valid = bytes(body[:2]) in (b"II", b"MM") and zlib.crc32(body, zlib.crc32(tag)) == crc
+            valid = bytes(body[:2]) in (b"II", b"MM") and chunk_crc_ok(tag, body, crc)
             if tag == b"eXIf" and valid:
                 exif = bytes(body)
                 break

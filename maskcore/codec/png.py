@@ -152,7 +152,7 @@ def encode_png(
         _filter_up(rows, out=filtered)
         stream = backend.compress(memoryview(filtered).cast("B"), channels)
         del filtered  # a large buffer (not kept for reuse) is freed before the file is assembled
-    return _png_stream(stream, pixels.shape[:2], channels, color_type, backend, palette)
+    return png_file(stream, pixels.shape[:2], color_type, palette=palette, crc32=backend.crc32)
 
 
 def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[int, int], *,
@@ -194,7 +194,7 @@ def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[in
             else:
                 first, end = (top, min(top + wh + 1, height)) if window.size else (0, 0)
                 stream = backend.compress_band(filtered, first, end)
-            return _png_stream(stream, (height, width), 1, 0, backend)
+            return png_file(stream, (height, width), 0, crc32=backend.crc32)
         finally:
             if window.size:
                 filtered[top:top + wh + 1, 1 + left:1 + left + ww].fill(0)
@@ -238,18 +238,20 @@ class _scanlines:
             setattr(_scratch, self.slot, self.owned)
 
 
-def _png_stream(stream: bytes, size_hw, channels: int, color_type: int, backend: _Deflate,
-                palette: np.ndarray | None = None) -> bytes:
-    """The PNG file around the zlib ``stream`` of its scanlines."""
+def png_file(stream: bytes, size_hw, color_type: int, *, bit_depth: int = 8,
+             palette: np.ndarray | None = None, crc32: Callable[..., int] = zlib.crc32) -> bytes:
+    """The PNG file around ``stream``, the zlib stream of its filtered scanlines: signature, IHDR
+    (non-interlaced), PLTE when ``palette`` is given, IDAT chunks, IEND. ``crc32`` is any
+    implementation (the value is the same)."""
     height, width = size_hw
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    parts = [PNG_SIGNATURE, *_chunk(b"IHDR", ihdr, backend.crc32)]
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    parts = [PNG_SIGNATURE, *_chunk(b"IHDR", ihdr, crc32)]
     if palette is not None:
-        parts += _chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes(), backend.crc32)
+        parts += _chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes(), crc32)
     view = memoryview(stream)
     for start in range(0, max(len(view), 1), _MAX_CHUNK):
-        parts += _chunk(b"IDAT", view[start:start + _MAX_CHUNK], backend.crc32)
-    parts += _chunk(b"IEND", b"", backend.crc32)
+        parts += _chunk(b"IDAT", view[start:start + _MAX_CHUNK], crc32)
+    parts += _chunk(b"IEND", b"", crc32)
     return b"".join(parts)
 
 
@@ -290,7 +292,7 @@ def encode_png_lut(index: np.ndarray, lut: np.ndarray, *, deflate: str | None = 
     backend = _backend(deflate)
     stream = backend.compress(memoryview(flat), channels)
     del rows, flat  # freed before the file is assembled (one more stream-sized copy)
-    return _png_stream(stream, index.shape, channels, _COLOR_TYPE_BY_CHANNELS[channels], backend)
+    return png_file(stream, index.shape, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
 
 
 def _backend(name: str | None) -> _Deflate:
@@ -378,6 +380,23 @@ class PngFile:
     exif: bytes
 
 
+def png_declared_size_wh(data: bytes) -> tuple[int, int]:
+    """(width, height) as the IHDR declares them, read from the first 24 bytes with nothing else
+    checked: a bound to test before anything is inflated or decoded (``read_png_header`` checks
+    the whole IHDR). ``ImageDecodeError`` when the data does not start with a signature and an
+    IHDR chunk."""
+    if data[:8] != PNG_SIGNATURE:
+        raise ImageDecodeError("not a PNG file: bad signature")
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageDecodeError("bad PNG: expected an IHDR chunk first, got a truncated or malformed header")
+    return struct.unpack_from(">II", data, 16)
+
+
+def chunk_crc_ok(tag: bytes, body, crc: int, crc32: Callable[..., int] = zlib.crc32) -> bool:
+    """Whether ``crc`` (as stored after the chunk) is the CRC of ``tag`` and ``body``."""
+    return crc32(body, crc32(tag)) & 0xFFFFFFFF == crc
+
+
 def read_png_header(data: bytes) -> PngHeader:
     """Parse and check the signature and IHDR (the first 33 bytes); no pixel data is read."""
     if data[:8] != PNG_SIGNATURE:
@@ -405,7 +424,9 @@ def read_png_header(data: bytes) -> PngHeader:
 
 
 def iter_png_chunks(data: bytes, start: int = 33):
-    """Yield (tag, body memoryview, stored CRC) for each chunk after IHDR, up to IEND included.
+    """Yield (tag, body memoryview, stored CRC) for each chunk from byte ``start`` (33: after
+    IHDR; 8: IHDR included) up to IEND included; CRCs are the caller's to check
+    (``chunk_crc_ok``), after its own policy. The one chunk walker of the package.
 
     Raises ImageDecodeError when a chunk runs past the end of ``data`` or IEND never comes.
     """
@@ -436,7 +457,7 @@ def read_png(data: bytes, crc32: Callable[..., int] | None = None) -> PngFile:
     palette, exif, idat = b"", b"", []
     for tag, body, crc in iter_png_chunks(data):
         critical = not tag[0] & 0x20
-        crc_ok = crc32(body, crc32(tag)) & 0xFFFFFFFF == crc
+        crc_ok = chunk_crc_ok(tag, body, crc, crc32)
         if tag == b"IEND":  # libpng only warns about a bad IEND CRC
             break
         if critical and not crc_ok:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -47,25 +46,19 @@ import numpy as np
 
 from ..model import geometry as g
 from ..model.annotation import Annotation, Label, ProjectMeta
+from .png import png_file
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SHAPE_NAMES = {"box": "rectangle"}   # maskcore-only geometry names -> Supervisely shapes
 
 
 # --- PNG of a mask -----------------------------------------------------------------------------
-
-def _chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
 
 def _grey_png(rows: np.ndarray, width: int, bit_depth: int) -> bytes:
     """A grey PNG from packed scanlines ``rows`` (H, bytes per row), filter None."""
     height = rows.shape[0]
     raw = np.zeros((height, rows.shape[1] + 1), dtype=np.uint8)
     raw[:, 1:] = rows
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
-    return b"".join([_PNG_SIGNATURE, _chunk(b"IHDR", ihdr),
-                     _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)), _chunk(b"IEND", b"")])
+    return png_file(zlib.compress(raw.tobytes(), 6), (height, width), 0, bit_depth=bit_depth)
 
 
 def mask_png(mask: np.ndarray) -> bytes:

@@ -513,7 +513,7 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     run_token = uuid.uuid4().hex[:12]
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
-    task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    task = run_partition  # the task sink decides how a partition writes (open_partition: in place, or packed)
     # a partition an unfinished run finished is checked against its inputs (resume_partition)
     pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
                                           pure=False, retries=2) if done is None else

@@ -109,7 +109,7 @@ def annotation_facts(annotation: Annotation) -> dict:
 
 def scan_row(source: Any, meta: ProjectMeta, row: dict) -> dict:
     """The scan row of one plan row; never raises for a bad item (``scan_error`` says why)."""
-    from ..readers.sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+    from ..limits import MAX_PIXELS
 
     where = f"{row['dataset']}/{row['item']}"
     out = {"dataset": row["dataset"], "item": row["item"], "n_objects": None, "classes": None,
@@ -121,9 +121,9 @@ def scan_row(source: Any, meta: ProjectMeta, row: dict) -> dict:
         if row.get("ann_inline") is None and not row.get("ann_path"):
             raise ValueError("the image has no annotation file")
         data = source.item_annotation(row)
-        annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=DEFAULT_MAX_BITMAP_PIXELS)
+        annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=MAX_PIXELS)
         out.update(annotation_facts(annotation))
-        if getattr(source, "annotation_format", "supervisely") == "supervisely":
+        if source.annotation_format == "supervisely":
             out["created_at"], out["updated_at"] = sly_timestamps(json.loads(data))
     except Exception as exc:  # noqa: BLE001 - a bad item is kept and reported by the export, never dropped here
         text = str(exc)

@@ -19,15 +19,13 @@ import pyarrow as pa
 
 from ..codec.parquet import parquet_bytes
 from ..errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
-from ..io.archive import CHUNKS_KEY, ArchiveSink
+from ..io.archive import CHUNKS_KEY
+from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
 from .memory import keep_freed_heap
 
-MAX_ANNOTATION_BYTES = 2**28
-"""Largest annotation (Supervisely ``ann/<item>.json``, a COCO/CVAT item's inline part) read per item:
-256 MiB; a larger one fails its item (LimitError) before it is read."""
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
 LIST_PREFIX = "@list/"
@@ -56,7 +54,7 @@ RESULT_SCHEMA = pa.schema([
 @dataclass(frozen=True)
 class TaskSpec:
     source: Any            # a reader source (picklable, opens lazily)
-    sink: Any              # a sink (picklable, opens lazily)
+    sink: Any              # a task sink (maskcore.io.sinks.base: picklable, opens lazily)
     layout: Any            # a layout object (frozen, picklable)
     meta: ProjectMeta
     debug: bool = False
@@ -107,7 +105,7 @@ def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes |
     where = f"{row['dataset']}/{row['item']}"
     limit = spec.layout.max_canvas_pixels
     annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
-    ann_format = getattr(spec.source, "annotation_format", "supervisely")
+    ann_format = spec.source.annotation_format
     if ann_format == "supervisely" and spec.layout.crop == "sdk":
         annotation, dropped = crop_annotation_report(annotation)
         for note in dropped:
@@ -270,13 +268,45 @@ def _partial_bytes(spec: TaskSpec, table: pa.Table) -> bytes:
                                                         RUN_ID_KEY: spec.run_id.encode()}))
 
 
+def _partition_name(part: pa.Table, key: str | None) -> int | str:
+    """What names the partition's packed chunks: its resume key, else its index."""
+    if key:
+        return key
+    return int(part.column("partition")[0].as_py()) if "partition" in part.column_names and part.num_rows else 0
+
+
 def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
-    """Export every item of ``part`` and record the result in ``partials/<key>.parquet`` (when
-    ``spec.partials_dir`` and ``key``); see :func:`render_partition`."""
-    table = render_partition(spec, part, key)
+    """The Dask task of a run: export every item of ``part`` (:func:`render_partition`) through
+    the partition's writer (``spec.sink.open_partition``: the sink itself for a folder, a
+    packer for an archive) and record the result in ``partials/<key>.parquet`` of the sink's
+    ``destination`` (when ``spec.partials_dir`` and ``key``).
+
+    A sink that ``packs`` gets every item rendered (an archive holds every file, so none is
+    skipped as unchanged) and no start marker (its chunks are rewritten whole); the records of
+    its chunks travel in the result's schema metadata (read them with
+    :func:`maskcore.io.archive.chunk_records`), and so also in the partial result.
+    """
+    sink = spec.sink
+    if sink.packs:
+        part = part.drop_columns([c for c in ("prev_ann_sha256", "prev_img_sha256") if c in part.column_names])
+    first = (part.column("dataset")[0].as_py(), part.column("item")[0].as_py()) if part.num_rows else ("", "")
+    writer = sink.open_partition(_partition_name(part, key), first)
+    started = None if sink.packs else spec.started_dir
+    try:
+        table = render_partition(replace(spec, sink=writer, partials_dir=None, started_dir=started), part, key)
+        records = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    if records is not None:
+        table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
     if spec.partials_dir and key:
-        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+        sink.destination.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
     return table
+
+
+run_archive_partition = run_partition
+"""The former archive task, now the one partition task (kept for callers of the old name)."""
 
 
 def resume_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -> pa.Table:
@@ -284,7 +314,7 @@ def resume_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -
     inputs as they are now: an item whose annotation and image still hash as ``done`` recorded
     keeps its recorded row (its files are not written again); any other item (edited since,
     failed then) is rendered again. Records the merged result as the partition's partial."""
-    if isinstance(spec.sink, ArchiveSink):
+    if spec.sink.packs:
         return _resume_archive_partition(spec, part, key, done)
     recorded = {(r["dataset"], r["item"]): r for r in done.to_pylist()}
     prev = [recorded.get((d, i)) for d, i in zip(part.column("dataset").to_pylist(),
@@ -310,13 +340,13 @@ def _resume_archive_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa
     for row in part.to_pylist():
         was = recorded.get((row["dataset"], row["item"]))
         if was is None or was[0] == "failed":
-            return run_archive_partition(spec, part, key)
+            return run_partition(spec, part, key)
         try:
             ann, img = _read_inputs(spec, row)
         except Exception:  # noqa: BLE001 - the render reports it
-            return run_archive_partition(spec, part, key)
+            return run_partition(spec, part, key)
         if (was[1], was[2]) != (_sha(ann), _sha(img)):
-            return run_archive_partition(spec, part, key)
+            return run_partition(spec, part, key)
     return done
 
 
@@ -379,25 +409,3 @@ def _describe(exc: Exception, row: dict, debug: bool) -> str:
     if debug:
         msg += "\n" + "".join(traceback.format_exception(exc))
     return msg
-
-
-def run_archive_partition(spec, part: pa.Table, key: str | None = None) -> pa.Table:
-    """The Dask task of an archive run: :func:`run_partition` into a
-    :class:`PartitionPacker`; the chunk records travel in the result's schema metadata
-    (read them with :func:`chunk_records`), and so also in the resume file."""
-    sink: ArchiveSink = spec.sink
-    # an archive holds every file: items are always rendered, never skipped as unchanged
-    part = part.drop_columns([c for c in ("prev_ann_sha256", "prev_img_sha256") if c in part.column_names])
-    first = (part.column("dataset")[0].as_py(), part.column("item")[0].as_py()) if part.num_rows else ("", "")
-    name = key if key else int(part.column("partition")[0].as_py())
-    packer = sink.open_partition(name, first)
-    try:
-        table = run_partition(replace(spec, sink=packer, partials_dir=None, started_dir=None), part)
-        records = packer.finish()
-    except BaseException:
-        packer.abort()
-        raise
-    table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
-    if spec.partials_dir and key:
-        sink.inner.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
-    return table

@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -53,6 +52,7 @@ from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
 from ..paths import check_relpath
+from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
 PARTS_DIR = ".maskcore/parts"
@@ -115,9 +115,8 @@ def resolve_archive_format(requested: str | None, layout=None) -> str:
 def default_archive_name(source) -> str:
     """``<project id>_<project name>`` as the reference names its archive; the name alone
     when the project has no id."""
-    name = getattr(source, "project_name", "") or "project"
-    project_id = getattr(source, "project_id", None)
-    return f"{project_id}_{name}" if project_id is not None else name
+    name = source.project_name or "project"
+    return f"{source.project_id}_{name}" if source.project_id is not None else name
 
 
 def check_archive_name(name: str) -> str:
@@ -165,11 +164,15 @@ def refuse_overwriting_source(destination, name: str, source_url: str,
 
 
 class ArchiveSink:
-    """Picklable archive sink for the task spec: what a partition task packs into.
+    """The task side of the sink seam (``maskcore.io.sinks.base.TaskSink``) for archive runs:
+    what a partition task packs into, registered as the packer ``archive``; picklable.
 
     It holds no state of its own; :meth:`open_partition` gives one partition its own
     :class:`PartitionPacker` (a worker may run several partitions, in threads too, on one copy).
     """
+
+    packs = True
+    """Every partition packs all its files into its chunks: items are always rendered."""
 
     def __init__(self, inner, part_size: int | None = None, archive_format: str = "tar") -> None:
         if part_size is not None and (not isinstance(part_size, int) or part_size < MIN_PART_SIZE):
@@ -177,6 +180,11 @@ class ArchiveSink:
         self.inner = inner
         self.part_size = part_size
         self.archive_format = resolve_archive_format(archive_format)
+
+    @property
+    def destination(self):
+        """The folder sink the chunks (and the tasks' partial results) are written to."""
+        return self.inner
 
     def open_partition(self, partition: int | str, first_item: tuple[str, str] = ("", "")) -> PartitionPacker:
         """A packer for one partition; ``partition`` names its chunks (an index or a key) and
@@ -186,7 +194,7 @@ class ArchiveSink:
 
     def write(self, relpath: str, data: bytes) -> None:
         raise TypeError("ArchiveSink packs per partition: write through open_partition(...), "
-                        "or run tasks with maskcore.exec.task.run_archive_partition")
+                        "or run tasks with maskcore.exec.task.run_partition")
 
 
 TarPartSink = ArchiveSink   # its name before zip archives existed
@@ -194,7 +202,9 @@ TarPartSink = ArchiveSink   # its name before zip archives existed
 
 class PartitionPacker:
     """Packs the files of one partition, in the order written, into chunks of at most
-    ``part_size`` bytes; each chunk is written (atomically) as soon as it is full."""
+    ``part_size`` bytes; each chunk is written (atomically) as soon as it is full. A
+    ``PartitionWriter`` of the sink seam: ``write``, then ``finish`` (its chunk records) or
+    ``abort``."""
 
     def __init__(self, inner, part_size: int | None, stem: str, first_item: tuple = ("", ""),
                  archive_format: str = "tar") -> None:
@@ -368,7 +378,7 @@ def discard_chunks(inner) -> None:
         found = []
     inner.delete(sorted(f"{PARTS_DIR}/{p[len(path) + 1:]}" for p in found))
     if isinstance(fs, LocalFileSystem):
-        shutil.rmtree(path, ignore_errors=True)   # the folder, and temporaries of killed writers
+        shutil.rmtree(path, ignore_errors=True)   # the folder itself
 
 
 def _check_chunk(inner, rec: dict, part_size: int | None, archive_format: str) -> None:
@@ -403,7 +413,7 @@ def _publish(inner, relpart: str, rec: dict) -> dict:
     fs, root = _filesystem(inner)
     src, dst = f"{root}/{rec['chunk']}", f"{root}/{check_relpath(relpart)}"
     if isinstance(fs, LocalFileSystem):
-        tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.{uuid.uuid4().hex}.part")
+        tmp = _local_temporary(root)
         try:
             os.link(src, tmp)
         except OSError:
@@ -466,6 +476,13 @@ def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
 # I/O helpers
 
 
+def _local_temporary(root: str) -> str:
+    """A new temporary file path in the destination rooted at ``root`` (``maskcore.io.staging``:
+    the run's end removes what is left there), its folder created."""
+    os.makedirs(f"{root}/{TMP_DIR}", exist_ok=True)
+    return f"{root}/{temporary_relpath()}"
+
+
 def _filesystem(sink) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path) of a folder sink (anything with ``url`` and ``storage_options``)."""
     fs, root = filesystem(sink.url, sink.storage_options)
@@ -475,7 +492,8 @@ def _filesystem(sink) -> tuple[fsspec.AbstractFileSystem, str]:
 class _Staging:
     """A file being written whole-or-nothing under ``relpath`` of a folder sink.
 
-    Local disk: written beside its final name, renamed into place by :meth:`commit`. Other
+    Local disk: written as a temporary of the destination (``maskcore.io.staging``), renamed
+    into place by :meth:`commit`. Other
     filesystems: kept in memory, spilled to a local temporary file past ``SPOOL_BYTES``; the
     commit is one ``write`` of the sink (one PUT) or an ``fs.put_file`` (s3fs aborts a failed
     multipart upload), so nothing appears under the final name unless complete.
@@ -488,9 +506,8 @@ class _Staging:
         self.size, self.sha256 = 0, hashlib.sha256()
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:
-            folder = os.path.dirname(self.path)
-            os.makedirs(folder, exist_ok=True)
-            self.tmp = os.path.join(folder, f".{os.path.basename(self.path)}.{uuid.uuid4().hex}.part")
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.tmp = _local_temporary(root)
             self.file = open(self.tmp, "wb")
         else:
             self.tmp, self.file = None, io.BytesIO()

@@ -144,6 +144,15 @@ def cat_whole(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
 
 # --- where a location is -----------------------------------------------------------------------
 
+def resolve_location(location: str, base: str) -> str:
+    """A location written in a job file: a URL (``s3://...``) or an absolute path as it is, a
+    relative local path joined to ``base`` (the job file's folder) and normalised, so that a job
+    runs the same from any working directory."""
+    if "://" in location or os.path.isabs(location):
+        return location
+    return os.path.normpath(os.path.join(base, location))
+
+
 def _location(url: str) -> tuple[frozenset, list[str]]:
     """(protocols of the filesystem, candidate absolute paths) of the innermost target."""
     target = os.fspath(url).split("::")[-1]

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import fsspec
 
 from ..errors import ItemSourceError, ProjectError, UnsafePathError
+from ..limits import MAX_ZIP_MEMBER_BYTES, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_SIG = b"PK\x03\x04"
@@ -104,8 +105,9 @@ def normalise_member_name(raw: str) -> tuple[str, bool]:
 class SafeZip:
     """A zip on an fsspec filesystem, checked on open, read member by member (see module doc)."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, *, max_member_bytes: int = 2**31,
-                 max_total_bytes: int = 2**36, max_ratio: float = 1000) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, *,
+                 max_member_bytes: int = MAX_ZIP_MEMBER_BYTES, max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
+                 max_ratio: float = MAX_ZIP_RATIO) -> None:
         self.fs, self.path = fs, path
         self.max_member_bytes, self.max_total_bytes = max_member_bytes, max_total_bytes
         self.max_ratio = max_ratio

@@ -43,7 +43,7 @@ Conventions:
   (but ``frPyObjects`` itself reads an object whose *first* ring has exactly 4 numbers as boxes
   and then raises TypeError, and refuses a first ring of 2 numbers; we draw the rings).  Zero-
   area rings paint what rleFrPoly paints (usually nothing, sometimes rounding slivers).
-- Range: coordinates must be finite with magnitude below ``COORD_LIMIT`` (2**40), else
+- Range: coordinates must be finite with magnitude below ``COCO_RULE_MAX_COORD`` (2**40), else
   ValueError.  pycocotools computes in C ``int``: beyond about 2.1e8 (|5x| differences past
   2**31) or 4.29e8 (the cast itself) it overflows (undefined; x86 gives INT_MIN) and it
   allocates 5 points per pixel of perimeter, off-canvas included.  There we compute with int64
@@ -67,11 +67,11 @@ import numpy as np
 from maskcore.kernel.lines import check_size_hw
 from maskcore.kernel.patch import EMPTY, Patch
 from maskcore.kernel.rings import ring_xy
+from maskcore.limits import COCO_RULE_MAX_COORD
 
-__all__ = ["COORD_LIMIT", "coco_box_mask", "coco_box_ring", "coco_polygon_mask",
+__all__ = ["coco_box_mask", "coco_box_ring", "coco_polygon_mask",
            "coco_polygon_masks"]
 
-COORD_LIMIT = 2.0 ** 40
 _SCALE = 5.0
 _F64 = np.dtype(np.float64)
 _NO_XY = np.zeros((0, 2), dtype=np.float64)
@@ -136,11 +136,11 @@ def _gather_rings(polys: list, name):
     if not arrays:
         return _NO_XY, None, None
     pts = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-    if not (np.abs(pts) < COORD_LIMIT).all():       # also catches NaN; then name the ring
+    if not (np.abs(pts) < COCO_RULE_MAX_COORD).all():       # also catches NaN; then name the ring
         for i, rings in enumerate(polys):
             for j, ring in enumerate(rings):
                 arr = np.asarray(ring, dtype=np.float64)
-                if arr.shape[0] >= 3 and not (np.abs(arr) < COORD_LIMIT).all():
+                if arr.shape[0] >= 3 and not (np.abs(arr) < COCO_RULE_MAX_COORD).all():
                     got = (f"range [{arr.min()}, {arr.max()}]" if np.isfinite(arr).all()
                            else "a non-finite value")
                     raise ValueError(f"{name(i, j)}: expected finite coordinates of magnitude "

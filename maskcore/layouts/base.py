@@ -14,10 +14,10 @@ import dataclasses
 import json
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ..limits import MAX_PIXELS
 from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..timing import NO_CLOCK
-from .common import DEFAULT_MAX_CANVAS_PIXELS
 
 Output = tuple[str, bytes]
 
@@ -50,7 +50,7 @@ class LayoutBase:
     """``from_options`` receives option ``project``: the source's project name."""
     folder: str | None = None
     """The layout's own folder in the destination: stale files are only looked for there."""
-    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    max_canvas_pixels: int = MAX_PIXELS
     crop: str = "none"
     """``sdk``: Supervisely sources are cropped to the image when loaded, as the SDK does."""
 

@@ -13,11 +13,8 @@ import numpy as np
 from ..codec.image import decode_image
 from ..codec.sly_json import annotation_json_bytes
 from ..errors import AnnotationError, ConfigError, MissingImageError
+from ..limits import MAX_PIXELS
 from ..model.item import ItemData
-
-DEFAULT_MAX_CANVAS_PIXELS = 2**28
-"""Largest canvas (annotation ``size``) a layout draws; larger items fail before allocating."""
-
 
 CROP_MODES = ("sdk", "none")
 """Option ``crop``: ``sdk`` (default) crops every Supervisely label to the image when the item is
@@ -40,8 +37,8 @@ def thickness_value(value, where: str = "thickness") -> int:
 
 
 def max_canvas_option(options: dict) -> int:
-    """Pop and check option ``max_canvas_pixels`` (default ``DEFAULT_MAX_CANVAS_PIXELS``)."""
-    value = options.pop("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
+    """Pop and check option ``max_canvas_pixels`` (default ``MAX_PIXELS``)."""
+    value = options.pop("max_canvas_pixels", MAX_PIXELS)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"max_canvas_pixels: expected a positive integer, got {value!r}")
     return value

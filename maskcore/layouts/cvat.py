@@ -69,13 +69,14 @@ from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
 from ..kernel.draw import RULES, coverage, coverages
 from ..kernel.palette import voc_colormap
 from ..kernel.patch import Patch, empty_patch, union
+from ..limits import MAX_PIXELS
 from ..model import geometry as g
 from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import LayoutBase
-from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, drawing, max_canvas_option
+from .common import crop_value, drawing, max_canvas_option
 
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)
@@ -94,7 +95,7 @@ Output = tuple[str, bytes]
 class CvatMasksLayout(LayoutBase):
     with_images: bool = False
     rule: str = "coco"
-    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    max_canvas_pixels: int = MAX_PIXELS
     instance_overflow: str = "fail"
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
 

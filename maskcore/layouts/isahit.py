@@ -38,12 +38,13 @@ import numpy as np
 from ..codec.png import encode_png
 from ..errors import AnnotationError, ConfigError, LimitError, RefusedError
 from ..kernel.draw import coverage, coverages
+from ..limits import MAX_PIXELS
 from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import LayoutBase
-from .common import DEFAULT_MAX_CANVAS_PIXELS, crop_value, max_canvas_option, thickness_value
+from .common import crop_value, max_canvas_option, thickness_value
 
 CONVENTIONS = ("documented", "sdk")
 MAX_IDS = {"documented": 255, "sdk": 65535}
@@ -78,7 +79,7 @@ class IsahitLayout(LayoutBase):
     semantic_mapping: tuple[tuple[str, Colour], ...] = ()
     dataset_folders: bool | None = None                          # None: "auto", see for_plan
     thickness: int = 2
-    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
     needs_image = False

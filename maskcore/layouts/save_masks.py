@@ -39,13 +39,13 @@ from ..codec.png import encode_png
 from ..errors import ConfigError, LimitError
 from ..kernel.compose import paint
 from ..kernel.draw import colour_layers, coverages
+from ..limits import MAX_PIXELS
 from ..model import geometry as g
 from ..model.annotation import ObjClass, ProjectMeta
 from ..model.item import ItemData
 from ..timing import NO_CLOCK
 from .base import LayoutBase
 from .common import (
-    DEFAULT_MAX_CANVAS_PIXELS,
     crop_value,
     drawing,
     item_photo,
@@ -91,7 +91,7 @@ class SaveMasksLayout(LayoutBase):
     machine_colors: ColorMap | None = None     # None: no machine masks
     human_colors: ColorMap | None = None       # None: no human masks
     thickness: int = 1
-    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
 
@@ -203,7 +203,7 @@ def parse_options(options: dict, *, where: str) -> SaveMasksLayout:
             maps[kind] = None
     thickness = thickness_value(options.get("thickness", 1), f"{where}.thickness")
     crop = crop_value(options.get("crop", "sdk"), f"{where}.crop")
-    max_pixels = options.get("max_canvas_pixels", DEFAULT_MAX_CANVAS_PIXELS)
+    max_pixels = options.get("max_canvas_pixels", MAX_PIXELS)
     if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
         raise ConfigError(f"{where}.max_canvas_pixels: expected a positive integer, got {max_pixels!r}")
     return SaveMasksLayout(machine_colors=maps["machine"], human_colors=maps["human"],

@@ -39,13 +39,13 @@ from ..errors import ConfigError, LimitError
 from ..kernel.compose import overlay_half, paint
 from ..kernel.draw import colour_layers, coverage, coverages, label_area
 from ..kernel.resize import resize_area_to, resized_hw
+from ..limits import MAX_PIXELS
 from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import LayoutBase
 from .common import (
-    DEFAULT_MAX_CANVAS_PIXELS,
     crop_value,
     drawing,
     item_photo,
@@ -69,7 +69,7 @@ class SuperviselyMasksLayout(LayoutBase):
     human_resize_percent: float | None = None
     copy_images: bool = True
     copy_annotations: bool = True
-    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS
+    max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
 

@@ -1,57 +1,18 @@
 """Readers: one small registry from a declared name to a reader class.
 
-A reader class implements the ``Reader`` protocol: one required classmethod
-``open_source(url_or_path, storage_options=None) -> Source``. A ``Source`` is picklable (it
-travels to Dask workers and reopens its files there) and offers:
-- ``read_meta()`` -> ``ProjectMeta`` (classes in a fixed order; ``raw`` is a Supervisely
-  ``meta.json`` dict, so every source can go to the Supervisely layout);
-- ``list_items()`` -> a pyarrow table, one row per item, sorted by (dataset, item), with at least
-  ``dataset``, ``item``, ``img_path`` (or null) and either ``ann_path`` (a file the worker reads)
-  or ``ann_inline`` (binary: the item's annotation carried in the plan row, for formats whose
-  annotations share one file, COCO JSON and CVAT XML); optional ``problem`` (why the item cannot
-  be read; the item fails with it);
-- ``item_annotation(row)`` -> the item's annotation bytes (its checksum decides incremental runs);
-- ``parse_annotation(data, meta, where, *, max_bitmap_pixels)`` -> ``Annotation``
-  (``ItemError`` subclasses for bad items, located at ``where``);
-- ``read_bytes(path)`` -> bytes of a file (images);
-- ``annotation_format``: ``"supervisely"`` when ``item_annotation`` returns Supervisely JSON
-  (layouts copy it as is), else the name of the format (layouts write ``sly_json`` instead).
-Registration is explicit, by name, below; nothing is discovered by importing folders.
+The seam is declared in ``maskcore.readers.base``: a reader class has one required classmethod,
+``open_source(url_or_path, storage_options=None, **options) -> Source``; ``Source`` lists what
+the run uses of an opened project; ``SourceBase`` holds what every source shares. Registration
+is explicit, by name, below; nothing is discovered by importing folders. Every registered reader
+passes ``tests/conformance/test_readers.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
-
-import pyarrow as pa
+from typing import Any
 
 from ..errors import ConfigError
-from ..model.annotation import Annotation, ProjectMeta
-
-
-@runtime_checkable
-class Source(Protocol):
-    """An opened project: meta, item table, and bytes of its files."""
-
-    def read_meta(self) -> ProjectMeta: ...
-
-    def list_items(self) -> pa.Table: ...
-
-    def read_bytes(self, path: str) -> bytes: ...
-
-    def item_annotation(self, row: dict) -> bytes: ...
-
-    def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int) -> Annotation: ...
-
-
-class Reader(Protocol):
-    """What ``register_reader`` accepts: a class with ``open_source``."""
-
-    @classmethod
-    def open_source(cls, url_or_path: str, storage_options: dict[str, Any] | None = None
-                    ) -> Source: ...
-
+from .base import Reader, Source, SourceBase
 
 READERS: dict[str, type] = {}
 """Reader classes by declared name."""
@@ -133,5 +94,5 @@ from .voc_masks import VocMasksSource  # noqa: E402
 
 register_reader("cvat-masks", VocMasksSource)
 
-__all__ = ["READERS", "CocoSource", "CvatXmlSource", "Reader", "Source", "SuperviselySource", "VocMasksSource", "detect_reader", "get_reader", "open_source",
-           "register_reader"]
+__all__ = ["READERS", "CocoSource", "CvatXmlSource", "Reader", "Source", "SourceBase", "SuperviselySource",
+           "VocMasksSource", "detect_reader", "get_reader", "open_source", "register_reader"]

@@ -60,19 +60,14 @@ import pyarrow as pa
 from fsspec.core import split_protocol
 
 from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bitmap
-from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
+from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, filesystem, redact
 from ..kernel.palette import class_colors
+from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+from .base import SourceBase
 from .values import canvas_size_hw, is_utf8
-
-DEFAULT_MAX_JSON_BYTES = 2**30
-"""Largest accepted instances JSON (it is parsed whole, on the driver; Python objects take
-several times the file's size)."""
-COORD_LIMIT = 2**31
-"""Largest coordinate magnitude (and image side) accepted."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -96,7 +91,7 @@ _NUMBER_TYPES = frozenset((float, int))
 
 
 def _coords(values: Any, what: str) -> np.ndarray:
-    """A flat list of finite numbers of magnitude <= COORD_LIMIT -> float64 array."""
+    """A flat list of finite numbers of magnitude <= MAX_COORD -> float64 array."""
     if not isinstance(values, list):
         raise AnnotationError(f"{what}: expected a list of numbers, got {type(values).__name__}")
     if _NUMBER_TYPES.issuperset(map(type, values)):  # the usual case, checked in bulk (no bool)
@@ -104,10 +99,10 @@ def _coords(values: Any, what: str) -> np.ndarray:
             arr = np.asarray(values, dtype=np.float64)
         except OverflowError:  # an int beyond float64: reported below
             arr = None
-        if arr is not None and (not arr.size or np.abs(arr).max() <= COORD_LIMIT):  # NaN fails
+        if arr is not None and (not arr.size or np.abs(arr).max() <= MAX_COORD):  # NaN fails
             return arr
     for j, v in enumerate(values):
-        if not _is_number(v) or not abs(v) <= COORD_LIMIT:  # NaN fails the comparison too
+        if not _is_number(v) or not abs(v) <= MAX_COORD:  # NaN fails the comparison too
             raise AnnotationError(f"{what}[{j}]: expected a finite number of magnitude at most "
                                   f"2**31, got {v!r:.40}")
     return np.asarray(values, dtype=np.float64)
@@ -177,7 +172,7 @@ def _box(ann: dict) -> G.Box:
 
 
 def parse_geometry(ann: dict, size_hw: tuple[int, int], *,
-                   max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> G.Geometry:
+                   max_bitmap_pixels: int = MAX_PIXELS) -> G.Geometry:
     """One COCO annotation's shape (see the module docstring); ``AnnotationError`` if unusable."""
     seg = ann.get("segmentation")
     if seg is None or seg == []:
@@ -205,7 +200,7 @@ def _image_size(image: dict, where: str) -> tuple[int, int]:
 
 
 def parse_item(obj: Any, category_names: dict, meta: ProjectMeta, where: str, *,
-               max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+               max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One item's inline JSON (``{"image", "annotations"}``, decoded or bytes) -> ``Annotation``.
 
     ``category_names`` maps category ids to class titles. Labels keep file order and
@@ -401,7 +396,7 @@ def dataset_name(json_path: str) -> str:
 
 # --- the source --------------------------------------------------------------------------------
 
-class CocoSource:
+class CocoSource(SourceBase):
     """A COCO instances JSON and its image folder on fsspec filesystems.
 
     Picklable: holds URLs, options, the dataset name, the category table and the warnings; the
@@ -409,15 +404,15 @@ class CocoSource:
     ``warnings``: what the listing left out (annotations of unknown images).
     """
 
-    name = "coco"
     annotation_format = "coco"
+    _transient = ("_index", "_images_fs")
 
     def __init__(self, url: str, images: str | None = None, *,
                  storage_options: dict | None = None,
                  max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> None:
-        self.url, self.images = url, images
+        super().__init__(url, storage_options)
+        self.images = images
         self.max_json_bytes = max_json_bytes
-        self.storage_options = dict(storage_options or {})
         self.dataset = dataset_name(url)
         stem = posixpath.basename(url.split("::")[-1])
         stem = stem[:-5] if stem.lower().endswith(".json") else stem
@@ -426,11 +421,7 @@ class CocoSource:
         self.warnings: list[str] = []
         self._index: dict | None = None
         self._meta: ProjectMeta | None = None
-        self._fs: tuple | None = None
         self._images_fs: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_index": None, "_fs": None, "_images_fs": None}
 
     def __repr__(self) -> str:
         return f"CocoSource({self._where()!r}, images={self.images!r})"
@@ -453,12 +444,6 @@ class CocoSource:
         src._load()
         return src
 
-    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        """(filesystem, path) of the JSON, opened on first use."""
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
     def image_filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """(filesystem, path) of the image folder, opened on first use."""
         if self._images_fs is None:
@@ -469,12 +454,9 @@ class CocoSource:
                 self._images_fs = filesystem(self.images, self.storage_options)
         return self._images_fs
 
-    def _where(self) -> str:
-        return redact(self.url, self.storage_options)
-
     def _load(self) -> dict:
         if self._index is None:
-            try:
+            with self._store_errors(f"COCO JSON {self.url!r}", "a readable file"):
                 fs, path = self.filesystem()
                 size = fs.size(path)
                 if size is not None and size > self.max_json_bytes:
@@ -482,11 +464,6 @@ class CocoSource:
                                        f"{self.max_json_bytes} bytes (it is parsed whole, in "
                                        f"memory), got {size}")
                 data = cat_whole(fs, path)
-            except MaskcoreError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (the store's own error: its words, no secrets)
-                raise ProjectError(redact(f"COCO JSON {self.url!r}: expected a readable file, got "
-                                          f"{type(exc).__name__}: {exc}", self.storage_options)) from None
             try:
                 doc = json.loads(data)
             except (ValueError, RecursionError) as exc:
@@ -515,16 +492,11 @@ class CocoSource:
         listing of the image folder."""
         index = self._load()
         fs, root = self.image_filesystem()
-        try:
+        with self._store_errors(f"images {root!r}", "a listable folder", OSError):
             if self.images is not None and not fs.isdir(root):
                 where = redact(self.images, self.storage_options)
                 raise ProjectError(f"images: expected a folder, got {where!r} (not found)")
             found = fs.find(root, detail=True) if fs.isdir(root) else {}
-        except MaskcoreError:
-            raise
-        except OSError as exc:
-            raise ProjectError(redact(f"images {root!r}: expected a listable folder, got "
-                                      f"{type(exc).__name__}: {exc}", self.storage_options)) from None
         cut = len(root.rstrip("/")) + 1
         files = {p[cut:]: info.get("size") for p, info in found.items()
                  if info.get("type", "file") == "file"}
@@ -540,7 +512,7 @@ class CocoSource:
         return row["ann_inline"]
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_item`` with this file's category table."""
         if self.category_names is None:  # a source that never loaded its JSON
             self._load()

@@ -71,19 +71,15 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-from fsspec.core import split_protocol
 
-from ..errors import AnnotationError, ItemError, LimitError, MaskcoreError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, filesystem, redact
+from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
+from ..io.storage import cat_whole, filesystem
 from ..kernel.palette import class_colors
+from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
-from .sly_geometry import COORD_LIMIT, DEFAULT_MAX_BITMAP_PIXELS
+from .base import SourceBase, is_local_url
 
-DEFAULT_MAX_XML_BYTES = 2**30
-"""Largest accepted ``annotations.xml`` (it is parsed whole, on the driver)."""
-MAX_XML_DEPTH = 32
-"""Deepest accepted element nesting (CVAT writes at most about 8 levels)."""
 DEFAULT_DATASET = "default"
 """Dataset of images without a ``subset`` attribute (CVAT's default subset name)."""
 ANNOTATIONS_XML = "annotations.xml"
@@ -170,14 +166,14 @@ def _number(elem: ET.Element, key: str, default: float | None = None) -> float:
     if text is None or not _NUMBER_RE.fullmatch(text.strip()):
         raise AnnotationError(f"{key}: expected a number, got {_brief(text)}")
     v = float(text)
-    if not math.isfinite(v) or abs(v) > COORD_LIMIT:
+    if not math.isfinite(v) or abs(v) > MAX_COORD:
         raise AnnotationError(f"{key}: expected a finite number with |v| <= 2**31, "
                               f"got {text[:40]!r}")
     return v
 
 
-def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: int = -COORD_LIMIT,
-             maximum: int = COORD_LIMIT) -> int:
+def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: int = -MAX_COORD,
+             maximum: int = MAX_COORD) -> int:
     text = elem.get(key)
     if text is None and default is not None:
         return default
@@ -209,7 +205,7 @@ def _points(elem: ET.Element, min_count: int) -> np.ndarray:
             if not _NUMBER_RE.fullmatch(t):
                 raise AnnotationError(f"points[{i}]: expected a number, got {_brief(t)}")
             v = float(t)
-            if not math.isfinite(v) or abs(v) > COORD_LIMIT:
+            if not math.isfinite(v) or abs(v) > MAX_COORD:
                 raise AnnotationError(f"points[{i}]: expected a finite number with |v| <= 2**31, "
                                       f"got {t[:40]!r}")
             out[i, j] = v
@@ -273,7 +269,7 @@ def decode_mask(elem: ET.Element, max_bitmap_pixels: int) -> Bitmap:
     return Bitmap((left + c0, top + r0), tight)
 
 
-def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> list:
+def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS) -> list:
     """One shape element -> its geometries (one, or one per point of ``<points>``)."""
     kind = elem.tag
     if kind == "box":
@@ -310,7 +306,7 @@ def _attribute_tags(elem: ET.Element) -> tuple[dict, ...]:
 
 
 def parse_annotation(data: bytes, meta: ProjectMeta, where: str, *,
-                     max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                     max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One ``<image>`` element (its bytes, as ``ann_inline`` holds them) -> ``Annotation``.
 
     Errors are ``ItemError`` subclasses located at ``where`` (image level) or
@@ -497,44 +493,34 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
 
 # --- the source --------------------------------------------------------------------------------
 
-def _is_local(url: str) -> bool:
-    return split_protocol(url)[0] in (None, "file", "local") and "::" not in url
-
-
 def _join(root: str, rel: str) -> str:
     return f"{root.rstrip('/')}/{rel}" if root else rel
 
 
-class CvatXmlSource:
+class CvatXmlSource(SourceBase):
     """A CVAT for images 1.1 task: ``annotations.xml``, a folder holding it, or a ``.zip``.
 
     Picklable: holds URLs, options and resolved paths, never an open handle nor the parsed
-    document; filesystems (and the zip index) are reopened lazily where the object is used.
+    document (the plan rows carry the annotations); filesystems (and a local zip's index) are
+    reopened lazily where the object is used.
     """
 
-    name = "cvat"
     annotation_format = "cvat"
+    _transient = ("_img_fs", "_doc")
+    _local_transient = ("_zip",)  # a remote zip's checked index travels (rereading costs requests)
 
     def __init__(self, url: str, *, storage_options: dict | None = None, images: str | None = None,
                  max_xml_bytes: int = DEFAULT_MAX_XML_BYTES) -> None:
-        self.url, self.images = url, images
-        self.storage_options = dict(storage_options or {})
+        super().__init__(url, storage_options)
+        self.images = images
         self.max_xml_bytes = max_xml_bytes
         self.kind = "xml"          # "xml" (the file), "folder", "zip"
         self.xml_path = ""         # path on the filesystem, or zip member
         self.img_root = ""         # folder path on the image filesystem, or zip member prefix
         self.project_name = ""
         self.project_id = None
-        self._fs = self._img_fs = self._zip = None
+        self._img_fs = self._zip = None
         self._doc = None
-
-    def __getstate__(self) -> dict:
-        # A remote zip's checked index travels (rereading it costs requests); a local one is
-        # reread. The parsed document never travels: the plan rows carry the annotations.
-        state = {**self.__dict__, "_fs": None, "_img_fs": None, "_doc": None}
-        if _is_local(self.url):
-            state["_zip"] = None
-        return state
 
     def __repr__(self) -> str:
         return f"CvatXmlSource({self._where()!r}, kind={self.kind!r})"
@@ -550,21 +536,15 @@ class CvatXmlSource:
         """
         url = os.fspath(url_or_path)
         src = cls(url, storage_options=storage_options, images=images, max_xml_bytes=max_xml_bytes)
-        try:
+        with src._store_errors(f"CVAT source {url!r}", "a readable annotations.xml, folder or .zip"):
             src._resolve()
-        except (MaskcoreError, ImportError):
-            raise
-        except Exception as exc:  # the store's own error: its words, no secrets
-            raise ProjectError(redact(f"CVAT source {url!r}: expected a readable annotations.xml, "
-                                      f"folder or .zip, got {type(exc).__name__}: {exc}",
-                                      storage_options)) from None
         return src
 
     def _resolve(self) -> None:
         fs, path = self.filesystem()
-        if _is_local(self.url):
+        if self.is_local():
             self.url = path   # absolute: workers may run in another folder
-        if self.images is not None and _is_local(self.images):
+        if self.images is not None and is_local_url(self.images):
             self.images = self.image_filesystem()[1]
         if path.lower().endswith(".zip") and fs.isfile(path):
             self.kind = "zip"
@@ -604,12 +584,6 @@ class CvatXmlSource:
             stem = posixpath.basename(posixpath.dirname(path)) or stem
         self.project_name = stem[:-4] if stem.lower().endswith(".zip") else stem
 
-    def filesystem(self):
-        """(filesystem, path) of the given URL (XML file, folder or zip), opened on first use."""
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
     def image_filesystem(self):
         """(filesystem, path) of the images: the ``images`` URL, else the source's filesystem."""
         if self._img_fs is None:
@@ -627,9 +601,6 @@ class CvatXmlSource:
             self._zip = SafeZip(fs, path)
         return self._zip
 
-    def _where(self) -> str:
-        return redact(self.url, self.storage_options)
-
     def _images_in_zip(self) -> bool:
         return self.kind == "zip" and self.images is None
 
@@ -641,28 +612,24 @@ class CvatXmlSource:
         return cat_whole(fs, _join(self.img_root, path))
 
     def _xml_bytes(self) -> bytes:
+        what = f"annotations.xml of {self._where()!r}"
         try:
-            if self.kind == "zip":
-                z = self._zipfile()
-                size = z.size(self.xml_path)
-                if size > self.max_xml_bytes:
-                    raise ProjectError(f"{self._where()!r} member {self.xml_path!r}: expected at "
-                                       f"most {self.max_xml_bytes} bytes, got {size}")
-                return z.read(self.xml_path)
-            fs, _ = self.filesystem()
-            size = fs.size(self.xml_path)
-            if size is not None and size > self.max_xml_bytes:
-                raise ProjectError(f"{self._where()!r}: expected annotations.xml of at most "
-                                   f"{self.max_xml_bytes} bytes, got {size}")
-            return cat_whole(fs, self.xml_path)
+            with self._store_errors(what, "a readable file", OSError):
+                if self.kind == "zip":
+                    z = self._zipfile()
+                    size = z.size(self.xml_path)
+                    if size > self.max_xml_bytes:
+                        raise ProjectError(f"{self._where()!r} member {self.xml_path!r}: expected at "
+                                           f"most {self.max_xml_bytes} bytes, got {size}")
+                    return z.read(self.xml_path)
+                fs, _ = self.filesystem()
+                size = fs.size(self.xml_path)
+                if size is not None and size > self.max_xml_bytes:
+                    raise ProjectError(f"{self._where()!r}: expected annotations.xml of at most "
+                                       f"{self.max_xml_bytes} bytes, got {size}")
+                return cat_whole(fs, self.xml_path)
         except ItemError as exc:  # a zip member that does not match its record (CRC, size)
-            raise ProjectError(f"annotations.xml of {self._where()!r}: {exc}") from None
-        except MaskcoreError:
-            raise
-        except OSError as exc:
-            raise ProjectError(redact(f"annotations.xml of {self._where()!r}: expected a readable "
-                                      f"file, got {type(exc).__name__}: {exc}",
-                                      self.storage_options)) from None
+            raise ProjectError(f"{what}: {exc}") from None
 
     def _document(self) -> tuple[ProjectMeta, list[dict]]:
         if self._doc is None:
@@ -694,14 +661,8 @@ class CvatXmlSource:
         """One row per ``<image>`` (see ``ITEMS_SCHEMA``), sorted by (dataset, item)."""
         _, images = self._document()
         depth = 2 + max((im["item"].count("/") for im in images), default=0)
-        try:
+        with self._store_errors(f"images of {self._where()!r}", "a listable folder", OSError):
             files = self._image_files(depth)
-        except MaskcoreError:
-            raise
-        except OSError as exc:
-            raise ProjectError(redact(f"images of {self._where()!r}: expected a listable folder, "
-                                      f"got {type(exc).__name__}: {exc}",
-                                      self.storage_options)) from None
         counts: dict[tuple[str, str], int] = {}
         for im in images:
             counts[(im["dataset"], im["item"])] = counts.get((im["dataset"], im["item"]), 0) + 1
@@ -730,6 +691,6 @@ class CvatXmlSource:
         return row["ann_inline"]
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_annotation`` of this module."""
         return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)

@@ -25,14 +25,15 @@ import binascii
 import io
 import itertools
 import math
-import struct
 import zlib
 from typing import Any
 
 import numpy as np
 from PIL import ImageFile, PngImagePlugin
 
-from ..errors import AnnotationError, LimitError
+from ..codec.png import PNG_SIGNATURE, chunk_crc_ok, iter_png_chunks, png_declared_size_wh
+from ..errors import AnnotationError, ImageDecodeError, LimitError
+from ..limits import MAX_COORD, MAX_PIXELS, MAX_PNG_BYTES
 from ..model.geometry import (
     CUBOID_2D_VERTICES,
     AlphaMask,
@@ -50,17 +51,9 @@ from ..model.geometry import (
     Rectangle,
 )
 
-COORD_LIMIT = 2**31
-"""Largest accepted absolute coordinate value."""
-DEFAULT_MAX_BITMAP_PIXELS = 2**28
-"""Largest accepted declared PNG size (width * height) of one bitmap."""
-MAX_PNG_BYTES = 2**28
-"""Largest accepted PNG after unwrapping the zlib layer."""
-
 _NUM = (int, float)  # exact types: bool is excluded on purpose
 _NUM_TYPES = frozenset(_NUM)
 _SEQ_TYPES = frozenset((list, tuple))
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _brief(value: Any) -> str:
@@ -117,7 +110,7 @@ def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = Non
         raise AnnotationError(f"{what}: expected at least {min_count} points, got {n}")
     flat = itertools.chain.from_iterable
     if float not in types:  # integers only (the usual case): exact, no floor, range checked in Python
-        if n == 0 or (-COORD_LIMIT <= min(flat(value)) and max(flat(value)) <= COORD_LIMIT):
+        if n == 0 or (-MAX_COORD <= min(flat(value)) and max(flat(value)) <= MAX_COORD):
             return np.fromiter(flat(value), np.int64, 2 * n).reshape(n, 2)
         arr = None
     else:
@@ -126,9 +119,9 @@ def points_xy(value: Any, what: str, min_count: int = 0, exact: int | None = Non
         except OverflowError:  # a JSON integer beyond float range
             arr = None
     # min/max propagate NaN, which compares False
-    if arr is None or (n and not (-COORD_LIMIT <= arr.min() and arr.max() <= COORD_LIMIT)):
+    if arr is None or (n and not (-MAX_COORD <= arr.min() and arr.max() <= MAX_COORD)):
         i = next(i for i, p in enumerate(value)
-                 if not (abs(p[0]) <= COORD_LIMIT and abs(p[1]) <= COORD_LIMIT))
+                 if not (abs(p[0]) <= MAX_COORD and abs(p[1]) <= MAX_COORD))
         raise AnnotationError(f"{what}[{i}]: expected finite coordinates with |v| <= 2**31, "
                               f"got {_brief(value[i])}")
     return np.floor(arr, out=arr).astype(np.int64)  # as_xy on a fresh float64 (n, 2) array
@@ -266,13 +259,14 @@ def parse_cuboid_2d(obj: dict) -> Cuboid2d:
 
 def png_size_wh(png: bytes) -> tuple[int, int]:
     """Declared (width, height) from a PNG's IHDR chunk, without decoding anything."""
-    if not png.startswith(_PNG_SIGNATURE):
+    if not png.startswith(PNG_SIGNATURE):
         raise AnnotationError(f"bitmap.data: expected a PNG (signature 89 50 4E 47), "
                               f"got bytes {png[:8].hex(' ')!r}")
-    if len(png) < 24 or png[12:16] != b"IHDR":
+    try:
+        return png_declared_size_wh(png)
+    except ImageDecodeError:
         raise AnnotationError("bitmap.data: expected a PNG starting with an IHDR chunk, got a "
-                              "truncated or malformed header")
-    return struct.unpack(">II", png[16:24])
+                              "truncated or malformed header") from None
 
 
 _HEAD_BYTES = 64 * 1024
@@ -291,7 +285,7 @@ def _png_bytes_bound(png_head: bytes, max_pixels: int) -> int:
     return raw + raw // 100 + (1 << 20)
 
 
-def unwrap_bitmap_data(data: str, max_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> bytes:
+def unwrap_bitmap_data(data: str, max_pixels: int = MAX_PIXELS) -> bytes:
     """base64 text -> PNG bytes, removing the zlib layer when there is one.
 
     The zlib layer is inflated in two steps: the first 64 KiB, whose PNG header must declare
@@ -303,7 +297,7 @@ def unwrap_bitmap_data(data: str, max_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -
     except (binascii.Error, ValueError) as exc:
         raise AnnotationError(f"bitmap.data: expected base64 text, "
                               f"got invalid base64 ({exc})") from None
-    if raw.startswith(_PNG_SIGNATURE):  # a bare PNG (never a valid zlib header)
+    if raw.startswith(PNG_SIGNATURE):  # a bare PNG (never a valid zlib header)
         return raw
     inflater = zlib.decompressobj()
     try:
@@ -323,37 +317,32 @@ def unwrap_bitmap_data(data: str, max_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -
 
 
 def _check_png_chunks(png: bytes) -> None:
-    """Walk the chunks up to IEND checking lengths and CRCs, as libpng does for the SDK.
+    """Walk the chunks (``codec.png.iter_png_chunks``) from IHDR to IEND checking every CRC,
+    ancillary chunks and IEND included, as libpng does for the SDK.
 
     Pillow can be set, process-wide, to accept truncated files (``LOAD_TRUNCATED_IMAGES``,
     which importing the SDK turns on); then the IDAT zlib stream is also checked here.
     """
-    pos, end, idat = len(_PNG_SIGNATURE), len(png), []
-    while pos + 12 <= end:
-        length, = struct.unpack(">I", png[pos:pos + 4])
-        stop = pos + 8 + length
-        if stop + 4 > end:
-            break
-        kind = png[pos + 4:pos + 8]
-        if zlib.crc32(png[pos + 4:stop]) != struct.unpack(">I", png[stop:stop + 4])[0]:
-            raise AnnotationError(f"bitmap.data: expected a valid PNG, "
-                                  f"got a bad CRC in chunk {kind!r}")
-        if kind == b"IEND":
-            if ImageFile.LOAD_TRUNCATED_IMAGES:
-                _check_idat(png, idat)
-            return
-        if kind == b"IDAT":
-            idat.append((pos + 8, stop))
-        pos = stop + 4
-    raise AnnotationError("bitmap.data: expected a complete PNG ending with IEND, "
-                          "got a truncated one")
+    idat = []
+    try:
+        for tag, body, crc in iter_png_chunks(png, start=len(PNG_SIGNATURE)):
+            if not chunk_crc_ok(tag, body, crc):
+                raise AnnotationError(f"bitmap.data: expected a valid PNG, "
+                                      f"got a bad CRC in chunk {tag!r}")
+            if tag == b"IDAT":
+                idat.append(body)
+    except ImageDecodeError:  # a chunk runs past the end, or no IEND
+        raise AnnotationError("bitmap.data: expected a complete PNG ending with IEND, "
+                              "got a truncated one") from None
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        _check_idat(idat)
 
 
-def _check_idat(png: bytes, spans: list[tuple[int, int]]) -> None:
+def _check_idat(bodies: list) -> None:
     inflater = zlib.decompressobj()
     try:
-        for start, stop in spans:
-            inflater.decompress(png[start:stop])
+        for body in bodies:
+            inflater.decompress(body)
     except zlib.error as exc:
         raise AnnotationError(f"bitmap.data: expected a decodable PNG, got error: {exc}") from None
     if not inflater.eof:
@@ -444,7 +433,7 @@ def _tight_crop(values: np.ndarray, origin_xy: tuple[int, int]):
 
 
 def parse_bitmap(obj: dict, kind: str = "bitmap",
-                 max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Bitmap | AlphaMask:
+                 max_bitmap_pixels: int = MAX_PIXELS) -> Bitmap | AlphaMask:
     """``bitmap: {origin: [x, y], data}`` -> ``Bitmap`` (kind ``bitmap``) or ``AlphaMask``."""
     payload = _get(obj, "bitmap", dict, "bitmap")
     origin = _point(_get(payload, "origin", list, "bitmap.origin"), "bitmap.origin")
@@ -473,7 +462,7 @@ GEOMETRY_NAMES = tuple(sorted([*_PARSERS, "bitmap", "alpha_mask", "graph"]))
 
 
 def parse_geometry(name: str, obj: dict, *, graph_template: dict | None = None,
-                   max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Geometry:
+                   max_bitmap_pixels: int = MAX_PIXELS) -> Geometry:
     """Decode one object's payload as geometry ``name``.
 
     ``graph_template`` is the class template's ``nodes`` (graph only); ``max_bitmap_pixels``

@@ -22,38 +22,37 @@ Conventions:
   extension: stray files in ``img/`` are ignored), an annotation without image gets a null
   ``img_path`` and the item name of the annotation file without ``.json``.
 - Rows are sorted by (dataset, item) in code point order (the SDK keeps directory order).
-- A ``.tar`` (or ``tar::<url>``) is read in place, never extracted: ``scan_tar`` reads its
-  headers once per process (small range reads on object stores); a remote tar's member index
-  travels with the pickled source, so workers do not rescan it; every member is then one
-  range read of the tar file. A tar that could not be extracted safely (absolute or ``..``
-  member names or link targets, devices, sizes beyond the end of the file, oversize or
-  malformed extended headers) is refused whole with a ``ProjectError`` naming the member.
+- A ``.tar`` (or ``tar::<url>``) is read in place, never extracted, by ``maskcore.io.tarindex``:
+  its headers are scanned once per process (small range reads on object stores); a remote tar's
+  member index travels with the pickled source, so workers do not rescan it; every member is
+  then one range read of the tar file. A tar that could not be extracted safely is refused
+  whole with a ``ProjectError`` naming the member. Member names are normalised (``./`` and
+  ``//`` dropped), so ``tar -C proj -cf p.tar .`` works.
 - Names that are not valid UTF-8 fail their items by a printable name (``index_project_files``).
 - On any fsspec filesystem (``s3://``: listing is one paginated request per 1000 files, a
-  file read one GET). Options come from ``maskcore.storage.filesystem``; URLs in messages
-  are redacted. Member
-  names are normalised (``./`` and ``//`` dropped), so ``tar -C proj -cf p.tar .`` works.
+  file read one GET). Options come from ``maskcore.io.storage.filesystem``; URLs in messages
+  are redacted.
 - Parsing (``parse_meta``, ``parse_annotation``, ``index_project_files``) is pure; only
   ``SuperviselySource`` touches a filesystem, opened lazily from picklable fields.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import posixpath
 import re
 from typing import Any, Iterable
 
-import fsspec
 import pyarrow as pa
-from fsspec.core import split_protocol
 
-from ..errors import AnnotationError, ConfigError, ItemError, MaskcoreError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, filesystem, redact
+from ..errors import AnnotationError, ConfigError, ItemError, ProjectError, UnknownClassError
+from ..io.storage import cat_whole, redact
+from ..io.tarindex import read_member, tar_members
+from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS, parse_geometry
+from .base import SourceBase
+from .sly_geometry import parse_geometry
 from .values import canvas_size_hw, is_utf8
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
@@ -61,8 +60,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", 
 """Extensions (lower case) the SDK takes as images; other files in ``img/`` need an annotation."""
 _RESERVED_DIRS = frozenset({"ann", "img", "img_info", "meta", "seg", "blob"})
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
-_TAR_SCAN_BLOCK = 256 * 1024
-"""Read-ahead while scanning tar headers: big members are skipped, small ones come together."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -169,7 +166,7 @@ def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,
 
 
 def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
-                     max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                     max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One annotation (decoded JSON, or its bytes/text) -> ``Annotation``, labels in file order.
 
     Each object is decoded with its class shape (``geometryType`` only when the shape is
@@ -307,178 +304,13 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     return table
 
 
-# --- tar members -------------------------------------------------------------------------------
-
-_BLOCK = 512
-MAX_TAR_HEADER_BYTES = 1 << 20
-"""Largest GNU long-name / long-link or pax extended header body read while scanning a tar."""
-_SPECIAL_KINDS = {b"3": "character device", b"4": "block device", b"6": "fifo"}
-
-
-def _tar_number(field: bytes, where: int) -> int:
-    """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
-    if field[0] & 0x80:
-        if field[0] != 0x80:
-            raise ProjectError(f"tar header at byte {where}: expected a non-negative size")
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ProjectError(f"tar header at byte {where}: expected an octal number, "
-                           f"got {text[:12]!r}") from None
-
-
-def _tar_text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-def _pax_records(data: bytes, where: int) -> dict[str, str]:
-    """``"<len> key=value\\n"`` records of a pax extended header (``ProjectError`` if malformed)."""
-    out, pos = {}, 0
-    while pos < len(data) and data[pos:pos + 1] != b"\0":
-        space = data.find(b" ", pos, pos + 21)
-        digits = data[pos:space] if space > pos else b""
-        length = int(digits) if digits.isdigit() else 0
-        record = data[pos:pos + length]
-        key, eq, value = record[len(digits) + 1:-1].partition(b"=")
-        if length <= len(digits) + 1 or pos + length > len(data) or not eq or record[-1:] != b"\n":
-            raise ProjectError(f"tar pax header at byte {where}: expected records '<length> "
-                               f"key=value\\n', got {data[pos:pos + 40]!r} at offset {pos}")
-        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
-def _norm_member(name: str, pos: int, what: str = "member name") -> str:
-    """A member name relative to the archive root; ``ProjectError`` for an absolute name or one
-    whose ``..`` components climb out of the archive (as tarfile's ``data`` filter refuses)."""
-    if name.startswith("/"):
-        raise ProjectError(f"tar member at byte {pos}: expected a relative {what}, got the "
-                           f"absolute {name[:200]!r}")
-    norm = posixpath.normpath(name) if name else "."
-    if norm == ".." or norm.startswith("../"):
-        raise ProjectError(f"tar member at byte {pos}: expected a {what} inside the archive, "
-                           f"got {name[:200]!r}, which climbs out of it with '..'")
-    return "" if norm == "." else norm
-
-
-def _checksum_ok(header: bytes, pos: int) -> bool:
-    """Header checksum: sum of the bytes with the checksum field read as spaces (unsigned, or
-    signed as some old tars wrote it)."""
-    stored = _tar_number(header[148:156], pos)
-    rest = header[:148] + header[156:]
-    return stored == sum(rest) + 256 or stored == sum(rest) + 256 - 256 * sum(b > 127 for b in rest)
-
-
-def _member_name(header: bytes, pending: dict) -> str:
-    name = pending.get("path")
-    if name is None:
-        name = _tar_text(header[0:100])
-        if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX prefix field
-            name = _tar_text(header[345:500]) + "/" + name
-    return name
-
-
-def _pax_size(pending: dict, size: int, pos: int) -> int:
-    text = pending.get("size")
-    if text is None:
-        return size
-    if not (text.isascii() and text.isdigit() and len(text) <= 20):
-        raise ProjectError(f"tar pax header before byte {pos}: expected 'size' as a non-negative "
-                           f"integer, got {text[:40]!r}")
-    return int(text)
-
-
-def scan_tar(f) -> dict[str, tuple[int, int]]:
-    """Regular files of a tar read from the seekable binary file ``f``: normalised member name
-    -> (offset of its data, size). Reads only the 512-byte headers (ustar, GNU long names,
-    pax ``path``/``size``/``linkpath``); hard and symbolic links resolve to their targets.
-
-    Nothing is ever extracted, yet hostile archives are refused as tarfile's ``data`` extraction
-    filter refuses them: ``ProjectError`` on an absolute member name or link target, one that
-    climbs out of the archive with ``..``, a device or fifo member, a member (or header) that
-    declares more bytes than the file holds (an archive bomb or a truncated tar), a long-name or
-    pax header over ``MAX_TAR_HEADER_BYTES``, a malformed pax record, a bad checksum or a sparse
-    member. A link whose target is not a member of the archive is left out (like a missing file).
-    """
-    members: dict[str, tuple[int, int]] = {}
-    links: dict[str, str] = {}
-    f.seek(0, 2)
-    total = f.tell()
-    pos, pending = 0, {}
-    while True:
-        f.seek(pos)
-        header = f.read(_BLOCK)
-        if len(header) < _BLOCK or header.count(0) == _BLOCK:
-            break  # end of archive (a missing end marker is tolerated, as tarfile does)
-        if not _checksum_ok(header, pos):
-            raise ProjectError(f"tar header at byte {pos}: expected a valid checksum "
-                               f"(not a tar, or corrupt)")
-        kind, size, data = header[156:157], _tar_number(header[124:136], pos), pos + _BLOCK
-        if kind in (b"L", b"K", b"x"):
-            if size > min(MAX_TAR_HEADER_BYTES, total - data):
-                raise ProjectError(f"tar header at byte {pos}: expected an extended header of at "
-                                   f"most {min(MAX_TAR_HEADER_BYTES, total - data)} bytes, got a "
-                                   f"declared size of {size} bytes")
-            f.seek(data)
-            body = f.read(size)
-            if kind == b"x":
-                pending.update(_pax_records(body, pos))
-            else:
-                pending["path" if kind == b"L" else "linkpath"] = _tar_text(body)
-        elif kind == b"S":
-            raise ProjectError(f"tar member at byte {pos}: sparse files are not supported")
-        elif kind != b"g":
-            raw_name = _member_name(header, pending)
-            size = _pax_size(pending, size, pos)
-            name = _norm_member(raw_name, pos)
-            if kind in _SPECIAL_KINDS:
-                raise ProjectError(f"tar member at byte {pos}: expected files, folders and links, "
-                                   f"got the {_SPECIAL_KINDS[kind]} {raw_name[:200]!r}")
-            if size > total - data:
-                raise ProjectError(f"tar member {raw_name[:200]!r} at byte {pos}: declares "
-                                   f"{size} bytes, but only {max(total - data, 0)} follow its "
-                                   f"header (a truncated tar or an archive bomb)")
-            if kind in (b"0", b"\0", b"7"):
-                members[name] = (data, size)
-            elif kind in (b"1", b"2"):
-                target = pending.get("linkpath") or _tar_text(header[157:257])
-                if target.startswith("/"):
-                    raise ProjectError(f"tar member at byte {pos}: expected a relative link "
-                                       f"target, got {raw_name[:200]!r} -> {target[:200]!r}")
-                base = "" if kind == b"1" else posixpath.dirname(name)
-                links[name] = _norm_member(posixpath.join(base, target), pos, "link target")
-                size = 0
-            pending = {}
-        elif size > total - data:
-            raise ProjectError(f"tar header at byte {pos}: declares {size} bytes, but only "
-                               f"{max(total - data, 0)} follow it")
-        pos = data + -(-size // _BLOCK) * _BLOCK
-    for _ in range(8):  # links to links
-        for name, target in list(links.items()):
-            if target in members:
-                members[name] = members[target]
-                del links[name]
-    return members
-
-
-@functools.lru_cache(maxsize=4)
-def _tar_members(fs: fsspec.AbstractFileSystem, path: str, version: str
-                 ) -> dict[str, tuple[int, int]]:
-    """One index per tar (and version) and process."""
-    # The default block of a remote file (50 MiB on s3fs) would fetch most of the tar.
-    with fs.open(path, "rb", block_size=_TAR_SCAN_BLOCK, cache_type="readahead") as f:
-        return scan_tar(f)
-
-
 # --- the source --------------------------------------------------------------------------------
 
 def _join(root: str, rel: str) -> str:
     return f"{root.rstrip('/')}/{rel}" if root else rel
 
 
-class SuperviselySource:
+class SuperviselySource(SourceBase):
     """A Supervisely project on an fsspec filesystem, as a folder or a tar of one.
 
     Picklable: holds the URL, storage options and resolved root, never an open handle; the
@@ -488,21 +320,16 @@ class SuperviselySource:
     (thread-safe, no extraction).
     """
 
-    name = "supervisely"
+    annotation_format = "supervisely"
+    _local_transient = ("_members",)  # a remote tar's index travels (rescanning costs requests)
 
     def __init__(self, url: str, root: str = "", *, is_tar: bool = False,
                  storage_options: dict | None = None, project_name: str = "",
                  project_id: int | None = None) -> None:
-        self.url, self.root, self.is_tar = url, root, is_tar
-        self.storage_options = dict(storage_options or {})
+        super().__init__(url, storage_options)
+        self.root, self.is_tar = root, is_tar
         self.project_name, self.project_id = project_name, project_id
-        self._fs: tuple[fsspec.AbstractFileSystem, str] | None = None
         self._members: dict[str, tuple[int, int]] | None = None
-
-    def __getstate__(self) -> dict:
-        # A remote tar's index travels (rescanning costs requests); a local one is rescanned.
-        local = split_protocol(self.url)[0] in (None, "file", "local")
-        return {**self.__dict__, "_fs": None, **({"_members": None} if local else {})}
 
     def __repr__(self) -> str:
         return f"SuperviselySource({self._where()!r}, root={self.root!r}, is_tar={self.is_tar})"
@@ -521,18 +348,13 @@ class SuperviselySource:
         url = os.fspath(path_or_url)
         is_tar = url.startswith("tar::") or url.lower().endswith(".tar")
         src = cls(url.removeprefix("tar::"), is_tar=is_tar, storage_options=storage_options)
-        try:
+        with src._store_errors(f"project {url!r}", "a readable folder or .tar"):
             fs, path = src.filesystem()
             if "://" not in src.url and "::" not in src.url:
                 src.url = path  # a local path, made absolute: workers may run in another folder
             found = fs.isfile(path) if is_tar else fs.isdir(path)
             if found:
                 src.root = src._find_root()
-        except (MaskcoreError, ImportError):
-            raise
-        except Exception as exc:  # the store's own error (botocore, OSError): its words, no secrets
-            raise ProjectError(redact(f"project {url!r}: expected a readable folder or .tar, got "
-                                      f"{type(exc).__name__}: {exc}", storage_options)) from None
         if not found:
             raise ProjectError(f"project: expected a folder or a .tar, got "
                                f"{redact(url, storage_options)!r} (not found)")
@@ -546,26 +368,13 @@ class SuperviselySource:
 
     open_source = from_path  # the reader protocol's one required entry point
 
-    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        """(filesystem, path of the project folder or of the tar file), opened on first use."""
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
     def _tar_index(self) -> dict[str, tuple[int, int]]:
         if self._members is None:
-            fs, path = self.filesystem()
-            info = fs.info(path)
-            version = f"{info.get('size')}:{info.get('mtime') or info.get('ETag') or ''}"
             try:
-                self._members = _tar_members(fs, path, version)
+                self._members = tar_members(*self.filesystem())
             except ProjectError as exc:
                 raise ProjectError(f"project {self._where()!r}: {exc}") from None
         return self._members
-
-    def _where(self) -> str:
-        """The URL for messages, without credentials."""
-        return redact(self.url, self.storage_options)
 
     def _folder(self) -> str:
         """Path of the project root folder on the filesystem (folder sources)."""
@@ -599,21 +408,20 @@ class SuperviselySource:
         if not self.is_tar:
             return cat_whole(fs, _join(self._folder(), path))
         try:
-            start, size = self._tar_index()[_join(self.root, path)]
+            member = self._tar_index()[_join(self.root, path)]
         except KeyError:
             raise FileNotFoundError(f"{path!r} is not a file of {self._where()!r}") from None
-        return fs.cat_file(base, start=start, end=start + size) if size else b""
+        return read_member(fs, base, member)
 
     def read_meta(self) -> ProjectMeta:
         """Parse ``meta.json``; ``ProjectError`` when it is missing or invalid."""
-        try:
-            data = self.read_bytes("meta.json")
-        except FileNotFoundError:
-            raise ProjectError(f"meta.json: expected at the root {self.root!r} of {self._where()!r}, "
-                               f"got no such file") from None
-        except OSError as exc:  # a folder named meta.json, no permission, a store error
-            raise ProjectError(redact(f"meta.json of {self._where()!r}: expected a readable file, "
-                                      f"got {type(exc).__name__}: {exc}", self.storage_options)) from None
+        # OSError: a folder named meta.json, no permission, a store error
+        with self._store_errors(f"meta.json of {self._where()!r}", "a readable file", OSError):
+            try:
+                data = self.read_bytes("meta.json")
+            except FileNotFoundError:
+                raise ProjectError(f"meta.json: expected at the root {self.root!r} of "
+                                   f"{self._where()!r}, got no such file") from None
         return parse_meta(data)
 
     def list_items(self) -> pa.Table:
@@ -621,13 +429,8 @@ class SuperviselySource:
 
         One recursive listing (``fs.find``) for a folder; the member index for a tar.
         ``ProjectError`` when the store cannot list the project."""
-        try:
+        with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
             return self._list_items()
-        except MaskcoreError:
-            raise
-        except OSError as exc:
-            raise ProjectError(redact(f"project {self._where()!r}: expected a listable project, got "
-                                      f"{type(exc).__name__}: {exc}", self.storage_options)) from None
 
     def _list_items(self) -> pa.Table:
         if self.is_tar:
@@ -642,14 +445,12 @@ class SuperviselySource:
         return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
                                    if info.get("type", "file") == "file")
 
-    annotation_format = "supervisely"
-
     def item_annotation(self, row: dict) -> bytes:
         """The bytes of the item's ``ann/<item>.json``."""
         return self.read_bytes(row["ann_path"])
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_annotation`` of this module."""
         return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)
 

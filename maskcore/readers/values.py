@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import AnnotationError
-from .sly_geometry import COORD_LIMIT
+from ..limits import MAX_COORD
 
 
 def canvas_size_hw(obj: dict[str, Any], what: str, where: str) -> tuple[int, int]:
@@ -19,7 +19,7 @@ def canvas_size_hw(obj: dict[str, Any], what: str, where: str) -> tuple[int, int
         v = obj.get(key)
         if type(v) is float and v.is_integer():
             v = int(v)
-        if type(v) is not int or not 0 < v <= COORD_LIMIT:
+        if type(v) is not int or not 0 < v <= MAX_COORD:
             raise AnnotationError(f"{what}.{key}: expected an integer in 1..2**31, got {v!r:.60}",
                                   where=where)
         hw.append(v)

@@ -70,10 +70,8 @@ import os
 import posixpath
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 import pyarrow as pa
-from fsspec.core import split_protocol
 
 from ..codec.image import image_size_hw
 from ..codec.png import read_png, read_png_header
@@ -82,16 +80,16 @@ from ..errors import (
     ImageDecodeError,
     ItemError,
     LimitError,
-    MaskcoreError,
     ProjectError,
     UnknownClassError,
 )
-from ..io.storage import cat_whole, filesystem, redact
+from ..io.storage import cat_whole
 from ..io.zipsafe import SafeZip
 from ..kernel.palette import VOC_CLASSES, voc_color
+from ..limits import MAX_COORD, MAX_PIXELS, MAX_TEXT_BYTES
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap
-from .sly_geometry import DEFAULT_MAX_BITMAP_PIXELS
+from .base import SourceBase
 from .supervisely import IMAGE_EXTENSIONS
 from .values import is_utf8
 
@@ -102,9 +100,6 @@ CLASS_DIR, OBJECT_DIR, IMAGE_DIR = "SegmentationClass", "SegmentationObject", "J
 LIST_DIR = "ImageSets/Segmentation"
 _MARKERS = ("labelmap.txt", "ImageSets", CLASS_DIR, OBJECT_DIR, IMAGE_DIR)
 _FRAME_MAGIC = b"MCVOC1 "
-MAX_TEXT_BYTES = 2**26
-"""Largest ``labelmap.txt`` or list file read (by its listed size; they are read whole, on the
-driver)."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
@@ -444,14 +439,14 @@ def unframe(data: bytes) -> tuple[bytes | None, bytes | None, tuple[int, int] | 
     if size is None:
         return cls_png, obj_png, None
     if not (isinstance(size, list) and len(size) == 2
-            and all(type(v) is int and 0 < v <= 2**31 for v in size)):
+            and all(type(v) is int and 0 < v <= MAX_COORD for v in size)):
         raise AnnotationError(f"expected the framing's size_hw as [height, width] in 1..2**31, "
                               f"got {size!r:.60}")
     return cls_png, obj_png, (size[0], size[1])
 
 
 def parse_voc_annotation(data: bytes, labels: LabelMap, fallback: str, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS,
+                         max_bitmap_pixels: int = MAX_PIXELS,
                          names: tuple[str, str] = (CLASS_DIR, OBJECT_DIR)) -> Annotation:
     """Framed masks -> ``Annotation`` of exact bitmaps (see the module doc). Errors are
     ``ItemError`` subclasses located at ``where``."""
@@ -480,26 +475,20 @@ def parse_voc_annotation(data: bytes, labels: LabelMap, fallback: str, where: st
 
 # --- the source --------------------------------------------------------------------------------------
 
-class VocMasksSource:
+class VocMasksSource(SourceBase):
     """A Segmentation mask 1.1 folder or ``.zip`` on any fsspec filesystem (picklable, lazy)."""
 
-    name = "cvat-masks"
     annotation_format = "cvat-masks"
+    _transient = ("_files",)
+    _local_transient = ("_zip",)  # a remote zip's checked index travels (rereading costs requests)
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
-        self.url = url
-        self.storage_options = dict(storage_options or {})
+        super().__init__(url, storage_options)
         self.is_zip = url.lower().endswith(".zip")
         self.root = ""
-        self._fs: tuple[fsspec.AbstractFileSystem, str] | None = None
         self._zip: SafeZip | None = None
         self._labels: LabelMap | None = None
         self._files: dict[str, int] | None = None
-
-    def __getstate__(self) -> dict:
-        local = split_protocol(self.url)[0] in (None, "file", "local")
-        return {**self.__dict__, "_fs": None, "_files": None,
-                **({"_zip": None} if local else {})}
 
     def __repr__(self) -> str:
         return f"VocMasksSource({self._where()!r}, root={self.root!r})"
@@ -509,7 +498,7 @@ class VocMasksSource:
         """Open the folder or zip, check it (a hostile zip is refused here), find the root."""
         url = os.fspath(url_or_path)
         src = cls(url, storage_options)
-        try:
+        with src._store_errors(f"project {url!r}", "a readable folder or .zip"):
             fs, path = src.filesystem()
             if "://" not in url and "::" not in url:
                 src.url = path
@@ -518,20 +507,7 @@ class VocMasksSource:
                 raise ProjectError(f"project: expected a Segmentation mask folder or .zip, got "
                                    f"{src._where()!r} (not found)")
             src.root = src._find_root()
-        except (MaskcoreError, ImportError):
-            raise
-        except Exception as exc:  # the store's own error: its words, no secrets
-            raise ProjectError(redact(f"project {url!r}: expected a readable folder or .zip, got "
-                                      f"{type(exc).__name__}: {exc}", storage_options)) from None
         return src
-
-    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        if self._fs is None:
-            self._fs = filesystem(self.url, self.storage_options)
-        return self._fs
-
-    def _where(self) -> str:
-        return redact(self.url, self.storage_options)
 
     def _archive(self) -> SafeZip:
         if self._zip is None:
@@ -635,7 +611,7 @@ class VocMasksSource:
         return frame(cls, obj, size)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = DEFAULT_MAX_BITMAP_PIXELS) -> Annotation:
+                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
         """``parse_voc_annotation`` with this archive's labelmap."""
         labels = self.labelmap()
         stem = posixpath.splitext(where.split("/", 1)[-1])[0]

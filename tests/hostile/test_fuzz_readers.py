@@ -14,9 +14,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from maskcore.codec.image import decode_image
 from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError
 from maskcore.model.geometry import AlphaMask, Bitmap
-from maskcore.readers.sly_geometry import COORD_LIMIT, parse_geometry
+from maskcore.limits import MAX_COORD as COORD_LIMIT
+from maskcore.readers.sly_geometry import parse_geometry
+from maskcore.io.tarindex import scan_tar
 from maskcore.readers.supervisely import (ITEMS_SCHEMA, index_project_files, parse_annotation,
-                                          parse_meta, scan_tar)
+                                          parse_meta)
 
 from .fuzz import (ANNOTATION_BYTES, ANNOTATIONS, JSON, LISTINGS, META_JSON, bitmap_payloads,
                    image_bytes, tar_bytes)

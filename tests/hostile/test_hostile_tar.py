@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from maskcore.errors import ProjectError
-from maskcore.readers.supervisely import SuperviselySource, scan_tar
+from maskcore.io.tarindex import scan_tar
+from maskcore.readers.supervisely import SuperviselySource
 from maskcore.exec.run import EXIT_FATAL, EXIT_PARTIAL, ExportConfig, run_export
 
 from .projects import META, files_under, good_annotation, rgb_png, snapshot

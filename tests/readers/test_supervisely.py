@@ -26,8 +26,9 @@ import pytest
 from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers import READERS, get_reader, open_source, register_reader
+from maskcore.io.tarindex import scan_tar
 from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index_project_files,
-                                          parse_annotation, parse_meta, scan_tar)
+                                          parse_annotation, parse_meta)
 
 sly = pytest.importorskip("supervisely")
 

@@ -1,7 +1,8 @@
 """A folder on any fsspec filesystem (local disk, S3, ...), written file by file.
 
-Atomicity: on a local disk each file is written beside its final name and renamed into place
-(``os.replace``), so a killed writer leaves no partial file under the final name; on object stores
+Atomicity: on a local disk each file is written as a temporary (``maskcore.io.staging``: one folder
+of the destination, emptied by ``clear_temporaries``) and renamed into place (``os.replace``), so
+a killed writer leaves no partial file under the final name; on object stores
 each file is one ``pipe_file`` call, a single PUT that becomes visible only when complete (s3fs
 sends files of 100 MiB and more as a multipart upload, also visible only once completed, and
 aborted on error). Nothing temporary is ever created on an object store.
@@ -15,18 +16,16 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 
 from fsspec.implementations.local import LocalFileSystem
 
 from ...errors import LateWriteError
 from ...paths import check_relpath
+from ..staging import TMP_DIR, temporary_relpath
 from ..storage import cat_whole, filesystem, redact
+from .base import TaskSinkBase
 
 _GLOB_CHARS = re.compile(r"[*?[]")  # what fsspec's rm/expand_path would take as a pattern
-
-
-TMP_DIR = ".maskcore/tmp"
 
 
 def _write_new_file(path: str, data: bytes) -> None:
@@ -41,8 +40,10 @@ def _write_new_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-class FsspecDirSink:
-    """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable."""
+class FsspecDirSink(TaskSinkBase):
+    """Files under ``url`` (a local path or fsspec URL) with ``storage_options``; picklable. Both
+    halves of the seam (``maskcore.io.sinks.base``): a task writes through it in place, and the
+    driver reads, lists and deletes through it."""
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.url = url
@@ -79,13 +80,11 @@ class FsspecDirSink:
         fs, _ = self._open()
         path = self.full_path(relpath)
         if isinstance(fs, LocalFileSystem):
-            # temporaries live in one folder of the destination (same filesystem, so the rename is
-            # atomic), never beside outputs: a killed writer's leftovers are found and removed by
-            # the next run (clear_temporaries) without walking the export tree
-            staging = self.full_path(TMP_DIR)
+            # temporaries live in one folder of the destination (maskcore.io.staging): a killed
+            # writer's leftovers are removed by the next run without walking the export tree
             self._makedirs(os.path.dirname(path))
-            self._makedirs(staging)
-            tmp = os.path.join(staging, f"{uuid.uuid4().hex}.part")
+            self._makedirs(self.full_path(TMP_DIR))
+            tmp = self.full_path(temporary_relpath())
             try:
                 _write_new_file(tmp, data)
                 try:
@@ -111,7 +110,9 @@ class FsspecDirSink:
             self._folders.add(folder)
 
     def clear_temporaries(self) -> None:
-        """Remove temporaries left by killed writers (call only while holding the run lock)."""
+        """Remove every temporary (``maskcore.io.staging``): those of killed writers, and of any
+        writer still running (call only while holding the run lock, once the run's tasks are
+        done)."""
         self.delete([f"{TMP_DIR}/{name}" for name in self.listdir(TMP_DIR)])
 
     def create_exclusive(self, relpath: str, data: bytes) -> None:
@@ -122,9 +123,8 @@ class FsspecDirSink:
             # whole or not at all: the content is written to a temporary first, then hard-linked
             # under the name (link fails if the name exists), so no reader ever sees it empty
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            staging = self.full_path(TMP_DIR)
-            os.makedirs(staging, exist_ok=True)
-            tmp = os.path.join(staging, f"{uuid.uuid4().hex}.new")
+            os.makedirs(self.full_path(TMP_DIR), exist_ok=True)
+            tmp = self.full_path(temporary_relpath())
             try:
                 _write_new_file(tmp, data)
                 os.link(tmp, path)
