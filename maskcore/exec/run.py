@@ -64,7 +64,7 @@ from .state import (
     parquet_bytes,
     read_state_parquet,
 )
-from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_archive_partition, run_partition
+from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
 
 EXIT_OK = 0          # every item exported (or unchanged)
@@ -492,7 +492,7 @@ def _errors(table: pa.Table) -> list[str]:
 
 def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
     """Every partition in this process, in order: the same task functions a worker runs."""
-    task = run_archive_partition if isinstance(spec.sink, TarPartSink) else run_partition
+    task = run_partition  # the task sink decides how a partition writes (in place, or packed)
     spec = replace(spec, tune_memory=False)  # the caller's process keeps its own malloc settings
     results = []
     for _, part, key, done in todo:
