@@ -3,7 +3,7 @@ for a training data loader vs pycocotools.
 
 ``threshold``: ``maskcore.export`` of the first N items of a project (N = 6, 12, 24, 48, 96), all
 four Supervisely mask kinds, once in this process (``cluster="inprocess"``) and once on the built-in
-local cluster (``cluster="local"``, one worker per core, started and stopped by the run), whole
+local cluster (``cluster="local", workers=<cores>``, started and stopped by the run), whole
 calls timed; the outputs of both are checked identical before any time is printed. The crossover
 is where the built-in local profile's ``inprocess_below`` (maskcore/exec/profiles.yaml) should sit.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -64,7 +65,9 @@ def threshold(project: Path, sizes: list[int], workdir: str | None, repeat: int)
                 for where in ("inprocess", "local") if k % 2 == 0 else ("local", "inprocess"):
                     dst = Path(tmp) / f"{where}{k}"
                     start = time.perf_counter()
-                    result = maskcore.export(src, dst, cluster=where, log=lambda line: None)
+                    # workers= forces the local profile's worker processes (no in-process shortcut)
+                    workers = None if where == "inprocess" else os.cpu_count()
+                    result = maskcore.export(src, dst, cluster=where, workers=workers, log=lambda line: None)
                     times[where] = min(times.get(where, float("inf")), time.perf_counter() - start)
                     assert result.exit_code == 0, result.report["failures"][:2]
                     outs[where] = _hashes(result)
