@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
@@ -58,27 +59,34 @@ def _tagged(name: str, tag: str, keep_extension: bool) -> str:
     return f"{name}~{tag}"
 
 
+def fold(name: str) -> str:
+    """The key under which file systems may take two names for one: Unicode NFC (macOS, Windows and
+    many S3 gateways store ``é`` composed or decomposed as the same name) and case folded."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def unique_names(names: list[str], originals: list[str], *, keep_extension: bool = True,
                  reserved: Iterable[str] = ()) -> list[str]:
-    """Make ``names`` (already safe) unique ignoring case, and distinct from ``reserved``.
+    """Make ``names`` (already safe) unique ignoring case and Unicode normalisation (``fold``), and
+    distinct from ``reserved``.
 
     A name that is unique and not reserved is kept. The others get ``~<hash of the original>``
     before the extension (``a.jpg`` -> ``a~1f2e3d4c.jpg``; at the end with
     ``keep_extension=False``); should that name be taken too (a name crafted to collide), the
     hash is taken again with a counter until it is free. Deterministic for a given input order.
     """
-    counts = Counter(n.casefold() for n in names)
-    taken = {r.casefold() for r in reserved}
-    clash = [counts[n.casefold()] > 1 or n.casefold() in taken for n in names]
-    taken.update(n.casefold() for n, c in zip(names, clash) if not c)
+    counts = Counter(fold(n) for n in names)
+    taken = {fold(r) for r in reserved}
+    clash = [counts[fold(n)] > 1 or fold(n) in taken for n in names]
+    taken.update(fold(n) for n, c in zip(names, clash) if not c)
     out = []
     for n, orig, c in zip(names, originals, clash):
         if c:
             k, candidate = 0, _tagged(n, short_hash(orig), keep_extension)
-            while candidate.casefold() in taken:
+            while fold(candidate) in taken:
                 k += 1
                 candidate = _tagged(n, short_hash(f"{orig}\x00{k}"), keep_extension)
-            taken.add(candidate.casefold())
+            taken.add(fold(candidate))
             n = candidate
         out.append(n)
     return out

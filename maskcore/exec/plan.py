@@ -15,7 +15,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..paths import safe_component, stem, unique_names
+from ..paths import fold, safe_component, stem, unique_names
 
 DEFAULT_ITEMS_PER_PARTITION = 32
 
@@ -60,8 +60,8 @@ def mask_stems(items: list[str], keys: list[str] | None = None) -> list[str]:
     the item names; give distinct keys when ``items`` may repeat, e.g. across datasets).
     """
     stems = [safe_component(stem(i)) for i in items]
-    counts = Counter(s.casefold() for s in stems)
-    full = [s if counts[s.casefold()] == 1 else safe_component(i) for s, i in zip(stems, items)]
+    counts = Counter(fold(s) for s in stems)
+    full = [s if counts[fold(s)] == 1 else safe_component(i) for s, i in zip(stems, items)]
     return unique_names(full, keys or items, keep_extension=False)
 
 
