@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
 from test_archive import _parts, folder, folder_export, project  # noqa: F401  (the same sample project, partitions and folder export)
 
 import maskcore.io.archive as archive

@@ -2,9 +2,8 @@
 
 moto's in-process mock patches botocore in one process and does not reach s3fs (aiobotocore)
 nor Dask worker processes; its server answers real HTTP on 127.0.0.1, so every process reaches
-it through the endpoint given in the storage options. Use from a test module:
-
-    from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
+it through the endpoint given in the storage options. A pytest plugin (tests/conftest.py's
+``pytest_plugins``): every test can ask for the fixtures.
 
 ``s3_server`` (session): the server, with fake AWS credentials in the environment (so botocore
 never picks up real ones) and every request line it served in ``requests``.
