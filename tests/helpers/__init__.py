@@ -35,3 +35,10 @@ def bigger_project(samples: Path, dst: Path, copies: int) -> Path:
             shutil.copyfile(ann, dst / "ds/ann" / f"c{k}_{item}.json")
             shutil.copyfile(dst / "ds/img" / item, dst / "ds/img" / f"c{k}_{item}")
     return dst
+
+
+def partitions_of(source, items_per_partition: int) -> list:
+    """The source's items planned as for one worker, ``items_per_partition`` per partition."""
+    from maskcore.exec.plan import partitions, plan_partitions
+
+    return partitions(plan_partitions(source.list_items(), workers=1, items_per_partition=items_per_partition))
