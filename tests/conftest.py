@@ -1,16 +1,20 @@
-"""Shared fixtures: one real Dask cluster (worker processes) for the whole session."""
+"""Shared fixtures: one real Dask cluster (worker processes) per test process, the command line
+run in-process on it, the S3 server (tests/helpers/s3server.py); and the rule that, in CI, a
+missing test-only oracle fails the run instead of skipping tests."""
 
 from __future__ import annotations
 
 import os
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "examples" / "sly_catsdogs"
+from helpers import SAMPLES
+from helpers.cli import run_cli
+from helpers.oracles import PREFIX
+
+pytest_plugins = ["helpers.s3server"]
 
 
 @pytest.fixture(scope="session")
@@ -24,12 +28,56 @@ def dask_client():
 
 
 @pytest.fixture(scope="session")
-def samples() -> Path:
+def samples():
     return SAMPLES
+
+
+@pytest.fixture
+def cli(dask_client, monkeypatch):
+    """``cli("export", SRC, DST, ...)``: the command line in this process (helpers/cli.py), on the
+    session's worker processes: the ``address`` cluster profile (MASKCORE_CLUSTER) pointed at its
+    scheduler (DASK_SCHEDULER_ADDRESS), as a user points maskcore at a running cluster."""
+    monkeypatch.delenv("MASKCORE_CLUSTER_FILE", raising=False)
+    monkeypatch.setenv("MASKCORE_CLUSTER", "address")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    return run_cli
 
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+# -- CI=true: a missing oracle is a failure ------------------------------------------------------
+# pytest.importorskip and helpers.oracles.oracle skip with "could not import ...". Outside CI that
+# keeps the suite usable without the test extra; in CI it would silently shrink the suite, so
+# there the skip becomes a failure (tests/architecture/test_suite.py proves it).
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _as_missing_oracle_failure(report) -> None:
+    if not (in_ci() and report.skipped and isinstance(report.longrepr, tuple)):
+        return
+    message = str(report.longrepr[2]).removeprefix("Skipped: ")
+    if message.startswith(PREFIX):
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true: a missing test dependency fails the run instead of skipping "
+                           f"(install the test extra: pip install '.[test]'): {message}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _as_missing_oracle_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield
+    _as_missing_oracle_failure(report)
+    return report
 
 
 # The Supervisely SDK imports every module named on the call stack when it is imported

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -27,13 +26,12 @@ from maskcore.io.archive import (
     unpacked_outputs,
 )
 from maskcore.errors import ConfigError
-from maskcore.layouts import get_layout
-from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import SuperviselySource
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
 from maskcore.codec.tar import tar_bytes
+from helpers import partitions_of
 
 PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
 NAME = "7_pets"
@@ -56,46 +54,13 @@ def _tar(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, "LC_ALL": "C.UTF-8"})
 
 
-@pytest.fixture(scope="module")
-def project(samples):
-    src = open_source("supervisely", str(samples / "vector"))
-    meta = src.read_meta()
-    layout = get_layout("supervisely", {})
-    meta_bytes = json.dumps(meta.raw, indent=4).encode("utf-8")
-    return src, meta, layout, layout.project_files(meta, meta_bytes)
-
-
-def _parts(src, items_per_partition):
-    return partitions(plan_partitions(src.list_items(), workers=1, items_per_partition=items_per_partition))
-
-
-@pytest.fixture(scope="module")
-def folder(project, tmp_path_factory):
-    """The plain folder export every archive must reproduce (tar here, zip in test_zip_archive)."""
-    src, meta, layout, project_files = project
-    dst = tmp_path_factory.mktemp("folder")
-    sink = FsspecDirSink(str(dst))
-    for path, data in project_files:
-        sink.write(path, data)
-    spec = TaskSpec(source=src, sink=sink, layout=layout, meta=meta)
-    for part in _parts(src, 2):
-        assert run_partition(spec, part).column("status").to_pylist() == ["ok"] * part.num_rows
-    return dst
-
-
-@pytest.fixture(scope="module")
-def folder_export(folder):
-    """{relpath: sha256} of the folder export."""
-    return _tree(folder)
-
-
-def _archive_run(project, dst: str, part_size, items_per_partition=2, keys=True):
+def _archive_run(archive_project, dst: str, part_size, items_per_partition=2, keys=True):
     """What an archive run does: one task per partition, then the driver's finalize."""
-    src, meta, layout, project_files = project
+    src, meta, layout, project_files = archive_project
     inner = FsspecDirSink(dst)
     spec = TaskSpec(source=src, sink=TarPartSink(inner, part_size), layout=layout, meta=meta)
     records = []
-    for i, part in enumerate(_parts(src, items_per_partition)):
+    for i, part in enumerate(partitions_of(src, items_per_partition)):
         table = run_archive_partition(spec, part, f"key{i:02d}" if keys else None)
         assert set(table.column("status").to_pylist()) == {"ok"}
         records += chunk_records(table)
@@ -154,9 +119,9 @@ def test_an_archive_that_would_replace_the_source_is_refused(tmp_path):
 # -- parts -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def parts_run(project, tmp_path_factory):
+def parts_run(archive_project, tmp_path_factory):
     dst = tmp_path_factory.mktemp("parts")
-    return dst, _archive_run(project, str(dst), PART)
+    return dst, _archive_run(archive_project, str(dst), PART)
 
 
 def test_parts_are_valid_bounded_tars_that_extract_to_the_folder_export(parts_run, folder_export, tmp_path):
@@ -214,19 +179,19 @@ def test_manifest_gives_size_sha256_and_offset_of_every_member(parts_run, folder
         assert (dst / p["part"]).stat().st_size == p["bytes"]
 
 
-def test_parts_are_byte_identical_across_runs(project, parts_run, tmp_path):
+def test_parts_are_byte_identical_across_runs(archive_project, parts_run, tmp_path):
     dst, result = parts_run
-    _archive_run(project, str(tmp_path), PART)
+    _archive_run(archive_project, str(tmp_path), PART)
     names = [p["part"] for p in result.parts]
     assert _listing(tmp_path) == names
     for name in names:
         assert (tmp_path / name).read_bytes() == (dst / name).read_bytes()
 
 
-def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(project, tmp_path):
-    first = _archive_run(project, str(tmp_path), PART)
+def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(archive_project, tmp_path):
+    first = _archive_run(archive_project, str(tmp_path), PART)
     (tmp_path / f"{NAME}.tar").write_bytes(b"from an even older run")
-    second = _archive_run(project, str(tmp_path), 10 * PART, items_per_partition=6)
+    second = _archive_run(archive_project, str(tmp_path), 10 * PART, items_per_partition=6)
     assert len(second.parts) < len(first.parts)
     assert _listing(tmp_path) == [p["part"] for p in second.parts]
     assert not (tmp_path / ".maskcore" / "parts").exists()
@@ -234,9 +199,9 @@ def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(project, tmp_p
 
 # -- one tar ---------------------------------------------------------------------------------
 
-def test_single_tar_is_valid_complete_and_independent_of_partitioning(project, folder_export, tmp_path):
-    result = _archive_run(project, str(tmp_path / "a"), None, items_per_partition=2)
-    _archive_run(project, str(tmp_path / "b"), None, items_per_partition=6, keys=False)
+def test_single_tar_is_valid_complete_and_independent_of_partitioning(archive_project, folder_export, tmp_path):
+    result = _archive_run(archive_project, str(tmp_path / "a"), None, items_per_partition=2)
+    _archive_run(archive_project, str(tmp_path / "b"), None, items_per_partition=6, keys=False)
     archive = tmp_path / "a" / f"{NAME}.tar"
     assert _listing(tmp_path / "a") == [archive.name]
     assert archive.read_bytes() == (tmp_path / "b" / archive.name).read_bytes()
@@ -254,11 +219,11 @@ def test_single_tar_is_valid_complete_and_independent_of_partitioning(project, f
 
 # -- partitions ------------------------------------------------------------------------------
 
-def test_a_rerun_partition_rewrites_identical_chunks(project, tmp_path):
-    src, meta, layout, _ = project
+def test_a_rerun_partition_rewrites_identical_chunks(archive_project, tmp_path):
+    src, meta, layout, _ = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta)
-    part = _parts(src, 2)[0]
+    part = partitions_of(src, 2)[0]
     first = chunk_records(run_archive_partition(spec, part, "k"))
     chunks = {r["chunk"]: (tmp_path / r["chunk"]).read_bytes() for r in first}
     # cat1's 6.3 MB preview goes alone; every other chunk stays within the part size
@@ -278,12 +243,12 @@ def test_a_rerun_partition_rewrites_identical_chunks(project, tmp_path):
         assert _sha(data) == next(r["sha256"] for r in first if r["chunk"] == path)
 
 
-def test_resume_file_carries_the_chunk_records(project, tmp_path):
-    src, meta, layout, _ = project
+def test_resume_file_carries_the_chunk_records(archive_project, tmp_path):
+    src, meta, layout, _ = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta,
                     partials_dir=".maskcore/partials")
-    part = _parts(src, 2)[1]
+    part = partitions_of(src, 2)[1]
     records = chunk_records(run_archive_partition(spec, part, "abc"))
     resumed = pq.read_table(tmp_path / ".maskcore/partials/abc.parquet")
     assert chunk_records(resumed) == records and records
@@ -295,11 +260,11 @@ def test_resume_file_carries_the_chunk_records(project, tmp_path):
     assert "ds/img/cat3.jpg" in names and not any(n.startswith(".maskcore") for n in names)
 
 
-def test_an_unchanged_item_is_still_packed(project, tmp_path):
+def test_an_unchanged_item_is_still_packed(archive_project, tmp_path):
     """Incremental skips need the files on disk; an archive is rewritten whole."""
-    src, meta, layout, _ = project
+    src, meta, layout, _ = archive_project
     spec = TaskSpec(source=src, sink=TarPartSink(FsspecDirSink(str(tmp_path)), None), layout=layout, meta=meta)
-    part = _parts(src, 2)[0]
+    part = partitions_of(src, 2)[0]
     sha = [_sha(src.read_bytes(p)) for p in part.column("ann_path").to_pylist()]
     img = [_sha(src.read_bytes(p)) for p in part.column("img_path").to_pylist()]
     part = part.append_column("prev_ann_sha256", [sha]).append_column("prev_img_sha256", [img])
@@ -308,11 +273,11 @@ def test_an_unchanged_item_is_still_packed(project, tmp_path):
     assert sum(len(r["members"]) for r in chunk_records(table)) == 12
 
 
-def test_a_missing_or_altered_chunk_stops_finalize(project, tmp_path):
-    src, meta, layout, project_files = project
+def test_a_missing_or_altered_chunk_stops_finalize(archive_project, tmp_path):
+    src, meta, layout, project_files = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta)
-    records = chunk_records(run_archive_partition(spec, _parts(src, 2)[1], "p1"))
+    records = chunk_records(run_archive_partition(spec, partitions_of(src, 2)[1], "p1"))
     (tmp_path / records[0]["chunk"]).write_bytes(b"\0" * 1024)
     with pytest.raises(ArchiveError, match="expected .* bytes as its task recorded, got 1024 bytes"):
         finalize_archive(inner, NAME, PART, records, project_files)
@@ -322,15 +287,15 @@ def test_a_missing_or_altered_chunk_stops_finalize(project, tmp_path):
     assert not list(tmp_path.glob("*.tar"))
 
 
-def test_a_chunk_that_cannot_be_written_fails_the_whole_partition(project, tmp_path):
+def test_a_chunk_that_cannot_be_written_fails_the_whole_partition(archive_project, tmp_path):
     """Not just one item: the partition is re-run (by Dask) rather than packed with a hole."""
-    src, meta, layout, _ = project
+    src, meta, layout, _ = archive_project
     (tmp_path / ".maskcore").mkdir()
     (tmp_path / ".maskcore" / "parts").write_bytes(b"a file where the chunk folder goes")
     spec = TaskSpec(source=src, sink=TarPartSink(FsspecDirSink(str(tmp_path)), PART), layout=layout,
                     meta=meta, partials_dir=".maskcore/partials")
     with pytest.raises(OSError):
-        run_archive_partition(spec, _parts(src, 2)[0], "k")
+        run_archive_partition(spec, partitions_of(src, 2)[0], "k")
     assert not (tmp_path / ".maskcore" / "partials").exists()   # not recorded as finished
 
 
@@ -359,6 +324,9 @@ def test_archive_on_a_non_local_filesystem(tmp_path, monkeypatch, part_size):
     a tiny spool limit makes chunks spill to a local temporary file first."""
     import maskcore.io.archive as archive
     monkeypatch.setattr(archive, "SPOOL_BYTES", 1000)
+    spool = tmp_path / "spool"   # this test's own temporary directory: other tests spool too
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
     root = f"memory://maskcore-test-{uuid.uuid4().hex}"
     inner = FsspecDirSink(root)
     files = [(f"ds/f{i}.bin", os.urandom(300 * i)) for i in range(1, 8)]
@@ -374,7 +342,7 @@ def test_archive_on_a_non_local_filesystem(tmp_path, monkeypatch, part_size):
     fs = fsspec.filesystem("memory")
     left = sorted(p.rsplit("/", 1)[-1] for p in fs.find(root.removeprefix("memory://")))
     assert left == sorted(p["part"] for p in result.parts)
-    assert not list(Path(tempfile.gettempdir()).glob("maskcore-chunk-*"))
+    assert not list(spool.iterdir())
     blob = b""
     for p in result.parts:
         data = inner.read(p["part"])
@@ -401,52 +369,20 @@ def test_tar_encoding_reads_back_with_pythons_tarfile():
 
 # -- S3 (a real S3-compatible server on loopback: moto's server mode) ------------------------
 
-@pytest.fixture(scope="module")
-def s3_options():
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    import socket
-    import sys
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        options = {"key": "testing", "secret": "testing",
-                   "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
-        fsspec.filesystem("s3", skip_instance_cache=True, **options).mkdir("archives")
-        yield options
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 @pytest.mark.parametrize("part_size", [None, 300_000])
-def test_archive_on_s3(project, folder_export, s3_options, monkeypatch, tmp_path, part_size):
+def test_archive_on_s3(archive_project, folder_export, s3_server, s3_bucket, monkeypatch, tmp_path, part_size):
     import maskcore.io.archive as archive
     monkeypatch.setattr(archive, "SPOOL_BYTES", 200_000)   # the bigger chunks go through put_file
-    src, meta, layout, project_files = project
-    url = f"s3://archives/run-{uuid.uuid4().hex[:8]}"
-    inner = FsspecDirSink(url, s3_options)
+    src, meta, layout, project_files = archive_project
+    url = f"s3://{s3_bucket}/run"
+    inner = FsspecDirSink(url, s3_server.options())
     spec = TaskSpec(source=src, sink=TarPartSink(inner, part_size), layout=layout, meta=meta)
     records = []
-    for i, part in enumerate(_parts(src, 3)):
+    for i, part in enumerate(partitions_of(src, 3)):
         records += chunk_records(run_archive_partition(spec, part, f"k{i}"))
     result = finalize_archive(inner, NAME, part_size, records, project_files)
     discard_chunks(inner)
-    fs = fsspec.filesystem("s3", skip_instance_cache=True, **s3_options)
+    fs = s3_server.filesystem()
     left = sorted(p.rsplit("/", 1)[-1] for p in fs.find(url))
     assert left == sorted(p["part"] for p in result.parts)
     with open(tmp_path / "all.tar", "wb") as out:
@@ -460,14 +396,14 @@ def test_archive_on_s3(project, folder_export, s3_options, monkeypatch, tmp_path
     assert _tree(tmp_path / "x") == folder_export
 
 
-def test_partitions_packed_by_dask_worker_processes(project, parts_run, dask_client, tmp_path):
+def test_partitions_packed_by_dask_worker_processes(archive_project, parts_run, dask_client, tmp_path):
     """The spec with its TarPartSink travels to worker processes; the parts match a local run."""
-    src, meta, layout, project_files = project
+    src, meta, layout, project_files = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta)
     spec_future = dask_client.scatter(spec, broadcast=True)
     futures = [dask_client.submit(run_archive_partition, spec_future, part, f"key{i:02d}", pure=False)
-               for i, part in enumerate(_parts(src, 2))]
+               for i, part in enumerate(partitions_of(src, 2))]
     records = [r for f in futures for r in chunk_records(f.result())]
     result = finalize_archive(inner, NAME, PART, records, project_files)
     dst, local = parts_run

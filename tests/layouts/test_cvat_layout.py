@@ -10,7 +10,6 @@ the spec's formula here, not maskcore's. PNGs decoded with PIL.
 import io
 import json
 import math
-import pathlib
 import pickle
 from itertools import groupby
 
@@ -24,12 +23,13 @@ from maskcore.model.item import ItemData
 from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_blocked
 from maskcore.kernel.patch import Patch, empty_patch
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from helpers import DATA
 
 mask_api = pytest.importorskip("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-FACADE = pathlib.Path(__file__).resolve().parent / "data/facade/_annotations.coco.json"
+FACADE = DATA / "facade/_annotations.coco.json"
 LIST = "@list/ImageSets/Segmentation/"
 
 

@@ -15,7 +15,6 @@ import json
 import pickle
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,10 +33,9 @@ from maskcore.readers import open_source
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.state import config_fingerprint
 from maskcore.exec.task import TaskSpec, parse_item, run_partition
+from helpers import DATA, SAMPLES
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "examples" / "sly_catsdogs"
-FACADE = REPO / "tests" / "data" / "facade" / "_annotations.coco.json"
+FACADE = DATA / "facade" / "_annotations.coco.json"
 NOW = datetime(2024, 3, 5, 7, 8, 9, tzinfo=timezone.utc)
 
 

@@ -20,8 +20,8 @@ from maskcore.exec.cluster import (build_cluster, connect, default_profile_name,
                                    kubernetes_cluster_spec, load_profiles)
 from maskcore.errors import ConfigError
 from maskcore.exec.run import ExportConfig, run_export
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER_FILE = str(REPO / "cluster.yaml")
 VECTOR = REPO / "examples" / "sly_catsdogs" / "vector"
 # The Slurm profile's scheduler would listen on the machine's address: keep it on loopback here.

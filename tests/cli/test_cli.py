@@ -17,9 +17,7 @@ from PIL import Image
 from maskcore.errors import ConfigError
 from maskcore.cli.jobspec import load_job
 from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
-
-REPO = Path(__file__).resolve().parents[1]
-
+from helpers import DATA, REPO
 
 def _maskcore(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "maskcore", *args], cwd=cwd,
@@ -150,7 +148,7 @@ def test_export_flags_build_each_layout(tmp_path, samples):
                "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cvf" / "labelmap.txt").is_file() and (tmp_path / "cvf" / "SegmentationObject").is_dir()
-    coco = Path(__file__).parent / "data" / "coco_labelme"
+    coco = DATA / "coco_labelme"
     proc = _maskcore("export", str(coco / "annotations.json"), str(tmp_path / "co"), "--images", str(coco),
                "--masks", "machine", "--no-images", "--workers", "1")
     assert proc.returncode == 0, proc.stderr

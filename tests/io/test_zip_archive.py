@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
-from test_archive import _parts, folder, folder_export, project  # noqa: F401  (the same sample project, partitions and folder export)
 
 import maskcore.io.archive as archive
 import maskcore.codec.zip as zw
@@ -42,6 +40,7 @@ from maskcore.layouts import get_layout
 from maskcore.exec.run import ExportConfig, run_export
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec
+from helpers import partitions_of
 
 PART = 1_000_000   # the sample's two biggest previews (6.3 MB, 1.1 MB) go alone
 NAME = "7_pets"
@@ -110,13 +109,13 @@ def _pack(inner, part_size, files, per_partition=6):
     return result
 
 
-def _zip_run(project, dst: str, part_size, items_per_partition=2):
+def _zip_run(archive_project, dst: str, part_size, items_per_partition=2):
     """What an archive run does: one task per partition, then the driver's finalize."""
-    src, meta, layout, project_files = project
+    src, meta, layout, project_files = archive_project
     inner = FsspecDirSink(dst)
     spec = TaskSpec(source=src, sink=ArchiveSink(inner, part_size, "zip"), layout=layout, meta=meta)
     records = []
-    for i, part in enumerate(_parts(src, items_per_partition)):
+    for i, part in enumerate(partitions_of(src, items_per_partition)):
         table = run_archive_partition(spec, part, f"key{i:02d}")
         assert set(table.column("status").to_pylist()) == {"ok"}
         records += chunk_records(table)
@@ -126,9 +125,9 @@ def _zip_run(project, dst: str, part_size, items_per_partition=2):
 
 
 @pytest.fixture(scope="module")
-def parts_run(project, tmp_path_factory):
+def parts_run(archive_project, tmp_path_factory):
     dst = tmp_path_factory.mktemp("zipparts")
-    return dst, _zip_run(project, str(dst), PART)
+    return dst, _zip_run(archive_project, str(dst), PART)
 
 
 # -- parts -----------------------------------------------------------------------------------
@@ -171,9 +170,9 @@ def test_manifest_offsets_are_range_reads_of_the_stored_files(parts_run, folder_
         assert _sha((dst / p["part"]).read_bytes()) == p["sha256"]
 
 
-def test_zip_parts_are_byte_identical_across_runs(project, parts_run, tmp_path):
+def test_zip_parts_are_byte_identical_across_runs(archive_project, parts_run, tmp_path):
     dst, result = parts_run
-    _zip_run(project, str(tmp_path), PART)
+    _zip_run(archive_project, str(tmp_path), PART)
     assert _archives(tmp_path) == [p["part"] for p in result.parts]
     for p in result.parts:
         assert (tmp_path / p["part"]).read_bytes() == (dst / p["part"]).read_bytes()
@@ -182,9 +181,9 @@ def test_zip_parts_are_byte_identical_across_runs(project, parts_run, tmp_path):
 # -- one zip ---------------------------------------------------------------------------------
 
 @needs_unzip
-def test_single_zip_is_complete_and_independent_of_partitioning(project, folder_export, tmp_path):
-    result = _zip_run(project, str(tmp_path / "a"), None, items_per_partition=2)
-    _zip_run(project, str(tmp_path / "b"), None, items_per_partition=6)
+def test_single_zip_is_complete_and_independent_of_partitioning(archive_project, folder_export, tmp_path):
+    result = _zip_run(archive_project, str(tmp_path / "a"), None, items_per_partition=2)
+    _zip_run(archive_project, str(tmp_path / "b"), None, items_per_partition=6)
     path = tmp_path / "a" / f"{NAME}.zip"
     assert _archives(tmp_path / "a") == [path.name]
     data = path.read_bytes()
@@ -319,11 +318,11 @@ def test_a_zip_that_would_replace_the_source_is_refused(tmp_path):
     refuse_overwriting_source(sink, "task", str(tmp_path / "task.zip"), archive_format="tar")
 
 
-def test_chunks_of_another_format_are_refused_and_stale_tars_removed(project, export_files, tmp_path):
-    src, meta, layout, project_files = project
+def test_chunks_of_another_format_are_refused_and_stale_tars_removed(archive_project, export_files, tmp_path):
+    src, meta, layout, project_files = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=ArchiveSink(inner, PART, "tar"), layout=layout, meta=meta)
-    tar_records = chunk_records(run_archive_partition(spec, _parts(src, 2)[0], "t"))
+    tar_records = chunk_records(run_archive_partition(spec, partitions_of(src, 2)[0], "t"))
     with pytest.raises(ArchiveError, match="expected a zip chunk, got tar"):
         finalize_archive(inner, NAME, PART, tar_records, project_files, "zip")
     discard_chunks(inner)

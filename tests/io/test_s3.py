@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
 
 from maskcore.errors import MaskcoreError, ProjectError
 from maskcore.readers.supervisely import SuperviselySource
@@ -26,8 +25,8 @@ from maskcore.exec.run import EXIT_PARTIAL, ExportConfig, run_export
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.io.storage import (filesystem, is_inside, parse_storage_options, redact,
                               redact_options)
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BROKEN = "broken.jpg"  # an item whose rendering fails: its object names an unknown class
 
 

@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
+from helpers import DATA, SAMPLES
 
-DATA = Path(__file__).parent / "data"
-EXAMPLES = Path(__file__).parents[1] / "examples" / "sly_catsdogs"
 
 
 def _run(tmp: Path, client, **cfg) -> Path:
@@ -91,7 +90,7 @@ def test_import_writes_one_exact_bitmap_per_instance(roundtrip):
 
 
 SOURCES = {
-    "supervisely": lambda tmp: (str(EXAMPLES / "vector"), {}),
+    "supervisely": lambda tmp: (str(SAMPLES / "vector"), {}),
     "coco": lambda tmp: (str(DATA / "coco_labelme" / "annotations.json"), {}),
     "cvat": lambda tmp: _cvat_source(tmp),
     "cvat-masks": lambda tmp: (str(DATA / "voc_labelme"), {}),

@@ -6,89 +6,31 @@ nightly again, then checks the destination with ``maskcore verify`` and against 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from maskcore.exec.state import PARTIALS
-from test_incremental import _bigger_project, _tree
-
-FAULTS = Path(__file__).resolve().parent / "faults"   # sitecustomize.py: MASKCORE_TEST_ENOSPC
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    if "MASKCORE_TEST_ENOSPC" in extra:
-        env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
-
-
-def _cmd(src: Path, dst: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "maskcore", "export", str(src), str(dst), "--workers", "1",
-            "--items-per-partition", "1", *options]
-
-
-def _run(cmd: list[str], **env) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env(**env))
-
-
-def _partials(dst: Path) -> list[Path]:
-    return sorted((dst / PARTIALS).glob("*.parquet"))
-
-
-def _interrupt(cmd: list[str], dst: Path, *, after: int, sig=signal.SIGKILL, group=True,
-               **env) -> subprocess.Popen:
-    """Start ``cmd``, wait until ``after`` partitions finished, deliver ``sig`` by PID (to the
-    process group: the driver and its workers, as a killed cron job or container; else to the
-    driver alone). Returns the finished process."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=_env(**env))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(_partials(dst)) < after and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.stderr.read()}"
-        if group:
-            os.killpg(proc.pid, sig)
-        else:
-            os.kill(proc.pid, sig)
-        proc.wait(timeout=120)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever the fault left running
-        except ProcessLookupError:
-            pass
-    return proc
-
-
-def _verify(dst: Path) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "maskcore", "verify", str(dst)])
+from helpers import bigger_project, tree
+from helpers.faults import (export_args, interrupt, kill_group, partials, read_report, run_process, start,
+                            verify, wait_for_partials)
 
 
 def _assert_same(dst: Path, clean: Path) -> None:
-    a, b = _tree(dst), _tree(clean)
+    a, b = tree(dst), tree(clean)
     differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     assert not differing, f"{len(differing)} of {len(a | b)} files differ from a clean run: {differing[:10]}"
-    check = _verify(dst)
+    check = verify(dst)
     assert check.returncode == 0, check.stdout + check.stderr
-
-
-def _report(dst: Path) -> dict:
-    return json.loads((dst / ".maskcore/report.json").read_text())
 
 
 @pytest.fixture
 def project(samples, tmp_path) -> Path:
-    return _bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
+    return bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
 
 
 NIGHTLY = ("--masks", "machine,human")
@@ -97,13 +39,13 @@ NIGHTLY = ("--masks", "machine,human")
 def test_killed_run_with_other_options_then_nightly_options(project, tmp_path):
     """Issue 19 item 1: the killed run's files (other options) are not trusted by the nightly."""
     dst, clean = tmp_path / "out", tmp_path / "clean"
-    _run(_cmd(project, clean, *NIGHTLY)).check_returncode()
-    _run(_cmd(project, dst, *NIGHTLY)).check_returncode()
-    _interrupt(_cmd(project, dst, "--masks", "machine,human,instance", "--human-resize", "50"), dst, after=4)
-    assert _tree(dst) != _tree(clean)  # the fault did change the destination
-    nightly = _run(_cmd(project, dst, *NIGHTLY))
+    run_process(export_args(project, clean, *NIGHTLY)).check_returncode()
+    run_process(export_args(project, dst, *NIGHTLY)).check_returncode()
+    interrupt(export_args(project, dst, "--masks", "machine,human,instance", "--human-resize", "50"), dst, after=4)
+    assert tree(dst) != tree(clean)  # the fault did change the destination
+    nightly = run_process(export_args(project, dst, *NIGHTLY))
     assert nightly.returncode == 0, nightly.stderr
-    assert _report(dst)["items"]["written"] >= 4
+    assert read_report(dst)["items"]["written"] >= 4
     _assert_same(dst, clean)
 
 
@@ -111,14 +53,14 @@ def test_full_run_with_a_full_disk_then_sigterm(project, tmp_path):
     """Issue 19 item 2: an item that failed (ENOSPC) in a --full run killed by SIGTERM is rendered
     again by the next run, never taken as unchanged."""
     dst, clean = tmp_path / "out", tmp_path / "clean"
-    _run(_cmd(project, clean)).check_returncode()
-    _run(_cmd(project, dst)).check_returncode()
-    _interrupt(_cmd(project, dst, "--full"), dst, after=4, sig=signal.SIGTERM, group=False,
+    run_process(export_args(project, clean)).check_returncode()
+    run_process(export_args(project, dst)).check_returncode()
+    interrupt(export_args(project, dst, "--full"), dst, after=4, sig=signal.SIGTERM, group=False,
                MASKCORE_TEST_ENOSPC="ds/masks_human/c1_cat1.png")
-    failed = [r for p in _partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "failed"]
+    failed = [r for p in partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "failed"]
     assert [r["item"] for r in failed] == ["c1_cat1.jpg"] and "No space left" in failed[0]["error"]
     assert not (dst / "ds/masks_machine/c1_cat1.png").exists()  # the failed item removed its files
-    nightly = _run(_cmd(project, dst))
+    nightly = run_process(export_args(project, dst))
     assert nightly.returncode == 0, nightly.stderr
     _assert_same(dst, clean)
 
@@ -136,39 +78,39 @@ def _same_size_edit(ann: Path) -> None:
 def test_resume_after_a_same_size_annotation_edit(project, tmp_path):
     """Issue 19 item 3: a resumed partition whose item changed (same size) is rendered again."""
     dst, clean = tmp_path / "out", tmp_path / "clean"
-    cmd = _cmd(project, dst)
-    _interrupt(cmd, dst, after=4)
-    done = [r["item"] for p in _partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "ok"]
+    cmd = export_args(project, dst)
+    interrupt(cmd, dst, after=4)
+    done = [r["item"] for p in partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "ok"]
     ann = project / "ds/ann" / f"{done[0]}.json"
     size = ann.stat().st_size
     _same_size_edit(ann)
     assert ann.stat().st_size == size
-    resumed = _run(cmd)
+    resumed = run_process(cmd)
     assert resumed.returncode == 0, resumed.stderr
-    assert _report(dst)["partitions"]["resumed"] >= 3
-    _run(_cmd(project, clean)).check_returncode()
+    assert read_report(dst)["partitions"]["resumed"] >= 3
+    run_process(export_args(project, clean)).check_returncode()
     _assert_same(dst, clean)
     assert (dst / "ds/ann" / f"{done[0]}.json").read_bytes() == ann.read_bytes()
 
 
 def test_verify_reports_missing_different_and_extra_files(samples, tmp_path):
     dst = tmp_path / "out"
-    _run(_cmd(samples / "vector", dst)).check_returncode()
-    clean = _verify(dst)
+    run_process(export_args(samples / "vector", dst)).check_returncode()
+    clean = verify(dst)
     assert clean.returncode == 0 and " 0 missing, 0 different, 0 extra" in clean.stdout, clean.stdout
     assert "files checked" in clean.stdout and int(clean.stdout.split(": ")[-2].split()[0]) > 30
     (dst / "ds/masks_machine/cat1.png").unlink()
     (dst / "ds/masks_human/dog1.png").write_bytes(b"not a png")
     (dst / "meta.json").write_text((dst / "meta.json").read_text() + " ")
     (dst / "ds/masks_machine/stray.png").write_bytes(b"x")
-    check = _verify(dst)
+    check = verify(dst)
     assert check.returncode == 5, check.stdout + check.stderr
     assert "missing: ds/masks_machine/cat1.png" in check.stdout
     assert "different: ds/masks_human/dog1.png: 9 bytes" in check.stdout
     assert "different: meta.json: " in check.stdout
     assert "extra: ds/masks_machine/stray.png" in check.stdout
     assert "1 missing, 2 different, 1 extra" in check.stdout
-    assert _verify(tmp_path / "nothing").returncode == 1
+    assert verify(tmp_path / "nothing").returncode == 1
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -177,20 +119,20 @@ def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path
     the console and in the report, and kept under .maskcore/damaged/; no traceback."""
     src = samples / "vector"
     dst, clean = tmp_path / "out", tmp_path / "clean"
-    _run(_cmd(src, clean)).check_returncode()
-    _run(_cmd(src, dst)).check_returncode()
+    run_process(export_args(src, clean)).check_returncode()
+    run_process(export_args(src, dst)).check_returncode()
     manifest = dst / ".maskcore/manifest.parquet"
     original = manifest.read_bytes()
     damaged = b"\x00garbage" * 50 if damage == "garbage" else original[: len(original) // 2]
     manifest.write_bytes(damaged)
     (dst / "ds/masks_machine/cat1.png").write_bytes(b"left by someone")   # no record vouches for it
     for args in ((), ("--full",)):
-        run = _run(_cmd(src, dst, *args))
+        run = run_process(export_args(src, dst, *args))
         assert run.returncode == 0, run.stderr
         assert "Traceback" not in run.stderr
         if not args:
             assert ".maskcore/manifest.parquet is unreadable" in run.stderr and "kept as" in run.stderr
-            report = _report(dst)
+            report = read_report(dst)
             assert report["items"]["written"] == 6
             [note] = report["recovery"]["damaged_state"]
             assert note["file"] == ".maskcore/manifest.parquet" and (dst / note["kept_as"]).exists()
@@ -203,21 +145,21 @@ def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path):
     """Issue 19 item 7: a truncated partial and a garbage start marker of a killed run: the run
     renders what they covered, reports them, and the destination equals a clean run's."""
     dst, clean = tmp_path / "out", tmp_path / "clean"
-    cmd = _cmd(project, dst)
-    _run(cmd).check_returncode()
-    _interrupt(_cmd(project, dst, "--full", "--masks", "machine,instance"), dst, after=4)
-    partial = _partials(dst)[0]
+    cmd = export_args(project, dst)
+    run_process(cmd).check_returncode()
+    interrupt(export_args(project, dst, "--full", "--masks", "machine,instance"), dst, after=4)
+    partial = partials(dst)[0]
     partial.write_bytes(partial.read_bytes()[:100])
     marker = sorted((dst / ".maskcore/started").glob("*.json"))[-1]
     marker.write_bytes(b'{"run": "x", "ite')
-    run = _run(cmd)
+    run = run_process(cmd)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("is unreadable") == 2, run.stderr
-    report = _report(dst)
+    report = read_report(dst)
     assert {d["file"] for d in report["recovery"]["damaged_state"]} == {
         f".maskcore/partials/{partial.name}", f".maskcore/started/{marker.name}"}
     assert report["recovery"]["untrusted_items"] == 24 and report["items"]["written"] == 24
-    _run(_cmd(project, clean)).check_returncode()
+    run_process(export_args(project, clean)).check_returncode()
     _assert_same(dst, clean)
 
 
@@ -226,13 +168,10 @@ def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path):
     import psutil
 
     dst = tmp_path / "out"
-    cmd = _cmd(project, dst)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = export_args(project, dst)
+    proc = start(cmd)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(_partials(dst)) < 2:
-            time.sleep(0.02)
+        wait_for_partials(proc, dst, 2)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "the run started no worker process"
         started = time.monotonic()
@@ -246,11 +185,8 @@ def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path):
         assert not alive, f"worker processes left running: {alive}"
         assert seconds < 30
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    resumed = _run(cmd)
+        kill_group(proc)
+    resumed = run_process(cmd)
     assert resumed.returncode == 0, resumed.stderr
-    check = _verify(dst)
+    check = verify(dst)
     assert check.returncode == 0, check.stdout

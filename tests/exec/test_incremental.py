@@ -3,7 +3,6 @@ and a worker killed mid-job. Real Dask worker processes throughout."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,17 +15,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import bigger_project, tree
 from maskcore.errors import RefusedError
 from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.exec.state import LOCK, PARTIALS
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
-
 
 def _mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
@@ -48,12 +40,12 @@ def test_second_run_with_nothing_changed_writes_nothing(project, tmp_path, dask_
     dst = tmp_path / "out"
     first = _export(project, dst, dask_client)
     assert first.report["items"]["written"] == 6
-    before, stamps = _tree(dst), _mtimes(dst)
+    before, stamps = tree(dst), _mtimes(dst)
     second = _export(project, dst, dask_client)
     assert second.exit_code == EXIT_OK
     assert second.report["items"] == {"total": 6, "written": 0, "unchanged": 6, "failed": 0}
     assert second.report["bytes_written"] == 0 and second.report["stale_files_removed"] == 0
-    assert _tree(dst) == before and _mtimes(dst) == stamps
+    assert tree(dst) == before and _mtimes(dst) == stamps
     # the manifest still describes every file, and the fingerprints did not move
     assert second.manifest.column("outputs").to_pylist() == first.manifest.column("outputs").to_pylist()
     assert second.report["input_fingerprint"] == first.report["input_fingerprint"]
@@ -75,7 +67,7 @@ def test_changed_and_deleted_items(project, tmp_path, dask_client):
     # the result equals a fresh export of the changed project
     fresh = tmp_path / "fresh"
     _export(project, fresh, dask_client)
-    assert _tree(dst) == _tree(fresh)
+    assert tree(dst) == tree(fresh)
 
 
 def test_config_change_renders_everything(project, tmp_path, dask_client):
@@ -85,7 +77,7 @@ def test_config_change_renders_everything(project, tmp_path, dask_client):
     assert run.report["items"]["written"] == 6
     fresh = tmp_path / "fresh"
     _export(project, fresh, dask_client, layout_options={"thickness": 5})
-    assert _tree(dst) == _tree(fresh)
+    assert tree(dst) == tree(fresh)
 
 
 def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client):
@@ -101,18 +93,8 @@ def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_c
     assert not (dst / "ds").exists()
 
 
-def _bigger_project(samples: Path, dst: Path, copies: int) -> Path:
-    shutil.copytree(samples / "vector", dst)
-    for ann in sorted((dst / "ds/ann").glob("*.json")):
-        item = ann.name[:-len(".json")]
-        for k in range(1, copies):
-            shutil.copyfile(ann, dst / "ds/ann" / f"c{k}_{item}.json")
-            shutil.copyfile(dst / "ds/img" / item, dst / "ds/img" / f"c{k}_{item}")
-    return dst
-
-
 def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_path):
-    src = _bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
+    src = bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
     dst = tmp_path / "out"
     cmd = [sys.executable, "-m", "maskcore", "export", str(src), str(dst), "--workers", "1",
            "--items-per-partition", "1", "--masks", "machine,human"]
@@ -132,13 +114,13 @@ def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_pat
     assert not list((dst / ".maskcore/tmp").iterdir())  # the killed writers' temporaries are gone
     clean = tmp_path / "clean"
     subprocess.run(cmd[:5] + [str(clean)] + cmd[6:], check=True, capture_output=True, timeout=300)
-    assert _tree(dst) == _tree(clean)
+    assert tree(dst) == tree(clean)
 
 
 def test_worker_killed_mid_job_changes_nothing(samples, tmp_path):
     from distributed import Client, LocalCluster
 
-    src = _bigger_project(samples, tmp_path / "src", copies=4)
+    src = bigger_project(samples, tmp_path / "src", copies=4)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         run_export(ExportConfig(str(src), str(tmp_path / "clean"), items_per_partition=1),
@@ -155,15 +137,15 @@ def test_worker_killed_mid_job_changes_nothing(samples, tmp_path):
         run = run_export(ExportConfig(str(src), str(tmp_path / "killed"), items_per_partition=1),
                          log=lambda m: None, client=client, on_partition=kill_once)
         assert killed and run.exit_code == EXIT_OK and run.report["items"]["written"] == 24
-        at_return = _tree(tmp_path / "killed")
+        at_return = tree(tmp_path / "killed")
         # Nothing may write into the destination once the run has returned. (Futures kept after
         # their results were taken made Dask recompute the victim's lost results in the
         # background: partials reappeared, and a write racing the end of the run removed an
         # item's files in CI.)
         time.sleep(3)
         assert not list((tmp_path / "killed" / PARTIALS).glob("*")), "a partition ran after the run ended"
-        assert _tree(tmp_path / "killed") == at_return
-    a, b = _tree(tmp_path / "killed"), _tree(tmp_path / "clean")
+        assert tree(tmp_path / "killed") == at_return
+    a, b = tree(tmp_path / "killed"), tree(tmp_path / "clean")
     differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     assert not differing, f"{len(differing)} of {len(a | b)} files differ: {differing[:20]}"
     manifest = pq.read_table(tmp_path / "killed/.maskcore/manifest.parquet")

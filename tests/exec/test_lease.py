@@ -16,9 +16,8 @@ import pytest
 from maskcore.exec.lease import RunLock
 from maskcore.exec.state import LOCK, LockedError
 from maskcore.io.sinks import get_sink
-from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
-from test_faults import _cmd, _interrupt, _report, _run, _verify
-from test_incremental import _bigger_project
+from helpers import bigger_project
+from helpers.faults import export_args, interrupt, read_report, run_process, verify
 
 
 def _dead_pid() -> int:
@@ -28,30 +27,30 @@ def _dead_pid() -> int:
 
 
 def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_path):
-    src = _bigger_project(samples, tmp_path / "src", copies=4)
+    src = bigger_project(samples, tmp_path / "src", copies=4)
     dst = tmp_path / "out"
-    _interrupt(_cmd(src, dst, "--lock-lease", "3"), dst, after=2)
+    interrupt(export_args(src, dst, "--lock-lease", "3"), dst, after=2)
     lock = json.loads((dst / LOCK).read_text())
     lock["holder"] = "another-pod:1"  # the next night runs in a new pod: the pid means nothing here
     (dst / LOCK).write_text(json.dumps(lock))
     if lock["expires"] > time.time() + 0.5:
-        early = _run(_cmd(src, dst))
+        early = run_process(export_args(src, dst))
         assert early.returncode == 4 and "lease expires in" in early.stderr, early.stderr
     time.sleep(max(0.0, lock["expires"] - time.time()) + 0.2)
-    run = _run(_cmd(src, dst))
+    run = run_process(export_args(src, dst))
     assert run.returncode == 0, run.stderr
     assert "took over the lock of another-pod:1" in run.stderr and "expired" in run.stderr
-    assert "took over the lock of another-pod:1" in _report(dst)["lock"]["taken_over"]
-    assert _report(dst)["lock"]["lease_seconds"] == 300
+    assert "took over the lock of another-pod:1" in read_report(dst)["lock"]["taken_over"]
+    assert read_report(dst)["lock"]["lease_seconds"] == 300
     assert not (dst / LOCK).exists() and not list((dst / ".maskcore").glob("lock*"))
-    assert _verify(dst).returncode == 0
+    assert verify(dst).returncode == 0
 
 
 def test_empty_lock_is_taken_over(samples, tmp_path):
     dst = tmp_path / "out"
     (dst / ".maskcore").mkdir(parents=True)
     (dst / LOCK).write_bytes(b"")
-    run = _run(_cmd(samples / "vector", dst))
+    run = run_process(export_args(samples / "vector", dst))
     assert run.returncode == 0, run.stderr
     assert "took over the lock" in run.stderr and "unreadable lock (0 bytes)" in run.stderr
     assert not (dst / LOCK).exists()
@@ -138,5 +137,5 @@ def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(sample
     (dst / ".maskcore").mkdir(parents=True)
     (dst / LOCK).write_text(json.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "run": "killed",
                                         "expires": time.time() - 5, "lease_seconds": 300}))
-    run = _run(_cmd(src, dst))
+    run = run_process(export_args(src, dst))
     assert run.returncode == 0 and "its lease expired" in run.stderr, run.stderr

@@ -30,8 +30,8 @@ from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers import open_source
 from maskcore.exec.scan import SCAN_SCHEMA, scan_partitions, scan_table
+from helpers import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sly_catsdogs"
 UTC = dt.timezone.utc
 CLASSES = ["cat", "dog", "bird", "fish"]
 DATASETS = ["ds", "train", "train/sub", "val"]

@@ -19,6 +19,7 @@ sly = pytest.importorskip("supervisely")
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
 from oracle.make_projects import make_all_geometries_project, make_border_project  # noqa: E402
 from oracle.sly_reference import render_item, render_reference, machine_color_map  # noqa: E402
+from helpers import DATA  # noqa: E402
 
 
 def _export(src, dst, client, **options):
@@ -215,9 +216,8 @@ def _facade_sly_project(root, facade_dir, n_images=4):
 
 def test_facade_border_polygons_match_the_app(tmp_path, dask_client):
     """Real photos whose polygons touch the border (vertices at x == 1024): every kind, every file."""
-    from pathlib import Path
 
-    facade = Path(__file__).parent / "data" / "facade"
+    facade = DATA / "facade"
     src = _facade_sly_project(tmp_path / "src", facade)
     on_edge = sum(1 for f in (src / "ds" / "ann").iterdir()
                   for o in json.loads(f.read_text())["objects"]

@@ -2,9 +2,8 @@
 
 moto's in-process mock patches botocore in one process and does not reach s3fs (aiobotocore)
 nor Dask worker processes; its server answers real HTTP on 127.0.0.1, so every process reaches
-it through the endpoint given in the storage options. Use from a test module:
-
-    from s3server import s3_bucket, s3_server  # noqa: F401  (pytest fixtures)
+it through the endpoint given in the storage options. A pytest plugin (tests/conftest.py's
+``pytest_plugins``): every test can ask for the fixtures.
 
 ``s3_server`` (session): the server, with fake AWS credentials in the environment (so botocore
 never picks up real ones) and every request line it served in ``requests``.
@@ -20,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+
+from .oracles import load
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing-env-key-id",
@@ -61,8 +62,7 @@ class S3Server:
 
     def filesystem(self):
         """A fresh s3fs filesystem on this server (no listing cache shared with the code)."""
-        import s3fs
-        return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
+        return load("s3fs").S3FileSystem(skip_instance_cache=True, use_listings_cache=False,
                                  **self.options())
 
     def requests(self, bucket: str, start: int = 0) -> list[str]:
@@ -78,8 +78,8 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    from moto.server import ThreadedMotoServer
-
+    ThreadedMotoServer = load("moto.server").ThreadedMotoServer  # test-only: skipped (CI: failed) if missing
+    load("s3fs")  # maskcore's S3 filesystem (the [s3] extra)
     werkzeug = logging.getLogger("werkzeug")
     saved = (werkzeug.level, werkzeug.propagate, os.environ.copy())
     server = None

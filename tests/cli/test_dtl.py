@@ -21,9 +21,8 @@ pytest.importorskip("supervisely")
 from maskcore.cli.dtl import DtlJob, is_dtl_job, load_dtl, load_dtl_file  # noqa: E402
 from maskcore.errors import ConfigError  # noqa: E402
 from maskcore.exec.run import EXIT_OK, run_export  # noqa: E402
-from test_save_masks import assert_same, read_outputs, sdk_save_masks  # noqa: E402  (registers the layout)
-
-REPO = Path(__file__).resolve().parents[1]
+from oracle.save_masks_reference import assert_same, read_outputs, sdk_save_masks  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 # The example of the layer's documentation (shared/spec/save_masks.md), verbatim.
 DOC_JOB = [

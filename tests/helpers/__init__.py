@@ -1,0 +1,44 @@
+"""Shared test helpers: constants and plain functions. Fixtures live in conftest.py files.
+
+Test modules import from here (``from helpers import tree``) and from the oracle package
+(``tests/oracle``), never from each other. ``tests`` is on ``sys.path`` (pyproject's
+``[tool.pytest.ini_options] pythonpath``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "examples" / "sly_catsdogs"   # the bundled Supervisely projects
+DATA = REPO / "tests" / "data"                 # real test data, see tests/data/README.md
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root`` except maskcore's state (.maskcore/)."""
+    return {str(p.relative_to(root)): sha256(p.read_bytes())
+            for p in sorted(Path(root).rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
+
+
+def bigger_project(samples: Path, dst: Path, copies: int) -> Path:
+    """The bundled vector project (6 items) with ``copies - 1`` renamed copies of each item."""
+    shutil.copytree(samples / "vector", dst)
+    for ann in sorted((dst / "ds/ann").glob("*.json")):
+        item = ann.name[:-len(".json")]
+        for k in range(1, copies):
+            shutil.copyfile(ann, dst / "ds/ann" / f"c{k}_{item}.json")
+            shutil.copyfile(dst / "ds/img" / item, dst / "ds/img" / f"c{k}_{item}")
+    return dst
+
+
+def partitions_of(source, items_per_partition: int) -> list:
+    """The source's items planned as for one worker, ``items_per_partition`` per partition."""
+    from maskcore.exec.plan import partitions, plan_partitions
+
+    return partitions(plan_partitions(source.list_items(), workers=1, items_per_partition=items_per_partition))
