@@ -4,6 +4,7 @@ missing test-only oracle fails the run instead of skipping tests."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import types
@@ -32,15 +33,12 @@ def samples():
     return SAMPLES
 
 
-@pytest.fixture
-def cli(dask_client, monkeypatch):
-    """``cli("export", SRC, DST, ...)``: the command line in this process (helpers/cli.py), on the
-    session's worker processes: the ``address`` cluster profile (MASKCORE_CLUSTER) pointed at its
-    scheduler (DASK_SCHEDULER_ADDRESS), as a user points maskcore at a running cluster."""
-    monkeypatch.delenv("MASKCORE_CLUSTER_FILE", raising=False)
-    monkeypatch.setenv("MASKCORE_CLUSTER", "address")
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
-    return run_cli
+@pytest.fixture(scope="session")
+def cli(dask_client):
+    """``cli("export", SRC, DST, ...)``: the command line in this process (helpers/cli.py) on the
+    session's worker processes, through the ``address`` cluster profile, as a user points maskcore
+    at a running cluster. Returns exit code, stdout and stderr like a subprocess."""
+    return functools.partial(run_cli, scheduler=dask_client.scheduler.address)
 
 
 def pytest_configure(config):

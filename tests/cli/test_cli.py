@@ -1,4 +1,7 @@
-"""The command line and job specs, run as a user runs them: a real subprocess, real workers."""
+"""The command line and job specs, as a user types them. One test runs ``python -m maskcore`` in a
+subprocess with the cluster it starts itself (the README's demo job); the others call the same
+``main(argv)`` in-process on the session's worker processes (the ``cli`` fixture): the flags, how
+they map to the run's options, the messages and the exit codes are the same code."""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,20 +18,13 @@ from PIL import Image
 from maskcore.errors import ConfigError
 from maskcore.cli.jobspec import load_job
 from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
-from helpers import DATA, REPO
-
-def _maskcore(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "maskcore", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
-
+from helpers import DATA, tree
+from helpers.cli import run_subprocess
 
 def test_demo_job_runs_and_writes_the_layout(tmp_path):
-    proc = _maskcore("run", "jobs/demo.yaml", "--output", str(tmp_path / "out"), "--workers", "2")
+    """The smoke test of the installed command: ``python -m maskcore`` in a new process, starting
+    its own local cluster (the job's ``cluster: local``, two worker processes)."""
+    proc = run_subprocess("run", "jobs/demo.yaml", "--output", tmp_path / "out", "--workers", "2")
     assert proc.returncode == EXIT_OK, proc.stderr
     out = tmp_path / "out"
     assert json.loads((out / "obj_class_to_machine_color.json").read_text()) == {
@@ -55,12 +49,12 @@ def test_same_input_same_bytes_whatever_the_partitioning(tmp_path, samples, dask
     b = run_export(ExportConfig(str(samples / "instance"), str(tmp_path / "b"), items_per_partition=5),
                    log=lambda m: None, client=dask_client)
     assert a.exit_code == b.exit_code == EXIT_OK
-    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
     # meta + 2 colour maps, ann + img, 3 mask kinds per item, 8 objects
-    assert len(_tree(tmp_path / "a")) == 3 + 6 * 2 + 6 * 3 + 8
+    assert len(tree(tmp_path / "a")) == 3 + 6 * 2 + 6 * 3 + 8
 
 
-def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples):
+def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples, cli):
     src = tmp_path / "src"
     shutil.copytree(samples / "vector", src)
     (src / "ds/ann/cat2.jpg.json").write_text("{not json")
@@ -68,8 +62,8 @@ def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples):
     dog1["objects"][1]["classTitle"] = "unicorn"
     (src / "ds/ann/dog1.jpg.json").write_text(json.dumps(dog1))
     (src / "ds/img/dog3.jpg").unlink()
-    before = _tree(src)
-    proc = _maskcore("export", str(src), str(tmp_path / "out"), "--workers", "1")
+    before = tree(src)
+    proc = cli("export", src, tmp_path / "out", "--workers", "1")
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr
     report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
@@ -82,25 +76,25 @@ def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples):
     assert not (tmp_path / "out/ds/masks_machine/cat2.png").exists()
     assert not (tmp_path / "out/ds/masks_instances/dog1").exists()
     assert (tmp_path / "out/ds/masks_human/cat3.png").exists()
-    assert _tree(src) == before
+    assert tree(src) == before
 
 
-def test_unreadable_project_and_bad_options_are_fatal(tmp_path):
-    proc = _maskcore("export", str(tmp_path / "nope"), str(tmp_path / "out"))
+def test_unreadable_project_and_bad_options_are_fatal(tmp_path, cli):
+    proc = cli("export", str(tmp_path / "nope"), str(tmp_path / "out"))
     assert proc.returncode == EXIT_FATAL and "not found" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "empty").mkdir()
-    proc = _maskcore("export", str(tmp_path / "empty"), str(tmp_path / "out"))
+    proc = cli("export", str(tmp_path / "empty"), str(tmp_path / "out"))
     assert proc.returncode == EXIT_FATAL and "meta.json" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _maskcore("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--masks", "machine,fancy")
+    proc = cli("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--masks", "machine,fancy")
     assert proc.returncode == 2 and "fancy" in proc.stderr  # a bad flag value is a usage error
-    proc = _maskcore("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--workers", "0")
+    proc = cli("export", "examples/sly_catsdogs/vector", str(tmp_path / "out"), "--workers", "0")
     assert proc.returncode == 2
 
 
-def test_destination_inside_the_source_is_refused(tmp_path, samples):
+def test_destination_inside_the_source_is_refused(tmp_path, samples, cli):
     src = tmp_path / "src"
     shutil.copytree(samples / "vector", src)
-    proc = _maskcore("export", str(src), str(src / "masks"))
+    proc = cli("export", str(src), str(src / "masks"))
     assert proc.returncode == EXIT_REFUSED and "inside the source" in proc.stderr
     assert not (src / "masks").exists()
 
@@ -126,30 +120,30 @@ def test_tar_source_gives_the_same_export_as_the_folder(tmp_path, samples, dask_
     a = run_export(ExportConfig(str(samples / "vector"), str(tmp_path / "a")), log=lambda m: None, client=dask_client)
     b = run_export(ExportConfig(str(tar), str(tmp_path / "b")), log=lambda m: None, client=dask_client)
     assert a.exit_code == b.exit_code == EXIT_OK
-    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
 
 
-def test_export_flags_build_each_layout(tmp_path, samples):
+def test_export_flags_build_each_layout(tmp_path, samples, cli):
     """`--layout save-masks --machine-colors FILE`, `--layout cvat` (a zip by default, a folder with
     --no-archive) and `--reader`/`--images` for COCO, as a user types them."""
     colours = tmp_path / "machine.json"
     colours.write_text(json.dumps({"cat": [7, 7, 7]}))
-    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "sm"), "--layout", "save-masks",
+    proc = cli("export", str(samples / "vector"), str(tmp_path / "sm"), "--layout", "save-masks",
                "--machine-colors", str(colours), "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     machine = sorted((tmp_path / "sm" / "ds" / "masks_machine").glob("*.png"))
     values = {tuple(v) for p in machine for v in np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3)}
     assert values == {(0, 0, 0), (7, 7, 7)}
     assert not (tmp_path / "sm" / "ds" / "masks_human").exists()
-    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "cv"), "--layout", "cvat", "--workers", "1")
+    proc = cli("export", str(samples / "vector"), str(tmp_path / "cv"), "--layout", "cvat", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert [p.suffix for p in (tmp_path / "cv").iterdir() if p.is_file()] == [".zip"]
-    proc = _maskcore("export", str(samples / "vector"), str(tmp_path / "cvf"), "--layout", "cvat", "--no-archive",
+    proc = cli("export", str(samples / "vector"), str(tmp_path / "cvf"), "--layout", "cvat", "--no-archive",
                "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "cvf" / "labelmap.txt").is_file() and (tmp_path / "cvf" / "SegmentationObject").is_dir()
     coco = DATA / "coco_labelme"
-    proc = _maskcore("export", str(coco / "annotations.json"), str(tmp_path / "co"), "--images", str(coco),
+    proc = cli("export", str(coco / "annotations.json"), str(tmp_path / "co"), "--images", str(coco),
                "--masks", "machine", "--no-images", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "co").glob("*/masks_machine/*.png"))) == 3

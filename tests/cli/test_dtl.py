@@ -223,10 +223,8 @@ def test_bundled_dtl_job_matches_the_layer(samples, tmp_path, dask_client):
     assert {(1, 1, 1), (4, 4, 4)} <= painted, painted   # rectangles (cat) and polygons (dog2) drawn
 
 
-def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path):
+def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path, cli):
     """`maskcore run job.json` on a DTL job whose data layer names one dataset exports only it."""
-    import subprocess
-    import sys
     project = tmp_path / "My Project"
     shutil.copytree(samples / "vector", project)
     shutil.copytree(project / "ds", project / "other")
@@ -236,8 +234,7 @@ def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path):
             "settings": {"masks_machine": True, "masks_human": False,
                          "gt_machine_color": {"cat": [9, 9, 9]}}}]
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "maskcore", "run", str(tmp_path / "job.json"),
-                           "--workers", "1"], capture_output=True, text=True, timeout=300)
+    proc = cli("run", tmp_path / "job.json", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "masks"
     assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".maskcore") == ["other"]

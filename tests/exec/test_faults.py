@@ -1,7 +1,10 @@
 """Fault scenarios of issue 19: killed drivers, a full disk, edits while a run is down, damaged
-state. Each runs ``python -m maskcore`` in a subprocess with real Dask worker processes, delivers
-the fault (a signal by PID, an injected ENOSPC, bytes written over a state file), runs the
-nightly again, then checks the destination with ``maskcore verify`` and against a clean run.
+state. The fault is delivered for real: the interrupted run is ``python -m maskcore`` in a
+subprocess with its own Dask worker processes, killed by PID (a signal, an injected ENOSPC in
+every one of its processes), or bytes are written over a state file. The runs before and after
+the fault, ``maskcore verify`` and the clean reference runs are the same command line run
+in-process on the session's worker processes (the ``cli`` fixture); the destination is then
+checked with ``maskcore verify`` and against a clean run.
 """
 
 from __future__ import annotations
@@ -16,53 +19,65 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import bigger_project, tree
-from helpers.faults import (export_args, interrupt, kill_group, partials, read_report, run_process, start,
-                            verify, wait_for_partials)
-
-
-def _assert_same(dst: Path, clean: Path) -> None:
-    a, b = tree(dst), tree(clean)
-    differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    assert not differing, f"{len(differing)} of {len(a | b)} files differ from a clean run: {differing[:10]}"
-    check = verify(dst)
-    assert check.returncode == 0, check.stdout + check.stderr
-
-
-@pytest.fixture
-def project(samples, tmp_path) -> Path:
-    return bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
-
+from helpers.faults import export_args, interrupt, kill_group, partials, read_report, start, wait_for_partials
 
 NIGHTLY = ("--masks", "machine,human")
 
 
-def test_killed_run_with_other_options_then_nightly_options(project, tmp_path):
+def _assert_same(cli, dst: Path, clean: dict[str, str]) -> None:
+    a = tree(dst)
+    differing = sorted(k for k in a.keys() | clean.keys() if a.get(k) != clean.get(k))
+    assert not differing, f"{len(differing)} of {len(a | clean)} files differ from a clean run: {differing[:10]}"
+    check = cli("verify", dst)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.fixture(scope="module")
+def project(samples, tmp_path_factory) -> Path:
+    """24 items, read by every test of the module (a test that edits items makes its own copy)."""
+    return bigger_project(samples, tmp_path_factory.mktemp("faults") / "src", copies=4)
+
+
+@pytest.fixture(scope="module")
+def clean(cli, tmp_path_factory):
+    """``clean(SRC, *OPTIONS)``: the tree of a clean export of SRC with OPTIONS, made once per module."""
+    done: dict[tuple, dict[str, str]] = {}
+
+    def get(src: Path, *options: str) -> dict[str, str]:
+        key = (str(src), options)
+        if key not in done:
+            dst = tmp_path_factory.mktemp("clean") / "out"
+            cli(*export_args(src, dst, *options)).check_returncode()
+            done[key] = tree(dst)
+        return done[key]
+    return get
+
+
+def test_killed_run_with_other_options_then_nightly_options(project, tmp_path, cli, clean):
     """Issue 19 item 1: the killed run's files (other options) are not trusted by the nightly."""
-    dst, clean = tmp_path / "out", tmp_path / "clean"
-    run_process(export_args(project, clean, *NIGHTLY)).check_returncode()
-    run_process(export_args(project, dst, *NIGHTLY)).check_returncode()
+    dst = tmp_path / "out"
+    cli(*export_args(project, dst, *NIGHTLY)).check_returncode()
     interrupt(export_args(project, dst, "--masks", "machine,human,instance", "--human-resize", "50"), dst, after=4)
-    assert tree(dst) != tree(clean)  # the fault did change the destination
-    nightly = run_process(export_args(project, dst, *NIGHTLY))
+    assert tree(dst) != clean(project, *NIGHTLY)  # the fault did change the destination
+    nightly = cli(*export_args(project, dst, *NIGHTLY))
     assert nightly.returncode == 0, nightly.stderr
     assert read_report(dst)["items"]["written"] >= 4
-    _assert_same(dst, clean)
+    _assert_same(cli, dst, clean(project, *NIGHTLY))
 
 
-def test_full_run_with_a_full_disk_then_sigterm(project, tmp_path):
+def test_full_run_with_a_full_disk_then_sigterm(project, tmp_path, cli, clean):
     """Issue 19 item 2: an item that failed (ENOSPC) in a --full run killed by SIGTERM is rendered
     again by the next run, never taken as unchanged."""
-    dst, clean = tmp_path / "out", tmp_path / "clean"
-    run_process(export_args(project, clean)).check_returncode()
-    run_process(export_args(project, dst)).check_returncode()
+    dst = tmp_path / "out"
+    cli(*export_args(project, dst)).check_returncode()
     interrupt(export_args(project, dst, "--full"), dst, after=4, sig=signal.SIGTERM, group=False,
-               MASKCORE_TEST_ENOSPC="ds/masks_human/c1_cat1.png")
+              MASKCORE_TEST_ENOSPC="ds/masks_human/c1_cat1.png")
     failed = [r for p in partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "failed"]
     assert [r["item"] for r in failed] == ["c1_cat1.jpg"] and "No space left" in failed[0]["error"]
     assert not (dst / "ds/masks_machine/c1_cat1.png").exists()  # the failed item removed its files
-    nightly = run_process(export_args(project, dst))
+    nightly = cli(*export_args(project, dst))
     assert nightly.returncode == 0, nightly.stderr
-    _assert_same(dst, clean)
+    _assert_same(cli, dst, clean(project))
 
 
 def _same_size_edit(ann: Path) -> None:
@@ -75,8 +90,9 @@ def _same_size_edit(ann: Path) -> None:
     ann.write_text(text[:m.start()] + new + text[m.end():])
 
 
-def test_resume_after_a_same_size_annotation_edit(project, tmp_path):
+def test_resume_after_a_same_size_annotation_edit(samples, tmp_path, cli):
     """Issue 19 item 3: a resumed partition whose item changed (same size) is rendered again."""
+    project = bigger_project(samples, tmp_path / "src", copies=4)  # its own: an item is edited
     dst, clean = tmp_path / "out", tmp_path / "clean"
     cmd = export_args(project, dst)
     interrupt(cmd, dst, after=4)
@@ -85,49 +101,48 @@ def test_resume_after_a_same_size_annotation_edit(project, tmp_path):
     size = ann.stat().st_size
     _same_size_edit(ann)
     assert ann.stat().st_size == size
-    resumed = run_process(cmd)
+    resumed = cli(*cmd)
     assert resumed.returncode == 0, resumed.stderr
     assert read_report(dst)["partitions"]["resumed"] >= 3
-    run_process(export_args(project, clean)).check_returncode()
-    _assert_same(dst, clean)
+    cli(*export_args(project, clean)).check_returncode()
+    _assert_same(cli, dst, tree(clean))
     assert (dst / "ds/ann" / f"{done[0]}.json").read_bytes() == ann.read_bytes()
 
 
-def test_verify_reports_missing_different_and_extra_files(samples, tmp_path):
+def test_verify_reports_missing_different_and_extra_files(samples, tmp_path, cli):
     dst = tmp_path / "out"
-    run_process(export_args(samples / "vector", dst)).check_returncode()
-    clean = verify(dst)
+    cli(*export_args(samples / "vector", dst)).check_returncode()
+    clean = cli("verify", dst)
     assert clean.returncode == 0 and " 0 missing, 0 different, 0 extra" in clean.stdout, clean.stdout
     assert "files checked" in clean.stdout and int(clean.stdout.split(": ")[-2].split()[0]) > 30
     (dst / "ds/masks_machine/cat1.png").unlink()
     (dst / "ds/masks_human/dog1.png").write_bytes(b"not a png")
     (dst / "meta.json").write_text((dst / "meta.json").read_text() + " ")
     (dst / "ds/masks_machine/stray.png").write_bytes(b"x")
-    check = verify(dst)
+    check = cli("verify", dst)
     assert check.returncode == 5, check.stdout + check.stderr
     assert "missing: ds/masks_machine/cat1.png" in check.stdout
     assert "different: ds/masks_human/dog1.png: 9 bytes" in check.stdout
     assert "different: meta.json: " in check.stdout
     assert "extra: ds/masks_machine/stray.png" in check.stdout
     assert "1 missing, 2 different, 1 extra" in check.stdout
-    assert verify(tmp_path / "nothing").returncode == 1
+    assert cli("verify", tmp_path / "nothing").returncode == 1
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path, damage):
+def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path, damage, cli, clean):
     """Issue 19 item 7: an unreadable manifest is treated as absent (a full render), said so on
     the console and in the report, and kept under .maskcore/damaged/; no traceback."""
     src = samples / "vector"
-    dst, clean = tmp_path / "out", tmp_path / "clean"
-    run_process(export_args(src, clean)).check_returncode()
-    run_process(export_args(src, dst)).check_returncode()
+    dst = tmp_path / "out"
+    cli(*export_args(src, dst)).check_returncode()
     manifest = dst / ".maskcore/manifest.parquet"
     original = manifest.read_bytes()
     damaged = b"\x00garbage" * 50 if damage == "garbage" else original[: len(original) // 2]
     manifest.write_bytes(damaged)
     (dst / "ds/masks_machine/cat1.png").write_bytes(b"left by someone")   # no record vouches for it
     for args in ((), ("--full",)):
-        run = run_process(export_args(src, dst, *args))
+        run = cli(*export_args(src, dst, *args))
         assert run.returncode == 0, run.stderr
         assert "Traceback" not in run.stderr
         if not args:
@@ -137,33 +152,32 @@ def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path
             [note] = report["recovery"]["damaged_state"]
             assert note["file"] == ".maskcore/manifest.parquet" and (dst / note["kept_as"]).exists()
             assert (dst / note["kept_as"]).read_bytes() == damaged
-        _assert_same(dst, clean)
+        _assert_same(cli, dst, clean(src))
     assert len(list((dst / ".maskcore/damaged").iterdir())) == 1
 
 
-def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path):
+def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path, cli, clean):
     """Issue 19 item 7: a truncated partial and a garbage start marker of a killed run: the run
     renders what they covered, reports them, and the destination equals a clean run's."""
-    dst, clean = tmp_path / "out", tmp_path / "clean"
+    dst = tmp_path / "out"
     cmd = export_args(project, dst)
-    run_process(cmd).check_returncode()
+    cli(*cmd).check_returncode()
     interrupt(export_args(project, dst, "--full", "--masks", "machine,instance"), dst, after=4)
     partial = partials(dst)[0]
     partial.write_bytes(partial.read_bytes()[:100])
     marker = sorted((dst / ".maskcore/started").glob("*.json"))[-1]
     marker.write_bytes(b'{"run": "x", "ite')
-    run = run_process(cmd)
+    run = cli(*cmd)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("is unreadable") == 2, run.stderr
     report = read_report(dst)
     assert {d["file"] for d in report["recovery"]["damaged_state"]} == {
         f".maskcore/partials/{partial.name}", f".maskcore/started/{marker.name}"}
     assert report["recovery"]["untrusted_items"] == 24 and report["items"]["written"] == 24
-    run_process(export_args(project, clean)).check_returncode()
-    _assert_same(dst, clean)
+    _assert_same(cli, dst, clean(project))
 
 
-def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path):
+def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path, cli):
     """Issue 19 item 6: SIGTERM to the driver: exit 143, no traceback, no lock, no worker left."""
     import psutil
 
@@ -186,7 +200,7 @@ def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path):
         assert seconds < 30
     finally:
         kill_group(proc)
-    resumed = run_process(cmd)
+    resumed = cli(*cmd)
     assert resumed.returncode == 0, resumed.stderr
-    check = verify(dst)
+    check = cli("verify", dst)
     assert check.returncode == 0, check.stdout

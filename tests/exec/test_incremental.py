@@ -7,18 +7,19 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import bigger_project, tree
 from maskcore.errors import RefusedError
 from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.exec.state import LOCK, PARTIALS
+
+from helpers import bigger_project, tree
+from helpers.faults import export_args, interrupt, partials, read_report
+
 
 def _mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
@@ -80,40 +81,35 @@ def test_config_change_renders_everything(project, tmp_path, dask_client):
     assert tree(dst) == tree(fresh)
 
 
-def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client):
+def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client, cli):
     dst = tmp_path / "out"
     (dst / ".maskcore").mkdir(parents=True)
     (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}", "run": "r1",
                                         "expires": time.time() + 3600, "lease_seconds": 3600}))
     with pytest.raises(RefusedError, match="another maskcore run holds"):
         _export(project, dst, dask_client)
-    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(project), str(dst)],
-                          capture_output=True, text=True, timeout=120)
+    proc = cli("export", project, dst)
     assert proc.returncode == EXIT_REFUSED and "lock" in proc.stderr
     assert not (dst / "ds").exists()
 
 
-def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_path):
+def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_path, cli):
+    """``python -m maskcore`` SIGKILLed with its workers (its process group, as a killed cron job);
+    the next run (in-process, on the session's workers) resumes the finished partitions."""
     src = bigger_project(samples, tmp_path / "src", copies=4)  # 24 items
     dst = tmp_path / "out"
-    cmd = [sys.executable, "-m", "maskcore", "export", str(src), str(dst), "--workers", "1",
-           "--items-per-partition", "1", "--masks", "machine,human"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((dst / PARTIALS).glob("*.parquet"))) < 3:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as a killed cron job
-    proc.wait()
-    done = len(list((dst / PARTIALS).glob("*.parquet")))
+    args = export_args(src, dst, "--masks", "machine,human")
+    interrupt(args, dst, after=3)
+    done = len(partials(dst))
     assert 3 <= done < 24 and (dst / LOCK).exists()
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    resumed = cli(*args)
     assert resumed.returncode == EXIT_OK, resumed.stderr
-    report = json.loads((dst / ".maskcore/report.json").read_text())
+    report = read_report(dst)
     assert report["partitions"]["resumed"] >= done and report["items"]["total"] == 24
     assert not (dst / LOCK).exists() and not list((dst / PARTIALS).glob("*"))
     assert not list((dst / ".maskcore/tmp").iterdir())  # the killed writers' temporaries are gone
     clean = tmp_path / "clean"
-    subprocess.run(cmd[:5] + [str(clean)] + cmd[6:], check=True, capture_output=True, timeout=300)
+    cli(*export_args(src, clean, "--masks", "machine,human")).check_returncode()
     assert tree(dst) == tree(clean)
 
 

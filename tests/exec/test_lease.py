@@ -17,7 +17,7 @@ from maskcore.exec.lease import RunLock
 from maskcore.exec.state import LOCK, LockedError
 from maskcore.io.sinks import get_sink
 from helpers import bigger_project
-from helpers.faults import export_args, interrupt, read_report, run_process, verify
+from helpers.faults import export_args, interrupt, read_report
 
 
 def _dead_pid() -> int:
@@ -26,7 +26,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_path):
+def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_path, cli):
     src = bigger_project(samples, tmp_path / "src", copies=4)
     dst = tmp_path / "out"
     interrupt(export_args(src, dst, "--lock-lease", "3"), dst, after=2)
@@ -34,23 +34,23 @@ def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_p
     lock["holder"] = "another-pod:1"  # the next night runs in a new pod: the pid means nothing here
     (dst / LOCK).write_text(json.dumps(lock))
     if lock["expires"] > time.time() + 0.5:
-        early = run_process(export_args(src, dst))
+        early = cli(*export_args(src, dst))
         assert early.returncode == 4 and "lease expires in" in early.stderr, early.stderr
     time.sleep(max(0.0, lock["expires"] - time.time()) + 0.2)
-    run = run_process(export_args(src, dst))
+    run = cli(*export_args(src, dst))
     assert run.returncode == 0, run.stderr
     assert "took over the lock of another-pod:1" in run.stderr and "expired" in run.stderr
     assert "took over the lock of another-pod:1" in read_report(dst)["lock"]["taken_over"]
     assert read_report(dst)["lock"]["lease_seconds"] == 300
     assert not (dst / LOCK).exists() and not list((dst / ".maskcore").glob("lock*"))
-    assert verify(dst).returncode == 0
+    assert cli("verify", dst).returncode == 0
 
 
-def test_empty_lock_is_taken_over(samples, tmp_path):
+def test_empty_lock_is_taken_over(samples, tmp_path, cli):
     dst = tmp_path / "out"
     (dst / ".maskcore").mkdir(parents=True)
     (dst / LOCK).write_bytes(b"")
-    run = run_process(export_args(samples / "vector", dst))
+    run = cli(*export_args(samples / "vector", dst))
     assert run.returncode == 0, run.stderr
     assert "took over the lock" in run.stderr and "unreadable lock (0 bytes)" in run.stderr
     assert not (dst / LOCK).exists()
@@ -130,12 +130,13 @@ def test_concurrent_takeovers_never_both_win_s3(s3_server, s3_bucket):
     assert wins == [1] * 15, wins
 
 
-def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(samples, tmp_path):
-    """PID 1 in a container: the killed driver's pid is alive again (here: this test process)."""
+def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(samples, tmp_path, cli):
+    """PID 1 in a container: the killed driver's pid is alive again (here: this test process, which
+    runs the next run in-process, as PID 1 of the new container would)."""
     src = samples / "vector"
     dst = tmp_path / "out"
     (dst / ".maskcore").mkdir(parents=True)
     (dst / LOCK).write_text(json.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "run": "killed",
                                         "expires": time.time() - 5, "lease_seconds": 300}))
-    run = run_process(export_args(src, dst))
+    run = cli(*export_args(src, dst))
     assert run.returncode == 0 and "its lease expired" in run.stderr, run.stderr

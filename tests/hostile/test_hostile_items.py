@@ -8,8 +8,6 @@ import base64
 import hashlib
 import io
 import json
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -252,16 +250,14 @@ def test_canvas_limit_is_a_layout_option(tmp_path, dask_client):
         f"pixels (max_canvas_pixels)"]
 
 
-def test_cli_names_bad_items_without_traceback(tmp_path):
+def test_cli_names_bad_items_without_traceback(tmp_path, cli):
     items = dict(list(GOOD.items())[:1])
     bad = ("bitmap_bomb.png", "coord_nan.png", "image_truncated.png", "not_json.png")
     for name in bad:
         a, img, _, _ = BAD[name]
         items[("ds", name)] = (a, img)
     src = write_project(tmp_path / "src", items)
-    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(src),
-                           str(tmp_path / "out"), "--workers", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = cli("export", src, tmp_path / "out", "--workers", "1")
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "1 written" in proc.stderr and "4 failed" in proc.stderr

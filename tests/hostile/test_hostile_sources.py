@@ -1,5 +1,5 @@
 """Hostile COCO, CVAT XML and Segmentation mask sources end to end (``run_export`` on the
-session's Dask cluster, and the CLI in a subprocess): bad annotations fail their item alone,
+session's Dask cluster, and the command line in-process on it): bad annotations fail their item alone,
 named with the object and the reason, the good items are exported exactly as from a clean
 source; hostile zips given to ``maskcore import`` are refused (exit 1, a clear message, no
 traceback) and nothing is written anywhere; image names that climb out of the image folder are
@@ -8,8 +8,6 @@ never read."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,13 +142,11 @@ def test_coco_good_item_pixels_match_pycocotools(coco_runs):
     assert np.array_equal(got == 2, expected) and not (got == 1).any()   # dog = class 2
 
 
-def test_cli_coco_partial_exit_without_traceback(tmp_path):
+def test_cli_coco_partial_exit_without_traceback(tmp_path, cli):
     src = _coco_source(tmp_path / "src", GOOD_COCO[:1] + [
         (n, BAD_COCO[n][0]) for n in ("nan.png", "rle_garbage.png", "not_an_object.png")],
         with_bad_image_sizes=False)
-    proc = subprocess.run([sys.executable, "-m", "maskcore", "export", str(src),
-                           str(tmp_path / "out"), "--workers", "1"],
-                          check=False, capture_output=True, text=True, timeout=180)
+    proc = cli("export", src, tmp_path / "out", "--workers", "1")
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "1 written" in proc.stderr and "3 failed" in proc.stderr
@@ -295,14 +291,12 @@ def test_import_refuses_hostile_zips_and_writes_nothing(case, tmp_path, dask_cli
 
 
 @pytest.mark.parametrize("case", ["dotdot", "ratio_bomb"])
-def test_cli_import_refuses_hostile_zip_with_exit_1(case, tmp_path):
+def test_cli_import_refuses_hostile_zip_with_exit_1(case, tmp_path, cli):
     make, message = HOSTILE_ZIPS[case]
     src = tmp_path / "hostile.zip"
     src.write_bytes(make())
     before = snapshot(tmp_path.parent)
-    proc = subprocess.run([sys.executable, "-m", "maskcore", "import", str(src),
-                           str(tmp_path / "dst"), "--workers", "1"],
-                          check=False, capture_output=True, text=True, timeout=180)
+    proc = cli("import", src, tmp_path / "dst", "--workers", "1")
     assert proc.returncode == EXIT_FATAL, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.startswith("maskcore: error: project ") and message in proc.stderr

@@ -159,25 +159,16 @@ def test_crop_none_draws_the_annotated_geometry(seed, thickness, tmp_path, dask_
         _assert_same(ours[key], ref[key], f"seed {seed} {key}")
 
 
-@pytest.fixture(scope="module")
-def module_client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
-
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1), thickness=st.sampled_from([1, 2, 3]),
        size_hw=st.sampled_from([(40, 56), (31, 17), (64, 64)]))
-def test_border_labels_match_the_app(seed, thickness, size_hw, tmp_path_factory, module_client):
+def test_border_labels_match_the_app(seed, thickness, size_hw, tmp_path_factory, dask_client):
     """Labels on and across every border (vertices at exactly W or H, far outside, bow-ties, holes,
     bitmaps over each side, points and graph nodes off the image): every kind, every file, as the
     app draws them after the SDK's load-time crop (split labels are separate instances)."""
     tmp = tmp_path_factory.mktemp("border")
     src = make_border_project(tmp / "src", seed=seed, n_items=8, size_hw=size_hw)
-    result = _export(src, tmp / "out", module_client, thickness=thickness)
+    result = _export(src, tmp / "out", dask_client, thickness=thickness)
     assert result.exit_code == EXIT_OK, result.report["failures"]
     ours, ref = _ours(tmp / "out", result), render_reference(src, thickness=thickness)
     assert set(ours) == set(ref)
