@@ -13,7 +13,7 @@ import pytest
 
 from helpers import SAMPLES
 from helpers.cli import run_cli
-from helpers.oracles import PREFIX
+from helpers.oracles import PREFIX, in_ci
 
 pytest_plugins = ["helpers.s3server"]
 
@@ -49,10 +49,6 @@ def pytest_configure(config):
 # pytest.importorskip and helpers.oracles.oracle skip with "could not import ...". Outside CI that
 # keeps the suite usable without the test extra; in CI it would silently shrink the suite, so
 # there the skip becomes a failure (tests/architecture/test_suite.py proves it).
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
 
 def _as_missing_oracle_failure(report) -> None:
     if not (in_ci() and report.skipped and isinstance(report.longrepr, tuple)):

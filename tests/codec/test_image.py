@@ -16,9 +16,10 @@ from PIL import Image, ImageFile
 from maskcore.codec import decode_image, image_size_hw
 from maskcore.codec import image as image_module
 from maskcore.errors import ImageDecodeError, LimitError
+from helpers.oracles import oracle
 
-sly = pytest.importorskip("supervisely")  # test-only oracle; it also sets LOAD_TRUNCATED_IMAGES
-cv2 = pytest.importorskip("cv2")
+sly = oracle("supervisely")  # importing it also sets LOAD_TRUNCATED_IMAGES, process-wide
+cv2 = oracle("cv2")
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path("/work/shared/data")  # all real images when the shared data sits beside the repo

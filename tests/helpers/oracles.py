@@ -10,10 +10,12 @@ collection error, never a silent skip of the whole module.
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 
 PREFIX = "could not import"   # what pytest.importorskip says; tests/conftest.py matches it
+MODULE_DUNDERS = ("__version__", "__file__", "__path__", "__all__")
 
 
 class Oracle:
@@ -24,8 +26,9 @@ class Oracle:
         self.__module = None
 
     def __getattr__(self, attr: str):
-        if attr.startswith("__") or attr.startswith("_pytest"):  # introspection (pytest, copy, pickle)
-            raise AttributeError(attr)
+        __tracebackhide__ = True  # a skip is reported at the test's line
+        if attr.startswith("_pytest") or (attr.startswith("__") and attr not in MODULE_DUNDERS):
+            raise AttributeError(attr)  # introspection (pytest's collection, copy, pickle) imports nothing
         if self.__module is None:
             self.__module = load(self.__name)
         return getattr(self.__module, attr)
@@ -36,10 +39,16 @@ class Oracle:
 
 def load(name: str):
     """The module ``name``; if it is missing, the running test is skipped (a failure in CI)."""
+    __tracebackhide__ = True
     try:
         return importlib.import_module(name)
     except ImportError as exc:
         pytest.skip(f"{PREFIX} {name!r}: {exc} (a test-only oracle: pip install '.[test]')")
+
+
+def in_ci() -> bool:
+    """``CI`` set to anything but empty, 0, false or no (CI services set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def oracle(name: str) -> Oracle:

@@ -15,8 +15,9 @@ from maskcore.kernel.coco_rule import (
     coco_polygon_masks,
 )
 from patch_contract import checked_full
+from helpers.oracles import oracle
 
-mask_api = pytest.importorskip("pycocotools.mask")
+mask_api = oracle("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-sly = pytest.importorskip("supervisely")
-
-from .make_projects import CLASS_TITLES, SKELETON_TEMPLATE, make_all_geometries_project, make_meta  # noqa: E402
-from .sly_reference import (  # noqa: E402
+from .make_projects import CLASS_TITLES, SKELETON_TEMPLATE, make_all_geometries_project, make_meta
+from .sly_reference import (
     draw_label,
     load_project_items,
     machine_color_map,
     render_item,
     render_reference,
 )
+from helpers.oracles import oracle
+
+sly = oracle("supervisely")
+
+cv2 = oracle("cv2")
 
 REAL = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
 SPEC_GEOMETRIES = {"polygon", "rectangle", "bitmap", "alpha_mask", "line", "point", "graph",

@@ -30,8 +30,9 @@ from maskcore.kernel.palette import class_colors
 from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, _coords, dataset_name, index_coco,
                                    items_table, meta_from_index, parse_geometry, parse_item,
                                    rle_counts_from_string, rle_to_bitmap)
+from helpers.oracles import oracle
 
-M = pytest.importorskip("pycocotools.mask")
+M = oracle("pycocotools.mask")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FACADE = DATA / "facade" / "_annotations.coco.json"

@@ -24,8 +24,9 @@ from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
                                        ellipse_polygon_xy, parse_annotation)
+from helpers.oracles import oracle
 
-mask_api = pytest.importorskip("pycocotools.mask")
+mask_api = oracle("pycocotools.mask")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cvat_urban_scene"
