@@ -1,7 +1,7 @@
 """The test suite cannot silently shrink, and its tree mirrors the package's.
 
-- A missing test-only oracle (pytest.importorskip, helpers.oracles.oracle) skips the one test that
-  uses it; with ``CI=true`` that skip is a failure (tests/conftest.py). Proven here on a tiny
+- A missing test-only oracle (pytest.importorskip, helpers.oracles.oracle / load, or an oracle
+  program: helpers.oracles.program / needs_program) skips the one test that uses it; with ``CI=true`` that skip is a failure (tests/conftest.py). Proven here on a tiny
   suite run by pytest in a subprocess.
 - No test module skips at module level (which would remove its oracle-free tests along with the
   others); oracles are imported only through helpers.oracles (per test); no test module imports
@@ -34,7 +34,7 @@ TINY_SUITE = {
     "test_per_test.py": '''
 import pytest
 
-from helpers.oracles import oracle
+from helpers.oracles import needs_program, oracle, program
 
 absent = oracle("maskcore_absent_oracle")
 
@@ -49,6 +49,15 @@ def test_importorskips_a_missing_module():
 
 def test_needs_no_oracle():
     pass
+
+
+@needs_program("maskcore-absent-program")
+def test_marked_for_a_missing_program():
+    pass
+
+
+def test_looks_up_a_missing_program():
+    program("maskcore-absent-program")
 
 
 def test_skips_for_another_reason():
@@ -93,6 +102,7 @@ def test_a_missing_oracle_skips_only_its_test_outside_ci(tmp_path):
     assert code == 0 and got == {
         "test_uses_a_missing_oracle": "skipped", "test_importorskips_a_missing_module": "skipped",
         "test_needs_no_oracle": "passed", "test_skips_for_another_reason": "skipped",
+        "test_marked_for_a_missing_program": "skipped", "test_looks_up_a_missing_program": "skipped",
         "test_module_level": "skipped"}, out
     assert "test_per_test.py:10: could not import 'maskcore_absent_oracle'" in out, out  # the test's line
 
@@ -102,8 +112,9 @@ def test_in_ci_a_missing_oracle_fails_the_run(tmp_path):
     assert code == 1 and got == {
         "test_uses_a_missing_oracle": "failed", "test_importorskips_a_missing_module": "failed",
         "test_needs_no_oracle": "passed", "test_skips_for_another_reason": "skipped",
+        "test_marked_for_a_missing_program": "error", "test_looks_up_a_missing_program": "failed",
         "test_module_level": "error"}, out
-    assert out.count("CI=true: a missing test dependency fails the run") >= 3, out
+    assert out.count("CI=true: a missing test dependency fails the run") >= 5, out
     assert "maskcore_absent_oracle" in out and "maskcore_absent_module" in out
 
 

@@ -1,20 +1,25 @@
-"""Test-only oracles (OpenCV, pycocotools, the Supervisely SDK, moto, ...), imported per test.
+"""Test-only oracles (OpenCV, pycocotools, the Supervisely SDK, moto, ...), imported per test;
+oracle programs (Info-ZIP unzip, GNU tar) looked up per test.
 
 ``cv2 = oracle("cv2")`` at the top of a module binds a stand-in that imports the module the first
 time a test uses it. If it is not installed, that test is skipped ("could not import ...",
 pytest.importorskip's wording) and every other test of the module still runs; with ``CI=true`` the
 skip is a failure (tests/conftest.py). Using the stand-in outside a test (at import time) is a
-collection error, never a silent skip of the whole module.
+collection error, never a silent skip of the whole module. ``program("unzip")`` (in a test) and
+the ``needs_program("unzip")`` mark do the same for a command-line oracle.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 
 import pytest
 
 PREFIX = "could not import"   # what pytest.importorskip says; tests/conftest.py matches it
+PROGRAM_PREFIX = "could not find the program"
+PREFIXES = (PREFIX, PROGRAM_PREFIX)   # skips that mean "a test dependency is missing"
 MODULE_DUNDERS = ("__version__", "__file__", "__path__", "__all__")
 
 
@@ -53,3 +58,21 @@ def in_ci() -> bool:
 
 def oracle(name: str) -> Oracle:
     return Oracle(name)
+
+
+def _no_program(name: str) -> str:
+    return f"{PROGRAM_PREFIX} {name!r} on PATH (a test oracle)"
+
+
+def program(name: str) -> str:
+    """The path of the program ``name``; if it is not on PATH, the running test is skipped."""
+    __tracebackhide__ = True
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(_no_program(name))
+    return path
+
+
+def needs_program(name: str) -> pytest.MarkDecorator:
+    """Mark: skip the test when the program ``name`` is not on PATH (a failure in CI)."""
+    return pytest.mark.skipif(shutil.which(name) is None, reason=_no_program(name))

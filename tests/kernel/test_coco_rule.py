@@ -131,7 +131,6 @@ def test_random_boxes_match_pycocotools():
     assert bad == []
 
 
-@pytest.mark.skipif(not FACADE.exists(), reason=f"real data not present: {FACADE}")
 def test_facade_dataset_matches_pycocotools():
     """All 3849 polygons of roboflow_facade_coco/valid, one batch per image, 0 differing pixels."""
     data = json.loads(FACADE.read_text())

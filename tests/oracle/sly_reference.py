@@ -47,7 +47,6 @@ cv2 = oracle("cv2")
 sly = oracle("supervisely")
 sly_utils = oracle("supervisely._utils")
 
-MASK_KINDS = ("machine", "semantic", "human", "instances")
 MAX_MACHINE_CLASSES = 255
 
 # The five faces the app fills for a cuboid_2d (front, top, right, bottom, left; no back face).

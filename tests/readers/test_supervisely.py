@@ -28,13 +28,13 @@ from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectErr
 from maskcore.readers import READERS, get_reader, open_source, register_reader
 from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index_project_files,
                                           parse_annotation, parse_meta, scan_tar)
-from helpers.oracles import oracle
+from helpers import SAMPLES
+from helpers.oracles import oracle, program
 
 sly = oracle("supervisely")
 
-DATA = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
+DATA = SAMPLES  # the bundled projects
 PROJECTS = ["instance", "vector", "keypoints"]
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -149,7 +149,6 @@ def test_registry():
     assert "broken" not in READERS
 
 
-@needs_data
 def test_open_source_by_name():
     src = open_source("supervisely", str(DATA / "vector"))
     assert isinstance(src, SuperviselySource)
@@ -158,7 +157,6 @@ def test_open_source_by_name():
 
 # --- real projects -----------------------------------------------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_meta_matches_sdk(project):
     raw = json.loads((DATA / project / "meta.json").read_text())
@@ -170,7 +168,6 @@ def test_real_meta_matches_sdk(project):
     assert meta.raw == raw
 
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_listing(project):
     table = SuperviselySource.from_path(DATA / project).list_items()
@@ -192,7 +189,6 @@ def test_real_listing(project):
     assert set(ds.get_items_names()) == set(items) - ({"cat1.jpg"} if project == "keypoints" else set())
 
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_annotations_match_sdk(project):
     src = SuperviselySource.from_path(DATA / project)
@@ -481,7 +477,6 @@ def test_meta_colours_and_order():
     assert meta.class_index() == {"z": 1, "a": 2}
 
 
-@needs_data
 def test_missing_or_broken_meta(tmp_path):
     proj = copy_project("vector", tmp_path / "p")
     (proj / "meta.json").write_text("{oops")
@@ -544,7 +539,6 @@ def test_layout_listing(tmp_path):
     assert rows(table) == LAYOUT_ROWS
 
 
-@needs_data
 def test_nested_listing_matches_sdk(tmp_path):
     """Nested datasets and both annotation forms, read by the SDK and by us."""
     proj = tmp_path / "proj"
@@ -710,9 +704,7 @@ def test_scan_tar_matches_tarfile(tmp_path, fmt):
 
 
 def test_scan_tar_reads_gnu_tar_output(tmp_path):
-    tar_bin = shutil.which("tar")
-    if tar_bin is None:
-        pytest.skip("no tar program")
+    tar_bin = program("tar")
     build_tar_tree(tmp_path / "t")
     path = tmp_path / "gnu.tar"
     subprocess.run([tar_bin, "-cf", str(path), "-C", str(tmp_path / "t"), "p"], check=True)
@@ -804,7 +796,6 @@ def test_pickled_tar_source_reads_concurrently(layout_project, tmp_path):
     assert got == [folder.read_bytes(p) for p in paths]
 
 
-@needs_data
 def test_source_travels_to_another_process(tmp_path):
     """A fresh interpreter gets the pickled tar source, reopens it and parses there."""
     tarred = SuperviselySource.from_path(make_tar(DATA / "instance", tmp_path / "i.tar", "1_inst"))
