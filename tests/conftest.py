@@ -13,7 +13,7 @@ import pytest
 
 from helpers import SAMPLES
 from helpers.cli import run_cli
-from helpers.oracles import PREFIX
+from helpers.oracles import PREFIXES, in_ci
 
 pytest_plugins = ["helpers.s3server"]
 
@@ -46,22 +46,18 @@ def pytest_configure(config):
 
 
 # -- CI=true: a missing oracle is a failure ------------------------------------------------------
-# pytest.importorskip and helpers.oracles.oracle skip with "could not import ...". Outside CI that
+# pytest.importorskip and helpers.oracles.oracle skip with "could not import ...", a missing oracle
+# program (helpers.oracles.program, needs_program) with "could not find the program ...". Outside CI that
 # keeps the suite usable without the test extra; in CI it would silently shrink the suite, so
 # there the skip becomes a failure (tests/architecture/test_suite.py proves it).
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
 
 def _as_missing_oracle_failure(report) -> None:
     if not (in_ci() and report.skipped and isinstance(report.longrepr, tuple)):
         return
     message = str(report.longrepr[2]).removeprefix("Skipped: ")
-    if message.startswith(PREFIX):
+    if message.startswith(PREFIXES):
         report.outcome = "failed"
-        report.longrepr = (f"CI=true: a missing test dependency fails the run instead of skipping "
-                           f"(install the test extra: pip install '.[test]'): {message}")
+        report.longrepr = f"CI=true: a missing test dependency fails the run instead of skipping: {message}"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("supervisely")
-
 from maskcore.cli.dtl import DtlJob, is_dtl_job, load_dtl, load_dtl_file  # noqa: E402
 from maskcore.errors import ConfigError  # noqa: E402
 from maskcore.exec.run import EXIT_OK, run_export  # noqa: E402

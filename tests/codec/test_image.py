@@ -16,16 +16,24 @@ from PIL import Image, ImageFile
 from maskcore.codec import decode_image, image_size_hw
 from maskcore.codec import image as image_module
 from maskcore.errors import ImageDecodeError, LimitError
+from helpers import DATA, REPO, sha256
+from helpers.oracles import oracle
 
-sly = pytest.importorskip("supervisely")  # test-only oracle; it also sets LOAD_TRUNCATED_IMAGES
-cv2 = pytest.importorskip("cv2")
+sly = oracle("supervisely")  # importing it also sets LOAD_TRUNCATED_IMAGES, process-wide
+cv2 = oracle("cv2")
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path("/work/shared/data")  # all real images when the shared data sits beside the repo
-_ROOTS = [REPO / "examples", REPO / "tests" / "data"] + ([DATA] if DATA.is_dir() else [])
-REAL = sorted(p for root in _ROOTS for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+SHARED = Path("/work/shared/data")  # all real images when the shared data sits beside the repo
+_ROOTS = [REPO / "examples", DATA] + ([SHARED] if SHARED.is_dir() else [])
+
+
+def _unique(paths):
+    """Each distinct file once (the shared data holds copies of the bundled images)."""
+    seen = set()
+    return [p for p in paths if (h := sha256(p.read_bytes())) not in seen and not seen.add(h)]
+
+
+REAL = _unique(sorted(p for root in _ROOTS for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")))
 SMALL_JPEGS = [p for p in REAL if p.stat().st_size < 200_000 and p.read_bytes()[:2] == b"\xff\xd8"]
-needs_data = pytest.mark.skipif(not REAL, reason="real images not available")
 
 
 def sly_read(data: bytes, tmp_path: Path, suffix: str) -> np.ndarray:
@@ -115,7 +123,6 @@ def pil_jpeg(pixels, mode=None, **kw) -> bytes:
 # --- real images -----------------------------------------------------------------------------
 
 
-@needs_data
 def test_every_real_image_matches_the_sdk():
     for path in REAL:
         data = path.read_bytes()
@@ -126,14 +133,12 @@ def test_every_real_image_matches_the_sdk():
         assert image_size_hw(data) == ref.shape[:2], path
 
 
-@needs_data
 def test_real_jpegs_through_the_pillow_fallback_match_the_sdk(monkeypatch):
     monkeypatch.setattr(image_module, "simplejpeg", None)
     for path in SMALL_JPEGS[::4]:
         assert np.array_equal(decode_image(path.read_bytes()), sly.image.read(str(path))), path
 
 
-@needs_data
 @pytest.mark.parametrize("order", "<>")
 def test_real_jpegs_with_every_exif_orientation_match_the_sdk(order, tmp_path):
     for path in SMALL_JPEGS[:: max(1, len(SMALL_JPEGS) // 3)][:3]:
@@ -313,7 +318,7 @@ def test_jpeg_variants_match_the_sdk_with_either_decoder(tmp_path, monkeypatch):
 
 
 def test_corrupt_scan_data_decodes_like_opencv():
-    pytest.importorskip("simplejpeg")
+    assert image_module.simplejpeg is not None  # the libjpeg-turbo path (simplejpeg is a dependency)
     rng = np.random.default_rng(43)
     base = pil_jpeg(cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (320, 240)))
     scan = base.index(b"\xff\xda") + 20
@@ -329,7 +334,6 @@ def test_corrupt_scan_data_decodes_like_opencv():
             assert np.array_equal(decode_image(bytes(data)), ref)
 
 
-@needs_data
 def test_truncated_files_are_refused_like_opencv(monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # must not matter
     rng = np.random.default_rng(47)

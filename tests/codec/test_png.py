@@ -11,8 +11,9 @@ from PIL import Image
 
 from maskcore.codec import png as png_module
 from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, encode_png
+from helpers.oracles import oracle
 
-cv2 = pytest.importorskip("cv2")
+cv2 = oracle("cv2")
 
 BACKENDS = sorted(DEFLATE_BACKENDS)
 SHAPES = {"grey": (), "rgb": (3,), "rgba": (4,)}

@@ -9,12 +9,13 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from maskcore.codec import png as png_module
 from maskcore.codec.png import DEFLATE_BACKENDS, encode_png, encode_png_window, read_png
+from helpers.oracles import oracle
 
-cv2 = pytest.importorskip("cv2")
-Image = pytest.importorskip("PIL.Image")
+cv2 = oracle("cv2")
 
 
 def assert_encodes(data: bytes, canvas: np.ndarray) -> None:

@@ -14,9 +14,10 @@ from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.readers.supervisely import parse_annotation, parse_meta
 from maskcore.codec.sly_json import (annotation_json, annotation_json_bytes, box_pixels_xyxy,
                                meta_json, meta_json_bytes)
+from helpers.oracles import oracle
 
-sly = pytest.importorskip("supervisely")
-mask_util = pytest.importorskip("pycocotools.mask")
+sly = oracle("supervisely")
+mask_util = oracle("pycocotools.mask")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on numpy 2
 

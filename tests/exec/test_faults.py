@@ -80,14 +80,18 @@ def test_full_run_with_a_full_disk_then_sigterm(project, tmp_path, cli, clean):
     _assert_same(cli, dst, clean(project))
 
 
-def _same_size_edit(ann: Path) -> None:
-    """Move the first polygon/rectangle vertex with a coordinate >= 100: same file size, other mask."""
+def _same_size_edit(ann: Path) -> bool:
+    """Move the first polygon/rectangle/line vertex with a coordinate >= 100: same file size, other
+    mask. False (nothing changed) for an item without such a vertex (dog2: a cuboid only)."""
     text = ann.read_text()
-    block = text.index('"exterior"')
-    m = re.compile(r"\d{3,}").search(text, block)
+    block = text.find('"exterior"')
+    m = re.compile(r"\d{3,}").search(text, block) if block >= 0 else None
+    if m is None:
+        return False
     digits = m.group()
     new = ("1" if digits[0] != "1" else "5") + digits[1:]
     ann.write_text(text[:m.start()] + new + text[m.end():])
+    return True
 
 
 def test_resume_after_a_same_size_annotation_edit(samples, tmp_path, cli):
@@ -97,16 +101,16 @@ def test_resume_after_a_same_size_annotation_edit(samples, tmp_path, cli):
     cmd = export_args(project, dst)
     interrupt(cmd, dst, after=4)
     done = [r["item"] for p in partials(dst) for r in pq.read_table(p).to_pylist() if r["status"] == "ok"]
-    ann = project / "ds/ann" / f"{done[0]}.json"
-    size = ann.stat().st_size
-    _same_size_edit(ann)
-    assert ann.stat().st_size == size
+    sizes = {item: (project / "ds/ann" / f"{item}.json").stat().st_size for item in done}
+    edited = next(item for item in done if _same_size_edit(project / "ds/ann" / f"{item}.json"))
+    ann = project / "ds/ann" / f"{edited}.json"
+    assert ann.stat().st_size == sizes[edited]
     resumed = cli(*cmd)
     assert resumed.returncode == 0, resumed.stderr
     assert read_report(dst)["partitions"]["resumed"] >= 3
     cli(*export_args(project, clean)).check_returncode()
     _assert_same(cli, dst, tree(clean))
-    assert (dst / "ds/ann" / f"{done[0]}.json").read_bytes() == ann.read_bytes()
+    assert (dst / "ds/ann" / f"{edited}.json").read_bytes() == ann.read_bytes()
 
 
 def test_verify_reports_missing_different_and_extra_files(samples, tmp_path, cli):

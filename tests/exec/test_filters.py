@@ -31,6 +31,7 @@ from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.readers import open_source
 from maskcore.exec.scan import SCAN_SCHEMA, scan_partitions, scan_table
 from helpers import SAMPLES
+from helpers.oracles import load
 
 UTC = dt.timezone.utc
 CLASSES = ["cat", "dog", "bird", "fish"]
@@ -313,7 +314,7 @@ def test_bundled_vector_project_selection_by_tags_dates_and_classes():
 
 
 def test_scan_facts_equal_the_supervisely_sdk_on_real_projects():
-    import supervisely as sly
+    sly = load("supervisely")
     for project in ("vector", "instance", "keypoints"):
         source = open_source("supervisely", str(SAMPLES / project))
         meta = source.read_meta()

@@ -19,7 +19,6 @@ from pathlib import Path
 from maskcore.exec.state import PARTIALS
 
 from . import REPO
-from .cli import Ran
 
 ENOSPC = Path(__file__).resolve().parent / "enospc"   # sitecustomize.py: MASKCORE_TEST_ENOSPC
 
@@ -85,13 +84,3 @@ def interrupt(args: list[str], dst: Path, *, after: int, sig=signal.SIGKILL, gro
         kill_group(proc)
     return proc
 
-
-def run_process(args: list[str], **env) -> Ran:
-    """``python -m maskcore ARGS`` to its end (``env``: extra environment, e.g. MASKCORE_TEST_ENOSPC)."""
-    proc = subprocess.run([sys.executable, "-m", "maskcore", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env=_env(**env))
-    return Ran(args, proc.returncode, proc.stdout, proc.stderr)
-
-
-def verify(dst: Path) -> Ran:
-    return run_process(["verify", str(dst)])

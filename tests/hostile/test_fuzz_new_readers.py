@@ -53,6 +53,7 @@ from maskcore.io.zipsafe import SafeZip
 
 from .fuzz import HOSTILE_NUMBERS, JSON, fix_png_crcs, mutate
 from .projects import DATA, coco_doc, long, small_cvat_xml, voc_masks_files, zip_of
+from helpers.oracles import load
 
 MAX_PIXELS = 40_000   # every bitmap / mask decode in these tests is held to this many pixels
 CI = settings(max_examples=60, derandomize=True, deadline=3000, database=None,
@@ -111,7 +112,7 @@ RLE_CHARS = st.text(st.sampled_from([chr(c) for c in range(48, 112)] + ["/", "p"
 @st.composite
 def coco_rle(draw, h: int, w: int):
     """RLE: pycocotools' own encoding of a random mask (maybe mutated), uncompressed, or junk."""
-    from pycocotools import mask as cm
+    cm = load("pycocotools.mask")
     kind = draw(st.sampled_from(["valid", "mutated", "list", "junk", "size"]))
     size = [h, w] if kind != "size" else draw(JSON)
     if kind == "list":
@@ -173,7 +174,7 @@ def check_coco_item(value) -> None:
         check_geometry(label.geometry, annotation.size_hw)
         seg = ann.get("segmentation")
         if isinstance(seg, dict):   # pycocotools decodes the same RLE to the same pixels
-            from pycocotools import mask as cm
+            cm = load("pycocotools.mask")
             h, w = annotation.size_hw
             rle = ({"size": [h, w], "counts": seg["counts"].encode()} if isinstance(seg["counts"], str)
                    else cm.frPyObjects(seg, h, w))

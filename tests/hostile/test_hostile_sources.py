@@ -26,6 +26,7 @@ from .projects import (
     voc_masks_files,
     zip_of,
 )
+from helpers.oracles import load
 
 H, W = 10, 12
 SECRET = rgb_png(H, W, seed=99)      # an image outside the source: must never be read
@@ -132,7 +133,7 @@ def test_coco_bad_annotations_fail_alone_named_with_their_reason(coco_runs):
 
 def test_coco_good_item_pixels_match_pycocotools(coco_runs):
     from PIL import Image
-    from pycocotools import mask as cm
+    cm = load("pycocotools.mask")
     base, _, bad, _ = coco_runs
     rle = cm.frPyObjects({"size": [H, W], "counts": [13, 5, 5, 5, 92]}, H, W)
     expected = cm.decode(rle).astype(bool)

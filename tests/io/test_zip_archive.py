@@ -13,7 +13,6 @@ import io
 import itertools
 import os
 import random
-import shutil
 import struct
 import subprocess
 import zipfile
@@ -41,10 +40,11 @@ from maskcore.exec.run import ExportConfig, run_export
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec
 from helpers import partitions_of
+from helpers.oracles import needs_program
 
 PART = 1_000_000   # the sample's two biggest previews (6.3 MB, 1.1 MB) go alone
 NAME = "7_pets"
-needs_unzip = pytest.mark.skipif(shutil.which("unzip") is None, reason="Info-ZIP unzip not installed")
+needs_unzip = needs_program("unzip")   # Info-ZIP
 
 
 def _sha(data: bytes) -> str:

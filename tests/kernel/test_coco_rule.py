@@ -15,8 +15,9 @@ from maskcore.kernel.coco_rule import (
     coco_polygon_masks,
 )
 from patch_contract import checked_full
+from helpers.oracles import oracle
 
-mask_api = pytest.importorskip("pycocotools.mask")
+mask_api = oracle("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -130,7 +131,6 @@ def test_random_boxes_match_pycocotools():
     assert bad == []
 
 
-@pytest.mark.skipif(not FACADE.exists(), reason=f"real data not present: {FACADE}")
 def test_facade_dataset_matches_pycocotools():
     """All 3849 polygons of roboflow_facade_coco/valid, one batch per image, 0 differing pixels."""
     data = json.loads(FACADE.read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -12,6 +11,9 @@ from maskcore.kernel.disc import circle_half_widths, disc, discs
 from maskcore.kernel.patch import patch_to_full
 from maskcore.kernel.thick import thick_polyline
 from patch_contract import assert_valid_patch
+from helpers.oracles import oracle
+
+cv2 = oracle("cv2")
 
 H, W = 41, 57  # small canvas: most random shapes cross its border
 

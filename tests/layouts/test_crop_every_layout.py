@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-sly = pytest.importorskip("supervisely")
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
+from oracle.make_projects import make_border_project
+from oracle.sly_reference import resave_through_sdk
+from helpers.oracles import oracle
 
-from maskcore.exec.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
-from oracle.make_projects import make_border_project  # noqa: E402
-from oracle.sly_reference import resave_through_sdk  # noqa: E402
+sly = oracle("supervisely")
 
 LAYOUTS = {
     "supervisely": {"masks": "machine,semantic,human,instance"},

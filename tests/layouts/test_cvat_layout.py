@@ -24,8 +24,9 @@ from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_block
 from maskcore.kernel.patch import Patch, empty_patch
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from helpers import DATA
+from helpers.oracles import load, oracle
 
-mask_api = pytest.importorskip("pycocotools.mask")
+mask_api = oracle("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -358,7 +359,7 @@ def test_supervisely_rectangle_keeps_inclusive_coverage(rule):
 
 
 def test_opencv_rule_equals_cv2_fillpoly():
-    cv2 = pytest.importorskip("cv2")
+    cv2 = load("cv2")
     rng = np.random.default_rng(7)
     layout = CvatMasksLayout.from_options({"rule": "opencv"})
     for _ in range(40):
@@ -497,7 +498,7 @@ def test_options():
 
 
 def test_oriented_bbox_and_cuboid_2d_paint_their_area():
-    cv2 = pytest.importorskip("cv2")
+    cv2 = load("cv2")
     front = [[2, 2], [8, 2], [8, 8], [2, 8]]
     back = [[x + 3, y + 3] for x, y in front]
     cuboid = g.Cuboid2d(np.array(front + back, np.int64))

@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-sly = pytest.importorskip("supervisely")
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
+from oracle.make_projects import make_all_geometries_project, make_border_project
+from oracle.sly_reference import render_item, render_reference, machine_color_map
+from helpers import DATA
+from helpers.oracles import oracle
 
-from maskcore.exec.run import EXIT_OK, ExportConfig, run_export  # noqa: E402
-from oracle.make_projects import make_all_geometries_project, make_border_project  # noqa: E402
-from oracle.sly_reference import render_item, render_reference, machine_color_map  # noqa: E402
-from helpers import DATA  # noqa: E402
+sly = oracle("supervisely")
 
 
 def _export(src, dst, client, **options):

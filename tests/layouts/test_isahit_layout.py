@@ -16,7 +16,6 @@ import pickle
 import re
 from datetime import datetime, timedelta, timezone
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -34,6 +33,9 @@ from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.state import config_fingerprint
 from maskcore.exec.task import TaskSpec, parse_item, run_partition
 from helpers import DATA, SAMPLES
+from helpers.oracles import oracle
+
+cv2 = oracle("cv2")
 
 FACADE = DATA / "facade" / "_annotations.coco.json"
 NOW = datetime(2024, 3, 5, 7, 8, 9, tzinfo=timezone.utc)

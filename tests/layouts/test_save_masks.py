@@ -15,14 +15,15 @@ import shutil
 import numpy as np
 import pytest
 
-sly = pytest.importorskip("supervisely")
-
-from maskcore.errors import ConfigError  # noqa: E402
-from maskcore.layouts.save_masks import SaveMasksLayout, human_picture  # noqa: E402
-from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export  # noqa: E402
-from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project  # noqa: E402
-from oracle.save_masks_reference import (GREEN, assert_same, float_overlay, read_outputs,  # noqa: E402
+from maskcore.errors import ConfigError
+from maskcore.layouts.save_masks import SaveMasksLayout, human_picture
+from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project
+from oracle.save_masks_reference import (GREEN, assert_same, float_overlay, read_outputs,
                                          sdk_save_masks)
+from helpers.oracles import oracle
+
+sly = oracle("supervisely")
 
 
 def export(src, dst, client, **options):

@@ -10,27 +10,39 @@ data). A second check draws each label with the SDK, ours converted back to SDK 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 
 import numpy as np
 import pytest
-import supervisely as sly
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from supervisely.geometry.cuboid import Cuboid as SlyCuboid
-from supervisely.geometry.cuboid import CuboidFace
-from supervisely.geometry.graph import GraphNodes
 
 from maskcore.model import crop as mcrop
 from maskcore.model import geometry as G
 from maskcore.model.crop import crop_annotation, crop_annotation_report
 from maskcore.readers.supervisely import parse_annotation, parse_meta
 from oracle.make_projects import SKELETON_TEMPLATE, make_meta
+from helpers.oracles import oracle
 
-SLY_META = sly.ProjectMeta.from_json(make_meta().to_json())
-META_JSON = SLY_META.to_json()
-MC_META = parse_meta(META_JSON)
+sly = oracle("supervisely")
+sly_cuboid = oracle("supervisely.geometry.cuboid")
+sly_graph = oracle("supervisely.geometry.graph")
+
+
+@functools.cache
+def sly_meta():
+    """The generated projects' meta as the SDK loads it."""
+    return sly.ProjectMeta.from_json(make_meta().to_json())
+
+
+@functools.cache
+def mc_meta():
+    """The same meta parsed by maskcore."""
+    return parse_meta(sly_meta().to_json())
+
+
 NODE_IDS = list(SKELETON_TEMPLATE["nodes"])
 CUBOID_NAMES = list(G.CUBOID_2D_VERTICES)
 
@@ -252,9 +264,9 @@ def sly_canon(label: sly.Label):
         data = ((g.origin.col, g.origin.row), g.data.astype(bool).tolist())
     elif isinstance(g, sly.Cuboid2d):
         data = [[g.nodes[n].location.col, g.nodes[n].location.row] for n in CUBOID_NAMES]
-    elif isinstance(g, GraphNodes):
+    elif isinstance(g, sly_graph.GraphNodes):
         data = sorted((k, n.location.col, n.location.row, bool(n.disabled)) for k, n in g.nodes.items())
-    elif isinstance(g, SlyCuboid):
+    elif isinstance(g, sly_cuboid.Cuboid):
         data = (_xy(g.points), [list(f.tolist()) for f in g.faces])
     elif isinstance(g, sly.Multipolygon):
         data = [(_xy(p.exterior), [_xy(h) for h in p.interior]) for p in g._parts]
@@ -318,14 +330,12 @@ def to_sly_geometry(g):
     if t is G.MultiPolygon:
         return sly.Multipolygon([to_sly_geometry(p) for p in g.parts])
     if t is G.Cuboid:
-        return SlyCuboid(loc(g.points_xy), [CuboidFace(*f) for f in g.faces])
+        return sly_cuboid.Cuboid(loc(g.points_xy), [sly_cuboid.CuboidFace(*f) for f in g.faces])
     if t is G.Cuboid2d:
-        from supervisely.geometry.graph import Node
-        return sly.Cuboid2d({n: Node(sly.PointLocation(row=int(y), col=int(x)))
+        return sly.Cuboid2d({n: sly_graph.Node(sly.PointLocation(row=int(y), col=int(x)))
                              for n, (x, y) in zip(CUBOID_NAMES, g.vertices_xy.tolist())})
     if t is G.Graph:
-        from supervisely.geometry.graph import Node
-        return GraphNodes({n.node_id: Node(sly.PointLocation(row=n.y, col=n.x), disabled=n.disabled)
+        return sly_graph.GraphNodes({n.node_id: sly_graph.Node(sly.PointLocation(row=n.y, col=n.x), disabled=n.disabled)
                            for n in g.nodes})
     raise AssertionError(t)
 
@@ -345,10 +355,10 @@ def check_case(ann_json, *, raster=True):
     h, w = ann_json["size"]["height"], ann_json["size"]["width"]
     sdk_error = mc_error = None
     try:
-        sdk = sly.Annotation.from_json(copy.deepcopy(ann_json), SLY_META)
+        sdk = sly.Annotation.from_json(copy.deepcopy(ann_json), sly_meta())
     except Exception as exc:  # noqa: BLE001 - the SDK fails the whole annotation
         sdk_error = exc
-    parsed = parse_annotation(ann_json, MC_META, "case")
+    parsed = parse_annotation(ann_json, mc_meta(), "case")
     try:
         ours, notes = crop_annotation_report(parsed)
     except mcrop.CropError as exc:
@@ -492,12 +502,12 @@ def test_fast_path_returns_the_same_objects():
         _graph({nid: ([3 + i, 4], True) for i, nid in enumerate(NODE_IDS)}),
         _multipolygon([([[2, 2], [6, 2], [6, 6], [2, 6]], [])]),
     ]
-    parsed = parse_annotation(_ann_json(objs, (h, w)), MC_META, "x")
+    parsed = parse_annotation(_ann_json(objs, (h, w)), mc_meta(), "x")
     ours, notes = crop_annotation_report(parsed)
     assert ours is parsed and notes == ()
     # with one crossing label the others are still the same objects
     objs.append(_pts("poly", "polygon", [[-3, -3], [5, -3], [5, 5]]))
-    parsed = parse_annotation(_ann_json(objs, (h, w)), MC_META, "x")
+    parsed = parse_annotation(_ann_json(objs, (h, w)), mc_meta(), "x")
     ours = crop_annotation(parsed)
     assert ours is not parsed
     assert all(a is b for a, b in zip(ours.labels[:-1], parsed.labels[:-1]))
@@ -556,11 +566,11 @@ def _best(fn, repeat=5, number=20):
 def test_cost(capsys):
     rng = np.random.default_rng(1)
     ann_json = _realistic(rng)
-    parsed = parse_annotation(ann_json, MC_META, "x")
+    parsed = parse_annotation(ann_json, mc_meta(), "x")
     check_case(ann_json)
     per_image = _best(lambda: crop_annotation(parsed))
-    sdk_per_image = _best(lambda: sly.Annotation.from_json(ann_json, SLY_META), repeat=3, number=3)
-    inside = parse_annotation(_realistic(rng, crossing_every=0), MC_META, "x")
+    sdk_per_image = _best(lambda: sly.Annotation.from_json(ann_json, sly_meta()), repeat=3, number=3)
+    inside = parse_annotation(_realistic(rng, crossing_every=0), mc_meta(), "x")
     assert crop_annotation(inside) is inside
     per_inside = _best(lambda: crop_annotation(inside)) / len(inside.labels)
     crossing = [lab for lab in parsed.labels if lab.object_index % 3 == 0]

@@ -22,11 +22,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-import supervisely as sly
 from PIL import Image
-from supervisely.geometry.cuboid import Cuboid, CuboidFace
-from supervisely.geometry.cuboid_2d import CUBOID2D_VERTICES_NAMES
-from supervisely.geometry.graph import GraphNodes, Node
+
+from helpers.oracles import oracle
+
+sly = oracle("supervisely")
+sly_cuboid = oracle("supervisely.geometry.cuboid")
+sly_cuboid_2d = oracle("supervisely.geometry.cuboid_2d")
+sly_graph = oracle("supervisely.geometry.graph")
 
 TOP_DATASET = "ds_top"
 CHILD_DATASET = "ds_child"
@@ -45,21 +48,22 @@ SKELETON_TEMPLATE = {
     ],
 }
 
-# (title, geometry type, colour, geometry_config); order = machine-mask index 1..N.
+# (title, geometry type, colour, geometry_config); order = machine-mask index 1..N. Geometry types
+# are the SDK's, looked up when a project is made (the SDK is imported by the test that needs it).
 _CLASS_SPECS = [
-    ("poly", sly.Polygon, [220, 40, 40], None),
-    ("rect", sly.Rectangle, [40, 200, 60], None),
-    ("bmp", sly.Bitmap, [30, 80, 230], None),
-    ("alpha", sly.AlphaMask, [240, 200, 20], None),
-    ("line", sly.Polyline, [200, 30, 200], None),
-    ("pt", sly.Point, [20, 220, 220], None),
-    ("skeleton", GraphNodes, [250, 130, 0], SKELETON_TEMPLATE),
-    ("box3d", sly.Cuboid2d, [120, 60, 200], None),
-    ("obb", sly.OrientedBBox, [0, 128, 128], None),
-    ("mpoly", sly.Multipolygon, [128, 128, 0], None),
-    ("cuboid_legacy", Cuboid, [90, 160, 255], None),
-    ("anything", sly.AnyGeometry, [180, 180, 180], None),
-    ("unused", sly.Polygon, [10, 10, 10], None),
+    ("poly", "Polygon", [220, 40, 40], None),
+    ("rect", "Rectangle", [40, 200, 60], None),
+    ("bmp", "Bitmap", [30, 80, 230], None),
+    ("alpha", "AlphaMask", [240, 200, 20], None),
+    ("line", "Polyline", [200, 30, 200], None),
+    ("pt", "Point", [20, 220, 220], None),
+    ("skeleton", "GraphNodes", [250, 130, 0], SKELETON_TEMPLATE),
+    ("box3d", "Cuboid2d", [120, 60, 200], None),
+    ("obb", "OrientedBBox", [0, 128, 128], None),
+    ("mpoly", "Multipolygon", [128, 128, 0], None),
+    ("cuboid_legacy", "Cuboid", [90, 160, 255], None),
+    ("anything", "AnyGeometry", [180, 180, 180], None),
+    ("unused", "Polygon", [10, 10, 10], None),
 ]
 CLASS_TITLES = [spec[0] for spec in _CLASS_SPECS]
 
@@ -67,10 +71,19 @@ _IMAGE_KINDS = [(".jpg", "RGB"), (".png", "RGB"), (".png", "L"), (".png", "RGBA"
 _ANY_KINDS = ["polygon", "rectangle", "bitmap", "point", "line", "alpha_mask"]
 
 
+def _sdk_geometry(name: str):
+    """The SDK's geometry class ``name`` (GraphNodes and the legacy Cuboid from their modules)."""
+    if name == "GraphNodes":
+        return sly_graph.GraphNodes
+    if name == "Cuboid":
+        return sly_cuboid.Cuboid
+    return getattr(sly, name)
+
+
 def make_meta() -> sly.ProjectMeta:
     """The ProjectMeta of every generated project (classes in CLASS_TITLES order, two tag metas)."""
     classes = [
-        sly.ObjClass(title, geometry, color=list(color), geometry_config=config)
+        sly.ObjClass(title, _sdk_geometry(geometry), color=list(color), geometry_config=config)
         for title, geometry, color, config in _CLASS_SPECS
     ]
     tags = [
@@ -312,9 +325,9 @@ def _graph_label(rng, obj_class, size_hw, disable_one: bool, off_image: bool):
     node_ids = list(SKELETON_TEMPLATE["nodes"])
     points = _line_points(rng, size_hw, len(node_ids), off_image=off_image)
     disabled = node_ids[int(rng.integers(0, len(node_ids)))] if disable_one else None
-    nodes = {nid: Node(sly.PointLocation(row=y, col=x), disabled=nid == disabled)
+    nodes = {nid: sly_graph.Node(sly.PointLocation(row=y, col=x), disabled=nid == disabled)
              for nid, (x, y) in zip(node_ids, points)}
-    label = sly.Label(GraphNodes(nodes), obj_class)
+    label = sly.Label(sly_graph.GraphNodes(nodes), obj_class)
     floats = _as_float_xy(rng, points)
 
     def edit(obj):
@@ -339,7 +352,8 @@ def _cuboid2d_points(rng, size_hw, off_image: bool):
 
 def _cuboid2d_label(rng, obj_class, size_hw, off_image: bool = False):
     points = _cuboid2d_points(rng, size_hw, off_image)
-    nodes = {name: Node(sly.PointLocation(row=y, col=x)) for name, (x, y) in zip(CUBOID2D_VERTICES_NAMES, points)}
+    nodes = {name: sly_graph.Node(sly.PointLocation(row=y, col=x))
+             for name, (x, y) in zip(sly_cuboid_2d.CUBOID2D_VERTICES_NAMES, points)}
     return sly.Label(sly.Cuboid2d(nodes), obj_class), None
 
 
@@ -366,8 +380,8 @@ def _multipolygon_label(rng, obj_class, size_hw):
 def _legacy_cuboid_label(rng, obj_class, size_hw, off_image: bool = False):
     corners = _cuboid2d_points(rng, size_hw, off_image)
     points = corners[:4] + [corners[4], corners[5], corners[6]]
-    faces = [CuboidFace(0, 1, 2, 3), CuboidFace(0, 4, 5, 1), CuboidFace(1, 5, 6, 2)]
-    return sly.Label(Cuboid(_locations(points), faces), obj_class), None
+    faces = [sly_cuboid.CuboidFace(0, 1, 2, 3), sly_cuboid.CuboidFace(0, 4, 5, 1), sly_cuboid.CuboidFace(1, 5, 6, 2)]
+    return sly.Label(sly_cuboid.Cuboid(_locations(points), faces), obj_class), None
 
 
 def _any_label(rng, obj_class, size_hw, kind: str):

@@ -38,13 +38,15 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
-import supervisely as sly
 from PIL import Image
-from supervisely._utils import generate_free_name
 
-MASK_KINDS = ("machine", "semantic", "human", "instances")
+from helpers.oracles import oracle
+
+cv2 = oracle("cv2")
+sly = oracle("supervisely")
+sly_utils = oracle("supervisely._utils")
+
 MAX_MACHINE_CLASSES = 255
 
 # The five faces the app fills for a cuboid_2d (front, top, right, bottom, left; no back face).
@@ -163,7 +165,7 @@ def render_instances(ann: sly.Annotation, thickness: int) -> list[tuple[str, np.
     used_names: list[str] = []
     masks = []
     for label in ann.labels:
-        name = generate_free_name(used_names=used_names, possible_name=f"{label.obj_class.name}.png", with_ext=True)
+        name = sly_utils.generate_free_name(used_names=used_names, possible_name=f"{label.obj_class.name}.png", with_ext=True)
         used_names.append(name)
         canvas = np.zeros(ann.img_size + (3,), dtype=np.uint8)
         draw_label(label, canvas, [255, 255, 255], thickness, config=None)

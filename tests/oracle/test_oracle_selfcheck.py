@@ -8,25 +8,27 @@ that the generator writes what it promises, and pin the drawing facts of docs/re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-sly = pytest.importorskip("supervisely")
-
-from .make_projects import CLASS_TITLES, SKELETON_TEMPLATE, make_all_geometries_project, make_meta  # noqa: E402
-from .sly_reference import (  # noqa: E402
+from .make_projects import CLASS_TITLES, SKELETON_TEMPLATE, make_all_geometries_project, make_meta
+from .sly_reference import (
     draw_label,
     load_project_items,
     machine_color_map,
     render_item,
     render_reference,
 )
+from helpers import SAMPLES
+from helpers.oracles import oracle
 
-REAL = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
+sly = oracle("supervisely")
+
+cv2 = oracle("cv2")
+
+REAL = SAMPLES  # the bundled projects
 SPEC_GEOMETRIES = {"polygon", "rectangle", "bitmap", "alpha_mask", "line", "point", "graph",
                    "cuboid_2d", "oriented_bbox", "multipolygon", "cuboid"}
 
@@ -213,8 +215,6 @@ def test_human_resize_uses_area_interpolation(generated):
 
 @pytest.mark.parametrize("name, n_items, n_human", [("instance", 6, 6), ("vector", 6, 6), ("keypoints", 6, 5)])
 def test_real_projects(name, n_items, n_human):
-    if not (REAL / name).is_dir():
-        pytest.skip(f"real data not found at {REAL / name}")
     meta, items = load_project_items(REAL / name)
     rendered = render_reference(REAL / name)
     assert len(rendered) == n_items

@@ -30,8 +30,9 @@ from maskcore.kernel.palette import class_colors
 from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, _coords, dataset_name, index_coco,
                                    items_table, meta_from_index, parse_geometry, parse_item,
                                    rle_counts_from_string, rle_to_bitmap)
+from helpers.oracles import load, oracle
 
-M = pytest.importorskip("pycocotools.mask")
+M = oracle("pycocotools.mask")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FACADE = DATA / "facade" / "_annotations.coco.json"
@@ -216,7 +217,7 @@ def test_mixed_and_box_only_shapes(tmp_path):
 
 
 def test_meta_raw_is_a_valid_supervisely_meta():
-    sly = pytest.importorskip("supervisely")
+    sly = load("supervisely")
     for path in (FACADE, LABELME, CVAT):
         meta = CocoSource.open_source(str(path)).read_meta()
         sdk = sly.ProjectMeta.from_json(json.loads(json.dumps(meta.raw)))
@@ -577,17 +578,13 @@ def test_fuzz_index_raises_only_project_errors(doc):
     items_table(index, "ds", {})
 
 
-# --- end to end (runs once the lead wires ExportConfig.reader_options and registers "coco") ----
+# --- end to end --------------------------------------------------------------------------------
 
-def test_export_to_supervisely_layout(tmp_path, request):
-    from maskcore.readers import READERS
+def test_export_to_supervisely_layout(tmp_path, dask_client):
     from maskcore.exec.run import ExportConfig, run_export
-    if "reader_options" not in {f.name for f in dataclasses.fields(ExportConfig)}:
-        pytest.skip("ExportConfig.reader_options is not wired yet")
-    if READERS.get("coco") is not CocoSource:
-        pytest.skip('register_reader("coco", CocoSource) is not wired yet')
-    sly = pytest.importorskip("supervisely")
-    dask_client = request.getfixturevalue("dask_client")  # only once the test can run
+    from maskcore.readers import READERS
+    assert READERS["coco"] is CocoSource
+    sly = load("supervisely")
     dst = tmp_path / "out"
     result = run_export(ExportConfig(source=str(LABELME), destination=str(dst), reader="coco",
                                      reader_options={"images": str(LABELME.parent)}),

@@ -24,8 +24,9 @@ from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
                                        ellipse_polygon_xy, parse_annotation)
+from helpers.oracles import load, oracle
 
-mask_api = pytest.importorskip("pycocotools.mask")
+mask_api = oracle("pycocotools.mask")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cvat_urban_scene"
@@ -132,7 +133,7 @@ def test_real_meta_labels_in_xml_order_with_xml_colours(real):
 
 
 def test_real_meta_raw_is_a_supervisely_meta_json(real):
-    sly = pytest.importorskip("supervisely")
+    sly = load("supervisely")
     _, meta, _ = real
     sdk = sly.ProjectMeta.from_json(json.loads(json.dumps(meta.raw)))
     assert [c.name for c in sdk.obj_classes] == [c.title for c in meta.classes]
@@ -291,7 +292,6 @@ def test_listing_is_deterministic_and_typed(real):
 
 @pytest.mark.parametrize("top", ["", "task_7/"])
 def test_zip_is_read_in_place(tmp_path, top):
-    pytest.importorskip("maskcore.io.zipsafe")
     path = tmp_path / "task.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(XML, f"{top}annotations.xml")
@@ -310,7 +310,6 @@ def test_zip_is_read_in_place(tmp_path, top):
 
 
 def test_hostile_zip_refused_whole(tmp_path):
-    pytest.importorskip("maskcore.io.zipsafe")
     path = tmp_path / "task.zip"
     with zipfile.ZipFile(path, "w") as z:
         z.write(XML, "annotations.xml")

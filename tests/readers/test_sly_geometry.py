@@ -18,8 +18,9 @@ from maskcore.model.geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cubo
                                MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle)
 from maskcore.readers import sly_geometry
 from maskcore.readers.sly_geometry import parse_geometry, png_size_wh
+from helpers.oracles import oracle
 
-sly = pytest.importorskip("supervisely")
+sly = oracle("supervisely")
 
 
 def pts(exterior, interior=()):

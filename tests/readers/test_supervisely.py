@@ -29,12 +29,13 @@ from maskcore.readers import READERS, get_reader, open_source, register_reader
 from maskcore.io.tarindex import scan_tar
 from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index_project_files,
                                           parse_annotation, parse_meta)
+from helpers import SAMPLES
+from helpers.oracles import oracle, program
 
-sly = pytest.importorskip("supervisely")
+sly = oracle("supervisely")
 
-DATA = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs"  # bundled copy
+DATA = SAMPLES  # the bundled projects
 PROJECTS = ["instance", "vector", "keypoints"]
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -149,7 +150,6 @@ def test_registry():
     assert "broken" not in READERS
 
 
-@needs_data
 def test_open_source_by_name():
     src = open_source("supervisely", str(DATA / "vector"))
     assert isinstance(src, SuperviselySource)
@@ -158,7 +158,6 @@ def test_open_source_by_name():
 
 # --- real projects -----------------------------------------------------------------------------
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_meta_matches_sdk(project):
     raw = json.loads((DATA / project / "meta.json").read_text())
@@ -170,7 +169,6 @@ def test_real_meta_matches_sdk(project):
     assert meta.raw == raw
 
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_listing(project):
     table = SuperviselySource.from_path(DATA / project).list_items()
@@ -192,7 +190,6 @@ def test_real_listing(project):
     assert set(ds.get_items_names()) == set(items) - ({"cat1.jpg"} if project == "keypoints" else set())
 
 
-@needs_data
 @pytest.mark.parametrize("project", PROJECTS)
 def test_real_annotations_match_sdk(project):
     src = SuperviselySource.from_path(DATA / project)
@@ -314,7 +311,10 @@ def set_in(ann, path, value):
     return ann
 
 
-ZERO_BITMAP = sly.AlphaMask.data_2_base64(np.zeros((3, 3), np.uint8))
+def zero_bitmap() -> str:
+    return sly.AlphaMask.data_2_base64(np.zeros((3, 3), np.uint8))
+
+
 BOTH_REFUSE = [
     ("unknown class", lambda: one_object("polygon", classTitle="zebra")),
     ("string coord", lambda: set_in(one_object("polygon"), ["points", "exterior", 0], ["a", 1])),
@@ -328,7 +328,7 @@ BOTH_REFUSE = [
                                                                   "tags": []}]}),
     ("bitmap origin missing", lambda: set_in(one_object("bitmap"), ["bitmap"], {"data": "eJw="})),
     ("bitmap not zlib nor png", lambda: set_in(one_object("bitmap"), ["bitmap", "data"], "aGVsbG8=")),
-    ("empty alpha mask", lambda: set_in(one_object("alpha_mask"), ["bitmap", "data"], ZERO_BITMAP)),
+    ("empty alpha mask", lambda: set_in(one_object("alpha_mask"), ["bitmap", "data"], zero_bitmap())),
     ("graph node not in template", lambda: set_in(one_object("graph"), ["nodes"],
                                                   {"zz": {"loc": [1, 2]}})),
     ("cuboid_2d 7 vertices", lambda: set_in(one_object("cuboid_2d"), ["vertices"],
@@ -478,7 +478,6 @@ def test_meta_colours_and_order():
     assert meta.class_index() == {"z": 1, "a": 2}
 
 
-@needs_data
 def test_missing_or_broken_meta(tmp_path):
     proj = copy_project("vector", tmp_path / "p")
     (proj / "meta.json").write_text("{oops")
@@ -541,7 +540,6 @@ def test_layout_listing(tmp_path):
     assert rows(table) == LAYOUT_ROWS
 
 
-@needs_data
 def test_nested_listing_matches_sdk(tmp_path):
     """Nested datasets and both annotation forms, read by the SDK and by us."""
     proj = tmp_path / "proj"
@@ -707,9 +705,7 @@ def test_scan_tar_matches_tarfile(tmp_path, fmt):
 
 
 def test_scan_tar_reads_gnu_tar_output(tmp_path):
-    tar_bin = shutil.which("tar")
-    if tar_bin is None:
-        pytest.skip("no tar program")
+    tar_bin = program("tar")
     build_tar_tree(tmp_path / "t")
     path = tmp_path / "gnu.tar"
     subprocess.run([tar_bin, "-cf", str(path), "-C", str(tmp_path / "t"), "p"], check=True)
@@ -801,7 +797,6 @@ def test_pickled_tar_source_reads_concurrently(layout_project, tmp_path):
     assert got == [folder.read_bytes(p) for p in paths]
 
 
-@needs_data
 def test_source_travels_to_another_process(tmp_path):
     """A fresh interpreter gets the pickled tar source, reopens it and parses there."""
     tarred = SuperviselySource.from_path(make_tar(DATA / "instance", tmp_path / "i.tar", "1_inst"))
