@@ -15,7 +15,7 @@
 Every sink is picklable (it travels to Dask workers) and opens its filesystem lazily where it is
 used. Destinations are registered by name in ``maskcore.io.sinks.SINKS`` (``dir``), task sinks
 that pack a destination's files in ``PACKERS`` (``archive``); every registered one passes
-``tests/conformance/test_sinks.py``.
+``tests/conformance/test_sink_seam.py``.
 """
 
 from __future__ import annotations
