@@ -2,7 +2,7 @@
 
 The end-to-end tests run the documentation's example job as written on a copy of the bundled
 vector project named "My Project", and ``jobs/save_masks_dtl.json`` on the bundled project;
-their masks are compared with the SDK drawing of tests/test_save_masks.py.
+their masks are compared with the SDK drawing of tests/oracle/save_masks_reference.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The reference (tests/oracle/save_masks_reference.py) is the layer's own recipe: a black canvas,
 ``Label.draw`` per mapped label in file order, the human map's black replaced by [1, 1, 1], the
 float overlay and the green column. Labels are built with ``Label.from_json`` (no load-time crop,
-as in tests/test_export_vs_sdk.py); bitmaps crossing the border are drawn clipped (the SDK raises
+as in tests/layouts/test_export_vs_sdk.py); bitmaps crossing the border are drawn clipped (the SDK raises
 there), with the oracle's helper.
 """
 
@@ -129,7 +129,7 @@ REAL_MAPS = {
 def test_real_projects_match_the_layer(project, samples, tmp_path, dask_client):
     src = tmp_path / project
     shutil.copytree(samples / project, src)
-    if project != "keypoints":  # fast: no 2000x2000 photo (tests/test_dtl.py exports it)
+    if project != "keypoints":  # fast: no 2000x2000 photo (tests/cli/test_dtl.py exports it)
         (src / "ds" / "img" / "cat1.jpg").unlink()
         (src / "ds" / "ann" / "cat1.jpg.json").unlink()
     result = export(src, tmp_path / "out", dask_client, masks_machine=True, masks_human=True,
