@@ -32,8 +32,8 @@ class Oracle:
 
     def __getattr__(self, attr: str):
         __tracebackhide__ = True  # a skip is reported at the test's line
-        if attr.startswith("_pytest") or (attr.startswith("__") and attr not in MODULE_DUNDERS):
-            raise AttributeError(attr)  # introspection (pytest's collection, copy, pickle) imports nothing
+        if attr.startswith("_") and attr not in MODULE_DUNDERS and self.__module is None:
+            raise AttributeError(attr)  # introspection (pytest's collection, mock checks, pickle) imports nothing
         if self.__module is None:
             self.__module = load(self.__name)
         return getattr(self.__module, attr)

@@ -1,4 +1,4 @@
-"""Exports from and to S3, against a real S3-compatible server on loopback (tests/s3server.py).
+"""Exports from and to S3, against a real S3-compatible server on loopback (tests/helpers/s3server.py).
 
 The Dask workers are separate processes started before any S3 setting exists in the
 environment: they reach the server only through the storage options each task carries.

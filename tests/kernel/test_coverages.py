@@ -1,6 +1,6 @@
 """draw.coverages (all labels of an image, polygon fills batched) vs draw.coverage per label.
 
-coverage itself is checked against the Supervisely SDK in tests/test_export_vs_sdk.py; here the
+coverage itself is checked against the Supervisely SDK in tests/layouts/test_export_vs_sdk.py; here the
 batch must give the very same patches (window and pixels) for every geometry type, mixed.
 """
 
