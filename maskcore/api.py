@@ -31,7 +31,8 @@ from .exec.run import ExportConfig, RunResult, run_export
 from .exec.task import TaskSpec, parse_item
 from .kernel.compose import paint
 from .kernel.draw import RULES, coverages
-from .layouts import get_layout
+from .layouts import get_layout, get_layout_class
+from .layouts.supervisely import SuperviselyMasksLayout
 from .model import geometry as g
 from .model.annotation import ProjectMeta
 from .readers import detect_reader, open_source
@@ -93,13 +94,14 @@ class Item:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Masks:
-    """One item's masks as arrays (the pixels the Supervisely layout writes), kinds asked for only.
+    """One item's masks as arrays (the pixels the layout writes), kinds asked for only.
 
-    ``machine``: (H, W) uint8 class indices (meta order from 1), largest label drawn first;
-    ``semantic``: (H, W, 3) uint8 class colours; ``human``: (H, 2W, 3) the app's preview;
-    ``instances``: (N, H, W) bool, one per label after the load-time crop, with ``classes[i]`` and
-    ``object_ids[i]`` (the object's index in the annotation file); ``warnings``: what the item's
-    export would report (e.g. labels the crop dropped).
+    Supervisely layout: ``machine`` (H, W) uint8 class indices (meta order from 1), largest label
+    drawn first; ``semantic`` (H, W, 3) uint8 class colours; ``human`` (H, 2W, 3) the app's preview;
+    ``instances`` (N, H, W) bool, one per label after the load-time crop, with ``classes[i]`` and
+    ``object_ids[i]`` (the object's index in the annotation file). Every layout: ``arrays``, the
+    kinds by name (``m["class"]`` for the cvat layout's SegmentationClass pixels; the layouts'
+    ``mask_kinds``); ``warnings``: what the item's export would report (e.g. labels the crop dropped).
     """
     machine: np.ndarray | None = None
     semantic: np.ndarray | None = None
@@ -108,6 +110,13 @@ class Masks:
     classes: tuple[str, ...] = ()
     object_ids: tuple[int, ...] = ()
     warnings: tuple[str, ...] = ()
+    arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __getitem__(self, kind: str) -> np.ndarray:
+        try:
+            return self.arrays[kind]
+        except KeyError:
+            raise KeyError(f"no {kind!r} mask here; rendered: {sorted(self.arrays)}") from None
 
 
 class Project:
@@ -135,44 +144,61 @@ class Project:
             if dataset is None or row["dataset"] == dataset:
                 yield Item(row["dataset"], row["item"], row)
 
-    def masks(self, item: Item, kinds: Sequence[str] = ("machine", "instance"), *, thickness: int = 2,
-              crop: str = "sdk") -> Masks:
-        """``item``'s masks of ``kinds`` (``machine``, ``semantic``, ``human``, ``instance``) as
-        arrays, exactly as ``export(..., layout="supervisely", options={"thickness": thickness,
-        "crop": crop})`` writes them. Raises the item's error (``ItemError`` naming the object)
-        where the export would fail the item.
+    def masks(self, item: Item, kinds: Sequence[str] | str | None = None, *, layout: str = "supervisely",
+              options: Mapping[str, Any] | None = None, thickness: int | None = None,
+              crop: str | None = None) -> Masks:
+        """``item``'s masks of ``kinds`` as arrays, exactly as ``export(..., layout=layout,
+        options=options)`` writes them (``thickness`` and ``crop`` are shortcuts for those
+        options). Kinds by layout: supervisely ``machine``, ``semantic``, ``human``, ``instance``
+        (default ``machine`` and ``instance``); cvat ``class``, ``object`` (the RGB pixels of
+        SegmentationClass/ and SegmentationObject/); isahit ``mask``; save-masks ``machine``,
+        ``human`` (both RGB, per the layer's colour maps, given in ``options``). Raises the item's
+        error (``ItemError`` naming the object) where the export would fail the item.
 
         >>> project = maskcore.open_project("examples/sly_catsdogs/vector")
         >>> first = next(project.items())
         >>> m = project.masks(first)
         >>> first.name, m.machine.shape, m.machine.dtype, m.instances.shape, m.classes
         ('cat1.jpg', (2000, 2000), dtype('uint8'), (1, 2000, 2000), ('cat',))
+        >>> project.masks(first, layout="cvat")["class"].shape
+        (2000, 2000, 3)
         """
+        opts = dict(options or {})
+        opts.update({k: v for k, v in (("thickness", thickness), ("crop", crop)) if v is not None})
+        cls = get_layout_class(layout)
+        if kinds is None:
+            kinds = ("machine", "instance") if cls is SuperviselyMasksLayout else cls.mask_kinds
         asked = {"instance" if k == "instances" else k for k in ([kinds] if isinstance(kinds, str) else kinds)}
-        wanted = tuple(k for k in KINDS if k in asked)
-        unknown = sorted(asked - set(KINDS))
+        wanted = tuple(k for k in cls.mask_kinds if k in asked)
+        unknown = sorted(asked - set(cls.mask_kinds))
         if unknown or not wanted:
-            raise ValueError(f"kinds: expected some of {list(KINDS)}, got {list(kinds)}")
-        layout = get_layout("supervisely", {"masks": ",".join(wanted), "thickness": thickness, "crop": crop,
-                                            "copy_images": False, "copy_annotations": False})
-        spec = TaskSpec(source=self.source, sink=None, layout=layout, meta=self.meta)
+            raise ValueError(f"kinds: layout {layout!r} draws some of {list(cls.mask_kinds)}, got {list(kinds)}")
+        if cls is SuperviselyMasksLayout:
+            opts.update(masks=",".join(wanted), copy_images=False, copy_annotations=False)
+        lay = get_layout(layout, opts)
+        spec = TaskSpec(source=self.source, sink=None, layout=lay, meta=self.meta)
         row = item.row
         ann_bytes = self.source.item_annotation(row)
-        image = self.source.read_bytes(row["img_path"]) if "human" in wanted and row.get("img_path") else None
+        needs_photo = bool(lay.image_kinds & set(wanted)) and row.get("img_path")
+        image = self.source.read_bytes(row["img_path"]) if needs_photo else None
         warnings: list[str] = []
         data = parse_item(spec, row, ann_bytes, image, warn=warnings.append)
         out: dict[str, Any] = {}
-        for kind, value in layout.render(data, wanted, warn=warnings.append):
+        arrays: dict[str, np.ndarray] = {}
+        for kind, value in lay.render(data, wanted, warn=warnings.append):
             if kind != "instances":
-                out[kind] = np.array(value)  # a copy: the layout's canvases are reused per item
+                arrays[kind] = np.array(value)  # a copy: a layout's canvases may be reused per item
                 continue
             h, w = data.annotation.size_hw
             stack = np.zeros((len(value), h, w), bool)
             for i, patch in enumerate(value):
                 stack[i, patch.top:patch.bottom, patch.left:patch.right] = patch.mask != 0
+            arrays["instance"] = stack
             out.update(instances=stack, classes=tuple(lb.class_title for lb in data.annotation.labels),
                        object_ids=tuple(lb.object_index for lb in data.annotation.labels))
-        return Masks(**out, warnings=tuple(warnings))
+        if cls is SuperviselyMasksLayout:
+            out.update({k: arrays[k] for k in ("machine", "semantic", "human") if k in arrays})
+        return Masks(**out, arrays=arrays, warnings=tuple(warnings))
 
 
 def open_project(source, *, images: str | None = None, reader: str = "auto",

@@ -101,6 +101,48 @@ def test_masks_in_memory_equal_the_exported_pngs(samples, tmp_path):
         assert checked >= 5
 
 
+SAVE_MASKS_OPTIONS = {"masks_machine": True, "masks_human": True,
+                      "gt_machine_color": {"cat": [1, 1, 1], "dog": [2, 2, 2], "cat2": [0, 0, 0]},
+                      "gt_human_color": {"cat": [255, 0, 0], "dog": [27, 0, 255], "test_point": [0, 255, 0]}}
+# layout -> (options, {kind: the folder the export writes that kind's PNGs to})
+DRAWING_LAYOUTS = {
+    "cvat": ({"crop": "sdk"}, {"class": "SegmentationClass", "object": "SegmentationObject"}),
+    "isahit": ({"name": "isahit_out", "thickness": 3}, {"mask": "isahit_out"}),
+    "save-masks": (SAVE_MASKS_OPTIONS, {"machine": "masks_machine", "human": "masks_human"}),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(DRAWING_LAYOUTS))
+def test_masks_in_memory_equal_the_exported_pngs_in_every_layout(layout, samples, tmp_path):
+    options, folders = DRAWING_LAYOUTS[layout]
+    sources = [samples / "vector", samples / "keypoints", REPO / "tests/data/coco_labelme/annotations.json"]
+    checked = 0
+    for k, src in enumerate(sources):
+        if layout == "save-masks" and src.suffix == ".json":
+            continue  # the DTL layer reads Supervisely projects
+        out = tmp_path / str(k)
+        result = maskcore.export(src, out, layout=layout, options=options, archive=False, cluster="inprocess")
+        project = maskcore.open_project(src)
+        rows = {(r["dataset"], r["item"]): r for r in result.manifest.to_pylist()}
+        for item in project.items():
+            row = rows[(item.dataset, item.name)]
+            pngs = {kind: [o["path"] for o in row["outputs"] if f"{folder}/" in o["path"]]
+                    for kind, folder in folders.items()}
+            if row["status"] != "ok":
+                with pytest.raises(ItemError):
+                    project.masks(item, layout=layout, options=options)
+                continue
+            m = project.masks(item, layout=layout, options=options)
+            assert {k for k in folders if pngs[k]} <= set(m.arrays) <= set(folders)
+            for kind, paths in pngs.items():
+                if not paths:  # cvat writes no masks for an item without area shapes
+                    continue
+                exported = np.asarray(Image.open(out / paths[0]).convert("RGB"))
+                assert exported.shape == m[kind].shape and (exported == m[kind]).all(), (layout, item, kind)
+                checked += 1
+    assert checked >= 8
+
+
 def test_export_config_is_immutable_validated_and_has_the_cli_defaults(tmp_path, samples):
     cfg = maskcore.ExportConfig(samples / "vector", tmp_path / "o")
     assert cfg.reader == "auto" and cfg.archive is None and isinstance(cfg.source, str)

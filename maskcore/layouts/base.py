@@ -53,6 +53,10 @@ class LayoutBase:
     max_canvas_pixels: int = MAX_PIXELS
     crop: str = "none"
     """``sdk``: Supervisely sources are cropped to the image when loaded, as the SDK does."""
+    mask_kinds: ClassVar[tuple[str, ...]] = ()
+    """What ``render`` can hand out as arrays (empty: the layout draws nothing)."""
+    image_kinds: ClassVar[frozenset[str]] = frozenset()
+    """The kinds of ``mask_kinds`` drawn over the photo (``render`` needs ``item.image_bytes``)."""
 
     def check_meta(self, meta: ProjectMeta) -> None:
         return None
@@ -61,6 +65,12 @@ class LayoutBase:
         """``(geometries, thickness, rule)`` whose coverages the task may draw in one batched kernel
         call and pass back as ``patches``; None: the layout draws this item itself."""
         return None
+
+    def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
+        """The item's masks of ``kinds`` (default: all of ``mask_kinds``) as ``(kind, array)``
+        pairs, exactly the pixels ``item_files`` encodes; what ``maskcore.open_project(...).masks``
+        hands out. Arrays may be scratch canvases valid until the next item: copy to keep."""
+        raise NotImplementedError(f"layout {type(self).__name__} draws no masks")
 
     def for_plan(self, plan) -> "LayoutBase":
         """The layout for this run's listing (isahit decides its folder layout from it)."""

@@ -100,6 +100,7 @@ class CvatMasksLayout(LayoutBase):
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
 
     default_archive_format = "zip"
+    mask_kinds = ("class", "object")
     project_wide_stems = True   # every dataset's masks share SegmentationClass/: stems unique project-wide
 
     @classmethod
@@ -185,6 +186,34 @@ class CvatMasksLayout(LayoutBase):
                 warn(f"only {', '.join(kinds)} shapes, which have no area: as CVAT's exporter does, the "
                      "item gets no mask and is not listed in ImageSets/Segmentation")
             return [list_line, *out] if not ann.labels and not ann.tags else out
+        index, class_lut, n_instances = self._indexed(item, labels, clock, warn, patches)
+        with clock.step("encode.cvat"):  # colours looked up while filtering (no RGB image built)
+            out += [(f"SegmentationClass/{item.mask_stem}.png", encode_png_lut(index, class_lut)),
+                    (f"SegmentationObject/{item.mask_stem}.png",
+                     encode_png_lut(index, voc_colormap(n_instances + 1)))]
+        return [list_line, *out]
+
+    def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
+        """``class`` and ``object`` (h, w, 3) uint8: the RGB pixels of SegmentationClass/ and
+        SegmentationObject/ (all zeros, the background, where the item has no area shapes, which
+        the export leaves without masks)."""
+        warn = warn or (lambda text: None)
+        kinds = self.mask_kinds if kinds is None else kinds
+        labels = _area_labels(item)
+        if labels:
+            index, class_lut, n_instances = self._indexed(item, labels, clock, warn, patches)
+        else:
+            index = np.zeros(item.annotation.size_hw, np.uint8)
+            class_lut, n_instances = np.array([_background_colour(item.meta)], np.uint8), 0
+        if "class" in kinds:
+            yield "class", np.take(class_lut, index, axis=0)
+        if "object" in kinds:
+            yield "object", np.take(voc_colormap(n_instances + 1), index, axis=0)
+
+    def _indexed(self, item: ItemData, labels, clock, warn, patches):
+        """``(index, class_lut, n_instances)``: each pixel's instance number (0 = background) and
+        the class colour of each number, after refusing what the layout cannot write."""
+        ann = item.annotation
         h, w = ann.size_hw
         if h * w > self.max_canvas_pixels:
             raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
@@ -204,11 +233,7 @@ class CvatMasksLayout(LayoutBase):
             class_lut = np.array([bg] + [classes[title].color_rgb for title, _, _ in instances],
                                  dtype=np.uint8)
         self._warn_shared_colours(item, instances, bg, warn)
-        with clock.step("encode.cvat"):  # colours looked up while filtering (no RGB image built)
-            out += [(f"SegmentationClass/{item.mask_stem}.png", encode_png_lut(index, class_lut)),
-                    (f"SegmentationObject/{item.mask_stem}.png",
-                     encode_png_lut(index, voc_colormap(len(instances) + 1)))]
-        return [list_line, *out]
+        return index, class_lut, len(instances)
 
     def _check_instances(self, item: ItemData, instances) -> None:
         """Refuse, before painting, instance numbers the chosen colormap cannot encode."""

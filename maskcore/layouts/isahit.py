@@ -72,6 +72,7 @@ def instance_colour(convention: str, instance_id: int, channel: int) -> Colour:
 @dataclass(frozen=True)
 class IsahitLayout(LayoutBase):
     takes_project_name = True   # run_export passes option ``project`` (the source's project name)
+    mask_kinds = ("mask",)
     folder: str
     replace_extension: bool = False
     convention: str = "documented"
@@ -220,6 +221,16 @@ class IsahitLayout(LayoutBase):
         convention numbers, a class without an 8-bit channel) and ``AnnotationError`` (a geometry
         the kernel cannot draw), naming the item and object index.
         """
+        canvas = self._canvas(item, clock, patches)
+        with clock.step("encode.isahit"):
+            return [(self.item_path(item), encode_png(canvas))]
+
+    def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
+        """``mask``: the (h, w, 3) uint8 RGB pixels ``item_files`` writes."""
+        if kinds is None or "mask" in kinds:
+            yield "mask", self._canvas(item, clock, patches)
+
+    def _canvas(self, item: ItemData, clock, patches) -> np.ndarray:
         labels = item.annotation.labels
         colours = self._colours(item)
         with clock.step("rasterize"):
@@ -233,9 +244,7 @@ class IsahitLayout(LayoutBase):
                     np.copyto(owner[patch.window()], k, where=patch.mask.astype(bool, copy=False))
             lut = np.zeros((len(labels) + 1, 3), np.uint8)
             lut[1:] = colours
-            canvas = np.take(lut, owner, axis=0, mode="clip")  # 3x faster than lut[owner]; clip: no bounds check
-        with clock.step("encode.isahit"):
-            return [(self.item_path(item), encode_png(canvas))]
+            return np.take(lut, owner, axis=0, mode="clip")  # 3x faster than lut[owner]; clip: no bounds check
 
     def _colours(self, item: ItemData) -> np.ndarray:
         """Each label's colour (mapped or instance), after refusing what does not fit."""

@@ -94,6 +94,9 @@ class SaveMasksLayout(LayoutBase):
     max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
+    mask_kinds = ("machine", "human")
+    image_kinds = frozenset({"human"})
+
 
     @classmethod
     def from_options(cls, options: dict) -> "SaveMasksLayout":
@@ -122,28 +125,37 @@ class SaveMasksLayout(LayoutBase):
         masks) naming the item and object.
         """
         warn = warn or (lambda text: None)
-        h, w = item.annotation.size_hw
-        if h * w > self.max_canvas_pixels:
-            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
-                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = [(f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item))]
         if item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.human_colors is None:
             warn("the image file is missing: masks written, no copy in img/")
+        arrays = dict(self.render(item, None, clock, warn))  # refuses the item before any file
+        for kind, folder, _ in KINDS:
+            if kind in arrays:
+                with clock.step(f"encode.{kind}"):
+                    out.append((f"{d}/{folder}/{stem}.png", encode_png(arrays[kind])))
+        return out
+
+    def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
+        """``machine`` (h, w, 3) and ``human`` (h, 2w + 1, 3) uint8 RGB, the enabled ones of
+        ``kinds``: the pixels of masks_machine/ and masks_human/."""
+        warn = warn or (lambda text: None)
+        kinds = self.mask_kinds if kinds is None else kinds
+        want_machine = self.machine_colors is not None and "machine" in kinds
+        want_human = self.human_colors is not None and "human" in kinds
+        h, w = item.annotation.size_hw
+        if h * w > self.max_canvas_pixels:
+            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
+                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
         with clock.step("rasterize"):
             drawings = self._label_drawings(item)
-        if self.machine_colors is not None:
+        if want_machine:
             with clock.step("compose.machine"):
-                canvas = colour_mask(drawings, dict(self.machine_colors), (h, w))
-            with clock.step("encode.machine"):
-                out.append((f"{d}/masks_machine/{stem}.png", encode_png(canvas)))
-        if self.human_colors is not None:
-            picture = self._human(item, drawings, clock, warn)
-            with clock.step("encode.human"):
-                out.append((f"{d}/masks_human/{stem}.png", encode_png(picture)))
-        return out
+                yield "machine", colour_mask(drawings, dict(self.machine_colors), (h, w))
+        if want_human:
+            yield "human", self._human(item, drawings, clock, warn)
 
     def _label_drawings(self, item: ItemData) -> list:
         """``[(class title, layers(colour) -> [(colour, patch), ...]), ...]`` for the labels some

@@ -72,6 +72,8 @@ class SuperviselyMasksLayout(LayoutBase):
     max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
+    mask_kinds = MASK_KINDS
+    image_kinds = frozenset({"human"})
 
     @classmethod
     def project_from_options(cls, options: dict) -> "SuperviselyMasksLayout":
@@ -166,13 +168,14 @@ class SuperviselyMasksLayout(LayoutBase):
             del value  # may be this thread's scratch canvas: no reference outlives the encoding
         return out
 
-    def render(self, item: ItemData, kinds=MASK_KINDS, clock=NO_CLOCK, warn=None, patches=None):
+    def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
         """The masks of ``kinds`` as arrays, in ``MASK_KINDS`` order, one ``(kind, value)`` at a time:
         ``machine`` (h, w) uint8 class indices, ``semantic`` (h, w, 3) and ``human`` (h, 2w, 3) RGB,
         ``instance`` -> ``("instances", patches)``: one coverage patch per label, in file order.
         The arrays may be this thread's scratch canvases, valid until the next item: copy to keep.
         This is what ``item_files`` encodes; ``maskcore.open_project(...).masks`` hands it out."""
         warn = warn or (lambda text: None)
+        kinds = MASK_KINDS if kinds is None else kinds
         ann, meta = item.annotation, item.meta
         h, w = ann.size_hw
         self._check_item(item)

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import pickle
 
+import numpy as np
 import pytest
 
 from maskcore.errors import ItemError
@@ -137,3 +138,24 @@ def test_a_dask_worker_writes_the_in_process_bytes(name, project, tmp_path, dask
     remote, t2 = run(tmp_path / "remote", lambda f, *a: dask_client.submit(f, *a, pure=False).result())
     assert local and local == remote
     assert t1.drop_columns(["seconds"]).equals(t2.drop_columns(["seconds"]))
+
+
+@pytest.mark.parametrize("name", DRAWING)
+def test_render_hands_out_the_declared_kinds_as_arrays(name, project):
+    """``render`` (what ``maskcore.open_project(...).masks`` calls) yields each declared kind once,
+    in ``mask_kinds`` order, as uint8 arrays of the item's height; a subset asked gives that subset."""
+    layout = get_layout(name, OPTIONS[name])
+    assert layout.mask_kinds and layout.image_kinds <= set(layout.mask_kinds)
+    for data in _items(project, layout):
+        if isinstance(data, ItemError):
+            continue
+        rendered = list(layout.render(data, None))
+        kinds = [k if k != "instances" else "instance" for k, _ in rendered]
+        assert kinds == list(layout.mask_kinds)
+        for kind, value in rendered:
+            arrays = [p.mask for p in value] if kind == "instances" else [value]
+            assert all(a.dtype in (np.uint8, np.bool_) for a in arrays)
+            if kind != "instances":
+                assert value.shape[0] == data.annotation.size_hw[0]
+        last = layout.mask_kinds[-1]
+        assert [k if k != "instances" else "instance" for k, _ in layout.render(data, (last,))] == [last]
