@@ -24,7 +24,7 @@ from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
-from .memory import keep_freed_heap
+from .memory import keep_freed_heap, refuse_oversize
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
@@ -133,6 +133,13 @@ def _new_result(row: dict) -> dict:
             "outputs": [], "lines": [], "bytes_written": 0, "seconds": 0.0}
 
 
+def failed_result(row: dict, reason: str, error_type: str) -> pa.Table:
+    """The result table of one item that failed outside its task (e.g. its worker died)."""
+    result = _new_result(row)
+    result.update(status="failed", error=f"{row['dataset']}/{row['item']}: {reason}", error_type=error_type)
+    return pa.Table.from_pylist([result], schema=RESULT_SCHEMA)
+
+
 def _fail(spec: TaskSpec, result: dict, row: dict, exc: Exception) -> None:
     if not isinstance(exc, LateWriteError):  # a late duplicate's files are the run's own: keep them
         _forget_outputs(spec, result["outputs"])
@@ -162,8 +169,10 @@ def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
             result["status"] = "unchanged"
             return None
         where = f"{row['dataset']}/{row['item']}"
-        return parse_item(spec, row, ann_bytes, image_bytes,
+        item = parse_item(spec, row, ann_bytes, image_bytes,
                           warn=lambda text: result["warnings"].append(f"{where}: {text}"))
+        refuse_oversize(item.annotation, spec.layout, where)  # fails alone, before it is drawn
+        return item
     except Exception as exc:  # one bad item never stops the partition
         _fail(spec, result, row, exc)
         return None
