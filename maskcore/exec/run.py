@@ -356,8 +356,16 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         report["archive"] = archive.summary()
         sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
     lock.check()
-    sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
-    sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    try:
+        sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
+    except OSError as exc:  # a full disk: nothing is committed, the next run resumes what was written
+        raise OSError(exc.errno, f"{exc.strerror}: could not write {MANIFEST}, so this run is not committed "
+                      f"({report['items']['failed']} items failed); free space and run again: finished "
+                      "partitions are resumed") from exc
+    try:
+        sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    except OSError as exc:  # committed: the exit code and the summary below still say what happened
+        log(f"maskcore: warning: could not write {REPORT} ({exc}); the manifest is committed")
     sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])
     sink.clear_temporaries()
     if cfg.archive:

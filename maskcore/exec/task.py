@@ -310,8 +310,18 @@ def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.
     if records is not None:
         table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
     if spec.partials_dir and key:
-        sink.destination.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+        _record_partial(sink.destination, spec, key, table)
     return table
+
+
+def _record_partial(sink, spec: TaskSpec, key: str, table: pa.Table) -> None:
+    """Write the partition's partial (what a resumed run may keep). Without one (a full disk) the
+    partition is still done: a later run after a kill renders its items again (its start marker
+    says they may have changed), so a partial that cannot be written is skipped."""
+    try:
+        sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+    except OSError:
+        pass
 
 
 run_archive_partition = run_partition
@@ -337,7 +347,7 @@ def resume_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -
     merged = [recorded[(r["dataset"], r["item"])] if r["status"] == "unchanged" else r for r in rows]
     table = pa.Table.from_pylist(merged, schema=RESULT_SCHEMA)
     if spec.partials_dir:
-        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+        _record_partial(spec.sink, spec, key, table)
     return table
 
 
