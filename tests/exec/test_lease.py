@@ -140,3 +140,57 @@ def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(sample
                                         "expires": time.time() - 5, "lease_seconds": 300}))
     run = cli(*export_args(src, dst))
     assert run.returncode == 0 and "its lease expired" in run.stderr, run.stderr
+
+
+def _take_over_during_renewal(held: RunLock, sink, taker: bytes):
+    """Make another run's takeover land at the worst moment: after ``held`` decided to renew
+    (read-then-write: after its read) and before its write."""
+    body = held._body
+
+    def racing_body():
+        sink.write(LOCK, taker)   # the other run's lock, written whole (one PUT)
+        held._body = body
+        return body()
+    held._body = racing_body
+
+
+def test_a_renewal_after_a_takeover_fails_and_the_run_stops_s3(s3_server, s3_bucket):
+    """Issue 19 item 4: on S3 a renewal is a conditional PUT on the ETag the run wrote last; a
+    takeover landing between the run's decision to renew and its write makes the renewal fail (412):
+    the lock keeps naming the new holder, the run knows it lost the lease and check() stops it
+    before any commit. (A read-then-write renewal overwrites the new holder's lock here.)"""
+    sink = get_sink("dir", f"s3://{s3_bucket}/dst", s3_server.options())
+    taker = json.dumps({"holder": "other-pod:1", "run": "taker", "expires": time.time() + 300,
+                        "lease_seconds": 300}).encode()
+    held = RunLock(sink, lease=300, run_id="held")
+    held.acquire()
+    try:
+        held.renew()   # a renewal of an untouched lock succeeds
+        assert held.lost is None and json.loads(sink.read(LOCK))["run"] == "held"
+        _take_over_during_renewal(held, sink, taker)
+        held.renew()
+        assert sink.read(LOCK) == taker, "the renewal overwrote the lock another run took over"
+        assert "run taker" in held.lost
+        with pytest.raises(LockedError, match="lost the lock .*run taker.*nothing committed"):
+            held.check()
+    finally:
+        held.release()
+    assert sink.read(LOCK) == taker   # release leaves the new holder's lock alone
+
+
+def test_a_takeover_between_renewals_is_seen_at_the_commit_s3(s3_server, s3_bucket, samples):
+    """A run whose lock was taken over after its last renewal commits nothing: check() renews
+    (conditionally) before the commit and the run ends with LockedError; the destination has no
+    manifest and the lock still names the run that took over."""
+    from maskcore.exec.run import ExportConfig, run_export
+
+    dst = f"s3://{s3_bucket}/dst"
+    sink = get_sink("dir", dst, s3_server.options())
+    taker = json.dumps({"holder": "other-pod:1", "run": "taker", "expires": time.time() + 300,
+                        "lease_seconds": 300}).encode()
+    cfg = ExportConfig(source=str(samples / "vector"), destination=dst, storage_options=s3_server.options(),
+                       cluster="inprocess", layout_options={"masks": "machine"}, items_per_partition=2)
+    with pytest.raises(LockedError, match="lost the lock .*run taker"):
+        run_export(cfg, log=lambda line: None, on_partition=lambda n: n == 1 and sink.write(LOCK, taker))
+    assert not sink.exists(".maskcore/manifest.parquet")
+    assert sink.read(LOCK) == taker
