@@ -47,7 +47,7 @@ class S3LockObject:
         self.bucket, self.key, _ = fs.split_path(path)
 
     @classmethod
-    def for_sink(cls, sink, relpath: str) -> "S3LockObject | None":
+    def for_sink(cls, sink, relpath: str) -> S3LockObject | None:
         """The lock of ``sink`` when it is a folder on S3 (else None: read-then-write)."""
         url, options = getattr(sink, "url", None), getattr(sink, "storage_options", None)
         if not isinstance(url, str) or options is None:
@@ -214,9 +214,9 @@ class RunLock:
             self.sink.write(LOCK, self._body())
 
     def check(self) -> None:
-        """Raise LockedError when this run no longer holds the lease (call before committing). On
-        S3 the lease is renewed first, so a takeover since the last renewal is seen."""
-        if self._s3 is not None and not self.lost:
+        """Raise LockedError when this run no longer holds the lease (call before committing). The
+        lease is renewed first, so a takeover since the last renewal is seen."""
+        if not self.lost:
             self.renew()
         if self.lost:
             raise LockedError(f"this run lost the lock of {self.sink.url}: {self.lost}; nothing committed")

@@ -65,7 +65,7 @@ from .state import (
     parquet_bytes,
     read_state_parquet,
 )
-from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_partition
+from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
 
 EXIT_OK = 0          # every item exported (or unchanged)
@@ -313,7 +313,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
-    results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    try:
+        results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    except FencedError:  # a task found the lock taken over: this run stops (LockedError), commits nothing
+        lock.check()
+        raise
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
@@ -338,7 +342,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(), FILES_KEY: json.dumps(named).encode(),
         SCOPE_KEY: (own or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""})
     swept = []
-    if (settled.sweep or any_died(manifest)) and not cfg.archive:  # files an unfinished run (or a dead worker) wrote that no record names
+    if (settled.sweep or any_died(manifest)) and not cfg.archive:  # files no record names (unfinished run, dead worker)
         swept = unrecorded_files(sink, manifest)
         sink.delete(swept)
         if swept:

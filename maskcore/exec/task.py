@@ -199,6 +199,8 @@ def _write_item(spec: TaskSpec, row: dict, result: dict, item: ItemData, patches
             result["outputs"].append({"path": path, "bytes": len(data), "sha256": sha or _sha(data)})
             spec.sink.write(path, data)
         result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
+    except FencedError:
+        raise  # the run is gone: the partition stops, records nothing and removes nothing
     except Exception as exc:  # one bad item never stops the partition
         _fail(spec, result, row, exc)
 
@@ -265,6 +267,53 @@ class _MarkingSink:
 
     def delete(self, relpaths) -> None:
         self._mark()
+        self.sink.delete(relpaths)
+
+    def __getattr__(self, name):
+        return getattr(self.sink, name)
+
+
+FENCE_SECONDS = 0.25
+"""A run's task reads the destination's lock before a write at most this often: a zombie worker
+of a killed driver stops writing at most this long after the next run took the lock over."""
+
+
+class FencedError(LateWriteError):
+    """The destination's lock names another run: this task belongs to a run that is gone (a
+    zombie worker of a killed driver); it writes and removes nothing more."""
+
+
+class _FencedSink:
+    """The sink of a run's partition, fenced by the lock: before a write or delete (at most every
+    ``FENCE_SECONDS``) it checks that ``.maskcore/lock`` still names the task's run, and raises
+    :class:`FencedError` when it does not (the next run took the lock over, or this run ended)."""
+
+    def __init__(self, sink, run_id: str) -> None:
+        self.sink, self.run_id = sink, run_id
+        self._checked = float("-inf")
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < FENCE_SECONDS:
+            return
+        from .state import LOCK
+        try:
+            doc = json.loads(self.sink.read(LOCK))
+        except FileNotFoundError:
+            doc = {}
+        except (OSError, ValueError):
+            return  # a store hiccup or a lock being rewritten: checked again at the next write
+        if not isinstance(doc, dict) or doc.get("run") != self.run_id:
+            raise FencedError(f"the destination's lock names run {doc.get('run') if isinstance(doc, dict) else None!r}, "
+                              f"not this task's run {self.run_id!r}: its driver is gone; nothing more is written")
+        self._checked = now
+
+    def write(self, relpath: str, data: bytes) -> None:
+        self._check()
+        self.sink.write(relpath, data)
+
+    def delete(self, relpaths) -> None:
+        self._check()
         self.sink.delete(relpaths)
 
     def __getattr__(self, name):
@@ -379,6 +428,8 @@ def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> 
     """
     if spec.tune_memory:
         keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.exec.memory)
+    if spec.started_dir and key and spec.run_id and hasattr(spec.sink, "read"):
+        spec = replace(spec, sink=_FencedSink(spec.sink, spec.run_id))  # a zombie of a killed run stops
     if spec.started_dir and key:
         spec = replace(spec, sink=_MarkingSink(spec.sink, f"{spec.started_dir}/{key}.json", part, spec.run_id))
     rows = part.to_pylist()

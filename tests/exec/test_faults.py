@@ -18,10 +18,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import bigger_project, tree
+from helpers.faults import (
+    export_args,
+    interrupt,
+    kill_group,
+    partials,
+    read_report,
+    start,
+    wait_for_partials,
+)
 from helpers.oracles import in_ci, program
-from helpers.faults import export_args, interrupt, kill_group, partials, read_report, start, wait_for_partials
 
 NIGHTLY = ("--masks", "machine,human")
 
@@ -219,7 +226,7 @@ def small_tmpfs(tmp_path):
     mount, umount = program("mount"), program("umount")
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True)
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         why = f"mount -t tmpfs is not permitted here: {done.stderr.strip()}"
         if in_ci() and os.geteuid() == 0:

@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 
+import pyarrow as pa
 import pytest
+from helpers import bigger_project
+from helpers.faults import export_args, interrupt, read_report
 
 from maskcore.exec.lease import RunLock
 from maskcore.exec.state import LOCK, LockedError
 from maskcore.io.sinks import get_sink
-from helpers import bigger_project
-from helpers.faults import export_args, interrupt, read_report
 
 
 def _dead_pid() -> int:
@@ -179,9 +180,9 @@ def test_a_renewal_after_a_takeover_fails_and_the_run_stops_s3(s3_server, s3_buc
 
 
 def test_a_takeover_between_renewals_is_seen_at_the_commit_s3(s3_server, s3_bucket, samples):
-    """A run whose lock was taken over after its last renewal commits nothing: check() renews
-    (conditionally) before the commit and the run ends with LockedError; the destination has no
-    manifest and the lock still names the run that took over."""
+    """A run whose lock was taken over after its last renewal commits nothing: its next task
+    write is fenced (or check() renews, conditionally, before the commit) and the run ends with
+    LockedError; the destination has no manifest and the lock still names the run that took over."""
     from maskcore.exec.run import ExportConfig, run_export
 
     dst = f"s3://{s3_bucket}/dst"
@@ -194,3 +195,42 @@ def test_a_takeover_between_renewals_is_seen_at_the_commit_s3(s3_server, s3_buck
         run_export(cfg, log=lambda line: None, on_partition=lambda n: n == 1 and sink.write(LOCK, taker))
     assert not sink.exists(".maskcore/manifest.parquet")
     assert sink.read(LOCK) == taker
+
+
+def test_a_zombie_task_stops_writing_once_the_next_run_takes_the_lock(samples, tmp_path, monkeypatch):
+    """Issue 19 item 5: a task of a run whose driver was killed (a zombie worker) checks the lock
+    before it writes; once the next run has taken the lock over it raises FencedError: nothing more
+    of its partition is written or removed and no partial is recorded. Here the takeover lands
+    while the zombie writes cat2's first file."""
+    from helpers import partitions_of
+
+    from maskcore.exec import task
+    from maskcore.exec.state import PARTIALS, STARTED
+    from maskcore.io.sinks.fsdir import FsspecDirSink
+    from maskcore.layouts import get_layout
+    from maskcore.readers import open_source
+
+    monkeypatch.setattr(task, "FENCE_SECONDS", 0.0)   # every write checks (the default: every 0.25 s)
+    nxt = json.dumps({"holder": "h:2", "run": "next", "expires": time.time() + 300, "lease_seconds": 300})
+
+    class TakenOverMidway(FsspecDirSink):
+        def write(self, relpath, data):
+            if relpath.startswith("ds/") and "cat2" in relpath and "next" not in self.read(LOCK).decode():
+                super().write(LOCK, nxt.encode())   # the next run takes the lock over, now
+            super().write(relpath, data)
+
+    dst = tmp_path / "out"
+    sink = TakenOverMidway(str(dst))
+    sink.write(LOCK, json.dumps({"holder": "h:1", "run": "zombie", "expires": time.time() + 300}).encode())
+    source = open_source("supervisely", str(samples / "vector"))
+    spec = task.TaskSpec(source=source, sink=sink, layout=get_layout("supervisely", {"masks": "machine"}),
+                         meta=source.read_meta(), partials_dir=PARTIALS, started_dir=STARTED, run_id="zombie")
+    part = pa.concat_tables(partitions_of(source, 6))   # one partition of the 6 items
+    with pytest.raises(task.FencedError, match="lock names run 'next', not this task's run 'zombie'"):
+        task.run_partition(spec, part, "key")
+    written = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+    assert {p for p in written if "cat1" in p} == {"ds/ann/cat1.jpg.json", "ds/img/cat1.jpg", "ds/masks_machine/cat1.png"}
+    assert len([p for p in written if "cat2" in p]) == 1, written   # the write the takeover raced
+    assert not [p for p in written if "cat3" in p or "dog" in p], written
+    assert not list((dst / PARTIALS).glob("*")) if (dst / PARTIALS).exists() else True
+    assert json.loads((dst / LOCK).read_text())["run"] == "next"
