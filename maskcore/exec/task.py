@@ -245,32 +245,44 @@ def _batch_coverages(layout, items: list[ItemData]) -> list:
     return out
 
 
-class _MarkingSink:
+class _GuardedSink:
+    """A partition's sink that runs ``_before()`` ahead of every write and delete; the rest is the
+    wrapped sink's."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    def _before(self) -> None:
+        raise NotImplementedError
+
+    def write(self, relpath: str, data: bytes) -> None:
+        self._before()
+        self.sink.write(relpath, data)
+
+    def delete(self, relpaths) -> None:
+        self._before()
+        self.sink.delete(relpaths)
+
+    def __getattr__(self, name):
+        return getattr(self.sink, name)
+
+
+class _MarkingSink(_GuardedSink):
     """The sink of one partition: before the partition's first write or delete, its start marker
     (``started/<key>.json``: run id and items) is written, so that a run killed at any point
     leaves a record of every item it may have touched (see :mod:`maskcore.exec.recovery`)."""
 
     def __init__(self, sink, marker: str, part: pa.Table, run_id: str) -> None:
-        self.sink, self.marker, self.part, self.run_id = sink, marker, part, run_id
+        super().__init__(sink)
+        self.marker, self.part, self.run_id = marker, part, run_id
         self.marked = False
 
-    def _mark(self) -> None:
+    def _before(self) -> None:
         if not self.marked:
             items = [[d, i] for d, i in zip(self.part.column("dataset").to_pylist(),
                                             self.part.column("item").to_pylist())]
             self.sink.write(self.marker, json.dumps({"run": self.run_id, "items": items}).encode("utf-8"))
             self.marked = True
-
-    def write(self, relpath: str, data: bytes) -> None:
-        self._mark()
-        self.sink.write(relpath, data)
-
-    def delete(self, relpaths) -> None:
-        self._mark()
-        self.sink.delete(relpaths)
-
-    def __getattr__(self, name):
-        return getattr(self.sink, name)
 
 
 FENCE_SECONDS = 0.25
@@ -283,16 +295,17 @@ class FencedError(LateWriteError):
     zombie worker of a killed driver); it writes and removes nothing more."""
 
 
-class _FencedSink:
+class _FencedSink(_GuardedSink):
     """The sink of a run's partition, fenced by the lock: before a write or delete (at most every
     ``FENCE_SECONDS``) it checks that ``.maskcore/lock`` still names the task's run, and raises
     :class:`FencedError` when it does not (the next run took the lock over, or this run ended)."""
 
     def __init__(self, sink, run_id: str) -> None:
-        self.sink, self.run_id = sink, run_id
+        super().__init__(sink)
+        self.run_id = run_id
         self._checked = float("-inf")
 
-    def _check(self) -> None:
+    def _before(self) -> None:
         now = time.monotonic()
         if now - self._checked < FENCE_SECONDS:
             return
@@ -307,17 +320,6 @@ class _FencedSink:
             raise FencedError(f"the destination's lock names run {doc.get('run') if isinstance(doc, dict) else None!r}, "
                               f"not this task's run {self.run_id!r}: its driver is gone; nothing more is written")
         self._checked = now
-
-    def write(self, relpath: str, data: bytes) -> None:
-        self._check()
-        self.sink.write(relpath, data)
-
-    def delete(self, relpaths) -> None:
-        self._check()
-        self.sink.delete(relpaths)
-
-    def __getattr__(self, name):
-        return getattr(self.sink, name)
 
 
 def _partial_bytes(spec: TaskSpec, table: pa.Table) -> bytes:
