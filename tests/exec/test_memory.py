@@ -117,3 +117,22 @@ def test_a_worker_reports_its_own_memory_limit(dask_client):
     limits = {w["memory_limit"] for w in dask_client.scheduler_info()["workers"].values()}
     limit, fraction = dask_client.submit(memory.memory_limit, pure=False).result()
     assert limit in limits and 0 < fraction <= 1
+
+
+def test_windows_of_many_labels_equal_the_windows_one_by_one():
+    """The vectorised sum over point-list labels equals :func:`window_pixels` label by label, for
+    random polygons, lines and other geometries inside, across and outside the canvas."""
+    from maskcore.model import geometry as g
+    from maskcore.model.annotation import Label
+
+    rng = np.random.default_rng(7)
+    size_hw = (int(rng.integers(50, 3000)), int(rng.integers(50, 3000)))
+    labels = []
+    for i in range(3000):
+        pts = rng.integers(-4000, 7000, (int(rng.integers(1, 9)), 2)).astype(np.int64)
+        x, y = int(pts[0, 0]), int(pts[0, 1])
+        geometry = [g.Polygon(pts), g.Polyline(pts), g.Polygon(pts.astype(np.float64) + rng.random(pts.shape)),
+                    g.Rectangle(x, y, x + 5, y + 9), g.Bitmap((x, y), np.ones((7, 11), bool))][i % 5]
+        labels.append(Label("a", geometry, i))
+    one_by_one = sum(memory.window_pixels(lb.geometry, size_hw) for lb in labels)
+    assert memory.windows_pixels(labels, size_hw) == one_by_one > 0
