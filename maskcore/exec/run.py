@@ -48,6 +48,7 @@ from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
 from .cluster import connect, get_profile, planned_workers, runs_inprocess
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
+from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import Progress
@@ -64,7 +65,7 @@ from .state import (
     parquet_bytes,
     read_state_parquet,
 )
-from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_partition
+from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
 
 EXIT_OK = 0          # every item exported (or unchanged)
@@ -212,8 +213,6 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     if layout_cls.takes_project_name:
         options.setdefault("project", getattr(source, "project_name", "") or "project")
     layout = get_layout(cfg.layout, options)
-    for text in getattr(source, "warnings", None) or []:
-        log(f"maskcore: warning: {text}")
     meta = source.read_meta()
     layout.check_meta(meta)
     filters = FilterSpec.from_options(cfg.filters)
@@ -263,6 +262,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     workers = planned_workers(profile, cfg.workers)
     plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
+    source_warnings = list(getattr(source, "warnings", None) or [])  # opening and listing (skipped files)
+    for text in source_warnings[:SUMMARY_FAILURES]:
+        log(f"maskcore: warning: {text}")
+    if len(source_warnings) > SUMMARY_FAILURES:
+        log(f"maskcore: warning: ... and {len(source_warnings) - SUMMARY_FAILURES} more in the report (source_warnings)")
     listing = plan
     plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
     if plan.num_rows == 0 and filtered is not None:
@@ -309,7 +313,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
-    results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    try:
+        results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    except FencedError:  # a task found the lock taken over: this run stops (LockedError), commits nothing
+        lock.check()
+        raise
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
@@ -337,7 +345,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(), FILES_KEY: json.dumps(named).encode(),
         SCOPE_KEY: (own or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""})
     swept = []
-    if settled.sweep and not cfg.archive:  # files an unfinished run wrote that no record names
+    if (settled.sweep or any_died(manifest)) and not cfg.archive:  # files no record names (unfinished run, dead worker)
         swept = unrecorded_files(sink, manifest)
         sink.delete(swept)
         if swept:
@@ -355,8 +363,16 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         report["archive"] = archive.summary()
         sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
     lock.check()
-    sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
-    sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    try:
+        sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
+    except OSError as exc:  # a full disk: nothing is committed, the next run resumes what was written
+        raise OSError(exc.errno, f"{exc.strerror}: could not write {MANIFEST}, so this run is not committed "
+                      f"({report['items']['failed']} items failed); free space and run again: finished "
+                      "partitions are resumed") from exc
+    try:
+        sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
+    except OSError as exc:  # committed: the exit code and the summary below still say what happened
+        log(f"maskcore: warning: could not write {REPORT} ({exc}); the manifest is committed")
     sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])
     sink.clear_temporaries()
     if cfg.archive:
@@ -403,6 +419,9 @@ def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
         lines += [f"maskcore:   {f['error']}" for f in failed[:SUMMARY_FAILURES]]
         if len(failed) > SUMMARY_FAILURES:
             lines.append(f"maskcore:   ... and {len(failed) - SUMMARY_FAILURES} more in the report")
+    source = report.get("source_warnings") or []
+    if source:
+        lines.append(f"maskcore: {len(source)} source warnings (first: {source[0]}); every one is in the report")
     n_warn = sum(len(w["warnings"]) for w in report["warnings"])
     if n_warn:
         first = report["warnings"][0]["warnings"][0]
@@ -535,9 +554,16 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
                             client.submit(resume_partition, spec, part, key, done,
                                           key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
                             for i, part, key, done in todo])
+    submitted = {f"maskcore-{run_token}-{i}": (part, key, done) for i, part, key, done in todo}
     results = []
     for future in pending:
-        table = future.result()
+        try:
+            table = future.result()
+        except Exception as exc:  # its worker died: the items one by one, only a killer fails
+            if not is_worker_death(exc):
+                raise
+            part, key, done = submitted[future.key]
+            table = isolate(client, spec, part, key, future.key, resumed=done is not None)
         # Released at once: a future still held is one Dask recomputes when the worker holding its
         # result dies, which would write into the destination again, possibly after this run ended.
         future.release()

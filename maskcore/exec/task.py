@@ -24,7 +24,7 @@ from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
-from .memory import keep_freed_heap
+from .memory import keep_freed_heap, refuse_oversize
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
@@ -133,6 +133,13 @@ def _new_result(row: dict) -> dict:
             "outputs": [], "lines": [], "bytes_written": 0, "seconds": 0.0}
 
 
+def failed_result(row: dict, reason: str, error_type: str) -> pa.Table:
+    """The result table of one item that failed outside its task (e.g. its worker died)."""
+    result = _new_result(row)
+    result.update(status="failed", error=f"{row['dataset']}/{row['item']}: {reason}", error_type=error_type)
+    return pa.Table.from_pylist([result], schema=RESULT_SCHEMA)
+
+
 def _fail(spec: TaskSpec, result: dict, row: dict, exc: Exception) -> None:
     if not isinstance(exc, LateWriteError):  # a late duplicate's files are the run's own: keep them
         _forget_outputs(spec, result["outputs"])
@@ -162,8 +169,10 @@ def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
             result["status"] = "unchanged"
             return None
         where = f"{row['dataset']}/{row['item']}"
-        return parse_item(spec, row, ann_bytes, image_bytes,
+        item = parse_item(spec, row, ann_bytes, image_bytes,
                           warn=lambda text: result["warnings"].append(f"{where}: {text}"))
+        refuse_oversize(item.annotation, spec.layout, where)  # fails alone, before it is drawn
+        return item
     except Exception as exc:  # one bad item never stops the partition
         _fail(spec, result, row, exc)
         return None
@@ -190,6 +199,8 @@ def _write_item(spec: TaskSpec, row: dict, result: dict, item: ItemData, patches
             result["outputs"].append({"path": path, "bytes": len(data), "sha256": sha or _sha(data)})
             spec.sink.write(path, data)
         result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
+    except FencedError:
+        raise  # the run is gone: the partition stops, records nothing and removes nothing
     except Exception as exc:  # one bad item never stops the partition
         _fail(spec, result, row, exc)
 
@@ -234,32 +245,81 @@ def _batch_coverages(layout, items: list[ItemData]) -> list:
     return out
 
 
-class _MarkingSink:
+class _GuardedSink:
+    """A partition's sink that runs ``_before()`` ahead of every write and delete; the rest is the
+    wrapped sink's."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    def _before(self) -> None:
+        raise NotImplementedError
+
+    def write(self, relpath: str, data: bytes) -> None:
+        self._before()
+        self.sink.write(relpath, data)
+
+    def delete(self, relpaths) -> None:
+        self._before()
+        self.sink.delete(relpaths)
+
+    def __getattr__(self, name):
+        return getattr(self.sink, name)
+
+
+class _MarkingSink(_GuardedSink):
     """The sink of one partition: before the partition's first write or delete, its start marker
     (``started/<key>.json``: run id and items) is written, so that a run killed at any point
     leaves a record of every item it may have touched (see :mod:`maskcore.exec.recovery`)."""
 
     def __init__(self, sink, marker: str, part: pa.Table, run_id: str) -> None:
-        self.sink, self.marker, self.part, self.run_id = sink, marker, part, run_id
+        super().__init__(sink)
+        self.marker, self.part, self.run_id = marker, part, run_id
         self.marked = False
 
-    def _mark(self) -> None:
+    def _before(self) -> None:
         if not self.marked:
             items = [[d, i] for d, i in zip(self.part.column("dataset").to_pylist(),
                                             self.part.column("item").to_pylist())]
             self.sink.write(self.marker, json.dumps({"run": self.run_id, "items": items}).encode("utf-8"))
             self.marked = True
 
-    def write(self, relpath: str, data: bytes) -> None:
-        self._mark()
-        self.sink.write(relpath, data)
 
-    def delete(self, relpaths) -> None:
-        self._mark()
-        self.sink.delete(relpaths)
+FENCE_SECONDS = 0.25
+"""A run's task reads the destination's lock before a write at most this often: a zombie worker
+of a killed driver stops writing at most this long after the next run took the lock over."""
 
-    def __getattr__(self, name):
-        return getattr(self.sink, name)
+
+class FencedError(LateWriteError):
+    """The destination's lock names another run: this task belongs to a run that is gone (a
+    zombie worker of a killed driver); it writes and removes nothing more."""
+
+
+class _FencedSink(_GuardedSink):
+    """The sink of a run's partition, fenced by the lock: before a write or delete (at most every
+    ``FENCE_SECONDS``) it checks that ``.maskcore/lock`` still names the task's run, and raises
+    :class:`FencedError` when it does not (the next run took the lock over, or this run ended)."""
+
+    def __init__(self, sink, run_id: str) -> None:
+        super().__init__(sink)
+        self.run_id = run_id
+        self._checked = float("-inf")
+
+    def _before(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < FENCE_SECONDS:
+            return
+        from .state import LOCK
+        try:
+            doc = json.loads(self.sink.read(LOCK))
+        except FileNotFoundError:
+            doc = {}
+        except (OSError, ValueError):
+            return  # a store hiccup or a lock being rewritten: checked again at the next write
+        if not isinstance(doc, dict) or doc.get("run") != self.run_id:
+            raise FencedError(f"the destination's lock names run {doc.get('run') if isinstance(doc, dict) else None!r}, "
+                              f"not this task's run {self.run_id!r}: its driver is gone; nothing more is written")
+        self._checked = now
 
 
 def _partial_bytes(spec: TaskSpec, table: pa.Table) -> bytes:
@@ -301,8 +361,18 @@ def run_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.
     if records is not None:
         table = table.replace_schema_metadata({CHUNKS_KEY: json.dumps(records).encode("utf-8")})
     if spec.partials_dir and key:
-        sink.destination.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+        _record_partial(sink.destination, spec, key, table)
     return table
+
+
+def _record_partial(sink, spec: TaskSpec, key: str, table: pa.Table) -> None:
+    """Write the partition's partial (what a resumed run may keep). Without one (a full disk) the
+    partition is still done: a later run after a kill renders its items again (its start marker
+    says they may have changed), so a partial that cannot be written is skipped."""
+    try:
+        sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+    except OSError:
+        pass
 
 
 run_archive_partition = run_partition
@@ -328,7 +398,7 @@ def resume_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa.Table) -
     merged = [recorded[(r["dataset"], r["item"])] if r["status"] == "unchanged" else r for r in rows]
     table = pa.Table.from_pylist(merged, schema=RESULT_SCHEMA)
     if spec.partials_dir:
-        spec.sink.write(f"{spec.partials_dir}/{key}.parquet", _partial_bytes(spec, table))
+        _record_partial(spec.sink, spec, key, table)
     return table
 
 
@@ -360,6 +430,8 @@ def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> 
     """
     if spec.tune_memory:
         keep_freed_heap()  # items reuse freed memory instead of page-faulting it in again (maskcore.exec.memory)
+    if spec.started_dir and key and spec.run_id and hasattr(spec.sink, "read"):
+        spec = replace(spec, sink=_FencedSink(spec.sink, spec.run_id))  # a zombie of a killed run stops
     if spec.started_dir and key:
         spec = replace(spec, sink=_MarkingSink(spec.sink, f"{spec.started_dir}/{key}.json", part, spec.run_id))
     rows = part.to_pylist()

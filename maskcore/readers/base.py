@@ -130,3 +130,23 @@ class SourceBase:
         except catch as exc:
             raise ProjectError(redact(f"{what}: expected {expected}, got {type(exc).__name__}: {exc}",
                                       self.storage_options)) from None
+
+
+LINK_REASON = ("a symbolic link: not followed (it may point outside the project); put the file itself "
+               "in the project to export it")
+
+
+def regular_files(found: dict, cut: int, skipped: list[str] | None = None) -> dict[str, int | None]:
+    """``fs.find(..., detail=True)`` entries -> {path without its first ``cut`` characters: size}
+    of the regular files. Every other entry (a symbolic link, a FIFO, a device) is not read; it
+    is named with the reason in ``skipped`` (``"<path>: not exported: <reason>"``) so that no
+    listed file vanishes without a word (the run reports each one)."""
+    files: dict[str, int | None] = {}
+    for path, info in found.items():
+        kind = info.get("type", "file")
+        if kind == "file" and not info.get("islink"):
+            files[path[cut:]] = info.get("size")
+        elif kind != "directory" and skipped is not None:
+            reason = LINK_REASON if info.get("islink") else f"not a regular file (type {kind!r})"
+            skipped.append(f"{path[cut:]}: not exported: {reason}")
+    return files

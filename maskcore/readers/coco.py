@@ -66,7 +66,7 @@ from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .base import SourceBase
+from .base import SourceBase, regular_files
 from .values import canvas_size_hw, is_utf8
 
 ITEMS_SCHEMA = pa.schema([
@@ -419,6 +419,7 @@ class CocoSource(SourceBase):
         self.project_name, self.project_id = stem.lstrip(".") or "coco", None
         self.category_names: dict | None = None
         self.warnings: list[str] = []
+        self._open_warnings: list[str] = []   # the JSON's; the listing adds its skipped files
         self._index: dict | None = None
         self._meta: ProjectMeta | None = None
         self._images_fs: tuple | None = None
@@ -475,7 +476,7 @@ class CocoSource(SourceBase):
                 raise ProjectError(f"{self._where()!r}: {exc}") from None
             self.category_names = self._index["names"]
             orphans = self._index["orphans"]
-            self.warnings = [] if not orphans else [(
+            self.warnings = self._open_warnings = [] if not orphans else [(
                 f"{self._where()}: {len(orphans)} annotation(s) point to an image_id that no "
                 f"image has (first: annotation id {orphans[0].get('id')!r:.40} -> image_id "
                 f"{orphans[0]['image_id']!r:.40}); they are not exported")]
@@ -497,9 +498,9 @@ class CocoSource(SourceBase):
                 where = redact(self.images, self.storage_options)
                 raise ProjectError(f"images: expected a folder, got {where!r} (not found)")
             found = fs.find(root, detail=True) if fs.isdir(root) else {}
-        cut = len(root.rstrip("/")) + 1
-        files = {p[cut:]: info.get("size") for p, info in found.items()
-                 if info.get("type", "file") == "file"}
+        skipped: list[str] = []
+        files = regular_files(found, len(root.rstrip("/")) + 1, skipped)
+        self.warnings = [*self._open_warnings, *(f"image folder: {w}" for w in sorted(skipped))]
         return items_table(index, self.dataset, files)
 
     def read_bytes(self, path: str) -> bytes:

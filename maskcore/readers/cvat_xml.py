@@ -78,7 +78,7 @@ from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
-from .base import SourceBase, is_local_url
+from .base import SourceBase, is_local_url, regular_files
 
 DEFAULT_DATASET = "default"
 """Dataset of images without a ``subset`` attribute (CVAT's default subset name)."""
@@ -652,10 +652,11 @@ class CvatXmlSource(SourceBase):
         fs, _ = self.image_filesystem()
         if not fs.isdir(self.img_root):
             return {}
-        cut = len(self.img_root.rstrip("/")) + 1
         found = fs.find(self.img_root, maxdepth=depth, detail=True)
-        return {p[cut:]: info.get("size") for p, info in found.items()
-                if info.get("type", "file") == "file"}
+        skipped: list[str] = []
+        files = regular_files(found, len(self.img_root.rstrip("/")) + 1, skipped)
+        self.warnings = [f"image folder: {w}" for w in sorted(skipped)]
+        return files
 
     def list_items(self) -> pa.Table:
         """One row per ``<image>`` (see ``ITEMS_SCHEMA``), sorted by (dataset, item)."""

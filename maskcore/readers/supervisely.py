@@ -19,8 +19,10 @@ Conventions:
   claimed it (images in sorted order). The SDK refuses a whole dataset when an image has no
   annotation or two images share a ``<stem>.json``; we list every item instead so that none
   vanishes: an image without annotation gets a null ``ann_path`` (only files with an image
-  extension: stray files in ``img/`` are ignored), an annotation without image gets a null
-  ``img_path`` and the item name of the annotation file without ``.json``.
+  extension), an annotation without image gets a null ``img_path`` and the item name of the
+  annotation file without ``.json``. A listed file that makes no item (a stray file in ``img/``
+  or ``ann/``, a symbolic link, which is never followed) is named with the reason in the
+  source's ``warnings`` (the run's log and report).
 - Rows are sorted by (dataset, item) in code point order (the SDK keeps directory order).
 - A ``.tar`` (or ``tar::<url>``) is read in place, never extracted, by ``maskcore.io.tarindex``:
   its headers are scanned once per process (small range reads on object stores); a remote tar's
@@ -51,7 +53,7 @@ from ..io.storage import cat_whole, redact
 from ..io.tarindex import read_member, tar_members
 from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .base import SourceBase
+from .base import SourceBase, regular_files
 from .sly_geometry import parse_geometry
 from .values import canvas_size_hw, is_utf8
 
@@ -210,8 +212,9 @@ def _dataset_name(folder: str) -> str | None:
     return "/".join(p for p in parts if p != "datasets")
 
 
-def _pair_dataset(anns: dict, imgs: dict) -> list[tuple[str, Any, Any]]:
-    """(item, ann entry or None, img entry or None) for one dataset folder."""
+def _pair_dataset(anns: dict, imgs: dict, skipped: list[str] | None = None) -> list[tuple[str, Any, Any]]:
+    """(item, ann entry or None, img entry or None) for one dataset folder; a file of ``img/``
+    that is neither an image nor annotated is named in ``skipped``."""
     rows, unmatched, claimed = [], [], set()
     for name in sorted(imgs):
         ann = name + ".json"
@@ -228,6 +231,9 @@ def _pair_dataset(anns: dict, imgs: dict) -> list[tuple[str, Any, Any]]:
             rows.append((name, anns[ann], imgs[name]))
         elif ext.lower() in IMAGE_EXTENSIONS:
             rows.append((name, None, imgs[name]))
+        elif skipped is not None:
+            skipped.append(f"{imgs[name][0]}: not exported: not an image extension ({ext or 'none'}) and "
+                           f"no annotation ann/{name}.json")
     rows.extend((ann[:-5], anns[ann], None) for ann in anns if ann not in claimed)
     return rows
 
@@ -260,7 +266,7 @@ def _named_rows(rows: list) -> tuple[list, list]:
     return out, problems
 
 
-def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
+def index_project_files(files: Iterable[tuple[str, int]], skipped: list[str] | None = None) -> pa.Table:
     """(path relative to the project root, size) of every file -> the item table.
 
     Pure: see the module docstring for the dataset and pairing rules. Raises ``ProjectError``
@@ -269,6 +275,9 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     ``surrogateescape``) cannot travel in the table: it is listed under a printable name
     (``caf\\xe9.jpg``) with null paths, and the table gets a ``problem`` column (null for the
     other rows) giving the reason, so the item fails by name instead of vanishing.
+    A file of an ``img/`` or ``ann/`` folder that makes no item (not an image and not annotated,
+    not a ``.json`` in ``ann/``, in a folder that is no dataset) is named with the reason in
+    ``skipped``.
     """
     folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
     for rel, size in files:
@@ -279,6 +288,12 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
             if entry is None:
                 entry = folders[folder] = (_dataset_name(folder), {}, {})
             entry[1 if kind == "ann" else 2][name] = (rel, size)
+        elif skipped is None:
+            continue
+        elif kind == "ann":
+            skipped.append(f"{rel}: not exported: an annotation must be a .json file")
+        elif {"ann", "img"} & set(folder.split("/")):
+            skipped.append(f"{rel}: not exported: not directly in a dataset's img/ or ann/ folder")
     names: dict[str, str] = {}
     for folder, (dataset, _, _) in folders.items():
         if dataset and names.setdefault(dataset, folder) != folder:
@@ -286,9 +301,12 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
             raise ProjectError(f"dataset name {_printable(dataset)!r}: expected one folder, got "
                                f"two: {_printable(first)!r} and {_printable(second)!r}")
     rows = []
-    for dataset, anns, imgs in folders.values():
+    for folder, (dataset, anns, imgs) in folders.items():
         if dataset:
-            rows.extend((dataset, *row) for row in _pair_dataset(anns, imgs))
+            rows.extend((dataset, *row) for row in _pair_dataset(anns, imgs, skipped))
+        elif skipped is not None:
+            skipped.extend(f"{rel}: not exported: {folder!r} is not a dataset folder (a name such as "
+                           f"img, ann, meta or datasets in its path)" for rel, _ in [*anns.values(), *imgs.values()])
     rows, problems = _named_rows(rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], rows[i][1]))
     rows = [rows[i] for i in order]
@@ -433,17 +451,19 @@ class SuperviselySource(SourceBase):
             return self._list_items()
 
     def _list_items(self) -> pa.Table:
+        skipped: list[str] = []
         if self.is_tar:
             prefix = _join(self.root, "") if self.root else ""
             files = ((n[len(prefix):], size) for n, (_, size) in self._tar_index().items()
                      if n.startswith(prefix))
-            return index_project_files(files)
-        fs, _ = self.filesystem()
-        root = self._folder()
-        cut = len(root.rstrip("/")) + 1
-        found = fs.find(root, detail=True)
-        return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
-                                   if info.get("type", "file") == "file")
+            table = index_project_files(files, skipped)
+        else:
+            fs, _ = self.filesystem()
+            root = self._folder()
+            found = regular_files(fs.find(root, detail=True), len(root.rstrip("/")) + 1, skipped)
+            table = index_project_files(found.items(), skipped)
+        self.warnings = sorted(skipped)  # every listed file that makes no item, with why
+        return table
 
     def item_annotation(self, row: dict) -> bytes:
         """The bytes of the item's ``ann/<item>.json``."""

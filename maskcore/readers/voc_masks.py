@@ -89,7 +89,7 @@ from ..kernel.palette import VOC_CLASSES, voc_color
 from ..limits import MAX_COORD, MAX_PIXELS, MAX_TEXT_BYTES
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap
-from .base import SourceBase
+from .base import SourceBase, regular_files
 from .supervisely import IMAGE_EXTENSIONS
 from .values import is_utf8
 
@@ -526,10 +526,10 @@ class VocMasksSource(SourceBase):
                 self._files = {n: z.size(n) for n in z.names()}
             else:
                 fs, path = self.filesystem()
-                cut = len(path.rstrip("/")) + 1
-                self._files = {p[cut:]: int(info.get("size") or 0)
-                               for p, info in fs.find(path, detail=True).items()
-                               if info.get("type", "file") == "file"}
+                skipped: list[str] = []
+                found = regular_files(fs.find(path, detail=True), len(path.rstrip("/")) + 1, skipped)
+                self._files = {p: int(size or 0) for p, size in found.items()}
+                self.warnings = sorted(skipped)
         return self._files
 
     def _find_root(self) -> str:

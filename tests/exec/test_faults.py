@@ -12,14 +12,23 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import bigger_project, tree
-from helpers.faults import export_args, interrupt, kill_group, partials, read_report, start, wait_for_partials
+from helpers.faults import (
+    export_args,
+    interrupt,
+    kill_group,
+    partials,
+    read_report,
+    start,
+    wait_for_partials,
+)
+from helpers.oracles import in_ci, program
 
 NIGHTLY = ("--masks", "machine,human")
 
@@ -208,3 +217,53 @@ def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path, cli)
     assert resumed.returncode == 0, resumed.stderr
     check = cli("verify", dst)
     assert check.returncode == 0, check.stdout
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 6 MiB tmpfs at ``tmp_path/disk`` (``mount -t tmpfs``; unmounted afterwards). Skipped
+    when mounting is not permitted (not root, no CAP_SYS_ADMIN); in CI as root that is a failure."""
+    mount, umount = program("mount"), program("umount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        why = f"mount -t tmpfs is not permitted here: {done.stderr.strip()}"
+        if in_ci() and os.geteuid() == 0:
+            pytest.fail(f"CI=true as root: {why}")
+        pytest.skip(why)
+    try:
+        yield disk
+    finally:
+        subprocess.run([umount, "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("per_partition, commits", [(3, True), (1, False)])
+def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, clean, per_partition, commits):
+    """A destination on a real 6 MiB tmpfs, too small for the 16 MB export (items in order, in this
+    process, so the disk fills the same way each time): the item whose files do not fit fails with
+    ENOSPC and is named; every file left is whole (a clean run's bytes). With 3 items per partition
+    the run commits (exit 3, the report names the item, verify clean); with 1 the other items' files
+    and state leave no room for the manifest: exit 1, 'not committed', nothing claims success. With
+    space again the next run completes the export, identical to a clean run."""
+    src, dst = samples / "vector", small_tmpfs / "out"
+    full = cli("export", src, dst, "--cluster", "inprocess", "--items-per-partition", per_partition)
+    assert "maskcore: failed: ds/cat1.jpg: [Errno 28] No space left on device" in full.stderr, full.stderr
+    reference = clean(src)
+    left = tree(dst)
+    assert left and all(reference.get(k) == v for k, v in left.items()), "a partial or foreign file is left"
+    assert not list((dst / ".maskcore/tmp").glob("*"))
+    if commits:
+        assert full.returncode == 3, full.stderr
+        assert [f["item"] for f in read_report(dst)["failures"]] == ["cat1.jpg"]
+        check = cli("verify", dst)
+        assert check.returncode == 0, check.stdout + check.stderr
+    else:
+        assert full.returncode == 1, full.stderr
+        assert "could not write .maskcore/manifest.parquet, so this run is not committed" in full.stderr
+        assert not (dst / ".maskcore/manifest.parquet").exists() and not (dst / ".maskcore/report.json").exists()
+    subprocess.run([program("mount"), "-o", "remount,size=64m", str(small_tmpfs)], check=True)
+    again = cli(*export_args(src, dst))
+    assert again.returncode == 0, again.stderr
+    assert read_report(dst)["items"]["written"] == (1 if commits else 6)
+    _assert_same(cli, dst, reference)

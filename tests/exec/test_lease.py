@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 
+import pyarrow as pa
 import pytest
+from helpers import bigger_project
+from helpers.faults import export_args, interrupt, read_report
 
 from maskcore.exec.lease import RunLock
 from maskcore.exec.state import LOCK, LockedError
 from maskcore.io.sinks import get_sink
-from helpers import bigger_project
-from helpers.faults import export_args, interrupt, read_report
 
 
 def _dead_pid() -> int:
@@ -140,3 +141,96 @@ def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(sample
                                         "expires": time.time() - 5, "lease_seconds": 300}))
     run = cli(*export_args(src, dst))
     assert run.returncode == 0 and "its lease expired" in run.stderr, run.stderr
+
+
+def _take_over_during_renewal(held: RunLock, sink, taker: bytes):
+    """Make another run's takeover land at the worst moment: after ``held`` decided to renew
+    (read-then-write: after its read) and before its write."""
+    body = held._body
+
+    def racing_body():
+        sink.write(LOCK, taker)   # the other run's lock, written whole (one PUT)
+        held._body = body
+        return body()
+    held._body = racing_body
+
+
+def test_a_renewal_after_a_takeover_fails_and_the_run_stops_s3(s3_server, s3_bucket):
+    """Issue 19 item 4: on S3 a renewal is a conditional PUT on the ETag the run wrote last; a
+    takeover landing between the run's decision to renew and its write makes the renewal fail (412):
+    the lock keeps naming the new holder, the run knows it lost the lease and check() stops it
+    before any commit. (A read-then-write renewal overwrites the new holder's lock here.)"""
+    sink = get_sink("dir", f"s3://{s3_bucket}/dst", s3_server.options())
+    taker = json.dumps({"holder": "other-pod:1", "run": "taker", "expires": time.time() + 300,
+                        "lease_seconds": 300}).encode()
+    held = RunLock(sink, lease=300, run_id="held")
+    held.acquire()
+    try:
+        held.renew()   # a renewal of an untouched lock succeeds
+        assert held.lost is None and json.loads(sink.read(LOCK))["run"] == "held"
+        _take_over_during_renewal(held, sink, taker)
+        held.renew()
+        assert sink.read(LOCK) == taker, "the renewal overwrote the lock another run took over"
+        assert "run taker" in held.lost
+        with pytest.raises(LockedError, match="lost the lock .*run taker.*nothing committed"):
+            held.check()
+    finally:
+        held.release()
+    assert sink.read(LOCK) == taker   # release leaves the new holder's lock alone
+
+
+def test_a_takeover_between_renewals_is_seen_at_the_commit_s3(s3_server, s3_bucket, samples):
+    """A run whose lock was taken over after its last renewal commits nothing: its next task
+    write is fenced (or check() renews, conditionally, before the commit) and the run ends with
+    LockedError; the destination has no manifest and the lock still names the run that took over."""
+    from maskcore.exec.run import ExportConfig, run_export
+
+    dst = f"s3://{s3_bucket}/dst"
+    sink = get_sink("dir", dst, s3_server.options())
+    taker = json.dumps({"holder": "other-pod:1", "run": "taker", "expires": time.time() + 300,
+                        "lease_seconds": 300}).encode()
+    cfg = ExportConfig(source=str(samples / "vector"), destination=dst, storage_options=s3_server.options(),
+                       cluster="inprocess", layout_options={"masks": "machine"}, items_per_partition=2)
+    with pytest.raises(LockedError, match="lost the lock .*run taker"):
+        run_export(cfg, log=lambda line: None, on_partition=lambda n: n == 1 and sink.write(LOCK, taker))
+    assert not sink.exists(".maskcore/manifest.parquet")
+    assert sink.read(LOCK) == taker
+
+
+def test_a_zombie_task_stops_writing_once_the_next_run_takes_the_lock(samples, tmp_path, monkeypatch):
+    """Issue 19 item 5: a task of a run whose driver was killed (a zombie worker) checks the lock
+    before it writes; once the next run has taken the lock over it raises FencedError: nothing more
+    of its partition is written or removed and no partial is recorded. Here the takeover lands
+    while the zombie writes cat2's first file."""
+    from helpers import partitions_of
+
+    from maskcore.exec import task
+    from maskcore.exec.state import PARTIALS, STARTED
+    from maskcore.io.sinks.fsdir import FsspecDirSink
+    from maskcore.layouts import get_layout
+    from maskcore.readers import open_source
+
+    monkeypatch.setattr(task, "FENCE_SECONDS", 0.0)   # every write checks (the default: every 0.25 s)
+    nxt = json.dumps({"holder": "h:2", "run": "next", "expires": time.time() + 300, "lease_seconds": 300})
+
+    class TakenOverMidway(FsspecDirSink):
+        def write(self, relpath, data):
+            if relpath.startswith("ds/") and "cat2" in relpath and "next" not in self.read(LOCK).decode():
+                super().write(LOCK, nxt.encode())   # the next run takes the lock over, now
+            super().write(relpath, data)
+
+    dst = tmp_path / "out"
+    sink = TakenOverMidway(str(dst))
+    sink.write(LOCK, json.dumps({"holder": "h:1", "run": "zombie", "expires": time.time() + 300}).encode())
+    source = open_source("supervisely", str(samples / "vector"))
+    spec = task.TaskSpec(source=source, sink=sink, layout=get_layout("supervisely", {"masks": "machine"}),
+                         meta=source.read_meta(), partials_dir=PARTIALS, started_dir=STARTED, run_id="zombie")
+    part = pa.concat_tables(partitions_of(source, 6))   # one partition of the 6 items
+    with pytest.raises(task.FencedError, match="lock names run 'next', not this task's run 'zombie'"):
+        task.run_partition(spec, part, "key")
+    written = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+    assert {p for p in written if "cat1" in p} == {"ds/ann/cat1.jpg.json", "ds/img/cat1.jpg", "ds/masks_machine/cat1.png"}
+    assert len([p for p in written if "cat2" in p]) == 1, written   # the write the takeover raced
+    assert not [p for p in written if "cat3" in p or "dog" in p], written
+    assert not list((dst / PARTIALS).glob("*")) if (dst / PARTIALS).exists() else True
+    assert json.loads((dst / LOCK).read_text())["run"] == "next"

@@ -540,6 +540,45 @@ def test_layout_listing(tmp_path):
     assert rows(table) == LAYOUT_ROWS
 
 
+def test_layout_listing_names_every_skipped_file(tmp_path):
+    """Issue 19 item 9: a listed file that makes no item is named with the reason."""
+    build_layout(tmp_path / "proj", b'{"classes": []}')
+    src = SuperviselySource.from_path(tmp_path / "proj")
+    src.list_items()
+    assert src.warnings == [
+        "top/ann/deeper/k.json: not exported: not directly in a dataset's img/ or ann/ folder",
+        "top/ann/readme.md: not exported: an annotation must be a .json file",
+        "top/datasets/ann/q.json: not exported: 'top/datasets' is not a dataset folder (a name such as "
+        "img, ann, meta or datasets in its path)",
+        "top/img/.DS_Store: not exported: not an image extension (none) and no annotation ann/.DS_Store.json",
+        "top/img/notes.txt: not exported: not an image extension (.txt) and no annotation ann/notes.txt.json",
+    ]
+
+
+def test_symlinked_item_is_reported_not_followed(tmp_path, cli):
+    """Issue 19 item 9: an item whose image and annotation are symbolic links (to files outside the
+    project) is not read, and each link is named with the reason, on the console and in the report;
+    the other items export as usual."""
+    proj, outside = tmp_path / "proj", tmp_path / "outside"
+    shutil.copytree(DATA / "vector", proj)
+    outside.mkdir()
+    for rel, name in (("ds/img", "cat1.jpg"), ("ds/ann", "cat1.jpg.json")):
+        shutil.move(proj / rel / name, outside / name)
+        (proj / rel / name).symlink_to(outside / name)
+    src = SuperviselySource.from_path(proj)
+    assert "cat1.jpg" not in src.list_items()["item"].to_pylist()
+    link = "not exported: a symbolic link: not followed"
+    assert [w.split(": ", 1)[0] for w in src.warnings] == ["ds/ann/cat1.jpg.json", "ds/img/cat1.jpg"]
+    assert all(link in w for w in src.warnings)
+    ran = cli("export", proj, tmp_path / "out", "--masks", "machine")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    assert report["items"]["total"] == 5 and report["source_warnings"] == src.warnings
+    assert f"maskcore: warning: ds/img/cat1.jpg: {link}" in ran.stderr
+    assert "maskcore: 2 source warnings (first: ds/ann/cat1.jpg.json: " in ran.stderr
+    assert not (tmp_path / "out/ds/masks_machine/cat1.png").exists()
+
+
 def test_nested_listing_matches_sdk(tmp_path):
     """Nested datasets and both annotation forms, read by the SDK and by us."""
     proj = tmp_path / "proj"
