@@ -46,7 +46,7 @@ from ..io.sinks import get_sink
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
-from .cluster import connect, get_profile, planned_workers, runs_inprocess
+from .cluster import connect, get_profile, planned_workers, runs_inprocess, watch_of
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
@@ -66,6 +66,7 @@ from .state import (
 )
 from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
+from .watch import completed
 
 EXIT_OK = 0          # every item exported (or unchanged)
 EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration
@@ -233,7 +234,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
                 if client is None and not runs_inprocess(profile, cfg.workers, n_items):
-                    client = stack.enter_context(connect(profile, cfg.workers))
+                    client = stack.enter_context(connect(profile, cfg.workers, log=log))
                 return client
             get_client.given = client is not None
             progress_to = log if log_given else None
@@ -508,21 +509,19 @@ def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> li
 def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
     if client is None:
         return _run_inprocess(spec, todo, progress, on_partition)
-    from distributed import as_completed
-
     run_token = uuid.uuid4().hex[:12]
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_partition  # the task sink decides how a partition writes (open_partition: in place, or packed)
     # a partition an unfinished run finished is checked against its inputs (resume_partition)
-    pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
+    # completed(): as they finish, with a look at the workers in between (none left: ClusterError)
+    pending = completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
                                           pure=False, retries=2) if done is None else
                             client.submit(resume_partition, spec, part, key, done,
                                           key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
-                            for i, part, key, done in todo])
+                            for i, part, key, done in todo], watch_of(client))
     results = []
-    for future in pending:
-        table = future.result()
+    for future, table in pending:
         # Released at once: a future still held is one Dask recomputes when the worker holding its
         # result dies, which would write into the destination again, possibly after this run ended.
         future.release()

@@ -146,11 +146,11 @@ def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
     for key, value in LOOPBACK_SLURM.items():
         monkeypatch.setenv(key, value)
 
-    with connect(get_profile("slurm", CLUSTER_FILE), workers=10) as client:
+    with build_cluster(get_profile("slurm", CLUSTER_FILE), workers=10) as cluster:   # no worker ever comes
         deadline = time.monotonic() + 15
         while len(list(spool.glob("job_*.sh"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     jobs = sorted(spool.glob("job_*.sh"))
     assert len(jobs) == 3
     assert "#SBATCH --mem=16G" in jobs[0].read_text()
