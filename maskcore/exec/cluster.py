@@ -28,6 +28,7 @@ import importlib
 import logging
 import os
 import re
+import tempfile
 import uuid
 import weakref
 from pathlib import Path
@@ -359,22 +360,39 @@ def _make_kubernetes(profile: dict, n: int | None):
     return KubeCluster(custom_cluster_spec=kubernetes_cluster_spec(profile, n))
 
 
+def _defaults(kind: str, destination: str | None) -> dict:
+    """Values maskcore fills in where neither the profile nor Dask's config says anything."""
+    if kind == "slurm" and dask.config.get("jobqueue.slurm.log-directory", None) is None:
+        return {"jobqueue.slurm.log-directory": job_log_directory(destination)}
+    return {}
+
+
 BUILDERS = {"local": _make_local, "slurm": _make_slurm, "kubernetes": _make_kubernetes}
 
 
+def job_log_directory(destination: str | None) -> str:
+    """Where Slurm jobs write their output when the profile does not say (``log-directory:
+    null``): ``<destination>/.maskcore/slurm-logs`` for a local destination (the workers write
+    there, so every node can), else ``maskcore-slurm-logs`` in the temporary folder."""
+    if destination and "://" not in destination and "::" not in destination:
+        return os.path.join(os.path.abspath(destination), ".maskcore", "slurm-logs")
+    return os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
+
+
 @contextlib.contextmanager
-def build_cluster(profile: dict, workers: int | None = None) -> Iterator[Any]:
+def build_cluster(profile: dict, workers: int | None = None, destination: str | None = None) -> Iterator[Any]:
     """The profile's cluster object under its Dask config, sized, and closed on exit.
 
     ``workers`` (``--workers``): that many workers, no adapting; ``0`` starts none (used to
     inspect a cluster, e.g. ``job_script()``). Otherwise the profile's ``adapt`` or ``workers``.
+    ``destination``: the run's, for the Slurm jobs' default log folder (:func:`job_log_directory`).
     """
     kind, name = profile["kind"], profile["name"]
     if kind not in BUILDERS:
         raise ConfigError(f"cluster profile {name!r}: expected a kind that builds a cluster "
                           f"{sorted(BUILDERS)}, got {kind!r}")
     n, adapt = _count(profile, workers)
-    with apply_config(profile):
+    with apply_config(profile), dask.config.set(_defaults(kind, destination)):
         if n is None and adapt is None and kind != "local":
             n = dask.config.get("kubernetes.count.start", 0) if kind == "kubernetes" else 0
             if not n:
@@ -445,19 +463,19 @@ def _watch(client, profile: dict, cluster, workers: int | None, log) -> WorkerWa
 
 
 @contextlib.contextmanager
-def connect(profile: dict, workers: int | None = None, log=None) -> Iterator[Any]:
+def connect(profile: dict, workers: int | None = None, log=None, destination: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``profile``, once it has a worker; a cluster maskcore started
     stops on exit (its batch jobs cancelled).
 
     ``workers`` maps per kind: ``local`` -> ``n_workers``, ``slurm``/``kubernetes`` -> ``scale(n)``;
     for ``address`` it is not used (the scheduler's own workers run the tasks). ``log(line)``
     gets ``waiting for workers (0/N)`` while none has come; a ClusterError says why none came
-    (:mod:`maskcore.exec.watch`).
+    (:mod:`maskcore.exec.watch`). ``destination``: see :func:`build_cluster`.
     """
     from distributed import Client
 
     if profile["kind"] != "address":
-        with build_cluster(profile, workers) as cluster, Client(cluster) as client:
+        with build_cluster(profile, workers, destination) as cluster, Client(cluster) as client:
             _watch(client, profile, cluster, workers, log)
             yield client
         return

@@ -234,7 +234,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
                 if client is None and not runs_inprocess(profile, cfg.workers, n_items):
-                    client = stack.enter_context(connect(profile, cfg.workers, log=log))
+                    client = stack.enter_context(connect(profile, cfg.workers, log=log, destination=cfg.destination))
                 return client
             get_client.given = client is not None
             progress_to = log if log_given else None

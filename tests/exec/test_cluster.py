@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +17,9 @@ import dask
 import pytest
 import yaml
 
-from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile,
+from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile, job_log_directory,
                                    kubernetes_cluster_spec, load_profiles)
-from maskcore.errors import ConfigError
+from maskcore.errors import ClusterError, ConfigError
 from maskcore.exec.run import ExportConfig, run_export
 from helpers import REPO
 
@@ -113,21 +114,35 @@ def _slurm_script(**env: str) -> str:
 
 
 def test_slurm_job_script_carries_the_profile_and_env_overrides():
-    profile_cfg = yaml.safe_load(Path(CLUSTER_FILE).read_text())["profiles"]["slurm"]["jobqueue"]["slurm"]
     script = _slurm_script()
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
-    assert directives == ["#SBATCH -J maskcore-worker", f"#SBATCH -p {profile_cfg['queue']}", "#SBATCH -n 1",
-                          "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16G", "#SBATCH -t 02:00:00",
-                          "#SBATCH --requeue"]
-    assert "--nthreads 1" in script and "--nworkers 4" in script and "tcp://127.0.0.1:" in script
-    assert dask.config.get("jobqueue.slurm.queue", None) is None      # profile config undone on exit
+    assert [d for d in directives if not d.startswith(("#SBATCH -e", "#SBATCH -o"))] == [
+        "#SBATCH -J maskcore-worker", "#SBATCH -n 1", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G",
+        "#SBATCH -t 01:00:00"]                                         # no -p: the cluster's default partition
+    assert "--nthreads 1" in script and "--nworkers" not in script and "tcp://127.0.0.1:" in script
+    assert script.split("\n\n")[-1].startswith(f"{sys.executable} -m distributed.cli.dask_worker")
+    assert dask.config.get("jobqueue.slurm.cores", None) is None      # profile config undone on exit
 
     script = _slurm_script(DASK_JOBQUEUE__SLURM__WALLTIME="04:00:00", DASK_JOBQUEUE__SLURM__QUEUE="gpu",
+                           DASK_JOBQUEUE__SLURM__PROCESSES="4", DASK_JOBQUEUE__SLURM__CORES="4",
                            DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES='["--qos=high"]')
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH -t 04:00:00" in directives and "#SBATCH -p gpu" in directives
-    assert "#SBATCH --qos=high" in directives and "#SBATCH --requeue" not in directives
-    assert "#SBATCH --cpus-per-task=4" in directives                  # untouched keys keep the profile
+    assert "#SBATCH --qos=high" in directives and "#SBATCH --cpus-per-task=4" in directives
+    assert "#SBATCH --mem=4G" in directives                           # untouched keys keep the profile
+    assert "--nworkers 4" in script
+
+
+def test_slurm_logs_default_to_the_destination_else_the_temp_folder(tmp_path, monkeypatch):
+    for key, value in LOOPBACK_SLURM.items():
+        monkeypatch.setenv(key, value)
+    profile = get_profile("slurm", CLUSTER_FILE)
+    with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
+        assert f"#SBATCH -o {tmp_path}/out/.maskcore/slurm-logs/maskcore-worker-%J.out" in cluster.job_script()
+    assert job_log_directory("s3://bucket/out") == os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__LOG_DIRECTORY", str(tmp_path / "logs"))
+    with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
+        assert f"#SBATCH -o {tmp_path}/logs/maskcore-worker-%J.out" in cluster.job_script()
 
 
 def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
@@ -146,6 +161,8 @@ def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
     for key, value in LOOPBACK_SLURM.items():
         monkeypatch.setenv(key, value)
 
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__PROCESSES", "4")
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__CORES", "4")
     with build_cluster(get_profile("slurm", CLUSTER_FILE), workers=10) as cluster:   # no worker ever comes
         deadline = time.monotonic() + 15
         while len(list(spool.glob("job_*.sh"))) < 3 and time.monotonic() < deadline:
@@ -153,7 +170,7 @@ def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     jobs = sorted(spool.glob("job_*.sh"))
     assert len(jobs) == 3
-    assert "#SBATCH --mem=16G" in jobs[0].read_text()
+    assert "#SBATCH --mem=4G" in jobs[0].read_text()
     assert sorted((spool / "cancelled").read_text().split()) == sorted(p.stem[4:] for p in jobs)
 
 
@@ -207,6 +224,32 @@ def test_unreachable_address_is_named_without_credentials(monkeypatch):
             pass
     assert "s3cret" not in str(err.value) and "alice" not in str(err.value)
     assert f"got 'tcp://***@127.0.0.1:{port}'" in str(err.value)
+
+
+def test_a_scheduler_without_workers_fails_after_wait_for_workers(tmp_path):
+    """No silent hang: `waiting for workers (0)` is said, then a ClusterError names the profile,
+    the time waited and that the scheduler has no worker."""
+    from distributed import LocalCluster
+
+    path = _write_profiles(tmp_path, {"empty": {"kind": "address", "wait_for_workers": "2.5s"}})
+    lines: list[str] = []
+    with LocalCluster(n_workers=0, dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
+            started = time.monotonic()
+            with pytest.raises(ClusterError) as err, connect(get_profile("empty", path), log=lines.append):
+                pass
+    assert 2.5 < time.monotonic() - started < 6
+    assert lines == ["maskcore: waiting for workers (0)"]
+    assert str(err.value) == ("cluster profile 'empty': expected a worker within 2.5 s (wait_for_workers), got "
+                              "none: the scheduler has no worker; raise wait_for_workers in the profile to wait longer")
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", True])
+def test_wait_for_workers_must_be_a_duration(tmp_path, value):
+    path = _write_profiles(tmp_path, {"p": {"kind": "local", "wait_for_workers": value}})
+    with pytest.raises(ConfigError, match=r"expected wait_for_workers as seconds > 0"):
+        get_profile("p", path)
 
 
 # -- local and address for real ------------------------------------------------------------------------
