@@ -4,6 +4,7 @@ script, the Kubernetes DaskCluster resource), and `local` and `address` run an e
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from maskcore.exec.cluster import (build_cluster, connect, default_profile_name,
 from maskcore.errors import ClusterError, ConfigError
 from maskcore.exec.run import ExportConfig, run_export
 from helpers import REPO
+from helpers.oracles import in_ci, oracle, program
 
 CLUSTER_FILE = str(REPO / "cluster.yaml")
 VECTOR = REPO / "examples" / "sly_catsdogs" / "vector"
@@ -197,6 +199,113 @@ def test_kubernetes_spec_from_profile_and_env(monkeypatch):
     assert spec["spec"]["worker"]["replicas"] == 7 and container["image"] == "maskcore:0.2.0"
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "8Gi"}
     assert dask.config.get("kubernetes.image") not in ("maskcore:0.1.0", "maskcore:0.2.0")  # undone on exit
+
+
+def _daskcluster_schema() -> dict:
+    """The DaskCluster CRD's schema, from the operator's Helm chart shipped in dask-kubernetes."""
+    import dask_kubernetes
+
+    crd = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
+    doc = yaml.safe_load(crd.read_text())
+    assert doc["spec"]["names"]["kind"] == "DaskCluster"
+    (version,) = [v for v in doc["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+USER_POD_KEYS = {
+    "DASK_KUBERNETES__SERVICE_ACCOUNT": "maskcore-s3",
+    "DASK_KUBERNETES__NODE_SELECTOR": "{'pool': 'cpu'}",
+    "DASK_KUBERNETES__TOLERATIONS": "[{'key': 'dedicated', 'operator': 'Equal', 'value': 'dask', "
+                                    "'effect': 'NoSchedule'}]",
+    "DASK_KUBERNETES__IMAGE_PULL_SECRETS": "['regcred']",
+    "DASK_KUBERNETES__VOLUMES": "[{'name': 'data', 'persistentVolumeClaim': {'claimName': 'data'}}]",
+    "DASK_KUBERNETES__VOLUME_MOUNTS": "[{'name': 'data', 'mountPath': '/data'}]",
+}
+
+
+def test_kubernetes_resource_passes_the_operators_crd_schema(tmp_path, monkeypatch):
+    """The resource, plain and with every pod key and a custom spec merged, validates against the
+    CRD schema of the operator's Helm chart; a wrong type is caught (the check can fail)."""
+    jsonschema = oracle("jsonschema")
+    validator = jsonschema.Draft7Validator(_daskcluster_schema())
+    profile = get_profile("kubernetes", CLUSTER_FILE)
+    validator.validate(kubernetes_cluster_spec(profile))
+
+    for key, value in USER_POD_KEYS.items():
+        monkeypatch.setenv(key, value)
+    custom = {"metadata": {"name": "nightly-masks", "labels": {"team": "vision"}},
+              "spec": {"worker": {"spec": {"containers": [{"name": "worker", "env": [{"name": "EXTRA", "value": "1"}]},
+                                                          {"name": "sidecar", "image": "busybox"}]}}}}
+    (tmp_path / "custom.yaml").write_text(yaml.safe_dump(custom))
+    monkeypatch.setenv("DASK_KUBERNETES__CUSTOM_CLUSTER_SPEC", str(tmp_path / "custom.yaml"))
+    monkeypatch.setenv("DASK_KUBERNETES__ENV", "{'AWS_REGION': 'eu-west-1'}")
+    spec = kubernetes_cluster_spec(profile)
+    validator.validate(spec)
+    assert spec["metadata"] == {"name": "nightly-masks", "labels": {"team": "vision"}}
+    assert spec["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == "nightly-masks"
+    for role in ("scheduler", "worker"):
+        pod = spec["spec"][role]["spec"]
+        assert pod["serviceAccountName"] == "maskcore-s3" and pod["nodeSelector"] == {"pool": "cpu"}
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}] and pod["tolerations"][0]["key"] == "dedicated"
+    worker = spec["spec"]["worker"]["spec"]
+    assert worker["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    (main, sidecar) = worker["containers"]
+    assert main["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert main["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "EXTRA", "value": "1"}]
+    assert main["args"][:2] == ["dask", "worker"] and sidecar == {"name": "sidecar", "image": "busybox"}
+    assert "volumes" not in spec["spec"]["scheduler"]["spec"]
+
+    bad = copy.deepcopy(spec)
+    bad["spec"]["worker"]["spec"]["tolerations"] = "dedicated"
+    assert [e.validator for e in validator.iter_errors(bad)] == ["type"]
+
+
+# A network namespace of its own: the scheduler listens on the spec's fixed ports (8786, 8787)
+# without meeting anything else on this machine.
+_IN_OWN_NETWORK = r"""
+import fcntl, json, socket, struct, subprocess, sys, time, urllib.request
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bring loopback up (SIOCGIFFLAGS / SIOCSIFFLAGS)
+flags = struct.unpack("16sh", fcntl.ioctl(s, 0x8913, struct.pack("16sh", b"lo", 0)))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 1))
+container = json.loads(sys.argv[1])
+env = {**json.loads(sys.argv[2]), **{e["name"]: e["value"] for e in container.get("env", [])}}
+proc = subprocess.Popen(container["args"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+probe = container["readinessProbe"]["httpGet"]
+port = {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]]
+deadline, health = time.monotonic() + 30, None
+while time.monotonic() < deadline and proc.poll() is None:
+    try:
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['path']}", timeout=1).read().decode()
+        socket.create_connection(("127.0.0.1", 8786), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+code = proc.poll()
+proc.terminate()
+_, err = proc.communicate(timeout=20)
+print(json.dumps({"health": health, "exited": code, "stderr": err[-2000:]}))
+"""
+
+
+def test_kubernetes_scheduler_command_starts_a_real_scheduler(monkeypatch):
+    """The scheduler container's args, run as they are (argv[0] `dask` from this environment) in a
+    network namespace of their own: the scheduler starts, listens on its container port and
+    answers the readiness probe's /health. (dask-kubernetes writes `dask-scheduler`, which
+    distributed no longer installs.)"""
+    unshare = program("unshare")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace (unshare -n) needs root") if not in_ci() else pytest.fail("needs root")
+    monkeypatch.setenv("DASK_KUBERNETES__ENV", "{'DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT': '1h'}")
+    spec = kubernetes_cluster_spec(get_profile("kubernetes", CLUSTER_FILE))
+    container = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    assert container["args"] == ["dask", "scheduler", "--host", "0.0.0.0"]
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root")}
+    proc = subprocess.run([unshare, "--net", sys.executable, "-c", _IN_OWN_NETWORK, json.dumps(container),
+                           json.dumps(env)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["exited"] is None and result["health"] == "ok", result
 
 
 # -- address: errors ---------------------------------------------------------------------------------
