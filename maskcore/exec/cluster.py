@@ -38,6 +38,7 @@ import dask
 import yaml
 
 from ..errors import ConfigError
+from .kubespec import finish_spec
 from .watch import WorkerWatch
 
 PACKAGED = Path(__file__).with_name("profiles.yaml")
@@ -269,67 +270,12 @@ def _count(profile: dict, workers: int | None) -> tuple[int | None, dict | None]
     return profile.get("workers"), None
 
 
-SCHEDULER_COMMAND = ["dask", "scheduler"]
-"""The scheduler's command in the DaskCluster resource: distributed removed the ``dask-scheduler``
-script that dask-kubernetes' ``make_scheduler_spec`` still writes (docs/reference-notes.md)."""
-POD_KEYS = {"service-account": "serviceAccountName", "node-selector": "nodeSelector",
-            "tolerations": "tolerations", "image-pull-secrets": "imagePullSecrets"}
-"""``kubernetes.*`` profile keys maskcore sets on both pods' specs (scheduler and workers)."""
-
-
-def _drop_nulls(value):
-    """The resource without null values (Kubernetes prunes them; the CRD's schema refuses them)."""
-    if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_nulls(v) for v in value]
-    return value
-
-
-def _named(items) -> bool:
-    return isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)
-
-
-def merge_spec(base, over):
-    """``over`` merged into ``base``: mappings key by key, lists of named items (containers, env,
-    volumes, ports) item by item by ``name`` (new names appended), any other value replaced."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = merge_spec(base[key], value) if key in base else copy.deepcopy(value)
-        return out
-    if _named(base) and _named(over):
-        by_name = {item["name"]: item for item in over}
-        merged = [merge_spec(item, by_name.pop(item["name"])) if item["name"] in by_name else item
-                  for item in base]
-        return merged + [copy.deepcopy(item) for item in over if item["name"] in by_name]
-    return copy.deepcopy(over)
-
-
-def _custom_spec(profile: dict):
-    """``kubernetes.custom-cluster-spec``: a mapping, or the path of a YAML file holding one."""
-    custom = dask.config.get("kubernetes.custom-cluster-spec", None)
-    if isinstance(custom, str):
-        try:
-            with open(os.path.expanduser(custom), encoding="utf-8") as f:
-                custom = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cluster profile {profile['name']!r}: expected kubernetes.custom-cluster-spec to "
-                              f"name a readable YAML file, got {custom!r}: {exc}") from None
-    if custom is not None and not isinstance(custom, dict):
-        raise ConfigError(f"cluster profile {profile['name']!r}: expected kubernetes.custom-cluster-spec as a "
-                          f"mapping (a DaskCluster) or a YAML file, got {type(custom).__name__}")
-    return custom or {}
-
-
 def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
     """The ``DaskCluster`` resource the ``kubernetes`` profile creates; contacts no API server.
 
     Values come from Dask's ``kubernetes.*`` config (the profile's section, ``DASK_KUBERNETES__*``):
-    dask-kubernetes' ``make_cluster_spec`` for the shape, the scheduler started with
-    ``dask scheduler``, the pods' service account, node selector, tolerations and image pull
-    secrets, the workers' volumes and mounts, then ``kubernetes.custom-cluster-spec`` merged over
-    it all (:func:`merge_spec`); null values dropped.
+    dask-kubernetes' ``make_cluster_spec``, finished by :func:`maskcore.exec.kubespec.finish_spec`
+    (``dask scheduler``, pod keys, the user's ``custom-cluster-spec`` merged).
     """
     with apply_config(profile):
         from dask_kubernetes.exceptions import ValidationError
@@ -345,35 +291,17 @@ def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
             user = "maskcore"
         name = str(dask.config.get("kubernetes.name")).format(user=user, uuid=uuid.uuid4().hex[:10],
                                                               **os.environ)
-        # deep copy: the spec would otherwise share dicts with dask.config, emptied on exit
-        spec = copy.deepcopy(make_cluster_spec(
+        # finish_spec copies: the spec would otherwise share dicts with dask.config, emptied on exit
+        spec = finish_spec(make_cluster_spec(
             name=name, image=dask.config.get("kubernetes.image"), n_workers=n,
             resources=dask.config.get("kubernetes.resources") or None,
             env=dask.config.get("kubernetes.env") or None,
             worker_command=dask.config.get("kubernetes.worker-command"),
             scheduler_service_type=dask.config.get("kubernetes.scheduler-service-type"),
             idle_timeout=dask.config.get("kubernetes.idle-timeout") or 0,
-            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))))
-        scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
-        scheduler["args"] = [*SCHEDULER_COMMAND, *scheduler["args"][1:]]
-        for role in ("scheduler", "worker"):
-            pod = spec["spec"][role]["spec"]
-            for key, field in POD_KEYS.items():
-                value = dask.config.get(f"kubernetes.{key}", None)
-                if key == "image-pull-secrets" and value:
-                    value = [v if isinstance(v, dict) else {"name": str(v)} for v in value]
-                if value:
-                    pod[field] = copy.deepcopy(value)
-        worker = spec["spec"]["worker"]["spec"]
-        if dask.config.get("kubernetes.volumes", None):
-            worker["volumes"] = copy.deepcopy(dask.config.get("kubernetes.volumes"))
-        if dask.config.get("kubernetes.volume-mounts", None):
-            worker["containers"][0]["volumeMounts"] = copy.deepcopy(dask.config.get("kubernetes.volume-mounts"))
-        custom = _custom_spec(profile)
-        spec = _drop_nulls(merge_spec(spec, custom))
+            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))),
+            lambda key: dask.config.get(f"kubernetes.{key}", None), f"cluster profile {profile['name']!r}")
         name = spec.get("metadata", {}).get("name")
-        if "selector" not in custom.get("spec", {}).get("scheduler", {}).get("service", {}):
-            spec["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] = name  # a renamed cluster
         try:
             validate_cluster_name(name)
         except (ValidationError, TypeError) as exc:
@@ -392,8 +320,8 @@ def _make_local(profile: dict, n: int | None):
 
 
 class _Recorded(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" (tornado's "Exception in callback") for a failed job start that
-    :func:`_recording` kept: the run's ClusterError says it once, clearly."""
+    """Drops asyncio's "Task exception was never retrieved" (tornado's "Exception in callback")
+    for a failed job start that :func:`_recording` kept: the run's ClusterError says it once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None

@@ -94,6 +94,11 @@ class WorkerWatch:
         if self.cluster is not None and type(self.cluster).__name__.startswith("SLURM"):
             state = _squeue(self.jobs())
             parts.append(f"Slurm jobs: {state}" if state else "no Slurm job in the queue")
+            if " RUNNING " in f" {state} ":
+                address = self.client.scheduler.address
+                parts.append(f"a running job's worker has not reached the scheduler at {address} (yet): see "
+                             "the job's log (log-directory), and set interface: if the nodes cannot reach "
+                             "this address")
         if not parts:
             parts.append("the scheduler has no worker")
         return "; ".join(parts)

@@ -169,7 +169,7 @@ def test_all_workers_lost_fails_clearly(slurm, tmp_path):
     """Both jobs cancelled mid-run and the partition down (their replacements stay pending): the run
     stops after wait_for_workers with the queue's state and exit code 1."""
     project = bigger_project(SAMPLES, tmp_path / "project", copies=2)
-    with _export(slurm, tmp_path, project, _profiles(tmp_path, wait_for_workers="3s")) as driver:
+    with _export(slurm, tmp_path, project, _profiles(tmp_path, wait_for_workers="8s")) as driver:
         driver.wait_for("workers (2/2)")
         try:
             slurm.run("scontrol", "update", f"PartitionName={slurm.partition}", "State=DOWN")
@@ -180,7 +180,7 @@ def test_all_workers_lost_fails_clearly(slurm, tmp_path):
             slurm.run("scontrol", "update", f"PartitionName={slurm.partition}", "State=UP")
     assert code == 1, err
     assert "lost 2 workers (0/2 left)" in err
-    assert "maskcore: error: cluster profile 'slurm': lost all 2 workers and got none back within 3 s " \
+    assert "maskcore: error: cluster profile 'slurm': lost all 2 workers and got none back within 8 s " \
            "(wait_for_workers): Slurm jobs: " in err
     assert "PENDING (PartitionDown)" in err            # the replacement jobs, and why they wait
     _until(lambda: not slurm.jobs(JOB_NAME), 15, "the run's jobs to leave the queue")
