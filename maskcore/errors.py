@@ -74,3 +74,9 @@ class LateWriteError(MaskcoreError, RuntimeError):
     """A write's temporary file was removed by its run's end-of-run cleanup: the writer outlived
     the run (a duplicate or zombie task). What the destination holds is what the run recorded;
     the late writer must not remove anything."""
+
+
+class ClusterError(MaskcoreError, RuntimeError):
+    """The cluster gives no worker to run on: none came (a refused job submission, jobs pending),
+    or every one was lost and none came back in time. The message says why (the submission's
+    error, the queue's state)."""

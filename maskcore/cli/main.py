@@ -22,6 +22,7 @@ from ..exec.filters import add_filter_arguments, cli_filter_options
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
 from ..layouts import LAYOUTS, canonical_name, get_layout
+from . import clusters as cluster_cli
 
 
 def _positive_int(text: str) -> int:
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                      help="fsspec option for the destination, repeatable; dots nest")
     ver.add_argument("--debug", action="store_true", help="show tracebacks")
+    cluster_cli.add_parser(sub)
     return parser
 
 
@@ -279,6 +281,8 @@ def _main(args) -> int:
     try:
         if args.command == "verify":
             return _verify(args)
+        if args.command == "cluster":
+            return cluster_cli.run(args)
         try:
             cfg = _config(args)
             if args.command == "export":  # flags the layout refuses are a usage error, as argparse's are

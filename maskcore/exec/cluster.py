@@ -25,9 +25,12 @@ import contextlib
 import copy
 import getpass
 import importlib
+import logging
 import os
 import re
+import tempfile
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,6 +38,8 @@ import dask
 import yaml
 
 from ..errors import ConfigError
+from .kubespec import finish_spec
+from .watch import WorkerWatch
 
 PACKAGED = Path(__file__).with_name("profiles.yaml")
 """The built-in profiles, shipped with the package: ``local``, ``inprocess``, ``address``, ``slurm``,
@@ -42,7 +47,9 @@ PACKAGED = Path(__file__).with_name("profiles.yaml")
 USER_FILES = ("cluster.yaml", "~/.config/maskcore/cluster.yaml")
 """Profiles files read when none is named, the first one winning over the next."""
 KINDS = ("local", "inprocess", "address", "slurm", "kubernetes")
-OWN_KEYS = ("kind", "workers", "adapt", "local", "inprocess_below", "name", "from")
+OWN_KEYS = ("kind", "workers", "adapt", "local", "inprocess_below", "wait_for_workers", "name", "from")
+WAIT_FOR_WORKERS = 300.0
+"""Seconds a run waits while it has no worker, when the profile does not say (``wait_for_workers``)."""
 # Top-level Dask config sections a profile may carry, besides those Dask has loaded already.
 DASK_SECTIONS = ("distributed", "jobqueue", "kubernetes", "scheduler-address", "scheduler",
                  "temporary-directory", "array", "dataframe", "optimization", "tokenize", "admin")
@@ -140,6 +147,8 @@ def _validate(profile: dict, where: str) -> None:
     if kind in ("address", "inprocess") and (workers is not None or adapt is not None):
         raise ConfigError(f"{at}: expected no workers/adapt for kind address (the scheduler's own "
                           "workers do the work), got " + ("workers" if workers is not None else "adapt"))
+    if "wait_for_workers" in profile:
+        wait_seconds(profile, at)
     local = profile.get("local")
     if local is not None and (kind != "local" or not isinstance(local, dict)):
         raise ConfigError(f"{at}: expected 'local' (LocalCluster arguments) only as a mapping in a kind "
@@ -152,6 +161,22 @@ def _validate(profile: dict, where: str) -> None:
         if key not in OWN_KEYS and _norm(key) not in known:
             raise ConfigError(f"{at}: expected maskcore keys {list(OWN_KEYS[:4])} or Dask config sections "
                               f"such as {sorted(DASK_SECTIONS)}, got {key!r}")
+
+
+def wait_seconds(profile: dict, at: str | None = None) -> float | None:
+    """The profile's ``wait_for_workers`` in seconds (``120``, ``"120s"``, ``"10 minutes"``;
+    ``null``: no limit), else ``WAIT_FOR_WORKERS``."""
+    value = profile.get("wait_for_workers", WAIT_FOR_WORKERS)
+    if value is None:
+        return None
+    try:
+        seconds = dask.utils.parse_timedelta(value, default="seconds")
+    except (ValueError, TypeError, KeyError):
+        seconds = -1
+    if isinstance(value, bool) or seconds is None or seconds <= 0:
+        raise ConfigError(f"{at or 'cluster profile ' + repr(profile['name'])}: expected wait_for_workers as "
+                          f"seconds > 0 (120, '120s', '10 minutes') or null, got {value!r}")
+    return float(seconds)
 
 
 def runs_inprocess(profile: dict, workers: int | None, n_items: int) -> bool:
@@ -248,7 +273,9 @@ def _count(profile: dict, workers: int | None) -> tuple[int | None, dict | None]
 def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
     """The ``DaskCluster`` resource the ``kubernetes`` profile creates; contacts no API server.
 
-    Values come from Dask's ``kubernetes.*`` config (the profile's section, ``DASK_KUBERNETES__*``).
+    Values come from Dask's ``kubernetes.*`` config (the profile's section, ``DASK_KUBERNETES__*``):
+    dask-kubernetes' ``make_cluster_spec``, finished by :func:`maskcore.exec.kubespec.finish_spec`
+    (``dask scheduler``, pod keys, the user's ``custom-cluster-spec`` merged).
     """
     with apply_config(profile):
         from dask_kubernetes.exceptions import ValidationError
@@ -264,20 +291,24 @@ def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
             user = "maskcore"
         name = str(dask.config.get("kubernetes.name")).format(user=user, uuid=uuid.uuid4().hex[:10],
                                                               **os.environ)
-        try:
-            validate_cluster_name(name)
-        except ValidationError as exc:
-            raise ConfigError(f"cluster profile {profile['name']!r}: expected kubernetes.name to give a "
-                              f"lowercase RFC 1123 name, got {name!r}") from exc
-        # deep copy: the spec would otherwise share dicts with dask.config, emptied on exit
-        return copy.deepcopy(make_cluster_spec(
+        # finish_spec copies: the spec would otherwise share dicts with dask.config, emptied on exit
+        spec = finish_spec(make_cluster_spec(
             name=name, image=dask.config.get("kubernetes.image"), n_workers=n,
             resources=dask.config.get("kubernetes.resources") or None,
             env=dask.config.get("kubernetes.env") or None,
             worker_command=dask.config.get("kubernetes.worker-command"),
             scheduler_service_type=dask.config.get("kubernetes.scheduler-service-type"),
             idle_timeout=dask.config.get("kubernetes.idle-timeout") or 0,
-            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))))
+            jupyter=bool(dask.config.get("kubernetes.scheduler-jupyter"))),
+            lambda key: dask.config.get(f"kubernetes.{key}", None), f"cluster profile {profile['name']!r}")
+        name = spec.get("metadata", {}).get("name")
+        try:
+            validate_cluster_name(name)
+        except (ValidationError, TypeError) as exc:
+            raise ConfigError(f"cluster profile {profile['name']!r}: expected the cluster name (kubernetes.name or "
+                              f"the custom spec's metadata.name) to be a lowercase RFC 1123 name, "
+                              f"got {name!r}") from exc
+        return spec
 
 
 def _make_local(profile: dict, n: int | None):
@@ -288,10 +319,43 @@ def _make_local(profile: dict, n: int | None):
     return LocalCluster(**kwargs)
 
 
+class _Recorded(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" (tornado's "Exception in callback")
+    for a failed job start that :func:`_recording` kept: the run's ClusterError says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not getattr(exc, "maskcore_recorded", False)
+
+
+def _recording(job_cls: type) -> type:
+    """``job_cls`` whose failed starts (``sbatch: error: ...``) are kept in ``submit_errors``:
+    SpecCluster starts jobs in a task nobody awaits, so the error would only reach the log as
+    asyncio's "Task exception was never retrieved". A failed job is marked failed, so that the
+    cluster still closes."""
+    from distributed.core import Status
+
+    errors: list[BaseException] = []
+
+    async def start(self):
+        try:
+            await job_cls.start(self)
+        except Exception as exc:
+            exc.maskcore_recorded = True
+            errors.append(exc)
+            self.status = Status.failed
+            raise
+
+    for name in ("asyncio", "tornado.application"):   # where an unawaited task's error is logged
+        if not any(isinstance(f, _Recorded) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_Recorded())
+    return type(job_cls.__name__, (job_cls,), {"start": start, "submit_errors": errors})
+
+
 def _make_slurm(profile: dict, n: int | None):
     from dask_jobqueue import SLURMCluster
 
-    cluster = SLURMCluster()          # reads jobqueue.slurm.* itself
+    cluster = SLURMCluster(job_cls=_recording(SLURMCluster.job_cls))  # reads jobqueue.slurm.* itself
     if n:
         cluster.scale(n)
     return cluster
@@ -303,22 +367,39 @@ def _make_kubernetes(profile: dict, n: int | None):
     return KubeCluster(custom_cluster_spec=kubernetes_cluster_spec(profile, n))
 
 
+def _defaults(kind: str, destination: str | None) -> dict:
+    """Values maskcore fills in where neither the profile nor Dask's config says anything."""
+    if kind == "slurm" and dask.config.get("jobqueue.slurm.log-directory", None) is None:
+        return {"jobqueue.slurm.log-directory": job_log_directory(destination)}
+    return {}
+
+
 BUILDERS = {"local": _make_local, "slurm": _make_slurm, "kubernetes": _make_kubernetes}
 
 
+def job_log_directory(destination: str | None) -> str:
+    """Where Slurm jobs write their output when the profile does not say (``log-directory:
+    null``): ``<destination>/.maskcore/slurm-logs`` for a local destination (the workers write
+    there, so every node can), else ``maskcore-slurm-logs`` in the temporary folder."""
+    if destination and "://" not in destination and "::" not in destination:
+        return os.path.join(os.path.abspath(destination), ".maskcore", "slurm-logs")
+    return os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
+
+
 @contextlib.contextmanager
-def build_cluster(profile: dict, workers: int | None = None) -> Iterator[Any]:
+def build_cluster(profile: dict, workers: int | None = None, destination: str | None = None) -> Iterator[Any]:
     """The profile's cluster object under its Dask config, sized, and closed on exit.
 
     ``workers`` (``--workers``): that many workers, no adapting; ``0`` starts none (used to
     inspect a cluster, e.g. ``job_script()``). Otherwise the profile's ``adapt`` or ``workers``.
+    ``destination``: the run's, for the Slurm jobs' default log folder (:func:`job_log_directory`).
     """
     kind, name = profile["kind"], profile["name"]
     if kind not in BUILDERS:
         raise ConfigError(f"cluster profile {name!r}: expected a kind that builds a cluster "
                           f"{sorted(BUILDERS)}, got {kind!r}")
     n, adapt = _count(profile, workers)
-    with apply_config(profile):
+    with apply_config(profile), dask.config.set(_defaults(kind, destination)):
         if n is None and adapt is None and kind != "local":
             n = dask.config.get("kubernetes.count.start", 0) if kind == "kubernetes" else 0
             if not n:
@@ -361,17 +442,48 @@ def _scheduler_address(profile: dict) -> str:
     return str(address)
 
 
+_WATCHES: weakref.WeakKeyDictionary[Any, WorkerWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(client) -> WorkerWatch | None:
+    """The :class:`WorkerWatch` of a client :func:`connect` gave (None for any other client)."""
+    try:
+        return _WATCHES.get(client)
+    except TypeError:
+        return None
+
+
+def _watch(client, profile: dict, cluster, workers: int | None, log) -> WorkerWatch:
+    """Register the client's watch and wait for its first worker (unless the cluster adapts from
+    zero: then workers come with the tasks, and the run's checks do the waiting)."""
+    n, adapt = _count(profile, workers)
+    if profile["kind"] == "local" and n is None:
+        n = os.cpu_count() or 1
+    job_cls = getattr(cluster, "job_cls", None)
+    watch = WorkerWatch(client, profile["name"], cluster=cluster, wanted=n if adapt is None else None,
+                        timeout=wait_seconds(profile), errors=getattr(job_cls, "submit_errors", None),
+                        replace=adapt is None and profile["kind"] in ("slurm", "kubernetes"), log=log)
+    _WATCHES[client] = watch
+    if adapt is None or adapt.get("minimum"):
+        watch.wait_first()
+    return watch
+
+
 @contextlib.contextmanager
-def connect(profile: dict, workers: int | None = None) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``profile``; a cluster maskcore started stops on exit.
+def connect(profile: dict, workers: int | None = None, log=None, destination: str | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``profile``, once it has a worker; a cluster maskcore started
+    stops on exit (its batch jobs cancelled).
 
     ``workers`` maps per kind: ``local`` -> ``n_workers``, ``slurm``/``kubernetes`` -> ``scale(n)``;
-    for ``address`` it is not used (the scheduler's own workers run the tasks).
+    for ``address`` it is not used (the scheduler's own workers run the tasks). ``log(line)``
+    gets ``waiting for workers (0/N)`` while none has come; a ClusterError says why none came
+    (:mod:`maskcore.exec.watch`). ``destination``: see :func:`build_cluster`.
     """
     from distributed import Client
 
     if profile["kind"] != "address":
-        with build_cluster(profile, workers) as cluster, Client(cluster) as client:
+        with build_cluster(profile, workers, destination) as cluster, Client(cluster) as client:
+            _watch(client, profile, cluster, workers, log)
             yield client
         return
     with apply_config(profile):
@@ -383,4 +495,5 @@ def connect(profile: dict, workers: int | None = None) -> Iterator[Any]:
             raise ConfigError(f"cluster profile {profile['name']!r}: expected a Dask scheduler answering at "
                               f"{_safe_address(address)} within {timeout}, got {type(exc).__name__}") from None
         with client:
+            _watch(client, profile, None, None, log)
             yield client

@@ -46,7 +46,7 @@ from ..io.sinks import get_sink
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
-from .cluster import connect, get_profile, planned_workers, runs_inprocess
+from .cluster import connect, get_profile, planned_workers, runs_inprocess, watch_of
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
@@ -67,6 +67,7 @@ from .state import (
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
+from .watch import completed, result_of
 
 EXIT_OK = 0          # every item exported (or unchanged)
 EXIT_FATAL = 1       # nothing could run: unreadable project, bad configuration
@@ -232,7 +233,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
                 if client is None and not runs_inprocess(profile, cfg.workers, n_items):
-                    client = stack.enter_context(connect(profile, cfg.workers))
+                    client = stack.enter_context(connect(profile, cfg.workers, log=log, destination=cfg.destination))
                 return client
             get_client.given = client is not None
             progress_to = log if log_given else None
@@ -542,23 +543,23 @@ def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> li
 def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) -> list[pa.Table]:
     if client is None:
         return _run_inprocess(spec, todo, progress, on_partition)
-    from distributed import as_completed
-
     run_token = uuid.uuid4().hex[:12]
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_partition  # the task sink decides how a partition writes (open_partition: in place, or packed)
     # a partition an unfinished run finished is checked against its inputs (resume_partition)
-    pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
+    # completed(): as they finish, with a look at the workers in between (none left: ClusterError)
+    watch = watch_of(client)
+    pending = completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
                                           pure=False, retries=2) if done is None else
                             client.submit(resume_partition, spec, part, key, done,
                                           key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
-                            for i, part, key, done in todo])
+                            for i, part, key, done in todo], watch)
     submitted = {f"maskcore-{run_token}-{i}": (part, key, done) for i, part, key, done in todo}
     results = []
     for future in pending:
         try:
-            table = future.result()
+            table = result_of(future, watch)
         except Exception as exc:  # its worker died: the items one by one, only a killer fails
             if not is_worker_death(exc):
                 raise

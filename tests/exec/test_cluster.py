@@ -4,11 +4,13 @@ script, the Kubernetes DaskCluster resource), and `local` and `address` run an e
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,11 +18,12 @@ import dask
 import pytest
 import yaml
 
-from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile,
+from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile, job_log_directory,
                                    kubernetes_cluster_spec, load_profiles)
-from maskcore.errors import ConfigError
+from maskcore.errors import ClusterError, ConfigError
 from maskcore.exec.run import ExportConfig, run_export
 from helpers import REPO
+from helpers.oracles import in_ci, oracle, program
 
 CLUSTER_FILE = str(REPO / "cluster.yaml")
 VECTOR = REPO / "examples" / "sly_catsdogs" / "vector"
@@ -113,21 +116,35 @@ def _slurm_script(**env: str) -> str:
 
 
 def test_slurm_job_script_carries_the_profile_and_env_overrides():
-    profile_cfg = yaml.safe_load(Path(CLUSTER_FILE).read_text())["profiles"]["slurm"]["jobqueue"]["slurm"]
     script = _slurm_script()
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
-    assert directives == ["#SBATCH -J maskcore-worker", f"#SBATCH -p {profile_cfg['queue']}", "#SBATCH -n 1",
-                          "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16G", "#SBATCH -t 02:00:00",
-                          "#SBATCH --requeue"]
-    assert "--nthreads 1" in script and "--nworkers 4" in script and "tcp://127.0.0.1:" in script
-    assert dask.config.get("jobqueue.slurm.queue", None) is None      # profile config undone on exit
+    assert [d for d in directives if not d.startswith(("#SBATCH -e", "#SBATCH -o"))] == [
+        "#SBATCH -J maskcore-worker", "#SBATCH -n 1", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G",
+        "#SBATCH -t 01:00:00"]                                         # no -p: the cluster's default partition
+    assert "--nthreads 1" in script and "--nworkers" not in script and "tcp://127.0.0.1:" in script
+    assert script.split("\n\n")[-1].startswith(f"{sys.executable} -m distributed.cli.dask_worker")
+    assert dask.config.get("jobqueue.slurm.cores", None) is None      # profile config undone on exit
 
     script = _slurm_script(DASK_JOBQUEUE__SLURM__WALLTIME="04:00:00", DASK_JOBQUEUE__SLURM__QUEUE="gpu",
+                           DASK_JOBQUEUE__SLURM__PROCESSES="4", DASK_JOBQUEUE__SLURM__CORES="4",
                            DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES='["--qos=high"]')
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH -t 04:00:00" in directives and "#SBATCH -p gpu" in directives
-    assert "#SBATCH --qos=high" in directives and "#SBATCH --requeue" not in directives
-    assert "#SBATCH --cpus-per-task=4" in directives                  # untouched keys keep the profile
+    assert "#SBATCH --qos=high" in directives and "#SBATCH --cpus-per-task=4" in directives
+    assert "#SBATCH --mem=4G" in directives                           # untouched keys keep the profile
+    assert "--nworkers 4" in script
+
+
+def test_slurm_logs_default_to_the_destination_else_the_temp_folder(tmp_path, monkeypatch):
+    for key, value in LOOPBACK_SLURM.items():
+        monkeypatch.setenv(key, value)
+    profile = get_profile("slurm", CLUSTER_FILE)
+    with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
+        assert f"#SBATCH -o {tmp_path}/out/.maskcore/slurm-logs/maskcore-worker-%J.out" in cluster.job_script()
+    assert job_log_directory("s3://bucket/out") == os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__LOG_DIRECTORY", str(tmp_path / "logs"))
+    with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
+        assert f"#SBATCH -o {tmp_path}/logs/maskcore-worker-%J.out" in cluster.job_script()
 
 
 def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
@@ -146,14 +163,16 @@ def test_slurm_workers_become_jobs_of_processes_workers(tmp_path, monkeypatch):
     for key, value in LOOPBACK_SLURM.items():
         monkeypatch.setenv(key, value)
 
-    with connect(get_profile("slurm", CLUSTER_FILE), workers=10) as client:
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__PROCESSES", "4")
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__CORES", "4")
+    with build_cluster(get_profile("slurm", CLUSTER_FILE), workers=10) as cluster:   # no worker ever comes
         deadline = time.monotonic() + 15
         while len(list(spool.glob("job_*.sh"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     jobs = sorted(spool.glob("job_*.sh"))
     assert len(jobs) == 3
-    assert "#SBATCH --mem=16G" in jobs[0].read_text()
+    assert "#SBATCH --mem=4G" in jobs[0].read_text()
     assert sorted((spool / "cancelled").read_text().split()) == sorted(p.stem[4:] for p in jobs)
 
 
@@ -182,6 +201,113 @@ def test_kubernetes_spec_from_profile_and_env(monkeypatch):
     assert dask.config.get("kubernetes.image") not in ("maskcore:0.1.0", "maskcore:0.2.0")  # undone on exit
 
 
+def _daskcluster_schema() -> dict:
+    """The DaskCluster CRD's schema, from the operator's Helm chart shipped in dask-kubernetes."""
+    import dask_kubernetes
+
+    crd = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
+    doc = yaml.safe_load(crd.read_text())
+    assert doc["spec"]["names"]["kind"] == "DaskCluster"
+    (version,) = [v for v in doc["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+USER_POD_KEYS = {
+    "DASK_KUBERNETES__SERVICE_ACCOUNT": "maskcore-s3",
+    "DASK_KUBERNETES__NODE_SELECTOR": "{'pool': 'cpu'}",
+    "DASK_KUBERNETES__TOLERATIONS": "[{'key': 'dedicated', 'operator': 'Equal', 'value': 'dask', "
+                                    "'effect': 'NoSchedule'}]",
+    "DASK_KUBERNETES__IMAGE_PULL_SECRETS": "['regcred']",
+    "DASK_KUBERNETES__VOLUMES": "[{'name': 'data', 'persistentVolumeClaim': {'claimName': 'data'}}]",
+    "DASK_KUBERNETES__VOLUME_MOUNTS": "[{'name': 'data', 'mountPath': '/data'}]",
+}
+
+
+def test_kubernetes_resource_passes_the_operators_crd_schema(tmp_path, monkeypatch):
+    """The resource, plain and with every pod key and a custom spec merged, validates against the
+    CRD schema of the operator's Helm chart; a wrong type is caught (the check can fail)."""
+    jsonschema = oracle("jsonschema")
+    validator = jsonschema.Draft7Validator(_daskcluster_schema())
+    profile = get_profile("kubernetes", CLUSTER_FILE)
+    validator.validate(kubernetes_cluster_spec(profile))
+
+    for key, value in USER_POD_KEYS.items():
+        monkeypatch.setenv(key, value)
+    custom = {"metadata": {"name": "nightly-masks", "labels": {"team": "vision"}},
+              "spec": {"worker": {"spec": {"containers": [{"name": "worker", "env": [{"name": "EXTRA", "value": "1"}]},
+                                                          {"name": "sidecar", "image": "busybox"}]}}}}
+    (tmp_path / "custom.yaml").write_text(yaml.safe_dump(custom))
+    monkeypatch.setenv("DASK_KUBERNETES__CUSTOM_CLUSTER_SPEC", str(tmp_path / "custom.yaml"))
+    monkeypatch.setenv("DASK_KUBERNETES__ENV", "{'AWS_REGION': 'eu-west-1'}")
+    spec = kubernetes_cluster_spec(profile)
+    validator.validate(spec)
+    assert spec["metadata"] == {"name": "nightly-masks", "labels": {"team": "vision"}}
+    assert spec["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == "nightly-masks"
+    for role in ("scheduler", "worker"):
+        pod = spec["spec"][role]["spec"]
+        assert pod["serviceAccountName"] == "maskcore-s3" and pod["nodeSelector"] == {"pool": "cpu"}
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}] and pod["tolerations"][0]["key"] == "dedicated"
+    worker = spec["spec"]["worker"]["spec"]
+    assert worker["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    (main, sidecar) = worker["containers"]
+    assert main["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert main["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}, {"name": "EXTRA", "value": "1"}]
+    assert main["args"][:2] == ["dask", "worker"] and sidecar == {"name": "sidecar", "image": "busybox"}
+    assert "volumes" not in spec["spec"]["scheduler"]["spec"]
+
+    bad = copy.deepcopy(spec)
+    bad["spec"]["worker"]["spec"]["tolerations"] = "dedicated"
+    assert [e.validator for e in validator.iter_errors(bad)] == ["type"]
+
+
+# A network namespace of its own: the scheduler listens on the spec's fixed ports (8786, 8787)
+# without meeting anything else on this machine.
+_IN_OWN_NETWORK = r"""
+import fcntl, json, socket, struct, subprocess, sys, time, urllib.request
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bring loopback up (SIOCGIFFLAGS / SIOCSIFFLAGS)
+flags = struct.unpack("16sh", fcntl.ioctl(s, 0x8913, struct.pack("16sh", b"lo", 0)))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 1))
+container = json.loads(sys.argv[1])
+env = {**json.loads(sys.argv[2]), **{e["name"]: e["value"] for e in container.get("env", [])}}
+proc = subprocess.Popen(container["args"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+probe = container["readinessProbe"]["httpGet"]
+port = {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]]
+deadline, health = time.monotonic() + 30, None
+while time.monotonic() < deadline and proc.poll() is None:
+    try:
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['path']}", timeout=1).read().decode()
+        socket.create_connection(("127.0.0.1", 8786), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+code = proc.poll()
+proc.terminate()
+_, err = proc.communicate(timeout=20)
+print(json.dumps({"health": health, "exited": code, "stderr": err[-2000:]}))
+"""
+
+
+def test_kubernetes_scheduler_command_starts_a_real_scheduler(monkeypatch):
+    """The scheduler container's args, run as they are (argv[0] `dask` from this environment) in a
+    network namespace of their own: the scheduler starts, listens on its container port and
+    answers the readiness probe's /health. (dask-kubernetes writes `dask-scheduler`, which
+    distributed no longer installs.)"""
+    unshare = program("unshare")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace (unshare -n) needs root") if not in_ci() else pytest.fail("needs root")
+    monkeypatch.setenv("DASK_KUBERNETES__ENV", "{'DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT': '1h'}")
+    spec = kubernetes_cluster_spec(get_profile("kubernetes", CLUSTER_FILE))
+    container = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    assert container["args"] == ["dask", "scheduler", "--host", "0.0.0.0"]
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root")}
+    proc = subprocess.run([unshare, "--net", sys.executable, "-c", _IN_OWN_NETWORK, json.dumps(container),
+                           json.dumps(env)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["exited"] is None and result["health"] == "ok", result
+
+
 # -- address: errors ---------------------------------------------------------------------------------
 
 def test_address_without_an_address_says_where_to_put_one():
@@ -207,6 +333,32 @@ def test_unreachable_address_is_named_without_credentials(monkeypatch):
             pass
     assert "s3cret" not in str(err.value) and "alice" not in str(err.value)
     assert f"got 'tcp://***@127.0.0.1:{port}'" in str(err.value)
+
+
+def test_a_scheduler_without_workers_fails_after_wait_for_workers(tmp_path):
+    """No silent hang: `waiting for workers (0)` is said, then a ClusterError names the profile,
+    the time waited and that the scheduler has no worker."""
+    from distributed import LocalCluster
+
+    path = _write_profiles(tmp_path, {"empty": {"kind": "address", "wait_for_workers": "2.5s"}})
+    lines: list[str] = []
+    with LocalCluster(n_workers=0, dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DASK_SCHEDULER_ADDRESS", cluster.scheduler_address)
+            started = time.monotonic()
+            with pytest.raises(ClusterError) as err, connect(get_profile("empty", path), log=lines.append):
+                pass
+    assert 2.5 < time.monotonic() - started < 6
+    assert lines == ["maskcore: waiting for workers (0)"]
+    assert str(err.value) == ("cluster profile 'empty': expected a worker within 2.5 s (wait_for_workers), got "
+                              "none: the scheduler has no worker; raise wait_for_workers in the profile to wait longer")
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", True])
+def test_wait_for_workers_must_be_a_duration(tmp_path, value):
+    path = _write_profiles(tmp_path, {"p": {"kind": "local", "wait_for_workers": value}})
+    with pytest.raises(ConfigError, match=r"expected wait_for_workers as seconds > 0"):
+        get_profile("p", path)
 
 
 # -- local and address for real ------------------------------------------------------------------------
