@@ -367,7 +367,19 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         f"report: {cfg.destination.rstrip('/')}/{REPORT}")
     for line in summary_lines(report, manifest):
         log(line)
+    if archive is not None:
+        log(archive_line(cfg.destination, [f["part"] for f in report["archive"]["files"]]))
     return RunResult(code, report, manifest)
+
+
+ARCHIVE_NAMES_SHOWN = 10
+
+
+def archive_line(destination: str, names: list[str]) -> str:
+    """The archive files a run wrote and where: ``maskcore: archive: DST/a_part_001.tar ... (N files)``."""
+    shown = ", ".join(names[:ARCHIVE_NAMES_SHOWN]) + (f", ... {names[-1]}" if len(names) > ARCHIVE_NAMES_SHOWN else "")
+    count = f" ({len(names)} parts)" if len(names) > 1 else ""
+    return f"maskcore: archive{count}: {shown} in {destination.rstrip('/')}/"
 
 
 def _closest_names(filters: FilterSpec, listing: pa.Table) -> list[str]:

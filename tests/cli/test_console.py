@@ -66,3 +66,53 @@ def test_failed_items_are_named_live_once_each(tmp_path, capsys):
     live = [line for line in capsys.readouterr().err.splitlines() if line.startswith("maskcore: failed: ")]
     assert len(live) == 20 and len(set(live)) == 20
     assert all("image file is missing" in line for line in live)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and ".maskcore" not in p.relative_to(root).parts}
+
+
+@pytest.fixture(scope="module")
+def vector_folder(tmp_path_factory):
+    """The sample's plain folder export (what every archive must extract to)."""
+    dst = tmp_path_factory.mktemp("folder")
+    assert main(["export", str(VECTOR), str(dst), "--cluster", "inprocess"]) == 0
+    return _tree(dst)
+
+
+def _untar(paths: list[Path], into: Path) -> dict[str, str]:
+    import subprocess
+
+    from helpers.oracles import program
+
+    into.mkdir()
+    joined = into.parent / (into.name + ".tar")
+    joined.write_bytes(b"".join(p.read_bytes() for p in paths))
+    done = subprocess.run([program("tar"), "-xif", str(joined)], cwd=into, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return _tree(into)
+
+
+@pytest.mark.parametrize("part_size, parts", [("500MB", 1), ("3MB", 5)])
+def test_archive_parts_follow_the_part_size_and_are_named_at_the_end(part_size, parts, vector_folder,
+                                                                   tmp_path, capsys):
+    """16 MB of export: with 500 MB parts one ``vector.tar`` (no ``_part_``); with 3 MB parts, parts
+    by size (not by partition: 6 partitions here), each extracted by GNU tar to the folder export;
+    the names and the destination are printed, the report lists them and verify passes."""
+    out = tmp_path / "o"
+    assert main(["export", str(VECTOR), str(out), "--part-size", part_size, "--items-per-partition", "1",
+                 "--cluster", "inprocess"]) == 0
+    err = capsys.readouterr().err
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    expected = ["vector.tar"] if parts == 1 else [f"vector_part_{i:03d}.tar" for i in range(1, parts + 1)]
+    assert names == expected
+    assert f"archive{f' ({parts} parts)' if parts > 1 else ''}: {', '.join(names)} in {out}/" in err
+    import json
+
+    report = json.loads((out / ".maskcore" / "report.json").read_text())
+    assert [f["part"] for f in report["archive"]["files"]] == names
+    assert _untar([out / n for n in names], tmp_path / "x") == vector_folder
+    assert main(["verify", str(out)]) == 0
