@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import ConfigError, MaskcoreError, RefusedError
 from ..exec.cluster import default_profile_name
 from ..exec.filters import add_filter_arguments, cli_filter_options
+from ..exec.progress import stamped_stderr
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
 from ..layouts import LAYOUTS, canonical_name, get_layout
@@ -76,6 +77,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+    p.add_argument("--dashboard", nargs="?", const="127.0.0.1:8787", metavar="ADDR",
+                   help="serve Dask's dashboard (local cluster: at ADDR, default 127.0.0.1:8787) and "
+                        "print its link; default: no dashboard link")
     p.add_argument("--lock-lease", type=float, metavar="SECONDS",
                    help="how long the destination's lock outlives its last renewal (default 300, "
                         "or MASKCORE_LOCK_LEASE); a killed run's lock is taken over after it")
@@ -234,7 +238,7 @@ def _config(args) -> ExportConfig:
                            reader_options=reader_options)
     changes = {key: getattr(args, key) for key in ("workers", "cluster", "cluster_file", "items_per_partition",
                                                    "progress_interval", "part_size", "archive_name",
-                                                   "lock_lease", "archive_format")
+                                                   "lock_lease", "archive_format", "dashboard")
                if getattr(args, key) is not None}
     if args.archive:
         changes["archive"] = True
@@ -263,6 +267,11 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with stamped_stderr():  # plain logs (not a terminal): every line starts with an ISO-8601 UTC time
+        return _signalled(args)
+
+
+def _signalled(args) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(args)

@@ -1,11 +1,27 @@
-"""Progress of a long run: a live line on a terminal, periodic plain log lines otherwise
-(cron, Slurm and Kubernetes logs get one line every ``interval`` seconds, not a flood)."""
+"""What a run shows while it runs: a live line on a terminal, periodic plain log lines otherwise
+(cron, Slurm and Kubernetes logs get one line every ``interval`` seconds, not a flood), each plain
+line starting with an ISO-8601 UTC timestamp (:class:`StampedStream`).
+
+Items are counted as they finish, not per partition: each partition task calls its
+:class:`ItemReporter` after every item. In this process the reporter calls
+:meth:`Progress.item_done` directly; on Dask workers it logs a small structured event
+(``(partition, items, failed)``, through the worker's batched connection to the scheduler) on
+the run's topic, which the driver's client forwards to :meth:`Progress.item_done`
+(``Client.subscribe_topic``). The counts a partition's result carries when it finishes replace
+what its events said (a retried partition reports again from zero; events that arrive late are
+ignored).
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TextIO
 
 
 def _eta(seconds: float) -> str:
@@ -15,6 +31,83 @@ def _eta(seconds: float) -> str:
 
 NAMED_FAILURES = 20
 """Failed items named live, as they fail."""
+REDRAW_SECONDS = 0.1
+"""Least time between two redraws of the live line (items may finish faster)."""
+
+
+def timestamp(now: float | None = None) -> str:
+    """``2026-12-07T07:45:12Z``: ISO-8601, UTC, whole seconds."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StampedStream:
+    """A text stream whose every line starts with :func:`timestamp` and a space (what plain
+    logs need); everything else is passed to ``stream``."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.time) -> None:
+        self.stream, self.clock = stream, clock
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._at_line_start:
+                out.append(timestamp(self.clock()) + " ")
+            out.append(piece)
+            self._at_line_start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def stamped_stderr() -> Iterator[None]:
+    """``sys.stderr`` with a timestamp on every line when it is a file or a pipe, not a terminal
+    (a log file, cron's mail, Slurm's output file, a container's log). A terminal is left as it
+    is, and so is a stream without a file descriptor (an application or a test capturing the
+    lines in memory)."""
+    try:
+        plain = sys.stderr.fileno() >= 0 and not sys.stderr.isatty()
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation: in memory
+        plain = False
+    if not plain:
+        yield
+        return
+    with redirect_stderr(StampedStream(sys.stderr)):
+        yield
+
+
+@dataclass
+class ItemReporter:
+    """Called by a partition task with each item's final status (picklable; see the module doc).
+
+    ``topic``: the run's event topic on Dask workers; else ``notify(partition, items, failed)``
+    is called in this process."""
+    partition: int
+    topic: str | None = None
+    notify: Callable[[int, int, int], None] | None = None
+    items: int = 0
+    failed: int = 0
+
+    def __call__(self, status: str) -> None:
+        self.items += 1
+        self.failed += status == "failed"
+        if self.topic is not None:
+            from distributed import get_worker
+
+            try:
+                worker = get_worker()
+            except ValueError:   # not on a worker (a task run by hand): nobody listens
+                return
+            worker.log_event(self.topic, (self.partition, self.items, self.failed))
+        elif self.notify is not None:
+            self.notify(self.partition, self.items, self.failed)
 
 
 class Progress:
@@ -27,47 +120,81 @@ class Progress:
         self.live = (self.stream.isatty() and emit is None) if live is None else live
         self.total_items, self.total_parts = total_items, total_parts
         self.interval, self.clock = interval, clock
-        self.items = self.failed = self.parts = self.named = 0
+        self.parts = self.named = 0
+        self._counts: dict = {}        # partition -> (items, failed): running or finished
+        self._finished: set = set()
+        self._lock = threading.RLock()  # events arrive on the client's thread
         self.start = self.last = clock()
+        self._drawn = float("-inf")
+
+    @property
+    def items(self) -> int:
+        return min(sum(n for n, _ in self._counts.values()), self.total_items)
+
+    @property
+    def failed(self) -> int:
+        return sum(f for _, f in self._counts.values())
 
     def line(self) -> str:
         elapsed = self.clock() - self.start
-        rate = self.items / elapsed if elapsed > 0 else 0.0
-        eta = (self.total_items - self.items) / rate if rate > 0 else 0.0
-        return (f"maskcore: partitions {self.parts}/{self.total_parts}, items {self.items}/{self.total_items} "
-                f"({self.failed} failed), {rate:.1f} items/s, ETA {_eta(eta)}")
+        items = self.items
+        rate = items / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_items - items) / rate if rate > 0 else 0.0
+        return (f"maskcore: items {items}/{self.total_items} ({self.failed} failed), "
+                f"partitions {self.parts}/{self.total_parts}, {rate:.1f} items/s, ETA {_eta(eta)}")
 
-    def update(self, items: int, failed: int) -> None:
-        """One partition finished with ``items`` items, ``failed`` of them failed."""
-        self.parts += 1
-        self.items += items
-        self.failed += failed
+    def item_done(self, partition, items: int, failed: int = 0) -> None:
+        """A running partition has finished ``items`` items so far, ``failed`` of them failed."""
+        with self._lock:
+            if partition in self._finished or items <= self._counts.get(partition, (0, 0))[0]:
+                return
+            self._counts[partition] = (items, failed)
+            self._show(final=False)
+
+    def update(self, items: int, failed: int, partition=None) -> None:
+        """One partition (``partition``: its index, else a new anonymous one) finished with
+        ``items`` items, ``failed`` of them failed."""
+        with self._lock:
+            key = partition if partition is not None else ("finished", self.parts)
+            self._finished.add(key)
+            self._counts[key] = (items, failed)
+            self.parts += 1
+            self._show(final=self.parts == self.total_parts)
+
+    def _show(self, final: bool) -> None:
         now = self.clock()
         if self.live:
-            self.stream.write("\r" + self.line() + "\x1b[K")
-            self.stream.flush()
-        elif now - self.last >= self.interval or self.parts == self.total_parts:
-            if self.emit is not None:
-                self.emit(self.line())
-            else:
-                self.stream.write(self.line() + "\n")
+            if final or now - self._drawn >= REDRAW_SECONDS:
+                self.stream.write("\r" + self.line() + "\x1b[K")
                 self.stream.flush()
+                self._drawn = now
+        elif final or now - self.last >= self.interval:
+            self._plain(self.line())
             self.last = now
+
+    def _plain(self, text: str) -> None:
+        if self.emit is not None:
+            self.emit(text)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def name_failures(self, errors: list[str]) -> None:
         """One line per failed item as its partition finishes (the first ``NAMED_FAILURES``; the
         end-of-run summary and the report have them all)."""
-        for error in errors:
-            self.named += 1
-            if self.named > NAMED_FAILURES:
-                return
-            text = f"maskcore: failed: {error}" if self.named < NAMED_FAILURES else \
-                f"maskcore: failed: {error} (further failures: see the summary and the report)"
-            if self.emit is not None:
-                self.emit(text)
-            else:
-                self.stream.write(("\r" + text + "\x1b[K\n") if self.live else text + "\n")
-                self.stream.flush()
+        with self._lock:
+            for error in errors:
+                self.named += 1
+                if self.named > NAMED_FAILURES:
+                    return
+                text = f"maskcore: failed: {error}" if self.named < NAMED_FAILURES else \
+                    f"maskcore: failed: {error} (further failures: see the summary and the report)"
+                if self.emit is None and self.live:
+                    self.stream.write("\r" + text + "\x1b[K\n")
+                    self.stream.flush()
+                    self._drawn = float("-inf")   # the live line comes back with the next count
+                else:
+                    self._plain(text)
 
     def close(self) -> None:
         if self.live:

@@ -50,7 +50,7 @@ from .cluster import connect, get_profile, planned_workers, runs_inprocess
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
-from .progress import Progress
+from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
 from .state import (
@@ -109,6 +109,7 @@ class ExportConfig:
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
+    dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -233,12 +234,26 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
                 if client is None and not runs_inprocess(profile, cfg.workers, n_items):
-                    client = stack.enter_context(connect(profile, cfg.workers))
+                    client = stack.enter_context(connect(_with_dashboard(profile, cfg.dashboard), cfg.workers))
+                    if cfg.dashboard is not None:
+                        log(f"maskcore: dashboard: {client.dashboard_link}")
+                elif cfg.dashboard is not None and client is None and not get_client.told:
+                    get_client.told = True
+                    log(f"maskcore: no dashboard: the {n_items} items run in this process "
+                        "(--workers N runs them on worker processes)")
                 return client
+            get_client.told = False
             get_client.given = client is not None
             progress_to = log if log_given else None
             return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to,
                                started, filters, lock)
+
+
+def _with_dashboard(profile: dict, address: str | None) -> dict:
+    """The profile with its local cluster's dashboard at ``address`` (other kinds: as they are)."""
+    if address is None or profile["kind"] != "local":
+        return profile
+    return {**profile, "local": {**(profile.get("local") or {}), "dashboard_address": address}}
 
 
 def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
@@ -507,10 +522,11 @@ def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> li
     task = run_partition  # the task sink decides how a partition writes (in place, or packed)
     spec = replace(spec, tune_memory=False)  # the caller's process keeps its own malloc settings
     results = []
-    for _, part, key, done in todo:
-        table = task(spec, part, key) if done is None else resume_partition(spec, part, key, done)
+    for i, part, key, done in todo:
+        counted = replace(spec, on_item=ItemReporter(i, notify=progress.item_done))  # items as they finish
+        table = task(counted, part, key) if done is None else resume_partition(counted, part, key, done)
         results.append(table)
-        progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0))
+        progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0), i)
         progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))
@@ -526,12 +542,27 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_partition  # the task sink decides how a partition writes (open_partition: in place, or packed)
-    # a partition an unfinished run finished is checked against its inputs (resume_partition)
-    pending = as_completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
-                                          pure=False, retries=2) if done is None else
-                            client.submit(resume_partition, spec, part, key, done,
-                                          key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
-                            for i, part, key, done in todo])
+    # items counted as they finish: each task logs a small event per item on the run's topic
+    topic = f"maskcore-progress-{run_token}"
+    client.subscribe_topic(topic, lambda event: progress.item_done(*event[1]))
+    futures, index = [], {}
+    for i, part, key, done in todo:
+        counted = replace(spec, on_item=ItemReporter(i, topic=topic))
+        futures.append(client.submit(task, counted, part, key, key=f"maskcore-{run_token}-{i}", pure=False,
+                                     retries=2) if done is None else
+                       client.submit(resume_partition, counted, part, key, done, key=f"maskcore-{run_token}-{i}",
+                                     pure=False, retries=2))
+        index[futures[-1].key] = i   # a partition an unfinished run finished is checked (resume_partition)
+    pending = as_completed(futures)
+    del futures  # each future is released as it completes (_collect): no other reference may keep it
+    try:
+        return _collect(pending, index, progress, on_partition)
+    finally:
+        client.unsubscribe_topic(topic)
+
+
+def _collect(pending, index: dict, progress: Progress, on_partition) -> list[pa.Table]:
+    """Each partition's result as it completes; ``index``: future key -> partition index."""
     results = []
     for future in pending:
         table = future.result()
@@ -540,7 +571,7 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
         future.release()
         results.append(table)
         failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
-        progress.update(table.num_rows, failed)
+        progress.update(table.num_rows, failed, index[future.key])
         progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))

@@ -116,3 +116,96 @@ def test_archive_parts_follow_the_part_size_and_are_named_at_the_end(part_size, 
     assert [f["part"] for f in report["archive"]["files"]] == names
     assert _untar([out / n for n in names], tmp_path / "x") == vector_folder
     assert main(["verify", str(out)]) == 0
+
+
+# -- progress and plain log lines (issue 16 item 3) ------------------------------------------
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+
+
+def test_plain_log_lines_start_with_an_iso_utc_timestamp(tmp_path):
+    """stderr a file (cron, Slurm): every line of the run, the failure lines too, is stamped."""
+    import re
+    from contextlib import redirect_stderr
+
+    src = REPO / "tests" / "data" / "cvat_urban_scene" / "annotations.xml"
+    with open(tmp_path / "log", "w") as log, redirect_stderr(log):
+        code = main(["export", str(src), str(tmp_path / "o"), "--cluster", "inprocess", "--masks", "machine"])
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert code == 0 and len(lines) >= 3
+    assert all(re.match(STAMP + "maskcore: ", line) for line in lines), lines
+
+
+def test_live_progress_on_a_terminal_counts_items_as_they_finish(tmp_path, monkeypatch):
+    """stderr a pseudo-terminal: the live line counts items inside a partition (3 partitions of 2
+    items: odd counts appear), with a rate and an ETA, and no timestamps."""
+    import os
+    import pty
+    import re
+    import threading
+    from contextlib import redirect_stderr
+
+    from maskcore.exec import progress
+
+    monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)   # every count drawn: the test sees each one
+    master, slave = pty.openpty()
+    received: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:   # EIO: the terminal was closed
+                return
+            if not data:
+                return
+            received.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with open(slave, "w", buffering=1, closefd=True) as tty, redirect_stderr(tty):
+        assert tty.isatty()
+        code = main(["export", str(VECTOR), str(tmp_path / "o"), "--cluster", "inprocess", "--masks", "machine"])
+    reader.join(timeout=10)
+    os.close(master)
+    assert code == 0
+    text = b"".join(received).decode()
+    draws = [d for d in text.split("\r") if "items " in d]
+    counts = [(int(m[1]), int(m[2])) for d in draws for m in [re.search(r"items (\d)/6.*partitions (\d)/(\d)", d)] if m]
+    assert {n for n, parts in counts if n % 2} == {1, 3, 5}, text   # mid-partition counts
+    assert re.search(r"items 6/6 \(0 failed\), partitions 3/3, [\d.]+ items/s, ETA 0:00:00", text)
+    assert not re.search(STAMP, text)                 # a terminal gets no timestamps
+
+
+def test_workers_report_items_as_they_finish(dask_client, tmp_path):
+    """On Dask workers each item is an event on the run's topic: progress lines count items of
+    partitions still running (20 items in partitions of 3 on 2 workers)."""
+    import re
+
+    from maskcore.exec.run import ExportConfig, run_export
+
+    lines: list[str] = []
+    src = REPO / "tests" / "data" / "cvat_urban_scene" / "annotations.xml"
+    cfg = ExportConfig(source=str(src), destination=str(tmp_path / "o"), layout_options={"masks": "machine"},
+                       progress_interval=1e-6, workers=2)
+    assert run_export(cfg, log=lines.append, client=dask_client).exit_code == 0
+    shown = [(int(m[1]), int(m[2])) for line in lines
+             for m in [re.search(r"items (\d+)/20 .*partitions (\d+)/7", line)] if m]
+    assert any(items > 3 * parts for items, parts in shown), lines   # items of running partitions
+    assert shown[-1] == (20, 7)
+
+
+def test_dashboard_link_is_printed_only_when_asked(tmp_path, capsys):
+    """--dashboard ADDR: the local cluster serves Dask's dashboard there and the run prints its
+    link; a run in this process says it has none; without the flag nothing is said."""
+    import re
+
+    assert main(["export", str(VECTOR), str(tmp_path / "a"), "--masks", "machine", "--workers", "1",
+                 "--dashboard", "127.0.0.1:0"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"maskcore: dashboard: http://127\.0\.0\.1:\d+/status\n", err), err
+    assert main(["export", str(VECTOR), str(tmp_path / "b"), "--masks", "machine", "--dashboard"]) == 0
+    assert "maskcore: no dashboard: the 6 items run in this process" in capsys.readouterr().err
+    assert main(["export", str(VECTOR), str(tmp_path / "c"), "--masks", "machine"]) == 0
+    err = capsys.readouterr().err
+    assert "maskcore: dashboard" not in err and "no dashboard" not in err
