@@ -22,7 +22,7 @@ from ..exec.filters import add_filter_arguments, cli_filter_options
 from ..exec.progress import stamped_stderr
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
-from ..layouts import LAYOUTS, canonical_name, get_layout
+from ..layouts import LAYOUTS, canonical_name, get_layout, options_help
 
 
 def _positive_int(text: str) -> int:
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help="DTL job given as a lone save_masks layer: the project to read")
     _add_execution_args(run)
 
-    exp = sub.add_parser("export", help="export a project to a mask layout")
+    exp = sub.add_parser("export", help="export a project to a mask layout", epilog=options_help(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("project", help="source: Supervisely project folder or .tar, COCO instances .json, "
                                      "CVAT annotations.xml (or its folder or .zip), Segmentation mask 1.1 "
                                      "folder or .zip (path or URL)")
@@ -106,9 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(exp)
     exp.add_argument("--layout", default="supervisely", type=canonical_name, choices=sorted(LAYOUTS),
                      help="output layout (default: supervisely)")
-    exp.add_argument("--masks", help="supervisely: comma-separated mask kinds (default: all four)")
+    exp.add_argument("--masks", help="supervisely: comma-separated mask kinds, a subset of "
+                                     "machine,semantic,human,instance (default: all four)")
     exp.add_argument("--thickness", type=_positive_int,
-                     help="line and point thickness in pixels (default: 2)")
+                     help="line and point thickness in pixels (default: 2; save-masks: 1), in the "
+                          "masks and the human previews: points drawn at 2 are 5-pixel crosses, so "
+                          "raise it (e.g. 8-12) for previews of large photos that people look at")
     exp.add_argument("--human-resize", type=float, metavar="PERCENT",
                      help="supervisely: shrink the human previews to PERCENT of their size")
     exp.add_argument("--no-images", action="store_true", help="supervisely: do not copy images to img/")

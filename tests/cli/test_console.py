@@ -209,3 +209,82 @@ def test_dashboard_link_is_printed_only_when_asked(tmp_path, capsys):
     assert main(["export", str(VECTOR), str(tmp_path / "c"), "--masks", "machine"]) == 0
     err = capsys.readouterr().err
     assert "maskcore: dashboard" not in err and "no dashboard" not in err
+
+
+# -- --help lists every layout option (issue 16 item 4) ---------------------------------------
+
+def test_help_lists_every_declared_option_of_every_layout(capsys):
+    from maskcore.layouts import LAYOUTS, get_layout_class
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = capsys.readouterr().out
+    help_ = text[text.index("layout options (-o KEY=VALUE"):]
+    sections = dict(re_split(help_))
+    assert sorted(sections) == sorted(LAYOUTS)
+    for name in LAYOUTS:
+        declared = get_layout_class(name).OPTIONS
+        assert declared, name
+        for option in declared:
+            if name == "supervisely-project" and option.key not in sections[name]:
+                continue      # the masks options of the supervisely layout
+            assert f"    {option.key}: {option.values} [{option.default}]" in sections[name], (name, option)
+    for flag in ("--layout {", "--masks", "machine,semantic,human,instance", "--thickness"):
+        assert flag in text
+
+
+def re_split(help_: str):
+    """(layout, its lines) from the generated help section."""
+    import re
+
+    for m in re.finditer(r"^  (\S+):\n((?:    .*\n?)*)", help_, re.MULTILINE):
+        yield m[1], m[2]
+
+
+@pytest.mark.parametrize("name", ["supervisely", "supervisely-project", "cvat", "isahit", "save-masks"])
+def test_every_declared_option_is_one_the_layout_reads(name):
+    """Declared keys are the keys from_options knows: a bad value of a declared key is refused
+    for its value (or accepted), never as an unknown option; an undeclared key is unknown."""
+    from maskcore.errors import ConfigError
+    from maskcore.layouts import get_layout, get_layout_class
+
+    for option in get_layout_class(name).OPTIONS:
+        if name == "supervisely-project" and option.key == "masks":
+            continue
+        try:
+            get_layout(name, {option.key: object()})
+        except ConfigError as exc:
+            assert "unknown" not in str(exc), (option.key, str(exc))
+    with pytest.raises(ConfigError, match="unknown"):
+        get_layout(name, {"masks_machine": True, "masks_human": False, "gt_machine_color": {},
+                          "no_such_option": 1} if name == "save-masks" else {"no_such_option": 1})
+
+
+# -- human previews as JPEG (issue 16 item 10) ------------------------------------------------
+
+def test_jpg_previews_are_deterministic_and_close_to_the_png_ones(tmp_path):
+    """-o human_format=jpg: masks_human/<stem>.jpg, the same bytes on every run, decoding to
+    the PNG preview's pixels within JPEG error, much smaller; PNG stays the default."""
+    import numpy as np
+
+    from maskcore.codec.image import decode_image
+
+    base = ["--masks", "human", "--no-images", "--cluster", "inprocess"]
+    assert main(["export", str(VECTOR), str(tmp_path / "png"), *base]) == 0
+    for run in ("a", "b"):
+        assert main(["export", str(VECTOR), str(tmp_path / run), *base, "-o", "human_format=jpg"]) == 0
+    pngs = sorted((tmp_path / "png" / "ds" / "masks_human").iterdir())
+    jpgs = sorted((tmp_path / "a" / "ds" / "masks_human").iterdir())
+    assert [p.suffix for p in pngs] == [".png"] * 6 and [p.suffix for p in jpgs] == [".jpg"] * 6
+    assert [p.stem for p in pngs] == [p.stem for p in jpgs]
+    for png, jpg in zip(pngs, jpgs):
+        assert jpg.read_bytes() == (tmp_path / "b" / "ds" / "masks_human" / jpg.name).read_bytes()
+        want, got = decode_image(png.read_bytes()), decode_image(jpg.read_bytes())
+        assert want.shape == got.shape
+        error = np.abs(want.astype(np.int16) - got.astype(np.int16))
+        assert error.mean() < 3.0, (jpg.name, error.mean())
+    assert sum(p.stat().st_size for p in jpgs) * 4 < sum(p.stat().st_size for p in pngs)
+    low = tmp_path / "q"
+    assert main(["export", str(VECTOR), str(low), *base, "-o", "human_format=jpg", "-o", "human_quality=30"]) == 0
+    assert sum(p.stat().st_size for p in (low / "ds" / "masks_human").iterdir()) < sum(
+        p.stat().st_size for p in jpgs)
