@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -43,6 +43,7 @@ from ..io.archive import (
     unpacked_outputs,
 )
 from ..io.sinks import get_sink
+from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
@@ -224,7 +225,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg = replace(cfg, archive_name=cfg.archive_name or default_archive_name(source),
                       archive_format=resolve_archive_format(cfg.archive_format, layout))
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
-    with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
+    with _no_trace_of_a_failed_start(cfg.destination), RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
         layout.prepare(sink)  # a layout's own refusals (e.g. an existing output folder)
@@ -254,6 +255,29 @@ def _with_dashboard(profile: dict, address: str | None) -> dict:
     if address is None or profile["kind"] != "local":
         return profile
     return {**profile, "local": {**(profile.get("local") or {}), "dashboard_address": address}}
+
+
+@contextmanager
+def _no_trace_of_a_failed_start(destination: str):
+    """A run that fails (its cluster does not start, a layout refuses) leaves no folder it
+    created: the empty folders of a local destination (the lock's ``.maskcore/tmp``, the
+    destination itself) that did not exist before are removed; files are never touched."""
+    local = isinstance(destination, str) and "://" not in destination and "::" not in destination
+    existed = set()
+    if local:
+        existed = {p for p in (destination, f"{destination}/{STATE_DIR}", f"{destination}/{TMP_DIR}")
+                   if os.path.isdir(p)}
+    try:
+        yield
+    except BaseException:
+        if local:
+            for folder in (f"{destination}/{TMP_DIR}", f"{destination}/{STATE_DIR}", destination):
+                if folder not in existed:
+                    try:
+                        os.rmdir(folder)   # only when empty
+                    except OSError:
+                        pass
+        raise
 
 
 def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):

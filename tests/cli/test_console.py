@@ -288,3 +288,57 @@ def test_jpg_previews_are_deterministic_and_close_to_the_png_ones(tmp_path):
     assert main(["export", str(VECTOR), str(low), *base, "-o", "human_format=jpg", "-o", "human_quality=30"]) == 0
     assert sum(p.stat().st_size for p in (low / "ds" / "masks_human").iterdir()) < sum(
         p.stat().st_size for p in jpgs)
+
+
+# -- bundled jobs write to folders of their own (issue 16 item 7) -----------------------------
+
+def test_every_bundled_job_writes_only_into_its_own_folder(tmp_path):
+    """Every job of jobs/ run as shipped (relative paths, so from a copy of jobs/ next to the
+    examples): the destinations are distinct folders, none inside another, and each run's files
+    are all inside its own destination."""
+    import os
+    import shutil
+
+    from maskcore.cli.main import _job_config, build_parser
+
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    os.symlink(REPO / "examples", tmp_path / "examples")
+    jobs = sorted(p.name for p in (tmp_path / "jobs").iterdir() if p.suffix in (".yaml", ".json"))
+    assert {"demo.yaml", "cvat.yaml", "isahit.yaml", "nightly.yaml", "save_masks_dtl.json"} <= set(jobs)
+    destinations = {}
+    for job in jobs:
+        args = build_parser().parse_args(["run", str(tmp_path / "jobs" / job)])
+        destinations[job] = Path(_job_config(args).destination).resolve()
+    for a, da in destinations.items():
+        assert da.is_relative_to(tmp_path / "out"), (a, da)
+        for b, db in destinations.items():
+            assert a == b or not (da.is_relative_to(db) or db.is_relative_to(da)), (a, b)
+    before = set()
+    for job in jobs:
+        assert main(["run", str(tmp_path / "jobs" / job), "--cluster", "inprocess"]) == 0, job
+        files = {p for p in (tmp_path / "out").rglob("*") if p.is_file()}
+        assert files - before and all(p.is_relative_to(destinations[job]) for p in files - before), job
+        before = files
+
+
+# -- a failed start leaves nothing behind (issue 16 item 6) -----------------------------------
+
+def test_a_run_whose_cluster_does_not_start_leaves_no_trace(tmp_path, capsys):
+    """A cluster that does not answer, an unknown profile, a bad option: exit 1 or 2 with one
+    line, and the destination is as before: absent, or an earlier export byte for byte."""
+    profiles = tmp_path / "cluster.yaml"
+    profiles.write_text("profiles:\n  dead:\n    kind: address\n    scheduler-address: tcp://127.0.0.1:9\n"
+                        "    distributed: {comm: {timeouts: {connect: 0.3s}}}\n")
+    dead = ["--cluster", "dead", "--cluster-file", str(profiles), "--workers", "1"]
+    out = tmp_path / "o"
+    assert main(["export", str(VECTOR), str(out), *dead]) == 1
+    assert "expected a Dask scheduler answering at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["export", str(VECTOR), str(out), "--masks", "machine", "--cluster", "inprocess"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    folders = sorted(p for p in out.rglob("*") if p.is_dir())
+    for argv, code in ((dead, 1), (["--cluster", "nope"], 1), (["-o", "crop=maybe"], 2)):
+        assert main(["export", str(VECTOR), str(out), "--masks", "machine", "--full", *argv]) == code, argv
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, argv
+        assert sorted(p for p in out.rglob("*") if p.is_dir()) == folders, argv
+    assert "Traceback" not in capsys.readouterr().err
