@@ -45,6 +45,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -66,6 +68,7 @@ FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}
 FORMAT_KEY = b"maskcore.archive_format"     # archive manifest metadata: the format
 SPOOL_BYTES = 64 * 2 ** 20                   # a chunk bigger than this is staged on local disk
 _COPY_BLOCK = 4 * 2 ** 20
+COMPACT_THREADS = 4                          # parts written at a time by the driver's compaction
 
 _UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
           "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
@@ -458,7 +461,8 @@ def _body_size(rec: dict) -> int:
 
 def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: list[dict],
                  archive_format: str) -> list[dict]:
-    """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``.
+    """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``, up to
+    ``COMPACT_THREADS`` parts at a time (hashing, reading and writing release the GIL).
 
     A part that is one whole chunk is that chunk's bytes: linked (local) or copied server-side.
     Others are copied member by member through this process (the runs of consecutive members of
@@ -467,29 +471,47 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
     store each part is one PUT (or a multipart upload s3fs aborts on failure)."""
     fs, root = _filesystem(inner)
     local = isinstance(fs, LocalFileSystem)
-    staged, parts = [], []
-    reader = _ChunkReader(fs, root)
-    try:
-        for relpart, entries in zip(names, layout):
-            whole = _whole_chunk(entries, chunks)
-            if whole is not None:
-                parts.append(_link_chunk(inner, relpart, chunks[whole], staged if local else None))
-                continue
-            out = _Staging(inner, relpart)
-            staged.append(out)
-            parts.append(_copy_members(out, entries, chunks, reader, archive_format))
+    staged: list = []           # local temporaries, renamed once every part is complete
+    guard = threading.Lock()
+
+    def write(relpart: str, entries: list[tuple]) -> dict:
+        whole = _whole_chunk(entries, chunks)
+        if whole is not None:
+            linked: list | None = [] if local else None
+            part = _link_chunk(inner, relpart, chunks[whole], linked)
+            with guard:
+                staged.extend(linked or [])
+            return part
+        out = _Staging(inner, relpart)
+        if local:
+            with guard:
+                staged.append(out)
+        reader = _ChunkReader(fs, root)
+        try:
+            part = _copy_members(out, entries, chunks, reader, archive_format)
             if local:
-                out.file.close()   # renamed with the others below; no descriptor held meanwhile
+                out.file.close()   # renamed with the others; no descriptor held meanwhile
             else:
-                staged.pop().commit()
-        for out in staged:
-            out.commit()
+                out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            reader.close()
+        return part
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(COMPACT_THREADS, len(layout))))
+    try:
+        futures = [pool.submit(write, relpart, entries) for relpart, entries in zip(names, layout)]
+        parts = [f.result() for f in futures]
     except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         for out in staged:
             out.abort()
         raise
-    finally:
-        reader.close()
+    pool.shutdown()
+    for out in staged:
+        out.commit()
     return parts
 
 
