@@ -43,21 +43,43 @@ def timestamp(now: float | None = None) -> str:
 
 class StampedStream:
     """A text stream whose every line starts with :func:`timestamp` and a space (what plain
-    logs need); everything else is passed to ``stream``."""
+    logs need); everything else is passed to ``stream``.
+
+    Lines are written whole: what a thread writes is held until its newline (or a ``flush``), so
+    that a progress line from the Dask client's thread never lands inside a line ``print`` is
+    writing in two calls (text, then newline)."""
 
     def __init__(self, stream: TextIO, clock: Callable[[], float] = time.time) -> None:
         self.stream, self.clock = stream, clock
-        self._at_line_start = True
+        self._lock = threading.Lock()
+        self._local = threading.local()    # this thread's unfinished line, and whether it is stamped
 
     def write(self, text: str) -> int:
-        out = []
-        for piece in text.splitlines(keepends=True):
-            if self._at_line_start:
-                out.append(timestamp(self.clock()) + " ")
-            out.append(piece)
-            self._at_line_start = piece.endswith("\n")
-        self.stream.write("".join(out))
+        pending = getattr(self._local, "pending", "") + text
+        lines = pending.split("\n")
+        self._local.pending = lines.pop()
+        if lines:
+            self._emit("".join(self._stamped(line) + "\n" for line in lines))
+            self._local.stamped = False
         return len(text)
+
+    def flush(self) -> None:
+        pending = getattr(self._local, "pending", "")
+        if pending:          # a partial line asked to be shown: stamped now, continued unstamped
+            self._local.pending = ""
+            self._emit(self._stamped(pending))
+            self._local.stamped = True
+        self.stream.flush()
+
+    def _stamped(self, line: str) -> str:
+        if getattr(self._local, "stamped", False):
+            self._local.stamped = False
+            return line
+        return f"{timestamp(self.clock())} {line}"
+
+    def _emit(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
 
     def isatty(self) -> bool:
         return False
@@ -79,8 +101,12 @@ def stamped_stderr() -> Iterator[None]:
     if not plain:
         yield
         return
-    with redirect_stderr(StampedStream(sys.stderr)):
-        yield
+    stamped = StampedStream(sys.stderr)
+    try:
+        with redirect_stderr(stamped):
+            yield
+    finally:
+        stamped.flush()   # a last line without its newline
 
 
 @dataclass

@@ -81,8 +81,34 @@ def test_stamped_lines_start_with_an_iso_utc_time():
     out = io.StringIO()
     stream = StampedStream(out, clock=lambda: 1_700_000_000.0)
     stream.write("maskcore: a\nmaskcore: b")
+    assert out.getvalue() == "2023-11-14T22:13:20Z maskcore: a\n"   # b waits for its newline
     stream.write(" continued\n")
     stream.write("")
+    stream.write("prompt: ")
+    stream.flush()                # a partial line shown on flush, its rest not stamped again
+    stream.write("yes\n")
     assert out.getvalue() == ("2023-11-14T22:13:20Z maskcore: a\n"
-                              "2023-11-14T22:13:20Z maskcore: b continued\n")
+                              "2023-11-14T22:13:20Z maskcore: b continued\n"
+                              "2023-11-14T22:13:20Z prompt: yes\n")
+
+
+def test_stamped_lines_of_two_threads_never_mix():
+    import threading
+
+    out = io.StringIO()
+    stream = StampedStream(out, clock=lambda: 0.0)
+
+    def writer(tag: str) -> None:
+        for i in range(300):
+            stream.write(f"{tag} {i}")   # as print does: the text, then the newline
+            stream.write("\n")
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 600
+    assert all(re.fullmatch(r"1970-01-01T00:00:00Z [ab] \d+", line) for line in lines)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", timestamp())
