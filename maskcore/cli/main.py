@@ -63,8 +63,11 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archive-format", choices=("tar", "zip"),
                    help="archive format (default: the layout's, zip for cvat, else tar)")
     p.add_argument("--part-size", type=_size, metavar="SIZE",
-                   help="split the archive into parts of at most SIZE (500MiB, 2GB); implies --archive")
-    p.add_argument("--archive-name", metavar="NAME", help="archive name (default: <project id>_<project name>)")
+                   help="split an archive larger than SIZE (500MiB, 2GB) into parts filled up to SIZE "
+                        "(<name>_part_001.tar, ...; a smaller export stays one <name>.tar); implies --archive")
+    p.add_argument("--archive-name", metavar="NAME",
+                   help="archive name (default: Supervisely <project id>_<project name>, COCO/CVAT the "
+                        "folder holding the JSON/XML)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")

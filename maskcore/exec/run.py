@@ -136,6 +136,8 @@ class ExportConfig:
             raise ConfigError(f"archive: expected true, false or None, got {self.archive!r}")
         if self.archive_format not in (None, "tar", "zip"):
             raise ConfigError(f"archive_format: expected 'tar' or 'zip', got {self.archive_format!r}")
+        if self.dashboard is not None and (not isinstance(self.dashboard, str) or not self.dashboard):
+            raise ConfigError(f"dashboard: expected an address such as 127.0.0.1:8787, got {self.dashboard!r}")
         if not isinstance(self.progress_interval, (int, float)) or not self.progress_interval > 0:
             raise ConfigError(f"progress_interval: expected seconds > 0, got {self.progress_interval!r}")
 
