@@ -565,3 +565,28 @@ def test_a_small_export_on_s3_is_one_archive_that_verifies(samples, s3_server, s
     fs = s3_server.filesystem()
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(url, detail=False)) == [".maskcore", "vector.tar"]
     assert verify_destination(FsspecDirSink(url, s3_server.options())).clean
+
+
+def test_a_run_whose_compaction_fails_leaves_the_last_export_verifiable(samples, tmp_path, monkeypatch):
+    """run_export with 1 MB parts, then again with 2 MB parts failing while copying: the run
+    raises, and the destination still verifies clean as the first run's export."""
+    from maskcore.exec.run import ExportConfig, run_export
+    from maskcore.exec.verify import verify_destination
+    from maskcore.io import archive
+
+    out = tmp_path / "o"
+    cfg = ExportConfig(source=str(samples / "vector"), destination=str(out), part_size=1_000_000,
+                       cluster="inprocess", layout_options={"masks": "machine"})
+    first = run_export(cfg, log=lambda msg: None)
+    assert first.exit_code == 0 and len(first.report["archive"]["files"]) > 1
+    before = _tree(out)
+
+    def failing_copy(self, *args):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(archive._ChunkReader, "copy", failing_copy)
+    with pytest.raises(OSError, match="disk went away"):
+        run_export(ExportConfig(**{**cfg.__dict__, "part_size": 2_000_000}), log=lambda msg: None)
+    assert {p: h for p, h in _tree(out).items() if not p.startswith(".maskcore/")} == {
+        p: h for p, h in before.items() if not p.startswith(".maskcore/")}
+    assert verify_destination(FsspecDirSink(str(out))).clean
