@@ -124,15 +124,15 @@ STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
 
 
 def test_plain_log_lines_start_with_an_iso_utc_timestamp(tmp_path):
-    """stderr a file (cron, Slurm): every line of the run, the failure lines too, is stamped."""
+    """stderr a file (cron, Slurm): every line of the run is stamped, the archive line too."""
     import re
     from contextlib import redirect_stderr
 
-    src = REPO / "tests" / "data" / "cvat_urban_scene" / "annotations.xml"
     with open(tmp_path / "log", "w") as log, redirect_stderr(log):
-        code = main(["export", str(src), str(tmp_path / "o"), "--cluster", "inprocess", "--masks", "machine"])
+        code = main(["export", str(VECTOR), str(tmp_path / "o"), "--cluster", "inprocess", "--masks", "machine",
+                     "--no-images", "--archive"])
     lines = (tmp_path / "log").read_text().splitlines()
-    assert code == 0 and len(lines) >= 3
+    assert code == 0 and len(lines) >= 4 and "archive: vector.tar in" in lines[-1]
     assert all(re.match(STAMP + "maskcore: ", line) for line in lines), lines
 
 
