@@ -5,9 +5,9 @@ line starting with an ISO-8601 UTC timestamp (:class:`StampedStream`).
 Items are counted as they finish, not per partition: each partition task calls its
 :class:`ItemReporter` after every item. In this process the reporter calls
 :meth:`Progress.item_done` directly; on Dask workers it logs a small structured event
-(``(partition, items, failed)``, through the worker's batched connection to the scheduler) on
-the run's topic, which the driver's client forwards to :meth:`Progress.item_done`
-(``Client.subscribe_topic``). The counts a partition's result carries when it finishes replace
+(``(partition, items, failed)``, running totals, at most one per ``EVENT_SECONDS`` per task,
+through the worker's batched connection to the scheduler) on the run's topic, which the driver's
+client forwards to :meth:`Progress.item_done` (``Client.subscribe_topic``). The counts a partition's result carries when it finishes replace
 what its events said (a retried partition reports again from zero; events that arrive late are
 ignored).
 """
@@ -33,6 +33,9 @@ NAMED_FAILURES = 20
 """Failed items named live, as they fail."""
 REDRAW_SECONDS = 0.1
 """Least time between two redraws of the live line (items may finish faster)."""
+EVENT_SECONDS = 0.2
+"""Least time between two progress events of one task on a worker (a million items of a few
+milliseconds each would otherwise be a million messages through the scheduler)."""
 
 
 def timestamp(now: float | None = None) -> str:
@@ -120,11 +123,15 @@ class ItemReporter:
     notify: Callable[[int, int, int], None] | None = None
     items: int = 0
     failed: int = 0
+    sent: float = float("-inf")   # when the last event left (events carry running totals)
 
     def __call__(self, status: str) -> None:
         self.items += 1
         self.failed += status == "failed"
         if self.topic is not None:
+            now = time.monotonic()
+            if now - self.sent < EVENT_SECONDS:   # the next event (or the result) carries this item
+                return
             from distributed import get_worker
 
             try:
@@ -132,6 +139,7 @@ class ItemReporter:
             except ValueError:   # not on a worker (a task run by hand): nobody listens
                 return
             worker.log_event(self.topic, (self.partition, self.items, self.failed))
+            self.sent = now
         elif self.notify is not None:
             self.notify(self.partition, self.items, self.failed)
 
