@@ -417,7 +417,9 @@ ARCHIVE_NAMES_SHOWN = 10
 
 
 def archive_line(destination: str, names: list[str]) -> str:
-    """The archive files a run wrote and where: ``maskcore: archive: DST/a_part_001.tar ... (N files)``."""
+    """The archive files a run wrote and where: ``maskcore: archive: p.tar in DST/`` or
+    ``maskcore: archive (3 parts): p_part_001.tar, p_part_002.tar, p_part_003.tar in DST/``
+    (the first ``ARCHIVE_NAMES_SHOWN`` and the last)."""
     shown = ", ".join(names[:ARCHIVE_NAMES_SHOWN]) + (f", ... {names[-1]}" if len(names) > ARCHIVE_NAMES_SHOWN else "")
     count = f" ({len(names)} parts)" if len(names) > 1 else ""
     return f"maskcore: archive{count}: {shown} in {destination.rstrip('/')}/"
