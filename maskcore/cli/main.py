@@ -19,9 +19,10 @@ from .. import __version__
 from ..errors import ConfigError, MaskcoreError, RefusedError
 from ..exec.cluster import default_profile_name
 from ..exec.filters import add_filter_arguments, cli_filter_options
+from ..exec.progress import stamped_stderr
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
-from ..layouts import LAYOUTS, canonical_name, get_layout
+from ..layouts import LAYOUTS, canonical_name, get_layout, options_help
 from . import clusters as cluster_cli
 
 
@@ -63,8 +64,11 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archive-format", choices=("tar", "zip"),
                    help="archive format (default: the layout's, zip for cvat, else tar)")
     p.add_argument("--part-size", type=_size, metavar="SIZE",
-                   help="split the archive into parts of at most SIZE (500MiB, 2GB); implies --archive")
-    p.add_argument("--archive-name", metavar="NAME", help="archive name (default: <project id>_<project name>)")
+                   help="split an archive larger than SIZE (500MiB, 2GB) into parts filled up to SIZE "
+                        "(<name>_part_001.tar, ...; a smaller export stays one <name>.tar); implies --archive")
+    p.add_argument("--archive-name", metavar="NAME",
+                   help="archive name (default: Supervisely <project id>_<project name>, COCO/CVAT the "
+                        "folder holding the JSON/XML)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
@@ -77,6 +81,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
+    p.add_argument("--dashboard", nargs="?", const="127.0.0.1:8787", metavar="ADDR",
+                   help="serve Dask's dashboard (local cluster: at ADDR, default 127.0.0.1:8787) and "
+                        "print its link; default: no dashboard link")
     p.add_argument("--lock-lease", type=float, metavar="SECONDS",
                    help="how long the destination's lock outlives its last renewal (default 300, "
                         "or MASKCORE_LOCK_LEASE); a killed run's lock is taken over after it")
@@ -95,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help="DTL job given as a lone save_masks layer: the project to read")
     _add_execution_args(run)
 
-    exp = sub.add_parser("export", help="export a project to a mask layout")
+    exp = sub.add_parser("export", help="export a project to a mask layout", epilog=options_help(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("project", help="source: Supervisely project folder or .tar, COCO instances .json, "
                                      "CVAT annotations.xml (or its folder or .zip), Segmentation mask 1.1 "
                                      "folder or .zip (path or URL)")
@@ -103,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(exp)
     exp.add_argument("--layout", default="supervisely", type=canonical_name, choices=sorted(LAYOUTS),
                      help="output layout (default: supervisely)")
-    exp.add_argument("--masks", help="supervisely: comma-separated mask kinds (default: all four)")
+    exp.add_argument("--masks", help="supervisely: comma-separated mask kinds, a subset of "
+                                     "machine,semantic,human,instance (default: all four)")
     exp.add_argument("--thickness", type=_positive_int,
-                     help="line and point thickness in pixels (default: 2)")
+                     help="line and point thickness in pixels (default: 2; save-masks: 1), in the "
+                          "masks and the human previews: points drawn at 2 are 5-pixel crosses, so "
+                          "raise it (e.g. 8-12) for previews of large photos that people look at")
     exp.add_argument("--human-resize", type=float, metavar="PERCENT",
                      help="supervisely: shrink the human previews to PERCENT of their size")
     exp.add_argument("--no-images", action="store_true", help="supervisely: do not copy images to img/")
@@ -236,7 +247,7 @@ def _config(args) -> ExportConfig:
                            reader_options=reader_options)
     changes = {key: getattr(args, key) for key in ("workers", "cluster", "cluster_file", "items_per_partition",
                                                    "progress_interval", "part_size", "archive_name",
-                                                   "lock_lease", "archive_format")
+                                                   "lock_lease", "archive_format", "dashboard")
                if getattr(args, key) is not None}
     if args.archive:
         changes["archive"] = True
@@ -265,6 +276,11 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with stamped_stderr():  # plain logs (not a terminal): every line starts with an ISO-8601 UTC time
+        return _signalled(args)
+
+
+def _signalled(args) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(args)

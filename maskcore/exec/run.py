@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -43,6 +43,7 @@ from ..io.archive import (
     unpacked_outputs,
 )
 from ..io.sinks import get_sink
+from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
@@ -51,7 +52,7 @@ from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
-from .progress import Progress
+from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
 from .state import (
@@ -111,6 +112,7 @@ class ExportConfig:
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
+    dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -136,6 +138,8 @@ class ExportConfig:
             raise ConfigError(f"archive: expected true, false or None, got {self.archive!r}")
         if self.archive_format not in (None, "tar", "zip"):
             raise ConfigError(f"archive_format: expected 'tar' or 'zip', got {self.archive_format!r}")
+        if self.dashboard is not None and (not isinstance(self.dashboard, str) or not self.dashboard):
+            raise ConfigError(f"dashboard: expected an address such as 127.0.0.1:8787, got {self.dashboard!r}")
         if not isinstance(self.progress_interval, (int, float)) or not self.progress_interval > 0:
             raise ConfigError(f"progress_interval: expected seconds > 0, got {self.progress_interval!r}")
 
@@ -223,7 +227,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg = replace(cfg, archive_name=cfg.archive_name or default_archive_name(source),
                       archive_format=resolve_archive_format(cfg.archive_format, layout))
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
-    with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
+    with _no_trace_of_a_failed_start(cfg.destination), RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
         layout.prepare(sink)  # a layout's own refusals (e.g. an existing output folder)
@@ -233,12 +237,50 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
                 if client is None and not runs_inprocess(profile, cfg.workers, n_items):
-                    client = stack.enter_context(connect(profile, cfg.workers, log=log, destination=cfg.destination))
+                    client = stack.enter_context(connect(_with_dashboard(profile, cfg.dashboard), cfg.workers,
+                                                         log=log, destination=cfg.destination))
+                    if cfg.dashboard is not None:
+                        log(f"maskcore: dashboard: {client.dashboard_link}")
+                elif cfg.dashboard is not None and client is None and not get_client.told:
+                    get_client.told = True
+                    log(f"maskcore: no dashboard: the {n_items} items run in this process "
+                        "(--workers N runs them on worker processes)")
                 return client
+            get_client.told = False
             get_client.given = client is not None
             progress_to = log if log_given else None
             return _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to,
                                started, filters, lock)
+
+
+def _with_dashboard(profile: dict, address: str | None) -> dict:
+    """The profile with its local cluster's dashboard at ``address`` (other kinds: as they are)."""
+    if address is None or profile["kind"] != "local":
+        return profile
+    return {**profile, "local": {**(profile.get("local") or {}), "dashboard_address": address}}
+
+
+@contextmanager
+def _no_trace_of_a_failed_start(destination: str):
+    """A run that fails (its cluster does not start, a layout refuses) leaves no folder it
+    created: the empty folders of a local destination (the lock's ``.maskcore/tmp``, the
+    destination itself) that did not exist before are removed; files are never touched."""
+    local = isinstance(destination, str) and "://" not in destination and "::" not in destination
+    existed = set()
+    if local:
+        existed = {p for p in (destination, f"{destination}/{STATE_DIR}", f"{destination}/{TMP_DIR}")
+                   if os.path.isdir(p)}
+    try:
+        yield
+    except BaseException:
+        if local:
+            for folder in (f"{destination}/{TMP_DIR}", f"{destination}/{STATE_DIR}", destination):
+                if folder not in existed:
+                    try:
+                        os.rmdir(folder)   # only when empty
+                    except OSError:
+                        pass
+        raise
 
 
 def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
@@ -387,7 +429,21 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         f"report: {cfg.destination.rstrip('/')}/{REPORT}")
     for line in summary_lines(report, manifest):
         log(line)
+    if archive is not None:
+        log(archive_line(cfg.destination, [f["part"] for f in report["archive"]["files"]]))
     return RunResult(code, report, manifest)
+
+
+ARCHIVE_NAMES_SHOWN = 10
+
+
+def archive_line(destination: str, names: list[str]) -> str:
+    """The archive files a run wrote and where: ``maskcore: archive: p.tar in DST/`` or
+    ``maskcore: archive (3 parts): p_part_001.tar, p_part_002.tar, p_part_003.tar in DST/``
+    (the first ``ARCHIVE_NAMES_SHOWN`` and the last)."""
+    shown = ", ".join(names[:ARCHIVE_NAMES_SHOWN]) + (f", ... {names[-1]}" if len(names) > ARCHIVE_NAMES_SHOWN else "")
+    count = f" ({len(names)} parts)" if len(names) > 1 else ""
+    return f"maskcore: archive{count}: {shown} in {destination.rstrip('/')}/"
 
 
 def _closest_names(filters: FilterSpec, listing: pa.Table) -> list[str]:
@@ -530,10 +586,11 @@ def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition) -> li
     task = run_partition  # the task sink decides how a partition writes (in place, or packed)
     spec = replace(spec, tune_memory=False)  # the caller's process keeps its own malloc settings
     results = []
-    for _, part, key, done in todo:
-        table = task(spec, part, key) if done is None else resume_partition(spec, part, key, done)
+    for i, part, key, done in todo:
+        counted = replace(spec, on_item=ItemReporter(i, notify=progress.item_done))  # items as they finish
+        table = task(counted, part, key) if done is None else resume_partition(counted, part, key, done)
         results.append(table)
-        progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0))
+        progress.update(table.num_rows, int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0), i)
         progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))
@@ -547,30 +604,50 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
     # The spec (source, sink, layout, meta: a few KB pickled) travels with each task: no scatter, so
     # no worker-to-worker transfer (a broadcast scatter was seen to hang on a loaded machine).
     task = run_partition  # the task sink decides how a partition writes (open_partition: in place, or packed)
-    # a partition an unfinished run finished is checked against its inputs (resume_partition)
-    # completed(): as they finish, with a look at the workers in between (none left: ClusterError)
+    # items counted as they finish: each task logs a small event per item on the run's topic
+    topic = f"maskcore-progress-{run_token}"
+    client.subscribe_topic(topic, lambda event: progress.item_done(*event[1]))
+    futures, index, submitted = [], {}, {}
+    for i, part, key, done in todo:
+        counted = replace(spec, on_item=ItemReporter(i, topic=topic))
+        futures.append(client.submit(task, counted, part, key, key=f"maskcore-{run_token}-{i}", pure=False,
+                                     retries=2) if done is None else
+                       client.submit(resume_partition, counted, part, key, done, key=f"maskcore-{run_token}-{i}",
+                                     pure=False, retries=2))
+        index[futures[-1].key] = i   # a partition an unfinished run finished is checked (resume_partition)
+        submitted[futures[-1].key] = (part, key, done)
     watch = watch_of(client)
-    pending = completed([client.submit(task, spec, part, key, key=f"maskcore-{run_token}-{i}",
-                                          pure=False, retries=2) if done is None else
-                            client.submit(resume_partition, spec, part, key, done,
-                                          key=f"maskcore-{run_token}-{i}", pure=False, retries=2)
-                            for i, part, key, done in todo], watch)
-    submitted = {f"maskcore-{run_token}-{i}": (part, key, done) for i, part, key, done in todo}
-    results = []
-    for future in pending:
+
+    def result(future) -> pa.Table:
         try:
-            table = result_of(future, watch)
+            return result_of(future, watch)
         except Exception as exc:  # its worker died: the items one by one, only a killer fails
             if not is_worker_death(exc):
                 raise
             part, key, done = submitted[future.key]
-            table = isolate(client, spec, part, key, future.key, resumed=done is not None)
+            return isolate(client, spec, part, key, future.key, resumed=done is not None)
+
+    # completed(): as they finish, with a look at the workers in between (none left: ClusterError)
+    pending = completed(futures, watch)
+    del futures  # each future is released as it completes (_collect): no other reference may keep it
+    try:
+        return _collect(pending, result, index, progress, on_partition)
+    finally:
+        client.unsubscribe_topic(topic)
+
+
+def _collect(pending, result, index: dict, progress: Progress, on_partition) -> list[pa.Table]:
+    """Each partition's result (``result(future)``) as it completes; ``index``: future key ->
+    partition index."""
+    results = []
+    for future in pending:
+        table = result(future)
         # Released at once: a future still held is one Dask recomputes when the worker holding its
         # result dies, which would write into the destination again, possibly after this run ended.
         future.release()
         results.append(table)
         failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
-        progress.update(table.num_rows, failed)
+        progress.update(table.num_rows, failed, index[future.key])
         progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))

@@ -63,6 +63,7 @@ class TaskSpec:
     started_dir: str | None = None    # where a partition says it started changing the destination
     run_id: str = ""                  # the run, recorded in partials and start markers
     tune_memory: bool = True          # keep freed heap for reuse (maskcore.exec.memory): worker processes
+    on_item: Any = None               # called with each item's final status (maskcore.exec.progress.ItemReporter)
 
 
 def _sha(data: bytes | None) -> str | None:
@@ -420,6 +421,12 @@ def _resume_archive_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa
     return done
 
 
+def _finished(spec: TaskSpec, result: dict) -> None:
+    """Tell the run's progress display that an item is done (its status is final)."""
+    if spec.on_item is not None:
+        spec.on_item(result["status"])
+
+
 def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> pa.Table:
     """Export every item of ``part``; return one result row per item (see RESULT_SCHEMA).
 
@@ -446,6 +453,7 @@ def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> 
             start = time.perf_counter()
             _write_item(spec, rows[i], results[i], item, drawn)
             results[i]["seconds"] = spent + time.perf_counter() - start
+            _finished(spec, results[i])
         batch.clear()
 
     for i, row in enumerate(rows):
@@ -453,10 +461,12 @@ def render_partition(spec: TaskSpec, part: pa.Table, key: str | None = None) -> 
         item = _load_item(spec, row, results[i])
         if item is None:
             results[i]["seconds"] = time.perf_counter() - start
+            _finished(spec, results[i])
             continue
         if not batching:
             _write_item(spec, row, results[i], item)
             results[i]["seconds"] = time.perf_counter() - start
+            _finished(spec, results[i])
             continue
         h, w = item.annotation.size_hw
         held_pixels += h * w

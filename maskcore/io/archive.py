@@ -1,35 +1,39 @@
-"""Export into tar or zip archives: one ``<name>.tar`` (``.zip``), or parts ``<name>_part_001.tar``,
-... of a size cap.
+"""Export into tar or zip archives: one ``<name>.tar`` (``.zip``) when the export fits the part
+size (or there is none), else parts ``<name>_part_001.tar``, ... of at most the part size.
 
-Parts are made by the workers, in parallel: each partition task packs the files it renders
-into one or more *chunks* (``.maskcore/parts/<partition>-<k>.tar``/``.zip``), each a complete archive no
-larger than the part size. After all tasks, the driver (:func:`finalize_archive`) puts the
-project files (``meta.json``, colour maps) first and gives the chunks their final names in plan
-order: with a part size every chunk becomes a part (a hard link or a server-side copy, no data
-through the driver); without one, the chunks' *bodies* (their members, without the trailer) are
-concatenated into one archive and one trailer is written after them from the chunk records.
+Parts are made in two steps. The workers, in parallel: each partition task packs the files it
+renders into one or more *chunks* (``.maskcore/parts/<partition>-<k>.tar``/``.zip``), each a
+complete archive no larger than the part size. Then the driver *compacts* them
+(:func:`finalize_archive`): the project files (``meta.json``, colour maps) first, then every
+chunk's members in plan order fill parts greedily up to the part size (:func:`plan_parts`); the
+members' bytes (headers and data) are copied as they are, never re-encoded, and each part gets
+its trailer rebuilt from the chunk records. A part that is exactly one chunk is that chunk (a
+hard link locally, a server-side copy on object stores); other parts stream through the driver.
 
-Formats (``FORMATS``, :func:`resolve_archive_format`): ``tar`` (:mod:`maskcore.tarwriter`) and
-``zip`` (:mod:`maskcore.zipwriter`). A format object has ``name``, ``suffix`` and five methods,
+Formats (``FORMATS``, :func:`resolve_archive_format`): ``tar`` (:mod:`maskcore.codec.tar`) and
+``zip`` (:mod:`maskcore.codec.zip`). A format object has ``name``, ``suffix`` and five methods,
 all pure: ``member(name, data) -> (header, fields)`` (the bytes before the data; ``fields`` are
 kept in the member's record, e.g. its CRC-32), ``padding(size)`` (bytes after the data),
 ``directory_size(name, size, header_offset)`` and ``end_size(count, directory, body)`` (trailer
-bytes a member adds and the fixed end: what a chunk needs to stay within the part size), and
+bytes a member adds and the fixed end: what a part needs to stay within the part size), and
 ``trailer(members, body)`` (the bytes after a body of ``body`` bytes holding ``members``).
-A member's header never depends on its position, so bodies concatenate as they are: a tar's
-trailer is its two end blocks, a zip's the central directory (rebuilt with the new offsets from
-the records, no member data re-read) and end records.
+A member's header never depends on its position, so members move between archives as they are:
+a tar's trailer is its two end blocks, a zip's the central directory (rebuilt with the new
+offsets from the records, no member data re-read) and end records.
 
 Consequences worth knowing:
-- A part never holds more than one partition's files, so there are at least as many parts as
-  partitions with output; a part is full only when its partition renders enough bytes.
+- The parts depend only on the members and their order (plan order: items by dataset and name,
+  each item's files together), not on the partitions or the workers: same inputs, same bytes
+  and names. Every part but the last holds at least the part size minus the next member.
 - A single file larger than a part (with its header and the trailer) gets a part of its own,
   bigger than the cap, and is flagged ``oversize`` in the manifest.
-- Members keep the order the task writes them (items in plan order, each item's files
-  together); no directory entries (``tar`` and ``unzip`` create parent folders).
+- No directory entries (``tar`` and ``unzip`` create parent folders).
 - Chunks are named after the partition's identity (its resume key) so a re-run partition
-  rewrites identical bytes under the same names; finalizing only copies or links, so a killed
-  finalize can simply run again. :func:`discard_chunks` removes the chunks at the very end.
+  rewrites identical bytes under the same names. Locally every part is written as a temporary
+  and all are renamed into place only when all are complete, then the earlier run's archive
+  files this run does not produce are removed; on object stores each part is one PUT. Until the
+  manifest is committed last, an interrupted compaction leaves a destination ``maskcore verify``
+  reports as different. :func:`discard_chunks` removes the chunks at the very end.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -62,6 +68,7 @@ FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}
 FORMAT_KEY = b"maskcore.archive_format"     # archive manifest metadata: the format
 SPOOL_BYTES = 64 * 2 ** 20                   # a chunk bigger than this is staged on local disk
 _COPY_BLOCK = 4 * 2 ** 20
+COMPACT_THREADS = 4                          # parts written at a time by the driver's compaction
 
 _UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
           "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
@@ -214,7 +221,7 @@ class PartitionPacker:
         self.records: list[dict] = []
         self._chunk: _Staging | None = None
         self._members: list[dict] = []
-        self._directory = 0                          # trailer bytes the open chunk's members need
+        self._fill = _Fill(self.format, part_size)   # the open chunk's body, directory, members
         self._finished = False
         self._failed: BaseException | None = None   # a chunk could not be written
 
@@ -233,12 +240,12 @@ class PartitionPacker:
         oversize = (self.part_size is not None
                     and length + alone + fmt.end_size(1, alone, length) > self.part_size)
         try:
-            if self._chunk is not None and (oversize or not self._fits(relpath, len(data), length)):
+            if self._chunk is not None and (oversize or not self._fill.fits(relpath, len(data), length)):
                 self._close_chunk()
             if self._chunk is None:
                 self._chunk = _Staging(self.inner, f"{PARTS_DIR}/{self.stem}-{len(self.records):03d}{fmt.suffix}")
             at = self._chunk.size
-            self._directory += fmt.directory_size(relpath, len(data), at)
+            self._fill.add(relpath, len(data), length)
             self._members.append({"path": relpath, "offset": at + len(header), "bytes": len(data),
                                   "sha256": hashlib.sha256(data).hexdigest(), "oversize": oversize,
                                   "header": at, **fields})
@@ -251,15 +258,6 @@ class PartitionPacker:
             # written: the whole partition must fail (and be re-run), not just this item.
             self._failed = exc
             raise
-
-    def _fits(self, relpath: str, size: int, length: int) -> bool:
-        """Whether a member of ``size`` data bytes, ``length`` bytes in the body, fits the open
-        chunk with the trailer it then needs."""
-        if self.part_size is None:
-            return True
-        body = self._chunk.size + length
-        directory = self._directory + self.format.directory_size(relpath, size, self._chunk.size)
-        return body + directory + self.format.end_size(len(self._members) + 1, directory, body) <= self.part_size
 
     def _close_chunk(self) -> None:
         chunk, self._chunk = self._chunk, None
@@ -275,7 +273,7 @@ class PartitionPacker:
         self.records.append({"chunk": chunk.relpath, "index": len(self.records), "bytes": size,
                              "sha256": sha, "format": self.format.name, "body": body,
                              "first_item": self.first_item, "members": self._members})
-        self._members, self._directory = [], 0
+        self._members, self._fill = [], _Fill(self.format, self.part_size)
 
     def finish(self) -> list[dict]:
         """Write the last chunk; return every chunk's record (name, format, size, body size,
@@ -336,13 +334,15 @@ class ArchiveResult:
 
 def finalize_archive(inner, name: str, part_size: int | None, records: list[dict],
                      project_files: list[tuple[str, bytes]], archive_format: str = "tar") -> ArchiveResult:
-    """Give the workers' chunks their final names, project files first (see module doc).
+    """Compact the workers' chunks into the final archive files, project files first (see the
+    module doc).
 
     ``records``: every chunk record of the run (any order). Chunks are checked against their
-    records (format, size) before use; with a part size each becomes ``<name>_part_NNN.tar``
-    (``.zip``); without, their bodies are streamed into ``<name>.tar`` and one trailer written.
-    Archive files (either format) of an earlier run under the same name that this run does not
-    produce are removed. The chunks stay until :func:`discard_chunks`.
+    records (format, size) before use. Their members, in plan order, fill parts greedily up to
+    ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are
+    ``<name>_part_NNN.tar``. Every part is written under a temporary name first; archive files
+    (either format) of an earlier run under the same name that this run does not produce are
+    removed after all parts are in place. The chunks stay until :func:`discard_chunks`.
     """
     check_archive_name(name)
     archive_format = resolve_archive_format(archive_format)
@@ -352,14 +352,65 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
     chunks = project.finish() + sorted(records, key=_plan_order)
     for rec in chunks:
         _check_chunk(inner, rec, part_size, archive_format)
-    if part_size is None:
-        parts = [_concatenate(inner, archive_files(name, None, archive_format)[0], chunks, archive_format)]
-    else:
-        names = archive_files(name, len(chunks), archive_format)
-        parts = [_publish(inner, rel, rec) for rel, rec in zip(names, chunks)]
+    layout = plan_parts(chunks, part_size, archive_format)
+    names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
+    parts = _write_parts(inner, names, layout, chunks, archive_format)
     _remove_stale_archives(inner, name, {p["part"] for p in parts})
     members = [m for p in parts for m in p.pop("member_rows")]
     return ArchiveResult(parts, members, archive_format)
+
+
+def plan_parts(chunks: list[dict], part_size: int | None, archive_format: str = "tar") -> list[list[tuple]]:
+    """Which member bytes go into which part: a list of parts, each a list of ``(chunk index,
+    member index, start, length)`` (the member's bytes in its chunk's body, headers included).
+
+    Greedy in the given order: a member joins the open part if the part, with the trailer it then
+    needs, stays within ``part_size``; otherwise the part is closed and a new one opened. A member
+    flagged ``oversize`` (larger than any part) gets a part of its own. So every part but the last
+    is at least ``part_size`` minus the next member's length, and the result depends only on the
+    members and their order, never on how the workers chunked them."""
+    fmt = FORMATS[archive_format]
+    parts: list[list[tuple]] = []
+    current: list[tuple] = []
+    fill = _Fill(fmt, part_size)
+    for c, rec in enumerate(chunks):
+        members, body = rec["members"], _body_size(rec)
+        for i, m in enumerate(members):
+            start = m["header"]
+            end = members[i + 1]["header"] if i + 1 < len(members) else body
+            if current and (m["oversize"] or not fill.fits(m["path"], m["bytes"], end - start)):
+                parts.append(current)
+                current, fill = [], _Fill(fmt, part_size)
+            current.append((c, i, start, end - start))
+            fill.add(m["path"], m["bytes"], end - start)
+            if m["oversize"]:
+                parts.append(current)
+                current, fill = [], _Fill(fmt, part_size)
+    if current or not parts:
+        parts.append(current)
+    return parts
+
+
+class _Fill:
+    """Bytes of a part being filled: its body, its directory (zip) and its member count."""
+
+    def __init__(self, fmt, part_size: int | None) -> None:
+        self.fmt, self.part_size = fmt, part_size
+        self.body = self.directory = self.count = 0
+
+    def fits(self, path: str, size: int, length: int) -> bool:
+        """Whether a member of ``size`` data bytes, ``length`` bytes in the body, fits with the
+        trailer the part then needs."""
+        if self.part_size is None:
+            return True
+        body = self.body + length
+        directory = self.directory + self.fmt.directory_size(path, size, self.body)
+        return body + directory + self.fmt.end_size(self.count + 1, directory, body) <= self.part_size
+
+    def add(self, path: str, size: int, length: int) -> None:
+        self.directory += self.fmt.directory_size(path, size, self.body)
+        self.body += length
+        self.count += 1
 
 
 def _plan_order(rec: dict) -> tuple:
@@ -403,61 +454,175 @@ def _check_chunk(inner, rec: dict, part_size: int | None, archive_format: str) -
                            f"{rec['bytes']} (made with another part size?); run again with a full export")
 
 
-def _member_rows(rec: dict, part: str, base: int) -> list[dict]:
-    return [{"path": m["path"], "part": part, "offset": base + m["offset"], "bytes": m["bytes"],
-             "sha256": m["sha256"], "oversize": m["oversize"]} for m in rec["members"]]
-
-
-def _publish(inner, relpart: str, rec: dict) -> dict:
-    """The chunk becomes a part: a hard link on a local disk, a server-side copy elsewhere."""
-    fs, root = _filesystem(inner)
-    src, dst = f"{root}/{rec['chunk']}", f"{root}/{check_relpath(relpart)}"
-    if isinstance(fs, LocalFileSystem):
-        tmp = _local_temporary(root)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            fs.cp_file(src, tmp)
-        os.replace(tmp, dst)
-    else:
-        fs.cp_file(src, dst)   # s3: server-side copy; cp_file, unlike copy, takes no globs
-    return {"part": relpart, "bytes": rec["bytes"], "sha256": rec["sha256"],
-            "members": len(rec["members"]), "oversize": any(m["oversize"] for m in rec["members"]),
-            "member_rows": _member_rows(rec, relpart, 0)}
-
-
 def _body_size(rec: dict) -> int:
     """Bytes of a chunk before its trailer (records of older tar chunks lack ``body``)."""
     return rec["body"] if "body" in rec else rec["bytes"] - len(END_OF_ARCHIVE)
 
 
-def _concatenate(inner, relpart: str, chunks: list[dict], archive_format: str) -> dict:
-    """One archive from all chunks: each chunk's body, then one trailer for all members."""
+def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: list[dict],
+                 archive_format: str) -> list[dict]:
+    """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``, up to
+    ``COMPACT_THREADS`` parts at a time (hashing, reading and writing release the GIL).
+
+    A part that is one whole chunk is that chunk's bytes: linked (local) or copied server-side.
+    Others are copied member by member through this process (the runs of consecutive members of
+    one chunk as one range) and given a trailer rebuilt from the records. On a local disk every
+    part stays a temporary until all are written, then all are renamed into place; on an object
+    store each part is one PUT (or a multipart upload s3fs aborts on failure)."""
     fs, root = _filesystem(inner)
-    out = _Staging(inner, relpart)
-    rows, placed = [], []
+    local = isinstance(fs, LocalFileSystem)
+    staged: list = []           # local temporaries, renamed once every part is complete
+    guard = threading.Lock()
+
+    def write(relpart: str, entries: list[tuple]) -> dict:
+        whole = _whole_chunk(entries, chunks)
+        if whole is not None:
+            linked: list | None = [] if local else None
+            part = _link_chunk(inner, relpart, chunks[whole], linked)
+            with guard:
+                staged.extend(linked or [])
+            return part
+        out = _Staging(inner, relpart)
+        if local:
+            with guard:
+                staged.append(out)
+        reader = _ChunkReader(fs, root)
+        try:
+            part = _copy_members(out, entries, chunks, reader, archive_format)
+            if local:
+                out.file.close()   # renamed with the others; no descriptor held meanwhile
+            else:
+                out.commit()
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            reader.close()
+        return part
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(COMPACT_THREADS, len(layout))))
     try:
-        for rec in chunks:
-            base = out.size
-            rows += _member_rows(rec, relpart, base)
-            placed += [{**m, "header": base + m["header"]} for m in rec["members"]]
-            remaining = _body_size(rec)
-            with fs.open(f"{root}/{rec['chunk']}", "rb") as f:
-                while remaining > 0:
-                    block = f.read(min(_COPY_BLOCK, remaining))
-                    if not block:
-                        raise ArchiveError(f"archive chunk {rec['chunk']!r}: ended {remaining} bytes early")
-                    out.write(block)
-                    remaining -= len(block)
-        for block in FORMATS[archive_format].trailer(placed, out.size):
-            out.write(block)
-        size, sha = out.size, out.sha256.hexdigest()
-        out.commit()
+        futures = [pool.submit(write, relpart, entries) for relpart, entries in zip(names, layout)]
+        parts = [f.result() for f in futures]
     except BaseException:
-        out.abort()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for out in staged:
+            out.abort()
         raise
-    return {"part": relpart, "bytes": size, "sha256": sha, "members": len(rows),
-            "oversize": False, "member_rows": rows}
+    pool.shutdown()
+    for out in staged:
+        out.commit()
+    return parts
+
+
+def _whole_chunk(entries: list[tuple], chunks: list[dict]) -> int | None:
+    """The chunk index when a part holds exactly one chunk's members, in order (its bytes are
+    then the chunk's bytes: same members at the same offsets, same trailer)."""
+    if not entries or any(c != entries[0][0] for c, *_ in entries):
+        return None
+    c = entries[0][0]
+    return c if [i for _, i, _, _ in entries] == list(range(len(chunks[c]["members"]))) else None
+
+
+def _link_chunk(inner, relpart: str, rec: dict, staged: list | None) -> dict:
+    """The chunk becomes a part: a hard link on a local disk (renamed into place with the other
+    parts when ``staged`` is a list), a server-side copy elsewhere."""
+    fs, root = _filesystem(inner)
+    src, dst = f"{root}/{rec['chunk']}", f"{root}/{check_relpath(relpart)}"
+    if staged is not None:
+        tmp = _local_temporary(root)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            fs.cp_file(src, tmp)
+        staged.append(_Linked(tmp, dst))
+    else:
+        fs.cp_file(src, dst)   # s3: server-side copy; cp_file, unlike copy, takes no globs
+    return {"part": relpart, "bytes": rec["bytes"], "sha256": rec["sha256"],
+            "members": len(rec["members"]), "oversize": any(m["oversize"] for m in rec["members"]),
+            "member_rows": [_member_row(m, relpart, m["header"]) for m in rec["members"]]}
+
+
+def _member_row(m: dict, part: str, at: int) -> dict:
+    """The archive manifest row of member ``m`` whose header starts at ``at`` in ``part``."""
+    return {"path": m["path"], "part": part, "offset": at + m["offset"] - m["header"], "bytes": m["bytes"],
+            "sha256": m["sha256"], "oversize": m["oversize"]}
+
+
+def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reader: _ChunkReader,
+                  archive_format: str) -> dict:
+    """Copy the members of ``entries`` into ``out`` (consecutive ranges of one chunk in one go),
+    then write the trailer for them."""
+    rows, placed = [], []
+    run: list = []          # [chunk, start, length]: consecutive bytes still to copy
+    at = out.size           # where the next member's header goes
+    for c, i, start, length in entries:
+        m = chunks[c]["members"][i]
+        rows.append(_member_row(m, out.relpath, at))
+        placed.append({**m, "header": at})
+        at += length
+        if run and run[0] == c and run[1] + run[2] == start:
+            run[2] += length
+            continue
+        if run:
+            reader.copy(chunks[run[0]]["chunk"], run[1], run[2], out)
+        run = [c, start, length]
+    if run:
+        reader.copy(chunks[run[0]]["chunk"], run[1], run[2], out)
+    for block in FORMATS[archive_format].trailer(placed, out.size):
+        out.write(block)
+    return {"part": out.relpath, "bytes": out.size, "sha256": out.sha256.hexdigest(), "members": len(rows),
+            "oversize": any(m["oversize"] for m in rows), "member_rows": rows}
+
+
+class _ChunkReader:
+    """Reads byte ranges of chunks, keeping the last chunk open (ranges come in order)."""
+
+    def __init__(self, fs, root: str) -> None:
+        self.fs, self.root = fs, root
+        self.name, self.file = None, None
+
+    def copy(self, chunk: str, start: int, length: int, out: _Staging) -> None:
+        if self.name != chunk:
+            self.close()
+            self.file, self.name = self.fs.open(f"{self.root}/{chunk}", "rb"), chunk
+        self.file.seek(start)
+        remaining = length
+        while remaining > 0:
+            block = self.file.read(min(_COPY_BLOCK, remaining))
+            if not block:
+                raise ArchiveError(f"archive chunk {chunk!r}: ended {remaining} bytes early")
+            out.write(block)
+            remaining -= len(block)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.name, self.file = None, None
+
+
+class _Linked:
+    """A local temporary (a hard link of a chunk) renamed into place by :meth:`commit`."""
+
+    def __init__(self, tmp: str, path: str) -> None:
+        self.tmp, self.path = tmp, path
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+        self.tmp = None
+
+    def abort(self) -> None:
+        _remove(self.tmp)
+        self.tmp = None
+
+
+def _remove(path: str | None) -> None:
+    """Remove a local temporary, if any and if still there."""
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
@@ -508,7 +673,7 @@ class _Staging:
         if self.local:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.tmp = _local_temporary(root)
-            self.file = open(self.tmp, "wb")
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - held across writes, closed by commit or abort
         else:
             self.tmp, self.file = None, io.BytesIO()
 
@@ -540,9 +705,5 @@ class _Staging:
 
     def abort(self) -> None:
         self.file.close()
-        if self.tmp is not None:
-            try:
-                os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
-            self.tmp = None
+        _remove(self.tmp)
+        self.tmp = None

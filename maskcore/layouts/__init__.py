@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .base import Layout, LayoutBase
 
 __all__ = ["LAYOUTS", "Layout", "LayoutBase", "canonical_name", "get_layout", "get_layout_class",
-           "register_layout"]
+           "options_help", "register_layout"]
 
 LAYOUTS: dict[str, Callable] = {}
 
@@ -50,6 +50,20 @@ def get_layout_class(name: str) -> type[LayoutBase]:
 def get_layout(name: str, options: dict | None = None) -> LayoutBase:
     """Build the layout registered as ``name`` with ``options``."""
     return _factory(name)(options or {})
+
+
+def options_help() -> str:
+    """Every registered layout's ``-o`` options (``LayoutBase.OPTIONS``) as ``--help`` shows them:
+    key, what it accepts, default."""
+    lines = ["layout options (-o KEY=VALUE, JSON values parsed; default in brackets):"]
+    for name in sorted(LAYOUTS):
+        declared = get_layout_class(name).OPTIONS
+        if name == "supervisely-project":   # the supervisely layout without masks
+            declared = tuple(o for o in declared if o.key in ("copy_images", "copy_annotations",
+                                                                "max_canvas_pixels", "crop"))
+        lines.append(f"  {name}:")
+        lines += [f"    {o.key}: {o.values} [{o.default}]" for o in declared]
+    return "\n".join(lines)
 
 
 def _register_builtin() -> None:

@@ -38,8 +38,24 @@ class Layout(Protocol):
         """Every file of one item, rendered in memory."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One layout option as ``--help`` lists it: its key, what it accepts and its default (words)."""
+    key: str
+    values: str
+    default: str
+
+
+CROP_OPTION = Option("crop", "sdk | none (crop Supervisely labels to the image as the SDK does)", "sdk")
+CANVAS_OPTION = Option("max_canvas_pixels", "a positive integer: larger canvases fail their item",
+                       str(MAX_PIXELS))
+
+
 class LayoutBase:
     """Defaults of every optional layout hook; a layout overrides what it needs."""
+
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+    """Every ``-o KEY=VALUE`` option ``from_options`` accepts (``maskcore export --help`` lists them)."""
 
     needs_image: bool = True
     default_archive_format: ClassVar[str | None] = None

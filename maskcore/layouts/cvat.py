@@ -75,7 +75,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .base import LayoutBase
+from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
 from .common import crop_value, drawing, max_canvas_option
 
 BACKGROUND = "background"
@@ -99,6 +99,11 @@ class CvatMasksLayout(LayoutBase):
     instance_overflow: str = "fail"
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
 
+    OPTIONS = (
+        Option("with_images", "true | false (copy images to JPEGImages/; --with-images)", "false"),
+        Option("rule", "coco | opencv (pixel rule: pycocotools as CVAT, or OpenCV as Supervisely)", "coco"),
+        Option("instance_overflow", "fail | extend (more than 255 instances in an item)", "fail"),
+        CANVAS_OPTION, CROP_OPTION)
     default_archive_format = "zip"
     mask_kinds = ("class", "object")
     project_wide_stems = True   # every dataset's masks share SegmentationClass/: stems unique project-wide

@@ -43,7 +43,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .base import LayoutBase
+from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
 from .common import crop_value, max_canvas_option, thickness_value
 
 CONVENTIONS = ("documented", "sdk")
@@ -83,6 +83,17 @@ class IsahitLayout(LayoutBase):
     max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
 
+    OPTIONS = (
+        Option("name", "the output folder's name", "lab_mask_<project>_<YYYY-MM-DD_HHMMSS>"),
+        Option("project", "the project name in the default folder name", "the source's project name"),
+        Option("convention", "documented | sdk (see docs/isahit.md)", "documented"),
+        Option("label_channels", "{class: 0..255} channel values", "class index from 1"),
+        Option("semantic_mapping", "{class: [r, g, b]} colours", "{}"),
+        Option("dataset_folders", "true | false | auto (a folder per dataset)", "auto"),
+        Option("replace_extension", "true | false (cat1.png instead of cat1.jpg.png)", "false"),
+        Option("resume", "true | false (continue the folder given by name)", "false"),
+        Option("thickness", "an integer 1..1000 (lines and points, pixels)", "2"),
+        CANVAS_OPTION, CROP_OPTION)
     needs_image = False
     # Not a field: resuming changes no output byte, so it stays out of the run's configuration
     # fingerprint (dataclasses.asdict), and a resumed run reuses the killed run's partitions.

@@ -44,7 +44,7 @@ from ..model import geometry as g
 from ..model.annotation import ObjClass, ProjectMeta
 from ..model.item import ItemData
 from ..timing import NO_CLOCK
-from .base import LayoutBase
+from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
 from .common import (
     crop_value,
     drawing,
@@ -97,6 +97,13 @@ class SaveMasksLayout(LayoutBase):
     mask_kinds = ("machine", "human")
     image_kinds = frozenset({"human"})
 
+    OPTIONS = (
+        Option("masks_machine", "true | false (required; --machine-colors FILE sets it)", "false"),
+        Option("masks_human", "true | false (required; --human-colors FILE sets it)", "false"),
+        Option("gt_machine_color", "{class: [r, g, b]} (required with masks_machine)", "none"),
+        Option("gt_human_color", "{class: [r, g, b]} (required with masks_human)", "none"),
+        Option("thickness", "an integer 1..1000 (lines and points, pixels)", "1"),
+        CANVAS_OPTION, CROP_OPTION)
 
     @classmethod
     def from_options(cls, options: dict) -> "SaveMasksLayout":

@@ -394,6 +394,18 @@ def dataset_name(json_path: str) -> str:
     return posixpath.basename(posixpath.dirname(path)) or "ds0"
 
 
+def project_name(json_path: str) -> str:
+    """The project's name (the default archive name): the folder holding the JSON (its parent when
+    that folder is ``annotations``, as in COCO's own tree), else the JSON's stem (issue 16)."""
+    path = split_protocol(json_path.split("::")[-1])[1].replace("\\", "/").rstrip("/")
+    folder = posixpath.dirname(path)
+    if posixpath.basename(folder).lower() == "annotations":
+        folder = posixpath.dirname(folder)
+    stem = posixpath.basename(path)
+    stem = stem[:-5] if stem.lower().endswith(".json") else stem
+    return posixpath.basename(folder).lstrip(".") or stem.lstrip(".") or "coco"
+
+
 # --- the source --------------------------------------------------------------------------------
 
 class CocoSource(SourceBase):
@@ -414,9 +426,7 @@ class CocoSource(SourceBase):
         self.images = images
         self.max_json_bytes = max_json_bytes
         self.dataset = dataset_name(url)
-        stem = posixpath.basename(url.split("::")[-1])
-        stem = stem[:-5] if stem.lower().endswith(".json") else stem
-        self.project_name, self.project_id = stem.lstrip(".") or "coco", None
+        self.project_name, self.project_id = project_name(url), None
         self.category_names: dict | None = None
         self.warnings: list[str] = []
         self._open_warnings: list[str] = []   # the JSON's; the listing adds its skipped files

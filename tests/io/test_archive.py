@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -27,11 +29,13 @@ from maskcore.io.archive import (
 )
 from maskcore.errors import ConfigError
 from maskcore.readers import open_source
+from maskcore.readers.coco import CocoSource
 from maskcore.readers.supervisely import SuperviselySource
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
 from maskcore.codec.tar import tar_bytes
 from helpers import partitions_of
+from helpers.oracles import program
 
 PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
 NAME = "7_pets"
@@ -100,6 +104,12 @@ def test_default_archive_name_follows_the_reference(samples, tmp_path):
     assert default_archive_name(SuperviselySource("x", project_name="pets")) == "pets"
     shutil.copytree(samples / "vector", tmp_path / "1234_cats dogs")
     assert default_archive_name(open_source("supervisely", str(tmp_path / "1234_cats dogs"))) == "1234_cats dogs"
+    # COCO and CVAT: the folder holding the JSON / XML (issue 16 item 9), not the file's stem
+    assert default_archive_name(CocoSource("/d/roboflow_facade_coco/valid/_annotations.coco.json")) == "valid"
+    assert default_archive_name(CocoSource("/d/coco2017/annotations/instances_val2017.json")) == "coco2017"
+    assert default_archive_name(CocoSource("instances.json")) == "instances"
+    urban = Path(__file__).resolve().parents[1] / "data" / "cvat_urban_scene" / "annotations.xml"
+    assert default_archive_name(open_source("cvat", str(urban))) == "cvat_urban_scene"
     for bad in ("a/b", ".hidden", "", "a\\b", "a\x00"):
         with pytest.raises(ConfigError, match="archive name"):
             check_archive_name(bad)
@@ -148,7 +158,7 @@ def test_parts_are_valid_bounded_tars_that_extract_to_the_folder_export(parts_ru
     assert done.returncode == 0, done.stderr
     assert _tree(tmp_path / "x") == folder_export
     # project files come first, in part 001
-    assert [m["path"] for m in by_part[names[0]]] == [
+    assert [m["path"] for m in by_part[names[0]]][:3] == [
         "meta.json", "obj_class_to_machine_color.json", "obj_class_to_semantic_color.json"]
 
 
@@ -410,3 +420,173 @@ def test_partitions_packed_by_dask_worker_processes(archive_project, parts_run, 
     assert result.parts == local.parts
     for p in result.parts:
         assert (tmp_path / p["part"]).read_bytes() == (dst / p["part"]).read_bytes()
+
+
+# -- compaction: parts by size, not by partition ---------------------------------------------
+
+def _synthetic_files(seed: int, count: int, biggest: int) -> list[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    return [(f"ds{i % 3}/f{i:04d}.bin", rng.randbytes(rng.randint(1, biggest))) for i in range(count)]
+
+
+def _pack(inner, part_size, fmt, files, per_partition) -> list[dict]:
+    """Chunks as the workers write them: ``per_partition`` files per partition."""
+    sink = TarPartSink(inner, part_size, fmt)
+    records = []
+    for p in range(0, len(files), per_partition):
+        packer = sink.open_partition(p, ("ds", f"{p:06d}"))   # plan order = file order
+        for path, data in files[p:p + per_partition]:
+            packer.write(path, data)
+        records += packer.finish()
+    return records
+
+
+def _extract(fmt: str, paths: list[Path], into: Path) -> dict[str, str]:
+    """The parts extracted by the real programs: GNU tar on their concatenation, unzip one by one."""
+    into.mkdir()
+    if fmt == "tar":
+        joined = into.parent / f"{into.name}.all.tar"
+        joined.write_bytes(b"".join(p.read_bytes() for p in paths))
+        done = _tar("-xif", str(joined), cwd=into)
+        assert done.returncode == 0, done.stderr
+    else:
+        for p in paths:
+            done = subprocess.run([program("unzip"), "-q", str(p), "-d", str(into)], capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+    return _tree(into)
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_parts_are_filled_to_the_size_whatever_the_partitions(fmt, tmp_path):
+    """~20 MB of members up to 190 kB in 2 MB parts: every part but the last holds 90-100 % of the
+    part size, the same bytes and names however the workers chunked them, and the parts extract
+    (GNU tar, Info-ZIP unzip) to exactly the files."""
+    part_size = 2_000_000
+    files = _synthetic_files(16, 210, 190_000)
+    results = {}
+    for per_partition in (7, 50):
+        dst = tmp_path / f"p{per_partition}"
+        inner = FsspecDirSink(str(dst))
+        records = _pack(inner, part_size, fmt, files, per_partition)
+        assert len(records) > 10          # many small chunks: one partition's tail each
+        results[per_partition] = finalize_archive(inner, "proj", part_size, records, [("meta.json", b"{}")], fmt)
+        discard_chunks(inner)
+    a, b = results[7], results[50]
+    assert a.parts == b.parts and a.members == b.members
+    names = [p["part"] for p in a.parts]
+    assert names == [f"proj_part_{i:03d}.{fmt}" for i in range(1, len(names) + 1)] and len(names) >= 9
+    sizes = [(tmp_path / "p7" / n).stat().st_size for n in names]
+    assert all(0.9 * part_size <= s <= part_size for s in sizes[:-1]), sizes
+    assert sizes[-1] <= part_size
+    for n in names:
+        assert (tmp_path / "p7" / n).read_bytes() == (tmp_path / "p50" / n).read_bytes()
+        assert _sha((tmp_path / "p7" / n).read_bytes()) == next(p["sha256"] for p in a.parts if p["part"] == n)
+    assert _listing(tmp_path / "p7") == names
+    expected = {p: _sha(d) for p, d in [("meta.json", b"{}"), *files]}
+    assert _extract(fmt, [tmp_path / "p7" / n for n in names], tmp_path / "x") == expected
+    for m in a.members:           # the manifest's offsets point at each member's bytes
+        with open(tmp_path / "p7" / m["part"], "rb") as f:
+            f.seek(m["offset"])
+            assert _sha(f.read(m["bytes"])) == m["sha256"] == expected[m["path"]]
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_an_export_below_the_part_size_is_one_archive_without_part_suffix(fmt, tmp_path):
+    inner = FsspecDirSink(str(tmp_path))
+    (tmp_path / f"proj_part_001.{fmt}").write_bytes(b"left by an earlier run with smaller parts")
+    files = _synthetic_files(3, 40, 20_000)
+    result = finalize_archive(inner, "proj", 500 * 10 ** 6, _pack(inner, 500 * 10 ** 6, fmt, files, 4), [], fmt)
+    discard_chunks(inner)
+    assert [p["part"] for p in result.parts] == [f"proj.{fmt}"] == _listing(tmp_path)
+    assert _extract(fmt, [tmp_path / f"proj.{fmt}"], tmp_path / "x") == {p: _sha(d) for p, d in files}
+
+
+def test_an_interrupted_compaction_publishes_nothing_and_keeps_the_old_parts(tmp_path, monkeypatch):
+    """Parts are written as temporaries and renamed only when all are complete: a failure while
+    copying leaves the earlier run's archive files as they were and no temporary behind."""
+    from maskcore.io import archive
+    inner = FsspecDirSink(str(tmp_path))
+    files = _synthetic_files(5, 60, 100_000)
+    finalize_archive(inner, "proj", 1_000_000, _pack(inner, 1_000_000, "tar", files, 6), [])
+    discard_chunks(inner)
+    before = _tree(tmp_path)
+    records = _pack(inner, 1_000_000, "tar", files[::-1], 6)
+    copied, lock = [], threading.Lock()
+
+    def failing_copy(self, *args):
+        with lock:
+            copied.append(args)
+            fail = len(copied) == 5
+        if fail:
+            raise OSError("disk went away")
+        return real_copy(self, *args)
+
+    real_copy = archive._ChunkReader.copy
+    monkeypatch.setattr(archive._ChunkReader, "copy", failing_copy)
+    with pytest.raises(OSError, match="disk went away"):
+        finalize_archive(inner, "proj", 1_000_000, records, [])
+    discard_chunks(inner)
+    inner.clear_temporaries()
+    assert _tree(tmp_path) == before
+    assert len(copied) >= 5       # other parts being written meanwhile are dropped too
+
+
+def test_parts_are_filled_to_the_size_on_s3(s3_server, s3_bucket, monkeypatch, tmp_path):
+    """The same compaction on S3 (members copied through the driver, each part one PUT or a
+    multipart upload): every part but the last within 90-100 % of the size, valid, complete."""
+    from maskcore.io import archive
+    monkeypatch.setattr(archive, "SPOOL_BYTES", 300_000)   # parts spill to a local file, then put_file
+    url, part_size = f"s3://{s3_bucket}/run", 1_000_000
+    inner = FsspecDirSink(url, s3_server.options())
+    files = _synthetic_files(8, 90, 95_000)
+    result = finalize_archive(inner, "proj", part_size, _pack(inner, part_size, "tar", files, 9), [])
+    discard_chunks(inner)
+    fs = s3_server.filesystem()
+    names = [p["part"] for p in result.parts]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(url)) == names and len(names) >= 4
+    for p in result.parts:
+        data = fs.cat_file(f"{url}/{p['part']}")
+        assert _sha(data) == p["sha256"] and len(data) == p["bytes"] <= part_size
+        (tmp_path / p["part"]).write_bytes(data)
+    assert all(p["bytes"] >= 0.9 * part_size for p in result.parts[:-1])
+    assert _extract("tar", [tmp_path / n for n in names], tmp_path / "x") == {p: _sha(d) for p, d in files}
+
+
+def test_a_small_export_on_s3_is_one_archive_that_verifies(samples, s3_server, s3_bucket):
+    from maskcore.exec.run import ExportConfig, run_export
+    from maskcore.exec.verify import verify_destination
+
+    url = f"s3://{s3_bucket}/out"
+    cfg = ExportConfig(source=str(samples / "vector"), destination=url, part_size=500 * 10 ** 6,
+                       storage_options=s3_server.options(), cluster="inprocess", items_per_partition=1)
+    result = run_export(cfg, log=lambda msg: None)
+    assert result.exit_code == 0
+    assert [f["part"] for f in result.report["archive"]["files"]] == ["vector.tar"]
+    fs = s3_server.filesystem()
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(url, detail=False)) == [".maskcore", "vector.tar"]
+    assert verify_destination(FsspecDirSink(url, s3_server.options())).clean
+
+
+def test_a_run_whose_compaction_fails_leaves_the_last_export_verifiable(samples, tmp_path, monkeypatch):
+    """run_export with 1 MB parts, then again with 2 MB parts failing while copying: the run
+    raises, and the destination still verifies clean as the first run's export."""
+    from maskcore.exec.run import ExportConfig, run_export
+    from maskcore.exec.verify import verify_destination
+    from maskcore.io import archive
+
+    out = tmp_path / "o"
+    cfg = ExportConfig(source=str(samples / "vector"), destination=str(out), part_size=1_000_000,
+                       cluster="inprocess", layout_options={"masks": "machine"})
+    first = run_export(cfg, log=lambda msg: None)
+    assert first.exit_code == 0 and len(first.report["archive"]["files"]) > 1
+    before = _tree(out)
+
+    def failing_copy(self, *args):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(archive._ChunkReader, "copy", failing_copy)
+    with pytest.raises(OSError, match="disk went away"):
+        run_export(ExportConfig(**{**cfg.__dict__, "part_size": 2_000_000}), log=lambda msg: None)
+    assert {p: h for p, h in _tree(out).items() if not p.startswith(".maskcore/")} == {
+        p: h for p, h in before.items() if not p.startswith(".maskcore/")}
+    assert verify_destination(FsspecDirSink(str(out))).clean

@@ -146,7 +146,7 @@ def test_zip_parts_are_valid_bounded_and_extract_to_the_folder_export(parts_run,
         assert size <= PART or [m["oversize"] for m in members] == [True], (name, size)
     assert seen == folder_export
     assert _extract_all([dst / n for n in names], tmp_path / "x") == folder_export
-    assert [m["path"] for m in result.members if m["part"] == names[0]] == [
+    assert [m["path"] for m in result.members if m["part"] == names[0]][:3] == [
         "meta.json", "obj_class_to_machine_color.json", "obj_class_to_semantic_color.json"]
     oversize = sorted(m["path"] for m in result.members if m["oversize"])
     # a member is oversize when it cannot fit an empty part: local header (30 + name) + data +
