@@ -23,10 +23,11 @@ from maskcore.kernel import draw
 from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
-                                       ellipse_polygon_xy, parse_annotation)
+                                       parse_annotation)
 from helpers.oracles import load, oracle
 
 mask_api = oracle("pycocotools.mask")
+cv2 = oracle("cv2")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cvat_urban_scene"
@@ -412,9 +413,15 @@ def test_random_documents_round_trip_and_match_pycocotools(tmp_path):
                 (x, y), gm = geom.origin_xy, geom.mask
                 got[y:y + gm.shape[0], x:x + gm.shape[1]] = gm
                 assert np.array_equal(got, canvas)
-            elif kind == "ellipse":
-                assert isinstance(geom, G.Polygon)
-                assert np.array_equal(geom.exterior_xy, ellipse_polygon_xy(*data))
+            elif kind == "ellipse":          # CVAT's EllipsesToMasks: cv2.ellipse, rounded
+                cx, cy, rx, ry, rot = data
+                ref = np.zeros((h, w), np.uint8)
+                cv2.ellipse(ref, (round(cx), round(cy)), (round(cx + rx - cx), round(cy - (cy - ry))),
+                            rot, 0, 360, 255, thickness=-1)
+                got = np.zeros((h, w), bool)
+                (x, y), gm = geom.origin_xy, geom.mask
+                got[y:y + gm.shape[0], x:x + gm.shape[1]] = gm
+                assert isinstance(geom, G.Bitmap) and np.array_equal(got, ref > 0)
             else:
                 (patch,) = draw.coverages([geom], (h, w), rule="coco")
                 got = np.zeros((h, w), bool)
@@ -430,16 +437,6 @@ def test_random_documents_round_trip_and_match_pycocotools(tmp_path):
                     n_box += 1
                 assert np.array_equal(got, mask_api.decode(ref)[:, :, 0].astype(bool)), (kind, data)
     assert n_poly > 5 and n_box > 5
-
-
-def test_ellipse_rule():
-    ring = ellipse_polygon_xy(10.0, 20.0, 8.0, 3.0, 90.0)
-    assert len(ring) == math.ceil(math.pi * 11)
-    # turned by 90 degrees clockwise: the long axis is vertical
-    assert np.allclose(ring[0], (10.0, 28.0)) and ring[:, 0].min() > 7.0 - 1e-9
-    assert np.allclose(((ring[:, 0] - 10) / 3) ** 2 + ((ring[:, 1] - 20) / 8) ** 2, 1.0)
-    assert len(ellipse_polygon_xy(0, 0, 1e9, 1e9)) == 4096
-    assert len(ellipse_polygon_xy(0, 0, .1, .1)) == 16
 
 
 def test_tracks_become_shapes_of_their_frames(tmp_path):
