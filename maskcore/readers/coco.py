@@ -192,7 +192,15 @@ def _tags(ann: dict, geometry: G.Geometry) -> tuple[dict, ...]:
     if not isinstance(attributes, dict):
         raise AnnotationError(f"attributes: expected an object, got {type(attributes).__name__}")
     skip = "rotation" if isinstance(geometry, G.Box) else None  # became the box's angle
-    return tuple({"name": k, "value": v} for k, v in attributes.items() if k != skip)
+    return tuple({"name": k, "value": tag_value(v)} for k, v in attributes.items() if k != skip)
+
+
+def tag_value(value) -> str:
+    """An attribute value as the text of an ``any_string`` tag (every COCO attribute is one, see
+    ``meta_from_index``): strings as they are, anything else as its compact JSON text
+    (``false``, ``3``, ``[1,2]``)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                          sort_keys=True, ensure_ascii=False)
 
 
 def _image_size(image: dict, where: str) -> tuple[int, int]:
@@ -280,7 +288,7 @@ def _kind(ann: dict) -> str:
         attributes = ann.get("attributes")
         rotation = attributes.get("rotation") if isinstance(attributes, dict) else None
         return "polygon" if _is_number(rotation) and rotation % 360 else "rectangle"
-    return "polygon"
+    return "bitmap" if isinstance(seg, list) and len(seg) > 1 else "polygon"  # rings: one bitmap
 
 
 def index_coco(doc: Any) -> dict:
@@ -311,6 +319,7 @@ def index_coco(doc: Any) -> dict:
                                f"{img['id']!r} twice")
         by_image[img["id"]] = []
     kinds: dict = {t: set() for t in classes}
+    tags: set = set()
     orphans = []
     for i in range(len(annotations)):
         ann = _entry(annotations, "annotations", i, {"image_id": _ID})
@@ -322,12 +331,16 @@ def index_coco(doc: Any) -> dict:
         title = names.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
         if title is not None:
             kinds[title].add(_kind(ann))
+        if isinstance(ann.get("attributes"), dict):
+            tags.update(k for k in ann["attributes"] if isinstance(k, str))
     return {"names": names, "classes": classes, "kinds": kinds, "images": images,
-            "by_image": by_image, "orphans": orphans}
+            "by_image": by_image, "orphans": orphans, "tags": sorted(tags)}
 
 
 def meta_from_index(index: dict) -> ProjectMeta:
-    """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``."""
+    """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``: every
+    annotation ``attributes`` key is declared as an ``any_string`` tag meta (code-point order), so
+    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag)."""
     titles = index["classes"]
     classes = []
     for title, rgb in zip(titles, class_colors(len(titles))):
@@ -336,7 +349,10 @@ def meta_from_index(index: dict) -> ProjectMeta:
     raw = {"classes": [{"title": c.title, "shape": c.shape,
                         "color": "#{:02x}{:02x}{:02x}".format(*c.color_rgb), "geometry_config": {}}
                        for c in classes],
-           "tags": [], "projectType": "images"}
+           "tags": [{"name": name, "value_type": "any_string",
+                     "color": "#{:02X}{:02X}{:02X}".format(*rgb)}
+                    for name, rgb in zip(index.get("tags", ()), class_colors(len(index.get("tags", ()))))],
+           "projectType": "images"}
     return ProjectMeta(tuple(classes), raw)
 
 

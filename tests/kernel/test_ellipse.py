@@ -5,9 +5,9 @@ EllipsesToMasks rounding of float centres and radii."""
 
 import numpy as np
 import pytest
+from helpers.oracles import oracle
 
 from maskcore.kernel.ellipse import SIN_TABLE, cvat_ellipse, ellipse_patch
-from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
 
