@@ -301,6 +301,7 @@ def index_coco(doc: Any) -> dict:
     if not isinstance(doc, dict):
         raise ProjectError(f"COCO JSON: expected an object with images, categories, annotations, "
                            f"got {type(doc).__name__}")
+    _refuse_other_coco_tasks(doc)
     images = _list_key(doc, "images", True)
     categories = _list_key(doc, "categories", True)
     annotations = _list_key(doc, "annotations", False)
@@ -320,6 +321,7 @@ def index_coco(doc: Any) -> dict:
         by_image[img["id"]] = []
     kinds: dict = {t: set() for t in classes}
     tags: set = set()
+    keypoints = 0
     orphans = []
     for i in range(len(annotations)):
         ann = _entry(annotations, "annotations", i, {"image_id": _ID})
@@ -333,8 +335,29 @@ def index_coco(doc: Any) -> dict:
             kinds[title].add(_kind(ann))
         if isinstance(ann.get("attributes"), dict):
             tags.update(k for k in ann["attributes"] if isinstance(k, str))
+        if ann.get("num_keypoints") or ann.get("keypoints"):
+            keypoints += 1
     return {"names": names, "classes": classes, "kinds": kinds, "images": images,
-            "by_image": by_image, "orphans": orphans, "tags": sorted(tags)}
+            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints}
+
+
+def _refuse_other_coco_tasks(doc: dict) -> None:
+    """COCO panoptic (``segments_info`` + PNGs) and captions-only JSON are refused at once, as a
+    whole, instead of one misleading error per image (``ProjectError``)."""
+    annotations = doc.get("annotations")
+    first = annotations[0] if isinstance(annotations, list) and annotations else None
+    if isinstance(first, dict) and "segments_info" in first:
+        raise ProjectError("COCO panoptic is not supported (annotations hold 'segments_info' and "
+                           "PNG file names): maskcore reads COCO instances JSON (segmentation "
+                           "polygons or RLE, bbox)")
+    if isinstance(first, dict) and "caption" in first and "category_id" not in first:
+        raise ProjectError("COCO captions JSON is not supported (annotations hold 'caption', no "
+                           "'category_id'): it has no shapes to draw; maskcore reads COCO "
+                           "instances JSON")
+    if "categories" not in doc and isinstance(first, dict) and "category_id" not in first:
+        raise ProjectError("COCO JSON without categories and without category_id in its "
+                           "annotations (image labels or captions only) is not supported: "
+                           "maskcore reads COCO instances JSON")
 
 
 def meta_from_index(index: dict) -> ProjectMeta:
@@ -495,6 +518,10 @@ class CocoSource(SourceBase):
                 f"{self._where()}: {len(orphans)} annotation(s) point to an image_id that no "
                 f"image has (first: annotation id {orphans[0].get('id')!r:.40} -> image_id "
                 f"{orphans[0]['image_id']!r:.40}); they are not exported")]
+            if self._index["keypoints"]:
+                self.warnings.append(
+                    f"{self._where()}: {self._index['keypoints']} annotation(s) hold keypoints, "
+                    f"which are not drawn (skipped); their segmentation and bbox are")
         return self._index
 
     def read_meta(self) -> ProjectMeta:

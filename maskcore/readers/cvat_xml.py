@@ -105,6 +105,7 @@ _ELEMENT_SHAPE = {"box": "rectangle", "polygon": "polygon", "polyline": "line", 
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT_RE = re.compile(r"[+-]?\d{1,12}")
+_GROUP_RE = re.compile(r"\+?\d{1,19}")
 _RLE_RE = re.compile(r"\s*\d{1,15}(?:\s*,\s*\d{1,15})*\s*")
 _DTD_RE = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENCODING_RE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
@@ -185,6 +186,17 @@ def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: in
         raise AnnotationError(f"{key}: expected an integer in {minimum}..{maximum}, got "
                               f"{_brief(text)}")
     return int(v)
+
+
+def _group_id(elem: ET.Element) -> int:
+    """``group_id``: any non-negative integer below 2**63 (Datumaro writes COCO annotation ids
+    there, above 2**31); 0 when absent."""
+    text = elem.get("group_id")
+    if text is None:
+        return 0
+    if not _GROUP_RE.fullmatch(text) or int(text) >= 2**63:
+        raise AnnotationError(f"group_id: expected an integer in 0..{2**63 - 1}, got {_brief(text)}")
+    return int(text)
 
 
 def _brief(text: str | None) -> str:
@@ -343,12 +355,14 @@ def _parse_object(elem: ET.Element, classes: dict, index: int, max_bitmap_pixels
         raise AnnotationError(f"<{elem.tag[:40]}>: unsupported shape (expected one of "
                               f"{', '.join(SHAPES)} or <tag>)")
     name = elem.get("label")
+    if name == "":      # an unlabelled shape (Datumaro writes them): no class, nothing to draw
+        return []       # counted per image in the source's warnings (read_document)
     if name not in classes:
         raise UnknownClassError(f"label: expected one of the {len(classes)} classes of the "
                                 f"project, got {_brief(name)}")
     geometries = parse_shape(elem, max_bitmap_pixels=max_bitmap_pixels, size_hw=size_hw)
     z_order = _integer(elem, "z_order", 0)
-    group = _integer(elem, "group_id", 0, minimum=0)
+    group = _group_id(elem)
     tags = _attribute_tags(elem)
     return [Label(name, g, index, tags, z_order, group) for g in geometries]
 
@@ -460,6 +474,10 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
     if root.tag != "annotations":
         raise ProjectError(f"annotations.xml: expected the root element <annotations>, got "
                            f"<{root.tag[:40]}>")
+    if root.find("image") is None and root.find("track") is not None:
+        raise ProjectError("annotations.xml is CVAT for video 1.1 (<track> elements, no <image>), "
+                           "which is not supported: export the task as 'CVAT for images 1.1' "
+                           "(every frame an <image>, track shapes on their frames)")
     tracks = _track_shapes(root)
     shapes_by_label: dict[str, set[str]] = {}
     attribute_names: set[str] = set()
@@ -475,17 +493,29 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
                 if a.get("name") and child.tag != "tag":
                     attribute_names.add(a.get("name"))
         image.tail = None
+        unlabelled = sum(1 for child in image if child.tag != "tag" and child.get("label") == "")
         name, subset = image.get("name"), image.get("subset")
         problem = None if name else f"<image id={image_id[:20]!r}>: expected a 'name', got none"
         images.append({"dataset": subset if subset else DEFAULT_DATASET,
                        "item": name if name else f"<image id={image_id[:20]}>",
                        "subset": subset, "ann_inline": ET.tostring(image, encoding="unicode")
-                       .encode("utf-8"), "problem": problem})
+                       .encode("utf-8"), "problem": problem, "unlabelled": unlabelled})
     meta = build_meta(root, shapes_by_label, attribute_names)
     return meta, images
 
 
 # --- the source --------------------------------------------------------------------------------
+
+def _lone_xml(fs, folder: str, where: str) -> str:
+    """A task folder whose XML is not called annotations.xml (Datumaro's ``export_task`` and hand
+    renamed exports): its only top-level ``.xml`` file."""
+    found = sorted(p for p in fs.ls(folder, detail=False)
+                   if p.lower().endswith(".xml") and fs.isfile(p))
+    if len(found) != 1:
+        raise ProjectError(f"CVAT source {where!r}: expected a folder holding annotations.xml or "
+                           f"a single .xml file, got {len(found)} .xml files there")
+    return found[0]
+
 
 def _join(root: str, rel: str) -> str:
     return f"{root.rstrip('/')}/{rel}" if root else rel
@@ -561,8 +591,7 @@ class CvatXmlSource(SourceBase):
         elif fs.isdir(path):
             self.kind, self.xml_path = "folder", _join(path, ANNOTATIONS_XML)
             if not fs.isfile(self.xml_path):
-                raise ProjectError(f"CVAT source {self._where()!r}: expected a folder holding "
-                                   f"annotations.xml, got none there")
+                self.xml_path = _lone_xml(fs, path, self._where())
         elif fs.isfile(path):
             self.kind, self.xml_path = "xml", path
         else:
@@ -631,6 +660,12 @@ class CvatXmlSource(SourceBase):
             root = parse_xml(self._xml_bytes(), lambda reason: ProjectError(f"{what}: {reason}"),
                              max_bytes=self.max_xml_bytes)
             self._doc = read_document(root)
+            unlabelled = [(im["item"], im["unlabelled"]) for im in self._doc[1] if im["unlabelled"]]
+            if unlabelled:
+                self.warnings = (f"{sum(n for _, n in unlabelled)} shapes with an empty label "
+                                 f"(unlabelled: no class, not drawn) left out, in {len(unlabelled)} "
+                                 f"images: " + ", ".join(f"{i} ({n})" for i, n in unlabelled[:5])
+                                 + (", ..." if len(unlabelled) > 5 else ""),)
         return self._doc
 
     def read_meta(self) -> ProjectMeta:

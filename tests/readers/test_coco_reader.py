@@ -630,3 +630,31 @@ def test_coords_bulk_check_equals_the_per_number_rule(values):
         return
     got = _coords(values, "x")
     assert got.dtype == np.float64 and got.tolist() == [float(v) for v in values]
+
+
+# --- issue 12.7: COCO files that are not instances ------------------------------------------
+
+@pytest.mark.parametrize("doc, message", [
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+      "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": [{"id": 5, "category_id": 1}]}],
+      "categories": [{"id": 1, "name": "car", "isthing": 1}]}, "COCO panoptic is not supported"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+      "annotations": [{"image_id": 1, "id": 1, "caption": "a car"}]}, "COCO captions JSON is not supported"),
+])
+def test_panoptic_and_captions_are_refused_at_once(tmp_path, doc, message):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ProjectError, match=message):
+        CocoSource.open_source(str(path)).read_meta()
+
+
+def test_keypoints_are_reported_as_skipped(tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+           "categories": [{"id": 1, "name": "person", "keypoints": ["nose"], "skeleton": []}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4],
+                            "keypoints": [2, 2, 2], "num_keypoints": 1, "iscrowd": 0}]}
+    path = tmp_path / "person_keypoints_val.json"
+    path.write_text(json.dumps(doc))
+    src = CocoSource.open_source(str(path))
+    src.read_meta()
+    assert any("1 annotation(s) hold keypoints" in w and "skipped" in w for w in src.warnings)
