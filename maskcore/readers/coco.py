@@ -433,6 +433,21 @@ def dataset_name(json_path: str) -> str:
     return posixpath.basename(posixpath.dirname(path)) or "ds0"
 
 
+def default_image_folder(fs, json_path: str) -> str:
+    """The image folder of a JSON when none is given: for ``<root>/annotations/instances_<subset>.json``
+    the first folder of ``<root>/images/<subset>`` (Datumaro's COCO layout), ``<root>/<subset>``
+    (COCO 2017 and Detectron2: ``val2017/``) and ``<root>/images`` that exists; else the JSON's
+    own folder."""
+    folder = posixpath.dirname(json_path)
+    match = _SUBSET_RE.fullmatch(posixpath.basename(json_path))
+    if match and posixpath.basename(folder) == "annotations":
+        root = posixpath.dirname(folder)
+        for candidate in (f"{root}/images/{match[1]}", f"{root}/{match[1]}", f"{root}/images"):
+            if fs.isdir(candidate):
+                return candidate
+    return folder
+
+
 # --- the source --------------------------------------------------------------------------------
 
 class CocoSource(SourceBase):
@@ -488,7 +503,7 @@ class CocoSource(SourceBase):
         if self._images_fs is None:
             if self.images is None:
                 fs, path = self.filesystem()
-                self._images_fs = fs, posixpath.dirname(path)
+                self._images_fs = fs, default_image_folder(fs, path)
             else:
                 self._images_fs = filesystem(self.images, self.storage_options)
         return self._images_fs

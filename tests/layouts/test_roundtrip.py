@@ -5,7 +5,6 @@ Supervisely project), through ``run_export`` on real Dask workers and the archiv
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,6 @@ from PIL import Image
 
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 from helpers import DATA, SAMPLES, colours
-from helpers.oracles import load
 from helpers.sly_project import assert_sdk_draws_the_same, maskcore_masks, sdk_items
 
 

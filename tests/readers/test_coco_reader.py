@@ -658,3 +658,19 @@ def test_keypoints_are_reported_as_skipped(tmp_path):
     src = CocoSource.open_source(str(path))
     src.read_meta()
     assert any("1 annotation(s) hold keypoints" in w and "skipped" in w for w in src.warnings)
+
+
+@pytest.mark.parametrize("layout", ["images/val", "val", "images"])
+def test_standard_layouts_find_their_image_folder(tmp_path, layout):
+    """Issue 12.6: <root>/annotations/instances_val.json with its photos in images/val/ (Datumaro),
+    val/ (COCO 2017, Detectron2) or images/: found without --images; dataset = the subset."""
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / layout).mkdir(parents=True)
+    (tmp_path / layout / "a.jpg").write_bytes(b"jpeg")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+           "categories": [{"id": 1, "name": "car"}], "annotations": []}
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    src = CocoSource.open_source(str(tmp_path / "annotations" / "instances_val.json"))
+    (row,) = src.list_items().to_pylist()
+    assert row["dataset"] == "val" and row["img_path"] is not None
+    assert src.read_bytes(row["img_path"]) == b"jpeg"
