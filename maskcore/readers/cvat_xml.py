@@ -474,11 +474,11 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
     if root.tag != "annotations":
         raise ProjectError(f"annotations.xml: expected the root element <annotations>, got "
                            f"<{root.tag[:40]}>")
+    tracks = _track_shapes(root)
     if root.find("image") is None and root.find("track") is not None:
         raise ProjectError("annotations.xml is CVAT for video 1.1 (<track> elements, no <image>), "
                            "which is not supported: export the task as 'CVAT for images 1.1' "
                            "(every frame an <image>, track shapes on their frames)")
-    tracks = _track_shapes(root)
     shapes_by_label: dict[str, set[str]] = {}
     attribute_names: set[str] = set()
     images = []
