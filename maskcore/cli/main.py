@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Supervisely project (one bitmap object per instance)")
     imp.add_argument("project", help="Segmentation mask 1.1 .zip or folder (path or URL)")
     imp.add_argument("destination", help="output Supervisely project folder (path or URL)")
+    imp.add_argument("--images", metavar="DIR", help="the items' images (<id>.<ext>) when the archive "
+                                                     "has no JPEGImages/ (exported without images)")
     _add_execution_args(imp)
 
     ver = sub.add_parser("verify", help="check every file the destination's manifest names (size, sha256) "
@@ -239,7 +241,8 @@ def _config(args) -> ExportConfig:
         cfg = _job_config(args)
     elif args.command == "import":
         cfg = ExportConfig(source=args.project, destination=args.destination, reader="cvat-masks",
-                           layout="supervisely-project")
+                           layout="supervisely-project",
+                           reader_options={"images": args.images} if args.images else {})
     else:
         reader_options = {"images": args.images} if args.images else {}
         cfg = ExportConfig(source=args.project, destination=args.destination, layout=args.layout,

@@ -22,10 +22,12 @@ Conventions:
   1-bit grey (0/1; bitmap) or 8-bit grey (alpha), cropped to the set pixels with the origin
   moved to match, as the SDK stores them; ``Polyline`` -> ``line``; ``Point`` -> ``point``;
   ``Graph`` -> ``graph`` (``nodes: {id: {loc, disabled?}}``); ``Cuboid2d`` -> ``cuboid_2d``;
-  ``OrientedBBox`` -> ``oriented_bbox``; ``Cuboid`` -> ``cuboid``; ``MultiPolygon`` -> one
-  ``polygon`` object per part (same class, tags and position in the list; the SDK's
-  ``multipolygon`` exists only in newer SDKs and a class of shape ``polygon`` could not hold
-  it; each part is an independent polygon there anyway).
+  ``OrientedBBox`` -> ``oriented_bbox``; ``Cuboid`` -> ``cuboid``; ``MultiPolygon`` (a COCO
+  annotation with several rings) -> one ``bitmap`` object: the union of its parts as the
+  Supervisely layouts draw it (the OpenCV rule, ``maskcore.kernel.draw.coverage``), clipped to
+  the canvas, so the object stays one object (one instance mask) when the SDK or maskcore reads
+  the project back; the SDK's ``multipolygon`` exists only in newer SDKs, and N polygon objects
+  would become N instances. Readers declare such classes' shape ``bitmap`` (or ``any``).
 - An empty ``Bitmap`` or ``AlphaMask`` (no set pixel) cannot be stored (the SDK refuses an
   empty bitmap): it is left out, and ``warn`` (when given) hears about it.
 - Tags: ``{"name": ..., "value": ...}``; ``value`` is left out when it is None (a tag meta of
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernel.draw import coverage
 from ..model import geometry as g
 from ..model.annotation import Annotation, Label, ProjectMeta
 from .png import png_file
@@ -117,13 +120,16 @@ def box_pixels_xyxy(box: g.Box) -> tuple[int, int, int, int] | None:
     return c0, r0, c1, r1
 
 
-def geometry_payloads(geom: g.Geometry) -> list[tuple[str, dict]]:
-    """(geometryType, payload) objects for one geometry: one, several (multipolygon parts) or
-    none (an empty bitmap)."""
+def geometry_payloads(geom: g.Geometry, size_hw=None) -> list[tuple[str, dict]]:
+    """(geometryType, payload) objects for one geometry: one, or none (an empty bitmap; a
+    multipolygon covering no pixel of the ``size_hw`` canvas)."""
     if isinstance(geom, g.Polygon):
         return [("polygon", _points(geom.exterior_xy, geom.interiors_xy))]
     if isinstance(geom, g.MultiPolygon):
-        return [item for part in geom.parts for item in geometry_payloads(part)]
+        if size_hw is None:
+            raise ValueError("sly_json: a multipolygon needs the canvas size_hw (it is written as a bitmap)")
+        patch = coverage(geom, size_hw, 1, "opencv")
+        return geometry_payloads(g.Bitmap((patch.left, patch.top), patch.mask), size_hw)
     if isinstance(geom, g.Rectangle):
         return [("rectangle", _points([[geom.x0, geom.y0], [geom.x1, geom.y1]]))]
     if isinstance(geom, g.Box):
@@ -172,8 +178,8 @@ def tag_json(tag: dict) -> dict:
     return out
 
 
-def _label_objects(label: Label, warn: Callable[[str], None] | None) -> list[dict]:
-    payloads = geometry_payloads(label.geometry)
+def _label_objects(label: Label, size_hw, warn: Callable[[str], None] | None) -> list[dict]:
+    payloads = geometry_payloads(label.geometry, size_hw)
     if not payloads and warn is not None:
         warn(f"object {label.object_index} ({label.class_title!r}): empty "
              f"{label.geometry.geometry_type} left out of the Supervisely annotation")
@@ -186,7 +192,7 @@ def annotation_json(annotation: Annotation, warn: Callable[[str], None] | None =
     """The Supervisely ``ann/<item>.json`` object of ``annotation`` (see the module doc)."""
     h, w = annotation.size_hw
     description = annotation.raw.get("description") if isinstance(annotation.raw, dict) else None
-    objects = [o for label in annotation.labels for o in _label_objects(label, warn)]
+    objects = [o for label in annotation.labels for o in _label_objects(label, annotation.size_hw, warn)]
     return {"description": description if isinstance(description, str) else "",
             "size": {"height": int(h), "width": int(w)},
             "tags": [tag_json(t) for t in annotation.tags],

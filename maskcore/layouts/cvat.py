@@ -11,7 +11,9 @@ Files (relative to the export root; the run layer zips them, ``default_archive_f
 Conventions (what CVAT's exporter, ``formats/mask.py``, does through its Datumaro fork's
 ``voc_segmentation`` converter, except where said):
 - ``item_id`` is the item's ``mask_stem`` (the plan keeps stems safe and unique); ``<subset>`` is
-  the item's dataset made one safe name (``top/child`` -> ``top_child``), ``default`` when empty.
+  the item's dataset made one safe name without ``_``, which the VOC importers of CVAT and
+  Datumaro skip (``top/child`` -> ``top-child``, ``dataset_01`` -> ``dataset-01``; see
+  ``subset_name``), ``default`` when empty.
   A list line is returned as ``("@list/ImageSets/Segmentation/<subset>.txt", b"<item_id>")``
   among the item's files: the run layer collects, sorts and writes these lines, no file is made.
 - labelmap.txt: a header line, then every class of the project meta sorted by name in code-point
@@ -306,9 +308,21 @@ def cvat_shape(geom):
     return geom
 
 
+SUBSET_UNDERSCORE = "-"
+"""What ``_`` becomes in a subset name. The VOC importers of Datumaro and of CVAT's fork skip every
+list file whose name holds ``_`` (``VocImporter.find_sources``: ``file_filter``; in VOC ``Main/``
+that marks ``<class>_<subset>.txt``), so ``ImageSets/Segmentation/dataset_01.txt`` would be
+ignored: its items vanish on re-import into CVAT or Datumaro. CVAT's own export writes the task's
+subset name as it is (its fork's ``VocConverter.save_segm_lists``) and has that defect; here it is
+not copied."""
+
+
 def subset_name(dataset: str) -> str:
-    """The subset (list file) of a dataset: one safe name, ``default`` when empty."""
-    return safe_component(dataset) if dataset else "default"
+    """The subset (list file) of a dataset: one safe name without ``_`` (``top/child`` ->
+    ``top-child``, ``dataset_01`` -> ``dataset-01``, see ``SUBSET_UNDERSCORE``), ``default`` when
+    empty. Two datasets differing only by ``_`` / ``-`` share a list file (their item ids are
+    unique project-wide, so no item is lost)."""
+    return safe_component(dataset).replace("_", SUBSET_UNDERSCORE) if dataset else "default"
 
 
 def instance_members(labels) -> list[list[int]]:

@@ -41,13 +41,32 @@ def get_reader(name: str) -> type:
 def open_source(name: str, url_or_path: str, storage_options: dict[str, Any] | None = None,
                 **options: Any) -> Source:
     """Open a project with the reader registered as ``name``; ``options`` are the reader's own
-    (e.g. ``images=`` for COCO and CVAT XML)."""
-    return get_reader(name).open_source(url_or_path, storage_options, **options)
+    (e.g. ``images=`` for COCO and CVAT XML). An option the reader does not take is refused with
+    a ``ConfigError`` naming the reader, the option and the options it takes."""
+    cls = get_reader(name)
+    taken = reader_options(cls)
+    unknown = [] if taken is None else sorted(k for k in options if k not in taken)
+    if unknown:
+        raise ConfigError(f"reader {name!r} takes no option {', '.join(map(repr, unknown))} "
+                          f"(its options: {', '.join(sorted(taken or ())) or 'none'})")
+    return cls.open_source(url_or_path, storage_options, **options)
+
+
+def reader_options(cls: type) -> set[str] | None:
+    """The keyword options a reader's ``open_source`` takes (besides the source and storage
+    options); None when it takes any (``**options``)."""
+    import inspect
+
+    params = inspect.signature(cls.open_source).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
 
 
 def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = None) -> str:
     """The reader for a source, from its name and, for folders and zips, its top-level files:
-    ``.json`` -> coco; ``.xml`` or a folder/zip with ``annotations.xml`` -> cvat; a folder/zip with
+    ``.json`` -> coco; ``.xml`` or a folder/zip with ``annotations.xml`` (or a folder with one
+    top-level ``.xml``) -> cvat; a folder/zip with
     ``labelmap.txt``, ``SegmentationClass/`` or ``SegmentationObject/`` -> cvat-masks; anything
     else (a folder with ``meta.json``, a ``.tar``) -> supervisely."""
     from ..io.storage import filesystem
@@ -71,8 +90,8 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
         return "supervisely"
     tops = {n.split("/", 1)[-1] if n.count("/") >= 1 else n for n in names} | set(names)
     heads = {part for n in names for part in n.split("/")[:2]}
-    if "annotations.xml" in tops:
-        return "cvat"
+    if "annotations.xml" in tops or sum(n.lower().endswith(".xml") for n in names if "/" not in n) == 1:
+        return "cvat"   # a CVAT task folder, its XML possibly renamed (Datumaro's export_task)
     if "labelmap.txt" in tops or heads & {"SegmentationClass", "SegmentationObject"}:
         return "cvat-masks"
     return "supervisely"

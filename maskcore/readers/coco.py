@@ -192,7 +192,15 @@ def _tags(ann: dict, geometry: G.Geometry) -> tuple[dict, ...]:
     if not isinstance(attributes, dict):
         raise AnnotationError(f"attributes: expected an object, got {type(attributes).__name__}")
     skip = "rotation" if isinstance(geometry, G.Box) else None  # became the box's angle
-    return tuple({"name": k, "value": v} for k, v in attributes.items() if k != skip)
+    return tuple({"name": k, "value": tag_value(v)} for k, v in attributes.items() if k != skip)
+
+
+def tag_value(value) -> str:
+    """An attribute value as the text of an ``any_string`` tag (every COCO attribute is one, see
+    ``meta_from_index``): strings as they are, anything else as its compact JSON text
+    (``false``, ``3``, ``[1,2]``)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                          sort_keys=True, ensure_ascii=False)
 
 
 def _image_size(image: dict, where: str) -> tuple[int, int]:
@@ -280,7 +288,7 @@ def _kind(ann: dict) -> str:
         attributes = ann.get("attributes")
         rotation = attributes.get("rotation") if isinstance(attributes, dict) else None
         return "polygon" if _is_number(rotation) and rotation % 360 else "rectangle"
-    return "polygon"
+    return "bitmap" if isinstance(seg, list) and len(seg) > 1 else "polygon"  # rings: one bitmap
 
 
 def index_coco(doc: Any) -> dict:
@@ -293,6 +301,7 @@ def index_coco(doc: Any) -> dict:
     if not isinstance(doc, dict):
         raise ProjectError(f"COCO JSON: expected an object with images, categories, annotations, "
                            f"got {type(doc).__name__}")
+    _refuse_other_coco_tasks(doc)
     images = _list_key(doc, "images", True)
     categories = _list_key(doc, "categories", True)
     annotations = _list_key(doc, "annotations", False)
@@ -311,6 +320,8 @@ def index_coco(doc: Any) -> dict:
                                f"{img['id']!r} twice")
         by_image[img["id"]] = []
     kinds: dict = {t: set() for t in classes}
+    tags: set = set()
+    keypoints = 0
     orphans = []
     for i in range(len(annotations)):
         ann = _entry(annotations, "annotations", i, {"image_id": _ID})
@@ -322,12 +333,37 @@ def index_coco(doc: Any) -> dict:
         title = names.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
         if title is not None:
             kinds[title].add(_kind(ann))
+        if isinstance(ann.get("attributes"), dict):
+            tags.update(k for k in ann["attributes"] if isinstance(k, str))
+        if ann.get("num_keypoints") or ann.get("keypoints"):
+            keypoints += 1
     return {"names": names, "classes": classes, "kinds": kinds, "images": images,
-            "by_image": by_image, "orphans": orphans}
+            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints}
+
+
+def _refuse_other_coco_tasks(doc: dict) -> None:
+    """COCO panoptic (``segments_info`` + PNGs) and captions-only JSON are refused at once, as a
+    whole, instead of one misleading error per image (``ProjectError``)."""
+    annotations = doc.get("annotations")
+    first = annotations[0] if isinstance(annotations, list) and annotations else None
+    if isinstance(first, dict) and "segments_info" in first:
+        raise ProjectError("COCO panoptic is not supported (annotations hold 'segments_info' and "
+                           "PNG file names): maskcore reads COCO instances JSON (segmentation "
+                           "polygons or RLE, bbox)")
+    if isinstance(first, dict) and "caption" in first and "category_id" not in first:
+        raise ProjectError("COCO captions JSON is not supported (annotations hold 'caption', no "
+                           "'category_id'): it has no shapes to draw; maskcore reads COCO "
+                           "instances JSON")
+    if "categories" not in doc and isinstance(first, dict) and "category_id" not in first:
+        raise ProjectError("COCO JSON without categories and without category_id in its "
+                           "annotations (image labels or captions only) is not supported: "
+                           "maskcore reads COCO instances JSON")
 
 
 def meta_from_index(index: dict) -> ProjectMeta:
-    """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``."""
+    """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``: every
+    annotation ``attributes`` key is declared as an ``any_string`` tag meta (code-point order), so
+    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag)."""
     titles = index["classes"]
     classes = []
     for title, rgb in zip(titles, class_colors(len(titles))):
@@ -336,7 +372,10 @@ def meta_from_index(index: dict) -> ProjectMeta:
     raw = {"classes": [{"title": c.title, "shape": c.shape,
                         "color": "#{:02x}{:02x}{:02x}".format(*c.color_rgb), "geometry_config": {}}
                        for c in classes],
-           "tags": [], "projectType": "images"}
+           "tags": [{"name": name, "value_type": "any_string",
+                     "color": "#{:02X}{:02X}{:02X}".format(*rgb)}
+                    for name, rgb in zip(index.get("tags", ()), class_colors(len(index.get("tags", ()))))],
+           "projectType": "images"}
     return ProjectMeta(tuple(classes), raw)
 
 
@@ -406,6 +445,21 @@ def project_name(json_path: str) -> str:
     return posixpath.basename(folder).lstrip(".") or stem.lstrip(".") or "coco"
 
 
+def default_image_folder(fs, json_path: str) -> str:
+    """The image folder of a JSON when none is given: for ``<root>/annotations/instances_<subset>.json``
+    the first folder of ``<root>/images/<subset>`` (Datumaro's COCO layout), ``<root>/<subset>``
+    (COCO 2017 and Detectron2: ``val2017/``) and ``<root>/images`` that exists; else the JSON's
+    own folder."""
+    folder = posixpath.dirname(json_path)
+    match = _SUBSET_RE.fullmatch(posixpath.basename(json_path))
+    if match and posixpath.basename(folder) == "annotations":
+        root = posixpath.dirname(folder)
+        for candidate in (f"{root}/images/{match[1]}", f"{root}/{match[1]}", f"{root}/images"):
+            if fs.isdir(candidate):
+                return candidate
+    return folder
+
+
 # --- the source --------------------------------------------------------------------------------
 
 class CocoSource(SourceBase):
@@ -460,7 +514,7 @@ class CocoSource(SourceBase):
         if self._images_fs is None:
             if self.images is None:
                 fs, path = self.filesystem()
-                self._images_fs = fs, posixpath.dirname(path)
+                self._images_fs = fs, default_image_folder(fs, path)
             else:
                 self._images_fs = filesystem(self.images, self.storage_options)
         return self._images_fs
@@ -490,6 +544,10 @@ class CocoSource(SourceBase):
                 f"{self._where()}: {len(orphans)} annotation(s) point to an image_id that no "
                 f"image has (first: annotation id {orphans[0].get('id')!r:.40} -> image_id "
                 f"{orphans[0]['image_id']!r:.40}); they are not exported")]
+            if self._index["keypoints"]:
+                self.warnings.append(
+                    f"{self._where()}: {self._index['keypoints']} annotation(s) hold keypoints, "
+                    f"which are not drawn (skipped); their segmentation and bbox are")
         return self._index
 
     def read_meta(self) -> ProjectMeta:

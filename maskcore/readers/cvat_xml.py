@@ -18,8 +18,8 @@ Conventions:
 - Classes: the labels of ``<meta><project|task|job><labels>`` in document order, except labels
   of type ``tag`` (they become tag metas) and skeleton parts (labels with a ``<parent>``).
   Colour: ``<color>`` ``#rrggbb``; absent -> ``palette.class_colors`` by class position.
-  Shape: the Supervisely geometry of the label ``<type>`` (rectangle -> rectangle, polygon and
-  ellipse -> polygon, polyline -> line, points -> point, mask -> bitmap) when *every* shape of
+  Shape: the Supervisely geometry of the label ``<type>`` (rectangle -> rectangle, polygon ->
+  polygon, polyline -> line, points -> point, mask and ellipse -> bitmap) when *every* shape of
   that label in the document has that geometry (a rotated box is not a rectangle), else
   ``any``. Label attribute specs are not geometry config: they become tag metas.
 - ``meta.raw`` is a Supervisely ``meta.json``: classes, then tag metas: tag labels
@@ -34,9 +34,11 @@ Conventions:
   the ``width`` x ``height`` box, starting with a background run; their sum must be exactly
   ``width * height`` (checked, with ``max_bitmap_pixels``, before anything is allocated); the
   mask is cropped to its set pixels (an empty mask is an error, as for Supervisely bitmaps).
-  ``<ellipse cx cy rx ry rotation>`` -> ``Polygon`` of N = clamp(ceil(pi * (rx + ry)), 16, 4096)
-  vertices (cx + rx cos t, cy + ry sin t), t = 2 pi k / N, rotated like a box: the inscribed
-  polygon, about one vertex per pixel of perimeter. ``<cuboid>`` and ``<skeleton>`` fail the
+  ``<ellipse cx cy rx ry rotation>`` -> ``Bitmap`` of the pixels CVAT's exporter paints for it,
+  in every layout (CVAT turns every ellipse into a mask before any format sees it:
+  ``maskcore.kernel.ellipse.cvat_ellipse``, ``cv2.ellipse`` with centre and semi-axes rounded to
+  whole pixels and the rotation to whole degrees); an ellipse that paints no pixel of the image
+  gives no label. ``<cuboid>`` and ``<skeleton>`` fail the
   item (``AnnotationError`` "unsupported shape"), never silently dropped.
 - ``z_order`` -> ``Label.z_order``; ``group_id`` -> ``Label.group`` (0 when absent);
   ``<attribute name=...>text</attribute>`` -> label tags ``{"name", "value": text}``. CVAT's
@@ -74,6 +76,7 @@ import pyarrow as pa
 
 from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, filesystem
+from ..kernel.ellipse import cvat_ellipse
 from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
@@ -96,12 +99,13 @@ SHAPES = ("box", "polygon", "polyline", "points", "mask", "ellipse")
 """Shape elements this reader decodes."""
 UNSUPPORTED_SHAPES = ("cuboid", "skeleton")
 _TYPE_TO_SHAPE = {"rectangle": "rectangle", "polygon": "polygon", "polyline": "line",
-                  "points": "point", "mask": "bitmap", "ellipse": "polygon"}
+                  "points": "point", "mask": "bitmap", "ellipse": "bitmap"}
 _ELEMENT_SHAPE = {"box": "rectangle", "polygon": "polygon", "polyline": "line", "points": "point",
-                  "mask": "bitmap", "ellipse": "polygon"}
+                  "mask": "bitmap", "ellipse": "bitmap"}
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT_RE = re.compile(r"[+-]?\d{1,12}")
+_GROUP_RE = re.compile(r"\+?\d{1,19}")
 _RLE_RE = re.compile(r"\s*\d{1,15}(?:\s*,\s*\d{1,15})*\s*")
 _DTD_RE = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENCODING_RE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
@@ -184,6 +188,17 @@ def _integer(elem: ET.Element, key: str, default: int | None = None, minimum: in
     return int(v)
 
 
+def _group_id(elem: ET.Element) -> int:
+    """``group_id``: any non-negative integer below 2**63 (Datumaro writes COCO annotation ids
+    there, above 2**31); 0 when absent."""
+    text = elem.get("group_id")
+    if text is None:
+        return 0
+    if not _GROUP_RE.fullmatch(text) or int(text) >= 2**63:
+        raise AnnotationError(f"group_id: expected an integer in 0..{2**63 - 1}, got {_brief(text)}")
+    return int(text)
+
+
 def _brief(text: str | None) -> str:
     if text is None:
         return "nothing"
@@ -217,25 +232,6 @@ def _points(elem: ET.Element, min_count: int) -> np.ndarray:
 
 # --- shapes ------------------------------------------------------------------------------------
 
-def _rotate_xy(ring: np.ndarray, cx: float, cy: float, degrees: float) -> np.ndarray:
-    if not degrees:
-        return ring
-    a = np.deg2rad(degrees)
-    c, s = np.cos(a), np.sin(a)
-    dx, dy = ring[:, 0] - cx, ring[:, 1] - cy
-    return np.stack([cx + dx * c - dy * s, cy + dx * s + dy * c], axis=1)
-
-
-def ellipse_polygon_xy(cx: float, cy: float, rx: float, ry: float, degrees: float = 0.0
-                       ) -> np.ndarray:
-    """The documented polygon of a CVAT ellipse: N = clamp(ceil(pi * (rx + ry)), 16, 4096)
-    vertices on the ellipse, rotated ``degrees`` clockwise (on screen) about its centre."""
-    n = int(min(max(math.ceil(math.pi * (abs(rx) + abs(ry))), 16), 4096))
-    t = 2 * np.pi * np.arange(n) / n
-    ring = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
-    return _rotate_xy(ring, cx, cy, degrees)
-
-
 def decode_mask(elem: ET.Element, max_bitmap_pixels: int) -> Bitmap:
     """``<mask left top width height rle>`` -> a tight ``Bitmap`` (see module docstring)."""
     left, top = _integer(elem, "left"), _integer(elem, "top")
@@ -260,17 +256,24 @@ def decode_mask(elem: ET.Element, max_bitmap_pixels: int) -> Bitmap:
                               f"got {total}")
     values = (np.arange(counts.size) & 1).astype(bool)
     mask = np.repeat(values, counts).reshape(h, w)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    if not mask.any():
         raise AnnotationError(f"mask: expected at least one set pixel, got an empty {w}x{h} mask")
+    return _tight_bitmap(left, top, mask)
+
+
+def _tight_bitmap(left: int, top: int, mask: np.ndarray) -> Bitmap:
+    """A ``Bitmap`` of ``mask`` (placed at ``left, top``; at least one set pixel) cropped to its
+    set pixels."""
+    rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     r0, c0 = int(rows[0]), int(cols[0])
     tight = np.ascontiguousarray(mask[r0:rows[-1] + 1, c0:cols[-1] + 1])
     return Bitmap((left + c0, top + r0), tight)
 
 
-def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS) -> list:
-    """One shape element -> its geometries (one, or one per point of ``<points>``)."""
+def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS, size_hw=None) -> list:
+    """One shape element -> its geometries (one, or one per point of ``<points>``, none for an
+    ellipse that paints no pixel of the ``size_hw`` image)."""
     kind = elem.tag
     if kind == "box":
         x0, y0, x1, y1 = (_number(elem, k) for k in ("xtl", "ytl", "xbr", "ybr"))
@@ -290,7 +293,10 @@ def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS) -> lis
         cx, cy, rx, ry = (_number(elem, k) for k in ("cx", "cy", "rx", "ry"))
         if rx <= 0 or ry <= 0:
             raise AnnotationError(f"ellipse: expected positive radii, got rx={rx}, ry={ry}")
-        return [Polygon(ellipse_polygon_xy(cx, cy, rx, ry, _number(elem, "rotation", 0.0)))]
+        if size_hw is None:
+            raise ValueError("parse_shape: an <ellipse> needs the image's size_hw")
+        patch = cvat_ellipse(cx, cy, rx, ry, _number(elem, "rotation", 0.0), size_hw)
+        return [] if patch.is_empty else [_tight_bitmap(patch.left, patch.top, patch.mask)]
     raise AnnotationError(f"<{kind[:40]}>: unsupported shape (expected one of "
                           f"{', '.join(SHAPES)} or <tag>)")
 
@@ -335,7 +341,7 @@ def parse_annotation(data: bytes, meta: ProjectMeta, where: str, *,
             tags.append({"name": name, "value": None})
             continue
         try:
-            labels.extend(_parse_object(child, classes, index, max_bitmap_pixels))
+            labels.extend(_parse_object(child, classes, index, max_bitmap_pixels, size_hw))
         except ItemError as err:
             raise err.located(f"{where}/object {index}") from None
         index += 1
@@ -343,18 +349,20 @@ def parse_annotation(data: bytes, meta: ProjectMeta, where: str, *,
     return Annotation(size_hw, tuple(labels), tuple(tags), raw)
 
 
-def _parse_object(elem: ET.Element, classes: dict, index: int, max_bitmap_pixels: int
-                  ) -> list[Label]:
+def _parse_object(elem: ET.Element, classes: dict, index: int, max_bitmap_pixels: int,
+                  size_hw) -> list[Label]:
     if elem.tag not in SHAPES:
         raise AnnotationError(f"<{elem.tag[:40]}>: unsupported shape (expected one of "
                               f"{', '.join(SHAPES)} or <tag>)")
     name = elem.get("label")
+    if name == "":      # an unlabelled shape (Datumaro writes them): no class, nothing to draw
+        return []       # counted per image in the source's warnings (read_document)
     if name not in classes:
         raise UnknownClassError(f"label: expected one of the {len(classes)} classes of the "
                                 f"project, got {_brief(name)}")
-    geometries = parse_shape(elem, max_bitmap_pixels=max_bitmap_pixels)
+    geometries = parse_shape(elem, max_bitmap_pixels=max_bitmap_pixels, size_hw=size_hw)
     z_order = _integer(elem, "z_order", 0)
-    group = _integer(elem, "group_id", 0, minimum=0)
+    group = _group_id(elem)
     tags = _attribute_tags(elem)
     return [Label(name, g, index, tags, z_order, group) for g in geometries]
 
@@ -467,6 +475,10 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
         raise ProjectError(f"annotations.xml: expected the root element <annotations>, got "
                            f"<{root.tag[:40]}>")
     tracks = _track_shapes(root)
+    if root.find("image") is None and root.find("track") is not None:
+        raise ProjectError("annotations.xml is CVAT for video 1.1 (<track> elements, no <image>), "
+                           "which is not supported: export the task as 'CVAT for images 1.1' "
+                           "(every frame an <image>, track shapes on their frames)")
     shapes_by_label: dict[str, set[str]] = {}
     attribute_names: set[str] = set()
     images = []
@@ -481,17 +493,29 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
                 if a.get("name") and child.tag != "tag":
                     attribute_names.add(a.get("name"))
         image.tail = None
+        unlabelled = sum(1 for child in image if child.tag != "tag" and child.get("label") == "")
         name, subset = image.get("name"), image.get("subset")
         problem = None if name else f"<image id={image_id[:20]!r}>: expected a 'name', got none"
         images.append({"dataset": subset if subset else DEFAULT_DATASET,
                        "item": name if name else f"<image id={image_id[:20]}>",
                        "subset": subset, "ann_inline": ET.tostring(image, encoding="unicode")
-                       .encode("utf-8"), "problem": problem})
+                       .encode("utf-8"), "problem": problem, "unlabelled": unlabelled})
     meta = build_meta(root, shapes_by_label, attribute_names)
     return meta, images
 
 
 # --- the source --------------------------------------------------------------------------------
+
+def _lone_xml(fs, folder: str, where: str) -> str:
+    """A task folder whose XML is not called annotations.xml (Datumaro's ``export_task`` and hand
+    renamed exports): its only top-level ``.xml`` file."""
+    found = sorted(p for p in fs.ls(folder, detail=False)
+                   if p.lower().endswith(".xml") and fs.isfile(p))
+    if len(found) != 1:
+        raise ProjectError(f"CVAT source {where!r}: expected a folder holding annotations.xml or "
+                           f"a single .xml file, got {len(found)} .xml files there")
+    return found[0]
+
 
 def _join(root: str, rel: str) -> str:
     return f"{root.rstrip('/')}/{rel}" if root else rel
@@ -567,8 +591,7 @@ class CvatXmlSource(SourceBase):
         elif fs.isdir(path):
             self.kind, self.xml_path = "folder", _join(path, ANNOTATIONS_XML)
             if not fs.isfile(self.xml_path):
-                raise ProjectError(f"CVAT source {self._where()!r}: expected a folder holding "
-                                   f"annotations.xml, got none there")
+                self.xml_path = _lone_xml(fs, path, self._where())
         elif fs.isfile(path):
             self.kind, self.xml_path = "xml", path
         else:
@@ -637,6 +660,12 @@ class CvatXmlSource(SourceBase):
             root = parse_xml(self._xml_bytes(), lambda reason: ProjectError(f"{what}: {reason}"),
                              max_bytes=self.max_xml_bytes)
             self._doc = read_document(root)
+            unlabelled = [(im["item"], im["unlabelled"]) for im in self._doc[1] if im["unlabelled"]]
+            if unlabelled:
+                self.warnings = (f"{sum(n for _, n in unlabelled)} shapes with an empty label "
+                                 f"(unlabelled: no class, not drawn) left out, in {len(unlabelled)} "
+                                 f"images: " + ", ".join(f"{i} ({n})" for i, n in unlabelled[:5])
+                                 + (", ..." if len(unlabelled) > 5 else ""),)
         return self._doc
 
     def read_meta(self) -> ProjectMeta:

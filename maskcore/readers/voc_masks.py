@@ -83,7 +83,7 @@ from ..errors import (
     ProjectError,
     UnknownClassError,
 )
-from ..io.storage import cat_whole
+from ..io.storage import cat_whole, filesystem
 from ..io.zipsafe import SafeZip
 from ..kernel.palette import VOC_CLASSES, voc_color
 from ..limits import MAX_COORD, MAX_PIXELS, MAX_TEXT_BYTES
@@ -97,6 +97,9 @@ BACKGROUND = "background"
 IGNORE_VALUE = 255
 IGNORE_COLOR = voc_color(255)          # (224, 224, 192)
 CLASS_DIR, OBJECT_DIR, IMAGE_DIR = "SegmentationClass", "SegmentationObject", "JPEGImages"
+EXTERNAL_IMAGES = "@images"
+"""``img_path`` prefix of an image found in the ``images`` folder (option ``images``: a zip
+exported from CVAT without images, its photos elsewhere; ``<id>.<ext>`` there, any depth)."""
 LIST_DIR = "ImageSets/Segmentation"
 _MARKERS = ("labelmap.txt", "ImageSets", CLASS_DIR, OBJECT_DIR, IMAGE_DIR)
 _FRAME_MAGIC = b"MCVOC1 "
@@ -218,8 +221,8 @@ def index_voc_files(files: dict[str, int], lists: dict[str, list[str]]) -> pa.Ta
             cls[stem] = path
         elif top == OBJECT_DIR and ext.lower() == ".png":
             obj[stem] = path
-        elif top == IMAGE_DIR and ext.lower() in IMAGE_EXTENSIONS and stem not in img:
-            img[stem] = path
+        elif top in (IMAGE_DIR, EXTERNAL_IMAGES) and ext.lower() in IMAGE_EXTENSIONS and stem not in img:
+            img[stem] = path   # "@images/..." (option images) sorts first: it wins
     listed = {i for ids in lists.values() for i in ids}
     pairs = {(subset, i) for subset, ids in lists.items() for i in ids}
     pairs |= {("default", i) for i in set(cls) | set(obj) | set(img) if i not in listed}
@@ -482,8 +485,9 @@ class VocMasksSource(SourceBase):
     _transient = ("_files",)
     _local_transient = ("_zip",)  # a remote zip's checked index travels (rereading costs requests)
 
-    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+    def __init__(self, url: str, storage_options: dict | None = None, images: str | None = None) -> None:
         super().__init__(url, storage_options)
+        self.images = images
         self.is_zip = url.lower().endswith(".zip")
         self.root = ""
         self._zip: SafeZip | None = None
@@ -494,10 +498,15 @@ class VocMasksSource(SourceBase):
         return f"VocMasksSource({self._where()!r}, root={self.root!r})"
 
     @classmethod
-    def open_source(cls, url_or_path: str, storage_options: dict | None = None) -> VocMasksSource:
-        """Open the folder or zip, check it (a hostile zip is refused here), find the root."""
+    def open_source(cls, url_or_path: str, storage_options: dict | None = None, *,
+                    images: str | None = None) -> VocMasksSource:
+        """Open the folder or zip, check it (a hostile zip is refused here), find the root;
+        ``images``: a folder holding the items' images (``<id>.<ext>``) when the archive has none."""
         url = os.fspath(url_or_path)
-        src = cls(url, storage_options)
+        if images is not None:
+            images = os.fspath(images)
+            images = filesystem(images, storage_options)[1] if "://" not in images else images
+        src = cls(url, storage_options, images)
         with src._store_errors(f"project {url!r}", "a readable folder or .zip"):
             fs, path = src.filesystem()
             if "://" not in url and "::" not in url:
@@ -551,7 +560,11 @@ class VocMasksSource(SourceBase):
         return {p[cut:]: s for p, s in self._all_files().items() if p.startswith(self.root + "/")}
 
     def read_bytes(self, path: str) -> bytes:
-        """Bytes of a file given by its path relative to the root."""
+        """Bytes of a file given by its path relative to the root (``@images/...``: to the
+        ``images`` folder)."""
+        if path.startswith(EXTERNAL_IMAGES + "/"):
+            fs, root = filesystem(self.images, self.storage_options)
+            return cat_whole(fs, f"{root.rstrip('/')}/{path[len(EXTERNAL_IMAGES) + 1:]}")
         full = f"{self.root}/{path}" if self.root else path
         if self.is_zip:
             try:
@@ -599,7 +612,19 @@ class VocMasksSource(SourceBase):
                     lists[name[:-4]] = _read_list(self._read_text(path), path)
                 except ItemError as exc:
                     raise ProjectError(f"{path}: {exc}") from None
+        if self.images is not None:
+            files = {**files, **{f"{EXTERNAL_IMAGES}/{rel}": size for rel, size in self._image_files().items()}}
         return index_voc_files(files, lists)
+
+    def _image_files(self) -> dict[str, int]:
+        """Files of the ``images`` folder: path relative to it -> size."""
+        fs, path = filesystem(self.images, self.storage_options)
+        with self._store_errors(f"images folder {self.images!r}", "a listable folder"):
+            if not fs.isdir(path):
+                raise ProjectError(f"images: expected a folder, got {self.images!r} (not found)")
+            cut = len(path.rstrip("/")) + 1
+            return {p[cut:]: int(info.get("size") or 0) for p, info in fs.find(path, detail=True).items()
+                    if info.get("type", "file") == "file"}
 
     def item_annotation(self, row: dict) -> bytes:
         """Both masks of the item, framed (see ``frame``); the image's size when it has none."""

@@ -6,7 +6,8 @@ time a test uses it. If it is not installed, that test is skipped ("could not im
 pytest.importorskip's wording) and every other test of the module still runs; with ``CI=true`` the
 skip is a failure (tests/conftest.py). Using the stand-in outside a test (at import time) is a
 collection error, never a silent skip of the whole module. ``program("unzip")`` (in a test) and
-the ``needs_program("unzip")`` mark do the same for a command-line oracle.
+the ``needs_program("unzip")`` mark do the same for a command-line oracle, and
+``helpers.datumaro.datumaro_oracle()`` for Datumaro, which runs in its own interpreter.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pytest
 
 PREFIX = "could not import"   # what pytest.importorskip says; tests/conftest.py matches it
 PROGRAM_PREFIX = "could not find the program"
-PREFIXES = (PREFIX, PROGRAM_PREFIX)   # skips that mean "a test dependency is missing"
+INTERPRETER_PREFIX = "could not find the interpreter"   # an oracle in its own venv (helpers/datumaro.py)
+PREFIXES = (PREFIX, PROGRAM_PREFIX, INTERPRETER_PREFIX)   # skips that mean "a test dependency is missing"
 MODULE_DUNDERS = ("__version__", "__file__", "__path__", "__all__")
 
 

@@ -24,6 +24,7 @@ from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_block
 from maskcore.kernel.patch import Patch, empty_patch
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from helpers import DATA, colours
+from helpers.datumaro import assert_datumaro_reads, write_export
 from helpers.oracles import load, oracle
 
 mask_api = oracle("pycocotools.mask")
@@ -32,6 +33,32 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 FACADE = DATA / "facade/_annotations.coco.json"
 LIST = "@list/ImageSets/Segmentation/"
+
+
+# --- every export of this module is read back by Datumaro -------------------------------------
+
+@pytest.fixture(autouse=True)
+def datumaro_reads_every_export(request, monkeypatch, tmp_path):
+    """Every ``item_files`` a test renders is written as an export folder (one per labelmap) and
+    imported by Datumaro's ``voc_segmentation`` importer (one request per test) after the test:
+    same items, labels and masks (helpers/datumaro.py). ``@pytest.mark.not_voc(reason)`` opts a
+    test out (outputs no VOC reader can read by design); ``@pytest.mark.voc_sample(n)`` sends
+    every n-th render only (Datumaro unpaints a large mask in ~0.1 s: ``mask_tools.unpaint_mask``)."""
+    renders = []
+    item_files = CvatMasksLayout.item_files
+
+    def recording(self, item, *args, **kwargs):
+        files = item_files(self, item, *args, **kwargs)
+        renders.append((self, item, files))
+        return files
+
+    monkeypatch.setattr(CvatMasksLayout, "item_files", recording)
+    yield
+    sample = request.node.get_closest_marker("voc_sample")
+    renders = renders[::sample.args[0]] if sample else renders
+    if renders and request.node.get_closest_marker("not_voc") is None:
+        root = write_export(tmp_path / "datumaro", renders)
+        assert_datumaro_reads(sorted(root.iterdir()))
 
 
 # --- independent references ------------------------------------------------------------------
@@ -189,6 +216,7 @@ LAYOUT = CvatMasksLayout.from_options({})
 
 # --- real data: every polygon of the facade set ------------------------------------------------
 
+@pytest.mark.voc_sample(27)   # 4 of the 108 large images: ~1.5 s of Datumaro instead of 30
 def test_facade_every_polygon_equals_pycocotools():
     coco = json.loads(FACADE.read_text())
     names = []
@@ -390,9 +418,9 @@ def test_files_lists_and_images():
                      name="photo.v2.JPG", stem="photo.v2", image=b"jpeg bytes")
     warnings = []
     files = render(CvatMasksLayout.from_options({"with_images": True}), item, warnings.append)
-    assert sorted(files) == [f"{LIST}top_child.txt", "JPEGImages/photo.v2.JPG",
+    assert sorted(files) == [f"{LIST}top-child.txt", "JPEGImages/photo.v2.JPG",
                              "SegmentationClass/photo.v2.png", "SegmentationObject/photo.v2.png"]
-    assert files[f"{LIST}top_child.txt"] == b"photo.v2"
+    assert files[f"{LIST}top-child.txt"] == b"photo.v2"
     assert files["JPEGImages/photo.v2.JPG"] == b"jpeg bytes"
     assert warnings == []
     assert f"{LIST}default.txt" in render(LAYOUT, make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)],
@@ -457,6 +485,7 @@ def test_more_than_255_instances_fail_with_the_count():
     render(LAYOUT, _many(255, background_last=3))       # numbers 256..258 paint nothing
 
 
+@pytest.mark.not_voc("instance colours past the VOC colormap's 256 entries")
 def test_extend_mode_colours_past_255_with_the_formula():
     layout = CvatMasksLayout.from_options({"instance_overflow": "extend"})
     class_rgb, object_rgb = masks_of(render(layout, _many(400)))
@@ -515,6 +544,8 @@ def test_oriented_bbox_and_cuboid_2d_paint_their_area():
     assert_consistent(class_rgb, object_rgb)
 
 
+@pytest.mark.not_voc("Datumaro 1.13 unpaints class colours to uint8 label indexes: "
+                     "'Python integer 300 out of bounds for uint8' (ItemImportError)")
 def test_more_than_255_classes_are_fine():
     meta = make_meta(*((f"c{i:03d}", (i % 256, i // 256, 7)) for i in range(300)))
     LAYOUT.check_meta(meta)
@@ -575,3 +606,13 @@ def test_items_with_only_lines_and_points_are_left_out_with_a_warning():
     empty = make_item([])
     assert [p for p, _ in layout.item_files(empty, warn=warnings.append)] == ["@list/ImageSets/Segmentation/ds.txt"]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize("dataset, subset", [("dataset_01", "dataset-01"), ("sample_data/val_2", "sample-data-val-2"),
+                                             ("a-b", "a-b"), ("", "default")])
+def test_subset_names_hold_no_underscore(dataset, subset):
+    """The VOC importers of Datumaro and CVAT skip list files whose name holds '_'
+    (the Supervisely SDK's tutorial datasets dataset_01, a COCO JSON in a folder sample_data):
+    the autouse fixture imports the export with Datumaro and finds the item."""
+    files = render(LAYOUT, make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)], dataset=dataset))
+    assert f"{LIST}{subset}.txt" in files

@@ -169,7 +169,8 @@ def test_cvat_bitmaps_are_tight_and_tags_are_attributes():
         assert lb.object_index == i
         attrs = {k: v for k, v in a["attributes"].items()
                  if not (k == "rotation" and isinstance(lb.geometry, G.Box))}
-        assert lb.tags == tuple({"name": k, "value": v} for k, v in attrs.items())
+        assert lb.tags == tuple({"name": k, "value": v if isinstance(v, str) else json.dumps(v)}
+                                for k, v in attrs.items())      # any_string tags: JSON text
         if isinstance(lb.geometry, G.Bitmap):
             m = lb.geometry.mask
             assert m.dtype == bool and m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
@@ -203,7 +204,10 @@ def test_shapes_by_what_each_class_holds():
     labelme = CocoSource.open_source(str(LABELME)).read_meta()
     assert labelme.classes[0].title == "_background_" and len(labelme.classes) == 21
     used = {c.title for c in labelme.classes if c.shape == "polygon"}
-    assert used == {"person", "bus", "bottle", "car", "chair", "sofa"}
+    assert used == {"bus", "bottle", "car", "chair"}
+    # several rings -> one bitmap object (codec/sly_json): classes holding such annotations
+    assert {c.title: c.shape for c in labelme.classes if c.title in ("person", "sofa")} == {
+        "person": "any", "sofa": "bitmap"}
 
 
 def test_mixed_and_box_only_shapes(tmp_path):
@@ -360,7 +364,7 @@ def test_geometries():
     assert type(g[1]) is G.MultiPolygon and [p.exterior_xy.tolist()[-1] for p in g[1].parts] == [
         [1, 1], [3, 3.5]]
     assert (g[2].x0, g[2].y0, g[2].x1, g[2].y1, g[2].angle) == (1, 2, 4, 3.5, 0)
-    assert g[3].angle == 90 and labels[3].tags == ({"name": "a", "value": True},)
+    assert g[3].angle == 90 and labels[3].tags == ({"name": "a", "value": "true"},)
     # h = 6, column-major: 0s 0..6, 1s at 7, 8 (column 1, rows 1-2), 0s, 1s at 13..15 (column 2, rows 1-3)
     assert g[4].origin_xy == (1, 1) and g[4].mask.tolist() == [[True, True], [True, True],
                                                                 [False, True]]
@@ -626,3 +630,47 @@ def test_coords_bulk_check_equals_the_per_number_rule(values):
         return
     got = _coords(values, "x")
     assert got.dtype == np.float64 and got.tolist() == [float(v) for v in values]
+
+
+# --- issue 12.7: COCO files that are not instances ------------------------------------------
+
+@pytest.mark.parametrize("doc, message", [
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+      "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": [{"id": 5, "category_id": 1}]}],
+      "categories": [{"id": 1, "name": "car", "isthing": 1}]}, "COCO panoptic is not supported"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+      "annotations": [{"image_id": 1, "id": 1, "caption": "a car"}]}, "COCO captions JSON is not supported"),
+])
+def test_panoptic_and_captions_are_refused_at_once(tmp_path, doc, message):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ProjectError, match=message):
+        CocoSource.open_source(str(path)).read_meta()
+
+
+def test_keypoints_are_reported_as_skipped(tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}],
+           "categories": [{"id": 1, "name": "person", "keypoints": ["nose"], "skeleton": []}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4],
+                            "keypoints": [2, 2, 2], "num_keypoints": 1, "iscrowd": 0}]}
+    path = tmp_path / "person_keypoints_val.json"
+    path.write_text(json.dumps(doc))
+    src = CocoSource.open_source(str(path))
+    src.read_meta()
+    assert any("1 annotation(s) hold keypoints" in w and "skipped" in w for w in src.warnings)
+
+
+@pytest.mark.parametrize("layout", ["images/val", "val", "images"])
+def test_standard_layouts_find_their_image_folder(tmp_path, layout):
+    """Issue 12.6: <root>/annotations/instances_val.json with its photos in images/val/ (Datumaro),
+    val/ (COCO 2017, Detectron2) or images/: found without --images; dataset = the subset."""
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / layout).mkdir(parents=True)
+    (tmp_path / layout / "a.jpg").write_bytes(b"jpeg")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+           "categories": [{"id": 1, "name": "car"}], "annotations": []}
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    src = CocoSource.open_source(str(tmp_path / "annotations" / "instances_val.json"))
+    (row,) = src.list_items().to_pylist()
+    assert row["dataset"] == "val" and row["img_path"] is not None
+    assert src.read_bytes(row["img_path"]) == b"jpeg"

@@ -23,10 +23,11 @@ from maskcore.kernel import draw
 from maskcore.model import geometry as G
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
-                                       ellipse_polygon_xy, parse_annotation)
+                                       parse_annotation)
 from helpers.oracles import load, oracle
 
 mask_api = oracle("pycocotools.mask")
+cv2 = oracle("cv2")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cvat_urban_scene"
@@ -412,9 +413,15 @@ def test_random_documents_round_trip_and_match_pycocotools(tmp_path):
                 (x, y), gm = geom.origin_xy, geom.mask
                 got[y:y + gm.shape[0], x:x + gm.shape[1]] = gm
                 assert np.array_equal(got, canvas)
-            elif kind == "ellipse":
-                assert isinstance(geom, G.Polygon)
-                assert np.array_equal(geom.exterior_xy, ellipse_polygon_xy(*data))
+            elif kind == "ellipse":          # CVAT's EllipsesToMasks: cv2.ellipse, rounded
+                cx, cy, rx, ry, rot = data
+                ref = np.zeros((h, w), np.uint8)
+                cv2.ellipse(ref, (round(cx), round(cy)), (round(cx + rx - cx), round(cy - (cy - ry))),
+                            rot, 0, 360, 255, thickness=-1)
+                got = np.zeros((h, w), bool)
+                (x, y), gm = geom.origin_xy, geom.mask
+                got[y:y + gm.shape[0], x:x + gm.shape[1]] = gm
+                assert isinstance(geom, G.Bitmap) and np.array_equal(got, ref > 0)
             else:
                 (patch,) = draw.coverages([geom], (h, w), rule="coco")
                 got = np.zeros((h, w), bool)
@@ -430,16 +437,6 @@ def test_random_documents_round_trip_and_match_pycocotools(tmp_path):
                     n_box += 1
                 assert np.array_equal(got, mask_api.decode(ref)[:, :, 0].astype(bool)), (kind, data)
     assert n_poly > 5 and n_box > 5
-
-
-def test_ellipse_rule():
-    ring = ellipse_polygon_xy(10.0, 20.0, 8.0, 3.0, 90.0)
-    assert len(ring) == math.ceil(math.pi * 11)
-    # turned by 90 degrees clockwise: the long axis is vertical
-    assert np.allclose(ring[0], (10.0, 28.0)) and ring[:, 0].min() > 7.0 - 1e-9
-    assert np.allclose(((ring[:, 0] - 10) / 3) ** 2 + ((ring[:, 1] - 20) / 8) ** 2, 1.0)
-    assert len(ellipse_polygon_xy(0, 0, 1e9, 1e9)) == 4096
-    assert len(ellipse_polygon_xy(0, 0, .1, .1)) == 16
 
 
 def test_tracks_become_shapes_of_their_frames(tmp_path):
@@ -593,3 +590,56 @@ def test_hostile_inline_annotation(tmp_path):
 def test_items_schema_column_types():
     assert ITEMS_SCHEMA.field("ann_inline").type == pa.binary()
     assert ITEMS_SCHEMA.field("ann_path").type == pa.string()
+
+
+# --- issue 12.9: what Datumaro's CVAT export holds ----------------------------------------------
+
+DATUMARO_TASK = """<?xml version="1.0" encoding="utf-8"?>
+<annotations><version>1.1</version><meta><task><labels>
+<label><name>car</name><color>#ff0000</color><type>polygon</type><attributes/></label>
+</labels></task></meta>
+<image id="0" name="a.png" width="8" height="6">
+  <polygon label="" points="0,0;4,0;4,4" z_order="0" occluded="0"/>
+  <polygon label="car" points="1,1;6,1;6,5" z_order="0" group_id="3000000000" occluded="0"/>
+  <box label="car" xtl="0" ytl="0" xbr="2" ybr="2" group_id="3000000000" occluded="0"/>
+</image>
+<image id="1" name="b.png" width="8" height="6">
+  <box label="" xtl="0" ytl="0" xbr="2" ybr="2" occluded="0"/>
+</image>
+</annotations>
+"""
+
+
+def test_unlabelled_shapes_big_group_ids_and_a_renamed_xml(tmp_path):
+    """Datumaro's export_task sample: shapes with label="" are unlabelled (left out and counted in
+    the source's warnings, the item still exports), group ids are COCO annotation ids above 2**31,
+    and the task folder's XML is not called annotations.xml (found, and detected as cvat)."""
+    from maskcore.readers import detect_reader
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "default.xml").write_text(DATUMARO_TASK)
+    assert detect_reader(str(folder)) == "cvat"
+    src = CvatXmlSource.open_source(str(folder))
+    meta, rows = src.read_meta(), src.list_items().to_pylist()
+    assert [c.title for c in meta.classes] == ["car"]
+    anns = [src.parse_annotation(r["ann_inline"], meta, r["item"]) for r in rows]
+    assert [lb.object_index for lb in anns[0].labels] == [1, 2]
+    assert {lb.group for lb in anns[0].labels} == {3000000000}
+    assert anns[1].labels == ()
+    assert len(src.warnings) == 1 and "2 shapes with an empty label" in src.warnings[0]
+    assert "a.png (1)" in src.warnings[0] and "b.png (1)" in src.warnings[0]
+    (folder / "other.xml").write_text(DATUMARO_TASK)
+    with pytest.raises(ProjectError, match="2 .xml files"):
+        CvatXmlSource.open_source(str(folder)).read_meta()
+
+
+def test_cvat_for_video_is_refused_clearly(tmp_path):
+    """Issue 12.8: CVAT for video 1.1 (tracks, no <image>) used to give 0 items and exit 0."""
+    (tmp_path / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><labels><label><name>car</name>'
+        '</label></labels></task></meta><track id="0" label="car" source="manual">'
+        '<box frame="0" outside="0" occluded="0" keyframe="1" xtl="1" ytl="1" xbr="4" ybr="4" '
+        'z_order="0"/></track></annotations>')
+    with pytest.raises(ProjectError, match="CVAT for video 1.1"):
+        CvatXmlSource.open_source(str(tmp_path)).read_meta()

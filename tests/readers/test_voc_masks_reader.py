@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import shutil
 import struct
 import zipfile
 import zlib
@@ -297,3 +298,34 @@ def test_object_only_archive_and_listed_items_without_masks(tmp_path):
     with pytest.raises(AnnotationError, match="val/ghost.png: .*neither"):
         src.parse_annotation(src.item_annotation(rows[("val", "ghost.png")]), meta, "val/ghost.png")
     assert voc_labelmap().names == VOC_CLASSES
+
+
+# --- issue 12.10: options a reader does not take; import with --images ------------------------
+
+def test_every_reader_refuses_an_unknown_option_cleanly(cli, tmp_path):
+    from maskcore.errors import ConfigError
+    from maskcore.readers import READERS, open_source
+
+    for name in READERS:
+        with pytest.raises(ConfigError, match=f"reader {name!r}.*'colour'"):
+            open_source(name, str(tmp_path), colour="red")
+    (tmp_path / "x.json").write_text("{}")
+    ran = cli("export", tmp_path / "x.json", tmp_path / "out", "--images", tmp_path, "--cluster", "inprocess",
+              "--reader", "supervisely")
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr and "'images'" in ran.stderr, ran.stderr
+
+
+def test_import_takes_the_images_of_an_archive_exported_without_them(cli, tmp_path):
+    """A Segmentation mask zip exported from CVAT without images, its photos in another folder:
+    `maskcore import --images DIR` gives a project with img/ (the SDK calls one without it empty)."""
+    src = tmp_path / "masks"
+    shutil.copytree(DATA, src, ignore=shutil.ignore_patterns("JPEGImages"))
+    photos = tmp_path / "photos"
+    shutil.copytree(DATA / "JPEGImages", photos)
+    ran = cli("import", src, tmp_path / "proj", "--images", photos, "--cluster", "inprocess")
+    assert ran.returncode == 0, ran.stderr
+    imgs = sorted(p.name for p in (tmp_path / "proj").glob("*/img/*"))
+    assert imgs == sorted(p.name for p in photos.iterdir())
+    for p in photos.iterdir():
+        (copy,) = (tmp_path / "proj").glob(f"*/img/{p.name}")
+        assert copy.read_bytes() == p.read_bytes()
