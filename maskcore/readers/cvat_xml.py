@@ -545,6 +545,12 @@ class CvatXmlSource(SourceBase):
         self.project_id = None
         self._img_fs = self._zip = None
         self._doc = None
+        self._doc_warnings: tuple[str, ...] = ()      # shapes the document leaves out
+        self._listing_warnings: tuple[str, ...] = ()  # files the image listing skips
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self._doc_warnings + self._listing_warnings
 
     def __repr__(self) -> str:
         return f"CvatXmlSource({self._where()!r}, kind={self.kind!r})"
@@ -662,7 +668,7 @@ class CvatXmlSource(SourceBase):
             self._doc = read_document(root)
             unlabelled = [(im["item"], im["unlabelled"]) for im in self._doc[1] if im["unlabelled"]]
             if unlabelled:
-                self.warnings = (f"{sum(n for _, n in unlabelled)} shapes with an empty label "
+                self._doc_warnings = (f"{sum(n for _, n in unlabelled)} shapes with an empty label "
                                  f"(unlabelled: no class, not drawn) left out, in {len(unlabelled)} "
                                  f"images: " + ", ".join(f"{i} ({n})" for i, n in unlabelled[:5])
                                  + (", ..." if len(unlabelled) > 5 else ""),)
@@ -684,7 +690,7 @@ class CvatXmlSource(SourceBase):
         found = fs.find(self.img_root, maxdepth=depth, detail=True)
         skipped: list[str] = []
         files = regular_files(found, len(self.img_root.rstrip("/")) + 1, skipped)
-        self.warnings = [f"image folder: {w}" for w in sorted(skipped)]
+        self._listing_warnings = tuple(f"image folder: {w}" for w in sorted(skipped))
         return files
 
     def list_items(self) -> pa.Table:
