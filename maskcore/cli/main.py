@@ -73,6 +73,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
                         "(client_kwargs.endpoint_url=http://...); JSON values are parsed")
     p.add_argument("--full", action="store_true",
                    help="render every item, ignoring what the last run already exported")
+    p.add_argument("--verify", action="store_true",
+                   help="read and hash every item's inputs instead of trusting the store's change "
+                        "stamps (ETag, mtime) for unchanged ones")
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
@@ -242,7 +245,7 @@ def _config(args) -> ExportConfig:
         changes["archive"] = False
     if "cluster" not in changes and not cfg.cluster:
         changes["cluster"] = default_profile_name(changes.get("cluster_file") or cfg.cluster_file)
-    return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full,
+    return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full, verify=cfg.verify or args.verify,
                    filters={**cfg.filters, **cli_filter_options(args)},
                    storage_options=merge_options(cfg.storage_options, parse_storage_options(args.storage_option)))
 

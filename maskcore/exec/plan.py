@@ -12,12 +12,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..paths import fold, safe_component, stem, unique_names
 
 DEFAULT_ITEMS_PER_PARTITION = 32
+"""The target partition size: items per partition (``--items-per-partition``, a job's
+``items_per_partition``)."""
+MIN_PARTITIONS = 8
+"""A run of fewer than ``MIN_PARTITIONS * items_per_partition`` items is cut into this many
+partitions (smaller ones), so that a small run still spreads over several workers and a lost one
+costs little. Partitions depend on the item count and the target size only, never on the
+cluster: a killed run resumes the same partitions on 1 worker as on 100."""
 
 
 RESERVED_ROOT_NAMES = (".maskcore", "meta.json", "obj_class_to_machine_color.json",
@@ -71,16 +79,33 @@ def out_names(items: list[str]) -> list[str]:
     return unique_names([safe_component(i) for i in items], items)
 
 
-def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int | None = None,
-                    project_wide_stems: bool = False) -> pa.Table:
+def partition_size(n_items: int, items_per_partition: int | None = None) -> int:
+    """Items per partition for a run of ``n_items``: the target size
+    (``DEFAULT_ITEMS_PER_PARTITION`` when None), smaller when that would give fewer than
+    ``MIN_PARTITIONS`` partitions; at least 1."""
+    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
+    return max(1, min(size, math.ceil(n_items / MIN_PARTITIONS))) if n_items else size
+
+
+def partition_numbers(n_items: int, items_per_partition: int | None = None) -> pa.Array:
+    """The ``partition`` column of ``n_items`` planned rows (contiguous runs of
+    ``partition_size``)."""
+    size = partition_size(n_items, items_per_partition)
+    return pc.divide(pa.array(np.arange(n_items, dtype=np.int32)), pa.scalar(size, pa.int32()))
+
+
+def plan_partitions(items: pa.Table, *, items_per_partition: int | None = None,
+                    project_wide_stems: bool = False, workers: int | None = None) -> pa.Table:
     """Add ``out_dir``, ``mask_stem`` and ``partition`` to a sorted item listing.
 
     ``project_wide_stems``: mask stems unique across all datasets (layouts that put every
     dataset's masks in one folder, e.g. CVAT's ``SegmentationClass/``), not only within one.
 
-    Partitions are contiguous runs of items, at most ``items_per_partition`` each, and at least
-    ``4 * workers`` of them when there are enough items (so a slow or lost worker costs little).
+    Partitions are contiguous runs of items, at most ``items_per_partition`` each, at least
+    ``MIN_PARTITIONS`` of them when there are enough items (``partition_size``). ``workers`` is
+    accepted for older callers and ignored: partitions never depend on the cluster.
     """
+    del workers
     n = items.num_rows
     datasets = items.column("dataset").to_pylist()
     names = items.column("item").to_pylist()
@@ -96,24 +121,20 @@ def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int |
             stems[i], safe_names[i] = s, o
     if project_wide_stems and len(by_dataset) > 1:
         stems = mask_stems(names, [f"{d}\x00{i}" for d, i in zip(datasets, names)])
-    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
-    if n:
-        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
-    partition = pa.array([i // size for i in range(n)], pa.int32())
+    partition = partition_numbers(n, items_per_partition)
     return (items.append_column("out_dir", pa.array([out_dirs[d] for d in datasets], pa.string()))
                  .append_column("out_name", pa.array(safe_names, pa.string()))
                  .append_column("mask_stem", pa.array(stems, pa.string()))
                  .append_column("partition", partition))
 
 
-def assign_partitions(plan: pa.Table, *, workers: int, items_per_partition: int | None = None) -> pa.Table:
-    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``)."""
-    n = plan.num_rows
-    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
-    if n:
-        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
+def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,
+                      workers: int | None = None) -> pa.Table:
+    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``;
+    ``workers`` ignored)."""
+    del workers
     return plan.set_column(plan.schema.get_field_index("partition"), "partition",
-                           pa.array([i // size for i in range(n)], pa.int32()))
+                           partition_numbers(plan.num_rows, items_per_partition))
 
 
 def partitions(plan: pa.Table) -> list[pa.Table]:

@@ -46,13 +46,14 @@ from ..io.sinks import get_sink
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
-from .cluster import connect, get_profile, planned_workers, runs_inprocess
+from .cluster import connect, get_profile, runs_inprocess
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
+from .stamps import attach_previous_stamps, record_stamps, split_unchanged, with_stamps
 from .state import (
     MANIFEST,
     PARTIALS,
@@ -103,6 +104,7 @@ class ExportConfig:
     workers: int | None = None
     items_per_partition: int | None = None
     full: bool = False                  # ignore the previous manifest: render every item
+    verify: bool = False                # hash every item's inputs, trusting no change stamp (exec/stamps.py)
     archive: bool | None = None         # pack the export into <archive_name>.tar (or parts); None: the layout's default
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
@@ -241,7 +243,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                                started, filters, lock)
 
 
-def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
+def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, get_client):
     """Apply the item filters to the plan: listing filters with pyarrow, annotation filters after a
     distributed scan. Returns the plan renumbered into partitions and the report section."""
     if not filters.active():
@@ -249,22 +251,21 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
     plan, removed = apply_listing_filters(plan, filters)
     unscanned: list = []
     if filters.needs_scan and plan.num_rows:
-        parts = partitions(assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition))
+        parts = partitions(assign_partitions(plan, items_per_partition=cfg.items_per_partition))
         scan = scan_partitions(get_client(plan.num_rows), source, meta, parts)
         plan, more = apply_annotation_filters(plan, scan, filters)
         removed.update(more)
         unscanned = scan_errors(scan)
-    plan = assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition)
+    plan = assign_partitions(plan, items_per_partition=cfg.items_per_partition)
     return plan, {"removed": removed, "total_removed": sum(removed.values()), "kept_unscanned": unscanned}
 
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to, started,
                 filters, lock) -> RunResult:
-    workers = planned_workers(profile, cfg.workers)
-    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
+    plan = plan_partitions(with_stamps(source.list_items()), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
     listing = plan
-    plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
+    plan, filtered = _select(cfg, plan, filters, source, meta, get_client)
     if plan.num_rows == 0 and filtered is not None:
         log(f"maskcore: warning: the item selection matched none of the {listing.num_rows} items"
             + "".join(f"; {hint}" for hint in _closest_names(filters, listing)))
@@ -285,7 +286,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
-        plan = _attach_previous(plan, previous)
+        plan = attach_previous_stamps(_attach_previous(plan, previous), previous)
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:
         log(f"maskcore: warning: {note.message()}")
@@ -296,8 +297,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
+    sent, known = split_unchanged(parts, incremental and not cfg.archive and not cfg.verify)
+    todo = [(i, sent[i], keys[i], resumed.get(i)) for i in range(len(parts)) if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
-    client = get_client(plan.num_rows) if parts else None
+    client = get_client(plan.num_rows) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
@@ -306,10 +309,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
-    todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
     progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
-    results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    for table in known:  # unchanged by stamp: no task, no read
+        progress.update(table.num_rows, 0)
+    results = known + (_submit_all(client, spec, todo, progress, on_partition) if todo else [])
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
@@ -318,6 +322,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
+    manifest = record_stamps(manifest, plan)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     own = layout.folder  # a layout writing into its own folder leaves others alone
     if own is not None:
@@ -345,6 +350,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
     report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
+    report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": sum(t.num_rows for t in known),
+                        "hashed": sum(p.num_rows for _, p, _, _ in todo)}
     report["source_warnings"] = list(getattr(source, "warnings", None) or [])
     if filtered is not None:
         report["filtered"] = filtered

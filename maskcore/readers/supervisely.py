@@ -42,12 +42,13 @@ import json
 import os
 import posixpath
 import re
+import time
 from typing import Any, Iterable
 
 import pyarrow as pa
 
 from ..errors import AnnotationError, ConfigError, ItemError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, redact
+from ..io.storage import cat_whole, change_stamp, redact
 from ..io.tarindex import read_member, tar_members
 from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
@@ -65,8 +66,10 @@ ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
+    ("ann_stamp", pa.string()), ("img_stamp", pa.string()),
 ])
-"""Columns of ``list_items``: paths relative to the project root, sizes in bytes. A listing that
+"""Columns of ``list_items``: paths relative to the project root, sizes in bytes, the store's change
+stamps (``io.storage.change_stamp``; null when the store gives none to trust). A listing that
 met unusable names adds a ``problem`` column (see ``index_project_files``)."""
 
 
@@ -260,8 +263,8 @@ def _named_rows(rows: list) -> tuple[list, list]:
     return out, problems
 
 
-def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
-    """(path relative to the project root, size) of every file -> the item table.
+def index_project_files(files: Iterable[tuple]) -> pa.Table:
+    """(path relative to the project root, size[, change stamp]) of every file -> the item table.
 
     Pure: see the module docstring for the dataset and pairing rules. Raises ``ProjectError``
     when two folders give the same dataset name (``a/datasets/b`` and ``a/b``).
@@ -271,14 +274,14 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
     other rows) giving the reason, so the item fails by name instead of vanishing.
     """
     folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
-    for rel, size in files:
+    for rel, size, *stamp in files:
         head, _, name = rel.rpartition("/")
         folder, _, kind = head.rpartition("/")
         if kind == "img" or (kind == "ann" and name.endswith(".json")):
             entry = folders.get(folder)
             if entry is None:
                 entry = folders[folder] = (_dataset_name(folder), {}, {})
-            entry[1 if kind == "ann" else 2][name] = (rel, size)
+            entry[1 if kind == "ann" else 2][name] = (rel, size, stamp[0] if stamp else None)
     names: dict[str, str] = {}
     for folder, (dataset, _, _) in folders.items():
         if dataset and names.setdefault(dataset, folder) != folder:
@@ -298,6 +301,8 @@ def index_project_files(files: Iterable[tuple[str, int]]) -> pa.Table:
         "img_path": [r[3][0] if r[3] else None for r in rows],
         "ann_bytes": [r[2][1] if r[2] else None for r in rows],
         "img_bytes": [r[3][1] if r[3] else None for r in rows],
+        "ann_stamp": [r[2][2] if r[2] else None for r in rows],
+        "img_stamp": [r[3][2] if r[3] else None for r in rows],
     }, schema=ITEMS_SCHEMA)
     if any(p is not None for p in problems):
         table = table.append_column("problem", pa.array([problems[i] for i in order], pa.string()))
@@ -441,9 +446,10 @@ class SuperviselySource(SourceBase):
         fs, _ = self.filesystem()
         root = self._folder()
         cut = len(root.rstrip("/")) + 1
+        listed_at = time.time()
         found = fs.find(root, detail=True)
-        return index_project_files((p[cut:], info.get("size")) for p, info in found.items()
-                                   if info.get("type", "file") == "file")
+        return index_project_files((p[cut:], info.get("size"), change_stamp(info, listed_at))
+                                   for p, info in found.items() if info.get("type", "file") == "file")
 
     def item_annotation(self, row: dict) -> bytes:
         """The bytes of the item's ``ann/<item>.json``."""

@@ -1,0 +1,132 @@
+"""Unchanged by stamp: the items of an incremental run that need not be read at all.
+
+The listing carries each file's change stamp (``ann_stamp``, ``img_stamp``: the store's own, from
+``maskcore.io.storage.change_stamp``; null when the store gives none to trust) and the manifest
+records the stamps its items were listed with. An item is *unchanged by stamp* when
+- the run is incremental (same configuration fingerprint, not ``--full``, not an archive run) and
+  not ``--verify``;
+- its previous record is trusted (``prev_ann_sha256`` set: a finished run rendered it, and no
+  unfinished run may have touched it since, see :mod:`maskcore.exec.recovery`);
+- both stamps are known and equal the previous manifest's.
+Such an item gets its result row here, on the driver, from the previous record: no read, no task.
+Any other item goes to a worker, which hashes its inputs: an equal hash is still "unchanged" (it
+is recorded with the new stamp, not rendered again), a different one renders it.
+
+Stamps are listing-time: a file changed after its listing and before the worker read it is
+recorded with its old stamp, so the next run sees a different stamp and hashes it again.
+Annotations carried in the plan (COCO, CVAT XML: ``ann_inline``) are stamped with their own
+sha256, which the driver has at hand. A missing file is stamped ``NO_FILE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .task import RESULT_SCHEMA
+
+STAMP_COLUMNS = ("ann_stamp", "img_stamp")
+PREV_STAMP_COLUMNS = ("prev_ann_stamp", "prev_img_stamp")
+NO_FILE = "-"
+
+
+def with_stamps(listing: pa.Table) -> pa.Table:
+    """The listing with both stamp columns (null where the reader gives none), inline annotations
+    stamped by their sha256 and files the item does not have stamped ``NO_FILE``."""
+    n = listing.num_rows
+    for column, path in zip(STAMP_COLUMNS, ("ann_path", "img_path")):
+        stamps = listing.column(column) if column in listing.column_names else pa.nulls(n, pa.string())
+        if path in listing.column_names:
+            stamps = pc.if_else(pc.is_null(listing.column(path)), pa.scalar(NO_FILE), stamps)
+        if column == "ann_stamp" and "ann_inline" in listing.column_names:
+            inline = listing.column("ann_inline").to_pylist()
+            shas = pa.array([None if a is None else "sha256=" + hashlib.sha256(a).hexdigest() for a in inline],
+                            pa.string())
+            stamps = pc.if_else(pc.is_null(shas), stamps, shas)
+        stamps = pc.cast(stamps, pa.string())
+        if column in listing.column_names:
+            listing = listing.set_column(listing.schema.get_field_index(column), column, stamps)
+        else:
+            listing = listing.append_column(column, stamps)
+    return listing
+
+
+def _keys(table: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
+
+
+def attach_previous_stamps(plan: pa.Table, previous: pa.Table) -> pa.Table:
+    """Add ``prev_ann_stamp`` / ``prev_img_stamp``: the stamps the previous manifest recorded for
+    each item (null for new items, or a manifest written before stamps)."""
+    where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
+    for prev, column in zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS):
+        values = (previous.column(column).combine_chunks().take(where) if column in previous.column_names
+                  else pa.nulls(plan.num_rows, pa.string()))
+        plan = plan.append_column(prev, values)
+    return plan
+
+
+def unchanged_mask(part: pa.Table) -> pa.Array:
+    """Which rows of a plan partition are unchanged by stamp (see the module doc)."""
+    needed = ("prev_ann_sha256", *STAMP_COLUMNS, *PREV_STAMP_COLUMNS)
+    if any(c not in part.column_names for c in needed):
+        return pa.array([False] * part.num_rows, pa.bool_())
+    same = pc.is_valid(part.column("prev_ann_sha256"))
+    for now, prev in zip(STAMP_COLUMNS, PREV_STAMP_COLUMNS):
+        same = pc.and_(same, pc.fill_null(pc.equal(part.column(now), part.column(prev)), False))
+    same = pc.fill_null(same, False)
+    return same.combine_chunks() if isinstance(same, pa.ChunkedArray) else same
+
+
+def unchanged_results(part: pa.Table) -> pa.Table:
+    """The result rows (``RESULT_SCHEMA``) of items unchanged by stamp: status ``unchanged``, the
+    previous checksums; their outputs, warnings and list lines are carried from the previous
+    manifest by the run, as for any unchanged item."""
+    n = part.num_rows
+    columns = {
+        "dataset": part.column("dataset"), "item": part.column("item"), "out_dir": part.column("out_dir"),
+        "out_name": part.column("out_name"), "mask_stem": part.column("mask_stem"),
+        "status": pa.array(["unchanged"] * n, pa.string()),
+        "ann_sha256": part.column("prev_ann_sha256"), "img_sha256": part.column("prev_img_sha256"),
+        "bytes_written": pa.array([0] * n, pa.int64()), "seconds": pa.array([0.0] * n, pa.float64()),
+    }
+    arrays = []
+    for f in RESULT_SCHEMA:
+        if f.name in columns:
+            arrays.append(pc.cast(columns[f.name], f.type))
+        elif pa.types.is_list(f.type):
+            arrays.append(pa.array([[]] * n, f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
+
+
+def split_unchanged(parts: list[pa.Table], use_stamps: bool) -> tuple[list[pa.Table | None], list[pa.Table]]:
+    """For each partition: the rows a worker must still see (None when every item is unchanged by
+    stamp), and the driver's result rows of the others."""
+    todo: list[pa.Table | None] = []
+    known: list[pa.Table] = []
+    for part in parts:
+        mask = unchanged_mask(part) if use_stamps else None
+        if mask is None or not pc.any(mask).as_py():
+            todo.append(part)
+            continue
+        known.append(unchanged_results(part.filter(mask)))
+        rest = part.filter(pc.invert(mask))
+        todo.append(rest if rest.num_rows else None)
+    return todo, known
+
+
+def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
+    """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
+    where = pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
+    for column in STAMP_COLUMNS:
+        values = (plan.column(column).combine_chunks().take(where) if column in plan.column_names
+                  else pa.nulls(manifest.num_rows, pa.string()))
+        if column in manifest.column_names:
+            manifest = manifest.set_column(manifest.schema.get_field_index(column), column, values)
+        else:
+            manifest = manifest.append_column(column, values)
+    return manifest
