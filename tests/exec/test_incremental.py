@@ -266,3 +266,21 @@ def test_no_op_night_on_s3_reads_no_object_body(s3_server, s3_bucket, dask_clien
     verified = run_export(ExportConfig(**cfg, verify=True), log=lambda m: None, client=dask_client)
     assert verified.report["items"]["unchanged"] == n and verified.report["stamps"]["hashed"] == n
     assert len(_body_gets(s3_server, s3_bucket, start, "in/proj/ds/")) == 2 * n
+
+
+def test_resume_is_independent_of_the_worker_count(samples, tmp_path, cli):
+    """Partitions come from the item count and the target size (exec/plan.py), never the cluster:
+    a run killed on 3 workers resumes every finished partition on 1 (before: 0 of them)."""
+    src = bigger_project(samples, tmp_path / "src", copies=4)  # 24 items: 8 partitions of 3
+    dst = tmp_path / "out"
+    args = ["export", str(src), str(dst), "--masks", "machine,human"]
+    interrupt([*args, "--workers", "3"], dst, after=3)
+    done = {p.name for p in partials(dst)}
+    assert 3 <= len(done) < 8
+    resumed = cli(*args, "--workers", "1")
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    report = read_report(dst)
+    assert report["partitions"] == {"total": 8, "resumed": len(done), "run": 8 - len(done)}
+    clean = tmp_path / "clean"
+    cli("export", str(src), str(clean), "--masks", "machine,human").check_returncode()
+    assert tree(dst) == tree(clean)

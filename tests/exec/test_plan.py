@@ -63,3 +63,14 @@ def test_hostile_item_names_become_safe_unique_file_names():
         assert "/" not in n and "\\" not in n and n not in (".", "..")
         assert all(ord(c) >= 32 for c in n) and len(n.encode()) <= 255
     assert names == out_names(list(items))
+
+
+def test_partitions_depend_on_the_item_count_and_target_size_only():
+    from maskcore.exec.plan import MIN_PARTITIONS, partition_size
+
+    listing = _listing(300)
+    plans = [plan_partitions(listing, workers=w, items_per_partition=16) for w in (1, 3, 64, None)]
+    assert all(p.column("partition").equals(plans[0].column("partition")) for p in plans)
+    assert max(p.num_rows for p in partitions(plans[0])) == 16 and len(partitions(plans[0])) == 38
+    assert partition_size(20, None) == 3 and len(partitions(plan_partitions(_listing(10)))) == MIN_PARTITIONS - 1
+    assert partition_size(10**6, None) == 32 and partition_size(10**6, 500) == 500
