@@ -53,7 +53,14 @@ from .plan import assign_partitions, partitions, plan_partitions
 from .progress import Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
-from .stamps import attach_previous_stamps, record_stamps, split_unchanged, with_stamps
+from .stamps import (
+    attach_previous_stamps,
+    plan_summary,
+    record_stamps,
+    split_unchanged,
+    summary_text,
+    with_stamps,
+)
 from .state import (
     MANIFEST,
     PARTIALS,
@@ -63,6 +70,7 @@ from .state import (
     STATE_DIR,
     config_fingerprint,
     parquet_bytes,
+    read_manifest_readonly,
     read_state_parquet,
 )
 from .task import RESULT_SCHEMA, TaskSpec, resume_partition, run_partition
@@ -105,6 +113,7 @@ class ExportConfig:
     items_per_partition: int | None = None
     full: bool = False                  # ignore the previous manifest: render every item
     verify: bool = False                # hash every item's inputs, trusting no change stamp (exec/stamps.py)
+    dry_run: bool = False               # plan and compare with the destination's manifest; render and write nothing
     archive: bool | None = None         # pack the export into <archive_name>.tar (or parts); None: the layout's default
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
@@ -225,6 +234,8 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg = replace(cfg, archive_name=cfg.archive_name or default_archive_name(source),
                       archive_format=resolve_archive_format(cfg.archive_format, layout))
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
+    if cfg.dry_run:
+        return _dry_run(cfg, layout, source, meta, sink, filters, log, client)
     with RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
@@ -273,12 +284,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if plan.num_rows == 0:
         for text in layout.prepare(sink, 0) or []:
             log(f"maskcore: warning: {text}")
-    config_fp = config_fingerprint(layout.fingerprint(), canonical_name(cfg.layout), meta.raw)
-    if filters.filters_labels:  # dropping labels changes the outputs
-        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
-    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
-        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
-        config_fp = hashlib.sha256(settings.encode()).hexdigest()
+    config_fp = _config_fp(cfg, layout, meta, filters)
     run_id = lock.run_id
     damaged: list = []
     previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
@@ -375,6 +381,44 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     for line in summary_lines(report, manifest):
         log(line)
     return RunResult(code, report, manifest)
+
+
+def _config_fp(cfg, layout, meta, filters: FilterSpec) -> str:
+    """What decides the outputs besides the inputs (``state.config_fingerprint``), with the label
+    filters and the archive settings."""
+    config_fp = config_fingerprint(layout.fingerprint(), canonical_name(cfg.layout), meta.raw)
+    if filters.filters_labels:  # dropping labels changes the outputs
+        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
+    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
+        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
+        config_fp = hashlib.sha256(settings.encode()).hexdigest()
+    return config_fp
+
+
+def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult:
+    """``--dry-run``: list, select and partition the items, and compare them with the destination's
+    manifest by stamp; nothing is rendered and nothing is written (no lock, no state file; an
+    annotation filter scans in this process unless a client is given)."""
+    plan = plan_partitions(with_stamps(source.list_items()), items_per_partition=cfg.items_per_partition,
+                           project_wide_stems=layout.project_wide_stems)
+    listed = plan.num_rows
+    plan, _ = _select(cfg, plan, filters, source, meta, lambda n: client)
+    layout = layout.for_plan(plan)
+    config_fp = _config_fp(cfg, layout, meta, filters)
+    previous = read_manifest_readonly(sink)
+    same = previous is not None and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode()
+    incremental = same and not cfg.full
+    if incremental:
+        plan = attach_previous_stamps(_attach_previous(plan, previous), previous)
+    unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
+    summary = plan_summary(plan, listed, incremental and not cfg.archive and not cfg.verify)
+    summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
+                   previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
+    lines = summary_text(summary)
+    for line in lines:
+        log(line)
+    return RunResult(EXIT_OK if plan.num_rows or not filters.active() else EXIT_EMPTY,
+                     {"dry_run": summary, "lines": lines}, plan)
 
 
 def _closest_names(filters: FilterSpec, listing: pa.Table) -> list[str]:

@@ -130,3 +130,48 @@ def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
         else:
             manifest = manifest.append_column(column, values)
     return manifest
+
+
+def _sum(table: pa.Table, column: str) -> int:
+    return int(pc.sum(table.column(column)).as_py() or 0) if column in table.column_names else 0
+
+
+def plan_summary(plan: pa.Table, listed: int, use_stamps: bool) -> dict:
+    """What a run of ``plan`` would do (``--dry-run``): items, partitions, how many are unchanged
+    by stamp, how many would be read, and the listed bytes of both."""
+    from .plan import partition_size
+
+    unchanged = unchanged_mask(plan) if use_stamps else pa.array([False] * plan.num_rows, pa.bool_())
+    to_read = plan.filter(pc.invert(unchanged))
+    known = "prev_ann_sha256" in plan.column_names
+    new = int(pc.sum(pc.is_null(to_read.column("prev_ann_sha256"))).as_py() or 0) if known else to_read.num_rows
+    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if plan.num_rows else 0
+    return {
+        "items": plan.num_rows, "listed": listed, "partitions": n_parts,
+        "items_per_partition": partition_size(plan.num_rows, None) if not n_parts else
+        int(pc.max(pc.value_counts(plan.column("partition")).field("counts")).as_py()),
+        "unchanged_by_stamp": plan.num_rows - to_read.num_rows, "to_read": to_read.num_rows,
+        "to_read_new": new, "to_read_known": to_read.num_rows - new,
+        "bytes_to_read": _sum(to_read, "ann_bytes") + _sum(to_read, "img_bytes"),
+        "bytes_listed": _sum(plan, "ann_bytes") + _sum(plan, "img_bytes"),
+    }
+
+
+def summary_text(s: dict) -> list[str]:
+    """The lines ``--dry-run`` prints."""
+    why = ("incremental: the last run used the same settings" if s["incremental"] else
+           "not incremental: " + ("no manifest in the destination" if not s["previous_manifest"] else
+                                  "the settings changed since the last run" if not s["same_settings"] else "--full"))
+    lines = [
+        f"maskcore: dry run: {s['items']} items (of {s['listed']} listed) in {s['partitions']} partitions "
+        f"of up to {s['items_per_partition']} -> {s['destination']}; {why}",
+        f"maskcore: dry run: {s['unchanged_by_stamp']} unchanged by stamp (not read); {s['to_read']} to read "
+        f"and hash ({s['to_read_new']} new or not trusted, {s['to_read_known']} with a changed or unknown stamp: "
+        "rendered when their bytes differ)",
+        f"maskcore: dry run: {s['bytes_to_read']} bytes to read of {s['bytes_listed']} listed; nothing rendered "
+        "or written",
+    ]
+    if s["unfinished_run_files"]:
+        lines.append(f"maskcore: dry run: an unfinished run left {s['unfinished_run_files']} state files: the run "
+                     "will resume its finished partitions and check again what it may have touched")
+    return lines

@@ -112,3 +112,13 @@ def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
         if damaged is not None:
             damaged.append(note)
         return None
+
+
+def read_manifest_readonly(sink) -> pa.Table | None:
+    """The committed manifest for a look that must change nothing (``--dry-run``): None when
+    absent or unreadable (left where it is)."""
+    try:
+        table = pq.read_table(pa.BufferReader(sink.read(MANIFEST)))
+    except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
+        return None
+    return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None

@@ -74,3 +74,39 @@ def test_partitions_depend_on_the_item_count_and_target_size_only():
     assert max(p.num_rows for p in partitions(plans[0])) == 16 and len(partitions(plans[0])) == 38
     assert partition_size(20, None) == 3 and len(partitions(plan_partitions(_listing(10)))) == MIN_PARTITIONS - 1
     assert partition_size(10**6, None) == 32 and partition_size(10**6, 500) == 500
+
+
+def _all_bytes(root):
+    from pathlib import Path
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def test_dry_run_counts_what_a_run_would_do_and_changes_nothing(samples, tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+    import time
+
+    from maskcore.cli.main import main
+    from maskcore.io import storage
+
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.2)
+    src, dst = tmp_path / "src", tmp_path / "out"
+    shutil.copytree(samples / "vector", src)
+    args = ["export", str(src), str(dst), "--cluster", "inprocess", "--masks", "machine"]
+    assert main([*args, "--dry-run"]) == 0
+    assert not dst.exists()
+    assert "6 items (of 6 listed) in 6 partitions" in capsys.readouterr().out
+    time.sleep(0.25)
+    assert main(args) == 0
+    ann = src / "ds/ann/dog1.jpg.json"
+    ann.write_text(json.dumps({**json.loads(ann.read_text()), "tags": []}, indent=1))
+    (src / "ds/ann/cat2.jpg.json").unlink()
+    (src / "ds/img/cat2.jpg").unlink()
+    before = _all_bytes(dst)
+    capsys.readouterr()
+    assert main([*args, "--dry-run", "--exclude-item", "cat3.jpg"]) == 0
+    out = capsys.readouterr().out
+    assert "4 items (of 5 listed)" in out and "incremental: the last run used the same settings" in out
+    assert "3 unchanged by stamp (not read); 1 to read and hash" in out
+    assert f"{ann.stat().st_size + (src / 'ds/img/dog1.jpg').stat().st_size} bytes to read" in out
+    assert _all_bytes(dst) == before  # .maskcore/ too: no lock, no report, nothing set aside
