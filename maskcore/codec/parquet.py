@@ -11,3 +11,15 @@ def parquet_bytes(table: pa.Table) -> bytes:
     out = pa.BufferOutputStream()
     pq.write_table(table, out)
     return out.getvalue().to_pybytes()
+
+
+ROW_GROUP_ROWS = 262_144
+"""Rows per Parquet row group of a streamed file (manifests of millions of items)."""
+
+
+def write_parquet_stream(table: pa.Table, sink, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    """Write ``table`` to ``sink`` (a binary file object) as Parquet, ``row_group_rows`` rows per row
+    group, one group at a time: the encoded file is never held whole in memory."""
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        for start in range(0, max(table.num_rows, 1), row_group_rows):
+            writer.write_table(table.slice(start, row_group_rows), row_group_size=row_group_rows)

@@ -54,7 +54,7 @@ from .progress import Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
 from .stamps import (
-    attach_previous_stamps,
+    attach_previous,
     plan_summary,
     record_stamps,
     split_unchanged,
@@ -292,7 +292,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
-        plan = attach_previous_stamps(_attach_previous(plan, previous), previous)
+        plan = attach_previous(plan, previous)
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:
         log(f"maskcore: warning: {note.message()}")
@@ -303,7 +303,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    sent, known = split_unchanged(parts, incremental and not cfg.archive and not cfg.verify)
+    sent, known = split_unchanged(plan, parts, incremental and not cfg.archive and not cfg.verify)
     todo = [(i, sent[i], keys[i], resumed.get(i)) for i in range(len(parts)) if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
     client = get_client(plan.num_rows) if todo else None
@@ -409,7 +409,7 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     same = previous is not None and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode()
     incremental = same and not cfg.full
     if incremental:
-        plan = attach_previous_stamps(_attach_previous(plan, previous), previous)
+        plan = attach_previous(plan, previous)
     unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
     summary = plan_summary(plan, listed, incremental and not cfg.archive and not cfg.verify)
     summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
@@ -468,15 +468,6 @@ def _finish_archive(cfg, sink, results, project_files):
         raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
                            f"(first {missing[0]!r}); run again with --full")
     return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
-
-
-def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
-    """Give each planned item the input checksums of its last successful export."""
-    ok = previous.filter(pc.is_in(previous.column("status"), pa.array(["ok", "unchanged"])))
-    prev = ok.select(["dataset", "item", "ann_sha256", "img_sha256"]).rename_columns(
-        ["dataset", "item", "prev_ann_sha256", "prev_img_sha256"])
-    joined = plan.join(prev, keys=["dataset", "item"], join_type="left outer")
-    return joined.sort_by([("dataset", "ascending"), ("item", "ascending")])
 
 
 def _item_keys(table: pa.Table) -> pa.Array:

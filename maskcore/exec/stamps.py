@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -57,14 +58,21 @@ def _keys(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
 
 
-def attach_previous_stamps(plan: pa.Table, previous: pa.Table) -> pa.Table:
-    """Add ``prev_ann_stamp`` / ``prev_img_stamp``: the stamps the previous manifest recorded for
-    each item (null for new items, or a manifest written before stamps)."""
+def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
+    """Give each planned item what the previous manifest recorded of it, when that run rendered it
+    or found it unchanged (not when it failed): ``prev_ann_sha256`` / ``prev_img_sha256`` (the input
+    checksums) and ``prev_ann_stamp`` / ``prev_img_stamp`` (null for new items, or a manifest
+    written before stamps). The plan's row order is kept."""
     where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
-    for prev, column in zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS):
+    if previous.num_rows:  # a failed item has no previous record to go by
+        ok = pc.is_in(previous.column("status").combine_chunks(), pa.array(["ok", "unchanged"]))
+        recorded = pc.fill_null(ok.take(pc.fill_null(where, 0)), False)
+        where = pc.if_else(recorded, where, pa.scalar(None, where.type))
+    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
+                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
         values = (previous.column(column).combine_chunks().take(where) if column in previous.column_names
                   else pa.nulls(plan.num_rows, pa.string()))
-        plan = plan.append_column(prev, values)
+        plan = plan.append_column(prev, pc.cast(values, pa.string()))
     return plan
 
 
@@ -103,20 +111,27 @@ def unchanged_results(part: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
 
 
-def split_unchanged(parts: list[pa.Table], use_stamps: bool) -> tuple[list[pa.Table | None], list[pa.Table]]:
-    """For each partition: the rows a worker must still see (None when every item is unchanged by
-    stamp), and the driver's result rows of the others."""
+def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Table | None], list[pa.Table]]:
+    """For each partition of ``plan`` (``parts``: ``plan.Partitions``, made only when needed): the
+    rows a worker must still see (None when every item is unchanged by stamp); and the driver's
+    result rows of the others (one table, or none)."""
+    if not use_stamps or plan.num_rows == 0:
+        return [parts[i] for i in range(len(parts))], []
+    mask = unchanged_mask(plan)
+    same = mask.to_numpy(zero_copy_only=False)
+    bounds = parts.bounds
+    n_same = np.add.reduceat(same.astype(np.int64), bounds[:-1]) if len(bounds) > 1 else np.zeros(0, np.int64)
     todo: list[pa.Table | None] = []
-    known: list[pa.Table] = []
-    for part in parts:
-        mask = unchanged_mask(part) if use_stamps else None
-        if mask is None or not pc.any(mask).as_py():
-            todo.append(part)
-            continue
-        known.append(unchanged_results(part.filter(mask)))
-        rest = part.filter(pc.invert(mask))
-        todo.append(rest if rest.num_rows else None)
-    return todo, known
+    for i in range(len(parts)):
+        size = bounds[i + 1] - bounds[i]
+        if n_same[i] == size:
+            todo.append(None)
+        elif n_same[i] == 0:
+            todo.append(parts[i])
+        else:
+            todo.append(parts[i].filter(pa.array(~same[bounds[i]:bounds[i + 1]])))
+    known = plan.filter(mask)
+    return todo, [unchanged_results(known)] if known.num_rows else []
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
