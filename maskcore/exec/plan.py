@@ -108,25 +108,59 @@ def plan_partitions(items: pa.Table, *, items_per_partition: int | None = None,
     """
     del workers
     n = items.num_rows
-    datasets = items.column("dataset").to_pylist()
-    names = items.column("item").to_pylist()
-    out_dirs = dataset_out_dirs(datasets)
-    stems: list[str] = [""] * n
-    safe_names: list[str] = [""] * n
-    by_dataset: dict[str, list[int]] = {}
-    for i, d in enumerate(datasets):
-        by_dataset.setdefault(d, []).append(i)
-    for d, rows in by_dataset.items():
-        in_dataset = [names[i] for i in rows]
-        for i, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
-            stems[i], safe_names[i] = s, o
-    if project_wide_stems and len(by_dataset) > 1:
-        stems = mask_stems(names, [f"{d}\x00{i}" for d, i in zip(datasets, names)])
+    dataset = pc.dictionary_encode(items.column("dataset").combine_chunks())
+    names_in = dataset.dictionary.to_pylist()
+    out_dirs = dataset_out_dirs(names_in)
+    out_dir = pa.array([out_dirs[d] for d in names_in], pa.string()).take(dataset.indices)
+    item = pc.cast(items.column("item").combine_chunks(), pa.string())
+    simple, stem_col = _simple_names(items.column("dataset").combine_chunks(), item)
+    safe_names = item
+    stems = stem_col
+    slow = np.flatnonzero(~simple)
+    if len(slow):  # datasets with names to make safe or unique: the rules of out_names / mask_stems
+        stem_list, name_list = stems.to_pylist(), safe_names.to_pylist()
+        datasets, names = pc.take(items.column("dataset"), pa.array(slow)).to_pylist(), item.take(pa.array(slow)).to_pylist()
+        by_dataset: dict[str, list[int]] = {}
+        for k, d in enumerate(datasets):
+            by_dataset.setdefault(d, []).append(k)
+        for rows in by_dataset.values():
+            in_dataset = [names[k] for k in rows]
+            for k, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
+                stem_list[slow[k]], name_list[slow[k]] = s, o
+        stems, safe_names = pa.array(stem_list, pa.string()), pa.array(name_list, pa.string())
+    if project_wide_stems and len(names_in) > 1:
+        all_names, all_datasets = item.to_pylist(), items.column("dataset").to_pylist()
+        stems = pa.array(mask_stems(all_names, [f"{d}\x00{i}" for d, i in zip(all_datasets, all_names)]), pa.string())
     partition = partition_numbers(n, items_per_partition)
-    return (items.append_column("out_dir", pa.array([out_dirs[d] for d in datasets], pa.string()))
-                 .append_column("out_name", pa.array(safe_names, pa.string()))
-                 .append_column("mask_stem", pa.array(stems, pa.string()))
+    return (items.append_column("out_dir", out_dir)
+                 .append_column("out_name", safe_names)
+                 .append_column("mask_stem", stems)
                  .append_column("partition", partition))
+
+
+_SIMPLE = r"^[A-Za-z0-9_\-]([A-Za-z0-9_\-. ]*[A-Za-z0-9_\-])?$"
+"""Names that ``safe_component`` keeps as they are (ASCII letters, digits, ``_-. ``, no leading dot or
+trailing dot or space); ``_DEVICE``: the Windows device names it prefixes."""
+_DEVICE = r"(?i)^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\.|$)"
+
+
+def _simple_names(dataset: pa.Array, item: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Which items keep their name as ``out_name`` and their ``stem`` as ``mask_stem`` (what
+    ``out_names`` and ``mask_stems`` give for a dataset of simple ASCII names whose names and
+    stems are unique ignoring case), and the stems; vectorised. Every item of a dataset that
+    has any other item is marked not simple: its dataset goes through the general rules."""
+    stem = pc.replace_substring_regex(item, r"^(.+)\.[^.]*$", r"\1")
+    ok = pc.and_(pc.match_substring_regex(item, _SIMPLE), pc.match_substring_regex(stem, _SIMPLE))
+    ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring_regex(item, _DEVICE), pc.match_substring_regex(stem, _DEVICE))))
+    ok = pc.and_(ok, pc.less_equal(pc.utf8_length(item), 150))
+    table = pa.table({"d": dataset, "n": pc.utf8_lower(item), "s": pc.utf8_lower(stem), "ok": ok})
+    bad = set(table.filter(pc.invert(ok)).column("d").to_pylist())
+    for key in ("n", "s"):
+        counts = table.group_by(["d", key]).aggregate([([], "count_all")])
+        bad |= set(counts.filter(pc.greater(counts.column("count_all"), 1)).column("d").to_pylist())
+    simple = pc.invert(pc.is_in(dataset, pa.array(sorted(bad), pa.string()))) if bad else pa.array(
+        np.ones(len(item), bool))
+    return np.asarray(simple.to_numpy(zero_copy_only=False), bool), stem
 
 
 def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,

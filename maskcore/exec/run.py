@@ -58,8 +58,8 @@ from .stamps import (
     plan_summary,
     record_stamps,
     split_unchanged,
+    stamped_listing,
     summary_text,
-    with_stamps,
 )
 from .state import (
     MANIFEST,
@@ -273,7 +273,7 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, get_client):
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to, started,
                 filters, lock) -> RunResult:
-    plan = plan_partitions(with_stamps(source.list_items()), items_per_partition=cfg.items_per_partition,
+    plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
     listing = plan
     plan, filtered = _select(cfg, plan, filters, source, meta, get_client)
@@ -399,7 +399,7 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     """``--dry-run``: list, select and partition the items, and compare them with the destination's
     manifest by stamp; nothing is rendered and nothing is written (no lock, no state file; an
     annotation filter scans in this process unless a client is given)."""
-    plan = plan_partitions(with_stamps(source.list_items()), items_per_partition=cfg.items_per_partition,
+    plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
     listed = plan.num_rows
     plan, _ = _select(cfg, plan, filters, source, meta, lambda n: client)

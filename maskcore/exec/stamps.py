@@ -33,6 +33,12 @@ PREV_STAMP_COLUMNS = ("prev_ann_stamp", "prev_img_stamp")
 NO_FILE = "-"
 
 
+def stamped_listing(source) -> pa.Table:
+    """The source's listing with change stamps, from readers that list them (``lists_stamps``)."""
+    return with_stamps(source.list_items(stamps=True) if getattr(source, "lists_stamps", False)
+                       else source.list_items())
+
+
 def with_stamps(listing: pa.Table) -> pa.Table:
     """The listing with both stamp columns (null where the reader gives none), inline annotations
     stamped by their sha256 and files the item does not have stamped ``NO_FILE``."""

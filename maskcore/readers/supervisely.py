@@ -66,10 +66,11 @@ ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
-    ("ann_stamp", pa.string()), ("img_stamp", pa.string()),
 ])
-"""Columns of ``list_items``: paths relative to the project root, sizes in bytes, the store's change
-stamps (``io.storage.change_stamp``; null when the store gives none to trust). A listing that
+STAMP_FIELDS = [("ann_stamp", pa.string()), ("img_stamp", pa.string())]
+"""Columns of ``list_items``: paths relative to the project root, sizes in bytes; with
+``stamps=True`` then ``STAMP_FIELDS``, the store's change stamps (``io.storage.change_stamp``;
+null when the store gives none to trust). A listing that
 met unusable names adds a ``problem`` column (see ``index_project_files``)."""
 
 
@@ -274,7 +275,9 @@ def index_project_files(files: Iterable[tuple]) -> pa.Table:
     other rows) giving the reason, so the item fails by name instead of vanishing.
     """
     folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
+    stamped = False
     for rel, size, *stamp in files:
+        stamped = stamped or bool(stamp)
         head, _, name = rel.rpartition("/")
         folder, _, kind = head.rpartition("/")
         if kind == "img" or (kind == "ann" and name.endswith(".json")):
@@ -303,7 +306,9 @@ def index_project_files(files: Iterable[tuple]) -> pa.Table:
         "img_bytes": [r[3][1] if r[3] else None for r in rows],
         "ann_stamp": [r[2][2] if r[2] else None for r in rows],
         "img_stamp": [r[3][2] if r[3] else None for r in rows],
-    }, schema=ITEMS_SCHEMA)
+    }, schema=pa.schema([*ITEMS_SCHEMA, *STAMP_FIELDS]))
+    if not stamped:
+        table = table.drop_columns([name for name, _ in STAMP_FIELDS])
     if any(p is not None for p in problems):
         table = table.append_column("problem", pa.array([problems[i] for i in order], pa.string()))
     return table
@@ -429,15 +434,18 @@ class SuperviselySource(SourceBase):
                                    f"{self._where()!r}, got no such file") from None
         return parse_meta(data)
 
-    def list_items(self) -> pa.Table:
+    lists_stamps = True
+    """``list_items(stamps=True)`` adds each file's change stamp (``STAMP_FIELDS``)."""
+
+    def list_items(self, *, stamps: bool = False) -> pa.Table:
         """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
 
-        One recursive listing (``fs.find``) for a folder; the member index for a tar.
-        ``ProjectError`` when the store cannot list the project."""
+        One recursive listing (``fs.find``) for a folder; the member index for a tar (no stamps:
+        its members are hashed). ``ProjectError`` when the store cannot list the project."""
         with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
-            return self._list_items()
+            return self._list_items(stamps)
 
-    def _list_items(self) -> pa.Table:
+    def _list_items(self, stamps: bool = False) -> pa.Table:
         if self.is_tar:
             prefix = _join(self.root, "") if self.root else ""
             files = ((n[len(prefix):], size) for n, (_, size) in self._tar_index().items()
@@ -448,7 +456,7 @@ class SuperviselySource(SourceBase):
         cut = len(root.rstrip("/")) + 1
         listed_at = time.time()
         found = fs.find(root, detail=True)
-        return index_project_files((p[cut:], info.get("size"), change_stamp(info, listed_at))
+        return index_project_files((p[cut:], info.get("size"), *([change_stamp(info, listed_at)] if stamps else []))
                                    for p, info in found.items() if info.get("type", "file") == "file")
 
     def item_annotation(self, row: dict) -> bytes:

@@ -110,3 +110,21 @@ def test_dry_run_counts_what_a_run_would_do_and_changes_nothing(samples, tmp_pat
     assert "3 unchanged by stamp (not read); 1 to read and hash" in out
     assert f"{ann.stat().st_size + (src / 'ds/img/dog1.jpg').stat().st_size} bytes to read" in out
     assert _all_bytes(dst) == before  # .maskcore/ too: no lock, no report, nothing set aside
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "C"]),
+                          st.text(st.sampled_from("aAbB._- 1ée/\\:"), min_size=1, max_size=8)),
+                min_size=1, max_size=40, unique=True))
+def test_fast_names_equal_the_general_rules(rows):
+    """plan_partitions' vectorised path for simple names gives what out_names / mask_stems give."""
+    from maskcore.exec.plan import out_names
+
+    rows = sorted(rows)
+    plan = plan_partitions(pa.table({"dataset": [d for d, _ in rows], "item": [i for _, i in rows]}))
+    expected_stems, expected_names = {}, {}
+    for d in sorted({d for d, _ in rows}):
+        items = [i for e, i in rows if e == d]
+        expected_stems.update(zip([(d, i) for i in items], mask_stems(items)))
+        expected_names.update(zip([(d, i) for i in items], out_names(items)))
+    assert plan.column("mask_stem").to_pylist() == [expected_stems[r] for r in rows]
+    assert plan.column("out_name").to_pylist() == [expected_names[r] for r in rows]
