@@ -22,7 +22,7 @@ from ..paths import fold, safe_component, stem, unique_names
 DEFAULT_ITEMS_PER_PARTITION = 32
 """The target partition size: items per partition (``--items-per-partition``, a job's
 ``items_per_partition``)."""
-MIN_PARTITIONS = 8
+MIN_PARTITIONS = 4
 """A run of fewer than ``MIN_PARTITIONS * items_per_partition`` items is cut into this many
 partitions (smaller ones), so that a small run still spreads over several workers and a lost one
 costs little. Partitions depend on the item count and the target size only, never on the

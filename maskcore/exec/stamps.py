@@ -142,10 +142,14 @@ def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Ta
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
-    where = pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
+    aligned = (manifest.num_rows == plan.num_rows and manifest.column("dataset").equals(plan.column("dataset"))
+               and manifest.column("item").equals(plan.column("item")))  # the usual case: no lookup
+    where = None if aligned else pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
     for column in STAMP_COLUMNS:
-        values = (plan.column(column).combine_chunks().take(where) if column in plan.column_names
-                  else pa.nulls(manifest.num_rows, pa.string()))
+        if column not in plan.column_names:
+            values = pa.nulls(manifest.num_rows, pa.string())
+        else:
+            values = plan.column(column) if aligned else plan.column(column).combine_chunks().take(where)
         if column in manifest.column_names:
             manifest = manifest.set_column(manifest.schema.get_field_index(column), column, values)
         else:

@@ -273,7 +273,7 @@ def test_resume_is_independent_of_the_worker_count(samples, tmp_path, cli):
     a run killed on 3 workers resumes every finished partition on 1 (before: 0 of them)."""
     src = bigger_project(samples, tmp_path / "src", copies=4)  # 24 items: 8 partitions of 3
     dst = tmp_path / "out"
-    args = ["export", str(src), str(dst), "--masks", "machine,human"]
+    args = ["export", str(src), str(dst), "--masks", "machine,human", "--items-per-partition", "3"]
     interrupt([*args, "--workers", "3"], dst, after=3)
     done = {p.name for p in partials(dst)}
     assert 3 <= len(done) < 8
@@ -282,5 +282,5 @@ def test_resume_is_independent_of_the_worker_count(samples, tmp_path, cli):
     report = read_report(dst)
     assert report["partitions"] == {"total": 8, "resumed": len(done), "run": 8 - len(done)}
     clean = tmp_path / "clean"
-    cli("export", str(src), str(clean), "--masks", "machine,human").check_returncode()
+    cli("export", str(src), str(clean), "--masks", "machine,human", "--items-per-partition", "3").check_returncode()
     assert tree(dst) == tree(clean)
