@@ -105,8 +105,8 @@ def main() -> None:
         for i in range(0, len(keys), 2000):
             fs.pipe({k: files[k] for k in keys[i:i + 2000]})
         print(f"uploaded {len(files)} objects in {time.perf_counter() - t:.1f} s", flush=True)
-        cfg = dict(source=f"s3://{BUCKET}/in/proj", destination=f"s3://{BUCKET}/out", storage_options=options,
-                   layout_options={"masks": ["machine"]}, cluster=args.cluster)
+        cfg = {"source": f"s3://{BUCKET}/in/proj", "destination": f"s3://{BUCKET}/out", "storage_options": options,
+               "layout_options": {"masks": ["machine"]}, "cluster": args.cluster}
         results = {"items": args.items}
         _, mark = _requests(log, 0)
         t = time.perf_counter()

@@ -188,13 +188,13 @@ def summary_text(s: dict) -> list[str]:
            "not incremental: " + ("no manifest in the destination" if not s["previous_manifest"] else
                                   "the settings changed since the last run" if not s["same_settings"] else "--full"))
     lines = [
-        f"maskcore: dry run: {s['items']} items (of {s['listed']} listed) in {s['partitions']} partitions "
-        f"of up to {s['items_per_partition']} -> {s['destination']}; {why}",
-        f"maskcore: dry run: {s['unchanged_by_stamp']} unchanged by stamp (not read); {s['to_read']} to read "
-        f"and hash ({s['to_read_new']} new or not trusted, {s['to_read_known']} with a changed or unknown stamp: "
-        "rendered when their bytes differ)",
-        f"maskcore: dry run: {s['bytes_to_read']} bytes to read of {s['bytes_listed']} listed; nothing rendered "
-        "or written",
+        (f"maskcore: dry run: {s['items']} items (of {s['listed']} listed) in {s['partitions']} partitions "
+         f"of up to {s['items_per_partition']} -> {s['destination']}; {why}"),
+        (f"maskcore: dry run: {s['unchanged_by_stamp']} unchanged by stamp (not read); {s['to_read']} to read "
+         f"and hash ({s['to_read_new']} new or not trusted, {s['to_read_known']} with a changed or unknown stamp: "
+         "rendered when their bytes differ)"),
+        (f"maskcore: dry run: {s['bytes_to_read']} bytes to read of {s['bytes_listed']} listed; nothing rendered "
+         "or written"),
     ]
     if s["unfinished_run_files"]:
         lines.append(f"maskcore: dry run: an unfinished run left {s['unfinished_run_files']} state files: the run "

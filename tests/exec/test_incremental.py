@@ -171,7 +171,8 @@ def test_local_stamps_skip_unchanged_items_and_catch_same_size_edits(project, tm
     from maskcore.io import storage
 
     monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.3)
-    settle = lambda: time.sleep(0.35)  # noqa: E731
+    def settle():
+        time.sleep(0.35)
     dst = tmp_path / "out"
     settle()
     first = _export(project, dst, None)
@@ -238,8 +239,8 @@ def test_no_op_night_on_s3_reads_no_object_body(s3_server, s3_bucket, dask_clien
     n = 120
     fs = s3_server.filesystem()
     files = _tiny_project(fs, f"{s3_bucket}/in/proj", n)
-    cfg = dict(source=f"s3://{s3_bucket}/in/proj", destination=f"s3://{s3_bucket}/out",
-               storage_options=s3_server.options(), layout_options={"masks": ["machine"]})
+    cfg = {"source": f"s3://{s3_bucket}/in/proj", "destination": f"s3://{s3_bucket}/out",
+           "storage_options": s3_server.options(), "layout_options": {"masks": ["machine"]}}
     first = run_export(ExportConfig(**cfg), log=lambda m: None, client=dask_client)
     assert first.exit_code == EXIT_OK and first.report["items"]["written"] == n
     out = {p: fs.cat_file(p) for p in fs.find(f"{s3_bucket}/out") if "/.maskcore/" not in p}
