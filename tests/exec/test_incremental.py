@@ -285,3 +285,25 @@ def test_resume_is_independent_of_the_worker_count(samples, tmp_path, cli):
     clean = tmp_path / "clean"
     cli("export", str(src), str(clean), "--masks", "machine,human", "--items-per-partition", "3").check_returncode()
     assert tree(dst) == tree(clean)
+
+
+def test_coco_items_unchanged_by_stamp(tmp_path, monkeypatch):
+    """A COCO file's annotations are stamped by their own sha256, images by the listing's stamps."""
+    from maskcore.io import storage
+
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.2)
+    src = tmp_path / "coco"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data/coco_labelme", src)
+    time.sleep(0.25)
+    dst = tmp_path / "out"
+    first = _export(src / "annotations.json", dst, None)
+    n = first.report["items"]["total"]
+    assert first.report["items"]["written"] == n > 1
+    assert _export(src / "annotations.json", dst, None).report["stamps"]["unchanged_by_stamp"] == n
+    doc = json.loads((src / "annotations.json").read_text())
+    moved = next(a for a in doc["annotations"] if isinstance(a.get("segmentation"), list) and a["segmentation"])
+    moved["segmentation"][0][0] += 1  # one polygon of one image moves by a pixel
+    (src / "annotations.json").write_text(json.dumps(doc))
+    run = _export(src / "annotations.json", dst, None)
+    assert run.report["stamps"] == {"verify": False, "unchanged_by_stamp": n - 1, "hashed": 1}
+    assert run.report["items"]["written"] == 1
