@@ -315,10 +315,9 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
-    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
+    progress = Progress(plan.num_rows, len(todo), interval=cfg.progress_interval, emit=progress_to)
+    progress.items += sum(t.num_rows for t in known)  # unchanged by stamp: no task, no read
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
-    for table in known:  # unchanged by stamp: no task, no read
-        progress.update(table.num_rows, 0)
     results = known + (_submit_all(client, spec, todo, progress, on_partition) if todo else [])
     progress.close()
     if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
