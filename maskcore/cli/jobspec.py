@@ -29,7 +29,7 @@ from ..exec.run import ExportConfig
 from ..io.storage import resolve_location as _resolve
 
 KEYS = {"source", "destination", "layout", "masks", "options", "cluster", "cluster_file", "workers",
-        "storage_options", "items_per_partition", "reader", "name", "description", "full",
+        "storage_options", "items_per_partition", "reader", "name", "description", "full", "verify",
         "progress_interval", "archive", "images", "filters"}
 
 
@@ -94,6 +94,7 @@ def load_job(path: str, *, destination: str | None = None) -> ExportConfig:
         workers=workers,
         items_per_partition=doc.get("items_per_partition"),
         full=bool(doc.get("full", False)),
+        verify=bool(doc.get("verify", False)),
         progress_interval=float(doc.get("progress_interval", 30.0)),
         archive=bool(archive),
         part_size=parse_size(part_size) if part_size is not None else None,

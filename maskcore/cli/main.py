@@ -78,6 +78,12 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
                         "(client_kwargs.endpoint_url=http://...); JSON values are parsed")
     p.add_argument("--full", action="store_true",
                    help="render every item, ignoring what the last run already exported")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what a run would do (items, partitions, unchanged by stamp, bytes to "
+                        "read) against the destination's manifest; render and write nothing")
+    p.add_argument("--verify", action="store_true",
+                   help="read and hash every item's inputs instead of trusting the store's change "
+                        "stamps (ETag, mtime) for unchanged ones")
     p.add_argument("--progress-interval", type=float, metavar="SECONDS",
                    help="seconds between progress lines when not on a terminal (default 30)")
     p.add_argument("--debug", action="store_true", help="include tracebacks in item errors")
@@ -258,7 +264,8 @@ def _config(args) -> ExportConfig:
         changes["archive"] = False
     if "cluster" not in changes and not cfg.cluster:
         changes["cluster"] = default_profile_name(changes.get("cluster_file") or cfg.cluster_file)
-    return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full,
+    return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full, verify=cfg.verify or args.verify,
+                   dry_run=args.dry_run,
                    filters={**cfg.filters, **cli_filter_options(args)},
                    storage_options=merge_options(cfg.storage_options, parse_storage_options(args.storage_option)))
 
@@ -314,7 +321,7 @@ def _main(args) -> int:
             print(f"maskcore: usage error: {redact(str(exc), options)}{hint}", file=sys.stderr)
             return EXIT_USAGE
         options = cfg.storage_options
-        result = run_export(cfg)
+        result = run_export(cfg, log=print if cfg.dry_run else None)
     except RefusedError as exc:
         print(f"maskcore: refused: {redact(str(exc), options)}", file=sys.stderr)
         return EXIT_REFUSED

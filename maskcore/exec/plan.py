@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..paths import fold, safe_component, stem, unique_names
 
 DEFAULT_ITEMS_PER_PARTITION = 32
+"""The target partition size: items per partition (``--items-per-partition``, a job's
+``items_per_partition``)."""
+MIN_PARTITIONS = 4
+"""A run of fewer than ``MIN_PARTITIONS * items_per_partition`` items is cut into this many
+partitions (smaller ones), so that a small run still spreads over several workers and a lost one
+costs little. Partitions depend on the item count and the target size only, never on the
+cluster: a killed run resumes the same partitions on 1 worker as on 100."""
 
 
 RESERVED_ROOT_NAMES = (".maskcore", "meta.json", "obj_class_to_machine_color.json",
@@ -71,64 +80,132 @@ def out_names(items: list[str]) -> list[str]:
     return unique_names([safe_component(i) for i in items], items)
 
 
-def plan_partitions(items: pa.Table, *, workers: int, items_per_partition: int | None = None,
-                    project_wide_stems: bool = False) -> pa.Table:
+def partition_size(n_items: int, items_per_partition: int | None = None) -> int:
+    """Items per partition for a run of ``n_items``: the target size
+    (``DEFAULT_ITEMS_PER_PARTITION`` when None), smaller when that would give fewer than
+    ``MIN_PARTITIONS`` partitions; at least 1."""
+    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
+    return max(1, min(size, math.ceil(n_items / MIN_PARTITIONS))) if n_items else size
+
+
+def partition_numbers(n_items: int, items_per_partition: int | None = None) -> pa.Array:
+    """The ``partition`` column of ``n_items`` planned rows (contiguous runs of
+    ``partition_size``)."""
+    size = partition_size(n_items, items_per_partition)
+    return pc.divide(pa.array(np.arange(n_items, dtype=np.int32)), pa.scalar(size, pa.int32()))
+
+
+def plan_partitions(items: pa.Table, *, items_per_partition: int | None = None,
+                    project_wide_stems: bool = False, workers: int | None = None) -> pa.Table:
     """Add ``out_dir``, ``mask_stem`` and ``partition`` to a sorted item listing.
 
     ``project_wide_stems``: mask stems unique across all datasets (layouts that put every
     dataset's masks in one folder, e.g. CVAT's ``SegmentationClass/``), not only within one.
 
-    Partitions are contiguous runs of items, at most ``items_per_partition`` each, and at least
-    ``4 * workers`` of them when there are enough items (so a slow or lost worker costs little).
+    Partitions are contiguous runs of items, at most ``items_per_partition`` each, at least
+    ``MIN_PARTITIONS`` of them when there are enough items (``partition_size``). ``workers`` is
+    accepted for older callers and ignored: partitions never depend on the cluster.
     """
+    del workers
     n = items.num_rows
-    datasets = items.column("dataset").to_pylist()
-    names = items.column("item").to_pylist()
-    out_dirs = dataset_out_dirs(datasets)
-    stems: list[str] = [""] * n
-    safe_names: list[str] = [""] * n
-    by_dataset: dict[str, list[int]] = {}
-    for i, d in enumerate(datasets):
-        by_dataset.setdefault(d, []).append(i)
-    for d, rows in by_dataset.items():
-        in_dataset = [names[i] for i in rows]
-        for i, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
-            stems[i], safe_names[i] = s, o
-    if project_wide_stems and len(by_dataset) > 1:
-        stems = mask_stems(names, [f"{d}\x00{i}" for d, i in zip(datasets, names)])
-    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
-    if n:
-        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
-    partition = pa.array([i // size for i in range(n)], pa.int32())
-    return (items.append_column("out_dir", pa.array([out_dirs[d] for d in datasets], pa.string()))
-                 .append_column("out_name", pa.array(safe_names, pa.string()))
-                 .append_column("mask_stem", pa.array(stems, pa.string()))
+    dataset = pc.dictionary_encode(items.column("dataset").combine_chunks())
+    names_in = dataset.dictionary.to_pylist()
+    out_dirs = dataset_out_dirs(names_in)
+    out_dir = pa.array([out_dirs[d] for d in names_in], pa.string()).take(dataset.indices)
+    item = pc.cast(items.column("item").combine_chunks(), pa.string())
+    simple, stem_col = _simple_names(items.column("dataset").combine_chunks(), item)
+    safe_names = item
+    stems = stem_col
+    slow = np.flatnonzero(~simple)
+    if len(slow):  # datasets with names to make safe or unique: the rules of out_names / mask_stems
+        stem_list, name_list = stems.to_pylist(), safe_names.to_pylist()
+        datasets, names = pc.take(items.column("dataset"), pa.array(slow)).to_pylist(), item.take(pa.array(slow)).to_pylist()
+        by_dataset: dict[str, list[int]] = {}
+        for k, d in enumerate(datasets):
+            by_dataset.setdefault(d, []).append(k)
+        for rows in by_dataset.values():
+            in_dataset = [names[k] for k in rows]
+            for k, s, o in zip(rows, mask_stems(in_dataset), out_names(in_dataset)):
+                stem_list[slow[k]], name_list[slow[k]] = s, o
+        stems, safe_names = pa.array(stem_list, pa.string()), pa.array(name_list, pa.string())
+    if project_wide_stems and len(names_in) > 1:
+        all_names, all_datasets = item.to_pylist(), items.column("dataset").to_pylist()
+        stems = pa.array(mask_stems(all_names, [f"{d}\x00{i}" for d, i in zip(all_datasets, all_names)]), pa.string())
+    partition = partition_numbers(n, items_per_partition)
+    return (items.append_column("out_dir", out_dir)
+                 .append_column("out_name", safe_names)
+                 .append_column("mask_stem", stems)
                  .append_column("partition", partition))
 
 
-def assign_partitions(plan: pa.Table, *, workers: int, items_per_partition: int | None = None) -> pa.Table:
-    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``)."""
-    n = plan.num_rows
-    size = items_per_partition or DEFAULT_ITEMS_PER_PARTITION
-    if n:
-        size = max(1, min(size, math.ceil(n / (4 * max(1, workers)))))
+_SIMPLE = r"^[A-Za-z0-9_\-]([A-Za-z0-9_\-. ]*[A-Za-z0-9_\-])?$"
+"""Names that ``safe_component`` keeps as they are (ASCII letters, digits, ``_-. ``, no leading dot or
+trailing dot or space); ``_DEVICE``: the Windows device names it prefixes."""
+_DEVICE = r"(?i)^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\.|$)"
+
+
+def _simple_names(dataset: pa.Array, item: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Which items keep their name as ``out_name`` and their ``stem`` as ``mask_stem`` (what
+    ``out_names`` and ``mask_stems`` give for a dataset of simple ASCII names whose names and
+    stems are unique ignoring case), and the stems; vectorised. Every item of a dataset that
+    has any other item is marked not simple: its dataset goes through the general rules."""
+    stem = pc.replace_substring_regex(item, r"^(.+)\.[^.]*$", r"\1")
+    ok = pc.and_(pc.match_substring_regex(item, _SIMPLE), pc.match_substring_regex(stem, _SIMPLE))
+    ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring_regex(item, _DEVICE), pc.match_substring_regex(stem, _DEVICE))))
+    ok = pc.and_(ok, pc.less_equal(pc.utf8_length(item), 150))
+    table = pa.table({"d": dataset, "n": pc.utf8_lower(item), "s": pc.utf8_lower(stem), "ok": ok})
+    bad = set(table.filter(pc.invert(ok)).column("d").to_pylist())
+    for key in ("n", "s"):
+        counts = table.group_by(["d", key]).aggregate([([], "count_all")])
+        bad |= set(counts.filter(pc.greater(counts.column("count_all"), 1)).column("d").to_pylist())
+    simple = pc.invert(pc.is_in(dataset, pa.array(sorted(bad), pa.string()))) if bad else pa.array(
+        np.ones(len(item), bool))
+    return np.asarray(simple.to_numpy(zero_copy_only=False), bool), stem
+
+
+def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,
+                      workers: int | None = None) -> pa.Table:
+    """Renumber ``partition`` for a plan whose rows were filtered (same rule as ``plan_partitions``;
+    ``workers`` ignored)."""
+    del workers
     return plan.set_column(plan.schema.get_field_index("partition"), "partition",
-                           pa.array([i // size for i in range(n)], pa.int32()))
+                           partition_numbers(plan.num_rows, items_per_partition))
 
 
-def partitions(plan: pa.Table) -> list[pa.Table]:
-    """Split a plan into one table per partition, in partition order.
+class Partitions(Sequence):
+    """A plan's partitions, in partition order, each made when it is asked for (a run of millions of
+    items asks only for the partitions it sends to workers).
 
     Each partition owns compact buffers (``take``, not ``slice``): a pickled slice would carry
     the whole plan's buffers to every task (measured: 18.9 MB instead of 0.9 KB for 32 rows of a
-    1M-row plan).
+    1M-row plan). ``bounds``: partition ``i`` is rows ``bounds[i]:bounds[i + 1]`` of ``plan``.
     """
-    if plan.num_rows == 0:
-        return []
-    n_parts = pc.max(plan.column("partition")).as_py() + 1
-    bounds = [0] * (n_parts + 1)
-    for p in plan.column("partition").to_pylist():
-        bounds[p + 1] += 1
-    for i in range(n_parts):
-        bounds[i + 1] += bounds[i]
-    return [plan.take(pa.array(range(bounds[i], bounds[i + 1]), pa.int64())) for i in range(n_parts)]
+
+    def __init__(self, plan: pa.Table) -> None:
+        self.plan = plan
+        if plan.num_rows == 0:
+            self.bounds = np.zeros(1, np.int64)
+        else:
+            ids = plan.column("partition").to_numpy()
+            counts = np.bincount(ids, minlength=int(ids.max()) + 1)
+            self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.plan.take(pa.array(np.arange(self.bounds[i], self.bounds[i + 1]), pa.int64()))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, Partitions)) else NotImplemented
+
+
+def partitions(plan: pa.Table) -> Partitions:
+    """Split a plan into one table per partition, in partition order (:class:`Partitions`)."""
+    return Partitions(plan)

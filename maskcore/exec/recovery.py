@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .plan import partitions
-from .state import PARTIALS, RUN_ID_KEY, STARTED, DamagedState, partition_key, read_state_parquet, set_aside
+from .state import PARTIALS, RUN_ID_KEY, STARTED, DamagedState, partition_keys, read_state_parquet, set_aside
 
 PARTIAL_COLUMNS = ("dataset", "item", "status", "ann_sha256", "img_sha256", "outputs")
 PREV_COLUMNS = ("prev_ann_sha256", "prev_img_sha256")
@@ -123,7 +123,7 @@ def settle(plan: pa.Table, config_fp: str, left: Leftovers) -> Settled:
         plan = _distrust(plan, None)
     while True:
         parts = partitions(plan)
-        keys = [partition_key(config_fp, p) for p in parts]
+        keys = partition_keys(config_fp, plan, parts.bounds)
         matched = {k for k in keys if k in left.partials}
         found: set[str] = set()
         for key, table in left.partials.items():

@@ -47,7 +47,7 @@ from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
 from ..readers import READERS, detect_reader, open_source
-from .cluster import connect, get_profile, planned_workers, runs_inprocess, watch_of
+from .cluster import connect, get_profile, runs_inprocess, watch_of
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
@@ -55,6 +55,14 @@ from .plan import assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
 from .scan import scan_partitions
+from .stamps import (
+    attach_previous,
+    plan_summary,
+    record_stamps,
+    split_unchanged,
+    stamped_listing,
+    summary_text,
+)
 from .state import (
     MANIFEST,
     PARTIALS,
@@ -64,6 +72,7 @@ from .state import (
     STATE_DIR,
     config_fingerprint,
     parquet_bytes,
+    read_manifest_readonly,
     read_state_parquet,
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
@@ -106,6 +115,8 @@ class ExportConfig:
     workers: int | None = None
     items_per_partition: int | None = None
     full: bool = False                  # ignore the previous manifest: render every item
+    verify: bool = False                # hash every item's inputs, trusting no change stamp (exec/stamps.py)
+    dry_run: bool = False               # plan and compare with the destination's manifest; render and write nothing
     archive: bool | None = None         # pack the export into <archive_name>.tar (or parts); None: the layout's default
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
@@ -227,6 +238,8 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
         cfg = replace(cfg, archive_name=cfg.archive_name or default_archive_name(source),
                       archive_format=resolve_archive_format(cfg.archive_format, layout))
         refuse_overwriting_source(sink, cfg.archive_name, cfg.source, cfg.storage_options, cfg.archive_format)
+    if cfg.dry_run:
+        return _dry_run(cfg, layout, source, meta, sink, filters, log, client)
     with _no_trace_of_a_failed_start(cfg.destination), RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
@@ -283,7 +296,7 @@ def _no_trace_of_a_failed_start(destination: str):
         raise
 
 
-def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int, get_client):
+def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, get_client):
     """Apply the item filters to the plan: listing filters with pyarrow, annotation filters after a
     distributed scan. Returns the plan renumbered into partitions and the report section."""
     if not filters.active():
@@ -291,19 +304,18 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, workers: int
     plan, removed = apply_listing_filters(plan, filters)
     unscanned: list = []
     if filters.needs_scan and plan.num_rows:
-        parts = partitions(assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition))
+        parts = partitions(assign_partitions(plan, items_per_partition=cfg.items_per_partition))
         scan = scan_partitions(get_client(plan.num_rows), source, meta, parts)
         plan, more = apply_annotation_filters(plan, scan, filters)
         removed.update(more)
         unscanned = scan_errors(scan)
-    plan = assign_partitions(plan, workers=workers, items_per_partition=cfg.items_per_partition)
+    plan = assign_partitions(plan, items_per_partition=cfg.items_per_partition)
     return plan, {"removed": removed, "total_removed": sum(removed.values()), "kept_unscanned": unscanned}
 
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to, started,
                 filters, lock) -> RunResult:
-    workers = planned_workers(profile, cfg.workers)
-    plan = plan_partitions(source.list_items(), workers=workers, items_per_partition=cfg.items_per_partition,
+    plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
     source_warnings = list(getattr(source, "warnings", None) or [])  # opening and listing (skipped files)
     for text in source_warnings[:SUMMARY_FAILURES]:
@@ -311,7 +323,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if len(source_warnings) > SUMMARY_FAILURES:
         log(f"maskcore: warning: ... and {len(source_warnings) - SUMMARY_FAILURES} more in the report (source_warnings)")
     listing = plan
-    plan, filtered = _select(cfg, plan, filters, source, meta, workers, get_client)
+    plan, filtered = _select(cfg, plan, filters, source, meta, get_client)
     if plan.num_rows == 0 and filtered is not None:
         log(f"maskcore: warning: the item selection matched none of the {listing.num_rows} items"
             + "".join(f"; {hint}" for hint in _closest_names(filters, listing)))
@@ -319,12 +331,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if plan.num_rows == 0:
         for text in layout.prepare(sink, 0) or []:
             log(f"maskcore: warning: {text}")
-    config_fp = config_fingerprint(layout.fingerprint(), canonical_name(cfg.layout), meta.raw)
-    if filters.filters_labels:  # dropping labels changes the outputs
-        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
-    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
-        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
-        config_fp = hashlib.sha256(settings.encode()).hexdigest()
+    config_fp = _config_fp(cfg, layout, meta, filters)
     run_id = lock.run_id
     damaged: list = []
     previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
@@ -332,7 +339,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
-        plan = _attach_previous(plan, previous)
+        plan = attach_previous(plan, previous)
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:
         log(f"maskcore: warning: {note.message()}")
@@ -343,8 +350,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
+    sent, known = split_unchanged(plan, parts, incremental and not cfg.archive and not cfg.verify)
+    todo = [(i, sent[i], keys[i], resumed.get(i)) for i in range(len(parts)) if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
-    client = get_client(plan.num_rows) if parts else None
+    client = get_client(plan.num_rows) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
@@ -353,11 +362,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
-    todo = [(i, parts[i], keys[i], resumed.get(i)) for i in range(len(parts))]
-    progress = Progress(plan.num_rows, len(parts), interval=cfg.progress_interval, emit=progress_to)
+    progress = Progress(plan.num_rows, len(todo), interval=cfg.progress_interval, emit=progress_to)
+    progress.items += sum(t.num_rows for t in known)  # unchanged by stamp: no task, no read
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
     try:
-        results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+        results = known + (_submit_all(client, spec, todo, progress, on_partition) if todo else [])
     except FencedError:  # a task found the lock taken over: this run stops (LockedError), commits nothing
         lock.check()
         raise
@@ -369,6 +378,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
+    manifest = record_stamps(manifest, plan)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     if not cfg.archive:  # project files an earlier run wrote that this one does not (e.g. a kind dropped)
         now = {p for p, _ in project_files} | {p for p, _ in _list_files(manifest)}
@@ -399,6 +409,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
     report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
+    report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": sum(t.num_rows for t in known),
+                        "hashed": sum(p.num_rows for _, p, _, _ in todo)}
     report["source_warnings"] = list(getattr(source, "warnings", None) or [])
     if filtered is not None:
         report["filtered"] = filtered
@@ -444,6 +456,44 @@ def archive_line(destination: str, names: list[str]) -> str:
     shown = ", ".join(names[:ARCHIVE_NAMES_SHOWN]) + (f", ... {names[-1]}" if len(names) > ARCHIVE_NAMES_SHOWN else "")
     count = f" ({len(names)} parts)" if len(names) > 1 else ""
     return f"maskcore: archive{count}: {shown} in {destination.rstrip('/')}/"
+
+
+def _config_fp(cfg, layout, meta, filters: FilterSpec) -> str:
+    """What decides the outputs besides the inputs (``state.config_fingerprint``), with the label
+    filters and the archive settings."""
+    config_fp = config_fingerprint(layout.fingerprint(), canonical_name(cfg.layout), meta.raw)
+    if filters.filters_labels:  # dropping labels changes the outputs
+        config_fp = hashlib.sha256(f"{config_fp}:labels:{filters.label_key()}".encode()).hexdigest()
+    if cfg.archive:  # archive settings change the partition keys: never resume a folder run's partials
+        settings = f"{config_fp}:archive:{cfg.part_size}:{cfg.archive_format}"
+        config_fp = hashlib.sha256(settings.encode()).hexdigest()
+    return config_fp
+
+
+def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult:
+    """``--dry-run``: list, select and partition the items, and compare them with the destination's
+    manifest by stamp; nothing is rendered and nothing is written (no lock, no state file; an
+    annotation filter scans in this process unless a client is given)."""
+    plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
+                           project_wide_stems=layout.project_wide_stems)
+    listed = plan.num_rows
+    plan, _ = _select(cfg, plan, filters, source, meta, lambda n: client)
+    layout = layout.for_plan(plan)
+    config_fp = _config_fp(cfg, layout, meta, filters)
+    previous = read_manifest_readonly(sink)
+    same = previous is not None and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode()
+    incremental = same and not cfg.full
+    if incremental:
+        plan = attach_previous(plan, previous)
+    unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
+    summary = plan_summary(plan, listed, incremental and not cfg.archive and not cfg.verify)
+    summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
+                   previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
+    lines = summary_text(summary)
+    for line in lines:
+        log(line)
+    return RunResult(EXIT_OK if plan.num_rows or not filters.active() else EXIT_EMPTY,
+                     {"dry_run": summary, "lines": lines}, plan)
 
 
 def _closest_names(filters: FilterSpec, listing: pa.Table) -> list[str]:
@@ -498,15 +548,6 @@ def _finish_archive(cfg, sink, results, project_files):
     return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
 
 
-def _attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
-    """Give each planned item the input checksums of its last successful export."""
-    ok = previous.filter(pc.is_in(previous.column("status"), pa.array(["ok", "unchanged"])))
-    prev = ok.select(["dataset", "item", "ann_sha256", "img_sha256"]).rename_columns(
-        ["dataset", "item", "prev_ann_sha256", "prev_img_sha256"])
-    joined = plan.join(prev, keys=["dataset", "item"], join_type="left outer")
-    return joined.sort_by([("dataset", "ascending"), ("item", "ascending")])
-
-
 def _item_keys(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
 
@@ -516,12 +557,15 @@ def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table
     unchanged = pc.equal(manifest.column("status"), "unchanged")
     if not pc.any(unchanged).as_py():
         return manifest
-    where = pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
+    aligned = (manifest.num_rows == previous.num_rows and manifest.column("dataset").equals(previous.column("dataset"))
+               and manifest.column("item").equals(previous.column("item")))  # a quiet night: no lookup
+    every = pc.all(unchanged).as_py()
+    where = None if aligned else pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
     for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
         if name not in previous.column_names:
             continue
-        carried = previous.column(name).take(pc.if_else(unchanged, where, None))
-        merged = pc.if_else(unchanged, carried, manifest.column(name))
+        carried = previous.column(name) if aligned else previous.column(name).take(pc.if_else(unchanged, where, None))
+        merged = carried if every else pc.if_else(unchanged, carried, manifest.column(name))
         manifest = manifest.set_column(manifest.schema.get_field_index(name), name, merged)
     return manifest
 

@@ -19,7 +19,9 @@ import hashlib
 import json
 import time
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
@@ -53,15 +55,49 @@ def config_fingerprint(layout_options: dict, layout_name: str, meta_raw: dict) -
     return _sha(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
 
 
+KEY_COLUMNS = ("dataset", "item", "ann_path", "img_path", "ann_bytes", "img_bytes", "out_dir", "mask_stem",
+               "prev_ann_sha256", "prev_img_sha256")
+
+
+def _key_lines(plan: pa.Table) -> pa.Array:
+    """One line per row of what identifies its work: each key column as ``v<value>`` (``n`` when
+    null), joined by NUL (no name, path, size or checksum holds a NUL), plus the sha256 of an
+    inline annotation (COCO, CVAT XML)."""
+    fields = []
+    for c in KEY_COLUMNS:
+        if c in plan.column_names:
+            text = pc.cast(plan.column(c), pa.string())
+            fields.append(pc.fill_null(pc.binary_join_element_wise("v", text, ""), "n"))
+    if "ann_inline" in plan.column_names:
+        fields.append(pa.array(["n" if a is None else "v" + _sha(a) for a in plan.column("ann_inline").to_pylist()],
+                               pa.string()))
+    if not fields:
+        return pa.array([""] * plan.num_rows, pa.string())
+    lines = pc.binary_join_element_wise(*fields, "\x00") if len(fields) > 1 else fields[0]
+    lines = pc.cast(lines, pa.large_string())
+    return lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+
+
+def partition_keys(config_fp: str, plan: pa.Table, bounds) -> list[str]:
+    """Identity of each partition's work (rows ``bounds[i]:bounds[i + 1]`` of ``plan``): the
+    configuration plus its items and their inputs. One vectorised pass over the plan, then one
+    sha256 per partition over its rows' lines (``_key_lines``), which lie contiguous in memory."""
+    lines = _key_lines(plan)
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+    data = memoryview(lines.buffers()[2] or b"")
+    head = f"{config_fp}\n".encode()
+    keys = []
+    for i in range(len(bounds) - 1):
+        digest = hashlib.sha256(head)
+        digest.update(data[offsets[bounds[i]]:offsets[bounds[i + 1]]])
+        digest.update(np.diff(offsets[bounds[i]:bounds[i + 1] + 1]).tobytes())  # where each line ends
+        keys.append(digest.hexdigest()[:32])
+    return keys
+
+
 def partition_key(config_fp: str, part: pa.Table) -> str:
-    """Identity of one partition's work: the configuration plus its items and their inputs."""
-    cols = [c for c in ("dataset", "item", "ann_path", "img_path", "ann_bytes", "img_bytes",
-                        "out_dir", "mask_stem", "prev_ann_sha256", "prev_img_sha256") if c in part.column_names]
-    doc = [config_fp, part.select(cols).to_pylist()]
-    if "ann_inline" in part.column_names:  # annotations carried in the plan (COCO, CVAT XML)
-        doc.append([None if a is None else _sha(a) for a in part.column("ann_inline").to_pylist()])
-    payload = json.dumps(doc, sort_keys=True, default=str)
-    return _sha(payload.encode("utf-8"))[:32]
+    """Identity of one partition's work (``partition_keys`` of a plan that is this partition)."""
+    return partition_keys(config_fp, part, [0, part.num_rows])[0]
 
 
 def read_parquet(sink, relpath: str) -> pa.Table | None:
@@ -112,3 +148,13 @@ def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
         if damaged is not None:
             damaged.append(note)
         return None
+
+
+def read_manifest_readonly(sink) -> pa.Table | None:
+    """The committed manifest for a look that must change nothing (``--dry-run``): None when
+    absent or unreadable (left where it is)."""
+    try:
+        table = pq.read_table(pa.BufferReader(sink.read(MANIFEST)))
+    except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
+        return None
+    return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None

@@ -142,6 +142,41 @@ def cat_whole(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
     return fs.cat_file(path)
 
 
+# --- change stamps ------------------------------------------------------------------------------
+
+STAMP_SETTLE_SECONDS = 2.0
+"""A stamp made only of times (a local file: mtime, ctime, size, inode) is trusted only once its
+times are this much older than the listing: a file changed twice within one tick of its
+filesystem's clock (Linux: a few ms; FAT, some NFS servers: 1-2 s) keeps the same times (git's
+"racy clean" problem). A younger file gets no stamp, so the next run reads and hashes it."""
+
+_CONTENT_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "VersionId", "version_id")
+"""Fields of fsspec ``info()`` that change whenever the bytes do, whatever the clock (an S3 ETag
+is the MD5 of the object or of its parts; a GCS generation is new on every write)."""
+_TIME_FIELDS = ("LastModified", "last_modified", "mtime", "updated", "created", "ino", "size")
+
+
+def change_stamp(info: Mapping, listed_at: float) -> str | None:
+    """The store's change stamp of a listed file (``fs.find(detail=True)`` / ``fs.info`` entry), or
+    None when it has none to trust (then the file is read and hashed, as with ``--verify``).
+
+    ``"ETag=...;LastModified=...;size=..."``: the content fields present (S3 ETag, GCS md5Hash /
+    crc32c / generation, version ids) and the time fields (S3 LastModified; local mtime, ctime as
+    ``created``, inode and size). A stamp with no content field is refused while its newest time
+    is less than ``STAMP_SETTLE_SECONDS`` before ``listed_at`` (``time.time()`` when the listing
+    began). Equal stamps mean unchanged bytes only as far as the store keeps its stamps honest:
+    see README "Incremental runs: what is trusted".
+    """
+    parts = [f"{k}={info[k]}" for k in (*_CONTENT_FIELDS, *_TIME_FIELDS) if info.get(k) is not None]
+    if not any(info.get(k) is not None for k in _CONTENT_FIELDS):
+        times = [info.get(k) for k in ("mtime", "created", "LastModified", "last_modified", "updated")]
+        seconds = [t.timestamp() if hasattr(t, "timestamp") else t for t in times if t is not None]
+        seconds = [t for t in seconds if isinstance(t, (int, float))]
+        if not seconds or max(seconds) > listed_at - STAMP_SETTLE_SECONDS:
+            return None
+    return ";".join(parts) if parts else None
+
+
 # --- where a location is -----------------------------------------------------------------------
 
 def resolve_location(location: str, base: str) -> str:

@@ -52,6 +52,7 @@ import math
 import os
 import posixpath
 import re
+import time
 from typing import Any
 
 import fsspec
@@ -61,7 +62,7 @@ from fsspec.core import split_protocol
 
 from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bitmap
 from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, filesystem, redact
+from ..io.storage import cat_whole, change_stamp, filesystem, redact
 from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
@@ -556,20 +557,32 @@ class CocoSource(SourceBase):
             self._meta = meta_from_index(self._load())
         return self._meta
 
-    def list_items(self) -> pa.Table:
+    lists_stamps = True
+    """``list_items(stamps=True)`` adds ``img_stamp``, each image's change stamp (the annotations are
+    in the plan: the run stamps them by their own sha256)."""
+
+    def list_items(self, *, stamps: bool = False) -> pa.Table:
         """One row per image entry (``ITEMS_SCHEMA``), sorted by (dataset, item); one recursive
         listing of the image folder."""
         index = self._load()
         fs, root = self.image_filesystem()
+        listed_at = time.time()
         with self._store_errors(f"images {root!r}", "a listable folder", OSError):
             if self.images is not None and not fs.isdir(root):
                 where = redact(self.images, self.storage_options)
                 raise ProjectError(f"images: expected a folder, got {where!r} (not found)")
             found = fs.find(root, detail=True) if fs.isdir(root) else {}
+        cut = len(root.rstrip("/")) + 1
         skipped: list[str] = []
-        files = regular_files(found, len(root.rstrip("/")) + 1, skipped)
+        files = regular_files(found, cut, skipped)
         self.warnings = [*self._open_warnings, *(f"image folder: {w}" for w in sorted(skipped))]
-        return items_table(index, self.dataset, files)
+        table = items_table(index, self.dataset, files)
+        if stamps:
+            stamp_of = {p[cut:]: change_stamp(info, listed_at) for p, info in found.items()}
+            table = table.append_column("img_stamp", pa.array(
+                [stamp_of.get(p) if p is not None else None for p in table.column("img_path").to_pylist()],
+                pa.string()))
+        return table
 
     def read_bytes(self, path: str) -> bytes:
         """Bytes of an image given by its path relative to the image folder."""

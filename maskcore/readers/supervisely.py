@@ -44,12 +44,13 @@ import json
 import os
 import posixpath
 import re
+import time
 from typing import Any, Iterable
 
 import pyarrow as pa
 
 from ..errors import AnnotationError, ConfigError, ItemError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, redact
+from ..io.storage import cat_whole, change_stamp, redact
 from ..io.tarindex import read_member, tar_members
 from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
@@ -68,7 +69,10 @@ ITEMS_SCHEMA = pa.schema([
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
 ])
-"""Columns of ``list_items``: paths relative to the project root, sizes in bytes. A listing that
+STAMP_FIELDS = [("ann_stamp", pa.string()), ("img_stamp", pa.string())]
+"""Columns of ``list_items``: paths relative to the project root, sizes in bytes; with
+``stamps=True`` then ``STAMP_FIELDS``, the store's change stamps (``io.storage.change_stamp``;
+null when the store gives none to trust). A listing that
 met unusable names adds a ``problem`` column (see ``index_project_files``)."""
 
 
@@ -266,8 +270,8 @@ def _named_rows(rows: list) -> tuple[list, list]:
     return out, problems
 
 
-def index_project_files(files: Iterable[tuple[str, int]], skipped: list[str] | None = None) -> pa.Table:
-    """(path relative to the project root, size) of every file -> the item table.
+def index_project_files(files: Iterable[tuple], skipped: list[str] | None = None) -> pa.Table:
+    """(path relative to the project root, size[, change stamp]) of every file -> the item table.
 
     Pure: see the module docstring for the dataset and pairing rules. Raises ``ProjectError``
     when two folders give the same dataset name (``a/datasets/b`` and ``a/b``).
@@ -280,14 +284,16 @@ def index_project_files(files: Iterable[tuple[str, int]], skipped: list[str] | N
     ``skipped``.
     """
     folders: dict[str, tuple[str | None, dict, dict]] = {}  # folder -> (dataset, anns, imgs)
-    for rel, size in files:
+    stamped = False
+    for rel, size, *stamp in files:
+        stamped = stamped or bool(stamp)
         head, _, name = rel.rpartition("/")
         folder, _, kind = head.rpartition("/")
         if kind == "img" or (kind == "ann" and name.endswith(".json")):
             entry = folders.get(folder)
             if entry is None:
                 entry = folders[folder] = (_dataset_name(folder), {}, {})
-            entry[1 if kind == "ann" else 2][name] = (rel, size)
+            entry[1 if kind == "ann" else 2][name] = (rel, size, stamp[0] if stamp else None)
         elif skipped is None:
             continue
         elif kind == "ann":
@@ -316,7 +322,11 @@ def index_project_files(files: Iterable[tuple[str, int]], skipped: list[str] | N
         "img_path": [r[3][0] if r[3] else None for r in rows],
         "ann_bytes": [r[2][1] if r[2] else None for r in rows],
         "img_bytes": [r[3][1] if r[3] else None for r in rows],
-    }, schema=ITEMS_SCHEMA)
+        "ann_stamp": [r[2][2] if r[2] else None for r in rows],
+        "img_stamp": [r[3][2] if r[3] else None for r in rows],
+    }, schema=pa.schema([*ITEMS_SCHEMA, *STAMP_FIELDS]))
+    if not stamped:
+        table = table.drop_columns([name for name, _ in STAMP_FIELDS])
     if any(p is not None for p in problems):
         table = table.append_column("problem", pa.array([problems[i] for i in order], pa.string()))
     return table
@@ -442,15 +452,18 @@ class SuperviselySource(SourceBase):
                                    f"{self._where()!r}, got no such file") from None
         return parse_meta(data)
 
-    def list_items(self) -> pa.Table:
+    lists_stamps = True
+    """``list_items(stamps=True)`` adds each file's change stamp (``STAMP_FIELDS``)."""
+
+    def list_items(self, *, stamps: bool = False) -> pa.Table:
         """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
 
-        One recursive listing (``fs.find``) for a folder; the member index for a tar.
-        ``ProjectError`` when the store cannot list the project."""
+        One recursive listing (``fs.find``) for a folder; the member index for a tar (no stamps:
+        its members are hashed). ``ProjectError`` when the store cannot list the project."""
         with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
-            return self._list_items()
+            return self._list_items(stamps)
 
-    def _list_items(self) -> pa.Table:
+    def _list_items(self, stamps: bool = False) -> pa.Table:
         skipped: list[str] = []
         if self.is_tar:
             prefix = _join(self.root, "") if self.root else ""
@@ -460,8 +473,15 @@ class SuperviselySource(SourceBase):
         else:
             fs, _ = self.filesystem()
             root = self._folder()
-            found = regular_files(fs.find(root, detail=True), len(root.rstrip("/")) + 1, skipped)
-            table = index_project_files(found.items(), skipped)
+            cut = len(root.rstrip("/")) + 1
+            listed_at = time.time()
+            found = fs.find(root, detail=True)
+            sizes = regular_files(found, cut, skipped)
+            if stamps:
+                stamp_of = {p[cut:]: change_stamp(info, listed_at) for p, info in found.items()}
+                table = index_project_files(((rel, size, stamp_of[rel]) for rel, size in sizes.items()), skipped)
+            else:
+                table = index_project_files(sizes.items(), skipped)
         self.warnings = sorted(skipped)  # every listed file that makes no item, with why
         return table
 

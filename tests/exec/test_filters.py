@@ -332,7 +332,7 @@ def test_scan_facts_equal_the_supervisely_sdk_on_real_projects():
 def test_scan_on_a_real_dask_cluster_equals_the_local_scan(dask_client):
     source = open_source("supervisely", str(SAMPLES / "vector"))
     meta = source.read_meta()
-    parts = partitions(plan_partitions(source.list_items(), workers=2, items_per_partition=2))
+    parts = partitions(plan_partitions(source.list_items(), items_per_partition=1))
     assert len(parts) == 6  # one item per task
     assert scan_partitions(dask_client, source, meta, parts).equals(scan_partitions(None, source, meta, parts))
     assert scan_partitions(dask_client, source, meta, []).num_rows == 0

@@ -1,0 +1,121 @@
+"""Ten million items on the driver (issue 17.3): plan, partition, compare stamps, write the manifest.
+
+A synthetic listing (no store, no rendering) of N items in 100 datasets, with S3-like change stamps
+(ETag + LastModified + size), and a previous manifest recording the same stamps: the driver's whole
+work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
+  plan        ``plan_partitions`` (output folders, safe unique names and mask stems, partitions)
+  attach      the previous manifest's checksums and stamps joined to the plan
+  keys        ``partitions`` + ``partition_keys`` of every partition (``recovery.settle``)
+  split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
+  manifest    the result rows sorted, outputs carried, stamps recorded, written as Parquet in row
+              groups (``codec.parquet.write_parquet_stream``)
+Prints seconds per step and the peak RSS (ru_maxrss) before and after the steps.
+
+Usage:
+  python benchmarks/plan_bench.py [--items 10000000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_listing(n: int) -> pa.Table:
+    """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps."""
+    i = pa.array(np.arange(n, dtype=np.int64))
+    num = pc.utf8_lpad(pc.cast(i, pa.string()), 8, "0")
+    ds = pc.binary_join_element_wise("ds", pc.utf8_lpad(pc.cast(pc.divide(i, max(1, n // 100)), pa.string()),
+                                                        2, "0"), "")
+    item = pc.binary_join_element_wise("img_", num, ".jpg", "")
+    etag = pc.binary_join_element_wise('ETag="', pc.utf8_lpad(pc.cast(pc.multiply(i, 7919), pa.string()), 32, "a"),
+                                       '";LastModified=2026-11-30 02:15:00+00:00;size=', "")
+    return pa.table({
+        "dataset": ds, "item": item,
+        "ann_path": pc.binary_join_element_wise(ds, "/ann/", item, ".json", ""),
+        "img_path": pc.binary_join_element_wise(ds, "/img/", item, ""),
+        "ann_bytes": pa.array(np.full(n, 900, np.int64)), "img_bytes": pa.array(np.full(n, 120000, np.int64)),
+        "ann_stamp": pc.binary_join_element_wise(etag, "900", ""),
+        "img_stamp": pc.binary_join_element_wise(etag, "120000", ""),
+    })
+
+
+def previous_manifest(plan: pa.Table) -> pa.Table:
+    """What the last run recorded: every item ok, one output each, the same stamps."""
+    from maskcore.exec.task import OUTPUT_TYPE, RESULT_SCHEMA
+
+    n = plan.num_rows
+    sha = pc.utf8_lpad(pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string()), 64, "0")
+    path = pc.binary_join_element_wise(plan.column("out_dir"), "/masks_machine/", plan.column("mask_stem"), ".png", "")
+    outputs = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
+        [pc.cast(path, pa.string()).combine_chunks(), pa.array(np.full(n, 300, np.int64)), sha],
+        fields=list(OUTPUT_TYPE)))
+    cols = {"dataset": plan.column("dataset"), "item": plan.column("item"), "out_dir": plan.column("out_dir"),
+            "out_name": plan.column("out_name"), "mask_stem": plan.column("mask_stem"),
+            "status": pa.array(["ok"] * n, pa.string()), "ann_sha256": sha, "img_sha256": sha,
+            "outputs": outputs, "bytes_written": pa.array(np.full(n, 300, np.int64)),
+            "seconds": pa.array(np.zeros(n))}
+    arrays = [cols[f.name] if f.name in cols else
+              (pa.array([[]] * n, f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
+              for f in RESULT_SCHEMA]
+    table = pa.Table.from_arrays([pc.cast(a, f.type) for a, f in zip(arrays, RESULT_SCHEMA)], schema=RESULT_SCHEMA)
+    return table.append_column("ann_stamp", plan.column("ann_stamp")).append_column("img_stamp", plan.column("img_stamp"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=10_000_000)
+    ap.add_argument("--out", default=None, help="manifest file (default: a temporary file)")
+    args = ap.parse_args()
+
+    from maskcore.codec.parquet import write_parquet_stream
+    from maskcore.exec.plan import partitions, plan_partitions
+    from maskcore.exec.run import _carry_unchanged_outputs
+    from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
+    from maskcore.exec.state import partition_keys
+
+    listing = synthetic_listing(args.items)
+    previous = previous_manifest(plan_partitions(listing))
+    rss0 = _rss_mib()
+    times = {}
+    t = start = time.perf_counter()
+
+    def step(name):
+        nonlocal t
+        now = time.perf_counter()
+        times[name] = round(now - t, 1)
+        t = now
+
+    plan = plan_partitions(listing)
+    step("plan")
+    plan = attach_previous(plan, previous)
+    step("attach")
+    parts = partitions(plan)
+    keys = partition_keys("fp", plan, parts.bounds)
+    step("keys")
+    sent, known = split_unchanged(plan, parts, True)
+    assert not any(s is not None for s in sent) and len(keys) == len(parts)
+    step("split")
+    manifest = pa.concat_tables(known).sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
+    out = args.out or tempfile.mktemp(suffix=".parquet")
+    with open(out, "wb") as f:
+        write_parquet_stream(manifest, f)
+    step("manifest")
+    total = time.perf_counter() - start
+    print(f"{args.items} items, {len(parts)} partitions: {times} s, total {total:.1f} s; peak RSS "
+          f"{_rss_mib():.0f} MiB (before the steps: {rss0:.0f} MiB: listing + previous manifest)")
+
+
+if __name__ == "__main__":
+    main()

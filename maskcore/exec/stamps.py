@@ -1,0 +1,202 @@
+"""Unchanged by stamp: the items of an incremental run that need not be read at all.
+
+The listing carries each file's change stamp (``ann_stamp``, ``img_stamp``: the store's own, from
+``maskcore.io.storage.change_stamp``; null when the store gives none to trust) and the manifest
+records the stamps its items were listed with. An item is *unchanged by stamp* when
+- the run is incremental (same configuration fingerprint, not ``--full``, not an archive run) and
+  not ``--verify``;
+- its previous record is trusted (``prev_ann_sha256`` set: a finished run rendered it, and no
+  unfinished run may have touched it since, see :mod:`maskcore.exec.recovery`);
+- both stamps are known and equal the previous manifest's.
+Such an item gets its result row here, on the driver, from the previous record: no read, no task.
+Any other item goes to a worker, which hashes its inputs: an equal hash is still "unchanged" (it
+is recorded with the new stamp, not rendered again), a different one renders it.
+
+Stamps are listing-time: a file changed after its listing and before the worker read it is
+recorded with its old stamp, so the next run sees a different stamp and hashes it again.
+Annotations carried in the plan (COCO, CVAT XML: ``ann_inline``) are stamped with their own
+sha256, which the driver has at hand. A missing file is stamped ``NO_FILE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .task import RESULT_SCHEMA
+
+STAMP_COLUMNS = ("ann_stamp", "img_stamp")
+PREV_STAMP_COLUMNS = ("prev_ann_stamp", "prev_img_stamp")
+NO_FILE = "-"
+
+
+def stamped_listing(source) -> pa.Table:
+    """The source's listing with change stamps, from readers that list them (``lists_stamps``)."""
+    return with_stamps(source.list_items(stamps=True) if getattr(source, "lists_stamps", False)
+                       else source.list_items())
+
+
+def with_stamps(listing: pa.Table) -> pa.Table:
+    """The listing with both stamp columns (null where the reader gives none), inline annotations
+    stamped by their sha256 and files the item does not have stamped ``NO_FILE``."""
+    n = listing.num_rows
+    for column, path in zip(STAMP_COLUMNS, ("ann_path", "img_path")):
+        stamps = listing.column(column) if column in listing.column_names else pa.nulls(n, pa.string())
+        if path in listing.column_names:
+            stamps = pc.if_else(pc.is_null(listing.column(path)), pa.scalar(NO_FILE), stamps)
+        if column == "ann_stamp" and "ann_inline" in listing.column_names:
+            inline = listing.column("ann_inline").to_pylist()
+            shas = pa.array([None if a is None else "sha256=" + hashlib.sha256(a).hexdigest() for a in inline],
+                            pa.string())
+            stamps = pc.if_else(pc.is_null(shas), stamps, shas)
+        stamps = pc.cast(stamps, pa.string())
+        if column in listing.column_names:
+            listing = listing.set_column(listing.schema.get_field_index(column), column, stamps)
+        else:
+            listing = listing.append_column(column, stamps)
+    return listing
+
+
+def _keys(table: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
+
+
+def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
+    """Give each planned item what the previous manifest recorded of it, when that run rendered it
+    or found it unchanged (not when it failed): ``prev_ann_sha256`` / ``prev_img_sha256`` (the input
+    checksums) and ``prev_ann_stamp`` / ``prev_img_stamp`` (null for new items, or a manifest
+    written before stamps). The plan's row order is kept."""
+    where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
+    if previous.num_rows:  # a failed item has no previous record to go by
+        ok = pc.is_in(previous.column("status").combine_chunks(), pa.array(["ok", "unchanged"]))
+        recorded = pc.fill_null(ok.take(pc.fill_null(where, 0)), False)
+        where = pc.if_else(recorded, where, pa.scalar(None, where.type))
+    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
+                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
+        values = (previous.column(column).combine_chunks().take(where) if column in previous.column_names
+                  else pa.nulls(plan.num_rows, pa.string()))
+        plan = plan.append_column(prev, pc.cast(values, pa.string()))
+    return plan
+
+
+def unchanged_mask(part: pa.Table) -> pa.Array:
+    """Which rows of a plan partition are unchanged by stamp (see the module doc)."""
+    needed = ("prev_ann_sha256", *STAMP_COLUMNS, *PREV_STAMP_COLUMNS)
+    if any(c not in part.column_names for c in needed):
+        return pa.array([False] * part.num_rows, pa.bool_())
+    same = pc.is_valid(part.column("prev_ann_sha256"))
+    for now, prev in zip(STAMP_COLUMNS, PREV_STAMP_COLUMNS):
+        same = pc.and_(same, pc.fill_null(pc.equal(part.column(now), part.column(prev)), False))
+    same = pc.fill_null(same, False)
+    return same.combine_chunks() if isinstance(same, pa.ChunkedArray) else same
+
+
+def unchanged_results(part: pa.Table) -> pa.Table:
+    """The result rows (``RESULT_SCHEMA``) of items unchanged by stamp: status ``unchanged``, the
+    previous checksums; their outputs, warnings and list lines are carried from the previous
+    manifest by the run, as for any unchanged item."""
+    n = part.num_rows
+    columns = {
+        "dataset": part.column("dataset"), "item": part.column("item"), "out_dir": part.column("out_dir"),
+        "out_name": part.column("out_name"), "mask_stem": part.column("mask_stem"),
+        "status": pa.array(["unchanged"] * n, pa.string()),
+        "ann_sha256": part.column("prev_ann_sha256"), "img_sha256": part.column("prev_img_sha256"),
+        "bytes_written": pa.array([0] * n, pa.int64()), "seconds": pa.array([0.0] * n, pa.float64()),
+    }
+    arrays = []
+    for f in RESULT_SCHEMA:
+        if f.name in columns:
+            arrays.append(pc.cast(columns[f.name], f.type))
+        elif pa.types.is_list(f.type):
+            arrays.append(pa.array([[]] * n, f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
+
+
+def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Table | None], list[pa.Table]]:
+    """For each partition of ``plan`` (``parts``: ``plan.Partitions``, made only when needed): the
+    rows a worker must still see (None when every item is unchanged by stamp); and the driver's
+    result rows of the others (one table, or none)."""
+    if not use_stamps or plan.num_rows == 0:
+        return [parts[i] for i in range(len(parts))], []
+    mask = unchanged_mask(plan)
+    same = mask.to_numpy(zero_copy_only=False)
+    bounds = parts.bounds
+    n_same = np.add.reduceat(same.astype(np.int64), bounds[:-1]) if len(bounds) > 1 else np.zeros(0, np.int64)
+    todo: list[pa.Table | None] = []
+    for i in range(len(parts)):
+        size = bounds[i + 1] - bounds[i]
+        if n_same[i] == size:
+            todo.append(None)
+        elif n_same[i] == 0:
+            todo.append(parts[i])
+        else:
+            todo.append(parts[i].filter(pa.array(~same[bounds[i]:bounds[i + 1]])))
+    known = plan.filter(mask)
+    return todo, [unchanged_results(known)] if known.num_rows else []
+
+
+def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
+    """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
+    aligned = (manifest.num_rows == plan.num_rows and manifest.column("dataset").equals(plan.column("dataset"))
+               and manifest.column("item").equals(plan.column("item")))  # the usual case: no lookup
+    where = None if aligned else pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
+    for column in STAMP_COLUMNS:
+        if column not in plan.column_names:
+            values = pa.nulls(manifest.num_rows, pa.string())
+        else:
+            values = plan.column(column) if aligned else plan.column(column).combine_chunks().take(where)
+        if column in manifest.column_names:
+            manifest = manifest.set_column(manifest.schema.get_field_index(column), column, values)
+        else:
+            manifest = manifest.append_column(column, values)
+    return manifest
+
+
+def _sum(table: pa.Table, column: str) -> int:
+    return int(pc.sum(table.column(column)).as_py() or 0) if column in table.column_names else 0
+
+
+def plan_summary(plan: pa.Table, listed: int, use_stamps: bool) -> dict:
+    """What a run of ``plan`` would do (``--dry-run``): items, partitions, how many are unchanged
+    by stamp, how many would be read, and the listed bytes of both."""
+    from .plan import partition_size
+
+    unchanged = unchanged_mask(plan) if use_stamps else pa.array([False] * plan.num_rows, pa.bool_())
+    to_read = plan.filter(pc.invert(unchanged))
+    known = "prev_ann_sha256" in plan.column_names
+    new = int(pc.sum(pc.is_null(to_read.column("prev_ann_sha256"))).as_py() or 0) if known else to_read.num_rows
+    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if plan.num_rows else 0
+    return {
+        "items": plan.num_rows, "listed": listed, "partitions": n_parts,
+        "items_per_partition": partition_size(plan.num_rows, None) if not n_parts else
+        int(pc.max(pc.value_counts(plan.column("partition")).field("counts")).as_py()),
+        "unchanged_by_stamp": plan.num_rows - to_read.num_rows, "to_read": to_read.num_rows,
+        "to_read_new": new, "to_read_known": to_read.num_rows - new,
+        "bytes_to_read": _sum(to_read, "ann_bytes") + _sum(to_read, "img_bytes"),
+        "bytes_listed": _sum(plan, "ann_bytes") + _sum(plan, "img_bytes"),
+    }
+
+
+def summary_text(s: dict) -> list[str]:
+    """The lines ``--dry-run`` prints."""
+    why = ("incremental: the last run used the same settings" if s["incremental"] else
+           "not incremental: " + ("no manifest in the destination" if not s["previous_manifest"] else
+                                  "the settings changed since the last run" if not s["same_settings"] else "--full"))
+    lines = [
+        (f"maskcore: dry run: {s['items']} items (of {s['listed']} listed) in {s['partitions']} partitions "
+         f"of up to {s['items_per_partition']} -> {s['destination']}; {why}"),
+        (f"maskcore: dry run: {s['unchanged_by_stamp']} unchanged by stamp (not read); {s['to_read']} to read "
+         f"and hash ({s['to_read_new']} new or not trusted, {s['to_read_known']} with a changed or unknown stamp: "
+         "rendered when their bytes differ)"),
+        (f"maskcore: dry run: {s['bytes_to_read']} bytes to read of {s['bytes_listed']} listed; nothing rendered "
+         "or written"),
+    ]
+    if s["unfinished_run_files"]:
+        lines.append(f"maskcore: dry run: an unfinished run left {s['unfinished_run_files']} state files: the run "
+                     "will resume its finished partitions and check again what it may have touched")
+    return lines
