@@ -177,6 +177,12 @@ class Progress:
         return (f"maskcore: items {items}/{self.total_items} ({self.failed} failed), "
                 f"partitions {self.parts}/{self.total_parts}, {rate:.1f} items/s, ETA {_eta(eta)}")
 
+    def already_done(self, items: int) -> None:
+        """``items`` items need no task (unchanged by their stamps): counted as done from the start."""
+        with self._lock:
+            self._counts["unchanged"] = (items, 0)
+            self._finished.add("unchanged")
+
     def item_done(self, partition, items: int, failed: int = 0) -> None:
         """A running partition has finished ``items`` items so far, ``failed`` of them failed."""
         with self._lock:

@@ -363,7 +363,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
     progress = Progress(plan.num_rows, len(todo), interval=cfg.progress_interval, emit=progress_to)
-    progress.items += sum(t.num_rows for t in known)  # unchanged by stamp: no task, no read
+    progress.already_done(sum(t.num_rows for t in known))  # unchanged by stamp: no task, no read
     ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
     try:
         results = known + (_submit_all(client, spec, todo, progress, on_partition) if todo else [])

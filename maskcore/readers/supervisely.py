@@ -312,7 +312,7 @@ def index_project_files(files: Iterable[tuple], skipped: list[str] | None = None
             rows.extend((dataset, *row) for row in _pair_dataset(anns, imgs, skipped))
         elif skipped is not None:
             skipped.extend(f"{rel}: not exported: {folder!r} is not a dataset folder (a name such as "
-                           f"img, ann, meta or datasets in its path)" for rel, _ in [*anns.values(), *imgs.values()])
+                           f"img, ann, meta or datasets in its path)" for rel, *_ in [*anns.values(), *imgs.values()])
     rows, problems = _named_rows(rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i][0], rows[i][1]))
     rows = [rows[i] for i in order]
