@@ -294,7 +294,8 @@ def _kind(ann: dict) -> str:
 def index_coco(doc: Any) -> dict:
     """Decoded COCO JSON -> {"names": category id -> class title, "classes": titles in order,
     "kinds": title -> set of segmentation kinds, "images": the image entries, "by_image":
-    image id -> its annotations in file order, "orphans": annotations of unknown images}.
+    image id -> its annotations in file order, "orphans": annotations of unknown images,
+    "used_ids": the category ids annotations use}.
 
     Pure; ``ProjectError`` naming the key when the document is not COCO-shaped.
     """
@@ -322,6 +323,7 @@ def index_coco(doc: Any) -> dict:
     kinds: dict = {t: set() for t in classes}
     tags: set = set()
     keypoints = 0
+    used_ids: set = set()
     orphans = []
     for i in range(len(annotations)):
         ann = _entry(annotations, "annotations", i, {"image_id": _ID})
@@ -333,12 +335,14 @@ def index_coco(doc: Any) -> dict:
         title = names.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
         if title is not None:
             kinds[title].add(_kind(ann))
+            used_ids.add(ann["category_id"])
         if isinstance(ann.get("attributes"), dict):
             tags.update(k for k in ann["attributes"] if isinstance(k, str))
         if ann.get("num_keypoints") or ann.get("keypoints"):
             keypoints += 1
     return {"names": names, "classes": classes, "kinds": kinds, "images": images,
-            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints}
+            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints,
+            "used_ids": used_ids}
 
 
 def _refuse_other_coco_tasks(doc: dict) -> None:
@@ -363,12 +367,22 @@ def _refuse_other_coco_tasks(doc: dict) -> None:
 def meta_from_index(index: dict) -> ProjectMeta:
     """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``: every
     annotation ``attributes`` key is declared as an ``any_string`` tag meta (code-point order), so
-    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag)."""
+    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag).
+    Each class keeps its category ids (``ObjClass.source_ids``, for layout option
+    ``class_values: source``; of categories merged by name, those annotations use: Roboflow's
+    unused id-0 category named as a class keeps it out); meta.json does not hold them."""
     titles = index["classes"]
+    ids: dict = {t: [] for t in titles}
+    for cat_id, title in index["names"].items():
+        ids[title].append(cat_id)
+    used = index.get("used_ids", set())
+    for title, found in ids.items():  # merged names: the ids annotations use (Roboflow's id 0)
+        ids[title] = [i for i in found if i in used] or found
     classes = []
     for title, rgb in zip(titles, class_colors(len(titles))):
         kinds = index["kinds"][title]
-        classes.append(ObjClass(title, next(iter(kinds)) if len(kinds) == 1 else "any", rgb, {}))
+        classes.append(ObjClass(title, next(iter(kinds)) if len(kinds) == 1 else "any", rgb, {},
+                                source_ids=tuple(ids[title])))
     raw = {"classes": [{"title": c.title, "shape": c.shape,
                         "color": "#{:02x}{:02x}{:02x}".format(*c.color_rgb), "geometry_config": {}}
                        for c in classes],
