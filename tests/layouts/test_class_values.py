@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.oracles import oracle
 
 import maskcore
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
-from helpers.oracles import oracle
 
 M = oracle("pycocotools.mask")
 SLY_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs" / "vector"
@@ -102,13 +102,14 @@ def test_meta_is_the_default_byte_for_byte(tmp_path):
     for image in doc["images"]:
         stem = Path(image["file_name"]).stem
         assert np.array_equal(default[stem], expected_machine(doc, image, meta_index))
+        assert np.array_equal(explicit[stem], default[stem])
         assert ((tmp_path / "a" / "train" / "masks_machine" / f"{stem}.png").read_bytes()
                 == (tmp_path / "b" / "train" / "masks_machine" / f"{stem}.png").read_bytes())
     for name in ("obj_class_to_machine_color.json", "meta.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     # runs made before the option existed keep their configuration fingerprint
-    assert get_layout("supervisely", {"class_values": "meta"}).fingerprint() == {
-        k: v for k, v in get_layout("supervisely").fingerprint().items()}
+    assert (get_layout("supervisely", {"class_values": "meta", "class_value_zero": "refuse"}).fingerprint()
+            == get_layout("supervisely").fingerprint())
     assert "class_values" not in get_layout("supervisely").fingerprint()
     assert get_layout("supervisely", {"class_values": "source"}).fingerprint()["class_values"] == "source"
 
@@ -202,3 +203,28 @@ def test_options_are_declared_for_help():
     keys = {o.key for o in get_layout_class("supervisely").OPTIONS}
     assert {"class_values", "class_value_zero"} <= keys
     assert "    class_values: meta | source" in options_help()
+
+
+def test_cvat_class_mask_is_grey_values_and_datumaro_reads_it(tmp_path):
+    """The cvat layout with ``class_values``: SegmentationClass is the grey (v, v, v) of each
+    pixel's class value, labelmap.txt states the same colours, Datumaro imports it. Oracle:
+    annToMask painted in CVAT's order (z_order 0, ungrouped: file order, later over earlier)."""
+    from PIL import Image
+
+    from helpers.datumaro import assert_datumaro_reads
+    doc = coco_doc(10)
+    src = write_doc(tmp_path, doc)
+    dst = tmp_path / "cvat"
+    result = maskcore.export(str(src), str(dst), layout="cvat", archive=False, cluster="inprocess",
+                             options={"class_values": "source"}, log=lambda line: None)
+    assert result.exit_code == 0, result.report
+    for image in doc["images"]:
+        h, w = image["height"], image["width"]
+        want = np.zeros((h, w), np.uint8)
+        for ann in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
+            want[M.decode(ann["segmentation"]).astype(bool)] = ann["category_id"]
+        got = np.asarray(Image.open(dst / "SegmentationClass" / f"{Path(image['file_name']).stem}.png"))
+        assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2))
+    labelmap = (dst / "labelmap.txt").read_text().splitlines()[1:]
+    assert labelmap == sorted([f"{n}:{i},{i},{i}::" for i, n in CATEGORIES] + ["background:0,0,0::"])
+    assert_datumaro_reads([dst])
