@@ -6,6 +6,7 @@ an ``AnnotationError`` located at ``<dataset>/<item>/object <i>``.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..codec.sly_json import annotation_json_bytes
 from ..errors import AnnotationError, ConfigError, MissingImageError
 from ..limits import MAX_PIXELS
 from ..model.item import ItemData
+from .base import Option
 
 CROP_MODES = ("sdk", "none")
 """Option ``crop``: ``sdk`` (default) crops every Supervisely label to the image when the item is
@@ -84,3 +86,101 @@ def supervisely_ann_bytes(item: ItemData) -> bytes:
     if item.ann_format == "supervisely":
         return item.ann_bytes
     return annotation_json_bytes(item.annotation)
+
+
+# --- class values (option ``class_values``) ------------------------------------------------------
+
+CLASS_VALUES_MODES = ("meta", "source")
+CLASS_VALUES_OPTION = Option(
+    "class_values", "meta | source | {class: 0..255} | a JSON file of that mapping: the value of each "
+    "class in the class-index mask (meta: meta.json order from 1, the reference's; source: COCO "
+    "category ids)", "meta")
+CLASS_ZERO_OPTION = Option(
+    "class_value_zero", "refuse | allow: a class whose class_values value is 0 (the background)", "refuse")
+MAX_CLASS_VALUE = 255
+
+
+def class_values_option(options: dict) -> str | tuple[tuple[str, int], ...]:
+    """Pop and check option ``class_values``: ``"meta"`` (default), ``"source"``, or a mapping
+    ``{class: 0..255}`` given inline or as the path of a JSON file holding it, returned as sorted
+    ``(class, value)`` pairs (the file is read here, once: the layout holds and fingerprints the
+    values, not the path)."""
+    value = options.pop("class_values", "meta")
+    if isinstance(value, str) and value not in CLASS_VALUES_MODES:
+        try:
+            with open(value, encoding="utf-8") as f:
+                value = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"class_values: expected 'meta', 'source', a mapping {{class: value}} "
+                              f"or a readable JSON file of one, got {value!r}: {exc}") from None
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or not value or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"class_values: expected 'meta', 'source' or a non-empty mapping "
+                          f"{{class name: 0..{MAX_CLASS_VALUE}}}, got {value!r}")
+    for k, v in value.items():
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_CLASS_VALUE:
+            raise ConfigError(f"class_values[{k!r}]: expected an integer 0..{MAX_CLASS_VALUE} (8-bit "
+                              f"class-index masks), got {v!r}")
+    return tuple(sorted(value.items()))
+
+
+def class_zero_option(options: dict) -> str:
+    """Pop and check option ``class_value_zero`` (``refuse``, default, or ``allow``)."""
+    value = options.pop("class_value_zero", "refuse")
+    if value not in ("refuse", "allow"):
+        raise ConfigError(f"class_value_zero: expected 'refuse' or 'allow', got {value!r}")
+    return value
+
+
+def class_values(spec, meta, zero: str = "refuse") -> dict[str, int]:
+    """Each class's value in the class-index mask under option ``class_values`` = ``spec`` (see
+    ``class_values_option``). ``"meta"``: meta.json order from 1 (may exceed 255: the layout fails
+    the items using such a class, as the reference does). ``"source"``: the class's source id
+    (COCO category ``id``), refused for classes without exactly one integer id 0..255 (Supervisely
+    and CVAT sources have none). A mapping must give every class a value. A value 0 (background)
+    is refused unless ``zero`` is ``allow``. ``ConfigError`` naming the option and the classes."""
+    if spec == "meta":
+        return meta.class_index()
+    if spec == "source":
+        bad = [c.title for c in meta.classes if len(c.source_ids) != 1
+               or not isinstance(c.source_ids[0], int) or isinstance(c.source_ids[0], bool)]
+        if bad and all(not c.source_ids for c in meta.classes):
+            raise ConfigError("class_values: 'source' needs the source's class ids (COCO category "
+                              "ids); this source has none (Supervisely and CVAT sources do not "
+                              "number their classes): use 'meta' or a mapping {class: value}")
+        if bad:
+            ids = {c.title: list(c.source_ids) for c in meta.classes if c.title in bad}
+            raise ConfigError(f"class_values: 'source' needs one integer id per class, got {ids} "
+                              f"(categories of one name are merged into one class): use a mapping")
+        values = {c.title: c.source_ids[0] for c in meta.classes}
+        high = {t: v for t, v in values.items() if not 0 <= v <= MAX_CLASS_VALUE}
+        if high:
+            raise ConfigError(f"class_values: 'source' category ids {high} are outside "
+                              f"0..{MAX_CLASS_VALUE} (8-bit class-index masks): use a mapping")
+    else:
+        given = dict(spec)
+        titles = [c.title for c in meta.classes]
+        unknown = sorted(set(given) - set(titles))
+        missing = [t for t in titles if t not in given]
+        if unknown or missing:
+            raise ConfigError(f"class_values: expected a value for every class of the project "
+                              f"{titles}; " + "; ".join(
+                                  ([f"not classes of the project: {unknown}"] if unknown else [])
+                                  + ([f"no value for {missing}"] if missing else [])))
+        values = {t: given[t] for t in titles}
+    zeros = sorted(t for t, v in values.items() if v == 0)
+    if zeros and zero != "allow":
+        raise ConfigError(f"class_values: classes {zeros} would be written as 0, the background "
+                          f"value; set class_value_zero=allow to draw them as background")
+    return values
+
+
+def class_values_fingerprint(fingerprint: dict) -> dict:
+    """A layout fingerprint without the class-value options at their defaults, so that runs made
+    before the options existed keep their fingerprint (and stay incremental)."""
+    if fingerprint.get("class_values") == "meta":
+        fingerprint.pop("class_values")
+    if fingerprint.get("class_value_zero") == "refuse":
+        fingerprint.pop("class_value_zero")
+    return fingerprint

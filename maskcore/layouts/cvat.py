@@ -61,6 +61,7 @@ cannot be told apart in the class mask.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -78,7 +79,17 @@ from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
-from .common import crop_value, drawing, max_canvas_option
+from .common import (
+    CLASS_VALUES_OPTION,
+    CLASS_ZERO_OPTION,
+    class_values,
+    class_values_fingerprint,
+    class_values_option,
+    class_zero_option,
+    crop_value,
+    drawing,
+    max_canvas_option,
+)
 
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)
@@ -100,12 +111,18 @@ class CvatMasksLayout(LayoutBase):
     max_canvas_pixels: int = MAX_PIXELS
     instance_overflow: str = "fail"
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
+    class_values: str | tuple = "meta"   # "meta": class colours; else grey (v, v, v) class values
+    class_value_zero: str = "refuse"
 
     OPTIONS = (
         Option("with_images", "true | false (copy images to JPEGImages/; --with-images)", "false"),
         Option("rule", "coco | opencv (pixel rule: pycocotools as CVAT, or OpenCV as Supervisely)", "coco"),
         Option("instance_overflow", "fail | extend (more than 255 instances in an item)", "fail"),
-        CANVAS_OPTION, CROP_OPTION)
+        dataclasses.replace(CLASS_VALUES_OPTION, values=
+            "meta | source | {class: 0..255} | a JSON file of that mapping: meta keeps the class "
+            "colours; otherwise each class is the grey (v, v, v) of its value in SegmentationClass "
+            "and labelmap.txt (source: COCO category ids)"),
+        CLASS_ZERO_OPTION, CANVAS_OPTION, CROP_OPTION)
     default_archive_format = "zip"
     mask_kinds = ("class", "object")
     project_wide_stems = True   # every dataset's masks share SegmentationClass/: stems unique project-wide
@@ -125,10 +142,23 @@ class CvatMasksLayout(LayoutBase):
             raise ConfigError(f"instance_overflow: expected one of {list(OVERFLOW_MODES)}, "
                               f"got {overflow!r}")
         crop = crop_value(opts.pop("crop", "sdk"))
+        values, zero = class_values_option(opts), class_zero_option(opts)
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'cvat': {sorted(opts)}")
         return cls(with_images=with_images, rule=rule, max_canvas_pixels=max_pixels,
-                   instance_overflow=overflow, crop=crop)
+                   instance_overflow=overflow, crop=crop, class_values=values, class_value_zero=zero)
+
+    def fingerprint(self) -> dict:
+        return class_values_fingerprint(super().fingerprint())
+
+    def class_colours(self, meta: ProjectMeta) -> dict[str, tuple[int, int, int]]:
+        """Each class's colour in SegmentationClass/ and labelmap.txt: its meta colour, or with
+        ``class_values`` the grey ``(v, v, v)`` of its value (ConfigError for values the project
+        cannot take, see ``common.class_values``)."""
+        if self.class_values == "meta":
+            return {c.title: tuple(int(v) for v in c.color_rgb) for c in meta.classes}
+        values = class_values(self.class_values, meta, self.class_value_zero)
+        return {c.title: (values[c.title],) * 3 for c in meta.classes}
 
     @property
     def needs_image(self) -> bool:
@@ -146,11 +176,12 @@ class CvatMasksLayout(LayoutBase):
             if problem:
                 raise ProjectError(f"class {name!r} cannot be written to labelmap.txt: {problem}")
             seen.add(name)
+        self.class_colours(meta)
 
     def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
         """``labelmap.txt``: header, then ``name:r,g,b::`` per label in code-point order."""
         self.check_meta(meta)
-        colours = {c.title: tuple(int(v) for v in c.color_rgb) for c in meta.classes}
+        colours = self.class_colours(meta)
         colours.setdefault(BACKGROUND, BACKGROUND_COLOUR)
         lines = [LABELMAP_HEADER]
         lines += [f"{name}:{','.join(map(str, colours[name]))}::" for name in sorted(colours)]
@@ -211,7 +242,7 @@ class CvatMasksLayout(LayoutBase):
             index, class_lut, n_instances = self._indexed(item, labels, clock, warn, patches)
         else:
             index = np.zeros(item.annotation.size_hw, np.uint8)
-            class_lut, n_instances = np.array([_background_colour(item.meta)], np.uint8), 0
+            class_lut, n_instances = np.array([self._background_colour(item.meta)], np.uint8), 0
         if "class" in kinds:
             yield "class", np.take(class_lut, index, axis=0)
         if "object" in kinds:
@@ -236,10 +267,10 @@ class CvatMasksLayout(LayoutBase):
             instances = _merge_instances(labels, patches, instance_members(labels))
             self._check_instances(item, instances)
             index = _paint_index(instances, ann.size_hw)
-            bg = _background_colour(item.meta)
-            class_lut = np.array([bg] + [classes[title].color_rgb for title, _, _ in instances],
-                                 dtype=np.uint8)
-        self._warn_shared_colours(item, instances, bg, warn)
+            colours = self.class_colours(item.meta)
+            bg = colours.get(BACKGROUND, BACKGROUND_COLOUR)
+            class_lut = np.array([bg] + [colours[title] for title, _, _ in instances], dtype=np.uint8)
+        self._warn_shared_colours(colours, instances, bg, warn)
         return index, class_lut, len(instances)
 
     def _check_instances(self, item: ItemData, instances) -> None:
@@ -268,12 +299,14 @@ class CvatMasksLayout(LayoutBase):
                     patches.append(coverage(shape(lb.geometry), size_hw, 1, self.rule))
         return _coverage_masks(patches)
 
-    def _warn_shared_colours(self, item: ItemData, instances, bg, warn) -> None:
-        classes = item.meta.class_by_title()
+    def _background_colour(self, meta: ProjectMeta) -> tuple[int, int, int]:
+        return self.class_colours(meta).get(BACKGROUND, BACKGROUND_COLOUR)
+
+    def _warn_shared_colours(self, colours, instances, bg, warn) -> None:
         used = sorted({title for title, _, _ in instances if title != BACKGROUND})
         by_colour: dict[tuple, list[str]] = {}
         for title in used:
-            by_colour.setdefault(tuple(classes[title].color_rgb), []).append(title)
+            by_colour.setdefault(tuple(colours[title]), []).append(title)
         for colour, titles in sorted(by_colour.items()):
             if tuple(colour) == tuple(bg):
                 titles = [BACKGROUND, *titles]
@@ -392,11 +425,6 @@ def transpose_blocked(a: np.ndarray) -> np.ndarray:
     for r in range(0, a.shape[0], TRANSPOSE_ROWS):
         out[:, r:r + TRANSPOSE_ROWS] = a[r:r + TRANSPOSE_ROWS].T
     return out
-
-
-def _background_colour(meta: ProjectMeta) -> tuple[int, int, int]:
-    cls = meta.class_by_title().get(BACKGROUND)
-    return tuple(int(v) for v in cls.color_rgb) if cls is not None else BACKGROUND_COLOUR
 
 
 def _extension(name: str) -> str:

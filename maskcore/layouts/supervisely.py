@@ -1,7 +1,9 @@
 """The Supervisely "Export as masks" layout.
 
 Per dataset (``out_dir``): ``ann/<item>.json`` and ``img/<item>`` (copied byte for byte),
-``masks_machine/<stem>.png`` (8-bit grey class index), ``masks_semantic_rgb/<stem>.png`` (RGB class
+``masks_machine/<stem>.png`` (8-bit grey class index: meta.json order from 1, or option
+``class_values``: ``source`` = COCO category ids, or a mapping {class: value}; the values written
+are stated in ``obj_class_to_machine_color.json``), ``masks_semantic_rgb/<stem>.png`` (RGB class
 colours), ``masks_human/<stem>.png`` (original | 50 % overlay, RGB, width 2W),
 ``masks_instances/<stem>/<class>[_NN].png`` (0/255, one per object). At the root: ``meta.json``,
 ``obj_class_to_machine_color.json`` and, with semantic masks, ``obj_class_to_semantic_color.json``.
@@ -47,6 +49,12 @@ from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
 from .common import (
+    CLASS_VALUES_OPTION,
+    CLASS_ZERO_OPTION,
+    class_values,
+    class_values_fingerprint,
+    class_values_option,
+    class_zero_option,
     crop_value,
     drawing,
     item_photo,
@@ -77,6 +85,8 @@ class SuperviselyMasksLayout(LayoutBase):
     crop: str = "sdk"
     human_format: str = "png"       # "jpg": smaller previews for people who only look at them
     human_quality: int = 90         # JPEG quality of jpg previews
+    class_values: str | tuple = "meta"   # machine-mask values: "meta", "source" or ((class, value), ...)
+    class_value_zero: str = "refuse"     # "allow": a class may be given the background value 0
 
     OPTIONS = (
         Option("masks", "machine,semantic,human,instance: a non-empty subset (--masks)",
@@ -89,7 +99,7 @@ class SuperviselyMasksLayout(LayoutBase):
         Option("human_quality", "an integer 1..100: JPEG quality of jpg previews", "90"),
         Option("copy_images", "true | false (copy images to img/; --no-images)", "true"),
         Option("copy_annotations", "true | false (write ann/<item>.json)", "true"),
-        CANVAS_OPTION, CROP_OPTION)
+        CLASS_VALUES_OPTION, CLASS_ZERO_OPTION, CANVAS_OPTION, CROP_OPTION)
 
     mask_kinds = MASK_KINDS
     image_kinds = frozenset({"human"})
@@ -129,7 +139,8 @@ class SuperviselyMasksLayout(LayoutBase):
                      human_resize_percent=resize, human_format=human_format, human_quality=quality,
                      copy_images=bool(opts.pop("copy_images", True)),
                      copy_annotations=bool(opts.pop("copy_annotations", True)),
-                     max_canvas_pixels=max_pixels, crop=crop_value(opts.pop("crop", "sdk")))
+                     max_canvas_pixels=max_pixels, crop=crop_value(opts.pop("crop", "sdk")),
+                     class_values=class_values_option(opts), class_value_zero=class_zero_option(opts))
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'supervisely': {sorted(opts)}")
         return layout
@@ -139,15 +150,23 @@ class SuperviselyMasksLayout(LayoutBase):
         """Whether items need their image bytes (to copy or to draw the preview)."""
         return self.copy_images or "human" in self.masks
 
+    def fingerprint(self) -> dict:
+        return class_values_fingerprint(super().fingerprint())
+
     def check_meta(self, meta: ProjectMeta) -> None:
-        """Nothing to refuse up front: a class this layout cannot encode (machine index above
-        255) fails the items that use it, see ``item_files``."""
+        """Refuse ``class_values`` the project cannot take (ConfigError, see
+        ``common.class_values``); a class the default cannot encode (machine index above 255)
+        fails the items that use it, see ``item_files``."""
+        if "machine" in self.masks:
+            class_values(self.class_values, meta, self.class_value_zero)
 
     def project_files(self, meta: ProjectMeta, meta_bytes: bytes) -> list[Output]:
         out: list[Output] = [("meta.json", meta_bytes)]
         if not self.masks:  # supervisely-project: a plain project
             return out
-        machine = {c.title: [i, i, i] for i, c in enumerate(meta.classes, start=1)}
+        values = (class_values(self.class_values, meta, self.class_value_zero) if "machine" in self.masks
+                  else meta.class_index())
+        machine = {c.title: [values[c.title]] * 3 for c in meta.classes}
         out.append(("obj_class_to_machine_color.json", _json_bytes(machine)))
         if "semantic" in self.masks:
             semantic = {c.title: list(c.color_rgb) for c in meta.classes}
@@ -222,7 +241,7 @@ class SuperviselyMasksLayout(LayoutBase):
                                                     self.thickness, cls.geometry_config))
         if "machine" in kinds:
             with clock.step("compose.machine"):
-                index = meta.class_index()
+                index = class_values(self.class_values, meta, self.class_value_zero)
                 canvas = _zeros("machine", (h, w))
                 areas = [label_area(lb.geometry, p) for lb, p in zip(ann.labels, patches)]
                 for i in sorted(range(len(areas)), key=lambda i: -areas[i]):  # stable: ties keep file order
@@ -258,7 +277,7 @@ class SuperviselyMasksLayout(LayoutBase):
             raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
                              f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
         if "machine" in self.masks:
-            index = item.meta.class_index()
+            index = class_values(self.class_values, item.meta, self.class_value_zero)
             for lb in item.annotation.labels:
                 if index[lb.class_title] > MAX_MACHINE_CLASSES:
                     raise LimitError(

@@ -21,6 +21,9 @@ class ObjClass:
     shape: str                        # a geometry type name or "any"
     color_rgb: tuple[int, int, int]
     geometry_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    source_ids: tuple = field(default=(), hash=False, compare=False)
+    """The source's own ids of this class (COCO category ``id``s; several when categories of one
+    name were merged); empty for sources without ids (Supervisely, CVAT). Not in meta.json."""
 
 
 @dataclass(frozen=True)

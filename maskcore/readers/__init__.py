@@ -67,7 +67,8 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
     """The reader for a source, from its name and, for folders and zips, its top-level files:
     ``.json`` -> coco; ``.xml`` or a folder/zip with ``annotations.xml`` (or a folder with one
     top-level ``.xml``) -> cvat; a folder/zip with
-    ``labelmap.txt``, ``SegmentationClass/`` or ``SegmentationObject/`` -> cvat-masks; anything
+    ``labelmap.txt``, ``SegmentationClass/`` or ``SegmentationObject/`` -> cvat-masks; a folder
+    with ``annotations/instances_<subset>.json`` (or such an ``annotations`` folder) -> coco; anything
     else (a folder with ``meta.json``, a ``.tar``) -> supervisely."""
     from ..io.storage import filesystem
     url = str(url_or_path)
@@ -94,7 +95,19 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
         return "cvat"   # a CVAT task folder, its XML possibly renamed (Datumaro's export_task)
     if "labelmap.txt" in tops or heads & {"SegmentationClass", "SegmentationObject"}:
         return "cvat-masks"
+    if not lower.endswith(".zip") and any(_is_coco_instances(n, lower) for n in names):
+        return "coco"   # a COCO dataset folder (Datumaro's, Detectron2's) or its annotations/
     return "supervisely"
+
+
+def _is_coco_instances(name: str, folder: str) -> bool:
+    """``annotations/instances_<subset>.json`` in a folder, or ``instances_<subset>.json`` in a
+    folder named ``annotations``."""
+    from .coco import is_instances_json
+    parts = name.split("/")
+    in_annotations = (len(parts) == 2 and parts[0] == "annotations"
+                      or len(parts) == 1 and folder.endswith("annotations"))
+    return in_annotations and is_instances_json(parts[-1])
 
 
 from .supervisely import SuperviselySource  # noqa: E402  (registered explicitly just below)

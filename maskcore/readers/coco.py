@@ -295,7 +295,8 @@ def _kind(ann: dict) -> str:
 def index_coco(doc: Any) -> dict:
     """Decoded COCO JSON -> {"names": category id -> class title, "classes": titles in order,
     "kinds": title -> set of segmentation kinds, "images": the image entries, "by_image":
-    image id -> its annotations in file order, "orphans": annotations of unknown images}.
+    image id -> its annotations in file order, "orphans": annotations of unknown images,
+    "used_ids": the category ids annotations use}.
 
     Pure; ``ProjectError`` naming the key when the document is not COCO-shaped.
     """
@@ -323,6 +324,7 @@ def index_coco(doc: Any) -> dict:
     kinds: dict = {t: set() for t in classes}
     tags: set = set()
     keypoints = 0
+    used_ids: set = set()
     orphans = []
     for i in range(len(annotations)):
         ann = _entry(annotations, "annotations", i, {"image_id": _ID})
@@ -334,12 +336,14 @@ def index_coco(doc: Any) -> dict:
         title = names.get(ann.get("category_id")) if _is_id(ann.get("category_id")) else None
         if title is not None:
             kinds[title].add(_kind(ann))
+            used_ids.add(ann["category_id"])
         if isinstance(ann.get("attributes"), dict):
             tags.update(k for k in ann["attributes"] if isinstance(k, str))
         if ann.get("num_keypoints") or ann.get("keypoints"):
             keypoints += 1
     return {"names": names, "classes": classes, "kinds": kinds, "images": images,
-            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints}
+            "by_image": by_image, "orphans": orphans, "tags": sorted(tags), "keypoints": keypoints,
+            "used_ids": used_ids}
 
 
 def _refuse_other_coco_tasks(doc: dict) -> None:
@@ -364,12 +368,22 @@ def _refuse_other_coco_tasks(doc: dict) -> None:
 def meta_from_index(index: dict) -> ProjectMeta:
     """Classes of an ``index_coco`` result, with a Supervisely ``meta.json`` as ``raw``: every
     annotation ``attributes`` key is declared as an ``any_string`` tag meta (code-point order), so
-    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag)."""
+    that the Supervisely SDK accepts the object tags they become (it refuses an undeclared tag).
+    Each class keeps its category ids (``ObjClass.source_ids``, for layout option
+    ``class_values: source``; of categories merged by name, those annotations use: Roboflow's
+    unused id-0 category named as a class keeps it out); meta.json does not hold them."""
     titles = index["classes"]
+    ids: dict = {t: [] for t in titles}
+    for cat_id, title in index["names"].items():
+        ids[title].append(cat_id)
+    used = index.get("used_ids", set())
+    for title, found in ids.items():  # merged names: the ids annotations use (Roboflow's id 0)
+        ids[title] = [i for i in found if i in used] or found
     classes = []
     for title, rgb in zip(titles, class_colors(len(titles))):
         kinds = index["kinds"][title]
-        classes.append(ObjClass(title, next(iter(kinds)) if len(kinds) == 1 else "any", rgb, {}))
+        classes.append(ObjClass(title, next(iter(kinds)) if len(kinds) == 1 else "any", rgb, {},
+                                source_ids=tuple(ids[title])))
     raw = {"classes": [{"title": c.title, "shape": c.shape,
                         "color": "#{:02x}{:02x}{:02x}".format(*c.color_rgb), "geometry_config": {}}
                        for c in classes],
@@ -461,6 +475,66 @@ def default_image_folder(fs, json_path: str) -> str:
     return folder
 
 
+def is_instances_json(name: str) -> bool:
+    """Whether a file name is ``instances_<subset>[.coco].json`` (case-insensitive)."""
+    return _SUBSET_RE.fullmatch(name) is not None
+
+
+def subset_files(fs, folder: str) -> tuple[str, list[tuple[str, str]]]:
+    """A COCO dataset folder (Datumaro's and Detectron2's layout) -> ``(root, [(subset, json
+    path), ...])``: every ``annotations/instances_<subset>[.coco].json`` under ``root`` (``folder``
+    itself, or its parent when ``folder`` is the ``annotations`` folder), by subset name. Other
+    JSON (``person_keypoints_*``, ``captions_*``, ``panoptic_*``) is not read. ``ProjectError``
+    when there is none or two files give one subset."""
+    root = folder.rstrip("/")
+    if posixpath.basename(root).lower() == "annotations" and not fs.isdir(f"{root}/annotations"):
+        root = posixpath.dirname(root)
+    try:
+        names = sorted(posixpath.basename(p) for p in fs.ls(f"{root}/annotations", detail=False))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    found: dict[str, str] = {}
+    for name in names:
+        match = _SUBSET_RE.fullmatch(name)
+        if match:
+            if match[1] in found:
+                raise ProjectError(f"COCO dataset folder {root!r}: expected one JSON per subset, got "
+                                   f"{posixpath.basename(found[match[1]])!r} and {name!r} for subset "
+                                   f"{match[1]!r}")
+            found[match[1]] = f"{root}/annotations/{name}"
+    if not found:
+        raise ProjectError(f"COCO dataset folder {root!r}: expected annotations/instances_<subset>.json "
+                           f"(Datumaro's and Detectron2's layout), found none")
+    return root, sorted(found.items())
+
+
+def merge_indexes(indexes: dict[str, dict]) -> dict:
+    """One category table for several subsets' ``index_coco`` results (subset -> index): classes in
+    order of first appearance (subsets by name), each id one class; an id naming different classes
+    in two subsets is refused (``ProjectError``: their category ids must agree)."""
+    names: dict = {}
+    first: dict = {}
+    classes: list = []
+    kinds: dict = {}
+    tags: set = set()
+    used: set = set()
+    for subset, index in indexes.items():
+        for cat_id, title in index["names"].items():
+            if names.setdefault(cat_id, title) != title:
+                raise ProjectError(f"COCO subsets {first[cat_id]!r} and {subset!r}: category id "
+                                   f"{cat_id!r} is {names[cat_id]!r} in one and {title!r} in the other; "
+                                   f"expected the same categories in every subset")
+            first.setdefault(cat_id, subset)
+        for title in index["classes"]:
+            if title not in kinds:
+                classes.append(title)
+                kinds[title] = set()
+            kinds[title] |= index["kinds"][title]
+        tags.update(index["tags"])
+        used |= index["used_ids"]
+    return {"names": names, "classes": classes, "kinds": kinds, "tags": sorted(tags), "used_ids": used}
+
+
 # --- the source --------------------------------------------------------------------------------
 
 class CocoSource(SourceBase):
@@ -469,10 +543,17 @@ class CocoSource(SourceBase):
     Picklable: holds URLs, options, the dataset name, the category table and the warnings; the
     parsed JSON stays on the driver (dropped when pickled); filesystems reopen lazily.
     ``warnings``: what the listing left out (annotations of unknown images).
+
+    A COCO dataset folder (``<root>/annotations/instances_<subset>.json``, Datumaro's and
+    Detectron2's layout; also its ``annotations`` folder) is read as one project of several
+    subsets (``subsets``): each subset is a dataset, read by its own single-JSON source with its
+    default image folder (``default_image_folder``; with ``images=DIR``: ``DIR/<subset>`` when it
+    exists, else ``DIR``); one category table for all (``merge_indexes``); ``img_path`` is relative
+    to ``root`` (or ``DIR``).
     """
 
     annotation_format = "coco"
-    _transient = ("_index", "_images_fs")
+    _transient = ("_index", "_images_fs", "_subs")
 
     def __init__(self, url: str, images: str | None = None, *,
                  storage_options: dict | None = None,
@@ -488,6 +569,8 @@ class CocoSource(SourceBase):
         self._index: dict | None = None
         self._meta: ProjectMeta | None = None
         self._images_fs: tuple | None = None
+        self.subsets: list[tuple[str, str]] | None = None   # a dataset folder: (subset, JSON path)
+        self._subs: dict[str, CocoSource] | None = None
 
     def __repr__(self) -> str:
         return f"CocoSource({self._where()!r}, images={self.images!r})"
@@ -502,7 +585,13 @@ class CocoSource(SourceBase):
         url = os.fspath(url_or_path)
         src = cls(url, None if images is None else os.fspath(images), storage_options=storage_options,
                   max_json_bytes=max_json_bytes)
-        path = src.filesystem()[1]
+        fs, path = src.filesystem()
+        if not path.lower().endswith(".json") and fs.isdir(path):
+            root, src.subsets = subset_files(fs, path)
+            src.project_name = posixpath.basename(root) or "coco"
+            if root != path.rstrip("/"):   # the annotations folder was given: its parent
+                src.url, src._fs = (root if "://" not in url else fs.unstrip_protocol(root)), None
+                path = root
         if "://" not in url and "::" not in url:
             src.url = path  # absolute: workers may run in another folder
         if src.images is not None and "://" not in src.images and "::" not in src.images:
@@ -513,7 +602,9 @@ class CocoSource(SourceBase):
     def image_filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """(filesystem, path) of the image folder, opened on first use."""
         if self._images_fs is None:
-            if self.images is None:
+            if self.images is None and self.subsets is not None:
+                self._images_fs = self.filesystem()
+            elif self.images is None:
                 fs, path = self.filesystem()
                 self._images_fs = fs, default_image_folder(fs, path)
             else:
@@ -521,6 +612,11 @@ class CocoSource(SourceBase):
         return self._images_fs
 
     def _load(self) -> dict:
+        if self._index is None and self.subsets is not None:
+            subs = self._subsources()
+            self._index = merge_indexes({name: sub._load() for name, sub in subs.items()})
+            self.category_names = self._index["names"]
+            self.warnings = self._open_warnings = [w for sub in subs.values() for w in sub.warnings]
         if self._index is None:
             with self._store_errors(f"COCO JSON {self.url!r}", "a readable file"):
                 fs, path = self.filesystem()
@@ -557,6 +653,42 @@ class CocoSource(SourceBase):
             self._meta = meta_from_index(self._load())
         return self._meta
 
+    def _subsources(self) -> dict[str, CocoSource]:
+        """The single-JSON source of each subset of a dataset folder (parsed on first use)."""
+        if self._subs is None:
+            fs, _ = self.filesystem()
+            remote = "://" in self.url or "::" in self.url
+            subs = {}
+            for subset, path in self.subsets or ():
+                images = self.images
+                if images is not None:
+                    ifs, ipath = filesystem(images, self.storage_options)
+                    if ifs.isdir(f"{ipath.rstrip('/')}/{subset}"):
+                        images = f"{images.rstrip('/')}/{subset}"
+                sub = CocoSource(fs.unstrip_protocol(path) if remote else path, images,
+                                 storage_options=self.storage_options, max_json_bytes=self.max_json_bytes)
+                sub.dataset = subset
+                sub._load()
+                subs[subset] = sub
+            self._subs = subs
+        return self._subs
+
+    def _list_subsets(self, stamps: bool = False) -> pa.Table:
+        """Every subset's listing (each its own image folder), ``img_path`` made relative to
+        this source's image root, sorted by (dataset, item)."""
+        self._load()
+        root = self.image_filesystem()[1].rstrip("/")
+        tables = []
+        for sub in self._subsources().values():
+            table = sub.list_items(stamps=stamps)
+            folder = sub.image_filesystem()[1].rstrip("/")
+            prefix = folder[len(root) + 1:] + "/" if folder != root else ""
+            paths = [None if p is None else prefix + p for p in table.column("img_path").to_pylist()]
+            tables.append(table.set_column(table.schema.get_field_index("img_path"), "img_path",
+                                           pa.array(paths, pa.string())))
+        self.warnings = [w for sub in self._subsources().values() for w in sub.warnings]
+        return pa.concat_tables(tables).sort_by([("dataset", "ascending"), ("item", "ascending")])
+
     lists_stamps = True
     """``list_items(stamps=True)`` adds ``img_stamp``, each image's change stamp (the annotations are
     in the plan: the run stamps them by their own sha256)."""
@@ -564,6 +696,8 @@ class CocoSource(SourceBase):
     def list_items(self, *, stamps: bool = False) -> pa.Table:
         """One row per image entry (``ITEMS_SCHEMA``), sorted by (dataset, item); one recursive
         listing of the image folder."""
+        if self.subsets is not None:
+            return self._list_subsets(stamps)
         index = self._load()
         fs, root = self.image_filesystem()
         listed_at = time.time()

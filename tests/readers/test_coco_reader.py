@@ -674,3 +674,89 @@ def test_standard_layouts_find_their_image_folder(tmp_path, layout):
     (row,) = src.list_items().to_pylist()
     assert row["dataset"] == "val" and row["img_path"] is not None
     assert src.read_bytes(row["img_path"]) == b"jpeg"
+
+
+# --- a COCO dataset folder: several subsets in one run (issue 12.6) ---------------------------
+
+def write_subsets(root: Path, image_dirs: dict[str, str], categories=None) -> dict[str, list]:
+    """``root/annotations/instances_<subset>.json`` for each subset, images under
+    ``root/<image_dirs[subset]>``; every subset has an ``img0.jpg`` (different pixels) and one
+    image of its own. Returns subset -> [(file_name, image bytes, category id)]."""
+    import io
+
+    from PIL import Image
+    cats = categories or [{"id": 4, "name": "cat"}, {"id": 9, "name": "dog"}]
+    made: dict[str, list] = {}
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for s, (subset, folder) in enumerate(sorted(image_dirs.items())):
+        images, annotations, made[subset] = [], [], []
+        for k, name in enumerate(("img0.jpg", f"only_{subset}.jpg"), start=1):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((8, 10, 3), 40 * s + k, np.uint8)).save(buf, "PNG")
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / name).write_bytes(buf.getvalue())
+            cat = cats[(s + k) % len(cats)]["id"]
+            images.append({"id": k, "file_name": name, "height": 8, "width": 10})
+            annotations.append({"id": k, "image_id": k, "category_id": cat, "iscrowd": 0,
+                                "bbox": [1, 1, 3 + s, 2 + k], "segmentation": []})
+            made[subset].append((name, buf.getvalue(), cat))
+        (root / "annotations" / f"instances_{subset}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": cats}))
+    return made
+
+
+@pytest.mark.parametrize("layout", [
+    {"train": "images/train", "val": "images/val"},        # Datumaro's COCO layout
+    {"train2017": "train2017", "val2017": "val2017"},      # COCO 2017 / Detectron2's
+])
+@pytest.mark.parametrize("given", ["", "annotations"])
+def test_dataset_folder_reads_every_subset(tmp_path, layout, given):
+    from maskcore.readers import detect_reader, open_source
+    made = write_subsets(tmp_path / "ds", layout)
+    url = str(tmp_path / "ds" / given) if given else str(tmp_path / "ds")
+    assert detect_reader(url) == "coco"
+    src = open_source("coco", url)
+    assert src.project_name == "ds" and src.warnings == []
+    assert [(c.title, c.source_ids) for c in src.read_meta().classes] == [("cat", (4,)), ("dog", (9,))]
+    src = pickle.loads(pickle.dumps(src))      # what a worker gets
+    rows = src.list_items().to_pylist()
+    assert [(r["dataset"], r["item"]) for r in rows] == sorted(
+        (subset, name) for subset, files in made.items() for name, _, _ in files)
+    names = {4: "cat", 9: "dog"}
+    for row in rows:
+        name, data, cat = next(f for f in made[row["dataset"]] if f[0] == row["item"])
+        assert row["img_path"] == f"{layout[row['dataset']]}/{name}" and row["problem"] is None
+        assert src.read_bytes(row["img_path"]) == data     # same name, each subset its own image
+        ann = src.parse_annotation(src.item_annotation(row), src.read_meta(), row["item"])
+        assert [lb.class_title for lb in ann.labels] == [names[cat]]
+
+
+def test_dataset_folder_export_and_images_option(tmp_path):
+    from PIL import Image
+
+    import maskcore
+    made = write_subsets(tmp_path / "ds", {"a": "pics/a", "b": "pics/b"})
+    result = maskcore.export(str(tmp_path / "ds"), str(tmp_path / "out"), masks=["machine"],
+                             images=str(tmp_path / "ds" / "pics"), cluster="inprocess",
+                             log=lambda line: None)
+    assert result.exit_code == 0, result.report
+    for subset, files in made.items():
+        for name, data, _ in files:
+            assert (tmp_path / "out" / subset / "img" / name).read_bytes() == data
+            machine = np.asarray(Image.open(tmp_path / "out" / subset / "masks_machine" / f"{Path(name).stem}.png"))
+            assert machine.shape == (8, 10) and machine.any()
+
+
+def test_dataset_folder_refusals(tmp_path):
+    from maskcore.readers import open_source
+    (tmp_path / "empty" / "annotations").mkdir(parents=True)
+    (tmp_path / "empty" / "annotations" / "person_keypoints_val.json").write_text("{}")
+    with pytest.raises(ProjectError, match=r"expected annotations/instances_<subset>\.json .* found none"):
+        open_source("coco", str(tmp_path / "empty")).read_meta()
+    write_subsets(tmp_path / "ds", {"train": "images/train"})
+    doc = json.loads((tmp_path / "ds" / "annotations" / "instances_train.json").read_text())
+    doc["categories"] = [{"id": 4, "name": "dog"}, {"id": 9, "name": "cat"}]
+    (tmp_path / "ds" / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    with pytest.raises(ProjectError, match=r"subsets 'train' and 'val': category id 4 is 'cat' in one "
+                                           r"and 'dog' in the other"):
+        open_source("coco", str(tmp_path / "ds")).read_meta()
