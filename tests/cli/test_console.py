@@ -187,7 +187,7 @@ def test_workers_report_items_as_they_finish(dask_client, tmp_path):
     lines: list[str] = []
     src = REPO / "tests" / "data" / "cvat_urban_scene" / "annotations.xml"
     cfg = ExportConfig(source=str(src), destination=str(tmp_path / "o"), layout_options={"masks": "machine"},
-                       progress_interval=1e-6, workers=2)
+                       progress_interval=1e-6, workers=2, items_per_partition=3)
     assert run_export(cfg, log=lines.append, client=dask_client).exit_code == 0
     shown = [(int(m[1]), int(m[2])) for line in lines
              for m in [re.search(r"items (\d+)/20 .*partitions (\d+)/7", line)] if m]

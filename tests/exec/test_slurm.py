@@ -118,17 +118,19 @@ def _export(slurm: SingleNodeSlurm, tmp_path: Path, project: Path, cluster_file:
 def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_path):
     """Jobs run the workers, the output is the `local` run's byte for byte, and a job scancelled
     mid-run costs nothing but time."""
-    project = bigger_project(SAMPLES, tmp_path / "project", copies=2)    # 12 items
+    # 120 items, one per partition: ~5 s on two idle workers, so the job is cancelled mid-run and the
+    # driver's watch sees the loss (12 or 30 items could end before either happened)
+    project = bigger_project(SAMPLES, tmp_path / "project", copies=20)
     local = run_export(ExportConfig(source=str(project), destination=str(tmp_path / "local"), cluster="local"),
                        log=lambda line: None)
     assert local.exit_code == 0
     with _export(slurm, tmp_path, project, _profiles(tmp_path)) as driver:
-        driver.wait_for("workers (2/2)")
-        slurm.run("scancel", slurm.jobs(JOB_NAME)[0][0])   # 12 partitions of ~0.3 s to go on 2 workers
+        driver.wait_for("maskcore: items ")           # the first progress line: items are being written
+        slurm.run("scancel", slurm.jobs(JOB_NAME)[0][0])
         code, err = driver.finish()
     assert code == 0, err
     assert "lost 1 workers (1/2 left); the run goes on with the others" in err
-    assert "12 written, 0 unchanged, 0 failed" in err
+    assert "120 written, 0 unchanged, 0 failed" in err
     local, remote = _tree(tmp_path / "local"), _tree(tmp_path / "out")
     assert len([p for p in local if p.endswith(".png")]) >= 24
     assert sorted(local) == sorted(remote)
