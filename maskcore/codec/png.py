@@ -8,15 +8,13 @@ Conventions:
   scanline uses filter 2 (Up), vectorised: measured smallest at equal time among None/Sub/Up for
   class masks, colour masks and photo previews (Paeth: a few % smaller, 4-30x slower). Single
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
-- Deflate, level 1, chosen per image kind (both libraries are runtime dependencies; stdlib zlib
-  is the last fallback): colour images (RGB/RGBA: previews, colour masks) use ISA-L (``isal``),
-  grey and paletted images zlib-ng with the RLE strategy. Measured on the facade previews
-  (2048x1024 RGB, BENCHMARKS.md "Issue 18"): ISA-L 16.9 ms / 3.04 MB vs zlib-ng 31.3 ms / 3.92 MB;
-  on grey masks zlib-ng's RLE files are 1.7-2x smaller for ~0.1 ms more. Output bytes are a pure
-  function of the pixels and the backend (no timestamps, no text chunks); pixels decode
-  identically with any backend. ISA-L's determinism (once doubted: two streams for one 6x7
-  mask seen in session 2, never reproduced) is tested across processes and threads
-  (tests/codec/test_png.py).
+- Deflate: zlib-ng level 1 when installed (a runtime dependency), else ISA-L (``isal``) level 1,
+  else stdlib zlib. zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
+  a pure function of the pixels and the backend (no timestamps, no text chunks); pixels decode
+  identically with any backend. ISA-L is not the default although it is as fast: its level-1
+  stream for the same bytes was seen to differ between long-lived worker processes (two valid
+  streams for one 6x7 mask, about one run in five of tests/hostile/test_hostile_names.py; not
+  reproduced in a fresh process), which breaks "same inputs, same bytes".
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an
   unknown critical chunk is an error, a bad ancillary chunk is skipped, missing IEND (a truncated
   file) is an error, data after IEND is ignored.
@@ -125,8 +123,6 @@ except ImportError:  # optional: the next backend is used
 
 DEFLATE_BACKENDS["zlib"] = _zlib_like(zlib)
 DEFAULT_DEFLATE = next(name for name in ("zlib-ng", "isal", "zlib") if name in DEFLATE_BACKENDS)
-# colour images (3 or 4 channels): ISA-L first (the preview's deflate ~1.9x faster, ~23 % smaller)
-DEFAULT_DEFLATE_COLOUR = next(name for name in ("isal", "zlib-ng", "zlib") if name in DEFLATE_BACKENDS)
 
 
 def _clear_wide_simd_state() -> None:
@@ -147,12 +143,11 @@ def encode_png(
 
     ``pixels``: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, uint8. With ``palette`` (an (N, 3)
     uint8 array, 1 <= N <= 256), ``pixels`` is (H, W) of indices < N and the file is paletted.
-    ``deflate`` names a backend in ``DEFLATE_BACKENDS`` (default ``DEFAULT_DEFLATE_COLOUR`` for 3
-    or 4 channels, else ``DEFAULT_DEFLATE``).
+    ``deflate`` names a backend in ``DEFLATE_BACKENDS`` (default ``DEFAULT_DEFLATE``).
     """
     rows, channels, color_type = _validate_pixels(pixels, palette)
     height, width = rows.shape
-    backend = _backend(deflate, channels)
+    backend = _backend(deflate)
     with _scanlines(height, width + 1, zeroed=False) as filtered:
         _filter_up(rows, out=filtered)
         stream = backend.compress(memoryview(filtered).cast("B"), channels)
@@ -294,15 +289,14 @@ def encode_png_lut(index: np.ndarray, lut: np.ndarray, *, deflate: str | None = 
     flat = rows.reshape(-1)
     for ch in range(channels):
         flat[start + ch] = diff[:, ch]
-    backend = _backend(deflate, channels)
+    backend = _backend(deflate)
     stream = backend.compress(memoryview(flat), channels)
     del rows, flat  # freed before the file is assembled (one more stream-sized copy)
     return png_file(stream, index.shape, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
 
 
-def _backend(name: str | None, channels: int = 1) -> _Deflate:
-    if name is None:
-        name = DEFAULT_DEFLATE_COLOUR if channels >= 3 else DEFAULT_DEFLATE
+def _backend(name: str | None) -> _Deflate:
+    name = DEFAULT_DEFLATE if name is None else name
     if name not in DEFLATE_BACKENDS:
         hint = {"isal": "pip install isal", "zlib-ng": "pip install zlib-ng"}.get(name)
         if hint:
