@@ -11,10 +11,14 @@ Conventions:
 - Deflate: zlib-ng level 1 when installed (a runtime dependency), else ISA-L (``isal``) level 1,
   else stdlib zlib. zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
   a pure function of the pixels and the backend (no timestamps, no text chunks); pixels decode
-  identically with any backend. ISA-L is not the default although it is as fast: its level-1
+  identically with any backend. ISA-L is not the default although it is faster: its level-1
   stream for the same bytes was seen to differ between long-lived worker processes (two valid
   streams for one 6x7 mask, about one run in five of tests/hostile/test_hostile_names.py; not
-  reproduced in a fresh process), which breaks "same inputs, same bytes".
+  reproduced in a fresh process), which breaks "same inputs, same bytes". Seen again in session 5
+  (issue 18) with ISA-L as the colour-PNG default: in each of two full-suite runs one export's RGB
+  PNG differed from another export of the same pixels (tests/io/test_s3.py, semantic mask;
+  tests/layouts/test_crop_every_layout.py, isahit), although 0 of 4200 isolated stress
+  compressions differed. ISA-L would halve the preview's deflate (BENCHMARKS.md "Issue 18").
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an
   unknown critical chunk is an error, a bad ancillary chunk is skipped, missing IEND (a truncated
   file) is an error, data after IEND is ignored.
