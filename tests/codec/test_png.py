@@ -221,8 +221,10 @@ def _digests_after_heap_pollution(seed: int) -> list[str]:
 
 
 def test_every_deflate_backend_gives_the_same_bytes_in_every_process_and_thread():
-    """Evidence for the deflate choice (issue 18): same pixels, same PNG bytes in processes whose heaps
-    differ and under concurrent threads, for every installed backend (ISA-L included)."""
+    """Same pixels, same PNG bytes in processes whose heaps differ and under concurrent threads, for
+    every installed backend. Necessary, not sufficient: ISA-L passes this, yet gave different bytes
+    for the same pixels inside the full suite's long-lived workers (session 5, BENCHMARKS.md "Issue 18
+    (session 5)"), which is why the default stays zlib-ng."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(2) as pool:
