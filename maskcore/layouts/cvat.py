@@ -113,6 +113,7 @@ class CvatMasksLayout(LayoutBase):
     crop: str = "sdk"   # applies to Supervisely sources only (COCO/CVAT geometry is never cropped)
     class_values: str | tuple = "meta"   # "meta": class colours; else grey (v, v, v) class values
     class_value_zero: str = "refuse"
+    subset_names: str = "cvat"   # "importable": '_' in subset names becomes '-' (see SUBSET_UNDERSCORE)
 
     OPTIONS = (
         Option("with_images", "true | false (copy images to JPEGImages/; --with-images)", "false"),
@@ -122,6 +123,9 @@ class CvatMasksLayout(LayoutBase):
             "meta | source | {class: 0..255} | a JSON file of that mapping: meta keeps the class "
             "colours; otherwise each class is the grey (v, v, v) of its value in SegmentationClass "
             "and labelmap.txt (source: COCO category ids)"),
+        Option("subset_names", "cvat | importable (cvat: list files named as CVAT's export names them; "
+               "importable: '_' becomes '-', since the VOC importers of CVAT and Datumaro skip list "
+               "files whose name holds '_')", "cvat"),
         CLASS_ZERO_OPTION, CANVAS_OPTION, CROP_OPTION)
     default_archive_format = "zip"
     mask_kinds = ("class", "object")
@@ -142,14 +146,21 @@ class CvatMasksLayout(LayoutBase):
             raise ConfigError(f"instance_overflow: expected one of {list(OVERFLOW_MODES)}, "
                               f"got {overflow!r}")
         crop = crop_value(opts.pop("crop", "sdk"))
+        subsets = opts.pop("subset_names", "cvat")
+        if subsets not in SUBSET_NAMES:
+            raise ConfigError(f"subset_names: expected one of {list(SUBSET_NAMES)}, got {subsets!r}")
         values, zero = class_values_option(opts), class_zero_option(opts)
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'cvat': {sorted(opts)}")
         return cls(with_images=with_images, rule=rule, max_canvas_pixels=max_pixels,
-                   instance_overflow=overflow, crop=crop, class_values=values, class_value_zero=zero)
+                   instance_overflow=overflow, crop=crop, class_values=values, class_value_zero=zero,
+                   subset_names=subsets)
 
     def fingerprint(self) -> dict:
-        return class_values_fingerprint(super().fingerprint())
+        fp = class_values_fingerprint(super().fingerprint())
+        if fp.get("subset_names") == "cvat":  # the default: earlier runs' fingerprints stay valid
+            del fp["subset_names"]
+        return fp
 
     def class_colours(self, meta: ProjectMeta) -> dict[str, tuple[int, int, int]]:
         """Each class's colour in SegmentationClass/ and labelmap.txt: its meta colour, or with
@@ -216,7 +227,7 @@ class CvatMasksLayout(LayoutBase):
                 out.append((f"JPEGImages/{item.mask_stem}{_extension(item.name)}",
                             item.image_bytes))
         labels = _area_labels(item)
-        list_line = (f"{LIST_PREFIX}{subset_name(item.dataset)}.txt",
+        list_line = (f"{LIST_PREFIX}{subset_name(item.dataset, self.subset_names)}.txt",
                      item.mask_stem.encode("utf-8"))
         if not labels:
             if ann.labels:
@@ -341,21 +352,26 @@ def cvat_shape(geom):
     return geom
 
 
+SUBSET_NAMES = ("cvat", "importable")
 SUBSET_UNDERSCORE = "-"
-"""What ``_`` becomes in a subset name. The VOC importers of Datumaro and of CVAT's fork skip every
-list file whose name holds ``_`` (``VocImporter.find_sources``: ``file_filter``; in VOC ``Main/``
-that marks ``<class>_<subset>.txt``), so ``ImageSets/Segmentation/dataset_01.txt`` would be
-ignored: its items vanish on re-import into CVAT or Datumaro. CVAT's own export writes the task's
-subset name as it is (its fork's ``VocConverter.save_segm_lists``) and has that defect; here it is
-not copied."""
+"""What ``_`` becomes in a subset name with ``subset_names: importable``. The VOC importers of
+Datumaro and of CVAT's fork skip every list file whose name holds ``_`` (``VocImporter.find_sources``:
+``file_filter``; in VOC ``Main/`` that marks ``<class>_<subset>.txt``), so
+``ImageSets/Segmentation/dataset_01.txt`` is ignored: its items vanish on re-import into CVAT or
+Datumaro. CVAT's own export writes the task's subset name as it is (its fork's
+``VocConverter.save_segm_lists``) and has that defect; the default (``cvat``) writes what CVAT writes,
+so that outputs diff equal; ``importable`` is the documented way out."""
 
 
-def subset_name(dataset: str) -> str:
-    """The subset (list file) of a dataset: one safe name without ``_`` (``top/child`` ->
-    ``top-child``, ``dataset_01`` -> ``dataset-01``, see ``SUBSET_UNDERSCORE``), ``default`` when
-    empty. Two datasets differing only by ``_`` / ``-`` share a list file (their item ids are
-    unique project-wide, so no item is lost)."""
-    return safe_component(dataset).replace("_", SUBSET_UNDERSCORE) if dataset else "default"
+def subset_name(dataset: str, mode: str = "cvat") -> str:
+    """The subset (list file) of a dataset: one safe name, ``default`` when empty; with ``mode``
+    ``importable`` without ``_`` (``dataset_01`` -> ``dataset-01``, see ``SUBSET_UNDERSCORE``; two
+    datasets differing only by ``_`` / ``-`` then share a list file: their item ids are unique
+    project-wide, so no item is lost)."""
+    if not dataset:
+        return "default"
+    name = safe_component(dataset)
+    return name.replace("_", SUBSET_UNDERSCORE) if mode == "importable" else name
 
 
 def instance_members(labels) -> list[list[int]]:

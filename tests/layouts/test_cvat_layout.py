@@ -417,7 +417,8 @@ def test_files_lists_and_images():
     item = make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)], dataset="top/child",
                      name="photo.v2.JPG", stem="photo.v2", image=b"jpeg bytes")
     warnings = []
-    files = render(CvatMasksLayout.from_options({"with_images": True}), item, warnings.append)
+    files = render(CvatMasksLayout.from_options({"with_images": True, "subset_names": "importable"}), item,
+                   warnings.append)
     assert sorted(files) == [f"{LIST}top-child.txt", "JPEGImages/photo.v2.JPG",
                              "SegmentationClass/photo.v2.png", "SegmentationObject/photo.v2.png"]
     assert files[f"{LIST}top-child.txt"] == b"photo.v2"
@@ -610,9 +611,21 @@ def test_items_with_only_lines_and_points_are_left_out_with_a_warning():
 
 @pytest.mark.parametrize("dataset, subset", [("dataset_01", "dataset-01"), ("sample_data/val_2", "sample-data-val-2"),
                                              ("a-b", "a-b"), ("", "default")])
-def test_subset_names_hold_no_underscore(dataset, subset):
+def test_importable_subset_names_hold_no_underscore(dataset, subset):
     """The VOC importers of Datumaro and CVAT skip list files whose name holds '_'
     (the Supervisely SDK's tutorial datasets dataset_01, a COCO JSON in a folder sample_data):
-    the autouse fixture imports the export with Datumaro and finds the item."""
-    files = render(LAYOUT, make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)], dataset=dataset))
+    with subset_names=importable the autouse fixture imports the export with Datumaro and finds
+    the item."""
+    layout = CvatMasksLayout.from_options({"subset_names": "importable"})
+    files = render(layout, make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)], dataset=dataset))
     assert f"{LIST}{subset}.txt" in files
+
+
+@pytest.mark.not_voc("CVAT's own export names the list file dataset_01.txt, which the VOC importers skip")
+def test_subset_names_are_cvats_by_default():
+    """The default is the reference's output: CVAT's exporter writes the subset name as it is."""
+    files = render(LAYOUT, make_item([("cat", poly(1, 1, 5, 1, 5, 5), 0, 0)], dataset="dataset_01"))
+    assert f"{LIST}dataset_01.txt" in files
+    assert "subset_names" not in LAYOUT.fingerprint()   # earlier runs' fingerprints stay valid
+    with pytest.raises(ConfigError, match="subset_names"):
+        CvatMasksLayout.from_options({"subset_names": "safe"})
