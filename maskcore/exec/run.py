@@ -76,7 +76,7 @@ from .state import (
     read_state_parquet,
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
-from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, unrecorded_files
+from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, named_project_files, unrecorded_files
 from .watch import completed, result_of
 
 EXIT_OK = 0          # every item exported (or unchanged)
@@ -380,14 +380,14 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         manifest = _carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
-    if not cfg.archive:  # project files an earlier run wrote that this one does not (e.g. a kind dropped)
-        now = {p for p, _ in project_files} | {p for p, _ in _list_files(manifest)}
-        stale += [p for p in _previous_files(previous) if p not in now and p not in stale]
+    list_files = [] if cfg.archive else _list_files(manifest)
+    if not cfg.archive and previous is not None:  # project files an earlier run wrote that this one does not
+        now = {p for p, _ in project_files + list_files}
+        stale += [p for p in named_project_files(previous) if p not in now and p not in stale]
     own = layout.folder  # a layout writing into its own folder leaves others alone
     if own is not None:
         stale = [p for p in stale if p.startswith(own + "/")]
     sink.delete(stale)
-    list_files = [] if cfg.archive else _list_files(manifest)
     if not cfg.archive:
         _write_list_files(sink, list_files, previous)
     if archive is not None:
@@ -606,18 +606,6 @@ def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.A
     this run produced."""
     before, now = pa.concat_arrays([_output_paths(previous), leftover]), _output_paths(manifest)
     return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
-
-
-def _previous_files(previous: pa.Table | None) -> list[str]:
-    """The project-level and list files a previous folder run recorded (none after an archive run:
-    its parts are the archive's)."""
-    meta = (previous.schema.metadata or {}) if previous is not None else {}
-    if meta.get(ARCHIVE_KEY) == b"1":
-        return []
-    try:
-        return [str(entry[0]) for entry in json.loads(meta.get(FILES_KEY, b"[]"))]
-    except (ValueError, TypeError, IndexError):  # an unreadable record names nothing
-        return []
 
 
 def _errors(table: pa.Table) -> list[str]:

@@ -56,9 +56,21 @@ def recorded_files(manifest: pa.Table) -> dict[str, tuple[int, str]]:
         for path, size, sha in zip(outputs.field("path").to_pylist(), outputs.field("bytes").to_pylist(),
                                    outputs.field("sha256").to_pylist()):
             files[path] = (size, sha)
-    for path, size, sha in json.loads(meta.get(FILES_KEY, b"[]")):
+    for path, size, sha in _named(meta):
         files[path] = (size, sha)
     return files
+
+
+def named_project_files(manifest: pa.Table) -> list[str]:
+    """The project-level and list files a folder run recorded in its manifest's metadata (none
+    after an archive run: its parts are the archive's)."""
+    meta = manifest.schema.metadata or {}
+    return [] if meta.get(ARCHIVE_KEY) == b"1" else [str(path) for path, _, _ in _named(meta)]
+
+
+def _named(meta: dict) -> list:
+    """``FILES_KEY``: [(path, bytes, sha256), ...]."""
+    return json.loads(meta.get(FILES_KEY, b"[]"))
 
 
 def unrecorded_files(sink, manifest: pa.Table, recorded: dict | None = None) -> list[str]:
