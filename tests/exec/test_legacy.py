@@ -110,3 +110,19 @@ def test_a_live_lock_in_the_old_folder_refuses_the_run(samples, tmp_path, dask_c
     assert "older maskcore holds" in ran.stderr and f"{LEGACY_STATE_DIR}/lock" in ran.stderr, ran.stderr
     assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == before   # nothing moved or left
     shutil.rmtree(dst)
+
+
+def test_an_old_layout_destination_on_s3_is_moved_and_skips_every_item(samples, s3_server, s3_bucket, dask_client):
+    """The same on moto's S3 server: the move goes through the sink (GET, PUT, DELETE)."""
+    fs = s3_server.filesystem()
+    cfg = {"source": str(samples / "vector"), "destination": f"s3://{s3_bucket}/out", "archive": False,
+           "storage_options": s3_server.options(), "layout": "supervisely-project"}
+    assert run_export(ExportConfig(**cfg), log=lambda m: None, client=dask_client).exit_code == EXIT_OK
+    new, old = f"{s3_bucket}/out/{STATE_DIR}", f"{s3_bucket}/out/{LEGACY_STATE_DIR}"
+    state = {p[len(new):]: fs.cat_file(p) for p in fs.find(new)}
+    for rel, data in state.items():
+        fs.pipe_file(old + rel, data)
+    fs.rm(sorted(new + rel for rel in state))
+    again = run_export(ExportConfig(**cfg), log=lambda m: None, client=dask_client)
+    assert again.report["items"] == {"total": 6, "written": 0, "unchanged": 6, "failed": 0}
+    assert not fs.find(old) and f"{new}/manifest.parquet" in fs.find(new)
