@@ -18,6 +18,9 @@ from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.paths import LEGACY_STATE_DIR, STATE_DIR
 
 
+MACHINE = {"masks": ["machine"]}
+
+
 def _export(src, dst, client, **kw):
     lines = []
     result = run_export(ExportConfig(str(src), str(dst), archive=False, **kw), log=lines.append, client=client)
@@ -63,7 +66,7 @@ def test_a_killed_old_layout_run_resumes(samples, tmp_path, dask_client):
     """A run stopped after 2 partitions, its state renamed to the old folder with the lock of a
     dead process and a killed writer's temporary: the next run resumes the finished partitions,
     removes the old folder, and equals a clean run."""
-    src = bigger_project(samples, tmp_path / "src", copies=4)   # 24 items
+    src = bigger_project(samples, tmp_path / "src", copies=2)   # 12 items, 6 partitions
     dst = tmp_path / "out"
 
     def stop(n_done):
@@ -71,7 +74,7 @@ def test_a_killed_old_layout_run_resumes(samples, tmp_path, dask_client):
             raise KeyboardInterrupt
 
     try:
-        run_export(ExportConfig(str(src), str(dst), items_per_partition=2, archive=False),
+        run_export(ExportConfig(str(src), str(dst), items_per_partition=2, archive=False, layout_options=MACHINE),
                    log=lambda m: None, client=None, on_partition=stop)   # in this process: stops at once
     except KeyboardInterrupt:
         pass
@@ -87,14 +90,14 @@ def test_a_killed_old_layout_run_resumes(samples, tmp_path, dask_client):
                                           "expires": time.time() + 300, "lease_seconds": 300}))
     (old / "tmp").mkdir(exist_ok=True)
     (old / "tmp" / "0123.part").write_bytes(b"half a file")
-    resumed, _ = _export(src, dst, dask_client, items_per_partition=2)
+    resumed, _ = _export(src, dst, dask_client, items_per_partition=2, layout_options=MACHINE)
     assert resumed.exit_code == EXIT_OK
-    assert resumed.report["partitions"]["resumed"] >= done and resumed.report["items"]["total"] == 24
+    assert resumed.report["partitions"]["resumed"] >= done and resumed.report["items"]["total"] == 12
     assert not old.exists()
     state = dst / STATE_DIR
     assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*") if p.is_file()) == [
         "manifest.parquet", "report.json"]
-    _export(src, tmp_path / "clean", dask_client, items_per_partition=2)
+    _export(src, tmp_path / "clean", dask_client, items_per_partition=2, layout_options=MACHINE)
     assert tree(dst) == tree(tmp_path / "clean")
 
 

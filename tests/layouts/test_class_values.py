@@ -21,6 +21,7 @@ from helpers.oracles import oracle
 import maskcore
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
+from maskcore.paths import STATE_DIR
 
 M = oracle("pycocotools.mask")
 SLY_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs" / "vector"
@@ -270,4 +271,5 @@ def test_cvat_class_mask_is_grey_values_and_datumaro_reads_it(tmp_path):
         assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2))
     labelmap = (dst / "labelmap.txt").read_text().splitlines()[1:]
     assert labelmap == sorted([f"{n}:{i},{i},{i}::" for i, n in CATEGORIES] + ["background:0,0,0::"])
+    assert (dst / STATE_DIR / "manifest.parquet").exists()   # Datumaro reads the folder with maskcore's state in it
     assert_datumaro_reads([dst])
