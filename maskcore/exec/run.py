@@ -45,8 +45,8 @@ from ..io.archive import (
 from ..io.sinks import get_sink
 from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
-from ..paths import LEGACY_STATE_DIR
 from ..layouts import canonical_name, get_layout, get_layout_class
+from ..paths import LEGACY_STATE_DIR
 from ..readers import READERS, detect_reader, open_source
 from .cluster import connect, get_profile, runs_inprocess, watch_of
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
