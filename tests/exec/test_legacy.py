@@ -17,7 +17,6 @@ from helpers.sly_project import sdk_project
 from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.paths import LEGACY_STATE_DIR, STATE_DIR
 
-
 MACHINE = {"masks": ["machine"]}
 
 
