@@ -100,7 +100,7 @@ class Driver:
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".maskcore/")}
+            if p.is_file() and not p.relative_to(root).as_posix().startswith(".maskcore-meta/")}
 
 
 def _until(condition, timeout: float, what: str):

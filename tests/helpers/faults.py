@@ -33,7 +33,7 @@ def partials(dst: Path) -> list[Path]:
 
 
 def read_report(dst: Path) -> dict:
-    return json.loads((dst / ".maskcore/report.json").read_text())
+    return json.loads((dst / ".maskcore-meta/report.json").read_text())
 
 
 def _env(**extra) -> dict:
