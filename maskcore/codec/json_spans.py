@@ -32,13 +32,21 @@ _CODES = np.zeros(256, np.int8)
 for _byte, _code in ((b"{", OPEN_OBJECT), (b"[", OPEN_ARRAY), (b"}", CLOSE_OBJECT),
                      (b"]", CLOSE_ARRAY), (b",", COMMA), (b":", COLON)):
     _CODES[_byte[0]] = _code
-_DELTA = np.zeros(256, np.int8)
-_DELTA[[OPEN_OBJECT, OPEN_ARRAY]] = 1
-_DELTA[[CLOSE_OBJECT & 0xFF, CLOSE_ARRAY & 0xFF]] = -1
+_IS_BRACKET = np.zeros(256, bool)
+_IS_BRACKET[list(b"{[]}")] = True
+_IS_SEPARATOR = np.zeros(256, bool)
+_IS_SEPARATOR[list(b",:")] = True
 _WHITESPACE = np.zeros(256, bool)
 _WHITESPACE[list(b" \t\r\n")] = True
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
+
+
+def _outside(pos: np.ndarray, quotes: np.ndarray, in_string: int) -> np.ndarray:
+    """Which of ``pos`` lie outside strings, given the chunk's real quotes and its start state."""
+    if not quotes.size:
+        return np.full(pos.size, not in_string)
+    return ((np.searchsorted(quotes, pos) + in_string) & 1) == 0
 
 
 class JsonSpanError(ValueError):
@@ -84,34 +92,65 @@ class StructureScanner:
         self._closed_at = -1     # where the root value closed
 
     def feed(self, chunk: bytes) -> Tokens:
-        """The structural bytes of the next ``chunk`` (see ``Tokens``)."""
+        """The structural bytes of the next ``chunk`` (see ``Tokens``).
+
+        Brackets first (few: one per container), their depths by a running sum; then commas and
+        colons only inside the stretches between brackets that lie at depth <= ``shallow`` (in a
+        COCO file, the few bytes between two entries), never among a polygon's numbers."""
         a = np.frombuffer(chunk, np.uint8)
         base = self.offset
         self.offset += len(a)
         quotes = self._real_quotes(a, chunk)
-        codes = _CODES[a]
-        pos = np.flatnonzero(codes)
-        if quotes.size:
-            outside = ((np.searchsorted(quotes, pos) + self._in_string) & 1) == 0
-            pos = pos[outside]
-            self._in_string ^= quotes.size & 1
-        elif self._in_string:
-            pos = pos[:0]
-        code = codes[pos]
-        delta = _DELTA[code.view(np.uint8)].astype(np.int64)
+        in_string = self._in_string
+        self._in_string ^= quotes.size & 1
+        pos = np.flatnonzero(_IS_BRACKET[a])
+        pos = pos[_outside(pos, quotes, in_string)]
+        code = _CODES[a[pos]]
+        delta = np.where(code > 0, 1, -1)
         after = np.cumsum(delta)
         after += self._depth
         before = after - delta
+        depth_in = np.concatenate([[self._depth], after])   # depth of each stretch between brackets
         if pos.size:
             self._check_balance(a, pos, after, delta, base)
             self._depth = int(after[-1])
         elif self._closed_at >= 0 and not _WHITESPACE[a].all():
             self._trailing(a, base)
-        shallow = np.where(delta > 0, before < self.shallow, np.where(delta < 0, after < self.shallow,
-                                                                      before <= self.shallow))
+        sep, sep_depth = self._separators(a, pos, depth_in, quotes, in_string)
+        keep = np.where(delta > 0, before < self.shallow, after < self.shallow)
         cut_open = pos[(delta > 0) & (before == self.cut)] + base
         cut_close = pos[(delta < 0) & (after == self.cut)] + base
-        return Tokens(pos[shallow] + base, code[shallow], before[shallow], cut_open, cut_close)
+        all_pos = np.concatenate([pos[keep], sep])
+        order = np.argsort(all_pos, kind="stable")
+        return Tokens(all_pos[order] + base, np.concatenate([code[keep], _CODES[a[sep]]])[order],
+                      np.concatenate([before[keep], sep_depth])[order], cut_open, cut_close)
+
+    def _separators(self, a, pos, depth_in, quotes, in_string) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and depths of the commas and colons outside strings in the stretches between
+        brackets whose depth is at most ``shallow``."""
+        starts = np.concatenate([[0], pos + 1])
+        ends = np.concatenate([pos, [a.size]])
+        take = (depth_in <= self.shallow) & (ends > starts)
+        starts, ends, depths = starts[take], ends[take], depth_in[take]
+        lengths = ends - starts
+        small = lengths <= 4096
+        found, found_depth = [], []
+        if small.any():   # the short stretches at once: their bytes gathered into one array
+            s, n, d = starts[small], lengths[small], depths[small]
+            total = int(n.sum())
+            idx = np.arange(total) + np.repeat(s - (np.cumsum(n) - n), n)
+            hit = _IS_SEPARATOR[a[idx]]
+            found.append(idx[hit])
+            found_depth.append(np.repeat(d, n)[hit])
+        for s, e, d in zip(starts[~small].tolist(), ends[~small].tolist(), depths[~small].tolist()):
+            hit = np.flatnonzero(_IS_SEPARATOR[a[s:e]]) + s
+            found.append(hit)
+            found_depth.append(np.full(hit.size, d, np.int64))
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        sep, sep_depth = np.concatenate(found), np.concatenate(found_depth)
+        outside = _outside(sep, quotes, in_string)
+        return sep[outside], sep_depth[outside]
 
     def finish(self) -> None:
         """``JsonSpanError`` unless the document ended with its root value closed."""
