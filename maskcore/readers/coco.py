@@ -97,8 +97,9 @@ in the JSON, ``coco_index``), ``ann_inline`` its token (a digest of those bytes)
 their length; ``item_annotation`` reads them. ``items_table`` (a decoded document) gives the inline
 JSON itself in ``ann_inline`` and null ``ann_spans``."""
 
-CHUNK_BYTES = 1 << 25
-"""Bytes of the JSON read and scanned at a time on the driver (32 MiB)."""
+CHUNK_BYTES = 1 << 24
+"""Bytes of the JSON read and scanned at a time on the driver (16 MiB: the transient memory of a
+chunk's entries, decoded, is several times this)."""
 SPAN_GAP = 1 << 16
 """Spans of one item closer than this are read as one range (fewer requests on a store)."""
 

@@ -7,6 +7,10 @@ the annotation, i.e. each polygon ring and RLE ``counts`` list, replaced by ``0`
 keys and scalars stay, no coordinate is decoded), and keeps per annotation only numpy columns
 (byte span, image, category, shape kind, attribute key set, a 64-bit digest of its bytes).
 
+Why not ijson (yajl2_c): its events carry no byte offsets (a request for the raw bytes of an item
+was declined: ICRAR/ijson issue 43), so the workers could not range-read their items, and it
+decodes every coordinate on the driver, which is where the time of a COCO file goes.
+
 An item's annotation is then read by its spans (``read_item``: range reads on the worker) and
 becomes the same canonical inline JSON as a whole-document reading gives
 (``coco.item_inline_bytes``): same bytes, same sha256.
@@ -332,7 +336,7 @@ class CocoStreamIndexer:
             keys.append(self._intern(keysets, frozenset(a for a in attributes if isinstance(a, str)))
                         if type(attributes) is dict else -1)
             kp.append(bool(ann.get("num_keypoints") or ann.get("keypoints")))
-        self.anns.add(start=starts, end=ends, digest=digests, img=np.array(img, np.int64),
+        self.anns.add(start=starts, end=ends, digest=digests, img=np.array(img, np.int32),
                       cat=np.array(cat, np.int32), kind=np.array(kind, np.int8),
                       keys=np.array(keys, np.int32), kp=np.array(kp, bool))
 
@@ -344,31 +348,43 @@ class CocoStreamIndexer:
     # --- the result -------------------------------------------------------------------------
 
     def grouped(self) -> StreamIndex:
-        """Every annotation given to its image (file order kept), orphans counted apart."""
+        """Every annotation given to its image (file order kept), orphans counted apart. Columns
+        are taken one at a time and dropped once used: this is the pass's peak of memory."""
         n_images = len(self.image_ids)
-        image_of_code = np.full(len(self.ids), -1, np.int64)
-        image_of_code[np.asarray(self.image_code, np.int64)] = np.arange(n_images)
-        a = {name: self.anns.get(name, dtype) for name, dtype in (
-            ("start", np.int64), ("end", np.int64), ("digest", np.uint64), ("img", np.int64),
-            ("cat", np.int32), ("kind", np.int8), ("keys", np.int32), ("kp", bool))}
-        ann_image = image_of_code[a.pop("img")]
+        image_of_code = np.full(len(self.ids), -1, np.int32)
+        image_of_code[np.asarray(self.image_code, np.int64)] = np.arange(n_images, dtype=np.int32)
+        self.ids = self.image_code = self.image_codes = None   # done with the id tables
+        ann_image = image_of_code[self.anns.get("img", np.int32)]
+        del image_of_code
         kept = ann_image >= 0
-        order = np.argsort(np.where(kept, ann_image, n_images), kind="stable")[:int(kept.sum())]
-        counts = np.bincount(ann_image[kept], minlength=n_images)
+        n_kept = int(kept.sum())
+        kinds = _pairs(self.anns.get("cat", np.int32)[kept], self.anns.get("kind", np.int8)[kept])
+        used_keysets = set(np.unique(self.anns.get("keys", np.int32)[kept]).tolist())
+        keypoints = int(self.anns.get("kp", bool)[kept].sum())
         orphans = np.flatnonzero(~kept)
+        counts = np.bincount(ann_image[kept], minlength=n_images)
+        ann_image[~kept] = n_images
+        order = np.argsort(ann_image, kind="stable")[:n_kept]
+        del ann_image, kept
+        start = self.anns.get("start", np.int64)
+        first_orphan = (int(start[orphans[0]]), None) if orphans.size else None
+        start = start[order]
+        end = self.anns.get("end", np.int64)
+        if first_orphan:
+            first_orphan = (first_orphan[0], int(end[orphans[0]]))
+        end = end[order]
+        digest = self.anns.get("digest", np.uint64)[order]
+        del order
         return StreamIndex(
             image_ids=self.image_ids, file_names=self.file_names,
             image_start=self.images.get("start", np.int64), image_end=self.images.get("end", np.int64),
             image_digest=self.images.get("digest", np.uint64),
-            ann_start=a["start"][order], ann_end=a["end"][order], ann_digest=a["digest"][order],
+            ann_start=start, ann_end=end, ann_digest=digest,
             ann_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             categories=self.categories, values=self.values, seen=self.seen,
-            first_annotation=self.first_annotation,
-            cat_ids=list(self.cat_codes), kind_pairs=_pairs(a["cat"][kept], a["kind"][kept]),
-            keysets=[sorted(ks) for ks, code in sorted(self.keysets.items(), key=lambda kv: kv[1])
-                     if code in set(np.unique(a["keys"][kept]).tolist())],
-            keypoints=int(a["kp"][kept].sum()), n_orphans=int(orphans.size),
-            first_orphan=(int(a["start"][orphans[0]]), int(a["end"][orphans[0]])) if orphans.size else None)
+            first_annotation=self.first_annotation, cat_ids=list(self.cat_codes), kind_pairs=kinds,
+            keysets=[sorted(ks) for ks, code in self.keysets.items() if code in used_keysets],
+            keypoints=keypoints, n_orphans=int(orphans.size), first_orphan=first_orphan)
 
 
 def _pairs(cat: np.ndarray, kind: np.ndarray) -> list[tuple[int, str]]:
