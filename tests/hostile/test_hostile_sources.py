@@ -345,16 +345,16 @@ def _sparse(path: Path, size: int) -> Path:
     return path
 
 
-def test_a_2gb_coco_json_is_refused_by_its_size_before_reading(tmp_path):
-    """The instances JSON is parsed whole on the driver: over 1 GiB (the default) it is refused
-    by its listed size, in no time and without reading it (once: read whole, unbounded)."""
+def test_a_huge_coco_json_is_refused_by_its_size_before_reading(tmp_path):
+    """The instances JSON is streamed (issue 17): above its limit (64 GiB by default, reader option
+    ``max_json_bytes``) it is refused by its listed size, in no time and without reading it."""
     import time
 
     from maskcore.readers.coco import DEFAULT_MAX_JSON_BYTES
-    path = _sparse(tmp_path / "instances_x.json", 2**31 + 1)
+    path = _sparse(tmp_path / "instances_x.json", DEFAULT_MAX_JSON_BYTES + 1)
     started = time.perf_counter()
     with pytest.raises(ProjectError, match=f"expected at most {DEFAULT_MAX_JSON_BYTES} bytes .*got "
-                                           f"{2**31 + 1}"):
+                                           f"{DEFAULT_MAX_JSON_BYTES + 1}"):
         CocoSource.open_source(str(path))
     assert time.perf_counter() - started < 2
     small = tmp_path / "instances_y.json"
