@@ -348,7 +348,7 @@ def test_a_scheduler_without_workers_fails_after_wait_for_workers(tmp_path):
             started = time.monotonic()
             with pytest.raises(ClusterError) as err, connect(get_profile("empty", path), log=lines.append):
                 pass
-    assert 2.5 < time.monotonic() - started < 6
+    assert 2.5 < time.monotonic() - started < 20   # waited wait_for_workers, then gave up (no hang)
     assert lines == ["maskcore: waiting for workers (0)"]
     assert str(err.value) == ("cluster profile 'empty': expected a worker within 2.5 s (wait_for_workers), got "
                               "none: the scheduler has no worker; raise wait_for_workers in the profile to wait longer")
