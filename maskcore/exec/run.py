@@ -42,6 +42,7 @@ from ..io.archive import (
     resolve_archive_format,
     unpacked_outputs,
 )
+from ..io.archive_update import read_previous_archive, update_archive
 from ..io.sinks import get_sink
 from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
@@ -121,6 +122,7 @@ class ExportConfig:
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
+    repack: bool = False                # incremental archive: lay the parts out as a clean run does
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
@@ -340,6 +342,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
         plan = attach_previous(plan, previous)
+    kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:
         log(f"maskcore: warning: {note.message()}")
@@ -350,15 +353,18 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    sent, known = split_unchanged(plan, parts, incremental and not cfg.archive and not cfg.verify)
-    todo = [(i, sent[i], keys[i], resumed.get(i)) for i in range(len(parts)) if sent[i] is not None]
+    sent, known = split_unchanged(plan, parts, incremental and (kept_archive or not cfg.archive) and not cfg.verify)
+    # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
+    todo = [(i, sent[i], keys[i], None if kept_archive else resumed.get(i)) for i in range(len(parts))
+            if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
     client = get_client(plan.num_rows) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
             sink.write(path, data)
-    task_sink = TarPartSink(sink, cfg.part_size, cfg.archive_format) if cfg.archive else sink
+    task_sink = (TarPartSink(sink, cfg.part_size, cfg.archive_format, render_all=kept_archive is None)
+                 if cfg.archive else sink)
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
@@ -371,14 +377,15 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         lock.check()
         raise
     progress.close()
-    if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
-        project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
-    archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
+    archive = None
+    if cfg.archive:  # list lines of every item: rendered now or carried from the previous manifest
+        project_files = project_files + _list_files(manifest)
+        archive = _finish_archive(cfg, sink, results, project_files, manifest, kept_archive)
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     list_files = [] if cfg.archive else _list_files(manifest)
     if not cfg.archive and previous is not None:  # project files an earlier run wrote that this one does not
@@ -537,15 +544,36 @@ def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
     return lines
 
 
-def _finish_archive(cfg, sink, results, project_files):
-    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``."""
+def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive):
+    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``;
+    with ``kept_archive`` (the previous run's parts), rewrite only the parts that change."""
     records = [r for t in results for r in chunk_records(t)]
     written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    written = written.filter(pc.equal(written.column("status"), "ok"))
     missing = unpacked_outputs(written, records)
     if missing:
         raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
                            f"(first {missing[0]!r}); run again with --full")
-    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
+    if kept_archive is None:
+        return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
+    order = [p for p, _ in project_files] + _output_paths(
+        manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))).to_pylist()
+    return update_archive(sink, kept_archive, cfg.archive_name, cfg.part_size, records, project_files, order,
+                          cfg.archive_format, repack=cfg.repack)
+
+
+def _previous_archive(cfg, sink, previous: pa.Table, log):
+    """The previous run's archive parts when this run can keep them (``archive_update``), else None
+    (logged): then every item is rendered and the archive compacted anew."""
+    try:
+        table = read_state_parquet(sink, f"{STATE_DIR}/archive_manifest.parquet")
+    except OSError:
+        table = None
+    kept, why = read_previous_archive(sink, table, cfg.archive_name, cfg.archive_format,
+                                      _output_paths(previous).to_pylist(), verify=cfg.verify)
+    if kept is None:
+        log(f"maskcore: the previous archive cannot be kept ({why}): every item is rendered again")
+    return kept
 
 
 def _item_keys(table: pa.Table) -> pa.Array:
