@@ -27,6 +27,7 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from .. import __version__
@@ -37,7 +38,9 @@ from ..io.archive import (
     chunk_records,
     default_archive_name,
     discard_chunks,
+    end_publish,
     finalize_archive,
+    recover_publish,
     refuse_overwriting_source,
     resolve_archive_format,
     unpacked_outputs,
@@ -147,6 +150,8 @@ class ExportConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+        if not isinstance(self.repack, bool):
+            raise ConfigError(f"repack: expected true or false, got {self.repack!r}")
         if self.archive not in (None, True, False):
             raise ConfigError(f"archive: expected true, false or None, got {self.archive!r}")
         if self.archive_format not in (None, "tar", "zip"):
@@ -338,6 +343,9 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     damaged: list = []
     previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
+    undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
+    if undone:
+        log(f"maskcore: warning: {undone}")
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
@@ -353,7 +361,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    sent, known = split_unchanged(plan, parts, incremental and (kept_archive or not cfg.archive) and not cfg.verify)
+    sent, known = split_unchanged(plan, parts, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
     # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
     todo = [(i, sent[i], keys[i], None if kept_archive else resumed.get(i)) for i in range(len(parts))
             if sent[i] is not None]
@@ -385,7 +393,11 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     archive = None
     if cfg.archive:  # list lines of every item: rendered now or carried from the previous manifest
         project_files = project_files + _list_files(manifest)
-        archive = _finish_archive(cfg, sink, results, project_files, manifest, kept_archive)
+        try:
+            archive = _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id)
+        except BaseException:
+            recover_publish(sink, committed_run)   # the archive files as the committed manifest names them
+            raise
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     list_files = [] if cfg.archive else _list_files(manifest)
     if not cfg.archive and previous is not None:  # project files an earlier run wrote that this one does not
@@ -438,6 +450,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])
     sink.clear_temporaries()
     if cfg.archive:
+        end_publish(sink)
         discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
     if plan.num_rows == 0 and filtered is not None:
@@ -492,8 +505,9 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     incremental = same and not cfg.full
     if incremental:
         plan = attach_previous(plan, previous)
+    kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
-    summary = plan_summary(plan, listed, incremental and not cfg.archive and not cfg.verify)
+    summary = plan_summary(plan, listed, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
     summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
                    previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
     lines = summary_text(summary)
@@ -544,7 +558,7 @@ def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
     return lines
 
 
-def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive):
+def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id):
     """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``;
     with ``kept_archive`` (the previous run's parts), rewrite only the parts that change."""
     records = [r for t in results for r in chunk_records(t)]
@@ -555,19 +569,20 @@ def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive):
         raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
                            f"(first {missing[0]!r}); run again with --full")
     if kept_archive is None:
-        return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
+        return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format,
+                                run_id=run_id)
     order = [p for p, _ in project_files] + _output_paths(
         manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))).to_pylist()
     return update_archive(sink, kept_archive, cfg.archive_name, cfg.part_size, records, project_files, order,
-                          cfg.archive_format, repack=cfg.repack)
+                          cfg.archive_format, repack=cfg.repack, run_id=run_id)
 
 
 def _previous_archive(cfg, sink, previous: pa.Table, log):
     """The previous run's archive parts when this run can keep them (``archive_update``), else None
     (logged): then every item is rendered and the archive compacted anew."""
     try:
-        table = read_state_parquet(sink, f"{STATE_DIR}/archive_manifest.parquet")
-    except OSError:
+        table = pq.read_table(pa.BufferReader(sink.read(f"{STATE_DIR}/archive_manifest.parquet")))
+    except (OSError, pa.ArrowException):   # missing or unreadable: a full archive run rewrites it
         table = None
     kept, why = read_previous_archive(sink, table, cfg.archive_name, cfg.archive_format,
                                       _output_paths(previous).to_pylist(), verify=cfg.verify)

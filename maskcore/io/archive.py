@@ -62,6 +62,8 @@ from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
 PARTS_DIR = ".maskcore/parts"
+PUBLISH_JOURNAL = ".maskcore/archive_publish.json"   # what to undo if the run dies before its commit
+BACKUP_DIR = ".maskcore/archive_backup"             # the archive files a publishing run replaces or removes
 CHUNKS_KEY = b"maskcore.archive_chunks"     # result-table metadata: the partition's chunk records
 MIN_PART_SIZE = 2048                         # tar: one header, one data block, the end-of-archive blocks
 FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}
@@ -350,7 +352,8 @@ class ArchiveResult:
 
 
 def finalize_archive(inner, name: str, part_size: int | None, records: list[dict],
-                     project_files: list[tuple[str, bytes]], archive_format: str = "tar") -> ArchiveResult:
+                     project_files: list[tuple[str, bytes]], archive_format: str = "tar",
+                     run_id: str | None = None) -> ArchiveResult:
     """Compact the workers' chunks into the final archive files, project files first (see the
     module doc).
 
@@ -359,7 +362,9 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
     ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are
     ``<name>_part_NNN.tar``. Every part is written under a temporary name first; archive files
     (either format) of an earlier run under the same name that this run does not produce are
-    removed after all parts are in place. The chunks stay until :func:`discard_chunks`.
+    removed after all parts are in place. The chunks stay until :func:`discard_chunks`. With
+    ``run_id`` the publication is journalled first (:func:`begin_publish`): a run that dies
+    before its manifest is committed is rolled back by the next (:func:`recover_publish`).
     """
     check_archive_name(name)
     archive_format = resolve_archive_format(archive_format)
@@ -371,8 +376,9 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
         _check_chunk(inner, rec, part_size, archive_format)
     layout = plan_parts(chunks, part_size, archive_format)
     names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
+    stale = begin_publish(inner, name, names, set(names), run_id)
     parts = _write_parts(inner, names, layout, chunks, archive_format)
-    _remove_stale_archives(inner, name, {p["part"] for p in parts})
+    inner.delete(stale)
     return published(inner, parts, archive_format)
 
 
@@ -724,16 +730,92 @@ def _remove(path: str | None) -> None:
             pass
 
 
-def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
+def _archive_names(inner, name: str) -> list[str]:
+    """The destination's archive files of archive ``name`` (either format, one or parts)."""
     fs, root = _filesystem(inner)
     pattern = _archive_pattern(name, [f.suffix for f in FORMATS.values()])
     fs.invalidate_cache(root)
     try:
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
     except FileNotFoundError:
-        return
-    stale = sorted(n for n in names if pattern.fullmatch(n) and n not in keep)
-    inner.delete(stale)
+        return []
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing: the old set of archive files or the new one
+
+
+def begin_publish(inner, name: str, writes: list[str], keep: set[str], run_id: str | None) -> list[str]:
+    """Prepare to write the archive files ``writes`` and keep only ``keep``: returns the stale
+    archive files to remove once the new ones are in place.
+
+    With ``run_id`` (a run that commits a manifest after publishing), the archive files about to
+    be replaced or removed are first saved in ``BACKUP_DIR`` (hard links locally, server-side
+    copies elsewhere) and ``PUBLISH_JOURNAL`` names them with the files that are new: if the run
+    dies before :func:`end_publish`, :func:`recover_publish` puts the old set back."""
+    existing = set(_archive_names(inner, name))
+    stale = sorted(existing - keep)
+    if run_id is None:
+        return stale
+    fs, root = _filesystem(inner)
+    restore = {}
+    for n in sorted(existing & set(writes)) + stale:
+        restore[n] = f"{BACKUP_DIR}/{n}"
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(f"{root}/{BACKUP_DIR}", exist_ok=True)
+            _remove(f"{root}/{BACKUP_DIR}/{n}")
+            os.link(f"{root}/{n}", f"{root}/{BACKUP_DIR}/{n}")
+        else:
+            fs.cp_file(f"{root}/{n}", f"{root}/{BACKUP_DIR}/{n}")
+    journal = {"run_id": run_id, "restore": restore, "remove": sorted(set(writes) - existing)}
+    inner.write(PUBLISH_JOURNAL, json.dumps(journal, indent=1).encode())
+    return stale
+
+
+def end_publish(inner) -> None:
+    """The run's manifest is committed: its archive files are the truth; drop the backups and the
+    journal (nothing to do, and nothing written, when the run replaced no archive file)."""
+    if inner.exists(PUBLISH_JOURNAL):
+        _remove_tree(inner, BACKUP_DIR)
+        inner.delete([PUBLISH_JOURNAL])
+
+
+def recover_publish(inner, committed_run: str | None) -> str | None:
+    """Undo the publication of a run that died before its commit (its journal is left and the
+    committed manifest is not its own): the archive files it replaced or removed are put back,
+    the ones it added removed. Returns what was done (for the log), None when nothing was left."""
+    try:
+        journal = json.loads(inner.read(PUBLISH_JOURNAL))
+    except FileNotFoundError:
+        _remove_tree(inner, BACKUP_DIR)   # a run died while saving: nothing was replaced yet
+        return None
+    if journal["run_id"] == committed_run:
+        end_publish(inner)   # it died after its commit
+        return None
+    fs, root = _filesystem(inner)
+    inner.delete(journal["remove"])
+    for n, backup in sorted(journal["restore"].items()):
+        if isinstance(fs, LocalFileSystem):
+            if os.path.exists(f"{root}/{backup}"):
+                os.replace(f"{root}/{backup}", f"{root}/{check_relpath(n)}")
+        else:
+            fs.cp_file(f"{root}/{backup}", f"{root}/{check_relpath(n)}")
+    end_publish(inner)
+    return (f"an earlier run died while publishing its archive: its {len(journal['remove'])} new archive "
+            f"files were removed and the {len(journal['restore'])} it replaced restored")
+
+
+def _remove_tree(inner, relpath: str) -> None:
+    fs, root = _filesystem(inner)
+    fs.invalidate_cache(f"{root}/{relpath}")
+    try:
+        found = fs.find(f"{root}/{relpath}")
+    except FileNotFoundError:
+        found = []
+    inner.delete(sorted(f"{relpath}/{p[len(root) + len(relpath) + 2:]}" for p in found))
+    if isinstance(fs, LocalFileSystem):
+        shutil.rmtree(f"{root}/{relpath}", ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

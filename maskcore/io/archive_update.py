@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .archive import (
-    FORMATS,
     PARTS_KEY,
     ArchiveError,
     ArchiveResult,
@@ -49,9 +48,9 @@ from .archive import (
     _check_chunk,
     _filesystem,
     _plan_order,
-    _remove_stale_archives,
     _write_parts,
     archive_files,
+    begin_publish,
     check_archive_name,
     fill_parts,
     part_stamps,
@@ -125,10 +124,11 @@ def read_previous_archive(inner, table: pa.Table | None, name: str, archive_form
 
 def update_archive(inner, previous: PreviousArchive, name: str, part_size: int | None, records: list[dict],
                    project_files: list[tuple[str, bytes]], order: list[str], archive_format: str = "tar",
-                   repack: bool = False) -> ArchiveResult:
+                   repack: bool = False, run_id: str | None = None) -> ArchiveResult:
     """The archive of ``order`` (every member path of the new export, in plan order) from the
     previous parts and this run's chunks (``records``), writing only the parts that change (see
-    the module doc); ``repack``: laid out as a clean run lays it out."""
+    the module doc); ``repack``: laid out as a clean run lays it out; ``run_id``: journalled as
+    :func:`maskcore.io.archive.begin_publish` says."""
     check_archive_name(name)
     archive_format = resolve_archive_format(archive_format)
     chunks = previous.chunks()
@@ -163,6 +163,8 @@ def update_archive(inner, previous: PreviousArchive, name: str, part_size: int |
     untouched = [k < len(previous.parts) and names[k] == previous.parts[k]["part"] and _is_whole(entries, k, chunks)
                  for k, entries in enumerate(layout)]
     dirty = [k for k, same in enumerate(untouched) if not same]
+    stale = begin_publish(inner, name, [names[k] for k in dirty], set(names), run_id if dirty or
+                          len(names) < len(previous.parts) else None)
     written = _write_parts(inner, [names[k] for k in dirty], [layout[k] for k in dirty], chunks, archive_format,
                            defer=True)
     parts = []
@@ -174,7 +176,7 @@ def update_archive(inner, previous: PreviousArchive, name: str, part_size: int |
                           "body": old["body"], "member_rows": [dict(m) for m in previous.members[k]]})
         else:
             parts.append(written.pop(0))
-    _remove_stale_archives(inner, name, set(names))
+    inner.delete(stale)
     result = published(inner, parts, archive_format)
     result.mode = mode
     result.written = [names[k] for k in dirty]
