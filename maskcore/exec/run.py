@@ -435,7 +435,9 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         report["filtered"] = filtered
     if archive is not None:
         report["archive"] = archive.summary()
-        sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
+        members, relpath = parquet_bytes(archive.members_table()), f"{STATE_DIR}/archive_manifest.parquet"
+        if not (sink.exists(relpath) and sink.read(relpath) == members):   # a no-op night: as it was
+            sink.write(relpath, members)
     lock.check()
     try:
         sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
@@ -463,6 +465,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         log(line)
     if archive is not None:
         log(archive_line(cfg.destination, [f["part"] for f in report["archive"]["files"]]))
+        if archive.mode != "full":
+            summary = report["archive"]
+            log(f"maskcore: archive ({summary['mode']}): {len(summary['files_written'])} files written, "
+                f"{summary['files_kept']} kept as they were")
     return RunResult(code, report, manifest)
 
 

@@ -198,7 +198,7 @@ def test_on_s3_only_the_changed_part_is_put(s3_server, s3_bucket, tmp_path):
     PUT (its part) and reads only ranges of the parts it rewrites."""
     url = f"s3://{s3_bucket}/run"
     inner = FsspecDirSink(url, s3_server.options())
-    files = _files(6, 90, 20_000)
+    files = _files(6, 60, 20_000)
     dst = _Night(tmp_path, "tar", files, inner)
     fs = s3_server.filesystem()
 
@@ -209,7 +209,7 @@ def test_on_s3_only_the_changed_part_is_put(s3_server, s3_bucket, tmp_path):
     start = len(s3_server.log.lines)
     assert dst.night(files).written == [] and writes(start) == []
     part_of = {m["path"]: m["part"] for m in dst.result.members}
-    victim = sorted(files)[40]
+    victim = sorted(files)[30]
     changed = {**files, victim: b"short"}
     start = len(s3_server.log.lines)
     result = dst.night(changed)
