@@ -38,13 +38,12 @@ from ..io.archive import (
     chunk_records,
     default_archive_name,
     discard_chunks,
-    end_publish,
     finalize_archive,
-    recover_publish,
     refuse_overwriting_source,
     resolve_archive_format,
     unpacked_outputs,
 )
+from ..io.archive_publish import end_publish, recover_publish
 from ..io.archive_update import read_previous_archive, update_archive
 from ..io.sinks import get_sink
 from ..io.staging import TMP_DIR

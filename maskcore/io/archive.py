@@ -33,7 +33,12 @@ Consequences worth knowing:
   and all are renamed into place only when all are complete, then the earlier run's archive
   files this run does not produce are removed; on object stores each part is one PUT. Until the
   manifest is committed last, an interrupted compaction leaves a destination ``maskcore verify``
-  reports as different. :func:`discard_chunks` removes the chunks at the very end.
+  reports as different; a run publishes under a journal (``begin_publish``), so the next run
+  puts the old set of archive files back (:mod:`.archive_publish`) before anything else.
+  :func:`discard_chunks` removes the chunks at the very end.
+- A later run with the same settings keeps the parts nothing changed in and rewrites the others
+  (:mod:`maskcore.io.archive_update`); the archive manifest records what that needs (each
+  member's header offset, length and CRC-32; each part's body size and change stamp).
 """
 
 from __future__ import annotations
@@ -58,12 +63,11 @@ from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
 from ..paths import check_relpath
+from .archive_publish import begin_publish
 from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
 PARTS_DIR = ".maskcore/parts"
-PUBLISH_JOURNAL = ".maskcore/archive_publish.json"   # what to undo if the run dies before its commit
-BACKUP_DIR = ".maskcore/archive_backup"             # the archive files a publishing run replaces or removes
 CHUNKS_KEY = b"maskcore.archive_chunks"     # result-table metadata: the partition's chunk records
 MIN_PART_SIZE = 2048                         # tar: one header, one data block, the end-of-archive blocks
 FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}
@@ -376,7 +380,7 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
         _check_chunk(inner, rec, part_size, archive_format)
     layout = plan_parts(chunks, part_size, archive_format)
     names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
-    stale = begin_publish(inner, name, names, set(names), run_id)
+    stale = begin_publish(inner, _archive_names(inner, name), names, set(names), run_id)
     parts = _write_parts(inner, names, layout, chunks, archive_format)
     inner.delete(stale)
     return published(inner, parts, archive_format)
@@ -740,82 +744,6 @@ def _archive_names(inner, name: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(n for n in names if pattern.fullmatch(n))
-
-
-# ---------------------------------------------------------------------------------------------
-# Publishing: the old set of archive files or the new one
-
-
-def begin_publish(inner, name: str, writes: list[str], keep: set[str], run_id: str | None) -> list[str]:
-    """Prepare to write the archive files ``writes`` and keep only ``keep``: returns the stale
-    archive files to remove once the new ones are in place.
-
-    With ``run_id`` (a run that commits a manifest after publishing), the archive files about to
-    be replaced or removed are first saved in ``BACKUP_DIR`` (hard links locally, server-side
-    copies elsewhere) and ``PUBLISH_JOURNAL`` names them with the files that are new: if the run
-    dies before :func:`end_publish`, :func:`recover_publish` puts the old set back."""
-    existing = set(_archive_names(inner, name))
-    stale = sorted(existing - keep)
-    if run_id is None:
-        return stale
-    fs, root = _filesystem(inner)
-    restore = {}
-    for n in sorted(existing & set(writes)) + stale:
-        restore[n] = f"{BACKUP_DIR}/{n}"
-        if isinstance(fs, LocalFileSystem):
-            os.makedirs(f"{root}/{BACKUP_DIR}", exist_ok=True)
-            _remove(f"{root}/{BACKUP_DIR}/{n}")
-            os.link(f"{root}/{n}", f"{root}/{BACKUP_DIR}/{n}")
-        else:
-            fs.cp_file(f"{root}/{n}", f"{root}/{BACKUP_DIR}/{n}")
-    journal = {"run_id": run_id, "restore": restore, "remove": sorted(set(writes) - existing)}
-    inner.write(PUBLISH_JOURNAL, json.dumps(journal, indent=1).encode())
-    return stale
-
-
-def end_publish(inner) -> None:
-    """The run's manifest is committed: its archive files are the truth; drop the backups and the
-    journal (nothing to do, and nothing written, when the run replaced no archive file)."""
-    if inner.exists(PUBLISH_JOURNAL):
-        _remove_tree(inner, BACKUP_DIR)
-        inner.delete([PUBLISH_JOURNAL])
-
-
-def recover_publish(inner, committed_run: str | None) -> str | None:
-    """Undo the publication of a run that died before its commit (its journal is left and the
-    committed manifest is not its own): the archive files it replaced or removed are put back,
-    the ones it added removed. Returns what was done (for the log), None when nothing was left."""
-    try:
-        journal = json.loads(inner.read(PUBLISH_JOURNAL))
-    except FileNotFoundError:
-        _remove_tree(inner, BACKUP_DIR)   # a run died while saving: nothing was replaced yet
-        return None
-    if journal["run_id"] == committed_run:
-        end_publish(inner)   # it died after its commit
-        return None
-    fs, root = _filesystem(inner)
-    inner.delete(journal["remove"])
-    for n, backup in sorted(journal["restore"].items()):
-        if isinstance(fs, LocalFileSystem):
-            if os.path.exists(f"{root}/{backup}"):
-                os.replace(f"{root}/{backup}", f"{root}/{check_relpath(n)}")
-        else:
-            fs.cp_file(f"{root}/{backup}", f"{root}/{check_relpath(n)}")
-    end_publish(inner)
-    return (f"an earlier run died while publishing its archive: its {len(journal['remove'])} new archive "
-            f"files were removed and the {len(journal['restore'])} it replaced restored")
-
-
-def _remove_tree(inner, relpath: str) -> None:
-    fs, root = _filesystem(inner)
-    fs.invalidate_cache(f"{root}/{relpath}")
-    try:
-        found = fs.find(f"{root}/{relpath}")
-    except FileNotFoundError:
-        found = []
-    inner.delete(sorted(f"{relpath}/{p[len(root) + len(relpath) + 2:]}" for p in found))
-    if isinstance(fs, LocalFileSystem):
-        shutil.rmtree(f"{root}/{relpath}", ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

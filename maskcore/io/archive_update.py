@@ -44,19 +44,20 @@ from .archive import (
     ArchiveError,
     ArchiveResult,
     PartitionPacker,
+    _archive_names,
     _body_size,
     _check_chunk,
     _filesystem,
     _plan_order,
     _write_parts,
     archive_files,
-    begin_publish,
     check_archive_name,
     fill_parts,
     part_stamps,
     published,
     resolve_archive_format,
 )
+from .archive_publish import begin_publish
 
 _NEEDED = ("path", "part", "offset", "bytes", "sha256", "oversize", "header", "length", "crc32")
 
@@ -128,7 +129,7 @@ def update_archive(inner, previous: PreviousArchive, name: str, part_size: int |
     """The archive of ``order`` (every member path of the new export, in plan order) from the
     previous parts and this run's chunks (``records``), writing only the parts that change (see
     the module doc); ``repack``: laid out as a clean run lays it out; ``run_id``: journalled as
-    :func:`maskcore.io.archive.begin_publish` says."""
+    :func:`maskcore.io.archive_publish.begin_publish` says."""
     check_archive_name(name)
     archive_format = resolve_archive_format(archive_format)
     chunks = previous.chunks()
@@ -163,7 +164,7 @@ def update_archive(inner, previous: PreviousArchive, name: str, part_size: int |
     untouched = [k < len(previous.parts) and names[k] == previous.parts[k]["part"] and _is_whole(entries, k, chunks)
                  for k, entries in enumerate(layout)]
     dirty = [k for k, same in enumerate(untouched) if not same]
-    stale = begin_publish(inner, name, [names[k] for k in dirty], set(names), run_id if dirty or
+    stale = begin_publish(inner, _archive_names(inner, name), [names[k] for k in dirty], set(names), run_id if dirty or
                           len(names) < len(previous.parts) else None)
     written = _write_parts(inner, [names[k] for k in dirty], [layout[k] for k in dirty], chunks, archive_format,
                            defer=True)

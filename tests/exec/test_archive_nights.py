@@ -19,7 +19,7 @@ from helpers.oracles import program
 
 from maskcore.exec.run import ExportConfig, run_export
 from maskcore.exec.verify import verify_destination
-from maskcore.io.archive import recover_publish
+from maskcore.io.archive_publish import recover_publish
 from maskcore.io.sinks.fsdir import FsspecDirSink
 
 PART = 12_000
