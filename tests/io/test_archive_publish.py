@@ -7,8 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from maskcore.io.archive_publish import (
+    BACKUP_DIR,
+    PUBLISH_JOURNAL,
+    begin_publish,
+    end_publish,
+    recover_publish,
+)
 
-from maskcore.io.archive_publish import BACKUP_DIR, PUBLISH_JOURNAL, begin_publish, end_publish, recover_publish
 from maskcore.io.sinks.fsdir import FsspecDirSink
 
 
