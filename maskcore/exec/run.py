@@ -362,7 +362,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
     sent, known = split_unchanged(plan, parts, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
     # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
-    todo = [(i, sent[i], keys[i], None if kept_archive else resumed.get(i)) for i in range(len(parts))
+    todo = [(i, sent[i], keys[i], None if kept_archive is not None else resumed.get(i)) for i in range(len(parts))
             if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
     client = get_client(plan.num_rows) if todo else None
