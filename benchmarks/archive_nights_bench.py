@@ -93,7 +93,7 @@ def _night(label: str, src: Path, dst, part_size: int, options=None, requests=No
     if requests:   # bytes sent over sockets are not in wchar
         row["bytes_written"] = None
         new = requests.lines[seen:]
-        row["parts_written"] = sum(m in ("PUT", "POST") and "/proj_part_" in t and "/.maskcore/" not in t
+        row["parts_written"] = sum(m in ("PUT", "POST") and "/proj_part_" in t and "/.maskcore" not in t
                                    for m, t in new)
         row["requests"] = {m: sum(1 for k, _ in new if k == m) for m in sorted({k for k, _ in new})}
     print(json.dumps(row), flush=True)

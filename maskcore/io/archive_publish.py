@@ -18,11 +18,11 @@ import shutil
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..paths import check_relpath
+from ..paths import STATE_DIR, check_relpath
 from .storage import filesystem
 
-PUBLISH_JOURNAL = ".maskcore/archive_publish.json"   # what to undo if the run dies before its commit
-BACKUP_DIR = ".maskcore/archive_backup"             # the archive files a publishing run replaces or removes
+PUBLISH_JOURNAL = f"{STATE_DIR}/archive_publish.json"   # what to undo if the run dies before its commit
+BACKUP_DIR = f"{STATE_DIR}/archive_backup"             # the archive files a publishing run replaces or removes
 
 
 

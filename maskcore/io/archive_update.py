@@ -3,7 +3,7 @@
 An archive run after a finished one with the same settings (same configuration fingerprint,
 archive name, format and part size) renders only the items whose inputs changed, as a folder
 run does; the members of every other item are where the previous run's parts hold them, recorded
-in ``.maskcore/archive_manifest.parquet`` (each member's part, header offset and length; each
+in ``.maskcore-meta/archive_manifest.parquet`` (each member's part, header offset and length; each
 part's size, sha256 and change stamp). :func:`read_previous_archive` trusts that record only when
 every part is still as it was written (its stamp, or with ``--verify`` its sha256); otherwise
 the run renders everything and compacts from scratch (:func:`maskcore.io.archive.finalize_archive`).

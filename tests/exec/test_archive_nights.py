@@ -21,6 +21,7 @@ from maskcore.exec.run import ExportConfig, run_export
 from maskcore.exec.verify import verify_destination
 from maskcore.io.archive_publish import recover_publish
 from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.paths import STATE_DIR
 
 PART = 12_000
 ITEMS = 48
@@ -75,7 +76,7 @@ def _extract(dst: Path, into: Path) -> dict[str, str]:
 
 
 def _members(result) -> list[dict]:
-    return pq.read_table(Path(result.report["destination"]) / ".maskcore/archive_manifest.parquet").to_pylist()
+    return pq.read_table(Path(result.report["destination"]) / STATE_DIR / "archive_manifest.parquet").to_pylist()
 
 
 def test_nights_keep_unchanged_parts_and_extract_as_a_clean_run(project, tmp_path):
@@ -117,7 +118,7 @@ _KILLER = textwrap.dedent("""
         def commit(self):
             real(self)
             target = getattr(self, "relpath", None) or getattr(self, "path", "")
-            if "/.maskcore/" not in "/" + target and target.endswith(".tar"):
+            if "/{state}/" not in "/" + target and target.endswith(".tar"):
                 os.kill(os.getpid(), signal.SIGKILL)     # after the first archive file is replaced
         return commit
 
@@ -141,16 +142,16 @@ def test_a_run_killed_while_publishing_leaves_the_old_parts(project, tmp_path):
     for item in (next(m["path"] for m in members if m["part"] == p and "/img/" in m["path"]) for p in parts[1:3]):
         _write_item(project, int(item.split("im")[-1][:4]), shift=3)
     script = tmp_path / "killer.py"
-    script.write_text(_KILLER.format(part=PART))
+    script.write_text(_KILLER.format(part=PART, state=STATE_DIR))
     done = subprocess.run([sys.executable, str(script), str(project), str(dst)], cwd=REPO, capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == -9, done.stderr
     mixed = _parts(dst)
     assert mixed != before and not verify_destination(FsspecDirSink(str(dst))).clean
-    committed = json.loads((dst / ".maskcore/report.json").read_text())   # still the first run's
+    committed = json.loads((dst / STATE_DIR / "report.json").read_text())   # still the first run's
     assert committed["input_fingerprint"] == first.report["input_fingerprint"]
 
-    run_id = pq.read_schema(dst / ".maskcore/manifest.parquet").metadata[b"maskcore.run_id"].decode()
+    run_id = pq.read_schema(dst / STATE_DIR / "manifest.parquet").metadata[b"maskcore.run_id"].decode()
     assert "restored" in recover_publish(FsspecDirSink(str(dst)), run_id)
     assert _parts(dst) == before                                 # the old set, byte for byte (and stamps)
     assert verify_destination(FsspecDirSink(str(dst))).clean
@@ -171,6 +172,6 @@ def test_a_no_op_night_on_s3_writes_no_archive_file(project, s3_server, s3_bucke
     quiet = run_export(cfg, log=lambda m: None)
     assert quiet.exit_code == 0 and quiet.report["archive"]["files_written"] == []
     writes = [r for r in s3_server.requests(s3_bucket, start) if r.split()[0] in ("PUT", "POST", "DELETE")
-              and "/.maskcore/" not in r and "/out/" in r]
+              and f"/{STATE_DIR}/" not in r and "/out/" in r]
     assert writes == []
     assert verify_destination(FsspecDirSink(url, s3_server.options())).clean

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from maskcore.io.archive_publish import (
     BACKUP_DIR,
     PUBLISH_JOURNAL,
@@ -14,7 +15,6 @@ from maskcore.io.archive_publish import (
     end_publish,
     recover_publish,
 )
-
 from maskcore.io.sinks.fsdir import FsspecDirSink
 
 

@@ -16,6 +16,7 @@ from helpers.oracles import program
 from maskcore.io.archive import TarPartSink, discard_chunks, finalize_archive
 from maskcore.io.archive_update import read_previous_archive, update_archive
 from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.paths import STATE_DIR
 
 PART = 200_000
 
@@ -161,7 +162,7 @@ def test_grown_new_and_deleted_members_over_nights_extract_as_a_clean_run(fmt, t
     assert dst.names() == [p["part"] for p in clean.parts]
     assert {n: (tmp_path / "d" / n).read_bytes() for n in dst.names()} == {
         n: (clean_root / n).read_bytes() for n in dst.names()}
-    assert sorted(os.listdir(tmp_path / "d")) == sorted([*dst.names(), ".maskcore"])
+    assert sorted(os.listdir(tmp_path / "d")) == sorted([*dst.names(), STATE_DIR])
 
 
 def test_same_history_gives_the_same_bytes(tmp_path):
@@ -204,7 +205,7 @@ def test_on_s3_only_the_changed_part_is_put(s3_server, s3_bucket, tmp_path):
 
     def writes(start: int) -> list[str]:
         return [r for r in s3_server.requests(s3_bucket, start) if r.split()[0] in ("PUT", "POST")
-                and "/run/" in r and "/.maskcore/" not in r]   # object writes (not bucket calls), no state
+                and "/run/" in r and f"/{STATE_DIR}/" not in r]   # object writes (not bucket calls), no state
 
     start = len(s3_server.log.lines)
     assert dst.night(files).written == [] and writes(start) == []
