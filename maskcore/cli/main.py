@@ -69,6 +69,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archive-name", metavar="NAME",
                    help="archive name (default: Supervisely <project id>_<project name>, COCO/CVAT the "
                         "folder holding the JSON/XML)")
+    p.add_argument("--repack", action="store_true",
+                   help="archive: lay the parts out as a clean run does (an incremental run keeps unchanged "
+                        "parts and moves new and grown files to the last parts)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
@@ -263,6 +266,8 @@ def _config(args) -> ExportConfig:
         changes["archive"] = True
     if args.no_archive:
         changes["archive"] = False
+    if args.repack:
+        changes["repack"] = True
     if "cluster" not in changes and not cfg.cluster:
         changes["cluster"] = default_profile_name(changes.get("cluster_file") or cfg.cluster_file)
     return replace(cfg, **changes, debug=args.debug, full=cfg.full or args.full, verify=cfg.verify or args.verify,

@@ -27,6 +27,7 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from .. import __version__
@@ -42,6 +43,8 @@ from ..io.archive import (
     resolve_archive_format,
     unpacked_outputs,
 )
+from ..io.archive_publish import end_publish, recover_publish
+from ..io.archive_update import read_previous_archive, update_archive
 from ..io.sinks import get_sink
 from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
@@ -123,6 +126,7 @@ class ExportConfig:
     part_size: int | None = None        # bytes per archive part (implies archive)
     archive_name: str | None = None     # default: <project id>_<project name>
     archive_format: str | None = None   # "tar" | "zip"; default: the layout's default_archive_format, else tar
+    repack: bool = False                # incremental archive: lay the parts out as a clean run does
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
@@ -147,6 +151,8 @@ class ExportConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+        if not isinstance(self.repack, bool):
+            raise ConfigError(f"repack: expected true or false, got {self.repack!r}")
         if self.archive not in (None, True, False):
             raise ConfigError(f"archive: expected true, false or None, got {self.archive!r}")
         if self.archive_format not in (None, "tar", "zip"):
@@ -341,10 +347,14 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     damaged: list = []
     previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
+    undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
+    if undone:
+        log(f"maskcore: warning: {undone}")
     incremental = (previous is not None and not cfg.full
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
         plan = attach_previous(plan, previous)
+    kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:
         log(f"maskcore: warning: {note.message()}")
@@ -355,15 +365,18 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             f"items since the last finished run; they are rendered again")
     log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
         + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    sent, known = split_unchanged(plan, parts, incremental and not cfg.archive and not cfg.verify)
-    todo = [(i, sent[i], keys[i], resumed.get(i)) for i in range(len(parts)) if sent[i] is not None]
+    sent, known = split_unchanged(plan, parts, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
+    # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
+    todo = [(i, sent[i], keys[i], None if kept_archive is not None else resumed.get(i)) for i in range(len(parts))
+            if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
     client = get_client(plan.num_rows) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
             sink.write(path, data)
-    task_sink = TarPartSink(sink, cfg.part_size, cfg.archive_format) if cfg.archive else sink
+    task_sink = (TarPartSink(sink, cfg.part_size, cfg.archive_format, render_all=kept_archive is None)
+                 if cfg.archive else sink)
     spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
                     partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
                     started_dir=STARTED, run_id=run_id)
@@ -376,14 +389,19 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         lock.check()
         raise
     progress.close()
-    if cfg.archive:  # archive runs render every item: their list lines are all in this run's results
-        project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
-    archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
     manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
+    archive = None
+    if cfg.archive:  # list lines of every item: rendered now or carried from the previous manifest
+        project_files = project_files + _list_files(manifest)
+        try:
+            archive = _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id)
+        except BaseException:
+            recover_publish(sink, committed_run)   # the archive files as the committed manifest names them
+            raise
     stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
     list_files = [] if cfg.archive else _list_files(manifest)
     if not cfg.archive and previous is not None:  # project files an earlier run wrote that this one does not
@@ -421,7 +439,9 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         report["filtered"] = filtered
     if archive is not None:
         report["archive"] = archive.summary()
-        sink.write(f"{STATE_DIR}/archive_manifest.parquet", parquet_bytes(archive.members_table()))
+        members, relpath = parquet_bytes(archive.members_table()), f"{STATE_DIR}/archive_manifest.parquet"
+        if not (sink.exists(relpath) and sink.read(relpath) == members):   # a no-op night: as it was
+            sink.write(relpath, members)
     lock.check()
     try:
         sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
@@ -436,6 +456,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     sink.delete([f"{d}/{name}" for d in (PARTIALS, STARTED) for name in sink.listdir(d)])
     sink.clear_temporaries()
     if cfg.archive:
+        end_publish(sink)
         discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
     if plan.num_rows == 0 and filtered is not None:
@@ -448,6 +469,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         log(line)
     if archive is not None:
         log(archive_line(cfg.destination, [f["part"] for f in report["archive"]["files"]]))
+        if archive.mode != "full":
+            summary = report["archive"]
+            log(f"maskcore: archive ({summary['mode']}): {len(summary['files_written'])} files written, "
+                f"{summary['files_kept']} kept as they were")
     return RunResult(code, report, manifest)
 
 
@@ -491,8 +516,9 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     incremental = same and not cfg.full
     if incremental:
         plan = attach_previous(plan, previous)
+    kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
-    summary = plan_summary(plan, listed, incremental and not cfg.archive and not cfg.verify)
+    summary = plan_summary(plan, listed, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
     summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
                    previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
     lines = summary_text(summary)
@@ -543,15 +569,37 @@ def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
     return lines
 
 
-def _finish_archive(cfg, sink, results, project_files):
-    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``."""
+def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id):
+    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``;
+    with ``kept_archive`` (the previous run's parts), rewrite only the parts that change."""
     records = [r for t in results for r in chunk_records(t)]
     written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    written = written.filter(pc.equal(written.column("status"), "ok"))
     missing = unpacked_outputs(written, records)
     if missing:
         raise ArchiveError(f"archive: {len(missing)} written files are in no chunk "
                            f"(first {missing[0]!r}); run again with --full")
-    return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format)
+    if kept_archive is None:
+        return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format,
+                                run_id=run_id)
+    order = [p for p, _ in project_files] + _output_paths(
+        manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))).to_pylist()
+    return update_archive(sink, kept_archive, cfg.archive_name, cfg.part_size, records, project_files, order,
+                          cfg.archive_format, repack=cfg.repack, run_id=run_id)
+
+
+def _previous_archive(cfg, sink, previous: pa.Table, log):
+    """The previous run's archive parts when this run can keep them (``archive_update``), else None
+    (logged): then every item is rendered and the archive compacted anew."""
+    try:
+        table = pq.read_table(pa.BufferReader(sink.read(f"{STATE_DIR}/archive_manifest.parquet")))
+    except (OSError, pa.ArrowException):   # missing or unreadable: a full archive run rewrites it
+        table = None
+    kept, why = read_previous_archive(sink, table, cfg.archive_name, cfg.archive_format,
+                                      _output_paths(previous).to_pylist(), verify=cfg.verify)
+    if kept is None:
+        log(f"maskcore: the previous archive cannot be kept ({why}): every item is rendered again")
+    return kept
 
 
 def _item_keys(table: pa.Table) -> pa.Array:

@@ -33,7 +33,12 @@ Consequences worth knowing:
   and all are renamed into place only when all are complete, then the earlier run's archive
   files this run does not produce are removed; on object stores each part is one PUT. Until the
   manifest is committed last, an interrupted compaction leaves a destination ``maskcore verify``
-  reports as different. :func:`discard_chunks` removes the chunks at the very end.
+  reports as different; a run publishes under a journal (``begin_publish``), so the next run
+  puts the old set of archive files back (:mod:`.archive_publish`) before anything else.
+  :func:`discard_chunks` removes the chunks at the very end.
+- A later run with the same settings keeps the parts nothing changed in and rewrites the others
+  (:mod:`maskcore.io.archive_update`); the archive manifest records what that needs (each
+  member's header offset, length and CRC-32; each part's body size and change stamp).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
 from ..paths import STATE_DIR, check_relpath
+from .archive_publish import begin_publish
 from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
@@ -82,8 +88,12 @@ MEMBERS_SCHEMA = pa.schema([
     ("sha256", pa.string()),
     ("oversize", pa.bool_()),     # alone in a part bigger than the part size
     ("format", pa.string()),      # "tar" or "zip" (the same for every row)
+    ("header", pa.int64()),       # where its header starts in the part (a later run copies it from there)
+    ("length", pa.int64()),       # its bytes in the part: header, data, padding
+    ("crc32", pa.int64()),        # zip: the CRC-32 its central directory entry needs (tar: null)
 ])
 _ROW_SCHEMA = pa.schema([f for f in MEMBERS_SCHEMA if f.name != "format"])   # per-member fields
+PARTS_KEY = b"maskcore.archive_parts"       # archive manifest metadata: the parts (name, bytes, sha256, body, stamp)
 
 
 class ArchiveError(MaskcoreError, OSError):
@@ -179,9 +189,13 @@ class ArchiveSink:
     """
 
     packs = True
-    """Every partition packs all its files into its chunks: items are always rendered."""
+    """Every partition packs all its files into its chunks: items are always rendered. False for
+    an incremental archive run (``render_all=False``): unchanged items are skipped as in a folder
+    run, their members stay where the previous run's parts hold them (:mod:`.archive_update`)."""
 
-    def __init__(self, inner, part_size: int | None = None, archive_format: str = "tar") -> None:
+    def __init__(self, inner, part_size: int | None = None, archive_format: str = "tar",
+                 render_all: bool = True) -> None:
+        self.packs = render_all
         if part_size is not None and (not isinstance(part_size, int) or part_size < MIN_PART_SIZE):
             raise ConfigError(f"part size: expected at least {MIN_PART_SIZE} bytes, got {part_size!r}")
         self.inner = inner
@@ -318,22 +332,32 @@ class ArchiveResult:
     parts: list[dict]       # one per archive file: part, bytes, sha256, members, oversize
     members: list[dict]     # one per member, see MEMBERS_SCHEMA
     archive_format: str = "tar"
+    mode: str = "full"      # "full": compacted from chunks; "incremental" / "repack": see archive_update
+    written: list[str] | None = None   # the archive files this run wrote (None: every one)
 
     def members_table(self) -> pa.Table:
         rows = pa.Table.from_pylist(self.members, schema=_ROW_SCHEMA)
-        table = rows.append_column("format", pa.array([self.archive_format] * rows.num_rows, pa.string()))
-        return table.replace_schema_metadata({FORMAT_KEY: self.archive_format.encode()})
+        table = rows.add_column(rows.schema.get_field_index("oversize") + 1, "format",
+                                pa.array([self.archive_format] * rows.num_rows, pa.string()))
+        parts = [{k: p.get(k) for k in ("part", "bytes", "sha256", "body", "stamp")} for p in self.parts]
+        return table.replace_schema_metadata({FORMAT_KEY: self.archive_format.encode(),
+                                              PARTS_KEY: json.dumps(parts).encode()})
 
     def summary(self) -> dict:
-        """For the run report: format, files, bytes, and the oversize members."""
+        """For the run report: format, files, bytes, the oversize members, and what this run
+        wrote (the files a user holding the previous parts must fetch again) and kept."""
+        written = [p["part"] for p in self.parts] if self.written is None else self.written
         return {"format": self.archive_format,
                 "files": [{k: p[k] for k in ("part", "bytes", "sha256", "members")} for p in self.parts],
                 "bytes": sum(p["bytes"] for p in self.parts),
-                "oversize": [m["path"] for m in self.members if m["oversize"]]}
+                "oversize": [m["path"] for m in self.members if m["oversize"]],
+                "mode": self.mode, "files_written": written, "files_kept": len(self.parts) - len(written),
+                "bytes_written": sum(p["bytes"] for p in self.parts if p["part"] in set(written))}
 
 
 def finalize_archive(inner, name: str, part_size: int | None, records: list[dict],
-                     project_files: list[tuple[str, bytes]], archive_format: str = "tar") -> ArchiveResult:
+                     project_files: list[tuple[str, bytes]], archive_format: str = "tar",
+                     run_id: str | None = None) -> ArchiveResult:
     """Compact the workers' chunks into the final archive files, project files first (see the
     module doc).
 
@@ -342,7 +366,9 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
     ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are
     ``<name>_part_NNN.tar``. Every part is written under a temporary name first; archive files
     (either format) of an earlier run under the same name that this run does not produce are
-    removed after all parts are in place. The chunks stay until :func:`discard_chunks`.
+    removed after all parts are in place. The chunks stay until :func:`discard_chunks`. With
+    ``run_id`` the publication is journalled first (:func:`begin_publish`): a run that dies
+    before its manifest is committed is rolled back by the next (:func:`recover_publish`).
     """
     check_archive_name(name)
     archive_format = resolve_archive_format(archive_format)
@@ -354,10 +380,52 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
         _check_chunk(inner, rec, part_size, archive_format)
     layout = plan_parts(chunks, part_size, archive_format)
     names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
+    stale = begin_publish(inner, _archive_names(inner, name), names, set(names), run_id)
     parts = _write_parts(inner, names, layout, chunks, archive_format)
-    _remove_stale_archives(inner, name, {p["part"] for p in parts})
+    inner.delete(stale)
+    return published(inner, parts, archive_format)
+
+
+def published(inner, parts: list[dict], archive_format: str) -> ArchiveResult:
+    """The result of a compaction whose ``parts`` are in place: each part given its change
+    stamp as the store reports it now (:func:`part_stamps`), its member rows moved to the result."""
+    stamps = part_stamps(inner, [p["part"] for p in parts])
+    for p in parts:
+        p["stamp"] = stamps.get(p["part"])
     members = [m for p in parts for m in p.pop("member_rows")]
     return ArchiveResult(parts, members, archive_format)
+
+
+_STAMP_FIELDS = ("ETag", "etag", "md5Hash", "crc32c", "generation", "VersionId", "LastModified", "mtime")
+
+
+def part_stamps(inner, names: list[str]) -> dict[str, str]:
+    """{name: change stamp} of the destination's archive files among ``names`` (one listing):
+    locally size, mtime_ns and inode; elsewhere size and the store's ETag / version / time fields.
+    A part whose stamp is still the one recorded after it was written has not been touched since."""
+    fs, root = _filesystem(inner)
+    wanted = set(names)
+    if isinstance(fs, LocalFileSystem):
+        stamps = {}
+        for n in sorted(wanted):
+            try:
+                st = os.stat(f"{root}/{n}")
+            except FileNotFoundError:
+                continue
+            stamps[n] = f"size={st.st_size};mtime_ns={st.st_mtime_ns};ino={st.st_ino}"
+        return stamps
+    fs.invalidate_cache(root)
+    try:
+        listed = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return {}
+    stamps = {}
+    for info in listed:
+        n = info["name"].rstrip("/").rsplit("/", 1)[-1]
+        if n in wanted:
+            fields = [f"{k}={info[k]}" for k in _STAMP_FIELDS if info.get(k) is not None]
+            stamps[n] = ";".join([f"size={info.get('size')}", *fields])
+    return stamps
 
 
 def plan_parts(chunks: list[dict], part_size: int | None, archive_format: str = "tar") -> list[list[tuple]]:
@@ -369,23 +437,35 @@ def plan_parts(chunks: list[dict], part_size: int | None, archive_format: str = 
     flagged ``oversize`` (larger than any part) gets a part of its own. So every part but the last
     is at least ``part_size`` minus the next member's length, and the result depends only on the
     members and their order, never on how the workers chunked them."""
-    fmt = FORMATS[archive_format]
-    parts: list[list[tuple]] = []
-    current: list[tuple] = []
-    fill = _Fill(fmt, part_size)
+    entries = []
     for c, rec in enumerate(chunks):
         members, body = rec["members"], _body_size(rec)
         for i, m in enumerate(members):
             start = m["header"]
             end = members[i + 1]["header"] if i + 1 < len(members) else body
-            if current and (m["oversize"] or not fill.fits(m["path"], m["bytes"], end - start)):
-                parts.append(current)
-                current, fill = [], _Fill(fmt, part_size)
-            current.append((c, i, start, end - start))
-            fill.add(m["path"], m["bytes"], end - start)
-            if m["oversize"]:
-                parts.append(current)
-                current, fill = [], _Fill(fmt, part_size)
+            entries.append((c, i, start, end - start))
+    return fill_parts(entries, chunks, part_size, archive_format)
+
+
+def fill_parts(entries: list[tuple], chunks: list[dict], part_size: int | None, archive_format: str = "tar",
+               parts: list[list[tuple]] | None = None) -> list[list[tuple]]:
+    """Members ``entries`` (``(chunk index, member index, start, length)``) filled greedily, in
+    order, into parts (see :func:`plan_parts`); with ``parts``, the last of them is filled on."""
+    fmt = FORMATS[archive_format]
+    parts = [list(p) for p in parts or ()]
+    current: list[tuple] = parts.pop() if parts else []
+    fill = _Fill(fmt, part_size)
+    for c, i, _, length in current:
+        m = chunks[c]["members"][i]
+        fill.add(m["path"], m["bytes"], length)
+    for c, i, start, length in entries:
+        m = chunks[c]["members"][i]
+        if current and (m["oversize"] or any(chunks[k]["members"][j]["oversize"] for k, j, _, _ in current[-1:])
+                        or not fill.fits(m["path"], m["bytes"], length)):
+            parts.append(current)
+            current, fill = [], _Fill(fmt, part_size)
+        current.append((c, i, start, length))
+        fill.add(m["path"], m["bytes"], length)
     if current or not parts:
         parts.append(current)
     return parts
@@ -460,7 +540,7 @@ def _body_size(rec: dict) -> int:
 
 
 def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: list[dict],
-                 archive_format: str) -> list[dict]:
+                 archive_format: str, defer: bool = False) -> list[dict]:
     """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``, up to
     ``COMPACT_THREADS`` parts at a time (hashing, reading and writing release the GIL).
 
@@ -468,22 +548,25 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
     Others are copied member by member through this process (the runs of consecutive members of
     one chunk as one range) and given a trailer rebuilt from the records. On a local disk every
     part stays a temporary until all are written, then all are renamed into place; on an object
-    store each part is one PUT (or a multipart upload s3fs aborts on failure)."""
+    store each part is one PUT (or a multipart upload s3fs aborts on failure), made as soon as
+    the part is complete, or with ``defer`` only once every part is (an incremental run reads
+    members from the parts it replaces: chunks marked ``published``, never copied server-side)."""
     fs, root = _filesystem(inner)
     local = isinstance(fs, LocalFileSystem)
-    staged: list = []           # local temporaries, renamed once every part is complete
+    hold = local or defer
+    staged: list = []           # temporaries (local) or staged PUTs (defer), committed once all are complete
     guard = threading.Lock()
 
     def write(relpart: str, entries: list[tuple]) -> dict:
         whole = _whole_chunk(entries, chunks)
-        if whole is not None:
-            linked: list | None = [] if local else None
+        if whole is not None and (local or not chunks[whole].get("published")):
+            linked: list | None = [] if hold else None
             part = _link_chunk(inner, relpart, chunks[whole], linked)
             with guard:
                 staged.extend(linked or [])
             return part
         out = _Staging(inner, relpart)
-        if local:
+        if hold:
             with guard:
                 staged.append(out)
         reader = _ChunkReader(fs, root)
@@ -491,7 +574,7 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
             part = _copy_members(out, entries, chunks, reader, archive_format)
             if local:
                 out.file.close()   # renamed with the others; no descriptor held meanwhile
-            else:
+            elif not defer:
                 out.commit()
         except BaseException:
             out.abort()
@@ -526,10 +609,13 @@ def _whole_chunk(entries: list[tuple], chunks: list[dict]) -> int | None:
 
 def _link_chunk(inner, relpart: str, rec: dict, staged: list | None) -> dict:
     """The chunk becomes a part: a hard link on a local disk (renamed into place with the other
-    parts when ``staged`` is a list), a server-side copy elsewhere."""
+    parts when ``staged`` is a list), a server-side copy elsewhere (made when the staged parts
+    are committed when ``staged`` is a list)."""
     fs, root = _filesystem(inner)
     src, dst = f"{root}/{rec['chunk']}", f"{root}/{check_relpath(relpart)}"
-    if staged is not None:
+    if staged is not None and not isinstance(fs, LocalFileSystem):
+        staged.append(_Copied(fs, src, dst))
+    elif staged is not None:
         tmp = _local_temporary(root)
         try:
             os.link(src, tmp)
@@ -540,13 +626,22 @@ def _link_chunk(inner, relpart: str, rec: dict, staged: list | None) -> dict:
         fs.cp_file(src, dst)   # s3: server-side copy; cp_file, unlike copy, takes no globs
     return {"part": relpart, "bytes": rec["bytes"], "sha256": rec["sha256"],
             "members": len(rec["members"]), "oversize": any(m["oversize"] for m in rec["members"]),
-            "member_rows": [_member_row(m, relpart, m["header"]) for m in rec["members"]]}
+            "body": _body_size(rec),
+            "member_rows": [_member_row(m, relpart, m["header"], n) for m, n in zip(rec["members"], _lengths(rec))]}
 
 
-def _member_row(m: dict, part: str, at: int) -> dict:
+def _lengths(rec: dict) -> list[int]:
+    """Bytes of each member of a chunk record in its body: header, data, padding."""
+    members, body = rec["members"], _body_size(rec)
+    return [(members[i + 1]["header"] if i + 1 < len(members) else body) - m["header"]
+            for i, m in enumerate(members)]
+
+
+def _member_row(m: dict, part: str, at: int, length: int) -> dict:
     """The archive manifest row of member ``m`` whose header starts at ``at`` in ``part``."""
     return {"path": m["path"], "part": part, "offset": at + m["offset"] - m["header"], "bytes": m["bytes"],
-            "sha256": m["sha256"], "oversize": m["oversize"]}
+            "sha256": m["sha256"], "oversize": m["oversize"], "header": at, "length": length,
+            "crc32": m.get("crc32")}
 
 
 def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reader: _ChunkReader,
@@ -558,7 +653,7 @@ def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reade
     at = out.size           # where the next member's header goes
     for c, i, start, length in entries:
         m = chunks[c]["members"][i]
-        rows.append(_member_row(m, out.relpath, at))
+        rows.append(_member_row(m, out.relpath, at, length))
         placed.append({**m, "header": at})
         at += length
         if run and run[0] == c and run[1] + run[2] == start:
@@ -569,9 +664,10 @@ def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reade
         run = [c, start, length]
     if run:
         reader.copy(chunks[run[0]]["chunk"], run[1], run[2], out)
-    for block in FORMATS[archive_format].trailer(placed, out.size):
+    body = out.size
+    for block in FORMATS[archive_format].trailer(placed, body):
         out.write(block)
-    return {"part": out.relpath, "bytes": out.size, "sha256": out.sha256.hexdigest(), "members": len(rows),
+    return {"part": out.relpath, "bytes": out.size, "body": body, "sha256": out.sha256.hexdigest(), "members": len(rows),
             "oversize": any(m["oversize"] for m in rows), "member_rows": rows}
 
 
@@ -601,6 +697,19 @@ class _ChunkReader:
         self.name, self.file = None, None
 
 
+class _Copied:
+    """A server-side copy made by :meth:`commit` (nothing to undo before it)."""
+
+    def __init__(self, fs, src: str, dst: str) -> None:
+        self.fs, self.src, self.dst = fs, src, dst
+
+    def commit(self) -> None:
+        self.fs.cp_file(self.src, self.dst)
+
+    def abort(self) -> None:
+        pass
+
+
 class _Linked:
     """A local temporary (a hard link of a chunk) renamed into place by :meth:`commit`."""
 
@@ -625,16 +734,16 @@ def _remove(path: str | None) -> None:
             pass
 
 
-def _remove_stale_archives(inner, name: str, keep: set[str]) -> None:
+def _archive_names(inner, name: str) -> list[str]:
+    """The destination's archive files of archive ``name`` (either format, one or parts)."""
     fs, root = _filesystem(inner)
     pattern = _archive_pattern(name, [f.suffix for f in FORMATS.values()])
     fs.invalidate_cache(root)
     try:
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
     except FileNotFoundError:
-        return
-    stale = sorted(n for n in names if pattern.fullmatch(n) and n not in keep)
-    inner.delete(stale)
+        return []
+    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 # ---------------------------------------------------------------------------------------------
