@@ -185,20 +185,21 @@ def scan_document(chunks: Iterable[bytes], fail: Callable[[str], Exception], *,
     ``cvat_xml.parse_xml`` refuses (see module docstring). Root and meta checks are the caller's."""
     scanner = _Scanner(fail)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    pos, tail = 0, b""
+    pos, tail, held = 0, b"", b""
     try:
         for chunk in chunks:
             if not chunk:
                 continue
             if pos + len(chunk) > max_bytes:
-                raise fail(f"expected at most {max_bytes} bytes of XML, got more than "
-                           f"{pos + len(chunk) - 1}")
+                raise fail(f"expected at most {max_bytes} bytes of XML, got at least "
+                           f"{pos + len(chunk)}")
             _check_chunk(chunk, pos, tail, decoder, fail)
-            scanner.parser.Parse(chunk, False)
+            scanner.parser.Parse(held, False)  # one chunk behind the checks: a declaration
+            held = chunk                       # split over two chunks is refused as such
             pos += len(chunk)
             tail = chunk[-_DTD_OVERLAP:]
         _check_end(decoder, pos, fail)
-        scanner.parser.Parse(b"", True)
+        scanner.parser.Parse(held, True)
     except expat.ExpatError as exc:
         raise fail(f"expected well-formed XML, got {exc}") from None
     if scanner.scan.root_tag is None:

@@ -12,9 +12,16 @@ Conventions:
   float ``Polygon``/``Polyline``/``Point``), so the layout's drawing rule decides the pixels.
 - One item per ``<image>``: dataset = its ``subset`` attribute (``"default"`` when absent, as
   CVAT names it), item = its ``name``. Rows are sorted by (dataset, item), ties in document
-  order; a name used twice in one dataset fails both items (``problem``). ``ann_inline`` is the
-  ``<image>`` element serialised by ``xml.etree`` (deterministic: the same document gives the
-  same bytes), with the shapes of ``<track>`` elements on that frame appended (see below).
+  order; a name used twice in one dataset fails both items (``problem``). An item's annotation
+  (``item_annotation``) is the ``<image>`` element serialised by ``xml.etree`` (deterministic:
+  the same document gives the same bytes), with the shapes of ``<track>`` elements on that frame
+  appended (see below).
+- Several XML files: a folder whose top level holds more than one ``.xml`` file (Datumaro's
+  ``cvat`` exporter writes one per subset, ``<subset>.xml``) is one project: every file is read,
+  in name order, and an image without a ``subset`` attribute goes to the dataset named after its
+  file's stem, as Datumaro's ``cvat`` importer names it (``CvatBase``: ``subset =
+  splitext(basename(path))[0]``; CVAT's project import goes through it). The files must declare
+  the same labels (``ProjectError`` otherwise); a single file keeps CVAT's ``default``.
 - Classes: the labels of ``<meta><project|task|job><labels>`` in document order, except labels
   of type ``tag`` (they become tag metas) and skeleton parts (labels with a ``<parent>``).
   Colour: ``<color>`` ``#rrggbb``; absent -> ``palette.class_colors`` by class position.
@@ -38,7 +45,10 @@ Conventions:
   in every layout (CVAT turns every ellipse into a mask before any format sees it:
   ``maskcore.kernel.ellipse.cvat_ellipse``, ``cv2.ellipse`` with centre and semi-axes rounded to
   whole pixels and the rotation to whole degrees); an ellipse that paints no pixel of the image
-  gives no label. ``<cuboid>`` and ``<skeleton>`` fail the
+  is kept as CVAT keeps its empty mask: a label whose ``Bitmap`` is one unset pixel at (0, 0),
+  which paints nothing but takes its instance number in the cvat layout (the Supervisely layout
+  writes its empty instance PNG; Supervisely JSON leaves it out, as every empty bitmap).
+  ``<cuboid>`` and ``<skeleton>`` fail the
   item (``AnnotationError`` "unsupported shape"), never silently dropped.
 - ``z_order`` -> ``Label.z_order``; ``group_id`` -> ``Label.group`` (0 when absent);
   ``<attribute name=...>text</attribute>`` -> label tags ``{"name", "value": text}``. CVAT's
@@ -51,15 +61,21 @@ Conventions:
   ``label`` and ``group_id`` and comes after the image's own shapes, tracks in document order.
 - Numbers: finite decimals (``1``, ``-2.5``, ``3e2``) with ``|v| <= 2**31``; NaN, inf,
   ``1_0``, empty -> ``AnnotationError`` located ``<where>/object <i>``.
-- Safety: the XML is parsed once, on the driver, by ``xml.etree`` (expat), after refusing a
-  document over ``max_xml_bytes``, one that is not UTF-8 (NUL bytes, another declared
-  encoding), or holds ``<!DOCTYPE``/``<!ENTITY`` (so no entity expansion, no external fetch);
-  elements nested deeper than ``MAX_XML_DEPTH`` are refused while parsing. Project-level
-  problems raise ``ProjectError``; one image's problems fail that item only.
+- Safety: the XML is streamed once, on the driver, by expat (``readers.cvat_stream``), refusing
+  a document over ``max_xml_bytes`` (by its listed size, and while reading), one that is not
+  UTF-8 (NUL bytes, another declared encoding), or holds ``<!DOCTYPE``/``<!ENTITY`` (so no
+  entity expansion, no external fetch), and elements nested deeper than ``MAX_XML_DEPTH``.
+  Project-level problems raise ``ProjectError``; one image's problems fail that item only.
+- Memory: the driver never holds the document: per image its name, subset, id and byte span
+  (``ann_path`` = the XML file's name, ``ann_offset``, ``ann_bytes``); a worker reads the span
+  (one ranged read) and serialises it as above, so items keep the content checksums they had
+  when the document was parsed whole. Rows carry ``ann_inline`` instead for a zip (its XML member
+  is decompressed whole) and for images that receive track shapes. A span that no longer holds
+  its image (the file changed since the listing) fails the item (``ItemSourceError``).
+  ``list_items(stamps=True)`` stamps each annotation with the XML file's change stamp and its span.
 - I/O: any fsspec filesystem; ``CvatXmlSource`` is picklable, opens lazily, and never ships the
-  parsed document (the plan carries each image's ``ann_inline``). A ``.zip`` is read in place
-  through ``maskcore.zipsafe.SafeZip``. ``img_path`` is relative to the images folder (for a zip:
-  to its images prefix) and ``read_bytes`` takes it.
+  document. A ``.zip`` is read in place through ``maskcore.zipsafe.SafeZip``. ``img_path`` is
+  relative to the images folder (for a zip: to its images prefix) and ``read_bytes`` takes it.
 """
 
 from __future__ import annotations
@@ -265,8 +281,8 @@ def _tight_bitmap(left: int, top: int, mask: np.ndarray) -> Bitmap:
 
 
 def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS, size_hw=None) -> list:
-    """One shape element -> its geometries (one, or one per point of ``<points>``, none for an
-    ellipse that paints no pixel of the ``size_hw`` image)."""
+    """One shape element -> its geometries (one, or one per point of ``<points>``; an ellipse that
+    paints no pixel of the ``size_hw`` image gives an empty ``Bitmap``, as CVAT keeps its mask)."""
     kind = elem.tag
     if kind == "box":
         x0, y0, x1, y1 = (_number(elem, k) for k in ("xtl", "ytl", "xbr", "ybr"))
@@ -289,7 +305,9 @@ def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS, size_h
         if size_hw is None:
             raise ValueError("parse_shape: an <ellipse> needs the image's size_hw")
         patch = cvat_ellipse(cx, cy, rx, ry, _number(elem, "rotation", 0.0), size_hw)
-        return [] if patch.is_empty else [_tight_bitmap(patch.left, patch.top, patch.mask)]
+        if patch.is_empty:  # CVAT keeps its empty mask: an object that paints nothing
+            return [Bitmap((0, 0), np.zeros((1, 1), dtype=bool))]
+        return [_tight_bitmap(patch.left, patch.top, patch.mask)]
     raise AnnotationError(f"<{kind[:40]}>: unsupported shape (expected one of "
                           f"{', '.join(SHAPES)} or <tag>)")
 

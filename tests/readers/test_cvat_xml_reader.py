@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import random
 import shutil
@@ -648,3 +649,72 @@ def test_cvat_for_video_is_refused_clearly(tmp_path):
         'z_order="0"/></track></annotations>')
     with pytest.raises(ProjectError, match="CVAT for video 1.1"):
         CvatXmlSource.open_source(str(tmp_path)).read_meta()
+
+
+# --- issue 12: an ellipse that paints nothing keeps its instance number -------------------------
+
+DM_ELLIPSES = r'''
+import json, sys, numpy as np, cv2, datumaro as dm
+from pycocotools import mask as mask_utils
+doc = json.loads(sys.argv[1])
+h, w = doc["size_hw"]
+anns = []
+for cx, cy, rx, ry, rot, label, z in doc["ellipses"]:   # EllipsesToMasks.convert_ellipse
+    right, top = cx + rx, cy - ry
+    mat = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mat, (round(cx), round(cy)), (round(right - cx), round(cy - top)), rot, 0, 360,
+                255, thickness=-1)
+    anns.append(dm.RleMask(rle=mask_utils.encode(np.asfortranarray(mat)), label=label, z_order=z))
+ds = dm.Dataset.from_iterable([dm.DatasetItem(id="a", subset="default", annotations=anns,
+                              media=dm.Image.from_numpy(np.zeros((h, w, 3), np.uint8)))],
+                              categories=doc["labels"])
+ds.transform("merge_instance_segments")      # formats/mask.py _export, then the VOC exporter
+ds.export(sys.argv[2], "voc_segmentation", save_media=False, apply_colormap=True)
+'''
+
+
+def test_an_ellipse_that_paints_nothing_keeps_its_instance_number(tmp_path):
+    """CVAT's Segmentation mask export turns each ellipse into a mask (EllipsesToMasks), also an
+    empty one, and the VOC exporter numbers every mask: later instances shift. Oracle: that chain
+    run by Datumaro (its own interpreter) on cv2.ellipse masks; maskcore's cvat layout must give
+    the same SegmentationObject pixels."""
+    import subprocess
+
+    from helpers.datumaro import PYTHON_ENV, datumaro_python
+    from helpers.oracles import INTERPRETER_PREFIX
+    from maskcore import api
+
+    python = datumaro_python()
+    if python is None:
+        pytest.skip(f"{INTERPRETER_PREFIX} with Datumaro: set ${PYTHON_ENV} or create .dmvenv")
+    rng = random.Random(12)
+    h, w = 40, 50
+    ellipses = []
+    for k in range(14):
+        off = k % 3 == 1   # every third ellipse lies off the image: it paints nothing
+        cx = rng.choice([-60.0, w + 60.0]) if off else round(rng.uniform(0, w), 2)
+        ellipses.append((cx, round(rng.uniform(0, h), 2), round(rng.uniform(1, 9), 2),
+                         round(rng.uniform(1, 9), 2), rng.choice([0, 15, 90]),
+                         rng.randrange(2), rng.randrange(2)))
+    shapes = "".join(f'<ellipse label="{["cat", "dog"][lab]}" cx="{cx}" cy="{cy}" rx="{rx}" '
+                     f'ry="{ry}" rotation="{rot}" z_order="{z}"/>'
+                     for cx, cy, rx, ry, rot, lab, z in ellipses)
+    task = tmp_path / "task"
+    (task / "images").mkdir(parents=True)
+    (task / "annotations.xml").write_bytes(document(image_xml(shapes, name="a.png", w=w, h=h)))
+    cv2.imwrite(str(task / "images" / "a.png"), np.zeros((h, w, 3), np.uint8))
+    api.export(str(task), str(tmp_path / "out"), layout="cvat", archive=False, cluster="inprocess")
+    ours = cv2.imread(str(tmp_path / "out" / "SegmentationObject" / "a.png"))
+    proc = subprocess.run([str(python), "-c", DM_ELLIPSES, json.dumps(
+        {"size_hw": [h, w], "ellipses": ellipses, "labels": ["cat", "dog"]}), str(tmp_path / "dm")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = cv2.imread(str(tmp_path / "dm" / "SegmentationObject" / "a.png"))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+    assert len({tuple(c) for c in ours.reshape(-1, 3)}) > 3
+    meta = CvatXmlSource.open_source(str(task)).read_meta()
+    src = CvatXmlSource.open_source(str(task))
+    row = src.list_items().to_pylist()[0]
+    labels = src.parse_annotation(src.item_annotation(row), meta, "default/a.png").labels
+    assert len(labels) == 14 and sum(not lb.geometry.mask.any() for lb in labels) == 5
