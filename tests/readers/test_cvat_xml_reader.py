@@ -682,6 +682,7 @@ def test_an_ellipse_that_paints_nothing_keeps_its_instance_number(tmp_path):
 
     from helpers.datumaro import PYTHON_ENV, datumaro_python
     from helpers.oracles import INTERPRETER_PREFIX
+
     from maskcore import api
 
     python = datumaro_python()
