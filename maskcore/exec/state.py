@@ -1,6 +1,6 @@
 """Run state kept in the destination: fingerprints, partial results, the run lock.
 
-Everything lives under ``<destination>/.maskcore/``:
+Everything lives under ``<destination>/.maskcore-meta/`` (``paths.STATE_DIR``):
 - ``manifest.parquet``: the last finished run, one row per item with the input checksums and
   the files written; with ``config_fingerprint`` it makes the next run incremental.
 - ``partials/<key>.parquet``: one finished partition of an unfinished run, named by a hash of
@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..codec.parquet import parquet_bytes  # noqa: F401  (state files are written with it)
 from ..errors import RefusedError
+from ..paths import STATE_DIR
 
-STATE_DIR = ".maskcore"
 MANIFEST = f"{STATE_DIR}/manifest.parquet"
 REPORT = f"{STATE_DIR}/report.json"
 LOCK = f"{STATE_DIR}/lock"
@@ -120,7 +120,7 @@ class DamagedState:
 
 
 def set_aside(sink, relpath: str, data: bytes, error: str) -> DamagedState:
-    """Move a damaged state file to ``.maskcore/damaged/<name>.<UTC time>``."""
+    """Move a damaged state file to ``.maskcore-meta/damaged/<name>.<UTC time>``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     kept = f"{DAMAGED}/{relpath.rsplit('/', 1)[-1]}.{stamp}"
     sink.write(kept, data)

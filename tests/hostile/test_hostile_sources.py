@@ -151,7 +151,7 @@ def test_cli_coco_partial_exit_without_traceback(tmp_path, cli):
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "1 written" in proc.stderr and "3 failed" in proc.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     errors = {f["item"]: f["error"] for f in report["failures"]}
     assert sorted(errors) == ["nan.png", "not_an_object.png", "rle_garbage.png"]
     for name, error in errors.items():

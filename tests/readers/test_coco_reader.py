@@ -598,7 +598,7 @@ def test_export_to_supervisely_layout(tmp_path, dask_client):
     assert len(meta.obj_classes) == 21
     ds = dst / "coco_labelme"
     import pyarrow.parquet as pq
-    manifest = {r["item"]: r for r in pq.read_table(dst / ".maskcore" / "manifest.parquet").to_pylist()}
+    manifest = {r["item"]: r for r in pq.read_table(dst / ".maskcore-meta" / "manifest.parquet").to_pylist()}
     assert sorted(manifest) == [f"JPEGImages/2011_0000{n}.jpg" for n in ("03", "06", "25")]
     assert {r["status"] for r in manifest.values()} == {"ok"}
     from PIL import Image

@@ -572,7 +572,7 @@ def test_symlinked_item_is_reported_not_followed(tmp_path, cli):
     assert all(link in w for w in src.warnings)
     ran = cli("export", proj, tmp_path / "out", "--masks", "machine")
     assert ran.returncode == 0, ran.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     assert report["items"]["total"] == 5 and report["source_warnings"] == src.warnings
     assert f"maskcore: warning: ds/img/cat1.jpg: {link}" in ran.stderr
     assert "maskcore: 2 source warnings (first: ds/ann/cat1.jpg.json: " in ran.stderr
