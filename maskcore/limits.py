@@ -50,9 +50,11 @@ streamed (``readers.coco_index``): the driver keeps per image its id, name and b
 annotation ~50 bytes of numpy columns (~0.6 GiB of driver memory per 10 M annotations, BENCHMARKS.md
 "Issue 17: one-file sources (COCO)"), and one pass costs time in proportion to the size."""
 
-DEFAULT_MAX_XML_BYTES = 2**30
-"""Largest CVAT ``annotations.xml`` (reader option ``max_xml_bytes``): 1 GiB, parsed whole on the
-driver."""
+DEFAULT_MAX_XML_BYTES = 2**36
+"""Largest CVAT ``annotations.xml`` (reader option ``max_xml_bytes``): 64 GiB. The driver streams
+it (``readers.cvat_stream``) and keeps ~100-200 bytes per ``<image>``, not the document; workers
+read each image's byte span. A zip member is still decompressed whole (``MAX_ZIP_MEMBER_BYTES``).
+Measured (BENCHMARKS.md, issue 17): a 3 GB file plans within the 2 GiB driver budget."""
 
 MAX_XML_DEPTH = 32
 """Deepest element nesting accepted in CVAT XML: CVAT writes at most about 8 levels; a deeper

@@ -91,7 +91,7 @@ def detect_reader(url_or_path: str, storage_options: dict[str, Any] | None = Non
         return "supervisely"
     tops = {n.split("/", 1)[-1] if n.count("/") >= 1 else n for n in names} | set(names)
     heads = {part for n in names for part in n.split("/")[:2]}
-    if "annotations.xml" in tops or sum(n.lower().endswith(".xml") for n in names if "/" not in n) == 1:
+    if "annotations.xml" in tops or any(n.lower().endswith(".xml") for n in names if "/" not in n):
         return "cvat"   # a CVAT task folder, its XML possibly renamed (Datumaro's export_task)
     if "labelmap.txt" in tops or heads & {"SegmentationClass", "SegmentationObject"}:
         return "cvat-masks"

@@ -12,9 +12,16 @@ Conventions:
   float ``Polygon``/``Polyline``/``Point``), so the layout's drawing rule decides the pixels.
 - One item per ``<image>``: dataset = its ``subset`` attribute (``"default"`` when absent, as
   CVAT names it), item = its ``name``. Rows are sorted by (dataset, item), ties in document
-  order; a name used twice in one dataset fails both items (``problem``). ``ann_inline`` is the
-  ``<image>`` element serialised by ``xml.etree`` (deterministic: the same document gives the
-  same bytes), with the shapes of ``<track>`` elements on that frame appended (see below).
+  order; a name used twice in one dataset fails both items (``problem``). An item's annotation
+  (``item_annotation``) is the ``<image>`` element serialised by ``xml.etree`` (deterministic:
+  the same document gives the same bytes), with the shapes of ``<track>`` elements on that frame
+  appended (see below).
+- Several XML files: a folder whose top level holds more than one ``.xml`` file (Datumaro's
+  ``cvat`` exporter writes one per subset, ``<subset>.xml``) is one project: every file is read,
+  in name order, and an image without a ``subset`` attribute goes to the dataset named after its
+  file's stem, as Datumaro's ``cvat`` importer names it (``CvatBase``: ``subset =
+  splitext(basename(path))[0]``; CVAT's project import goes through it). The files must declare
+  the same labels (``ProjectError`` otherwise); a single file keeps CVAT's ``default``.
 - Classes: the labels of ``<meta><project|task|job><labels>`` in document order, except labels
   of type ``tag`` (they become tag metas) and skeleton parts (labels with a ``<parent>``).
   Colour: ``<color>`` ``#rrggbb``; absent -> ``palette.class_colors`` by class position.
@@ -38,7 +45,10 @@ Conventions:
   in every layout (CVAT turns every ellipse into a mask before any format sees it:
   ``maskcore.kernel.ellipse.cvat_ellipse``, ``cv2.ellipse`` with centre and semi-axes rounded to
   whole pixels and the rotation to whole degrees); an ellipse that paints no pixel of the image
-  gives no label. ``<cuboid>`` and ``<skeleton>`` fail the
+  is kept as CVAT keeps its empty mask: a label whose ``Bitmap`` is one unset pixel at (0, 0),
+  which paints nothing but takes its instance number in the cvat layout (the Supervisely layout
+  writes its empty instance PNG; Supervisely JSON leaves it out, as every empty bitmap).
+  ``<cuboid>`` and ``<skeleton>`` fail the
   item (``AnnotationError`` "unsupported shape"), never silently dropped.
 - ``z_order`` -> ``Label.z_order``; ``group_id`` -> ``Label.group`` (0 when absent);
   ``<attribute name=...>text</attribute>`` -> label tags ``{"name", "value": text}``. CVAT's
@@ -51,15 +61,21 @@ Conventions:
   ``label`` and ``group_id`` and comes after the image's own shapes, tracks in document order.
 - Numbers: finite decimals (``1``, ``-2.5``, ``3e2``) with ``|v| <= 2**31``; NaN, inf,
   ``1_0``, empty -> ``AnnotationError`` located ``<where>/object <i>``.
-- Safety: the XML is parsed once, on the driver, by ``xml.etree`` (expat), after refusing a
-  document over ``max_xml_bytes``, one that is not UTF-8 (NUL bytes, another declared
-  encoding), or holds ``<!DOCTYPE``/``<!ENTITY`` (so no entity expansion, no external fetch);
-  elements nested deeper than ``MAX_XML_DEPTH`` are refused while parsing. Project-level
-  problems raise ``ProjectError``; one image's problems fail that item only.
+- Safety: the XML is streamed once, on the driver, by expat (``readers.cvat_stream``), refusing
+  a document over ``max_xml_bytes`` (by its listed size, and while reading), one that is not
+  UTF-8 (NUL bytes, another declared encoding), or holds ``<!DOCTYPE``/``<!ENTITY`` (so no
+  entity expansion, no external fetch), and elements nested deeper than ``MAX_XML_DEPTH``.
+  Project-level problems raise ``ProjectError``; one image's problems fail that item only.
+- Memory: the driver never holds the document: per image its name, subset, id and byte span
+  (``ann_path`` = the XML file's name, ``ann_offset``, ``ann_bytes``); a worker reads the span
+  (one ranged read) and serialises it as above, so items keep the content checksums they had
+  when the document was parsed whole. Rows carry ``ann_inline`` instead for a zip (its XML member
+  is decompressed whole) and for images that receive track shapes. A span that no longer holds
+  its image (the file changed since the listing) fails the item (``ItemSourceError``).
+  ``list_items(stamps=True)`` stamps each annotation with the XML file's change stamp and its span.
 - I/O: any fsspec filesystem; ``CvatXmlSource`` is picklable, opens lazily, and never ships the
-  parsed document (the plan carries each image's ``ann_inline``). A ``.zip`` is read in place
-  through ``maskcore.zipsafe.SafeZip``. ``img_path`` is relative to the images folder (for a zip:
-  to its images prefix) and ``read_bytes`` takes it.
+  document. A ``.zip`` is read in place through ``maskcore.zipsafe.SafeZip``. ``img_path`` is
+  relative to the images folder (for a zip: to its images prefix) and ``read_bytes`` takes it.
 """
 
 from __future__ import annotations
@@ -68,47 +84,53 @@ import math
 import os
 import posixpath
 import re
+import time
 import xml.etree.ElementTree as ET
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
-from ..io.storage import cat_whole, filesystem
+from ..errors import (AnnotationError, ItemError, ItemSourceError, LimitError, ProjectError,
+                      UnknownClassError)
+from ..io.storage import cat_whole, change_stamp, filesystem
 from ..kernel.ellipse import cvat_ellipse
 from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
 from .base import SourceBase, is_local_url, regular_files
+from .cvat_stream import Scan, check_document_bytes, image_element_bytes, scan_document, shape_kind
 
 DEFAULT_DATASET = "default"
 """Dataset of images without a ``subset`` attribute (CVAT's default subset name)."""
 ANNOTATIONS_XML = "annotations.xml"
+XML_CHUNK_BYTES = 1 << 22
+"""Bytes of an XML file read (and fed to the parser) at a time."""
 
 ITEMS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("item", pa.string()),
     ("ann_path", pa.string()), ("img_path", pa.string()),
-    ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
+    ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()), ("ann_offset", pa.int64()),
     ("ann_inline", pa.binary()), ("problem", pa.string()),
 ])
-"""Columns of ``list_items`` (``ann_path`` is always null: annotations travel in ``ann_inline``)."""
+"""Columns of ``list_items``: an image's annotation is either the span ``ann_offset``,
+``ann_offset + ann_bytes`` of the XML file ``ann_path`` (a worker reads it), or ``ann_inline``
+(a zip's images, images with track shapes; then ``ann_path`` and ``ann_offset`` are null)."""
 
 SHAPES = ("box", "polygon", "polyline", "points", "mask", "ellipse")
 """Shape elements this reader decodes."""
 UNSUPPORTED_SHAPES = ("cuboid", "skeleton")
 _TYPE_TO_SHAPE = {"rectangle": "rectangle", "polygon": "polygon", "polyline": "line",
                   "points": "point", "mask": "bitmap", "ellipse": "bitmap"}
-_ELEMENT_SHAPE = {"box": "rectangle", "polygon": "polygon", "polyline": "line", "points": "point",
-                  "mask": "bitmap", "ellipse": "bitmap"}
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT_RE = re.compile(r"[+-]?\d{1,12}")
 _GROUP_RE = re.compile(r"\+?\d{1,19}")
 _RLE_RE = re.compile(r"\s*\d{1,15}(?:\s*,\s*\d{1,15})*\s*")
-_DTD_RE = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-_ENCODING_RE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 _TRACK_ONLY_ATTRS = ("frame", "outside", "keyframe")
 
 
@@ -119,25 +141,12 @@ def parse_xml(data: bytes, fail: Callable[[str], Exception], *,
     """Bytes of an XML document -> its root element, refusing what could be hostile.
 
     Raises ``fail(reason)`` for a document over ``max_bytes``, not UTF-8, with a DTD or entity
-    declaration, nested deeper than ``MAX_XML_DEPTH``, or malformed.
+    declaration, nested deeper than ``MAX_XML_DEPTH``, or malformed (the checks of
+    ``cvat_stream.scan_document``, which reads a whole annotations.xml without building it).
     """
     if len(data) > max_bytes:
         raise fail(f"expected at most {max_bytes} bytes of XML, got {len(data)}")
-    if b"\0" in data:
-        raise fail("expected UTF-8 XML, got NUL bytes (UTF-16 or binary data)")
-    declared = _ENCODING_RE.match(data[:512].lstrip(b"\xef\xbb\xbf"))
-    if declared and declared[1].decode("ascii", "replace").lower() not in (
-            "utf-8", "utf8", "us-ascii", "ascii"):
-        raise fail(f"expected UTF-8 XML, got encoding "
-                   f"{declared[1][:40].decode('ascii', 'replace')!r}")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise fail(f"expected UTF-8 XML, got an invalid byte at {exc.start}") from None
-    found = _DTD_RE.search(data)
-    if found:
-        raise fail(f"expected XML without a DTD or entity declarations, got "
-                   f"{found[0].decode('ascii')!r} at byte {found.start()} (refused: entities)")
+    check_document_bytes(data, fail)
     parser = ET.XMLPullParser(events=("start", "end"))
     depth, root = 0, None
     try:
@@ -272,8 +281,8 @@ def _tight_bitmap(left: int, top: int, mask: np.ndarray) -> Bitmap:
 
 
 def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS, size_hw=None) -> list:
-    """One shape element -> its geometries (one, or one per point of ``<points>``, none for an
-    ellipse that paints no pixel of the ``size_hw`` image)."""
+    """One shape element -> its geometries (one, or one per point of ``<points>``; an ellipse that
+    paints no pixel of the ``size_hw`` image gives an empty ``Bitmap``, as CVAT keeps its mask)."""
     kind = elem.tag
     if kind == "box":
         x0, y0, x1, y1 = (_number(elem, k) for k in ("xtl", "ytl", "xbr", "ybr"))
@@ -296,7 +305,9 @@ def parse_shape(elem: ET.Element, *, max_bitmap_pixels: int = MAX_PIXELS, size_h
         if size_hw is None:
             raise ValueError("parse_shape: an <ellipse> needs the image's size_hw")
         patch = cvat_ellipse(cx, cy, rx, ry, _number(elem, "rotation", 0.0), size_hw)
-        return [] if patch.is_empty else [_tight_bitmap(patch.left, patch.top, patch.mask)]
+        if patch.is_empty:  # CVAT keeps its empty mask: an object that paints nothing
+            return [Bitmap((0, 0), np.zeros((1, 1), dtype=bool))]
+        return [_tight_bitmap(patch.left, patch.top, patch.mask)]
     raise AnnotationError(f"<{kind[:40]}>: unsupported shape (expected one of "
                           f"{', '.join(SHAPES)} or <tag>)")
 
@@ -375,18 +386,6 @@ def _labels_element(root: ET.Element) -> ET.Element | None:
         if found is not None:
             return found
     return None
-
-
-def _shape_kind(elem: ET.Element) -> str:
-    kind = _ELEMENT_SHAPE.get(elem.tag, "any")
-    if elem.tag == "box":
-        try:
-            rotated = float(elem.get("rotation") or 0) != 0
-        except ValueError:
-            rotated = True  # the item fails anyway, when parsed
-        if rotated:
-            kind = "any"  # a rotated box is not a Supervisely rectangle
-    return kind
 
 
 def build_meta(root: ET.Element, shapes_by_label: dict[str, set[str]],
@@ -488,7 +487,7 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
             image.extend(tracks.get(str(int(image_id)), []))
         for child in image:
             if child.tag != "tag":
-                shapes_by_label.setdefault(child.get("label", ""), set()).add(_shape_kind(child))
+                shapes_by_label.setdefault(child.get("label", ""), set()).add(shape_kind(child.tag, child.attrib))
             for a in child.findall("attribute"):
                 if a.get("name") and child.tag != "tag":
                     attribute_names.add(a.get("name"))
@@ -504,17 +503,138 @@ def read_document(root: ET.Element) -> tuple[ProjectMeta, list[dict]]:
     return meta, images
 
 
+def _project_fail(what: str) -> Callable[[str], ProjectError]:
+    return lambda reason: ProjectError(f"{what}: {reason}")
+
+
+def image_row_item(image: ET.Element) -> str:
+    """The item name of an ``<image>``: its ``name``, else a placeholder naming its ``id``
+    (the row then has a ``problem``)."""
+    return image.get("name") or f"<image id={(image.get('id') or '').strip()[:20]}>"
+
+
+@dataclass
+class StreamedDocument:
+    """The document(s) as the driver keeps them: meta, and per image (document order, file after
+    file) its dataset, item, XML file, byte span, and inline bytes where the row carries them."""
+    meta: ProjectMeta
+    datasets: list = field(default_factory=list)
+    items: list = field(default_factory=list)
+    subsets: list = field(default_factory=list)
+    files: array = field(default_factory=lambda: array("i"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    lengths: array = field(default_factory=lambda: array("q"))
+    inline: dict = field(default_factory=dict)      # image index -> ann_inline
+    problems: dict = field(default_factory=dict)    # image index -> problem
+    unlabelled: dict = field(default_factory=dict)  # image index -> shapes with label=""
+
+    def warnings(self) -> tuple[str, ...]:
+        """What the document leaves out: unlabelled shapes, per image."""
+        found = sorted(self.unlabelled.items())
+        if not found:
+            return ()
+        return (f"{sum(n for _, n in found)} shapes with an empty label (unlabelled: no class, "
+                f"not drawn) left out, in {len(found)} images: "
+                + ", ".join(f"{self.items[i]} ({n})" for i, n in found[:5])
+                + (", ..." if len(found) > 5 else ""),)
+
+    def table(self, files: dict, xml_names: list[str]) -> pa.Table:
+        """The listing (``ITEMS_SCHEMA``) given the image files (relative path -> size)."""
+        counts = Counter(zip(self.datasets, self.items))
+        order = sorted(range(len(self.items)), key=lambda i: (self.datasets[i], self.items[i], i))
+        cols: dict[str, list] = {f.name: [] for f in ITEMS_SCHEMA}
+        for i in order:
+            dataset, item, subset = self.datasets[i], self.items[i], self.subsets[i]
+            img_path = None
+            for candidate in (item, f"{subset}/{item}" if subset else None):
+                if candidate is not None and candidate in files:
+                    img_path = candidate
+                    break
+            problem = self.problems.get(i)
+            if problem is None and counts[(dataset, item)] > 1:
+                problem = (f"{xml_names[self.files[i]]}: expected unique image names per subset, "
+                           f"got {item[:200]!r} {counts[(dataset, item)]} times in {dataset!r}")
+            inline = self.inline.get(i)
+            cols["dataset"].append(dataset)
+            cols["item"].append(item)
+            cols["ann_path"].append(None if inline is not None else xml_names[self.files[i]])
+            cols["img_path"].append(img_path)
+            cols["ann_bytes"].append(len(inline) if inline is not None else self.lengths[i])
+            cols["img_bytes"].append(files.get(img_path) if img_path is not None else None)
+            cols["ann_offset"].append(None if inline is not None else self.offsets[i])
+            cols["ann_inline"].append(inline)
+            cols["problem"].append(problem)
+        return pa.table(cols, schema=ITEMS_SCHEMA)
+
+
+def streamed_document(names: list[str], scans: list[Scan], read_span, *,
+                      inline: bool = False) -> StreamedDocument:
+    """Scans of one or several XML files -> ``StreamedDocument`` (the same meta and items as
+    ``read_document`` of the parsed file). ``read_span(file_index, offset, length)`` gives the
+    bytes of an image that must travel inline: every image when ``inline`` (a zip member), else
+    only the images that receive shapes of ``<track>`` elements."""
+    several = len(scans) > 1
+    shapes_by_label: dict[str, set[str]] = {}
+    attribute_names: set[str] = set()
+    doc = StreamedDocument(meta=None)  # type: ignore[arg-type]
+    declared = None
+    for f, (name, scan) in enumerate(zip(names, scans)):
+        if scan.root_tag != "annotations":
+            raise ProjectError(f"{name}: expected the root element <annotations>, got "
+                               f"<{(scan.root_tag or '')[:40]}>")
+        holder = ET.Element("annotations")
+        holder.extend(scan.tracks)
+        tracks = _track_shapes(holder)
+        if not len(scan) and scan.tracks:
+            raise ProjectError(f"{name} is CVAT for video 1.1 (<track> elements, no <image>), "
+                               "which is not supported: export the task as 'CVAT for images 1.1' "
+                               "(every frame an <image>, track shapes on their frames)")
+        labels = build_meta(scan.meta, {}, set()).raw
+        if declared is not None and labels != declared[1]:
+            raise ProjectError(f"{name}: expected the labels {declared[0]} declares (several .xml "
+                               f"files are the subsets of one project), got other labels")
+        declared = declared or (name, labels)
+        for label, kinds in scan.shapes_by_label.items():
+            shapes_by_label.setdefault(label, set()).update(kinds)
+        attribute_names |= scan.attribute_names
+        stem = posixpath.basename(name)[:-4] if name.lower().endswith(".xml") else name
+        base = len(doc.items)
+        for i, (item_name, subset, image_id) in enumerate(zip(scan.names, scan.subsets, scan.ids)):
+            k = base + i
+            doc.datasets.append(subset if subset else (stem if several else DEFAULT_DATASET))
+            doc.items.append(item_name if item_name else f"<image id={image_id[:20]}>")
+            doc.subsets.append(subset)
+            doc.files.append(f)
+            doc.offsets.append(scan.offsets[i])
+            doc.lengths.append(scan.lengths[i])
+            if not item_name:
+                doc.problems[k] = f"<image id={image_id[:20]!r}>: expected a 'name', got none"
+            unlabelled = scan.unlabelled.get(i, 0)
+            extra = (tracks.get(str(int(image_id)), []) if tracks and _INT_RE.fullmatch(image_id)
+                     else [])
+            for child in extra:
+                if child.tag != "tag":
+                    shapes_by_label.setdefault(child.get("label", ""), set()).add(
+                        shape_kind(child.tag, child.attrib))
+                    attribute_names.update(a.get("name") for a in child.findall("attribute")
+                                           if a.get("name"))
+                    unlabelled += child.get("label") == ""
+            if unlabelled:
+                doc.unlabelled[k] = unlabelled
+            if inline or extra:
+                raw = read_span(f, scan.offsets[i], scan.lengths[i])
+                image = parse_xml(raw, _project_fail(name), max_bytes=len(raw))
+                doc.inline[k] = image_element_bytes(image, extra)
+    doc.meta = build_meta(scans[0].meta, shapes_by_label, attribute_names)
+    return doc
+
+
 # --- the source --------------------------------------------------------------------------------
 
-def _lone_xml(fs, folder: str, where: str) -> str:
-    """A task folder whose XML is not called annotations.xml (Datumaro's ``export_task`` and hand
-    renamed exports): its only top-level ``.xml`` file."""
-    found = sorted(p for p in fs.ls(folder, detail=False)
-                   if p.lower().endswith(".xml") and fs.isfile(p))
-    if len(found) != 1:
-        raise ProjectError(f"CVAT source {where!r}: expected a folder holding annotations.xml or "
-                           f"a single .xml file, got {len(found)} .xml files there")
-    return found[0]
+def _top_xmls(fs, folder: str) -> list[str]:
+    """The top-level ``.xml`` files of a task folder, sorted (Datumaro's ``export_task`` names its
+    XML after the subset, ``default.xml``; several subsets give several files)."""
+    return sorted(p for p in fs.ls(folder, detail=False) if p.lower().endswith(".xml") and fs.isfile(p))
 
 
 def _join(root: str, rel: str) -> str:
@@ -530,7 +650,7 @@ class CvatXmlSource(SourceBase):
     """
 
     annotation_format = "cvat"
-    _transient = ("_img_fs", "_doc")
+    _transient = ("_img_fs", "_doc", "_zip_xml")
     _local_transient = ("_zip",)  # a remote zip's checked index travels (rereading costs requests)
 
     def __init__(self, url: str, *, storage_options: dict | None = None, images: str | None = None,
@@ -540,11 +660,13 @@ class CvatXmlSource(SourceBase):
         self.max_xml_bytes = max_xml_bytes
         self.kind = "xml"          # "xml" (the file), "folder", "zip"
         self.xml_path = ""         # path on the filesystem, or zip member
+        self.more_xml: list[str] = []  # a folder of several .xml files: the others' names
         self.img_root = ""         # folder path on the image filesystem, or zip member prefix
         self.project_name = ""
         self.project_id = None
         self._img_fs = self._zip = None
         self._doc = None
+        self._zip_xml = None       # a zip's XML member while it is scanned
         self._doc_warnings: tuple[str, ...] = ()      # shapes the document leaves out
         self._listing_warnings: tuple[str, ...] = ()  # files the image listing skips
 
@@ -595,9 +717,12 @@ class CvatXmlSource(SourceBase):
                 self.img_root = (images_prefix if any(n.startswith(images_prefix) for n in names)
                                  else _join(base, ""))
         elif fs.isdir(path):
-            self.kind, self.xml_path = "folder", _join(path, ANNOTATIONS_XML)
-            if not fs.isfile(self.xml_path):
-                self.xml_path = _lone_xml(fs, path, self._where())
+            found = _top_xmls(fs, path)
+            if not found:
+                raise ProjectError(f"CVAT source {self._where()!r}: expected a folder holding "
+                                   f"annotations.xml or other .xml files, got no .xml file there")
+            self.kind, self.xml_path = "folder", found[0]
+            self.more_xml = [posixpath.basename(p) for p in found[1:]]
         elif fs.isfile(path):
             self.kind, self.xml_path = "xml", path
         else:
@@ -640,91 +765,144 @@ class CvatXmlSource(SourceBase):
         fs, _ = self.image_filesystem()
         return cat_whole(fs, _join(self.img_root, path))
 
-    def _xml_bytes(self) -> bytes:
-        what = f"annotations.xml of {self._where()!r}"
-        try:
-            with self._store_errors(what, "a readable file", OSError):
-                if self.kind == "zip":
-                    z = self._zipfile()
-                    size = z.size(self.xml_path)
-                    if size > self.max_xml_bytes:
-                        raise ProjectError(f"{self._where()!r} member {self.xml_path!r}: expected at "
-                                           f"most {self.max_xml_bytes} bytes, got {size}")
-                    return z.read(self.xml_path)
-                fs, _ = self.filesystem()
-                size = fs.size(self.xml_path)
-                if size is not None and size > self.max_xml_bytes:
-                    raise ProjectError(f"{self._where()!r}: expected annotations.xml of at most "
-                                       f"{self.max_xml_bytes} bytes, got {size}")
-                return cat_whole(fs, self.xml_path)
-        except ItemError as exc:  # a zip member that does not match its record (CRC, size)
-            raise ProjectError(f"{what}: {exc}") from None
+    def xml_names(self) -> list[str]:
+        """The XML files read, as rows name them in ``ann_path``: base names beside each other
+        (a zip's member, whose rows carry their annotations inline, keeps its member path)."""
+        return [self.xml_path if self.kind == "zip" else posixpath.basename(self.xml_path),
+                *self.more_xml]
 
-    def _document(self) -> tuple[ProjectMeta, list[dict]]:
+    def _xml_file(self, name: str) -> str:
+        if self.kind == "zip":
+            return self.xml_path
+        return _join(posixpath.dirname(self.xml_path), name)
+
+    def _xml_chunks(self, name: str):
+        """The bytes of one XML file, in chunks, after refusing it by its listed size."""
+        what = f"{name} of {self._where()!r}"
+        with self._store_errors(what, "a readable file", OSError):
+            if self.kind == "zip":
+                z = self._zipfile()
+                size = z.size(self.xml_path)
+                if size > self.max_xml_bytes:
+                    raise ProjectError(f"{self._where()!r} member {self.xml_path!r}: expected at "
+                                       f"most {self.max_xml_bytes} bytes, got {size}")
+                try:
+                    data = z.read(self.xml_path)
+                except ItemError as exc:  # a zip member that does not match its record (CRC, size)
+                    raise ProjectError(f"{what}: {exc}") from None
+                self._zip_xml = data
+                yield from (data[i:i + XML_CHUNK_BYTES] for i in range(0, len(data), XML_CHUNK_BYTES))
+                return
+            fs, _ = self.filesystem()
+            path = self._xml_file(name)
+            size = fs.size(path)
+            if size is not None and size > self.max_xml_bytes:
+                raise ProjectError(f"{self._where()!r}: expected {name} of at most "
+                                   f"{self.max_xml_bytes} bytes, got {size}")
+            with fs.open(path, "rb", block_size=XML_CHUNK_BYTES) as f:
+                while chunk := f.read(XML_CHUNK_BYTES):
+                    yield chunk
+
+    def _document(self) -> StreamedDocument:
         if self._doc is None:
-            what = f"annotations.xml of {self._where()!r}"
-            root = parse_xml(self._xml_bytes(), lambda reason: ProjectError(f"{what}: {reason}"),
-                             max_bytes=self.max_xml_bytes)
-            self._doc = read_document(root)
-            unlabelled = [(im["item"], im["unlabelled"]) for im in self._doc[1] if im["unlabelled"]]
-            if unlabelled:
-                self._doc_warnings = (f"{sum(n for _, n in unlabelled)} shapes with an empty label "
-                                 f"(unlabelled: no class, not drawn) left out, in {len(unlabelled)} "
-                                 f"images: " + ", ".join(f"{i} ({n})" for i, n in unlabelled[:5])
-                                 + (", ..." if len(unlabelled) > 5 else ""),)
+            scans = []
+            for name in self.xml_names():
+                fail = _project_fail(f"{name} of {self._where()!r}")
+                scans.append(scan_document(self._xml_chunks(name), fail, max_bytes=self.max_xml_bytes))
+            try:
+                self._doc = streamed_document(self.xml_names(), scans, self._read_span,
+                                              inline=self.kind == "zip")
+            finally:
+                self._zip_xml = None
+            self._doc_warnings = self._doc.warnings()
         return self._doc
+
+    def _read_span(self, file_index: int, offset: int, length: int) -> bytes:
+        if self._zip_xml is not None:
+            return self._zip_xml[offset:offset + length]
+        fs, _ = self.filesystem()
+        return fs.cat_file(self._xml_file(self.xml_names()[file_index]), start=offset,
+                           end=offset + length)
 
     def read_meta(self) -> ProjectMeta:
         """Labels of ``<meta>`` (see module docstring); ``ProjectError`` when unusable."""
-        return self._document()[0]
+        return self._document().meta
 
-    def _image_files(self, depth: int) -> dict[str, int | None]:
-        """Files under the images folder (relative path -> size), one listing."""
+    def _image_files(self, depth: int, stamps: bool = False) -> tuple[dict, dict]:
+        """Files under the images folder (relative path -> size), one listing; with ``stamps``
+        also relative path -> change stamp (a folder's files only)."""
         if self._images_in_zip():
             z = self._zipfile()
             return {n[len(self.img_root):]: z.size(n) for n in z.names()
-                    if n.startswith(self.img_root) and n != self.xml_path}
+                    if n.startswith(self.img_root) and n != self.xml_path}, {}
         fs, _ = self.image_filesystem()
+        listed_at = time.time()
         if not fs.isdir(self.img_root):
-            return {}
+            return {}, {}
         found = fs.find(self.img_root, maxdepth=depth, detail=True)
         skipped: list[str] = []
-        files = regular_files(found, len(self.img_root.rstrip("/")) + 1, skipped)
+        cut = len(self.img_root.rstrip("/")) + 1
+        files = regular_files(found, cut, skipped)
         self._listing_warnings = tuple(f"image folder: {w}" for w in sorted(skipped))
-        return files
+        stamp_of = {p[cut:]: change_stamp(info, listed_at) for p, info in found.items()} if stamps else {}
+        return files, stamp_of
 
-    def list_items(self) -> pa.Table:
+    lists_stamps = True
+    """``list_items(stamps=True)`` adds ``ann_stamp`` (the XML file's change stamp and the item's
+    span in it: the same while the file is) and ``img_stamp``; null where the store gives none,
+    and for a zip (its rows carry their annotations inline, stamped by their checksum)."""
+
+    def list_items(self, *, stamps: bool = False) -> pa.Table:
         """One row per ``<image>`` (see ``ITEMS_SCHEMA``), sorted by (dataset, item)."""
-        _, images = self._document()
-        depth = 2 + max((im["item"].count("/") for im in images), default=0)
+        doc = self._document()
+        depth = 2 + max((item.count("/") for item in doc.items), default=0)
         with self._store_errors(f"images of {self._where()!r}", "a listable folder", OSError):
-            files = self._image_files(depth)
-        counts: dict[tuple[str, str], int] = {}
-        for im in images:
-            counts[(im["dataset"], im["item"])] = counts.get((im["dataset"], im["item"]), 0) + 1
-        rows = []
-        for order, im in enumerate(images):
-            key = (im["dataset"], im["item"])
-            img_path = None
-            for candidate in (im["item"], f"{im['subset']}/{im['item']}" if im["subset"] else None):
-                if candidate is not None and candidate in files:
-                    img_path = candidate
-                    break
-            problem = im["problem"]
-            if problem is None and counts[key] > 1:
-                problem = (f"annotations.xml: expected unique image names per subset, got "
-                           f"{im['item'][:200]!r} {counts[key]} times in {im['dataset']!r}")
-            rows.append((key, order, {
-                "dataset": im["dataset"], "item": im["item"], "ann_path": None,
-                "img_path": img_path, "ann_bytes": len(im["ann_inline"]),
-                "img_bytes": files.get(img_path) if img_path is not None else None,
-                "ann_inline": im["ann_inline"], "problem": problem}))
-        rows.sort(key=lambda r: (r[0], r[1]))
-        return pa.Table.from_pylist([r[2] for r in rows], schema=ITEMS_SCHEMA)
+            listed_at = time.time()
+            files, img_stamps = self._image_files(depth, stamps and self.kind != "zip")
+            xml_stamps = {}
+            if stamps and self.kind != "zip":
+                fs, _ = self.filesystem()
+                for name in self.xml_names():
+                    xml_stamps[name] = change_stamp(fs.info(self._xml_file(name)), listed_at)
+        table = doc.table(files, self.xml_names())
+        if stamps:
+            table = table.append_column("ann_stamp", pa.array(
+                [None if inline is not None or xml_stamps.get(path) is None
+                 else f"{xml_stamps[path]};span={off}+{n}" for path, off, n, inline in zip(
+                    table.column("ann_path").to_pylist(), table.column("ann_offset").to_pylist(),
+                    table.column("ann_bytes").to_pylist(), table.column("ann_inline").to_pylist())],
+                pa.string()))
+            table = table.append_column("img_stamp", pa.array(
+                [None if p is None else img_stamps.get(p) for p in table.column("img_path").to_pylist()],
+                pa.string()))
+        return table
 
     def item_annotation(self, row: dict) -> bytes:
-        """The item's ``<image>`` element bytes (``ann_inline``)."""
-        return row["ann_inline"]
+        """The item's ``<image>`` element bytes: ``ann_inline``, else its span of the XML file
+        (``ann_path``, ``ann_offset``, ``ann_bytes``), read and serialised as ``ann_inline``
+        would hold it. ``ItemSourceError`` when the span is no longer that image (the file
+        changed since it was listed)."""
+        if row.get("ann_inline") is not None:
+            return row["ann_inline"]
+        where = f"{row['dataset']}/{row['item']}"
+        name, offset, length = row["ann_path"], row["ann_offset"], row["ann_bytes"]
+
+        def changed(reason: str) -> ItemSourceError:
+            return ItemSourceError(f"{name}: expected the <image> listed at bytes {offset}.."
+                                   f"{offset + length}, got {reason} (the file changed since it "
+                                   f"was listed: run again)", where=where)
+        fs, _ = self.filesystem()
+        try:
+            raw = fs.cat_file(self._xml_file(name), start=offset, end=offset + length)
+        except (OSError, ValueError) as exc:
+            raise ItemSourceError(f"{name}: expected bytes {offset}..{offset + length} of it, got "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}", where=where) from None
+        if len(raw) != length:
+            raise changed(f"{len(raw)} bytes")
+        image = parse_xml(raw, changed, max_bytes=length)
+        if image.tag != "image" or image_row_item(image) != row["item"]:
+            raise changed(f"<{image.tag[:40]} name={_brief(image.get('name'))}>")
+        return image_element_bytes(image)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
                          max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:

@@ -433,7 +433,7 @@ def check_cvat_document(data: bytes) -> None:
     for row in rows:
         assert row["img_path"] in (None, "synthetic.png")
         try:
-            annotation = src.parse_annotation(row["ann_inline"], meta, "d/x",
+            annotation = src.parse_annotation(src.item_annotation(row), meta, "d/x",
                                               max_bitmap_pixels=MAX_PIXELS)
         except (AnnotationError, LimitError):
             continue

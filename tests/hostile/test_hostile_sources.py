@@ -367,7 +367,7 @@ def test_a_huge_coco_json_is_refused_by_its_size_before_reading(tmp_path):
 def test_a_2gb_cvat_xml_is_refused_by_its_size_before_reading(tmp_path):
     from maskcore.readers.cvat_xml import CvatXmlSource
     _sparse(tmp_path / "task" / "annotations.xml", 2**31 + 1)
-    src = CvatXmlSource.open_source(str(tmp_path / "task"))
+    src = CvatXmlSource.open_source(str(tmp_path / "task"), max_xml_bytes=2**30)  # streamed: 64 GiB by default
     with pytest.raises(ProjectError, match=f"expected annotations.xml of at most {2**30} bytes"):
         src.read_meta()
 
