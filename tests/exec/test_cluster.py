@@ -370,6 +370,18 @@ def test_local_profile_starts_worker_processes():
     assert dask.config.get("scheduler-address", None) is None
 
 
+def _until_scheduler_file(path, timeout: float) -> str:
+    """The address in the scheduler file once it is written whole (Dask writes it in place: a
+    reader can see it empty or half-written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(path.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    pytest.fail(f"no scheduler address in {path} after {timeout} s")
+
+
 @pytest.fixture
 def scheduler_and_worker(tmp_path):
     """`dask scheduler` and one `dask worker` as processes on loopback (random free ports)."""
@@ -381,10 +393,7 @@ def scheduler_and_worker(tmp_path):
                                "--no-dashboard", "--dashboard-address", "127.0.0.1:0",  # /health on loopback too
                                "--scheduler-file", str(scheduler_file)], **common)]
     try:
-        deadline = time.monotonic() + 30
-        while not scheduler_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
+        address = _until_scheduler_file(scheduler_file, 60)
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
                                        "--no-nanny", "--nthreads", "1", "--no-dashboard"], **common))
         yield address
