@@ -74,6 +74,9 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
                         "parts and moves new and grown files to the last parts)")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
     p.add_argument("--cluster", help="cluster profile from cluster.yaml (default: local)")
+    p.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=None,
+                   help="run in this process (--in-process) or on worker processes (--no-in-process); "
+                        "default: in this process when the job is small (the profile's inprocess_below)")
     p.add_argument("--cluster-file", help="profiles file (default: ./cluster.yaml)")
     p.add_argument("--items-per-partition", type=_positive_int, help="items per Dask task")
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
@@ -260,7 +263,7 @@ def _config(args) -> ExportConfig:
                            reader_options=reader_options)
     changes = {key: getattr(args, key) for key in ("workers", "cluster", "cluster_file", "items_per_partition",
                                                    "progress_interval", "part_size", "archive_name",
-                                                   "lock_lease", "archive_format", "dashboard")
+                                                   "lock_lease", "archive_format", "dashboard", "in_process")
                if getattr(args, key) is not None}
     if args.archive:
         changes["archive"] = True

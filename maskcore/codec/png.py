@@ -19,6 +19,10 @@ Conventions:
   PNG differed from another export of the same pixels (tests/io/test_s3.py, semantic mask;
   tests/layouts/test_crop_every_layout.py, isahit), although 0 of 4200 isolated stress
   compressions differed. ISA-L would halve the preview's deflate (BENCHMARKS.md "Issue 18").
+  Session 6 logged every deflate call of a full-suite run with ISA-L for all PNGs: the backend
+  was ISA-L in every process (not a selection difference), and one 24-byte input gave two valid
+  streams in two long-lived processes, each process consistent with itself; the case and what was
+  ruled out: benchmarks/isal_two_streams.py.
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an
   unknown critical chunk is an error, a bad ancillary chunk is skipped, missing IEND (a truncated
   file) is an error, data after IEND is ignored.

@@ -34,7 +34,6 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
-import dask
 import yaml
 
 from ..errors import ConfigError
@@ -157,9 +156,12 @@ def _validate(profile: dict, where: str) -> None:
     if local and "n_workers" in local:
         raise ConfigError(f"{at}: expected the worker count as 'workers:' at the profile level, "
                           "got local.n_workers")
-    known = {_norm(k) for k in (*DASK_SECTIONS, *dask.config.config)}
-    for key in profile:
-        if key not in OWN_KEYS and _norm(key) not in known:
+    others = [k for k in profile if k not in OWN_KEYS and _norm(k) not in {_norm(s) for s in DASK_SECTIONS}]
+    if others:  # dask is imported only here (~0.15 s): the built-in profiles need not
+        import dask
+        known = {_norm(k) for k in dask.config.config}
+    for key in others:
+        if _norm(key) not in known:
             raise ConfigError(f"{at}: expected maskcore keys {list(OWN_KEYS[:4])} or Dask config sections "
                               f"such as {sorted(DASK_SECTIONS)}, got {key!r}")
 
@@ -167,6 +169,7 @@ def _validate(profile: dict, where: str) -> None:
 def wait_seconds(profile: dict, at: str | None = None) -> float | None:
     """The profile's ``wait_for_workers`` in seconds (``120``, ``"120s"``, ``"10 minutes"``;
     ``null``: no limit), else ``WAIT_FOR_WORKERS``."""
+    import dask  # not at module level: a run in this process needs no dask (~0.15 s)
     value = profile.get("wait_for_workers", WAIT_FOR_WORKERS)
     if value is None:
         return None
@@ -180,13 +183,39 @@ def wait_seconds(profile: dict, at: str | None = None) -> float | None:
     return float(seconds)
 
 
-def runs_inprocess(profile: dict, workers: int | None, n_items: int) -> bool:
-    """Whether the run executes in the driver's process: profile kind ``inprocess``, or a ``local``
-    profile's small run (``inprocess_below`` items or fewer, no worker count asked for)."""
+ONE_WORKER_FACTOR = 10
+"""With one worker a cluster never runs faster than the driver's own process; it still isolates a
+worker death (an out-of-memory kill, a crash in a C library) to its partition. One worker is
+started only for runs ``ONE_WORKER_FACTOR`` times the profile's ``inprocess_below``, where its
+start-up is about 5 % of the run (BENCHMARKS.md "Issue 18 (session 6)")."""
+
+
+def runs_inprocess(profile: dict, workers: int | None, n_items: int, kinds: int = 1,
+                   force: bool | None = None) -> bool:
+    """Whether the run executes in the driver's process.
+
+    ``force`` (``--in-process`` / ``--no-in-process``) decides when given. Otherwise: profile kind
+    ``inprocess``; or a ``local`` profile's small run, whose work (``n_items`` to render times
+    ``kinds``, the mask kinds drawn per item) is at most ``inprocess_below``, below which starting
+    worker processes costs more than they gain (measured, BENCHMARKS.md "Issue 18 (session 6)"),
+    or ``ONE_WORKER_FACTOR`` times that with one worker (``--workers 1``, a one-core machine).
+    A count of several workers (``--workers 2``, a profile's ``workers: 2``) always starts them.
+    """
+    if force is not None:
+        if force is False and profile["kind"] == "inprocess":
+            raise ConfigError(f"cluster profile {profile['name']!r} is kind inprocess: it has no worker "
+                              "processes to run on (--no-in-process asks for them)")
+        return force
     if profile["kind"] == "inprocess":
         return True
-    below = profile.get("inprocess_below") or 0
-    return profile["kind"] == "local" and workers is None and not profile.get("workers") and n_items <= below
+    if profile["kind"] != "local":
+        return False
+    asked = workers if workers is not None else profile.get("workers")
+    if asked is not None and asked > 1:
+        return False  # several workers asked for by count: the run is meant to be parallel
+    n = planned_workers(profile, workers)
+    below = (profile.get("inprocess_below") or 0) * (ONE_WORKER_FACTOR if n == 1 else 1)
+    return n_items * max(1, kinds) <= below
 
 
 def planned_workers(profile: dict, workers: int | None = None) -> int:
@@ -236,6 +265,7 @@ def dask_config(profile: dict) -> dict[str, Any]:
     profile key it names, and any key above or below it (``DASK_KUBERNETES__RESOURCES`` replaces
     every ``kubernetes.resources.*`` of the profile).
     """
+    import dask
     own = _flatten({k: v for k, v in profile.items() if k not in OWN_KEYS})
     env = _flatten(dask.config.collect_env(
         {k: v for k, v in os.environ.items() if k != "DASK_INTERNAL_INHERIT_CONFIG"}))
@@ -253,6 +283,7 @@ def dask_config(profile: dict) -> dict[str, Any]:
 @contextlib.contextmanager
 def apply_config(profile: dict) -> Iterator[dict]:
     """Apply the profile's Dask config (after importing the kind's library) for the block."""
+    import dask
     _require(profile)
     settings = dask_config(profile)
     with dask.config.set(settings):
@@ -278,6 +309,7 @@ def kubernetes_cluster_spec(profile: dict, workers: int | None = None) -> dict:
     dask-kubernetes' ``make_cluster_spec``, finished by :func:`maskcore.exec.kubespec.finish_spec`
     (``dask scheduler``, pod keys, the user's ``custom-cluster-spec`` merged).
     """
+    import dask
     with apply_config(profile):
         from dask_kubernetes.exceptions import ValidationError
         from dask_kubernetes.operator import make_cluster_spec
@@ -370,6 +402,7 @@ def _make_kubernetes(profile: dict, n: int | None):
 
 def _defaults(kind: str, destination: str | None) -> dict:
     """Values maskcore fills in where neither the profile nor Dask's config says anything."""
+    import dask
     if kind == "slurm" and dask.config.get("jobqueue.slurm.log-directory", None) is None:
         return {"jobqueue.slurm.log-directory": job_log_directory(destination)}
     return {}
@@ -395,6 +428,7 @@ def build_cluster(profile: dict, workers: int | None = None, destination: str | 
     inspect a cluster, e.g. ``job_script()``). Otherwise the profile's ``adapt`` or ``workers``.
     ``destination``: the run's, for the Slurm jobs' default log folder (:func:`job_log_directory`).
     """
+    import dask
     kind, name = profile["kind"], profile["name"]
     if kind not in BUILDERS:
         raise ConfigError(f"cluster profile {name!r}: expected a kind that builds a cluster "
@@ -430,6 +464,7 @@ def _safe_address(address: str) -> str:
 
 
 def _scheduler_address(profile: dict) -> str:
+    import dask
     address = dask.config.get("scheduler-address", None)
     name = profile["name"]
     if not address:
@@ -480,6 +515,7 @@ def connect(profile: dict, workers: int | None = None, log=None, destination: st
     gets ``waiting for workers (0/N)`` while none has come; a ClusterError says why none came
     (:mod:`maskcore.exec.watch`). ``destination``: see :func:`build_cluster`.
     """
+    import dask
     from distributed import Client
 
     if profile["kind"] != "address":

@@ -130,6 +130,7 @@ class ExportConfig:
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
+    in_process: bool | None = None      # True/False: force running in this process / on workers; None: by size (cluster.runs_inprocess)
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -159,6 +160,8 @@ class ExportConfig:
             raise ConfigError(f"archive_format: expected 'tar' or 'zip', got {self.archive_format!r}")
         if self.dashboard is not None and (not isinstance(self.dashboard, str) or not self.dashboard):
             raise ConfigError(f"dashboard: expected an address such as 127.0.0.1:8787, got {self.dashboard!r}")
+        if self.in_process not in (None, True, False):
+            raise ConfigError(f"in_process: expected true, false or None, got {self.in_process!r}")
         if not isinstance(self.progress_interval, (int, float)) or not self.progress_interval > 0:
             raise ConfigError(f"progress_interval: expected seconds > 0, got {self.progress_interval!r}")
 
@@ -260,7 +263,8 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 """One cluster for the scan and the export, started only when needed; None: run
                 in this process (profile ``inprocess``, or a small ``local`` run)."""
                 nonlocal client
-                if client is None and not runs_inprocess(profile, cfg.workers, n_items):
+                kinds = len(getattr(layout, "masks", None) or ()) or 1
+                if client is None and not runs_inprocess(profile, cfg.workers, n_items, kinds, cfg.in_process):
                     client = stack.enter_context(connect(_with_dashboard(profile, cfg.dashboard), cfg.workers,
                                                          log=log, destination=cfg.destination))
                     if cfg.dashboard is not None:
@@ -268,7 +272,7 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
                 elif cfg.dashboard is not None and client is None and not get_client.told:
                     get_client.told = True
                     log(f"maskcore: no dashboard: the {n_items} items run in this process "
-                        "(--workers N runs them on worker processes)")
+                        "(--no-in-process runs them on worker processes)")
                 return client
             get_client.told = False
             get_client.given = client is not None
@@ -370,7 +374,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     todo = [(i, sent[i], keys[i], None if kept_archive is not None else resumed.get(i)) for i in range(len(parts))
             if sent[i] is not None]
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
-    client = get_client(plan.num_rows) if todo else None
+    client = get_client(sum(rows.num_rows for _, rows, _, _ in todo)) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
     for path, data in [] if cfg.archive else project_files:
         if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing

@@ -37,6 +37,12 @@ def voc_color(i: int) -> tuple[int, int, int]:
 
 def voc_colormap(n: int = 256) -> np.ndarray:
     """The first ``n`` VOC colours as an (n, 3) uint8 array (vectorised ``voc_color``)."""
+    if 0 <= n <= len(_VOC_256):  # the CVAT layout asks once per item: a slice of the table made once
+        return _VOC_256[:n].copy()
+    return _voc_colormap(n)
+
+
+def _voc_colormap(n: int) -> np.ndarray:
     idx = np.arange(n, dtype=np.int64)
     out = np.zeros((n, 3), dtype=np.int64)
     c = idx.copy()
@@ -45,6 +51,9 @@ def voc_colormap(n: int = 256) -> np.ndarray:
             out[:, ch] |= ((c >> ch) & 1) << j
         c >>= 3
     return out.astype(np.uint8)
+
+
+_VOC_256 = _voc_colormap(256)
 
 
 def class_colors(n: int) -> list[tuple[int, int, int]]:

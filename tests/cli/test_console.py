@@ -201,7 +201,7 @@ def test_dashboard_link_is_printed_only_when_asked(tmp_path, capsys):
     import re
 
     assert main(["export", str(VECTOR), str(tmp_path / "a"), "--masks", "machine", "--workers", "1",
-                 "--dashboard", "127.0.0.1:0"]) == 0
+                 "--no-in-process", "--dashboard", "127.0.0.1:0"]) == 0
     err = capsys.readouterr().err
     assert re.search(r"maskcore: dashboard: http://127\.0\.0\.1:\d+/status\n", err), err
     assert main(["export", str(VECTOR), str(tmp_path / "b"), "--masks", "machine", "--dashboard"]) == 0

@@ -370,6 +370,37 @@ def test_local_profile_starts_worker_processes():
     assert dask.config.get("scheduler-address", None) is None
 
 
+def test_small_runs_run_in_process_by_their_work_and_a_flag_forces_either():
+    """In this process up to ``inprocess_below`` items x mask kinds, ten times that with one worker;
+    several workers asked for by count always start; ``force`` decides when given."""
+    from maskcore.exec.cluster import ONE_WORKER_FACTOR, runs_inprocess
+
+    local = get_profile(None)
+    below = local["inprocess_below"]
+    assert runs_inprocess(local, None, below // 4, kinds=4)
+    assert not runs_inprocess(local, None, below // 4 + 1, kinds=4)
+    assert runs_inprocess(local, 1, below * ONE_WORKER_FACTOR // 2, kinds=2)
+    assert not runs_inprocess(local, 1, below * ONE_WORKER_FACTOR // 2 + 1, kinds=2)
+    assert not runs_inprocess(local, 2, 1, kinds=1)
+    assert not runs_inprocess({**local, "workers": 3}, None, 1, kinds=1)
+    assert runs_inprocess(local, 2, 10**6, kinds=4, force=True)
+    assert not runs_inprocess(local, 1, 1, kinds=1, force=False)
+    assert not runs_inprocess(get_profile("address", CLUSTER_FILE), None, 1)
+    assert runs_inprocess(get_profile("inprocess", CLUSTER_FILE), None, 10**6)
+    with pytest.raises(ConfigError, match="kind inprocess: it has no worker processes"):
+        runs_inprocess(get_profile("inprocess", CLUSTER_FILE), None, 1, force=False)
+
+
+def test_the_command_line_imports_no_dask_until_a_cluster_is_needed():
+    """A run in this process never imports dask (~0.15 s of start-up): only building or reaching a
+    cluster does."""
+    code = ("import sys; import maskcore.cli.main; from maskcore.exec.cluster import get_profile; "
+            "get_profile(None); get_profile('local', sys.argv[1]); print('dask' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, CLUSTER_FILE], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    assert out.stdout.split() == ["False"], out.stderr
+
+
 def _until_scheduler_file(path, timeout: float) -> str:
     """The address in the scheduler file once it is written whole (Dask writes it in place: a
     reader can see it empty or half-written)."""

@@ -24,8 +24,10 @@ INJECT = Path(__file__).resolve().parent / "inject"   # sitecustomize.py: MASKCO
 
 
 def export_args(src: Path, dst: Path, *options: str) -> list[str]:
-    """``export SRC DST`` on one worker, one item per partition (so a run can be cut anywhere)."""
-    return ["export", str(src), str(dst), "--workers", "1", "--items-per-partition", "1", *options]
+    """``export SRC DST`` on one worker process (not in-process, however small), one item per
+    partition (so a run can be cut anywhere)."""
+    return ["export", str(src), str(dst), "--workers", "1", "--no-in-process", "--items-per-partition", "1",
+            *options]
 
 
 def partials(dst: Path) -> list[Path]:
