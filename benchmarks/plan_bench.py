@@ -5,7 +5,7 @@ A synthetic listing (no store, no rendering) of N items in 100 datasets, with S3
 work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   plan        ``plan_partitions`` (output folders, safe unique names and mask stems, partitions)
   attach      the previous manifest's checksums and stamps joined to the plan
-  keys        ``partitions`` + ``partition_keys`` of every partition (``recovery.settle``)
+  keys        ``recovery.settle``: partitions, and their keys made lazily (none on a no-op night)
   split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
   manifest    the result rows sorted, outputs carried, stamps recorded, written as Parquet in row
               groups (``codec.parquet.write_parquet_stream``)
@@ -31,9 +31,23 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def synthetic_listing(n: int) -> pa.Table:
-    """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps."""
-    i = pa.array(np.arange(n, dtype=np.int64))
+def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
+    """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps,
+    made and stamped (``stamps.with_stamps``: text stamps digested) a block of items at a time, as
+    a reader listing page by page would; and the seconds ``with_stamps`` took."""
+    from maskcore.exec.stamps import with_stamps
+
+    tables, seconds = [], 0.0
+    for start in range(0, n, block):
+        text = _listing_block(start, min(n, start + block), n)
+        t = time.perf_counter()
+        tables.append(with_stamps(text))
+        seconds += time.perf_counter() - t
+    return (pa.concat_tables(tables).combine_chunks() if tables else with_stamps(_listing_block(0, 0, 0))), seconds
+
+
+def _listing_block(start: int, end: int, n: int) -> pa.Table:
+    i = pa.array(np.arange(start, end, dtype=np.int64))
     num = pc.utf8_lpad(pc.cast(i, pa.string()), 8, "0")
     ds = pc.binary_join_element_wise("ds", pc.utf8_lpad(pc.cast(pc.divide(i, max(1, n // 100)), pa.string()),
                                                         2, "0"), "")
@@ -44,7 +58,7 @@ def synthetic_listing(n: int) -> pa.Table:
         "dataset": ds, "item": item,
         "ann_path": pc.binary_join_element_wise(ds, "/ann/", item, ".json", ""),
         "img_path": pc.binary_join_element_wise(ds, "/img/", item, ""),
-        "ann_bytes": pa.array(np.full(n, 900, np.int64)), "img_bytes": pa.array(np.full(n, 120000, np.int64)),
+        "ann_bytes": pa.array(np.full(len(i), 900, np.int64)), "img_bytes": pa.array(np.full(len(i), 120000, np.int64)),
         "ann_stamp": pc.binary_join_element_wise(etag, "900", ""),
         "img_stamp": pc.binary_join_element_wise(etag, "120000", ""),
     })
@@ -79,14 +93,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from maskcore.codec.parquet import write_parquet_stream
-    from maskcore.exec.plan import partitions, plan_partitions
+    from maskcore.exec.plan import plan_partitions
     from maskcore.exec.run import _carry_unchanged_outputs
     from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
-    from maskcore.exec.state import partition_keys
+    from maskcore.exec.recovery import Leftovers, settle
 
-    listing = synthetic_listing(args.items)
+    listing, stamp_seconds = synthetic_listing(args.items)
     previous = previous_manifest(plan_partitions(listing))
     rss0 = _rss_mib()
+    print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total)")
     times = {}
     t = start = time.perf_counter()
 
@@ -100,8 +115,8 @@ def main() -> None:
     step("plan")
     plan = attach_previous(plan, previous)
     step("attach")
-    parts = partitions(plan)
-    keys = partition_keys("fp", plan, parts.bounds)
+    settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
+    parts, keys = settled.parts, settled.keys
     step("keys")
     sent, known = split_unchanged(plan, parts, True)
     assert not any(s is not None for s in sent) and len(keys) == len(parts)

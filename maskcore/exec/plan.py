@@ -172,7 +172,24 @@ def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,
                            partition_numbers(plan.num_rows, items_per_partition))
 
 
-class Partitions(Sequence):
+class Lazy(Sequence):
+    """A sequence whose items are made when asked for (``_make(i)``, ``0 <= i < len``); slices and
+    negative indices as a list's."""
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._make(i)
+
+    def _make(self, i: int):
+        raise NotImplementedError
+
+
+class Partitions(Lazy):
     """A plan's partitions, in partition order, each made when it is asked for (a run of millions of
     items asks only for the partitions it sends to workers).
 
@@ -193,13 +210,7 @@ class Partitions(Sequence):
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+    def _make(self, i: int) -> pa.Table:
         return self.plan.take(pa.array(np.arange(self.bounds[i], self.bounds[i + 1]), pa.int64()))
 
     def __eq__(self, other) -> bool:

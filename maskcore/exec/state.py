@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..codec.parquet import parquet_bytes  # noqa: F401  (state files are written with it)
 from ..errors import RefusedError
+from .plan import Lazy
 
 STATE_DIR = ".maskcore"
 MANIFEST = f"{STATE_DIR}/manifest.parquet"
@@ -78,21 +79,52 @@ def _key_lines(plan: pa.Table) -> pa.Array:
     return lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
 
 
+KEY_BLOCK_ROWS = 262_144
+"""Rows whose key lines are made at a time (``partition_keys``): ~300 bytes of lines a row, so a
+block's lines stay near 80 MB however many items the plan has."""
+
+
 def partition_keys(config_fp: str, plan: pa.Table, bounds) -> list[str]:
     """Identity of each partition's work (rows ``bounds[i]:bounds[i + 1]`` of ``plan``): the
-    configuration plus its items and their inputs. One vectorised pass over the plan, then one
-    sha256 per partition over its rows' lines (``_key_lines``), which lie contiguous in memory."""
-    lines = _key_lines(plan)
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
-    data = memoryview(lines.buffers()[2] or b"")
-    head = f"{config_fp}\n".encode()
-    keys = []
-    for i in range(len(bounds) - 1):
-        digest = hashlib.sha256(head)
-        digest.update(data[offsets[bounds[i]]:offsets[bounds[i + 1]]])
-        digest.update(np.diff(offsets[bounds[i]:bounds[i + 1] + 1]).tobytes())  # where each line ends
-        keys.append(digest.hexdigest()[:32])
-    return keys
+    configuration plus its items and their inputs. Vectorised over blocks of whole partitions
+    (``KEY_BLOCK_ROWS``), then one sha256 per partition over its rows' lines (``_key_lines``),
+    which lie contiguous in memory."""
+    return PartitionKeys(config_fp, plan, bounds)[:]
+
+
+class PartitionKeys(Lazy):
+    """``partition_keys``, each block of partitions made when one of its keys is first asked for: a
+    run that sends no partition to a worker (a no-op night) and resumes none makes none."""
+
+    def __init__(self, config_fp: str, plan: pa.Table, bounds) -> None:
+        self.plan, self.bounds = plan, np.asarray(bounds, np.int64)
+        self.head = f"{config_fp}\n".encode()
+        self.known: dict[int, str] = {}
+        # block k is partitions starts[k]:starts[k + 1], together at most KEY_BLOCK_ROWS rows (or one partition)
+        cuts = np.searchsorted(self.bounds, np.arange(0, int(self.bounds[-1]) + 1, KEY_BLOCK_ROWS), "right") - 1
+        self.starts = np.unique(np.concatenate([cuts, [0, len(self) ]]).clip(0, len(self)))
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def _make(self, i: int) -> str:
+        if i not in self.known:
+            k = int(np.searchsorted(self.starts, i, "right")) - 1
+            self._block(int(self.starts[k]), int(self.starts[k + 1]))
+        return self.known[i]
+
+    def _block(self, first: int, end: int) -> None:
+        """Keys of partitions ``first:end``."""
+        bounds = self.bounds[first:end + 1]
+        lines = _key_lines(self.plan.slice(int(bounds[0]), int(bounds[-1] - bounds[0])))
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+        data = memoryview(lines.buffers()[2] or b"")
+        rows = bounds - bounds[0]
+        for i in range(len(rows) - 1):
+            digest = hashlib.sha256(self.head)
+            digest.update(data[offsets[rows[i]]:offsets[rows[i + 1]]])
+            digest.update(np.diff(offsets[rows[i]:rows[i + 1] + 1]).tobytes())  # where each line ends
+            self.known[first + i] = digest.hexdigest()[:32]
 
 
 def partition_key(config_fp: str, part: pa.Table) -> str:
