@@ -64,23 +64,33 @@ def _listing_block(start: int, end: int, n: int) -> pa.Table:
     })
 
 
+def _random_hex(n: int, width: int) -> pa.Array:
+    """``n`` random lowercase hex strings of ``width`` characters (checksums: they do not compress)."""
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)[
+        np.random.default_rng(n + width).integers(0, 16, n * width, dtype=np.uint8)]
+    offsets = np.arange(n + 1, dtype=np.int64) * width
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())).cast(pa.string())
+
+
 def previous_manifest(plan: pa.Table) -> pa.Table:
     """What the last run recorded: every item ok, one output each, the same stamps."""
+    from maskcore.exec.stamps import repeated_text
     from maskcore.exec.task import OUTPUT_TYPE, RESULT_SCHEMA
 
     n = plan.num_rows
-    sha = pc.utf8_lpad(pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string()), 64, "0")
+    sha = _random_hex(n, 64)
     path = pc.binary_join_element_wise(plan.column("out_dir"), "/masks_machine/", plan.column("mask_stem"), ".png", "")
     outputs = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
-        [pc.cast(path, pa.string()).combine_chunks(), pa.array(np.full(n, 300, np.int64)), sha],
+        [pc.cast(path, pa.string()).combine_chunks(), pa.array(np.full(n, 300, np.int64)), _random_hex(n, 64)],
         fields=list(OUTPUT_TYPE)))
     cols = {"dataset": plan.column("dataset"), "item": plan.column("item"), "out_dir": plan.column("out_dir"),
             "out_name": plan.column("out_name"), "mask_stem": plan.column("mask_stem"),
-            "status": pa.array(["ok"] * n, pa.string()), "ann_sha256": sha, "img_sha256": sha,
+            "status": repeated_text("ok", n), "ann_sha256": sha, "img_sha256": _random_hex(n, 64),
             "outputs": outputs, "bytes_written": pa.array(np.full(n, 300, np.int64)),
             "seconds": pa.array(np.zeros(n))}
     arrays = [cols[f.name] if f.name in cols else
-              (pa.array([[]] * n, f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
+              (pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], f.type.value_type),
+                                        type=f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
               for f in RESULT_SCHEMA]
     table = pa.Table.from_arrays([pc.cast(a, f.type) for a, f in zip(arrays, RESULT_SCHEMA)], schema=RESULT_SCHEMA)
     return table.append_column("ann_stamp", plan.column("ann_stamp")).append_column("img_stamp", plan.column("img_stamp"))
@@ -97,6 +107,7 @@ def main() -> None:
     from maskcore.exec.run import _carry_unchanged_outputs
     from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
     from maskcore.exec.recovery import Leftovers, settle
+    from maskcore.exec.state import in_item_order
 
     listing, stamp_seconds = synthetic_listing(args.items)
     previous = previous_manifest(plan_partitions(listing))
@@ -121,7 +132,7 @@ def main() -> None:
     sent, known = split_unchanged(plan, parts, True)
     assert not any(s is not None for s in sent) and len(keys) == len(parts)
     step("split")
-    manifest = pa.concat_tables(known).sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = in_item_order(pa.concat_tables(known))
     manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
     out = args.out or tempfile.mktemp(suffix=".parquet")
     with open(out, "wb") as f:

@@ -59,6 +59,7 @@ from .stamps import (
     attach_previous,
     plan_summary,
     record_stamps,
+    same_items,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -71,6 +72,7 @@ from .state import (
     STARTED,
     STATE_DIR,
     config_fingerprint,
+    in_item_order,
     parquet_bytes,
     read_manifest_readonly,
     read_state_parquet,
@@ -375,7 +377,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         project_files = project_files + _list_files(pa.concat_tables(results) if results else None)
     archive = _finish_archive(cfg, sink, results, project_files) if cfg.archive else None
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
-    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = in_item_order(manifest)  # no copy when the rows are in order already (a quiet night)
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
@@ -557,8 +559,7 @@ def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table
     unchanged = pc.equal(manifest.column("status"), "unchanged")
     if not pc.any(unchanged).as_py():
         return manifest
-    aligned = (manifest.num_rows == previous.num_rows and manifest.column("dataset").equals(previous.column("dataset"))
-               and manifest.column("item").equals(previous.column("item")))  # a quiet night: no lookup
+    aligned = same_items(manifest, previous)  # a quiet night: no lookup
     every = pc.all(unchanged).as_py()
     where = None if aligned else pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
     for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
@@ -575,7 +576,7 @@ def _list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
     item) order; failed items contribute nothing."""
     if manifest is None or "lines" not in manifest.column_names or manifest.num_rows == 0:
         return []
-    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = in_item_order(manifest)
     ok = manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))
     flat = pc.list_flatten(ok.column("lines")).combine_chunks()
     if len(flat) == 0:

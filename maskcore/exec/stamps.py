@@ -105,18 +105,36 @@ def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
     checksums) and ``prev_ann_stamp`` / ``prev_img_stamp`` (``STAMP_TYPE``, digested when the
     manifest kept them as text; null for new items, or a manifest written before stamps). The
     plan's row order is kept."""
+    if same_items(plan, previous) and pc.all(pc.is_in(previous.column("status"),
+                                                     pa.array(["ok", "unchanged"]))).as_py():
+        where = None  # the same items in the same order, none failed (a quiet night): no lookup, no copy
+    else:
+        where = _previous_rows(plan, previous)
+    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
+                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
+        if column not in previous.column_names:
+            values = pa.nulls(plan.num_rows, pa.string())
+        else:
+            values = previous.column(column) if where is None else previous.column(column).combine_chunks().take(where)
+        values = stamp_digests(values) if column in STAMP_COLUMNS else pc.cast(values, pa.string())
+        plan = plan.append_column(prev, values)
+    return plan
+
+
+def same_items(table: pa.Table, other: pa.Table) -> bool:
+    """Whether two tables list the same items (dataset, item) in the same order."""
+    return (table.num_rows == other.num_rows and table.column("dataset").equals(other.column("dataset"))
+            and table.column("item").equals(other.column("item")))
+
+
+def _previous_rows(plan: pa.Table, previous: pa.Table) -> pa.Array:
+    """For each planned item its row in ``previous``; null when absent or failed there."""
     where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
     if previous.num_rows:  # a failed item has no previous record to go by
         ok = pc.is_in(previous.column("status").combine_chunks(), pa.array(["ok", "unchanged"]))
         recorded = pc.fill_null(ok.take(pc.fill_null(where, 0)), False)
         where = pc.if_else(recorded, where, pa.scalar(None, where.type))
-    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
-                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
-        values = (previous.column(column).combine_chunks().take(where) if column in previous.column_names
-                  else pa.nulls(plan.num_rows, pa.string()))
-        values = stamp_digests(values) if column in STAMP_COLUMNS else pc.cast(values, pa.string())
-        plan = plan.append_column(prev, values)
-    return plan
+    return where
 
 
 def unchanged_mask(part: pa.Table) -> pa.Array:
@@ -187,8 +205,7 @@ def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Ta
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
-    aligned = (manifest.num_rows == plan.num_rows and manifest.column("dataset").equals(plan.column("dataset"))
-               and manifest.column("item").equals(plan.column("item")))  # the usual case: no lookup
+    aligned = same_items(manifest, plan)  # the usual case: no lookup
     where = None if aligned else pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
     for column in STAMP_COLUMNS:
         if column not in plan.column_names:

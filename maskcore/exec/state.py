@@ -132,6 +132,21 @@ def partition_key(config_fp: str, part: pa.Table) -> str:
     return partition_keys(config_fp, part, [0, part.num_rows])[0]
 
 
+ITEM_ORDER = [("dataset", "ascending"), ("item", "ascending")]
+
+
+def in_item_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by (dataset, item), the manifest's order; as it is (no copy) when it is
+    already in that order (a no-op night's rows, partitions that finished in order)."""
+    if table.num_rows < 2:
+        return table
+    ds, item = table.column("dataset"), table.column("item")
+    head, tail = slice(0, table.num_rows - 1), slice(1, table.num_rows)
+    same = pc.equal(ds[tail], ds[head])
+    ordered = pc.or_(pc.greater(ds[tail], ds[head]), pc.and_(same, pc.greater_equal(item[tail], item[head])))
+    return table if pc.all(ordered).as_py() else table.sort_by(ITEM_ORDER)
+
+
 def read_parquet(sink, relpath: str) -> pa.Table | None:
     """A Parquet file of the destination, or None if it does not exist."""
     if not sink.exists(relpath):
