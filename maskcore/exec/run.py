@@ -20,7 +20,6 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -54,6 +53,7 @@ from .lease import RunLock
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
+from .report import FULL_LIST, listed_failures, listed_source_warnings, listed_warnings
 from .scan import scan_partitions
 from .stamps import (
     attach_previous,
@@ -406,14 +406,16 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         if swept:
             log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
                 f"produces (first {swept[0]!r})")
-    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts), len(resumed),
-                     len(stale), config_fp, time.perf_counter() - started)
+    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts),
+                     sum(1 for _, _, _, done in todo if done is not None),
+                     len(stale), config_fp, time.perf_counter() - started, n_sent=len(todo))
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
     report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
     report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": sum(t.num_rows for t in known),
                         "hashed": sum(p.num_rows for _, p, _, _ in todo)}
-    report["source_warnings"] = list(getattr(source, "warnings", None) or [])
+    report["source_warnings"], report["listed"]["source_warnings"] = listed_source_warnings(
+        list(getattr(source, "warnings", None) or []))
     if filtered is not None:
         report["filtered"] = filtered
     if archive is not None:
@@ -518,24 +520,29 @@ SUMMARY_FAILURES = 5
 
 def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
     """What a person must see after a run: failures counted by kind with the first few named (item,
-    object, reason), and the number of warnings; the report holds every one of them."""
+    object, reason), and the number of warnings; the report names the first ones of each kind
+    (``exec/report.py``), the manifest holds every one of them."""
+    del manifest  # the counts are the report's (``listed``)
     lines = []
-    failed = report["failures"]
-    if failed:
-        kinds = manifest.filter(pc.equal(manifest.column("status"), "failed")).column("error_type").to_pylist()
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(Counter(kinds).items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"maskcore: {len(failed)} items failed ({counts}):")
+    failed, counts = report["failures"], report["listed"]["failures"]
+    if counts["total"]:
+        kinds = ", ".join(f"{n} {k or None}" for k, n in sorted(counts["by_kind"].items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"maskcore: {counts['total']} items failed ({kinds}):")
         lines += [f"maskcore:   {f['error']}" for f in failed[:SUMMARY_FAILURES]]
-        if len(failed) > SUMMARY_FAILURES:
-            lines.append(f"maskcore:   ... and {len(failed) - SUMMARY_FAILURES} more in the report")
-    source = report.get("source_warnings") or []
-    if source:
-        lines.append(f"maskcore: {len(source)} source warnings (first: {source[0]}); every one is in the report")
-    n_warn = sum(len(w["warnings"]) for w in report["warnings"])
-    if n_warn:
+        if counts["total"] > SUMMARY_FAILURES:
+            lines.append(f"maskcore:   ... and {counts['total'] - SUMMARY_FAILURES} more in the report"
+                         + (f" ({counts['listed']} named there; every one in {FULL_LIST})"
+                            if counts["listed"] < counts["total"] else ""))
+    source, n_source = report.get("source_warnings") or [], report["listed"]["source_warnings"]["total"]
+    if n_source:
+        where = "every one is in the report" if len(source) == n_source else f"the first {len(source)} are in the report"
+        lines.append(f"maskcore: {n_source} source warnings (first: {source[0]}); {where}")
+    warned = report["listed"]["warnings"]
+    if warned["warnings"]:
         first = report["warnings"][0]["warnings"][0]
-        lines.append(f"maskcore: {n_warn} warnings on {len(report['warnings'])} items (first: {first}); "
-                     "every one is in the report")
+        where = ("every one is in the report" if warned["listed"] == warned["items"] else
+                 f"the first {warned['listed']} items are in the report, every one in {FULL_LIST}")
+        lines.append(f"maskcore: {warned['warnings']} warnings on {warned['items']} items (first: {first}); {where}")
     return lines
 
 
@@ -702,13 +709,16 @@ def _count(mask) -> int:
     return int(pc.sum(mask).as_py() or 0)
 
 
-def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
-    """Counts with pyarrow over the whole manifest; only failed and warned items become Python rows."""
+def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds, n_sent=None) -> dict:
+    """Counts with pyarrow over the whole manifest; only the failed and warned items the report
+    names become Python rows. Partitions: ``run`` by a task from the start, ``resumed`` (a task
+    checked what an unfinished run finished), ``unchanged_by_stamp`` (no task: every item unchanged
+    by its stamps); ``n_sent``: partitions given to tasks (default: all)."""
+    n_sent = n_parts if n_sent is None else n_sent
     status = manifest.column("status")
     is_ok = pc.equal(status, "ok")
-    failed = (manifest.filter(pc.equal(status, "failed")).select(["dataset", "item", "error"]).to_pylist())
-    has_warnings = pc.greater(pc.fill_null(pc.list_value_length(manifest.column("warnings")), 0), 0)
-    warned = manifest.filter(has_warnings).select(["dataset", "item", "warnings"]).to_pylist()
+    failed, failed_counts = listed_failures(manifest)  # the first of each kind named, all counted
+    warned, warned_counts = listed_warnings(manifest)
     return {
         "maskcore_version": __version__,
         "source": redact(cfg.source, cfg.storage_options),
@@ -716,9 +726,10 @@ def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "layout": cfg.layout,
         "layout_options": cfg.layout_options,
         "cluster": cluster,  # the profile, and where the tasks ran: inprocess, client, local, slurm, ...
-        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
+        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_sent - n_resumed,
+                       "unchanged_by_stamp": n_parts - n_sent},
         "items": {"total": manifest.num_rows, "written": _count(is_ok),
-                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": len(failed)},
+                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": failed_counts["total"]},
         "files_written": int(pc.sum(pc.list_value_length(manifest.filter(is_ok).column("outputs"))).as_py() or 0),
         "bytes_written": int(pc.sum(manifest.column("bytes_written")).as_py() or 0),
         "stale_files_removed": n_stale,
@@ -727,4 +738,5 @@ def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "input_fingerprint": _input_fingerprint(manifest),
         "failures": failed,
         "warnings": warned,
+        "listed": {"failures": failed_counts, "warnings": warned_counts, "full_list": FULL_LIST},
     }
