@@ -7,12 +7,15 @@ work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   attach      the previous manifest's checksums and stamps joined to the plan
   keys        ``recovery.settle``: partitions, and their keys made lazily (none on a no-op night)
   split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
-  manifest    the result rows sorted, outputs carried, stamps recorded, written as Parquet in row
-              groups (``codec.parquet.write_parquet_stream``)
-Prints seconds per step and the peak RSS (ru_maxrss) before and after the steps.
+  finish      the result rows in item order, outputs carried, stamps recorded, stale outputs, the
+              report's named failures and warnings and its input fingerprint (``exec.run``)
+  manifest    written as the run commits it (``state.write_manifest``: files of 1M rows)
+Before the steps, the last run's manifest is written the same way into a temporary destination, and
+``read`` reads it back (``state.read_manifest``). Prints seconds per step and the peak RSS
+(ru_maxrss) after each.
 
 Usage:
-  python benchmarks/plan_bench.py [--items 10000000] [--out FILE]
+  python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -99,48 +102,62 @@ def previous_manifest(plan: pa.Table) -> pa.Table:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000_000)
-    ap.add_argument("--out", default=None, help="manifest file (default: a temporary file)")
+    ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
     args = ap.parse_args()
 
-    from maskcore.codec.parquet import write_parquet_stream
     from maskcore.exec.plan import plan_partitions
-    from maskcore.exec.run import _carry_unchanged_outputs
-    from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
     from maskcore.exec.recovery import Leftovers, settle
-    from maskcore.exec.state import in_item_order
+    from maskcore.exec.report import listed_failures, listed_warnings
+    from maskcore.exec.run import _carry_unchanged_outputs, _input_fingerprint, _stale_outputs
+    from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
+    from maskcore.exec.state import RUN_ID_KEY, in_item_order, read_manifest, write_manifest
+    from maskcore.exec.verify import MANIFEST_COLUMNS
+    from maskcore.io.sinks import get_sink
 
-    listing, stamp_seconds = synthetic_listing(args.items)
-    previous = previous_manifest(plan_partitions(listing))
-    rss0 = _rss_mib()
-    print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total)")
-    times = {}
-    t = start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        sink = get_sink("dir", tmp)
+        listing, stamp_seconds = synthetic_listing(args.items)
+        previous = previous_manifest(plan_partitions(listing))
+        write_manifest(sink, previous.replace_schema_metadata({RUN_ID_KEY: b"last"}))
+        del previous
+        rss0 = _rss_mib()
+        print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
+              f"peak RSS so far {rss0:.0f} MiB (making the listing and the last run's manifest)")
+        times, peaks = {}, {}
+        t = start = time.perf_counter()
 
-    def step(name):
-        nonlocal t
-        now = time.perf_counter()
-        times[name] = round(now - t, 1)
-        t = now
+        def step(name):
+            nonlocal t
+            now = time.perf_counter()
+            times[name], peaks[name] = round(now - t, 1), round(_rss_mib())
+            t = now
 
-    plan = plan_partitions(listing)
-    step("plan")
-    plan = attach_previous(plan, previous)
-    step("attach")
-    settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
-    parts, keys = settled.parts, settled.keys
-    step("keys")
-    sent, known = split_unchanged(plan, parts, True)
-    assert not any(s is not None for s in sent) and len(keys) == len(parts)
-    step("split")
-    manifest = in_item_order(pa.concat_tables(known))
-    manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
-    out = args.out or tempfile.mktemp(suffix=".parquet")
-    with open(out, "wb") as f:
-        write_parquet_stream(manifest, f)
-    step("manifest")
-    total = time.perf_counter() - start
-    print(f"{args.items} items, {len(parts)} partitions: {times} s, total {total:.1f} s; peak RSS "
-          f"{_rss_mib():.0f} MiB (before the steps: {rss0:.0f} MiB: listing + previous manifest)")
+        plan = plan_partitions(listing)
+        del listing
+        step("plan")
+        previous = read_manifest(sink, MANIFEST_COLUMNS)
+        step("read")
+        plan = attach_previous(plan, previous)
+        step("attach")
+        settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
+        parts, keys = settled.parts, settled.keys
+        step("keys")
+        sent, known = split_unchanged(plan, parts, True)
+        assert not any(s is not None for s in sent) and len(keys) == len(parts)
+        step("split")
+        manifest = in_item_order(pa.concat_tables(known))
+        manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
+        stale = _stale_outputs(previous, manifest, pa.array([], pa.string()))
+        failed, _ = listed_failures(manifest)
+        warned, _ = listed_warnings(manifest)
+        fingerprint = _input_fingerprint(manifest)
+        assert not stale and not failed and not warned and fingerprint
+        step("finish")
+        write_manifest(sink, manifest.replace_schema_metadata({RUN_ID_KEY: b"now"}))
+        step("manifest")
+        total = time.perf_counter() - start
+    print(f"{args.items} items, {len(parts)} partitions: seconds {times}, total {total:.1f} s; "
+          f"peak RSS after each step (MiB) {peaks}")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,22 @@ def test_partitions_skipped_by_stamp_are_not_counted_as_run(tmp_path, samples, m
     one = run_export(ExportConfig(str(src), str(dst), items_per_partition=2), log=lambda m: None)
     assert one.report["partitions"] == {"total": 3, "resumed": 0, "run": 1, "unchanged_by_stamp": 2}
     assert one.report["stamps"]["hashed"] == 1
+
+
+def test_input_fingerprint_is_the_sha256_of_one_line_per_item():
+    """Hashed from Arrow's buffers block by block: the same digest as the lines written out."""
+    import hashlib
+
+    from maskcore.exec.run import _input_fingerprint
+
+    rng = np.random.default_rng(int(time.time()))
+    n = int(rng.integers(0, 3000))
+    rows = [(f"ds{rng.integers(3)}/é", f"{i}.png", None if rng.random() < 0.2 else f"{rng.integers(1 << 60):064x}",
+             f"{rng.integers(1 << 60):064x}") for i in range(n)]
+    table = pa.table(list(zip(*rows)) if rows else [[], [], [], []],
+                     schema=pa.schema([(c, pa.string()) for c in ("dataset", "item", "ann_sha256", "img_sha256")]))
+    table = pa.concat_tables([table.slice(0, n // 3), table.slice(n // 3)])
+    text = "".join("\t".join(v or "" for v in r) + "\n" for r in rows)
+    expected = hashlib.sha256(text.encode()).hexdigest()
+    assert _input_fingerprint(table, rows_per_block=int(rng.integers(1, 500))) == expected
+    assert _input_fingerprint(table.slice(1)) == hashlib.sha256(text[text.find("\n") + 1:].encode()).hexdigest()

@@ -143,3 +143,35 @@ def test_partition_keys_are_made_only_when_asked_for(monkeypatch):
     assert keys[-1] == keys[15]
     with pytest.raises(IndexError):
         keys[16]
+
+
+def test_a_manifest_in_parts_is_read_whole_replaced_and_checked(tmp_path, samples, monkeypatch):
+    """Above ``MANIFEST_PART_ROWS`` items the manifest is a first file naming part files: the next
+    run, ``--dry-run`` and ``maskcore verify`` read all of it; a later commit removes the parts it
+    does not name; a part that is not the one named makes the manifest damaged (all rendered again)."""
+    from maskcore.exec.run import ExportConfig as Config
+    from maskcore.exec.verify import verify_destination
+    from maskcore.io.sinks import get_sink
+
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 2)
+    src, dst, clean = tmp_path / "src", tmp_path / "out", tmp_path / "clean"
+    shutil.copytree(samples / "vector", src)
+    first = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    parts = sorted(p.name for p in (dst / state.MANIFEST_PARTS).iterdir())
+    assert len(parts) == 2 and pq.read_table(dst / MANIFEST).num_rows == 2
+    sink = get_sink("dir", str(dst))
+    whole = state.read_manifest(sink)
+    assert whole.select(["dataset", "item", "outputs"]).equals(first.manifest.select(["dataset", "item", "outputs"]))
+    assert verify_destination(sink).clean
+    assert run_export(Config(str(src), str(dst), full=False, dry_run=True), log=lambda m: None).report[
+        "dry_run"]["incremental"]
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 4)
+    second = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    assert second.report["items"]["unchanged"] == 6  # every item found in the parts
+    now = sorted(p.name for p in (dst / state.MANIFEST_PARTS).iterdir())
+    assert len(now) == 1 and not set(now) & set(parts)  # the earlier run's parts removed
+    (dst / state.MANIFEST_PARTS / now[0]).write_bytes(b"not the part the manifest names")
+    third = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    assert third.report["items"]["written"] == 6 and third.report["recovery"]["damaged_state"]
+    run_export(Config(str(src), str(clean)), log=lambda m: None)
+    assert tree(dst) == tree(clean)
