@@ -21,6 +21,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -28,6 +29,12 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (user + system): what a step costs whatever the machine's load."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def _rss_mib() -> float:
@@ -108,29 +115,42 @@ def main() -> None:
     from maskcore.exec.plan import plan_partitions
     from maskcore.exec.recovery import Leftovers, settle
     from maskcore.exec.report import listed_failures, listed_warnings
-    from maskcore.exec.run import _carry_unchanged_outputs, _input_fingerprint, _stale_outputs
+    from maskcore.exec.run import (
+        _carry_unchanged_outputs,
+        _input_fingerprint,
+        _stale_outputs,
+    )
     from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
-    from maskcore.exec.state import RUN_ID_KEY, in_item_order, read_manifest, write_manifest
+    from maskcore.exec.state import (
+        RUN_ID_KEY,
+        in_item_order,
+        read_manifest,
+        write_manifest,
+    )
     from maskcore.exec.verify import MANIFEST_COLUMNS
     from maskcore.io.sinks import get_sink
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         sink = get_sink("dir", tmp)
         listing, stamp_seconds = synthetic_listing(args.items)
-        previous = previous_manifest(plan_partitions(listing))
+        planned = plan_partitions(listing)
+        previous = pa.concat_tables([previous_manifest(planned.slice(k, 1_000_000))
+                                     for k in range(0, planned.num_rows, 1_000_000)] or [previous_manifest(planned)])
+        del planned
         write_manifest(sink, previous.replace_schema_metadata({RUN_ID_KEY: b"last"}))
         del previous
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
               f"peak RSS so far {rss0:.0f} MiB (making the listing and the last run's manifest)")
-        times, peaks = {}, {}
-        t = start = time.perf_counter()
+        times, cpu, peaks = {}, {}, {}
+        start, cpu0 = time.perf_counter(), _cpu()
+        t, c = start, cpu0
 
         def step(name):
-            nonlocal t
-            now = time.perf_counter()
-            times[name], peaks[name] = round(now - t, 1), round(_rss_mib())
-            t = now
+            nonlocal t, c
+            now, now_cpu = time.perf_counter(), _cpu()
+            times[name], cpu[name], peaks[name] = round(now - t, 1), round(now_cpu - c, 1), round(_rss_mib())
+            t, c = now, now_cpu
 
         plan = plan_partitions(listing)
         del listing
@@ -155,9 +175,10 @@ def main() -> None:
         step("finish")
         write_manifest(sink, manifest.replace_schema_metadata({RUN_ID_KEY: b"now"}))
         step("manifest")
-        total = time.perf_counter() - start
-    print(f"{args.items} items, {len(parts)} partitions: seconds {times}, total {total:.1f} s; "
-          f"peak RSS after each step (MiB) {peaks}")
+        total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
+    print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

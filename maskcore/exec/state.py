@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..codec.parquet import parquet_bytes  # noqa: F401  (state files are written with it)
+from ..codec.parquet import parquet_bytes
 from ..errors import RefusedError
 from .plan import Lazy
 

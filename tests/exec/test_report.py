@@ -15,7 +15,11 @@ import pyarrow.parquet as pq
 
 from maskcore.cli.main import main
 from maskcore.exec import report as report_caps
-from maskcore.exec.report import listed_failures, listed_source_warnings, listed_warnings
+from maskcore.exec.report import (
+    listed_failures,
+    listed_source_warnings,
+    listed_warnings,
+)
 from maskcore.exec.run import ExportConfig, run_export
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +90,7 @@ def test_partitions_skipped_by_stamp_are_not_counted_as_run(tmp_path, samples, m
     assert first.report["partitions"] == {"total": 3, "resumed": 0, "run": 3, "unchanged_by_stamp": 0}
     night = run_export(ExportConfig(str(src), str(dst), items_per_partition=2), log=lambda m: None)
     assert night.report["partitions"] == {"total": 3, "resumed": 0, "run": 0, "unchanged_by_stamp": 3}
-    ann = sorted((src / "ds" / "ann").iterdir())[0]
+    ann = min((src / "ds" / "ann").iterdir())
     ann.write_text(ann.read_text() + " ")  # one item's stamp moves: its partition runs (hashed, not rendered)
     time.sleep(0.35)
     one = run_export(ExportConfig(str(src), str(dst), items_per_partition=2), log=lambda m: None)
