@@ -44,9 +44,11 @@ MAX_PNG_BYTES = 2**28
 bound its declared size gives: bitmaps are mostly runs of one value and compress to a fraction of
 their pixels, so more is a zlib bomb."""
 
-DEFAULT_MAX_JSON_BYTES = 2**30
-"""Largest COCO instances JSON (reader option ``max_json_bytes``): 1 GiB. It is parsed whole, on
-the driver, and Python objects take several times the file's size."""
+DEFAULT_MAX_JSON_BYTES = 2**36
+"""Largest COCO instances JSON (reader option ``max_json_bytes``): 64 GiB, by its listed size. It is
+streamed (``readers.coco_index``): the driver keeps per image its id, name and byte spans and per
+annotation ~50 bytes of numpy columns (~0.6 GiB of driver memory per 10 M annotations, BENCHMARKS.md
+"Issue 17: one-file sources (COCO)"), and one pass costs time in proportion to the size."""
 
 DEFAULT_MAX_XML_BYTES = 2**30
 """Largest CVAT ``annotations.xml`` (reader option ``max_xml_bytes``): 1 GiB, parsed whole on the

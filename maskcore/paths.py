@@ -26,6 +26,17 @@ _WINDOWS_DEVICE = re.compile(r"(?i)^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|
 _TRAILING = re.compile(r"[. ]+$")
 MAX_COMPONENT_BYTES = 200
 
+STATE_DIR = ".maskcore-meta"
+"""The destination-relative folder of maskcore's run state (manifest, report, lock, partials, start
+markers, temporaries, archive chunks, Slurm logs): every state path is built from this constant.
+Its name ends with ``meta`` so that the Supervisely SDK passes over it: ``Project._read``
+(supervisely/project/project.py) takes every sub-folder for a dataset except paths ending (string
+``endswith``) with one of ``Dataset.ignorable_dirs()`` (``ann, blob, datasets, img, img_info, meta,
+seg``), and does not look inside those (but ``datasets``); a folder named ``.maskcore`` made it log
+"Item directory not found: '.maskcore/img'" for it and each of its sub-folders."""
+LEGACY_STATE_DIR = ".maskcore"
+"""Where maskcore kept run state before ``STATE_DIR``; a run moves it (``maskcore.exec.legacy``)."""
+
 
 def short_hash(text: str, n: int = 8) -> str:
     """First ``n`` hex digits of the sha256 of ``text`` (lone surrogates included)."""

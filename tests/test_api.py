@@ -62,14 +62,14 @@ def test_export_gives_the_cli_bytes_in_process_and_on_a_cluster(samples, tmp_pat
     src = samples / "vector"
     assert cli_main(["export", str(src), str(tmp_path / "cli"), "--masks", "machine,instance,human"]) == 0
     cli = {p.relative_to(tmp_path / "cli").as_posix(): p.read_bytes()
-           for p in (tmp_path / "cli").rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+           for p in (tmp_path / "cli").rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
     here = maskcore.export(src, tmp_path / "here", masks=["machine", "instance", "human"])
     there = maskcore.export(src, tmp_path / "there", masks=["machine", "instance", "human"], client=dask_client)
     assert here.report["cluster"]["kind"] == "inprocess" and there.report["cluster"]["kind"] == "client"
     assert _outputs(here) == _outputs(there)
     for root in (tmp_path / "here", tmp_path / "there"):
         files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-                 if p.is_file() and ".maskcore" not in p.parts}
+                 if p.is_file() and ".maskcore-meta" not in p.parts}
         assert files == cli
 
 
@@ -249,4 +249,4 @@ def test_a_cluster_that_cannot_start_leaves_no_project_files(samples, tmp_path):
     with pytest.raises(ConfigError, match="expected a Dask scheduler"):
         maskcore.export(samples / "vector", tmp_path / "o", cluster="nowhere", cluster_file=str(profiles))
     written = [p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file()]
-    assert not [p for p in written if not p.startswith(".maskcore/")], written
+    assert not [p for p in written if not p.startswith(".maskcore-meta/")], written

@@ -160,10 +160,11 @@ LISTED = 20
 
 
 def _verify(args) -> int:
+    from ..exec.legacy import state_view
     from ..exec.verify import verify_destination
     from ..io.sinks import get_sink
     options = parse_storage_options(args.storage_option)
-    result = verify_destination(get_sink("dir", args.destination, options))
+    result = verify_destination(state_view(get_sink("dir", args.destination, options)))
     for kind, paths in (("missing", result.missing), ("different", result.different), ("extra", result.extra)):
         for path in paths[:LISTED]:
             print(f"{kind}: {redact(path, options)}")

@@ -38,6 +38,7 @@ import dask
 import yaml
 
 from ..errors import ConfigError
+from ..paths import STATE_DIR
 from .kubespec import finish_spec
 from .watch import WorkerWatch
 
@@ -379,10 +380,10 @@ BUILDERS = {"local": _make_local, "slurm": _make_slurm, "kubernetes": _make_kube
 
 def job_log_directory(destination: str | None) -> str:
     """Where Slurm jobs write their output when the profile does not say (``log-directory:
-    null``): ``<destination>/.maskcore/slurm-logs`` for a local destination (the workers write
+    null``): ``<destination>/<STATE_DIR>/slurm-logs`` for a local destination (the workers write
     there, so every node can), else ``maskcore-slurm-logs`` in the temporary folder."""
     if destination and "://" not in destination and "::" not in destination:
-        return os.path.join(os.path.abspath(destination), ".maskcore", "slurm-logs")
+        return os.path.join(os.path.abspath(destination), STATE_DIR, "slurm-logs")
     return os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
 
 

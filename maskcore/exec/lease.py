@@ -1,4 +1,4 @@
-"""One run per destination: a lease in ``.maskcore/lock``.
+"""One run per destination: a lease in ``.maskcore-meta/lock``.
 
 The lock holds JSON: ``holder`` (host:pid), ``run`` (run id), ``expires`` (Unix time) and
 ``lease_seconds``. It is created whole or not at all (``sink.create_exclusive``: a hard link of a

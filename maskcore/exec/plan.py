@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..paths import fold, safe_component, stem, unique_names
+from ..paths import LEGACY_STATE_DIR, STATE_DIR, fold, safe_component, stem, unique_names
 
 DEFAULT_ITEMS_PER_PARTITION = 32
 """The target partition size: items per partition (``--items-per-partition``, a job's
@@ -29,7 +29,7 @@ costs little. Partitions depend on the item count and the target size only, neve
 cluster: a killed run resumes the same partitions on 1 worker as on 100."""
 
 
-RESERVED_ROOT_NAMES = (".maskcore", "meta.json", "obj_class_to_machine_color.json",
+RESERVED_ROOT_NAMES = (STATE_DIR, LEGACY_STATE_DIR, "meta.json", "obj_class_to_machine_color.json",
                       "obj_class_to_semantic_color.json")
 """Names at the destination root that a dataset folder must not take (run state, project files)."""
 

@@ -1,7 +1,7 @@
 """What an unfinished run left in the destination, and which recorded outputs are still trusted.
 
 The rule: the manifest is the truth, and it lists only what is verifiably on the destination. A
-run that did not finish (killed, out of space, SIGTERMed) leaves under ``.maskcore/``:
+run that did not finish (killed, out of space, SIGTERMed) leaves under ``.maskcore-meta/``:
 - ``partials/<key>.parquet``: the partitions it finished (each item's input checksums and files);
 - ``started/<key>.json``: the partitions that changed the destination, finished or not (written by
   the task before its first write or delete).

@@ -1,10 +1,10 @@
 """What the run report names item by item, capped: a run of millions of items may fail or warn on
-millions of them, and ``.maskcore/report.json`` must stay a file a person opens.
+millions of them, and the run report (``report.json``) must stay a file a person opens.
 
 The report lists the first ``REPORT_ITEMS_PER_KIND`` failed items of each error type, the first
 ``REPORT_ITEMS_PER_KIND`` items with warnings and the first ``REPORT_ITEMS_PER_KIND`` source
 warnings, in (dataset, item) order, and counts all of them (``listed``). Every failure and warning
-is in the manifest (``.maskcore/manifest.parquet``: ``status``, ``error``, ``error_type``,
+is in the manifest (``state.MANIFEST``: ``status``, ``error``, ``error_type``,
 ``warnings``), the full list, one row per item.
 """
 
@@ -14,9 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .state import MANIFEST
+
 REPORT_ITEMS_PER_KIND = 100
 """Items (or source warnings) named in the report per kind; the rest are counted."""
-FULL_LIST = ".maskcore/manifest.parquet (columns status, error, error_type, warnings)"
+FULL_LIST = f"{MANIFEST} (columns status, error, error_type, warnings)"
 
 
 def listed_failures(manifest: pa.Table, per_kind: int | None = None) -> tuple[list[dict], dict]:

@@ -5,9 +5,9 @@ This layer is thin on purpose: what a task does lives in :mod:`maskcore.task`, t
 1. takes the destination's lock (a second run is refused with exit code 4);
 2. plans the items into partitions; if the last finished run used the same configuration, each
    item carries its previous input checksums so workers skip unchanged items (incremental);
-3. skips partitions a killed run already finished (``.maskcore/partials``), runs the others;
+3. skips partitions a killed run already finished (``.maskcore-meta/partials``), runs the others;
 4. removes outputs that no current item produced (deleted items, fewer objects, failed items);
-5. writes ``.maskcore/manifest.parquet`` and ``.maskcore/report.json``. The export tree itself
+5. writes ``.maskcore-meta/manifest.parquet`` and ``.maskcore-meta/report.json``. The export tree itself
    carries no timestamps: the same inputs and options give the same bytes.
 """
 
@@ -46,11 +46,13 @@ from ..io.sinks import get_sink
 from ..io.staging import TMP_DIR
 from ..io.storage import is_inside, redact
 from ..layouts import canonical_name, get_layout, get_layout_class
+from ..paths import LEGACY_STATE_DIR
 from ..readers import READERS, detect_reader, open_source
 from .cluster import connect, get_profile, runs_inprocess, watch_of
 from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
+from .legacy import migrate_legacy_state, state_view
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
@@ -250,6 +252,9 @@ def run_export(cfg: ExportConfig, log: Callable[[str], None] | None = None, clie
     with _no_trace_of_a_failed_start(cfg.destination), RunLock(sink, cfg.lock_lease, uuid.uuid4().hex[:12]) as lock:
         if lock.taken_over:
             log(f"maskcore: warning: {lock.taken_over}")
+        moved = migrate_legacy_state(sink)   # state of an older maskcore in .maskcore/ (exec/legacy.py)
+        if moved:
+            log(f"maskcore: moved the run state of {LEGACY_STATE_DIR}/ ({moved} files) into {STATE_DIR}/")
         layout.prepare(sink)  # a layout's own refusals (e.g. an existing output folder)
         with ExitStack() as stack:
             def get_client(n_items: int):
@@ -283,7 +288,7 @@ def _with_dashboard(profile: dict, address: str | None) -> dict:
 @contextmanager
 def _no_trace_of_a_failed_start(destination: str):
     """A run that fails (its cluster does not start, a layout refuses) leaves no folder it
-    created: the empty folders of a local destination (the lock's ``.maskcore/tmp``, the
+    created: the empty folders of a local destination (the lock's ``.maskcore-meta/tmp``, the
     destination itself) that did not exist before are removed; files are never touched."""
     local = isinstance(destination, str) and "://" not in destination and "::" not in destination
     existed = set()
@@ -483,6 +488,7 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     """``--dry-run``: list, select and partition the items, and compare them with the destination's
     manifest by stamp; nothing is rendered and nothing is written (no lock, no state file; an
     annotation filter scans in this process unless a client is given)."""
+    sink = state_view(sink)   # state of an older maskcore still in .maskcore/: read there
     plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
     listed = plan.num_rows

@@ -1,6 +1,6 @@
 """Run state kept in the destination: fingerprints, partial results, the run lock.
 
-Everything lives under ``<destination>/.maskcore/``:
+Everything lives under ``<destination>/.maskcore-meta/`` (``paths.STATE_DIR``):
 - ``manifest.parquet``: the last finished run, one row per item with the input checksums and
   the files written; with ``config_fingerprint`` it makes the next run incremental. A manifest of
   more than ``MANIFEST_PART_ROWS`` items is written in parts (:func:`write_manifest`): this file
@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..codec.parquet import parquet_bytes
 from ..errors import RefusedError
+from ..paths import STATE_DIR
 from .plan import Lazy
 
-STATE_DIR = ".maskcore"
 MANIFEST = f"{STATE_DIR}/manifest.parquet"
 MANIFEST_PARTS = f"{STATE_DIR}/manifest.parts"
 MANIFEST_PART_ROWS = 1_000_000
@@ -175,7 +175,7 @@ class DamagedState:
 
 
 def set_aside(sink, relpath: str, data: bytes, error: str) -> DamagedState:
-    """Move a damaged state file to ``.maskcore/damaged/<name>.<UTC time>``."""
+    """Move a damaged state file to ``.maskcore-meta/damaged/<name>.<UTC time>``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     kept = f"{DAMAGED}/{relpath.rsplit('/', 1)[-1]}.{stamp}"
     sink.write(kept, data)

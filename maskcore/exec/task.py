@@ -298,7 +298,7 @@ class FencedError(LateWriteError):
 
 class _FencedSink(_GuardedSink):
     """The sink of a run's partition, fenced by the lock: before a write or delete (at most every
-    ``FENCE_SECONDS``) it checks that ``.maskcore/lock`` still names the task's run, and raises
+    ``FENCE_SECONDS``) it checks that ``.maskcore-meta/lock`` still names the task's run, and raises
     :class:`FencedError` when it does not (the next run took the lock over, or this run ended)."""
 
     def __init__(self, sink, run_id: str) -> None:

@@ -1,10 +1,10 @@
 """``maskcore verify DST``: is the destination exactly what its manifest says?
 
-The committed manifest (``.maskcore/manifest.parquet``) names every file of the export: each
+The committed manifest (``.maskcore-meta/manifest.parquet``) names every file of the export: each
 item's outputs (path, bytes, sha256) and, in its schema metadata (``FILES_KEY``), the project
 files, list files and archive files. Verification reads every named file and compares size and
 sha256, and lists the files of the destination that nothing names (*extra*; outside
-``.maskcore/``, and only inside the layout's own folder when it has one; not checked for archive
+``.maskcore-meta/``, and only inside the layout's own folder when it has one; not checked for archive
 exports, whose manifest names the archive's members, not the destination's files).
 """
 
@@ -74,7 +74,7 @@ def _named(meta: dict) -> list:
 
 
 def unrecorded_files(sink, manifest: pa.Table, recorded: dict | None = None) -> list[str]:
-    """Files of the destination the manifest does not name (state under ``.maskcore/`` aside)."""
+    """Files of the destination the manifest does not name (state under ``.maskcore-meta/`` aside)."""
     meta = manifest.schema.metadata or {}
     if meta.get(ARCHIVE_KEY) == b"1":
         return []

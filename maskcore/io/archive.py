@@ -2,7 +2,7 @@
 size (or there is none), else parts ``<name>_part_001.tar``, ... of at most the part size.
 
 Parts are made in two steps. The workers, in parallel: each partition task packs the files it
-renders into one or more *chunks* (``.maskcore/parts/<partition>-<k>.tar``/``.zip``), each a
+renders into one or more *chunks* (``.maskcore-meta/parts/<partition>-<k>.tar``/``.zip``), each a
 complete archive no larger than the part size. Then the driver *compacts* them
 (:func:`finalize_archive`): the project files (``meta.json``, colour maps) first, then every
 chunk's members in plan order fill parts greedily up to the part size (:func:`plan_parts`); the
@@ -57,11 +57,11 @@ from fsspec.implementations.local import LocalFileSystem
 from ..codec.tar import END_OF_ARCHIVE, TarFormat
 from ..codec.zip import ZipFormat
 from ..errors import ConfigError, MaskcoreError
-from ..paths import check_relpath
+from ..paths import STATE_DIR, check_relpath
 from .staging import TMP_DIR, temporary_relpath
 from .storage import filesystem, redact
 
-PARTS_DIR = ".maskcore/parts"
+PARTS_DIR = f"{STATE_DIR}/parts"
 CHUNKS_KEY = b"maskcore.archive_chunks"     # result-table metadata: the partition's chunk records
 MIN_PART_SIZE = 2048                         # tar: one header, one data block, the end-of-archive blocks
 FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}

@@ -14,8 +14,13 @@ Conventions (see docs/isahit.md):
   ids 1..N; an item with more than 255 labels fails (no silent wrap).
   ``"sdk"`` (the isahit SDK's own polygon-to-mask helper): ids 2..N+1, R = id % 256,
   G = id // 256, B = the label's channel, 1 for a class without one; at most 65534 labels.
-- Label channel (B): ``label_channels {class: 0..255}``; by default the class index in meta order
-  from 1 (a class beyond index 255 has no default: items using it fail).
+- Label channel (B): the class value of option ``class_values`` (as in the supervisely and cvat
+  layouts, ``common.class_values``): ``meta`` (default) the class index in meta order from 1 (a
+  class beyond index 255 has no default: items using it fail), ``source`` the COCO category ids,
+  or a mapping ``{class: 0..255}`` (inline or a JSON file); a value 0 needs
+  ``class_value_zero=allow``. ``label_channels {class: 0..255}`` (older, either one) also sets B:
+  0 allowed, and with the ``sdk`` convention unlisted classes get 1. No colour-map file states the
+  values: the isahit export is the folder of PNGs alone (its consumers read every file in it).
 - Drawing: :func:`maskcore.draw.coverages` with the OpenCV rule (``cv2.fillPoly``: boundary
   included, even-odd; float coordinates floored), lines and points at ``thickness``; an alpha
   mask covers its non-zero pixels.
@@ -44,7 +49,17 @@ from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
 from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
-from .common import crop_value, max_canvas_option, thickness_value
+from .common import (
+    CLASS_VALUES_OPTION,
+    CLASS_ZERO_OPTION,
+    class_values,
+    class_values_fingerprint,
+    class_values_option,
+    class_zero_option,
+    crop_value,
+    max_canvas_option,
+    thickness_value,
+)
 
 CONVENTIONS = ("documented", "sdk")
 MAX_IDS = {"documented": 255, "sdk": 65535}
@@ -82,12 +97,15 @@ class IsahitLayout(LayoutBase):
     thickness: int = 2
     max_canvas_pixels: int = MAX_PIXELS
     crop: str = "sdk"
+    class_values: str | tuple = "meta"   # label channel (B) values: "meta", "source" or ((class, value), ...)
+    class_value_zero: str = "refuse"
 
     OPTIONS = (
         Option("name", "the output folder's name", "lab_mask_<project>_<YYYY-MM-DD_HHMMSS>"),
         Option("project", "the project name in the default folder name", "the source's project name"),
         Option("convention", "documented | sdk (see docs/isahit.md)", "documented"),
-        Option("label_channels", "{class: 0..255} channel values", "class index from 1"),
+        Option("label_channels", "{class: 0..255} channel values (or class_values)", "class index from 1"),
+        CLASS_VALUES_OPTION, CLASS_ZERO_OPTION,
         Option("semantic_mapping", "{class: [r, g, b]} colours", "{}"),
         Option("dataset_folders", "true | false | auto (a folder per dataset)", "auto"),
         Option("replace_extension", "true | false (cat1.png instead of cat1.jpg.png)", "false"),
@@ -128,15 +146,24 @@ class IsahitLayout(LayoutBase):
         crop = crop_value(opts.pop("crop", "sdk"))
         max_pixels = max_canvas_option(opts)
         replace_ext = _flag(opts.pop("replace_extension", False), "replace_extension")
+        values, zero = class_values_option(opts), class_zero_option(opts)
+        if values != "meta" and channels is not None:
+            raise ConfigError("label_channels and class_values both set the label channel (B); give one")
         if opts:
             raise ConfigError(f"unknown option(s) for layout 'isahit': {sorted(opts)}; expected some of "
                               "name, project, replace_extension, convention, label_channels, "
-                              "semantic_mapping, resume, dataset_folders, thickness, max_canvas_pixels, crop")
+                              "semantic_mapping, resume, dataset_folders, thickness, max_canvas_pixels, crop, "
+                              "class_values, class_value_zero")
         layout = cls(folder=folder, replace_extension=replace_ext, convention=convention,
                      label_channels=channels, semantic_mapping=mapping,
                      dataset_folders=None if folders == "auto" else folders, thickness=thickness,
-                     max_canvas_pixels=max_pixels, crop=crop)
+                     max_canvas_pixels=max_pixels, crop=crop, class_values=values, class_value_zero=zero)
         return layout._resuming(resume)
+
+    def fingerprint(self) -> dict:
+        """The options deciding output bytes; ``class_values`` only when not its default, so runs
+        made before the option existed stay incremental."""
+        return class_values_fingerprint(super().fingerprint())
 
     def _resuming(self, resume: bool) -> IsahitLayout:
         object.__setattr__(self, "resume", resume)
@@ -146,7 +173,10 @@ class IsahitLayout(LayoutBase):
 
     def check_meta(self, meta: ProjectMeta) -> None:
         """Refuse options naming classes the project does not have, and (documented convention)
-        an explicit ``label_channels`` that leaves classes without a channel."""
+        an explicit ``label_channels`` that leaves classes without a channel, and ``class_values``
+        the project cannot take (``common.class_values``)."""
+        if self.class_values != "meta":
+            class_values(self.class_values, meta, self.class_value_zero)
         titles = {c.title for c in meta.classes}
         for option, pairs in (("label_channels", self.label_channels or ()),
                               ("semantic_mapping", self.semantic_mapping)):
@@ -289,7 +319,7 @@ class IsahitLayout(LayoutBase):
 
     def _channels(self, meta: ProjectMeta) -> dict[str, int]:
         if self.label_channels is None:
-            return meta.class_index()
+            return class_values(self.class_values, meta, self.class_value_zero)
         given = dict(self.label_channels)
         if self.convention == "sdk":
             return {c.title: given.get(c.title, SDK_UNKNOWN_CHANNEL) for c in meta.classes}

@@ -27,6 +27,9 @@ Deliberate differences, as in the "supervisely" layout: no load-time crop of lab
 crossing the border are clipped, an image whose size differs from the annotation's is cropped or
 padded to the annotation's size with a warning (the reference fails on it), a missing image fails
 the item when human masks are on (else the masks are written without the ``img/`` copy).
+No ``class_values`` option (the supervisely, cvat and isahit layouts have one): both kinds are
+colour masks, each class in the colour of the layer's required map, so a class-index mask is
+already ``gt_machine_color: {class: [v, v, v]}``, and the layer's schema takes no other key.
 """
 
 from __future__ import annotations

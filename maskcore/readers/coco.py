@@ -32,17 +32,22 @@ Conventions:
   A second image entry with an already used ``file_name`` is listed as ``<file_name>~<image
   id>`` with a ``problem`` (it fails alone). Annotations whose ``image_id`` names no image are
   no item's: they are counted in ``CocoSource.warnings``.
-- Each item's annotation travels in the plan as ``ann_inline``: canonical compact JSON
-  ``{"annotations": [...its annotations in file order...], "image": {...}}`` (sorted keys,
-  ASCII), so the same input gives the same bytes and checksum.
+- Each item's annotation is, for the worker, canonical compact JSON ``{"annotations": [...its
+  annotations in file order...], "image": {...}}`` (sorted keys, ASCII; ``item_inline_bytes``), so
+  the same input gives the same bytes and checksum. The plan does not carry it: it carries the
+  item's byte spans in the file (``ann_spans``) and a digest of those bytes (``ann_inline``, the
+  item's change stamp), and ``item_annotation`` reads the spans (``readers.coco_index``).
 - Errors: a file that is not COCO-shaped (not an object; ``images`` / ``categories`` /
   ``annotations`` not lists; an entry without a usable ``id``, ``file_name``, ``name`` or
   ``image_id``; ids repeated) -> ``ProjectError`` naming the key. A bad annotation ->
   ``AnnotationError`` (``UnknownClassError``, ``LimitError``) at ``<where>/object <i>``; a bad
   image entry (height, width) -> ``AnnotationError`` at ``<where>``: that item fails alone.
-- The JSON is read and parsed once, on the driver (``open_source``), after refusing a file over
-  ``max_json_bytes`` (default ``DEFAULT_MAX_JSON_BYTES``) by its listed size; workers get only the
-  picklable fields (URLs, options, the category id -> class table) and each item's inline JSON.
+- The JSON is streamed once on the driver (``open_source``; ``readers.coco_index``): never held
+  whole, so any size up to ``max_json_bytes`` (default ``DEFAULT_MAX_JSON_BYTES``, by its listed
+  size) is read; a broken structure is a ``ProjectError`` with its byte offset. Workers get only the
+  picklable fields (URLs, options, the category id -> class table) and read each item's spans
+  (range reads: ``os.pread`` locally, ``cat_ranges`` on a store); malformed JSON inside one
+  annotation's rings fails that item alone.
 """
 
 from __future__ import annotations
@@ -61,13 +66,22 @@ import pyarrow as pa
 from fsspec.core import split_protocol
 
 from ..codec.coco_rle import check_rle_counts, rle_counts_from_string, rle_to_bitmap
-from ..errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
+from ..codec.json_spans import JsonSpanError
+from ..errors import (
+    AnnotationError,
+    ItemError,
+    ItemSourceError,
+    LimitError,
+    ProjectError,
+    UnknownClassError,
+)
 from ..io.storage import cat_whole, change_stamp, filesystem, redact
 from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from .base import SourceBase, regular_files
+from .coco_index import StreamIndex, index_stream, read_item
 from .values import canvas_size_hw, is_utf8
 
 ITEMS_SCHEMA = pa.schema([
@@ -75,9 +89,19 @@ ITEMS_SCHEMA = pa.schema([
     ("ann_path", pa.string()), ("img_path", pa.string()),
     ("ann_bytes", pa.int64()), ("img_bytes", pa.int64()),
     ("ann_inline", pa.binary()), ("problem", pa.string()),
+    ("ann_spans", pa.list_(pa.int64())),
 ])
 """Columns of ``list_items``: ``img_path`` relative to the image folder, ``ann_path`` always
-null (annotations are inline), ``ann_bytes`` the length of ``ann_inline``."""
+null. A source streamed from a file (``CocoSource``) gives ``ann_spans`` (the item's byte spans
+in the JSON, ``coco_index``), ``ann_inline`` its token (a digest of those bytes) and ``ann_bytes``
+their length; ``item_annotation`` reads them. ``items_table`` (a decoded document) gives the inline
+JSON itself in ``ann_inline`` and null ``ann_spans``."""
+
+CHUNK_BYTES = 1 << 24
+"""Bytes of the JSON read and scanned at a time on the driver (16 MiB: the transient memory of a
+chunk's entries, decoded, is several times this)."""
+SPAN_GAP = 1 << 16
+"""Spans of one item closer than this are read as one range (fewer requests on a store)."""
 
 _SUBSET_RE = re.compile(r"instances_(.+?)(?:\.coco)?\.json", re.IGNORECASE)
 
@@ -266,7 +290,11 @@ def _list_key(doc: dict, key: str, required: bool) -> list:
 
 def _entry(entries: list, key: str, i: int, fields: dict) -> dict:
     """``entries[i]`` checked: an object whose ``fields`` pass their checks."""
-    entry = entries[i]
+    return _check_entry(entries[i], key, i, fields)
+
+
+def _check_entry(entry: Any, key: str, i: int, fields: dict) -> dict:
+    """``entry``, the ``i``-th of ``key``, checked: an object whose ``fields`` pass their checks."""
     if not isinstance(entry, dict):
         raise ProjectError(f"COCO JSON key {key}[{i}]: expected an object, got {type(entry).__name__}")
     for name, (check, expected) in fields.items():
@@ -278,6 +306,12 @@ def _entry(entries: list, key: str, i: int, fields: dict) -> dict:
 
 _ID = (_is_id, "an integer or string id")
 _NAME = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_FIELDS = {"id": _ID, "file_name": _NAME, "image_id": _ID}
+
+
+def _check_entry_names(entry: Any, key: str, i: int, names: tuple) -> dict:
+    """``_check_entry`` with the checks of the named fields."""
+    return _check_entry(entry, key, i, {n: _FIELDS[n] for n in names})
 
 
 def _kind(ann: dict) -> str:
@@ -346,11 +380,51 @@ def index_coco(doc: Any) -> dict:
             "used_ids": used_ids}
 
 
+def index_from_stream(si: StreamIndex) -> dict:
+    """A streamed pass (``coco_index.StreamIndex``) -> the ``index_coco`` result without
+    ``images`` / ``by_image`` / ``orphans`` (the image entries and annotations stay in the file:
+    ``stream`` is ``si``; ``n_orphans``); the same checks and messages."""
+    _refuse_without_categories(si.first_annotation, "categories" in si.seen)
+    for key, required in (("images", True), ("categories", True), ("annotations", False)):
+        if key in si.values or key not in si.seen:   # not a list read element by element
+            _list_key(si.values, key, required)
+    names: dict = {}
+    for i, cat in enumerate(si.categories):
+        cat = _check_entry(cat, "categories", i, {"id": _ID, "name": _NAME})
+        if names.setdefault(cat["id"], cat["name"]) != cat["name"]:
+            raise ProjectError(f"COCO JSON key categories[{i}].id: expected unique ids, got "
+                               f"{cat['id']!r} for {names[cat['id']]!r} and {cat['name']!r}")
+    classes = list(dict.fromkeys(c["name"] for c in si.categories))
+    kinds: dict = {t: set() for t in classes}
+    used_ids: set = set()
+    for code, kind in si.kind_pairs:
+        title = names.get(si.cat_ids[code])
+        if title is not None:
+            kinds[title].add(kind)
+            used_ids.add(si.cat_ids[code])
+    return {"names": names, "classes": classes, "kinds": kinds, "stream": si,
+            "tags": sorted({k for keys in si.keysets for k in keys}), "keypoints": si.keypoints,
+            "used_ids": used_ids, "n_orphans": si.n_orphans}
+
+
 def _refuse_other_coco_tasks(doc: dict) -> None:
     """COCO panoptic (``segments_info`` + PNGs) and captions-only JSON are refused at once, as a
     whole, instead of one misleading error per image (``ProjectError``)."""
     annotations = doc.get("annotations")
     first = annotations[0] if isinstance(annotations, list) and annotations else None
+    _refuse_by_first(first)
+    _refuse_without_categories(first, "categories" in doc)
+
+
+def _refuse_without_categories(first: Any, has_categories: bool) -> None:
+    if not has_categories and isinstance(first, dict) and "category_id" not in first:
+        raise ProjectError("COCO JSON without categories and without category_id in its "
+                           "annotations (image labels or captions only) is not supported: "
+                           "maskcore reads COCO instances JSON")
+
+
+def _refuse_by_first(first: Any) -> None:
+    """Panoptic and captions JSON, told by their first annotation."""
     if isinstance(first, dict) and "segments_info" in first:
         raise ProjectError("COCO panoptic is not supported (annotations hold 'segments_info' and "
                            "PNG file names): maskcore reads COCO instances JSON (segmentation "
@@ -359,10 +433,6 @@ def _refuse_other_coco_tasks(doc: dict) -> None:
         raise ProjectError("COCO captions JSON is not supported (annotations hold 'caption', no "
                            "'category_id'): it has no shapes to draw; maskcore reads COCO "
                            "instances JSON")
-    if "categories" not in doc and isinstance(first, dict) and "category_id" not in first:
-        raise ProjectError("COCO JSON without categories and without category_id in its "
-                           "annotations (image labels or captions only) is not supported: "
-                           "maskcore reads COCO instances JSON")
 
 
 def meta_from_index(index: dict) -> ProjectMeta:
@@ -408,34 +478,66 @@ def _image_key(file_name: str) -> str | None:
     return path
 
 
-def items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Table:
-    """The item table (``ITEMS_SCHEMA``) of an ``index_coco`` result; ``image_files`` maps
-    paths under the image folder to sizes. Pure."""
-    rows, used = [], set()
-    for image in index["images"]:
-        name, problem = image["file_name"], None
+def _item_names(image_ids: list, file_names: list) -> tuple[list, list, list]:
+    """Per image entry: its item name, ``problem`` (or None) and path under the image folder (or
+    None): a name that is not UTF-8 or is used by an earlier entry fails its item."""
+    names, problems, keys, used = [], [], [], set()
+    for image_id, file_name in zip(image_ids, file_names):
+        name, problem = file_name, None
         if not is_utf8(name):
             name = name.encode("utf-8", "backslashreplace").decode("utf-8")
-            problem = f"file_name {name!r} is not valid UTF-8 (image id {image['id']!r})"
+            problem = f"file_name {name!r} is not valid UTF-8 (image id {image_id!r})"
         if name in used:
             first = name
-            name = f"{first}~{image['id']}"
+            name = f"{first}~{image_id}"
             n = 1
             while name in used:
                 n += 1
-                name = f"{first}~{image['id']}~{n}"
+                name = f"{first}~{image_id}~{n}"
             problem = problem or (f"file_name {first!r} is used by an earlier image entry too "
-                                  f"(this is image id {image['id']!r}); give each image its own "
+                                  f"(this is image id {image_id!r}); give each image its own "
                                   f"file_name")
         used.add(name)
-        key = _image_key(image["file_name"]) if problem is None else None
-        size = image_files.get(key) if key is not None else None
-        inline = item_inline_bytes(image, index["by_image"][image["id"]])
-        rows.append((dataset, name, None, key if size is not None else None, len(inline), size,
-                     inline, problem))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return pa.Table.from_pydict({f.name: [r[j] for r in rows] for j, f in enumerate(ITEMS_SCHEMA)},
-                    schema=ITEMS_SCHEMA)
+        names.append(name)
+        problems.append(problem)
+        keys.append(_image_key(file_name) if problem is None else None)
+    return names, problems, keys
+
+
+def items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Table:
+    """The item table (``ITEMS_SCHEMA``) of an ``index_coco`` result (a decoded document: the
+    inline JSON in ``ann_inline``); ``image_files`` maps paths under the image folder to sizes.
+    Pure."""
+    images = index["images"]
+    names, problems, keys = _item_names([im["id"] for im in images], [im["file_name"] for im in images])
+    inline = [item_inline_bytes(im, index["by_image"][im["id"]]) for im in images]
+    return _table(dataset, names, problems, keys, image_files, inline, [len(b) for b in inline], None)
+
+
+def stream_items_table(index: dict, dataset: str, image_files: dict[str, int]) -> pa.Table:
+    """The item table (``ITEMS_SCHEMA``) of an ``index_from_stream`` result: each item's spans in
+    ``ann_spans``, their token in ``ann_inline``, their length in ``ann_bytes``. Pure."""
+    si: StreamIndex = index["stream"]
+    names, problems, keys = _item_names(si.image_ids, si.file_names)
+    values, offsets, tokens, raw = si.spans_and_tokens()
+    spans = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return _table(dataset, names, problems, keys, image_files, tokens, raw, spans)
+
+
+def _table(dataset, names, problems, keys, image_files, inline, ann_bytes, spans) -> pa.Table:
+    """The columns, rows sorted by item name."""
+    n = len(names)
+    order = sorted(range(n), key=names.__getitem__)
+    sizes = [image_files.get(k) if k is not None else None for k in keys]
+    columns = {
+        "dataset": pa.array([dataset] * n, pa.string()), "item": pa.array(names, pa.string()),
+        "ann_path": pa.nulls(n, pa.string()),
+        "img_path": pa.array([k if z is not None else None for k, z in zip(keys, sizes)], pa.string()),
+        "ann_bytes": pa.array(ann_bytes, pa.int64()), "img_bytes": pa.array(sizes, pa.int64()),
+        "ann_inline": pa.array(inline, pa.binary()), "problem": pa.array(problems, pa.string()),
+        "ann_spans": spans if spans is not None else pa.nulls(n, pa.list_(pa.int64())),
+    }
+    return pa.table(columns, schema=ITEMS_SCHEMA).take(pa.array(order, pa.int64()))
 
 
 def dataset_name(json_path: str) -> str:
@@ -623,29 +725,74 @@ class CocoSource(SourceBase):
                 size = fs.size(path)
                 if size is not None and size > self.max_json_bytes:
                     raise ProjectError(f"COCO JSON {self._where()!r}: expected at most "
-                                       f"{self.max_json_bytes} bytes (it is parsed whole, in "
-                                       f"memory), got {size}")
-                data = cat_whole(fs, path)
-            try:
-                doc = json.loads(data)
-            except (ValueError, RecursionError) as exc:
-                raise ProjectError(f"COCO JSON {self._where()!r}: expected JSON, got a parse "
-                                   f"error: {exc}") from None
-            try:
-                self._index = index_coco(doc)
-            except ProjectError as exc:
-                raise ProjectError(f"{self._where()!r}: {exc}") from None
+                                       f"{self.max_json_bytes} bytes (reader option max_json_bytes), "
+                                       f"got {size}")
+                self._index = self._index_file(fs, path)
             self.category_names = self._index["names"]
-            orphans = self._index["orphans"]
-            self.warnings = self._open_warnings = [] if not orphans else [(
-                f"{self._where()}: {len(orphans)} annotation(s) point to an image_id that no "
-                f"image has (first: annotation id {orphans[0].get('id')!r:.40} -> image_id "
-                f"{orphans[0]['image_id']!r:.40}); they are not exported")]
+            self.warnings = self._open_warnings = self._orphan_warnings()
             if self._index["keypoints"]:
                 self.warnings.append(
                     f"{self._where()}: {self._index['keypoints']} annotation(s) hold keypoints, "
                     f"which are not drawn (skipped); their segmentation and bbox are")
         return self._index
+
+    def _index_file(self, fs, path: str) -> dict:
+        """One streamed pass over the JSON (``coco_index``) -> ``index_from_stream``."""
+        def chunks():
+            with fs.open(path, "rb") as f:
+                while chunk := f.read(CHUNK_BYTES):
+                    yield chunk
+        try:
+            stream = index_stream(chunks(), check=_check_entry_names, kind_of=_kind,
+                                  refuse_first=_refuse_by_first)
+            return index_from_stream(stream)
+        except JsonSpanError as exc:
+            raise ProjectError(f"COCO JSON {self._where()!r}: {exc}") from None
+        except ProjectError as exc:
+            raise ProjectError(f"{self._where()!r}: {exc}") from None
+
+    def _orphan_warnings(self) -> list[str]:
+        si: StreamIndex = self._index["stream"]
+        if not si.n_orphans:
+            return []
+        try:
+            first = json.loads(self._read_ranges([si.first_orphan[0]], [si.first_orphan[1]])[0])
+        except (ValueError, OSError):
+            first = {}
+        return [(f"{self._where()}: {si.n_orphans} annotation(s) point to an image_id that no "
+                 f"image has (first: annotation id {first.get('id')!r:.40} -> image_id "
+                 f"{first.get('image_id')!r:.40}); they are not exported")]
+
+    def _read_ranges(self, starts: list[int], ends: list[int], path: str | None = None) -> list[bytes]:
+        """The bytes of each range of the JSON (``path`` on this source's filesystem, default its
+        own): a local file by ``os.pread``, a store by one ``cat_ranges`` call over the ranges
+        merged where they lie within ``SPAN_GAP``."""
+        fs, own = self.filesystem()
+        path = own if path is None else path
+        order = sorted(range(len(starts)), key=starts.__getitem__)
+        merged: list[list[int]] = []
+        for i in order:
+            if merged and starts[i] <= merged[-1][1] + SPAN_GAP:
+                merged[-1][1] = max(merged[-1][1], ends[i])
+            else:
+                merged.append([starts[i], ends[i]])
+        if self.is_local():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                blobs = [os.pread(fd, e - b, b) for b, e in merged]
+            finally:
+                os.close(fd)
+        else:
+            blobs = fs.cat_ranges([path] * len(merged), [b for b, _ in merged], [e for _, e in merged],
+                                  on_error="raise")
+        out: list[bytes] = [b""] * len(starts)
+        k = 0
+        for i in order:
+            while ends[i] > merged[k][1] or starts[i] < merged[k][0]:
+                k += 1
+            base = merged[k][0]
+            out[i] = blobs[k][starts[i] - base:ends[i] - base]
+        return out
 
     def read_meta(self) -> ProjectMeta:
         """Classes from ``categories`` (see the module docstring)."""
@@ -710,7 +857,7 @@ class CocoSource(SourceBase):
         skipped: list[str] = []
         files = regular_files(found, cut, skipped)
         self.warnings = [*self._open_warnings, *(f"image folder: {w}" for w in sorted(skipped))]
-        table = items_table(index, self.dataset, files)
+        table = stream_items_table(index, self.dataset, files)
         if stamps:
             stamp_of = {p[cut:]: change_stamp(info, listed_at) for p, info in found.items()}
             table = table.append_column("img_stamp", pa.array(
@@ -724,8 +871,21 @@ class CocoSource(SourceBase):
         return cat_whole(fs, f"{root.rstrip('/')}/{path}")
 
     def item_annotation(self, row: dict) -> bytes:
-        """The item's inline JSON (``ann_inline``)."""
-        return row["ann_inline"]
+        """The item's canonical inline JSON (``item_inline_bytes``): read by its ``ann_spans``
+        (``coco_index.read_item``), or ``ann_inline`` itself when the row carries no spans."""
+        spans = row.get("ann_spans")
+        if spans is None:
+            return row["ann_inline"]
+        where = f"{row['dataset']}/{row['item']}"
+        path = dict(self.subsets)[row["dataset"]] if self.subsets is not None else None
+        try:
+            image, annotations = read_item(list(spans), row["ann_inline"],
+                                           lambda starts, ends: self._read_ranges(starts, ends, path), where)
+        except OSError as exc:
+            raise ItemSourceError(redact(f"COCO JSON {self.url}: expected the item's byte ranges, got "
+                                         f"{type(exc).__name__}: {exc}", self.storage_options),
+                                  where=where) from None
+        return item_inline_bytes(image, annotations)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
                          max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:

@@ -34,9 +34,9 @@ def test_demo_job_runs_and_writes_the_layout(tmp_path):
             "cat1.png", "cat2.png", "cat3.png", "dog1.png", "dog2.png", "dog3.png"]
     assert sorted(p.name for p in (out / "ds/masks_instances/cat3").iterdir()) == [
         "cat.png", "test_point.png", "test_point_01.png"]
-    report = json.loads((out / ".maskcore/report.json").read_text())
+    report = json.loads((out / ".maskcore-meta/report.json").read_text())
     assert report["items"] == {"total": 6, "written": 6, "unchanged": 0, "failed": 0}
-    manifest = pq.read_table(out / ".maskcore/manifest.parquet").to_pylist()
+    manifest = pq.read_table(out / ".maskcore-meta/manifest.parquet").to_pylist()
     assert [r["item"] for r in manifest] == ["cat1.jpg", "cat2.jpg", "cat3.jpg", "dog1.jpg", "dog2.jpg", "dog3.jpg"]
     for row in manifest:  # the manifest's checksums describe the files on disk
         for o in row["outputs"]:
@@ -66,7 +66,7 @@ def test_broken_items_are_named_and_the_rest_exported(tmp_path, samples, cli):
     proc = cli("export", src, tmp_path / "out", "--workers", "1")
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     assert report["items"] == {"total": 6, "written": 3, "unchanged": 0, "failed": 3}
     errors = {f["item"]: f["error"] for f in report["failures"]}
     assert errors["cat2.jpg"].startswith("ds/cat2.jpg: ") and "JSON" in errors["cat2.jpg"]

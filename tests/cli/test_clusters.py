@@ -46,8 +46,8 @@ def test_show_slurm_prints_the_profile_its_file_and_the_job_script(tmp_path):
     script = text.split("SLURMCluster.job_script()")[1]
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert directives == ["#SBATCH -J maskcore-worker",
-                          "#SBATCH -e <destination>/.maskcore/slurm-logs/maskcore-worker-%J.err",
-                          "#SBATCH -o <destination>/.maskcore/slurm-logs/maskcore-worker-%J.out",
+                          "#SBATCH -e <destination>/.maskcore-meta/slurm-logs/maskcore-worker-%J.err",
+                          "#SBATCH -o <destination>/.maskcore-meta/slurm-logs/maskcore-worker-%J.out",
                           "#SBATCH -n 1", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G", "#SBATCH -t 01:00:00"]
     assert f"{sys.executable} -m distributed.cli.dask_worker tcp://127.0.0.1:" in script   # python: null
     assert "--nthreads 1" in script

@@ -72,7 +72,7 @@ def _tree(root: Path) -> dict[str, str]:
     import hashlib
 
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file() and ".maskcore" not in p.relative_to(root).parts}
+            for p in root.rglob("*") if p.is_file() and ".maskcore-meta" not in p.relative_to(root).parts}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_archive_parts_follow_the_part_size_and_are_named_at_the_end(part_size, 
     assert f"archive{f' ({parts} parts)' if parts > 1 else ''}: {', '.join(names)} in {out}/" in err
     import json
 
-    report = json.loads((out / ".maskcore" / "report.json").read_text())
+    report = json.loads((out / ".maskcore-meta" / "report.json").read_text())
     assert [f["part"] for f in report["archive"]["files"]] == names
     assert _untar([out / n for n in names], tmp_path / "x") == vector_folder
     assert main(["verify", str(out)]) == 0

@@ -187,7 +187,7 @@ def test_documentation_job_runs_unchanged(samples, tmp_path, dask_client):
     assert result.exit_code == EXIT_OK, result.report["failures"]
     out = tmp_path / "My Project masks"
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and ".maskcore" not in p.parts)
+                   if p.is_file() and ".maskcore-meta" not in p.parts)
     items = sorted(os.listdir(samples / "vector" / "ds" / "img"))
     stems = [i.rsplit(".", 1)[0] for i in items]
     assert names == sorted(["meta.json"] + [f"ds/ann/{i}.json" for i in items] + [f"ds/img/{i}" for i in items]
@@ -234,7 +234,7 @@ def test_cli_runs_a_dtl_job_selecting_one_dataset(samples, tmp_path, cli):
     proc = cli("run", tmp_path / "job.json", "--workers", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "masks"
-    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".maskcore") == ["other"]
-    report = json.loads((out / ".maskcore" / "report.json").read_text())
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".maskcore-meta") == ["other"]
+    report = json.loads((out / ".maskcore-meta" / "report.json").read_text())
     assert report["filtered"]["removed"]["datasets"] == len(list((project / "ds" / "ann").iterdir()))
     assert report["items"]["written"] == len(list((project / "other" / "ann").iterdir()))

@@ -140,7 +140,7 @@ def test_slurm_logs_default_to_the_destination_else_the_temp_folder(tmp_path, mo
         monkeypatch.setenv(key, value)
     profile = get_profile("slurm", CLUSTER_FILE)
     with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
-        assert f"#SBATCH -o {tmp_path}/out/.maskcore/slurm-logs/maskcore-worker-%J.out" in cluster.job_script()
+        assert f"#SBATCH -o {tmp_path}/out/.maskcore-meta/slurm-logs/maskcore-worker-%J.out" in cluster.job_script()
     assert job_log_directory("s3://bucket/out") == os.path.join(tempfile.gettempdir(), "maskcore-slurm-logs")
     monkeypatch.setenv("DASK_JOBQUEUE__SLURM__LOG_DIRECTORY", str(tmp_path / "logs"))
     with build_cluster(profile, 0, str(tmp_path / "out")) as cluster:
@@ -348,7 +348,7 @@ def test_a_scheduler_without_workers_fails_after_wait_for_workers(tmp_path):
             started = time.monotonic()
             with pytest.raises(ClusterError) as err, connect(get_profile("empty", path), log=lines.append):
                 pass
-    assert 2.5 < time.monotonic() - started < 6
+    assert 2.5 < time.monotonic() - started < 20   # waited wait_for_workers, then gave up (no hang)
     assert lines == ["maskcore: waiting for workers (0)"]
     assert str(err.value) == ("cluster profile 'empty': expected a worker within 2.5 s (wait_for_workers), got "
                               "none: the scheduler has no worker; raise wait_for_workers in the profile to wait longer")
@@ -399,7 +399,7 @@ def scheduler_and_worker(tmp_path):
                 proc.wait()
 
 
-TIMED = (".maskcore/report.json", ".maskcore/manifest.parquet")   # these carry timings
+TIMED = (".maskcore-meta/report.json", ".maskcore-meta/manifest.parquet")   # these carry timings
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -410,7 +410,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def _manifest_without_timings(root: Path):
     import pyarrow.parquet as pq
 
-    table = pq.read_table(root / ".maskcore" / "manifest.parquet")
+    table = pq.read_table(root / ".maskcore-meta" / "manifest.parquet")
     return table.drop_columns([c for c in ("seconds",) if c in table.column_names])
 
 

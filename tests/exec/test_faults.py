@@ -145,11 +145,11 @@ def test_verify_reports_missing_different_and_extra_files(samples, tmp_path, cli
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path, damage, cli, clean):
     """Issue 19 item 7: an unreadable manifest is treated as absent (a full render), said so on
-    the console and in the report, and kept under .maskcore/damaged/; no traceback."""
+    the console and in the report, and kept under .maskcore-meta/damaged/; no traceback."""
     src = samples / "vector"
     dst = tmp_path / "out"
     cli(*export_args(src, dst)).check_returncode()
-    manifest = dst / ".maskcore/manifest.parquet"
+    manifest = dst / ".maskcore-meta/manifest.parquet"
     original = manifest.read_bytes()
     damaged = b"\x00garbage" * 50 if damage == "garbage" else original[: len(original) // 2]
     manifest.write_bytes(damaged)
@@ -159,14 +159,14 @@ def test_damaged_manifest_is_set_aside_and_everything_rendered(samples, tmp_path
         assert run.returncode == 0, run.stderr
         assert "Traceback" not in run.stderr
         if not args:
-            assert ".maskcore/manifest.parquet is unreadable" in run.stderr and "kept as" in run.stderr
+            assert ".maskcore-meta/manifest.parquet is unreadable" in run.stderr and "kept as" in run.stderr
             report = read_report(dst)
             assert report["items"]["written"] == 6
             [note] = report["recovery"]["damaged_state"]
-            assert note["file"] == ".maskcore/manifest.parquet" and (dst / note["kept_as"]).exists()
+            assert note["file"] == ".maskcore-meta/manifest.parquet" and (dst / note["kept_as"]).exists()
             assert (dst / note["kept_as"]).read_bytes() == damaged
         _assert_same(cli, dst, clean(src))
-    assert len(list((dst / ".maskcore/damaged").iterdir())) == 1
+    assert len(list((dst / ".maskcore-meta/damaged").iterdir())) == 1
 
 
 def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path, cli, clean):
@@ -178,14 +178,14 @@ def test_damaged_partial_and_start_marker_after_a_kill(project, tmp_path, cli, c
     interrupt(export_args(project, dst, "--full", "--masks", "machine,instance"), dst, after=4)
     partial = partials(dst)[0]
     partial.write_bytes(partial.read_bytes()[:100])
-    marker = sorted((dst / ".maskcore/started").glob("*.json"))[-1]
+    marker = sorted((dst / ".maskcore-meta/started").glob("*.json"))[-1]
     marker.write_bytes(b'{"run": "x", "ite')
     run = cli(*cmd)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("is unreadable") == 2, run.stderr
     report = read_report(dst)
     assert {d["file"] for d in report["recovery"]["damaged_state"]} == {
-        f".maskcore/partials/{partial.name}", f".maskcore/started/{marker.name}"}
+        f".maskcore-meta/partials/{partial.name}", f".maskcore-meta/started/{marker.name}"}
     assert report["recovery"]["untrusted_items"] == 24 and report["items"]["written"] == 24
     _assert_same(cli, dst, clean(project))
 
@@ -207,7 +207,7 @@ def test_sigterm_stops_releases_the_lock_and_the_workers(project, tmp_path, cli)
         seconds = time.monotonic() - started
         assert proc.returncode == 143, err
         assert "Traceback" not in err and "stopped by SIGTERM" in err, err
-        assert not (dst / ".maskcore/lock").exists()
+        assert not (dst / ".maskcore-meta/lock").exists()
         _, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"worker processes left running: {alive}"
         assert seconds < 30
@@ -252,7 +252,7 @@ def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, c
     reference = clean(src)
     left = tree(dst)
     assert left and all(reference.get(k) == v for k, v in left.items()), "a partial or foreign file is left"
-    assert not list((dst / ".maskcore/tmp").glob("*"))
+    assert not list((dst / ".maskcore-meta/tmp").glob("*"))
     if commits:
         assert full.returncode == 3, full.stderr
         assert [f["item"] for f in read_report(dst)["failures"]] == ["cat1.jpg"]
@@ -260,8 +260,8 @@ def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, c
         assert check.returncode == 0, check.stdout + check.stderr
     else:
         assert full.returncode == 1, full.stderr
-        assert "could not write .maskcore/manifest.parquet, so this run is not committed" in full.stderr
-        assert not (dst / ".maskcore/manifest.parquet").exists() and not (dst / ".maskcore/report.json").exists()
+        assert "could not write .maskcore-meta/manifest.parquet, so this run is not committed" in full.stderr
+        assert not (dst / ".maskcore-meta/manifest.parquet").exists() and not (dst / ".maskcore-meta/report.json").exists()
     subprocess.run([program("mount"), "-o", "remount,size=64m", str(small_tmpfs)], check=True)
     again = cli(*export_args(src, dst))
     assert again.returncode == 0, again.stderr

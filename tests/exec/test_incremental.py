@@ -24,7 +24,7 @@ from helpers.faults import export_args, interrupt, partials, read_report
 
 def _mtimes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for p in root.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+            for p in root.rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
 
 
 def _export(src, dst, client, **kw):
@@ -84,7 +84,7 @@ def test_config_change_renders_everything(project, tmp_path, dask_client):
 
 def test_second_run_on_a_locked_destination_is_refused(project, tmp_path, dask_client, cli):
     dst = tmp_path / "out"
-    (dst / ".maskcore").mkdir(parents=True)
+    (dst / ".maskcore-meta").mkdir(parents=True)
     (dst / LOCK).write_text(json.dumps({"holder": f"other-host:{os.getpid()}", "run": "r1",
                                         "expires": time.time() + 3600, "lease_seconds": 3600}))
     with pytest.raises(RefusedError, match="another maskcore run holds"):
@@ -108,7 +108,7 @@ def test_killed_run_resumes_without_redoing_finished_partitions(samples, tmp_pat
     report = read_report(dst)
     assert report["partitions"]["resumed"] >= done and report["items"]["total"] == 24
     assert not (dst / LOCK).exists() and not list((dst / PARTIALS).glob("*"))
-    assert not list((dst / ".maskcore/tmp").iterdir())  # the killed writers' temporaries are gone
+    assert not list((dst / ".maskcore-meta/tmp").iterdir())  # the killed writers' temporaries are gone
     clean = tmp_path / "clean"
     cli(*export_args(src, clean, "--masks", "machine,human")).check_returncode()
     assert tree(dst) == tree(clean)
@@ -145,7 +145,7 @@ def test_worker_killed_mid_job_changes_nothing(samples, tmp_path):
     a, b = tree(tmp_path / "killed"), tree(tmp_path / "clean")
     differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     assert not differing, f"{len(differing)} of {len(a | b)} files differ: {differing[:20]}"
-    manifest = pq.read_table(tmp_path / "killed/.maskcore/manifest.parquet")
+    manifest = pq.read_table(tmp_path / "killed/.maskcore-meta/manifest.parquet")
     assert manifest.num_rows == 24 and set(manifest.column("status").to_pylist()) == {"ok"}
 
 
@@ -243,14 +243,14 @@ def test_no_op_night_on_s3_reads_no_object_body(s3_server, s3_bucket, dask_clien
            "storage_options": s3_server.options(), "layout_options": {"masks": ["machine"]}}
     first = run_export(ExportConfig(**cfg), log=lambda m: None, client=dask_client)
     assert first.exit_code == EXIT_OK and first.report["items"]["written"] == n
-    out = {p: fs.cat_file(p) for p in fs.find(f"{s3_bucket}/out") if "/.maskcore/" not in p}
+    out = {p: fs.cat_file(p) for p in fs.find(f"{s3_bucket}/out") if "/.maskcore-meta/" not in p}
 
     start = len(s3_server.log.lines)
     night = run_export(ExportConfig(**cfg), log=lambda m: None, client=dask_client)
     assert night.report["items"] == {"total": n, "written": 0, "unchanged": n, "failed": 0}
     assert night.report["stamps"]["unchanged_by_stamp"] == n
     assert _body_gets(s3_server, s3_bucket, start, "in/") == [f"/{s3_bucket}/in/proj/meta.json"]
-    assert not [r for r in s3_server.requests(s3_bucket, start) if r.startswith("PUT") and "/out/.maskcore/" not in r]
+    assert not [r for r in s3_server.requests(s3_bucket, start) if r.startswith("PUT") and "/out/.maskcore-meta/" not in r]
 
     changed = f"{s3_bucket}/in/proj/ds/ann/im0007.png.json"
     fs.pipe_file(changed, files[f"{s3_bucket}/in/proj/ds/ann/im0100.png.json"])
@@ -259,7 +259,7 @@ def test_no_op_night_on_s3_reads_no_object_body(s3_server, s3_bucket, dask_clien
     assert one.report["items"] == {"total": n, "written": 1, "unchanged": n - 1, "failed": 0}
     assert _body_gets(s3_server, s3_bucket, start, "in/proj/ds/") == [
         f"/{s3_bucket}/in/proj/ds/ann/im0007.png.json", f"/{s3_bucket}/in/proj/ds/img/im0007.png"]
-    now = {p: fs.cat_file(p) for p in fs.find(f"{s3_bucket}/out") if "/.maskcore/" not in p}
+    now = {p: fs.cat_file(p) for p in fs.find(f"{s3_bucket}/out") if "/.maskcore-meta/" not in p}
     assert [p for p in now if now[p] != out.get(p)] == [f"{s3_bucket}/out/ds/ann/im0007.png.json",
                                                          f"{s3_bucket}/out/ds/masks_machine/im0007.png"]
 

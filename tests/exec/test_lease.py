@@ -43,13 +43,13 @@ def test_killed_run_on_another_host_is_taken_over_after_its_lease(samples, tmp_p
     assert "took over the lock of another-pod:1" in run.stderr and "expired" in run.stderr
     assert "took over the lock of another-pod:1" in read_report(dst)["lock"]["taken_over"]
     assert read_report(dst)["lock"]["lease_seconds"] == 300
-    assert not (dst / LOCK).exists() and not list((dst / ".maskcore").glob("lock*"))
+    assert not (dst / LOCK).exists() and not list((dst / ".maskcore-meta").glob("lock*"))
     assert cli("verify", dst).returncode == 0
 
 
 def test_empty_lock_is_taken_over(samples, tmp_path, cli):
     dst = tmp_path / "out"
-    (dst / ".maskcore").mkdir(parents=True)
+    (dst / ".maskcore-meta").mkdir(parents=True)
     (dst / LOCK).write_bytes(b"")
     run = cli(*export_args(samples / "vector", dst))
     assert run.returncode == 0, run.stderr
@@ -64,7 +64,7 @@ def test_a_lock_is_never_created_empty_or_partial(tmp_path):
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "from maskcore.io.sinks import get_sink\n"
         "sink = get_sink('dir', sys.argv[1])\n"
-        "sink.create_exclusive('.maskcore/tmp/probe', b'')\n"  # folders exist before the limit
+        "sink.create_exclusive('.maskcore-meta/tmp/probe', b'')\n"  # folders exist before the limit
         "resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))\n"
         "try:\n"
         "    sink.create_exclusive(sys.argv[2], b'{\"holder\": \"h:1\", \"run\": \"r\", \"expires\": 1}')\n"
@@ -136,7 +136,7 @@ def test_sigkilled_driver_in_a_container_leaves_a_lock_the_next_run_takes(sample
     runs the next run in-process, as PID 1 of the new container would)."""
     src = samples / "vector"
     dst = tmp_path / "out"
-    (dst / ".maskcore").mkdir(parents=True)
+    (dst / ".maskcore-meta").mkdir(parents=True)
     (dst / LOCK).write_text(json.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "run": "killed",
                                         "expires": time.time() - 5, "lease_seconds": 300}))
     run = cli(*export_args(src, dst))
@@ -193,7 +193,7 @@ def test_a_takeover_between_renewals_is_seen_at_the_commit_s3(s3_server, s3_buck
                        cluster="inprocess", layout_options={"masks": "machine"}, items_per_partition=2)
     with pytest.raises(LockedError, match="lost the lock .*run taker"):
         run_export(cfg, log=lambda line: None, on_partition=lambda n: n == 1 and sink.write(LOCK, taker))
-    assert not sink.exists(".maskcore/manifest.parquet")
+    assert not sink.exists(".maskcore-meta/manifest.parquet")
     assert sink.read(LOCK) == taker
 
 
@@ -228,7 +228,7 @@ def test_a_zombie_task_stops_writing_once_the_next_run_takes_the_lock(samples, t
     part = pa.concat_tables(partitions_of(source, 6))   # one partition of the 6 items
     with pytest.raises(task.FencedError, match="lock names run 'next', not this task's run 'zombie'"):
         task.run_partition(spec, part, "key")
-    written = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+    written = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
     assert {p for p in written if "cat1" in p} == {"ds/ann/cat1.jpg.json", "ds/img/cat1.jpg", "ds/masks_machine/cat1.png"}
     assert len([p for p in written if "cat2" in p]) == 1, written   # the write the takeover raced
     assert not [p for p in written if "cat3" in p or "dog" in p], written

@@ -109,7 +109,7 @@ def test_dry_run_counts_what_a_run_would_do_and_changes_nothing(samples, tmp_pat
     assert "4 items (of 5 listed)" in out and "incremental: the last run used the same settings" in out
     assert "3 unchanged by stamp (not read); 1 to read and hash" in out
     assert f"{ann.stat().st_size + (src / 'ds/img/dog1.jpg').stat().st_size} bytes to read" in out
-    assert _all_bytes(dst) == before  # .maskcore/ too: no lock, no report, nothing set aside
+    assert _all_bytes(dst) == before  # .maskcore-meta/ too: no lock, no report, nothing set aside
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "C"]),

@@ -21,6 +21,7 @@ from maskcore.exec.report import (
     listed_warnings,
 )
 from maskcore.exec.run import ExportConfig, run_export
+from maskcore.exec.state import MANIFEST, REPORT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,14 +70,14 @@ def test_a_run_names_the_first_failures_counts_all_and_says_where_the_rest_are(t
     dst = tmp_path / "o"
     assert main(["export", str(src), str(dst)]) == 3
     err = capsys.readouterr().err
-    report = json.loads((dst / ".maskcore/report.json").read_text())
-    manifest = pq.read_table(dst / ".maskcore/manifest.parquet")
+    report = json.loads((dst / REPORT).read_text())
+    manifest = pq.read_table(dst / MANIFEST)
     failed = manifest.filter(pa.compute.equal(manifest.column("status"), "failed"))
     assert report["items"]["failed"] == failed.num_rows == 20
     assert [f["item"] for f in report["failures"]] == failed.column("item").to_pylist()[:3]
     assert report["listed"]["failures"] == {"total": 20, "listed": 3, "per_kind": 3, "by_kind": {"MissingImageError": 20}}
     assert "items failed (20 MissingImageError):" in err
-    assert "... and 15 more in the report (3 named there; every one in .maskcore/manifest.parquet" in err
+    assert f"... and 15 more in the report (3 named there; every one in {MANIFEST}" in err
 
 
 def test_partitions_skipped_by_stamp_are_not_counted_as_run(tmp_path, samples, monkeypatch):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import REPO, SAMPLES, bigger_project
+from helpers.faults import INJECT
 from helpers.oracles import in_ci, program
 from helpers.slurm import SingleNodeSlurm
 
@@ -59,9 +60,11 @@ def _profiles(tmp_path: Path, **slurm: object) -> str:
 class Driver:
     """A `maskcore` process on the Slurm cluster; its stderr lines collected as they come."""
 
-    def __init__(self, slurm: SingleNodeSlurm, args: list[str], cwd: Path) -> None:
+    def __init__(self, slurm: SingleNodeSlurm, args: list[str], cwd: Path, **inject: str) -> None:
         env = {k: v for k, v in slurm.env().items() if not k.startswith(("DASK_", "MASKCORE_"))}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([*([str(INJECT)] if inject else []), str(REPO),
+                                             env.get("PYTHONPATH", "")])
+        env.update(inject)      # tests/helpers/inject: in the driver and in the jobs' workers
         self.proc = subprocess.Popen([sys.executable, "-m", "maskcore", *args, "--progress-interval", "1"],
                                      cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -97,7 +100,7 @@ class Driver:
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".maskcore/")}
+            if p.is_file() and not p.relative_to(root).as_posix().startswith(".maskcore-meta/")}
 
 
 def _until(condition, timeout: float, what: str):
@@ -110,27 +113,31 @@ def _until(condition, timeout: float, what: str):
     pytest.fail(f"expected {what} within {timeout} s")
 
 
-def _export(slurm: SingleNodeSlurm, tmp_path: Path, project: Path, cluster_file: str) -> Driver:
+def _export(slurm: SingleNodeSlurm, tmp_path: Path, project: Path, cluster_file: str, **inject: str) -> Driver:
     return Driver(slurm, ["export", str(project), "out", "--cluster", "slurm", "--cluster-file", cluster_file,
-                          "--items-per-partition", "1"], cwd=tmp_path)   # a relative destination, too
+                          "--items-per-partition", "1"], cwd=tmp_path, **inject)   # a relative destination, too
 
 
 def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_path):
     """Jobs run the workers, the output is the `local` run's byte for byte, and a job scancelled
     mid-run costs nothing but time."""
-    # 120 items, one per partition: ~5 s on two idle workers, so the job is cancelled mid-run and the
-    # driver's watch sees the loss (12 or 30 items could end before either happened)
-    project = bigger_project(SAMPLES, tmp_path / "project", copies=20)
+    # the workers' mask writes wait at a gate (tests/helpers/inject) until the test has cancelled a
+    # busy worker's job and the driver has reported the loss: no race with how fast items render
+    project = bigger_project(SAMPLES, tmp_path / "project", copies=5)
     local = run_export(ExportConfig(source=str(project), destination=str(tmp_path / "local"), cluster="local"),
                        log=lambda line: None)
     assert local.exit_code == 0
-    with _export(slurm, tmp_path, project, _profiles(tmp_path)) as driver:
-        driver.wait_for("maskcore: items ")           # the first progress line: items are being written
+    gate = tmp_path / "gate"
+    with _export(slurm, tmp_path, project, _profiles(tmp_path), MASKCORE_TEST_GATE="*/masks_machine/*",
+                 MASKCORE_TEST_GATE_FILE=str(gate)) as driver:
+        _until(lambda: len(list(tmp_path.glob("gate.*.waiting"))) >= 2, 60, "both workers busy at the gate")
         slurm.run("scancel", slurm.jobs(JOB_NAME)[0][0])
+        driver.wait_for("lost 1 workers")
+        gate.touch()
         code, err = driver.finish()
     assert code == 0, err
     assert "lost 1 workers (1/2 left); the run goes on with the others" in err
-    assert "120 written, 0 unchanged, 0 failed" in err
+    assert "30 written, 0 unchanged, 0 failed" in err
     local, remote = _tree(tmp_path / "local"), _tree(tmp_path / "out")
     assert len([p for p in local if p.endswith(".png")]) >= 24
     assert sorted(local) == sorted(remote)

@@ -12,7 +12,7 @@ from maskcore.io.sinks import get_sink
 
 def _tree(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and ".maskcore" not in p.parts)
+                  if p.is_file() and ".maskcore-meta" not in p.parts)
 
 
 def test_a_run_with_fewer_kinds_removes_the_project_files_of_the_dropped_kinds(samples, tmp_path):

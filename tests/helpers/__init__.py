@@ -23,9 +23,9 @@ def sha256(data: bytes) -> str:
 
 
 def tree(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under ``root`` except maskcore's state (.maskcore/)."""
+    """{relative path: sha256} of every file under ``root`` except maskcore's state (.maskcore-meta/)."""
     return {str(p.relative_to(root)): sha256(p.read_bytes())
-            for p in sorted(Path(root).rglob("*")) if p.is_file() and ".maskcore" not in p.parts}
+            for p in sorted(Path(root).rglob("*")) if p.is_file() and ".maskcore-meta" not in p.parts}
 
 
 def colours(rgb) -> set[tuple[int, int, int]]:

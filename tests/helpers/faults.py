@@ -20,7 +20,7 @@ from maskcore.exec.state import PARTIALS
 
 from . import REPO
 
-ENOSPC = Path(__file__).resolve().parent / "enospc"   # sitecustomize.py: MASKCORE_TEST_ENOSPC
+INJECT = Path(__file__).resolve().parent / "inject"   # sitecustomize.py: MASKCORE_TEST_ENOSPC, MASKCORE_TEST_GATE
 
 
 def export_args(src: Path, dst: Path, *options: str) -> list[str]:
@@ -33,13 +33,13 @@ def partials(dst: Path) -> list[Path]:
 
 
 def read_report(dst: Path) -> dict:
-    return json.loads((dst / ".maskcore/report.json").read_text())
+    return json.loads((dst / ".maskcore-meta/report.json").read_text())
 
 
 def _env(**extra) -> dict:
     env = dict(os.environ)
-    if "MASKCORE_TEST_ENOSPC" in extra:
-        env["PYTHONPATH"] = os.pathsep.join([str(ENOSPC), env.get("PYTHONPATH", "")])
+    if any(k.startswith("MASKCORE_TEST_") for k in extra):
+        env["PYTHONPATH"] = os.pathsep.join([str(INJECT), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env
 

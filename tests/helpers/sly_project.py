@@ -9,9 +9,12 @@ section 1) touches a label crossing the image border: maskcore never crops COCO 
 
 The SDK takes every sub-folder of a project for a dataset (``Project._read`` over
 ``supervisely.io.fs.subdirs_tree``; checked in SDK 6.74.51 and the repository's head of
-2026-08-12): maskcore's run metadata folder ``.maskcore/`` is tried as one and the SDK logs
-"Item directory not found: '.maskcore/img'" (a warning, not an error: the project still loads).
-``sdk_project`` lets exactly those warnings through and fails on any other.
+2026-08-12) except those whose path ends with one of ``Dataset.ignorable_dirs()``: maskcore's run
+state folder (``paths.STATE_DIR``, ``.maskcore-meta``) ends with ``meta``, so the SDK passes over it.
+``sdk_project`` fails on any warning the SDK logs while opening a project, except "Item directory
+not found" for the mask folders the reference layouts themselves put in a dataset
+(``MASK_FOLDERS``: the app's and the ``save_masks`` layer's outputs, which the SDK tries as
+nested datasets too), and fails when a folder of maskcore's (old or new state folder) is a dataset.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskcore.paths import LEGACY_STATE_DIR, STATE_DIR
+
 from .oracles import load
 
-STATE_DIR = ".maskcore"
+MASK_FOLDERS = ("masks_machine", "masks_human", "masks_instances", "masks_semantic_rgb")
+"""Folders the reference layouts write inside a dataset (Export as masks, DTL ``save_masks``)."""
 
 
 class _Collect(logging.Handler):
@@ -36,22 +42,36 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _mask_folder(message: str, project_dir: Path) -> bool:
+    """``message`` is the SDK's "Item directory not found" for a reference mask folder (or an
+    instance folder inside one) of a dataset of ``project_dir``."""
+    prefix = "Item directory not found: '"
+    if not message.startswith(prefix):
+        return False
+    path = Path(message[len(prefix):].rstrip("'"))
+    try:
+        parts = path.relative_to(project_dir).parts
+    except ValueError:
+        return False
+    return parts[-1] == "img" and any(p in MASK_FOLDERS for p in parts[1:-1])
+
+
 def sdk_project(project_dir: Path):
-    """The project opened by the SDK; fails when the SDK warns about anything but ``.maskcore/``
-    or lists it as a dataset."""
+    """The project opened by the SDK; fails when the SDK warns about anything but a reference
+    layout's mask folders, or lists a folder of maskcore's as a dataset."""
     __tracebackhide__ = True
     sly = load("supervisely")
+    project_dir = Path(project_dir).resolve()
     collect = _Collect()
     sly.logger.addHandler(collect)
     try:
         project = sly.Project(str(project_dir), sly.OpenMode.READ)
     finally:
         sly.logger.removeHandler(collect)
-    others = [m for m in collect.messages
-              if not m.startswith("Item directory not found") or f"/{STATE_DIR}/" not in m.replace("'", "/")]
+    others = [m for m in collect.messages if not _mask_folder(m, project_dir)]
     assert not others, f"the Supervisely SDK warns about {project_dir}: {others[:3]}"
     names = [ds.name for ds in project.datasets]
-    assert not any(n.split("/")[0] == STATE_DIR for n in names), names
+    assert not any(n.split("/")[0] in (STATE_DIR, LEGACY_STATE_DIR) for n in names), names
     return project
 
 

@@ -124,7 +124,7 @@ def files_under(root: Path) -> set[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             rel = os.path.relpath(os.path.join(dirpath, n), root)
-            if rel.split(os.sep)[0] != ".maskcore":
+            if rel.split(os.sep)[0] != ".maskcore-meta":
                 out.add(rel.replace(os.sep, "/"))
     return out
 

@@ -169,10 +169,10 @@ def test_each_bad_item_fails_alone_with_where_and_why(runs, name):
 
 def test_report_and_manifest_list_every_failure(runs):
     base, _, bad, _ = runs
-    report = json.loads((base / "out/.maskcore/report.json").read_text())
+    report = json.loads((base / "out/.maskcore-meta/report.json").read_text())
     failed = {(f["dataset"], f["item"]): f["error"] for f in report["failures"]}
     assert set(failed) == {("ds", n) for n in BAD} | {("ds", "caf\\xe9.png")}
-    manifest = pq.read_table(base / "out/.maskcore/manifest.parquet").to_pylist()
+    manifest = pq.read_table(base / "out/.maskcore-meta/manifest.parquet").to_pylist()
     assert {(r["dataset"], r["item"]): r["error"] for r in manifest if r["status"] == "failed"} == failed
 
 
@@ -261,7 +261,7 @@ def test_cli_names_bad_items_without_traceback(tmp_path, cli):
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "1 written" in proc.stderr and "4 failed" in proc.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     assert sorted(f["item"] for f in report["failures"]) == list(bad) and all(
         f["error"].startswith(f"ds/{f['item']}") for f in report["failures"])
 

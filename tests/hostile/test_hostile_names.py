@@ -28,7 +28,7 @@ HOSTILE_CLASSES = ["../../evil", "a/b", "a_b", "cat", "Cat", "cat_01", "nul\x00"
                    "back\\slash", "x" * 300, "ctl\x1b[0m\x85"]
 META_HOSTILE = {**META, "classes": META["classes"] + [
     {"title": t, "shape": "polygon", "color": "#102030"} for t in HOSTILE_CLASSES]}
-DATASETS = ["DS", "ds", "obj_class_to_machine_color.json", ".maskcore", "a\\b", "a_b", "tab\tds",
+DATASETS = ["DS", "ds", "obj_class_to_machine_color.json", ".maskcore", ".maskcore-meta", "a\\b", "a_b", "tab\tds",
             "...", "top/child", "top/Child", "top/x\\y"]
 ITEMS = ["..jpg", "...", "-rf.png", "back\\slash.png", "tab\tname.png", "new\nline.png", "A.png",
          "a.png", "a.PNG", "x" * 245 + ".png", "\u732b.png", "%2e%2e.png", "c1\x85.png", "cat.png"]
@@ -82,7 +82,8 @@ def test_reserved_and_colliding_dataset_names_get_their_own_folders(exported):
     out_dirs = {r["dataset"]: r["out_dir"] for r in result.manifest.to_pylist()}
     assert len({d.casefold() for d in out_dirs.values()}) == len(DATASETS)
     assert out_dirs["obj_class_to_machine_color.json"] != "obj_class_to_machine_color.json"
-    assert out_dirs[".maskcore"].split("/")[0] != ".maskcore"
+    assert out_dirs[".maskcore"].split("/")[0] != ".maskcore"          # the old state folder (exec/legacy)
+    assert out_dirs[".maskcore-meta"].split("/")[0] != ".maskcore-meta"
     assert out_dirs["top/child"].startswith("top/datasets/")
     assert json.loads((base / "out/meta.json").read_bytes()) == META_HOSTILE
 

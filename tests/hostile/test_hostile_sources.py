@@ -151,7 +151,7 @@ def test_cli_coco_partial_exit_without_traceback(tmp_path, cli):
     assert proc.returncode == EXIT_PARTIAL, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "1 written" in proc.stderr and "3 failed" in proc.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     errors = {f["item"]: f["error"] for f in report["failures"]}
     assert sorted(errors) == ["nan.png", "not_an_object.png", "rle_garbage.png"]
     for name, error in errors.items():
@@ -345,16 +345,16 @@ def _sparse(path: Path, size: int) -> Path:
     return path
 
 
-def test_a_2gb_coco_json_is_refused_by_its_size_before_reading(tmp_path):
-    """The instances JSON is parsed whole on the driver: over 1 GiB (the default) it is refused
-    by its listed size, in no time and without reading it (once: read whole, unbounded)."""
+def test_a_huge_coco_json_is_refused_by_its_size_before_reading(tmp_path):
+    """The instances JSON is streamed (issue 17): above its limit (64 GiB by default, reader option
+    ``max_json_bytes``) it is refused by its listed size, in no time and without reading it."""
     import time
 
     from maskcore.readers.coco import DEFAULT_MAX_JSON_BYTES
-    path = _sparse(tmp_path / "instances_x.json", 2**31 + 1)
+    path = _sparse(tmp_path / "instances_x.json", DEFAULT_MAX_JSON_BYTES + 1)
     started = time.perf_counter()
     with pytest.raises(ProjectError, match=f"expected at most {DEFAULT_MAX_JSON_BYTES} bytes .*got "
-                                           f"{2**31 + 1}"):
+                                           f"{DEFAULT_MAX_JSON_BYTES + 1}"):
         CocoSource.open_source(str(path))
     assert time.perf_counter() - started < 2
     small = tmp_path / "instances_y.json"

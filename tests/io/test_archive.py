@@ -204,7 +204,7 @@ def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(archive_projec
     second = _archive_run(archive_project, str(tmp_path), 10 * PART, items_per_partition=6)
     assert len(second.parts) < len(first.parts)
     assert _listing(tmp_path) == [p["part"] for p in second.parts]
-    assert not (tmp_path / ".maskcore" / "parts").exists()
+    assert not (tmp_path / ".maskcore-meta" / "parts").exists()
 
 
 # -- one tar ---------------------------------------------------------------------------------
@@ -257,17 +257,17 @@ def test_resume_file_carries_the_chunk_records(archive_project, tmp_path):
     src, meta, layout, _ = archive_project
     inner = FsspecDirSink(str(tmp_path))
     spec = TaskSpec(source=src, sink=TarPartSink(inner, PART), layout=layout, meta=meta,
-                    partials_dir=".maskcore/partials")
+                    partials_dir=".maskcore-meta/partials")
     part = partitions_of(src, 2)[1]
     records = chunk_records(run_archive_partition(spec, part, "abc"))
-    resumed = pq.read_table(tmp_path / ".maskcore/partials/abc.parquet")
+    resumed = pq.read_table(tmp_path / ".maskcore-meta/partials/abc.parquet")
     assert chunk_records(resumed) == records and records
     assert unpacked_outputs(resumed, records) == []
     folder_run = run_partition(TaskSpec(source=src, sink=FsspecDirSink(str(tmp_path / "f")), layout=layout,
                                         meta=meta), part)
     assert chunk_records(folder_run) == [] and len(unpacked_outputs(folder_run, [])) == 15
     names = [m["path"] for r in records for m in r["members"]]
-    assert "ds/img/cat3.jpg" in names and not any(n.startswith(".maskcore") for n in names)
+    assert "ds/img/cat3.jpg" in names and not any(n.startswith(".maskcore-meta") for n in names)
 
 
 def test_an_unchanged_item_is_still_packed(archive_project, tmp_path):
@@ -300,13 +300,13 @@ def test_a_missing_or_altered_chunk_stops_finalize(archive_project, tmp_path):
 def test_a_chunk_that_cannot_be_written_fails_the_whole_partition(archive_project, tmp_path):
     """Not just one item: the partition is re-run (by Dask) rather than packed with a hole."""
     src, meta, layout, _ = archive_project
-    (tmp_path / ".maskcore").mkdir()
-    (tmp_path / ".maskcore" / "parts").write_bytes(b"a file where the chunk folder goes")
+    (tmp_path / ".maskcore-meta").mkdir()
+    (tmp_path / ".maskcore-meta" / "parts").write_bytes(b"a file where the chunk folder goes")
     spec = TaskSpec(source=src, sink=TarPartSink(FsspecDirSink(str(tmp_path)), PART), layout=layout,
-                    meta=meta, partials_dir=".maskcore/partials")
+                    meta=meta, partials_dir=".maskcore-meta/partials")
     with pytest.raises(OSError):
         run_archive_partition(spec, partitions_of(src, 2)[0], "k")
-    assert not (tmp_path / ".maskcore" / "partials").exists()   # not recorded as finished
+    assert not (tmp_path / ".maskcore-meta" / "partials").exists()   # not recorded as finished
 
 
 def test_small_files_fill_parts_up_to_the_limit_exactly(tmp_path):
@@ -563,7 +563,7 @@ def test_a_small_export_on_s3_is_one_archive_that_verifies(samples, s3_server, s
     assert result.exit_code == 0
     assert [f["part"] for f in result.report["archive"]["files"]] == ["vector.tar"]
     fs = s3_server.filesystem()
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(url, detail=False)) == [".maskcore", "vector.tar"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(url, detail=False)) == [".maskcore-meta", "vector.tar"]
     assert verify_destination(FsspecDirSink(url, s3_server.options())).clean
 
 
@@ -587,6 +587,6 @@ def test_a_run_whose_compaction_fails_leaves_the_last_export_verifiable(samples,
     monkeypatch.setattr(archive._ChunkReader, "copy", failing_copy)
     with pytest.raises(OSError, match="disk went away"):
         run_export(ExportConfig(**{**cfg.__dict__, "part_size": 2_000_000}), log=lambda msg: None)
-    assert {p: h for p, h in _tree(out).items() if not p.startswith(".maskcore/")} == {
-        p: h for p, h in before.items() if not p.startswith(".maskcore/")}
+    assert {p: h for p, h in _tree(out).items() if not p.startswith(".maskcore-meta/")} == {
+        p: h for p, h in before.items() if not p.startswith(".maskcore-meta/")}
     assert verify_destination(FsspecDirSink(str(out))).clean

@@ -88,10 +88,10 @@ def assert_same_export(out: dict[str, bytes], ref: dict[str, bytes], secret: str
     # Same object names as the local files: nothing temporary, no partials, the lock released.
     assert sorted(out) == sorted(ref)
     for path, data in ref.items():
-        if path not in (".maskcore/report.json", ".maskcore/manifest.parquet"):
+        if path not in (".maskcore-meta/report.json", ".maskcore-meta/manifest.parquet"):
             assert out[path] == data, f"{path} differs from the local export"
-    manifest = pq.read_table(io.BytesIO(out[".maskcore/manifest.parquet"]))
-    ref_manifest = pq.read_table(io.BytesIO(ref[".maskcore/manifest.parquet"]))
+    manifest = pq.read_table(io.BytesIO(out[".maskcore-meta/manifest.parquet"]))
+    ref_manifest = pq.read_table(io.BytesIO(ref[".maskcore-meta/manifest.parquet"]))
     assert outputs_of(manifest) == outputs_of(ref_manifest)
     checked = 0
     for row in manifest.to_pylist():
@@ -103,7 +103,7 @@ def assert_same_export(out: dict[str, bytes], ref: dict[str, bytes], secret: str
     assert broken[0]["status"] == "failed" and broken[0]["outputs"] == []
     assert "no-such-class" in broken[0]["error"]
     assert not [p for p in out if "broken" in p]  # the failed item wrote nothing at all
-    report = json.loads(out[".maskcore/report.json"])
+    report = json.loads(out[".maskcore-meta/report.json"])
     assert report["items"]["failed"] == 1 and report["items"]["total"] == 7
     for path, data in out.items():
         assert secret.encode() not in data, f"the secret leaked into {path}"

@@ -18,7 +18,7 @@ def test_write_is_whole_and_leaves_no_temporaries(tmp_path):
     sink.write("ds/masks_machine/a.png", b"56")
     assert (tmp_path / "dst/ds/masks_machine/a.png").read_bytes() == b"56"
     assert os.listdir(tmp_path / "dst/ds/masks_machine") == ["a.png"]
-    assert os.listdir(tmp_path / "dst/.maskcore/tmp") == []
+    assert os.listdir(tmp_path / "dst/.maskcore-meta/tmp") == []
 
 
 def test_failed_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_failed_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch)
     with pytest.raises(OSError):
         sink.write("f.png", b"data")
     assert not (tmp_path / "f.png").exists()
-    assert os.listdir(tmp_path / ".maskcore/tmp") == []
+    assert os.listdir(tmp_path / ".maskcore-meta/tmp") == []
 
 
 def test_a_write_whose_temporary_vanished_is_a_late_write(tmp_path, monkeypatch):
@@ -59,7 +59,7 @@ def test_a_late_duplicate_task_keeps_the_files_its_run_recorded(tmp_path, monkey
     spec = TaskSpec(source=source, sink=FsspecDirSink(str(tmp_path)), layout=get_layout("supervisely", {}),
                     meta=source.read_meta())
     assert run_partition(spec, plan).column("status").to_pylist() == ["ok"]
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
     assert len(before) >= 4
     real, calls = os.replace, []
 
@@ -71,7 +71,7 @@ def test_a_late_duplicate_task_keeps_the_files_its_run_recorded(tmp_path, monkey
     monkeypatch.setattr(os, "replace", cleaned_up_meanwhile)
     late = run_partition(spec, plan)
     assert late.column("error_type").to_pylist() == ["LateWriteError"]
-    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".maskcore" not in p.parts}
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
     assert after == before
 
 

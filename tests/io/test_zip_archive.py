@@ -92,7 +92,7 @@ def _extract_all(paths: list[Path], into: Path) -> dict[str, str]:
 def export_files(folder) -> list[tuple[str, bytes]]:
     """The folder export's files, for tests about packing rather than rendering."""
     return sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*")
-                  if p.is_file() and ".maskcore" not in p.parts)
+                  if p.is_file() and ".maskcore-meta" not in p.parts)
 
 
 def _pack(inner, part_size, files, per_partition=6):
@@ -362,11 +362,11 @@ def test_run_export_writes_zip_parts_and_records_the_format(samples, folder_expo
     names = _archives(out)
     assert names and all(n.startswith("pets_part_") and n.endswith(".zip") for n in names)
     assert _extract_all([out / n for n in names], tmp_path / "x") == folder_export
-    manifest = pq.read_table(out / ".maskcore" / "archive_manifest.parquet")
+    manifest = pq.read_table(out / ".maskcore-meta" / "archive_manifest.parquet")
     assert manifest.schema.metadata[FORMAT_KEY] == b"zip"
     assert set(manifest.column("format").to_pylist()) == {"zip"}
     assert sorted(manifest.column("part").unique().to_pylist()) == names
-    assert not (out / ".maskcore" / "parts").exists()
+    assert not (out / ".maskcore-meta" / "parts").exists()
 
 
 def test_an_unknown_archive_format_stops_the_run_before_any_work(samples, tmp_path):

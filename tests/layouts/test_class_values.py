@@ -1,9 +1,12 @@
-"""Layout option ``class_values`` (issue 12.13): the values of the class-index (machine) mask.
+"""Layout option ``class_values`` (issue 12.13): the values of the class-index mask of every layout
+that has one: supervisely (masks_machine), isahit (the label channel B of its one RGB mask), cvat
+(SegmentationClass, its own test below). save_masks has none: its machine masks are colours from
+the layer's required ``gt_machine_color`` map (a class-index mask is that map with [v, v, v]).
 
 Oracle: pycocotools' ``annToMask`` (``frPyObjects``/``decode``) of every annotation of a small random
-COCO set with non-contiguous category ids, painted in the supervisely layout's documented order
-(larger areas first, ties in file order) with the category id, the meta index or a mapping.
-Segmentations are RLE, which both pixel rules read exactly.
+COCO set with non-contiguous category ids, painted in the layout's documented order (supervisely:
+larger areas first, ties in file order; isahit: file order, later over earlier) with the category
+id, the meta index or a mapping. Segmentations are RLE, which both pixel rules read exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from helpers.oracles import oracle
 import maskcore
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
+from maskcore.paths import STATE_DIR
 
 M = oracle("pycocotools.mask")
 SLY_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "sly_catsdogs" / "vector"
@@ -47,8 +51,9 @@ def coco_doc(seed: int) -> dict:
             "categories": [{"id": i, "name": n, "supercategory": ""} for i, n in CATEGORIES]}
 
 
-def expected_machine(doc: dict, image: dict, values: dict[int, int]) -> np.ndarray:
-    """The oracle: annToMask of each annotation, larger areas first (stable), painted its value."""
+def expected_machine(doc: dict, image: dict, values: dict[int, int], order: str = "area") -> np.ndarray:
+    """The oracle: annToMask of each annotation, larger areas first (stable; ``order="file"``:
+    in file order), painted its value."""
     h, w = image["height"], image["width"]
     masks = []
     for ann in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
@@ -56,7 +61,7 @@ def expected_machine(doc: dict, image: dict, values: dict[int, int]) -> np.ndarr
         rle = M.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else seg
         masks.append((M.decode(rle).astype(bool), values[ann["category_id"]]))
     canvas = np.zeros((h, w), np.uint8)
-    for mask, value in sorted(masks, key=lambda m: -int(m[0].sum())):
+    for mask, value in (sorted(masks, key=lambda m: -int(m[0].sum())) if order == "area" else masks):
         canvas[mask] = value
     return canvas
 
@@ -77,44 +82,69 @@ def export_machine(src: Path, dst: Path, **options) -> dict[str, np.ndarray]:
     return {p.stem: np.asarray(Image.open(p)) for p in (dst / "train" / "masks_machine").glob("*.png")}
 
 
+def export_isahit(src: Path, dst: Path, **options) -> dict[str, np.ndarray]:
+    """The label channel (B) of each isahit mask; nothing but the masks in the folder."""
+    from PIL import Image
+    result = maskcore.export(str(src), str(dst), layout="isahit", cluster="inprocess",
+                             options={"name": "lab", "resume": True, **options}, log=lambda line: None)
+    assert result.exit_code == 0, result.report
+    files = sorted((dst / "lab").iterdir())
+    assert all(p.name.endswith(".jpg.png") for p in files), files   # no colour-map file: see isahit.py
+    return {p.name[:-len(".jpg.png")]: np.asarray(Image.open(p))[..., 2] for p in files}
+
+
+# layout -> (export: {stem: class-index array}, paint order, colour-map file stating the values)
+LAYOUTS = {"supervisely": (export_machine, "area", "obj_class_to_machine_color.json"),
+           "isahit": (export_isahit, "file", None)}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_source_values_are_the_category_ids(tmp_path, seed):
+def test_source_values_are_the_category_ids(tmp_path, seed, layout):
+    export, order, stated_in = LAYOUTS[layout]
     doc = coco_doc(seed)
     src = write_doc(tmp_path, doc)
-    got = export_machine(src, tmp_path / "out", class_values="source")
+    got = export(src, tmp_path / "out", class_values="source")
     for image in doc["images"]:
         assert np.array_equal(got[Path(image["file_name"]).stem],
-                              expected_machine(doc, image, {i: i for i, _ in CATEGORIES}))
-    stated = json.loads((tmp_path / "out" / "obj_class_to_machine_color.json").read_text())
-    assert stated == {n: [i, i, i] for i, n in CATEGORIES}
+                              expected_machine(doc, image, {i: i for i, _ in CATEGORIES}, order))
+    if stated_in:
+        stated = json.loads((tmp_path / "out" / stated_in).read_text())
+        assert stated == {n: [i, i, i] for i, n in CATEGORIES}
     project = maskcore.open_project(str(src))   # the in-memory masks are the written pixels
+    kind = {"supervisely": "machine", "isahit": "mask"}[layout]
     for item in project.items():
-        m = project.masks(item, "machine", options={"class_values": "source"})
-        assert np.array_equal(m.machine, got[Path(item.name).stem])
+        m = project.masks(item, kind, layout=layout, options={"class_values": "source"})
+        mask = m.machine if layout == "supervisely" else m["mask"][..., 2]
+        assert np.array_equal(mask, got[Path(item.name).stem])
 
 
-def test_meta_is_the_default_byte_for_byte(tmp_path):
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_meta_is_the_default_byte_for_byte(tmp_path, layout):
+    export, order, _ = LAYOUTS[layout]
     doc = coco_doc(4)
     src = write_doc(tmp_path, doc)
-    default = export_machine(src, tmp_path / "a")
-    explicit = export_machine(src, tmp_path / "b", class_values="meta")
+    default = export(src, tmp_path / "a")
+    explicit = export(src, tmp_path / "b", class_values="meta")
     meta_index = {i: k for k, (i, _) in enumerate(CATEGORIES, start=1)}
     for image in doc["images"]:
         stem = Path(image["file_name"]).stem
-        assert np.array_equal(default[stem], expected_machine(doc, image, meta_index))
+        assert np.array_equal(default[stem], expected_machine(doc, image, meta_index, order))
         assert np.array_equal(explicit[stem], default[stem])
-        assert ((tmp_path / "a" / "train" / "masks_machine" / f"{stem}.png").read_bytes()
-                == (tmp_path / "b" / "train" / "masks_machine" / f"{stem}.png").read_bytes())
-    for name in ("obj_class_to_machine_color.json", "meta.json"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    files = {p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*")
+             if p.is_file() and ".maskcore-meta" not in p.parts}
+    assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
     # runs made before the option existed keep their configuration fingerprint
-    assert (get_layout("supervisely", {"class_values": "meta", "class_value_zero": "refuse"}).fingerprint()
-            == get_layout("supervisely").fingerprint())
-    assert "class_values" not in get_layout("supervisely").fingerprint()
-    assert get_layout("supervisely", {"class_values": "source"}).fingerprint()["class_values"] == "source"
+    base = {"name": "lab"} if layout == "isahit" else {}
+    assert (get_layout(layout, {**base, "class_values": "meta", "class_value_zero": "refuse"}).fingerprint()
+            == get_layout(layout, base).fingerprint())
+    assert "class_values" not in get_layout(layout, base).fingerprint()
+    assert get_layout(layout, {**base, "class_values": "source"}).fingerprint()["class_values"] == "source"
 
 
-def test_mapping_inline_and_file_and_rerender(tmp_path):
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_mapping_inline_and_file_and_rerender(tmp_path, layout):
+    export_machine, order, stated_in = LAYOUTS[layout]
     doc = coco_doc(5)
     src = write_doc(tmp_path, doc)
     mapping = {"car": 40, "tree": 41, "sky": 42, "road": 40}   # several classes may share a value
@@ -126,17 +156,19 @@ def test_mapping_inline_and_file_and_rerender(tmp_path):
     again = export_machine(src, dst, class_values=str(mapping_file))   # same values: nothing changes
     assert all(np.array_equal(first[k], again[k]) for k in first)
     for image in doc["images"]:
-        assert np.array_equal(first[Path(image["file_name"]).stem], expected_machine(doc, image, by_id))
-    assert json.loads((dst / "obj_class_to_machine_color.json").read_text()) == {
-        n: [v] * 3 for n, v in mapping.items()}
+        assert np.array_equal(first[Path(image["file_name"]).stem], expected_machine(doc, image, by_id, order))
+    if stated_in:
+        assert json.loads((dst / stated_in).read_text()) == {n: [v] * 3 for n, v in mapping.items()}
     # changing the option re-renders into the same destination
     rerun = export_machine(src, dst, class_values="source")
     for image in doc["images"]:
         assert np.array_equal(rerun[Path(image["file_name"]).stem],
-                              expected_machine(doc, image, {i: i for i, _ in CATEGORIES}))
+                              expected_machine(doc, image, {i: i for i, _ in CATEGORIES}, order))
 
 
-def test_category_zero_is_refused_unless_allowed(tmp_path):
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_category_zero_is_refused_unless_allowed(tmp_path, layout):
+    export_machine, order, _ = LAYOUTS[layout]
     doc = coco_doc(6)
     doc["categories"][1]["id"] = 0          # tree
     for ann in doc["annotations"]:
@@ -148,7 +180,7 @@ def test_category_zero_is_refused_unless_allowed(tmp_path):
     got = export_machine(src, tmp_path / "out", class_values="source", class_value_zero="allow")
     values = {i: i for i, _ in CATEGORIES} | {0: 0}
     for image in doc["images"]:
-        assert np.array_equal(got[Path(image["file_name"]).stem], expected_machine(doc, image, values))
+        assert np.array_equal(got[Path(image["file_name"]).stem], expected_machine(doc, image, values, order))
 
 
 def test_source_refusals_name_the_reason(tmp_path):
@@ -198,11 +230,24 @@ def test_bad_values_are_usage_errors(tmp_path, cli, value, message):
     assert ran.returncode == 2 and "class_value_zero: expected 'refuse' or 'allow'" in ran.stderr
 
 
-def test_options_are_declared_for_help():
+@pytest.mark.parametrize("layout", ["supervisely", "cvat", "isahit"])
+def test_options_are_declared_for_help(layout):
     from maskcore.layouts import get_layout_class, options_help
-    keys = {o.key for o in get_layout_class("supervisely").OPTIONS}
+    keys = {o.key for o in get_layout_class(layout).OPTIONS}
     assert {"class_values", "class_value_zero"} <= keys
     assert "    class_values: meta | source" in options_help()
+
+
+def test_isahit_takes_one_of_label_channels_and_class_values(tmp_path):
+    """``label_channels`` (the older option) and ``class_values`` both set B: one at a time."""
+    with pytest.raises(ConfigError, match="label_channels and class_values both set the label channel"):
+        get_layout("isahit", {"name": "lab", "label_channels": {"car": 1}, "class_values": "source"})
+    doc = coco_doc(11)
+    src = write_doc(tmp_path, doc)
+    channels = {n: 50 + k for k, (_, n) in enumerate(CATEGORIES)}
+    by_channels = export_isahit(src, tmp_path / "a", label_channels=channels)
+    by_values = export_isahit(src, tmp_path / "b", class_values=channels)
+    assert all(np.array_equal(by_channels[k], by_values[k]) for k in by_channels)
 
 
 def test_cvat_class_mask_is_grey_values_and_datumaro_reads_it(tmp_path):
@@ -226,4 +271,5 @@ def test_cvat_class_mask_is_grey_values_and_datumaro_reads_it(tmp_path):
         assert np.array_equal(got, np.repeat(want[..., None], 3, axis=2))
     labelmap = (dst / "labelmap.txt").read_text().splitlines()[1:]
     assert labelmap == sorted([f"{n}:{i},{i},{i}::" for i, n in CATEGORIES] + ["background:0,0,0::"])
+    assert (dst / STATE_DIR / "manifest.parquet").exists()   # Datumaro reads the folder with maskcore's state in it
     assert_datumaro_reads([dst])

@@ -15,7 +15,7 @@ from PIL import Image
 
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 from helpers import DATA, SAMPLES, colours
-from helpers.sly_project import assert_sdk_draws_the_same, maskcore_masks, sdk_items
+from helpers.sly_project import assert_sdk_draws_the_same, maskcore_masks, sdk_items, sdk_project
 
 
 
@@ -132,9 +132,11 @@ def test_every_source_goes_to_every_layout(tmp_path, dask_client, reader, layout
                                      layout_options=options, archive=False),
                         log=lambda m: None, client=dask_client)
     assert result.exit_code == EXIT_OK, result.report["failures"][:3]
-    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and ".maskcore" not in p.parts]
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts]
     assert any(p.suffix == ".png" for p in written) or layout == "supervisely-project"
     assert result.report["items"]["written"] >= 2
+    if layout in ("supervisely", "save_masks"):   # a Supervisely project too: the SDK opens it quietly
+        assert len(list(sdk_project(tmp_path / "out").datasets)) >= 1
     if layout == "supervisely-project" and reader == "cvat":   # 2 large canvases: the SDK reads it
         assert len(sdk_items(tmp_path / "out")) == 2
     elif layout == "supervisely-project":   # the SDK opens it and draws what maskcore's re-export draws

@@ -96,7 +96,7 @@ def compare_dataset(src: CocoSource) -> tuple[int, int, dict]:
     kinds: dict = {}
     for row in table.to_pylist():
         ann = src.parse_annotation(src.item_annotation(row), meta, row["item"], max_bitmap_pixels=BIG)
-        raw = json.loads(row["ann_inline"])["annotations"]
+        raw = json.loads(src.item_annotation(row))["annotations"]
         h, w = ann.size_hw
         patches = draw.coverages([lb.geometry for lb in ann.labels], ann.size_hw, rule="coco")
         for lb, patch, a in zip(ann.labels, patches, raw, strict=True):
@@ -162,8 +162,8 @@ def test_cvat_bitmaps_are_tight_and_tags_are_attributes():
     src = CocoSource.open_source(str(CVAT))
     meta, rows = src.read_meta(), src.list_items().to_pylist()
     row = rows[0]
-    ann = src.parse_annotation(row["ann_inline"], meta, row["item"], max_bitmap_pixels=BIG)
-    raw = json.loads(row["ann_inline"])
+    ann = src.parse_annotation(src.item_annotation(row), meta, row["item"], max_bitmap_pixels=BIG)
+    raw = json.loads(src.item_annotation(row))
     assert ann.raw == raw["image"] and ann.size_hw == (7150, 5720)
     for i, (lb, a) in enumerate(zip(ann.labels, raw["annotations"])):
         assert lb.object_index == i
@@ -242,12 +242,13 @@ def test_facade_listing():
     assert {r["img_path"]: r["img_bytes"] for r in rows if r["img_path"]} == jpgs
     assert all(r["img_bytes"] is None for r in rows if r["img_path"] is None)
     assert all(r["ann_path"] is None and r["problem"] is None for r in rows)
-    assert all(r["ann_bytes"] == len(r["ann_inline"]) for r in rows)
+    spans = [r["ann_spans"] for r in rows]   # the raw bytes of the item's entries in the file
+    assert all(r["ann_bytes"] == sum(s[1::2]) - sum(s[0::2]) for r, s in zip(rows, spans))
     doc = json.loads(FACADE.read_text())
     by_id = {}
     for a in doc["annotations"]:
         by_id.setdefault(a["image_id"], []).append(a)
-    inline = {r["item"]: json.loads(r["ann_inline"]) for r in rows}
+    inline = {r["item"]: json.loads(src.item_annotation(r)) for r in rows}
     for image in doc["images"]:
         assert inline[image["file_name"]] == {"image": image, "annotations": by_id.get(image["id"], [])}
     name = next(iter(jpgs))
@@ -300,7 +301,7 @@ def test_duplicates_orphans_and_images_without_annotations(tmp_path):
         ("val", "a.jpg", "a.jpg"), ("val", "a.jpg~3", None), ("val", "b.jpg", None)]
     assert rows[0]["problem"] is None and rows[2]["problem"] is None
     assert "'a.jpg' is used by an earlier image entry" in rows[1]["problem"]
-    assert json.loads(rows[2]["ann_inline"])["annotations"] == []
+    assert json.loads(src.item_annotation(rows[2]))["annotations"] == []
     assert len(src.warnings) == 1 and "2 annotation(s)" in src.warnings[0]
     assert "image_id 99" in src.warnings[0]
 
@@ -320,12 +321,19 @@ def test_hostile_file_names_never_leave_the_image_folder(tmp_path):
 
 
 def test_deterministic_inline_bytes(tmp_path):
-    a = open_doc(tmp_path, mini_doc()).list_items()
+    src_a = open_doc(tmp_path, mini_doc())
+    a = src_a.list_items()
     doc = mini_doc()
     doc["images"][0] = dict(reversed(list(doc["images"][0].items())))
     doc["annotations"][0] = dict(reversed(list(doc["annotations"][0].items())))
-    b = open_doc(tmp_path, doc, "instances_val.json").list_items()
-    assert a.equals(b)
+    (tmp_path / "b").mkdir()
+    src_b = open_doc(tmp_path / "b", doc, "instances_val.json")
+    b = src_b.list_items()
+    spans = ["ann_inline", "ann_spans", "ann_bytes"]
+    assert a.drop_columns(spans).equals(b.drop_columns(spans))
+    assert a.column("ann_inline") != b.column("ann_inline")   # other bytes in the file, other token
+    # ... and the same canonical item JSON (the worker hashes it: found unchanged, not drawn again)
+    assert [src_a.item_annotation(r) for r in a.to_pylist()] == [src_b.item_annotation(r) for r in b.to_pylist()]
 
 
 def test_memory_filesystem_and_pickling():
@@ -344,7 +352,7 @@ def test_memory_filesystem_and_pickling():
                                  max_bitmap_pixels=BIG)
     assert [lb.class_title for lb in ann.labels] == ["cat"]
     fresh = CocoSource("memory://cocotest/ann/instances_train.json")  # never loaded: loads lazily
-    assert fresh.parse_annotation(rows[0]["ann_inline"], meta, "w", max_bitmap_pixels=BIG).labels
+    assert fresh.parse_annotation(fresh.item_annotation(rows[0]), meta, "w", max_bitmap_pixels=BIG).labels
 
 
 # --- parsing single annotations ----------------------------------------------------------------
@@ -470,7 +478,7 @@ def test_unknown_category_name_in_meta_is_unknown_class(tmp_path):
     meta = dataclasses.replace(src.read_meta(), classes=src.read_meta().classes[1:])
     row = src.list_items().to_pylist()[0]
     with pytest.raises(UnknownClassError):
-        src.parse_annotation(row["ann_inline"], meta, "val/a.jpg", max_bitmap_pixels=BIG)
+        src.parse_annotation(src.item_annotation(row), meta, "val/a.jpg", max_bitmap_pixels=BIG)
 
 
 # --- compressed RLE against pycocotools --------------------------------------------------------
@@ -598,7 +606,7 @@ def test_export_to_supervisely_layout(tmp_path, dask_client):
     assert len(meta.obj_classes) == 21
     ds = dst / "coco_labelme"
     import pyarrow.parquet as pq
-    manifest = {r["item"]: r for r in pq.read_table(dst / ".maskcore" / "manifest.parquet").to_pylist()}
+    manifest = {r["item"]: r for r in pq.read_table(dst / ".maskcore-meta" / "manifest.parquet").to_pylist()}
     assert sorted(manifest) == [f"JPEGImages/2011_0000{n}.jpg" for n in ("03", "06", "25")]
     assert {r["status"] for r in manifest.values()} == {"ok"}
     from PIL import Image

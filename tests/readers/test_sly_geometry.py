@@ -196,7 +196,7 @@ def test_declared_png_size_checked_before_decoding():
     t0 = time.perf_counter()
     with pytest.raises(LimitError, match="got declared size 100000x100000"):
         parse_geometry("bitmap", payload)
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 5   # decoding 10**10 pixels would take minutes (and 10 GB)
     small = {"bitmap": {"origin": [0, 0], "data": b64(png_bytes(np.ones((20, 20), np.uint8)))}}
     with pytest.raises(LimitError, match="1..399 pixels, got declared size 20x20"):
         parse_geometry("bitmap", small, max_bitmap_pixels=399)

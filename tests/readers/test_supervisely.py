@@ -15,7 +15,6 @@ import random
 import shutil
 import subprocess
 import tarfile
-import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -572,7 +571,7 @@ def test_symlinked_item_is_reported_not_followed(tmp_path, cli):
     assert all(link in w for w in src.warnings)
     ran = cli("export", proj, tmp_path / "out", "--masks", "machine")
     assert ran.returncode == 0, ran.stderr
-    report = json.loads((tmp_path / "out/.maskcore/report.json").read_text())
+    report = json.loads((tmp_path / "out/.maskcore-meta/report.json").read_text())
     assert report["items"]["total"] == 5 and report["source_warnings"] == src.warnings
     assert f"maskcore: warning: ds/img/cat1.jpg: {link}" in ran.stderr
     assert "maskcore: 2 source warnings (first: ds/ann/cat1.jpg.json: " in ran.stderr
@@ -645,14 +644,16 @@ def test_listing_is_sorted_and_independent_of_file_order():
         assert listed - {None} == {p for p, _ in files}
 
 
-def test_listing_scales_to_100k_items():
+def test_listing_pairs_100k_items():
+    """Every image of a 100k-item listing finds its annotation (speed: benchmarks/plan_bench.py, not a
+    timed test)."""
     files = [(f"ds{i % 7}/img/item_{i:06d}.jpg", 1000 + i) for i in range(100_000)]
     files += [(f"ds{i % 7}/ann/item_{i:06d}.jpg.json", 100 + i) for i in range(100_000)]
-    t0 = time.perf_counter()
     table = index_project_files(files)
-    elapsed = time.perf_counter() - t0
     assert table.num_rows == 100_000 and table["ann_path"].null_count == 0
-    assert elapsed < 5.0, f"indexing 100k items took {elapsed:.2f} s"
+    assert sorted(zip(table["img_path"].to_pylist(), table["ann_path"].to_pylist()))[:2] == [
+        ("ds0/img/item_000000.jpg", "ds0/ann/item_000000.jpg.json"),
+        ("ds0/img/item_000007.jpg", "ds0/ann/item_000007.jpg.json")]
 
 
 def test_listing_on_disk_is_one_walk(tmp_path, monkeypatch):
@@ -668,9 +669,8 @@ def test_listing_on_disk_is_one_walk(tmp_path, monkeypatch):
     for name in ("exists", "isfile", "isdir", "cat_file", "open", "find"):
         orig = getattr(fs, name)
         monkeypatch.setattr(fs, name, lambda *a, _o=orig, _n=name, **k: calls.append(_n) or _o(*a, **k))
-    t0 = time.perf_counter()
     table = src.list_items()
-    assert table.num_rows == 2000 and time.perf_counter() - t0 < 3.0
+    assert table.num_rows == 2000
     assert calls == ["find"]
 
 
