@@ -5,19 +5,23 @@ A synthetic listing (no store, no rendering) of N items in 100 datasets, with S3
 work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   plan        ``plan_partitions`` (output folders, safe unique names and mask stems, partitions)
   attach      the previous manifest's checksums and stamps joined to the plan
-  keys        ``partitions`` + ``partition_keys`` of every partition (``recovery.settle``)
+  keys        ``recovery.settle``: partitions, and their keys made lazily (none on a no-op night)
   split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
-  manifest    the result rows sorted, outputs carried, stamps recorded, written as Parquet in row
-              groups (``codec.parquet.write_parquet_stream``)
-Prints seconds per step and the peak RSS (ru_maxrss) before and after the steps.
+  finish      the result rows in item order, outputs carried, stamps recorded, stale outputs, the
+              report's named failures and warnings and its input fingerprint (``exec.run``)
+  manifest    written as the run commits it (``state.write_manifest``: files of 1M rows)
+Before the steps, the last run's manifest is written the same way into a temporary destination, and
+``read`` reads it back (``state.read_manifest``). Prints seconds per step and the peak RSS
+(ru_maxrss) after each.
 
 Usage:
-  python benchmarks/plan_bench.py [--items 10000000] [--out FILE]
+  python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -27,13 +31,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def _cpu() -> float:
+    """CPU seconds of this process (user + system): what a step costs whatever the machine's load."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def synthetic_listing(n: int) -> pa.Table:
-    """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps."""
-    i = pa.array(np.arange(n, dtype=np.int64))
+def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
+    """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps,
+    made and stamped (``stamps.with_stamps``: text stamps digested) a block of items at a time, as
+    a reader listing page by page would; and the seconds ``with_stamps`` took."""
+    from maskcore.exec.stamps import with_stamps
+
+    tables, seconds = [], 0.0
+    for start in range(0, n, block):
+        text = _listing_block(start, min(n, start + block), n)
+        t = time.perf_counter()
+        tables.append(with_stamps(text))
+        seconds += time.perf_counter() - t
+    return (pa.concat_tables(tables).combine_chunks() if tables else with_stamps(_listing_block(0, 0, 0))), seconds
+
+
+def _listing_block(start: int, end: int, n: int) -> pa.Table:
+    i = pa.array(np.arange(start, end, dtype=np.int64))
     num = pc.utf8_lpad(pc.cast(i, pa.string()), 8, "0")
     ds = pc.binary_join_element_wise("ds", pc.utf8_lpad(pc.cast(pc.divide(i, max(1, n // 100)), pa.string()),
                                                         2, "0"), "")
@@ -44,29 +68,39 @@ def synthetic_listing(n: int) -> pa.Table:
         "dataset": ds, "item": item,
         "ann_path": pc.binary_join_element_wise(ds, "/ann/", item, ".json", ""),
         "img_path": pc.binary_join_element_wise(ds, "/img/", item, ""),
-        "ann_bytes": pa.array(np.full(n, 900, np.int64)), "img_bytes": pa.array(np.full(n, 120000, np.int64)),
+        "ann_bytes": pa.array(np.full(len(i), 900, np.int64)), "img_bytes": pa.array(np.full(len(i), 120000, np.int64)),
         "ann_stamp": pc.binary_join_element_wise(etag, "900", ""),
         "img_stamp": pc.binary_join_element_wise(etag, "120000", ""),
     })
 
 
+def _random_hex(n: int, width: int) -> pa.Array:
+    """``n`` random lowercase hex strings of ``width`` characters (checksums: they do not compress)."""
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)[
+        np.random.default_rng(n + width).integers(0, 16, n * width, dtype=np.uint8)]
+    offsets = np.arange(n + 1, dtype=np.int64) * width
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())).cast(pa.string())
+
+
 def previous_manifest(plan: pa.Table) -> pa.Table:
     """What the last run recorded: every item ok, one output each, the same stamps."""
+    from maskcore.exec.stamps import repeated_text
     from maskcore.exec.task import OUTPUT_TYPE, RESULT_SCHEMA
 
     n = plan.num_rows
-    sha = pc.utf8_lpad(pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string()), 64, "0")
+    sha = _random_hex(n, 64)
     path = pc.binary_join_element_wise(plan.column("out_dir"), "/masks_machine/", plan.column("mask_stem"), ".png", "")
     outputs = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
-        [pc.cast(path, pa.string()).combine_chunks(), pa.array(np.full(n, 300, np.int64)), sha],
+        [pc.cast(path, pa.string()).combine_chunks(), pa.array(np.full(n, 300, np.int64)), _random_hex(n, 64)],
         fields=list(OUTPUT_TYPE)))
     cols = {"dataset": plan.column("dataset"), "item": plan.column("item"), "out_dir": plan.column("out_dir"),
             "out_name": plan.column("out_name"), "mask_stem": plan.column("mask_stem"),
-            "status": pa.array(["ok"] * n, pa.string()), "ann_sha256": sha, "img_sha256": sha,
+            "status": repeated_text("ok", n), "ann_sha256": sha, "img_sha256": _random_hex(n, 64),
             "outputs": outputs, "bytes_written": pa.array(np.full(n, 300, np.int64)),
             "seconds": pa.array(np.zeros(n))}
     arrays = [cols[f.name] if f.name in cols else
-              (pa.array([[]] * n, f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
+              (pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], f.type.value_type),
+                                        type=f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
               for f in RESULT_SCHEMA]
     table = pa.Table.from_arrays([pc.cast(a, f.type) for a, f in zip(arrays, RESULT_SCHEMA)], schema=RESULT_SCHEMA)
     return table.append_column("ann_stamp", plan.column("ann_stamp")).append_column("img_stamp", plan.column("img_stamp"))
@@ -75,46 +109,76 @@ def previous_manifest(plan: pa.Table) -> pa.Table:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000_000)
-    ap.add_argument("--out", default=None, help="manifest file (default: a temporary file)")
+    ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
     args = ap.parse_args()
 
-    from maskcore.codec.parquet import write_parquet_stream
-    from maskcore.exec.plan import partitions, plan_partitions
-    from maskcore.exec.run import _carry_unchanged_outputs
+    from maskcore.exec.plan import plan_partitions
+    from maskcore.exec.recovery import Leftovers, settle
+    from maskcore.exec.report import listed_failures, listed_warnings
+    from maskcore.exec.run import (
+        _carry_unchanged_outputs,
+        _input_fingerprint,
+        _stale_outputs,
+    )
     from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
-    from maskcore.exec.state import partition_keys
+    from maskcore.exec.state import (
+        RUN_ID_KEY,
+        in_item_order,
+        read_manifest,
+        write_manifest,
+    )
+    from maskcore.exec.verify import MANIFEST_COLUMNS
+    from maskcore.io.sinks import get_sink
 
-    listing = synthetic_listing(args.items)
-    previous = previous_manifest(plan_partitions(listing))
-    rss0 = _rss_mib()
-    times = {}
-    t = start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        sink = get_sink("dir", tmp)
+        listing, stamp_seconds = synthetic_listing(args.items)
+        planned = plan_partitions(listing)
+        previous = pa.concat_tables([previous_manifest(planned.slice(k, 1_000_000))
+                                     for k in range(0, planned.num_rows, 1_000_000)] or [previous_manifest(planned)])
+        del planned
+        write_manifest(sink, previous.replace_schema_metadata({RUN_ID_KEY: b"last"}))
+        del previous
+        rss0 = _rss_mib()
+        print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
+              f"peak RSS so far {rss0:.0f} MiB (making the listing and the last run's manifest)")
+        times, cpu, peaks = {}, {}, {}
+        start, cpu0 = time.perf_counter(), _cpu()
+        t, c = start, cpu0
 
-    def step(name):
-        nonlocal t
-        now = time.perf_counter()
-        times[name] = round(now - t, 1)
-        t = now
+        def step(name):
+            nonlocal t, c
+            now, now_cpu = time.perf_counter(), _cpu()
+            times[name], cpu[name], peaks[name] = round(now - t, 1), round(now_cpu - c, 1), round(_rss_mib())
+            t, c = now, now_cpu
 
-    plan = plan_partitions(listing)
-    step("plan")
-    plan = attach_previous(plan, previous)
-    step("attach")
-    parts = partitions(plan)
-    keys = partition_keys("fp", plan, parts.bounds)
-    step("keys")
-    sent, known = split_unchanged(plan, parts, True)
-    assert not any(s is not None for s in sent) and len(keys) == len(parts)
-    step("split")
-    manifest = pa.concat_tables(known).sort_by([("dataset", "ascending"), ("item", "ascending")])
-    manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
-    out = args.out or tempfile.mktemp(suffix=".parquet")
-    with open(out, "wb") as f:
-        write_parquet_stream(manifest, f)
-    step("manifest")
-    total = time.perf_counter() - start
-    print(f"{args.items} items, {len(parts)} partitions: {times} s, total {total:.1f} s; peak RSS "
-          f"{_rss_mib():.0f} MiB (before the steps: {rss0:.0f} MiB: listing + previous manifest)")
+        plan = plan_partitions(listing)
+        del listing
+        step("plan")
+        previous = read_manifest(sink, MANIFEST_COLUMNS)
+        step("read")
+        plan = attach_previous(plan, previous)
+        step("attach")
+        settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
+        parts, keys = settled.parts, settled.keys
+        step("keys")
+        sent, known = split_unchanged(plan, parts, True)
+        assert not any(s is not None for s in sent) and len(keys) == len(parts)
+        step("split")
+        manifest = in_item_order(pa.concat_tables(known))
+        manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
+        stale = _stale_outputs(previous, manifest, pa.array([], pa.string()))
+        failed, _ = listed_failures(manifest)
+        warned, _ = listed_warnings(manifest)
+        fingerprint = _input_fingerprint(manifest)
+        assert not stale and not failed and not warned and fingerprint
+        step("finish")
+        write_manifest(sink, manifest.replace_schema_metadata({RUN_ID_KEY: b"now"}))
+        step("manifest")
+        total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
+    print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

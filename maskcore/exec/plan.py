@@ -156,11 +156,25 @@ def _simple_names(dataset: pa.Array, item: pa.Array) -> tuple[np.ndarray, pa.Arr
     table = pa.table({"d": dataset, "n": pc.utf8_lower(item), "s": pc.utf8_lower(stem), "ok": ok})
     bad = set(table.filter(pc.invert(ok)).column("d").to_pylist())
     for key in ("n", "s"):
-        counts = table.group_by(["d", key]).aggregate([([], "count_all")])
-        bad |= set(counts.filter(pc.greater(counts.column("count_all"), 1)).column("d").to_pylist())
+        bad |= _datasets_with_repeats(table, key)
     simple = pc.invert(pc.is_in(dataset, pa.array(sorted(bad), pa.string()))) if bad else pa.array(
         np.ones(len(item), bool))
     return np.asarray(simple.to_numpy(zero_copy_only=False), bool), stem
+
+
+def _datasets_with_repeats(table: pa.Table, key: str) -> set[str]:
+    """The datasets (column ``d``) in which two rows share ``key``. When the rows are in (d, key)
+    order (a sorted listing of simple names: their lower case and stems sort the same), repeats are
+    neighbours and one comparison of each row with the next finds them; else a count per group."""
+    if table.num_rows > 1:
+        d, k = table.column("d"), table.column(key)
+        head, tail = slice(0, table.num_rows - 1), slice(1, table.num_rows)
+        same_d = pc.equal(d[tail], d[head])
+        if pc.all(pc.or_(pc.invert(same_d), pc.greater_equal(k[tail], k[head]))).as_py():
+            repeat = pc.and_(same_d, pc.equal(k[tail], k[head]))
+            return set(d[tail].filter(repeat).unique().to_pylist()) if pc.any(repeat).as_py() else set()
+    counts = table.group_by(["d", key]).aggregate([([], "count_all")])
+    return set(counts.filter(pc.greater(counts.column("count_all"), 1)).column("d").to_pylist())
 
 
 def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,
@@ -172,7 +186,24 @@ def assign_partitions(plan: pa.Table, *, items_per_partition: int | None = None,
                            partition_numbers(plan.num_rows, items_per_partition))
 
 
-class Partitions(Sequence):
+class Lazy(Sequence):
+    """A sequence whose items are made when asked for (``_make(i)``, ``0 <= i < len``); slices and
+    negative indices as a list's."""
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._make(i)
+
+    def _make(self, i: int):
+        raise NotImplementedError
+
+
+class Partitions(Lazy):
     """A plan's partitions, in partition order, each made when it is asked for (a run of millions of
     items asks only for the partitions it sends to workers).
 
@@ -193,13 +224,7 @@ class Partitions(Sequence):
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+    def _make(self, i: int) -> pa.Table:
         return self.plan.take(pa.array(np.arange(self.bounds[i], self.bounds[i + 1]), pa.int64()))
 
     def __eq__(self, other) -> bool:

@@ -18,13 +18,22 @@ removing every file of the destination that its manifest does not list (a *sweep
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .plan import partitions
-from .state import PARTIALS, RUN_ID_KEY, STARTED, DamagedState, partition_keys, read_state_parquet, set_aside
+from .state import (
+    PARTIALS,
+    RUN_ID_KEY,
+    STARTED,
+    DamagedState,
+    PartitionKeys,
+    read_state_parquet,
+    set_aside,
+)
 
 PARTIAL_COLUMNS = ("dataset", "item", "status", "ann_sha256", "img_sha256", "outputs")
 PREV_COLUMNS = ("prev_ann_sha256", "prev_img_sha256")
@@ -106,7 +115,7 @@ def _distrust(plan: pa.Table, untrusted: set[str] | None) -> pa.Table:
 class Settled:
     plan: pa.Table
     parts: list[pa.Table]
-    keys: list[str]
+    keys: Sequence[str]               # state.PartitionKeys: each key made when first asked for
     resumed: dict[int, pa.Table]      # partition index -> the leftover partial it resumes (to check)
     untrusted: int                    # items whose previous record was dropped
     sweep: bool                       # files no record names may be on the destination
@@ -123,8 +132,8 @@ def settle(plan: pa.Table, config_fp: str, left: Leftovers) -> Settled:
         plan = _distrust(plan, None)
     while True:
         parts = partitions(plan)
-        keys = partition_keys(config_fp, plan, parts.bounds)
-        matched = {k for k in keys if k in left.partials}
+        keys = PartitionKeys(config_fp, plan, parts.bounds)  # made as asked for: none when nothing is resumed
+        matched = {k for k in keys if k in left.partials} if left.partials else set()
         found: set[str] = set()
         for key, table in left.partials.items():
             if key not in matched:
@@ -137,7 +146,7 @@ def settle(plan: pa.Table, config_fp: str, left: Leftovers) -> Settled:
             break
         untrusted |= found
         plan = _distrust(plan, untrusted)
-    resumed = {i: left.partials[k] for i, k in enumerate(keys) if k in matched}
+    resumed = {i: left.partials[k] for i, k in enumerate(keys) if k in matched} if matched else {}
     unknown_files = any(k not in left.partials for k in left.started) or bool(left.damaged)
     n_untrusted = plan.num_rows if everything else len(untrusted)
     return Settled(plan, parts, keys, resumed, n_untrusted, unknown_files)

@@ -20,11 +20,11 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -59,11 +59,13 @@ from .legacy import migrate_legacy_state, state_view
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
 from .recovery import leftover_outputs, read_leftovers, settle
+from .report import FULL_LIST, listed_failures, listed_source_warnings, listed_warnings
 from .scan import scan_partitions
 from .stamps import (
     attach_previous,
     plan_summary,
     record_stamps,
+    same_items,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -76,9 +78,11 @@ from .state import (
     STARTED,
     STATE_DIR,
     config_fingerprint,
+    in_item_order,
     parquet_bytes,
+    read_manifest,
     read_manifest_readonly,
-    read_state_parquet,
+    write_manifest,
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
 from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, named_project_files, unrecorded_files
@@ -93,6 +97,9 @@ EXIT_UNVERIFIED = 5  # maskcore verify: the destination differs from its manifes
 EXIT_EMPTY = 6       # the item selection (--dataset, --item, ...) matched no item
 
 REPORT_DIR = STATE_DIR
+PREVIOUS_COLUMNS = (*MANIFEST_COLUMNS, "warnings", "lines", "ann_stamp", "img_stamp")
+"""What a run reads of the last manifest: records to attach (stamps.attach_previous), outputs, warnings
+and list lines to carry or remove; not the names and timings it makes again (a fifth less memory)."""
 FINGERPRINT_KEY = b"maskcore.config_fingerprint"
 
 
@@ -349,7 +356,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     config_fp = _config_fp(cfg, layout, meta, filters)
     run_id = lock.run_id
     damaged: list = []
-    previous = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
+    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS)  # with its parts, if any
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
     undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
     if undone:
@@ -394,7 +401,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         raise
     progress.close()
     manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
-    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = in_item_order(manifest)  # no copy when the rows are in order already (a quiet night)
     if incremental:
         manifest = _carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
@@ -431,14 +438,16 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         if swept:
             log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
                 f"produces (first {swept[0]!r})")
-    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts), len(resumed),
-                     len(stale), config_fp, time.perf_counter() - started)
+    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts),
+                     sum(1 for _, _, _, done in todo if done is not None),
+                     len(stale), config_fp, time.perf_counter() - started, n_sent=len(todo))
     report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
                           "damaged_state": [vars(d) for d in damaged]}
     report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
     report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": sum(t.num_rows for t in known),
                         "hashed": sum(p.num_rows for _, p, _, _ in todo)}
-    report["source_warnings"] = list(getattr(source, "warnings", None) or [])
+    report["source_warnings"], report["listed"]["source_warnings"] = listed_source_warnings(
+        list(getattr(source, "warnings", None) or []))
     if filtered is not None:
         report["filtered"] = filtered
     if archive is not None:
@@ -448,7 +457,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             sink.write(relpath, members)
     lock.check()
     try:
-        sink.write(MANIFEST, parquet_bytes(manifest))  # the commit: from here on the manifest is the truth
+        write_manifest(sink, manifest)  # the commit: from here on the manifest is the truth
     except OSError as exc:  # a full disk: nothing is committed, the next run resumes what was written
         raise OSError(exc.errno, f"{exc.strerror}: could not write {MANIFEST}, so this run is not committed "
                       f"({report['items']['failed']} items failed); free space and run again: finished "
@@ -552,24 +561,29 @@ SUMMARY_FAILURES = 5
 
 def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
     """What a person must see after a run: failures counted by kind with the first few named (item,
-    object, reason), and the number of warnings; the report holds every one of them."""
+    object, reason), and the number of warnings; the report names the first ones of each kind
+    (``exec/report.py``), the manifest holds every one of them."""
+    del manifest  # the counts are the report's (``listed``)
     lines = []
-    failed = report["failures"]
-    if failed:
-        kinds = manifest.filter(pc.equal(manifest.column("status"), "failed")).column("error_type").to_pylist()
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(Counter(kinds).items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"maskcore: {len(failed)} items failed ({counts}):")
+    failed, counts = report["failures"], report["listed"]["failures"]
+    if counts["total"]:
+        kinds = ", ".join(f"{n} {k or None}" for k, n in sorted(counts["by_kind"].items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"maskcore: {counts['total']} items failed ({kinds}):")
         lines += [f"maskcore:   {f['error']}" for f in failed[:SUMMARY_FAILURES]]
-        if len(failed) > SUMMARY_FAILURES:
-            lines.append(f"maskcore:   ... and {len(failed) - SUMMARY_FAILURES} more in the report")
-    source = report.get("source_warnings") or []
-    if source:
-        lines.append(f"maskcore: {len(source)} source warnings (first: {source[0]}); every one is in the report")
-    n_warn = sum(len(w["warnings"]) for w in report["warnings"])
-    if n_warn:
+        if counts["total"] > SUMMARY_FAILURES:
+            lines.append(f"maskcore:   ... and {counts['total'] - SUMMARY_FAILURES} more in the report"
+                         + (f" ({counts['listed']} named there; every one in {FULL_LIST})"
+                            if counts["listed"] < counts["total"] else ""))
+    source, n_source = report.get("source_warnings") or [], report["listed"]["source_warnings"]["total"]
+    if n_source:
+        where = "every one is in the report" if len(source) == n_source else f"the first {len(source)} are in the report"
+        lines.append(f"maskcore: {n_source} source warnings (first: {source[0]}); {where}")
+    warned = report["listed"]["warnings"]
+    if warned["warnings"]:
         first = report["warnings"][0]["warnings"][0]
-        lines.append(f"maskcore: {n_warn} warnings on {len(report['warnings'])} items (first: {first}); "
-                     "every one is in the report")
+        where = ("every one is in the report" if warned["listed"] == warned["items"] else
+                 f"the first {warned['listed']} items are in the report, every one in {FULL_LIST}")
+        lines.append(f"maskcore: {warned['warnings']} warnings on {warned['items']} items (first: {first}); {where}")
     return lines
 
 
@@ -615,8 +629,7 @@ def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table
     unchanged = pc.equal(manifest.column("status"), "unchanged")
     if not pc.any(unchanged).as_py():
         return manifest
-    aligned = (manifest.num_rows == previous.num_rows and manifest.column("dataset").equals(previous.column("dataset"))
-               and manifest.column("item").equals(previous.column("item")))  # a quiet night: no lookup
+    aligned = same_items(manifest, previous)  # a quiet night: no lookup
     every = pc.all(unchanged).as_py()
     where = None if aligned else pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
     for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
@@ -633,7 +646,7 @@ def _list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
     item) order; failed items contribute nothing."""
     if manifest is None or "lines" not in manifest.column_names or manifest.num_rows == 0:
         return []
-    manifest = manifest.sort_by([("dataset", "ascending"), ("item", "ascending")])
+    manifest = in_item_order(manifest)
     ok = manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))
     flat = pc.list_flatten(ok.column("lines")).combine_chunks()
     if len(flat) == 0:
@@ -662,6 +675,9 @@ def _output_paths(table: pa.Table | None) -> pa.Array:
 def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.Array) -> list[str]:
     """Files the previous run, or an unfinished run since (``leftover``), wrote that no item of
     this run produced."""
+    if (previous is not None and len(leftover) == 0 and previous.num_rows == manifest.num_rows
+            and previous.column("outputs").equals(manifest.column("outputs"))):
+        return []  # every output carried as it was (a quiet night): nothing to compare path by path
     before, now = pa.concat_arrays([_output_paths(previous), leftover]), _output_paths(manifest)
     return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
 
@@ -744,14 +760,20 @@ def _collect(pending, result, index: dict, progress: Progress, on_partition) -> 
     return results
 
 
-def _input_fingerprint(manifest: pa.Table, rows_per_block: int = 65536) -> str:
-    """sha256 over every item's name and input checksums, in manifest order."""
+def _input_fingerprint(manifest: pa.Table, rows_per_block: int = 262_144) -> str:
+    """sha256 over every item's name and input checksums, in manifest order: one line a row,
+    ``dataset<TAB>item<TAB>ann_sha256<TAB>img_sha256<LF>``, hashed a block of rows at a time from
+    Arrow's buffer (no Python string per row)."""
     digest = hashlib.sha256()
-    cols = [pc.fill_null(manifest.column(c), "") for c in ("dataset", "item", "ann_sha256", "img_sha256")]
-    lines = pc.binary_join_element_wise(*cols, "\t")
-    for start in range(0, len(lines), rows_per_block):
-        block = lines.slice(start, rows_per_block).to_pylist()
-        digest.update(("\n".join(block) + "\n").encode("utf-8", "surrogatepass"))
+    for start in range(0, manifest.num_rows, rows_per_block):
+        block = manifest.slice(start, rows_per_block)
+        cols = [pc.fill_null(block.column(c), "") for c in ("dataset", "item", "ann_sha256", "img_sha256")]
+        lines = pc.cast(pc.binary_join_element_wise(pc.binary_join_element_wise(*cols, "\t"), "\n", ""),
+                        pa.large_string())
+        lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
+        offsets = np.frombuffer(lines.buffers()[1], np.int64, len(lines) + 1, lines.offset * 8)
+        if len(lines):
+            digest.update(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
     return digest.hexdigest()
 
 
@@ -759,13 +781,16 @@ def _count(mask) -> int:
     return int(pc.sum(mask).as_py() or 0)
 
 
-def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds) -> dict:
-    """Counts with pyarrow over the whole manifest; only failed and warned items become Python rows."""
+def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds, n_sent=None) -> dict:
+    """Counts with pyarrow over the whole manifest; only the failed and warned items the report
+    names become Python rows. Partitions: ``run`` by a task from the start, ``resumed`` (a task
+    checked what an unfinished run finished), ``unchanged_by_stamp`` (no task: every item unchanged
+    by its stamps); ``n_sent``: partitions given to tasks (default: all)."""
+    n_sent = n_parts if n_sent is None else n_sent
     status = manifest.column("status")
     is_ok = pc.equal(status, "ok")
-    failed = (manifest.filter(pc.equal(status, "failed")).select(["dataset", "item", "error"]).to_pylist())
-    has_warnings = pc.greater(pc.fill_null(pc.list_value_length(manifest.column("warnings")), 0), 0)
-    warned = manifest.filter(has_warnings).select(["dataset", "item", "warnings"]).to_pylist()
+    failed, failed_counts = listed_failures(manifest)  # the first of each kind named, all counted
+    warned, warned_counts = listed_warnings(manifest)
     return {
         "maskcore_version": __version__,
         "source": redact(cfg.source, cfg.storage_options),
@@ -773,9 +798,10 @@ def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "layout": cfg.layout,
         "layout_options": cfg.layout_options,
         "cluster": cluster,  # the profile, and where the tasks ran: inprocess, client, local, slurm, ...
-        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_parts - n_resumed},
+        "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_sent - n_resumed,
+                       "unchanged_by_stamp": n_parts - n_sent},
         "items": {"total": manifest.num_rows, "written": _count(is_ok),
-                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": len(failed)},
+                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": failed_counts["total"]},
         "files_written": int(pc.sum(pc.list_value_length(manifest.filter(is_ok).column("outputs"))).as_py() or 0),
         "bytes_written": int(pc.sum(manifest.column("bytes_written")).as_py() or 0),
         "stale_files_removed": n_stale,
@@ -784,4 +810,5 @@ def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "input_fingerprint": _input_fingerprint(manifest),
         "failures": failed,
         "warnings": warned,
+        "listed": {"failures": failed_counts, "warnings": warned_counts, "full_list": FULL_LIST},
     }

@@ -16,6 +16,11 @@ Stamps are listing-time: a file changed after its listing and before the worker 
 recorded with its old stamp, so the next run sees a different stamp and hashes it again.
 Annotations carried in the plan (COCO, CVAT XML: ``ann_inline``) are stamped with their own
 sha256, which the driver has at hand. A missing file is stamped ``NO_FILE``.
+
+In the plan and the manifest a stamp is kept as ``STAMP_TYPE``: the first 16 bytes of the BLAKE2b
+digest of its text (:func:`stamp_digests`), 16 bytes a stamp instead of ~90 (an S3 stamp's text):
+10 M items carry two of them. Manifests written before (stamps as text) are still read: their
+stamps are digested when attached (:func:`attach_previous`), so their items stay unchanged by stamp.
 """
 
 from __future__ import annotations
@@ -28,9 +33,38 @@ import pyarrow.compute as pc
 
 from .task import RESULT_SCHEMA
 
+STAMP_TYPE = pa.binary(16)
 STAMP_COLUMNS = ("ann_stamp", "img_stamp")
 PREV_STAMP_COLUMNS = ("prev_ann_stamp", "prev_img_stamp")
 NO_FILE = "-"
+DIGEST_ROWS = 262_144
+"""Stamps digested per block (Python strings of one block at a time, not of the whole listing)."""
+
+
+def stamp_digests(stamps) -> pa.Array:
+    """Stamps as ``STAMP_TYPE``: text stamps digested (BLAKE2b, 16 bytes; null stays null), stamps
+    already digested kept as they are."""
+    stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
+    if stamps.type == STAMP_TYPE:
+        return stamps
+    if pa.types.is_null(stamps.type):
+        return pa.nulls(len(stamps), STAMP_TYPE)
+    blocks = []
+    for start in range(0, len(stamps), DIGEST_ROWS):
+        block = stamps.slice(start, DIGEST_ROWS)
+        data = b"".join(_ZERO if s is None else _digest(s) for s in block.to_pylist())
+        valid = None if block.null_count == 0 else pa.py_buffer(np.packbits(
+            pc.is_valid(block).to_numpy(zero_copy_only=False), bitorder="little").tobytes())
+        blocks.append(pa.FixedSizeBinaryArray.from_buffers(STAMP_TYPE, len(block), [valid, pa.py_buffer(data)],
+                                                           null_count=block.null_count))
+    return pa.concat_arrays(blocks) if blocks else pa.array([], STAMP_TYPE)
+
+
+_ZERO = bytes(16)
+
+
+def _digest(stamp: str) -> bytes:
+    return hashlib.blake2b(stamp.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def stamped_listing(source) -> pa.Table:
@@ -40,19 +74,20 @@ def stamped_listing(source) -> pa.Table:
 
 
 def with_stamps(listing: pa.Table) -> pa.Table:
-    """The listing with both stamp columns (null where the reader gives none), inline annotations
-    stamped by their sha256 and files the item does not have stamped ``NO_FILE``."""
+    """The listing with both stamp columns (``STAMP_TYPE``; null where the reader gives none),
+    inline annotations stamped by their sha256 and files the item does not have stamped
+    ``NO_FILE``."""
     n = listing.num_rows
     for column, path in zip(STAMP_COLUMNS, ("ann_path", "img_path")):
-        stamps = listing.column(column) if column in listing.column_names else pa.nulls(n, pa.string())
+        stamps = stamp_digests(listing.column(column) if column in listing.column_names else pa.nulls(n, pa.string()))
         if path in listing.column_names:
-            stamps = pc.if_else(pc.is_null(listing.column(path)), pa.scalar(NO_FILE), stamps)
+            stamps = pc.if_else(pc.is_null(listing.column(path)), pa.scalar(_digest(NO_FILE), STAMP_TYPE), stamps)
         if column == "ann_stamp" and "ann_inline" in listing.column_names:
             inline = listing.column("ann_inline").to_pylist()
-            shas = pa.array([None if a is None else "sha256=" + hashlib.sha256(a).hexdigest() for a in inline],
-                            pa.string())
+            shas = stamp_digests(pa.array([None if a is None else "sha256=" + hashlib.sha256(a).hexdigest()
+                                           for a in inline], pa.string()))
             stamps = pc.if_else(pc.is_null(shas), stamps, shas)
-        stamps = pc.cast(stamps, pa.string())
+        stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
         if column in listing.column_names:
             listing = listing.set_column(listing.schema.get_field_index(column), column, stamps)
         else:
@@ -67,19 +102,39 @@ def _keys(table: pa.Table) -> pa.Array:
 def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
     """Give each planned item what the previous manifest recorded of it, when that run rendered it
     or found it unchanged (not when it failed): ``prev_ann_sha256`` / ``prev_img_sha256`` (the input
-    checksums) and ``prev_ann_stamp`` / ``prev_img_stamp`` (null for new items, or a manifest
-    written before stamps). The plan's row order is kept."""
+    checksums) and ``prev_ann_stamp`` / ``prev_img_stamp`` (``STAMP_TYPE``, digested when the
+    manifest kept them as text; null for new items, or a manifest written before stamps). The
+    plan's row order is kept."""
+    if same_items(plan, previous) and pc.all(pc.is_in(previous.column("status"),
+                                                     pa.array(["ok", "unchanged"]))).as_py():
+        where = None  # the same items in the same order, none failed (a quiet night): no lookup, no copy
+    else:
+        where = _previous_rows(plan, previous)
+    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
+                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
+        if column not in previous.column_names:
+            values = pa.nulls(plan.num_rows, pa.string())
+        else:
+            values = previous.column(column) if where is None else previous.column(column).combine_chunks().take(where)
+        values = stamp_digests(values) if column in STAMP_COLUMNS else pc.cast(values, pa.string())
+        plan = plan.append_column(prev, values)
+    return plan
+
+
+def same_items(table: pa.Table, other: pa.Table) -> bool:
+    """Whether two tables list the same items (dataset, item) in the same order."""
+    return (table.num_rows == other.num_rows and table.column("dataset").equals(other.column("dataset"))
+            and table.column("item").equals(other.column("item")))
+
+
+def _previous_rows(plan: pa.Table, previous: pa.Table) -> pa.Array:
+    """For each planned item its row in ``previous``; null when absent or failed there."""
     where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
     if previous.num_rows:  # a failed item has no previous record to go by
         ok = pc.is_in(previous.column("status").combine_chunks(), pa.array(["ok", "unchanged"]))
         recorded = pc.fill_null(ok.take(pc.fill_null(where, 0)), False)
         where = pc.if_else(recorded, where, pa.scalar(None, where.type))
-    for prev, column in (("prev_ann_sha256", "ann_sha256"), ("prev_img_sha256", "img_sha256"),
-                         *zip(PREV_STAMP_COLUMNS, STAMP_COLUMNS)):
-        values = (previous.column(column).combine_chunks().take(where) if column in previous.column_names
-                  else pa.nulls(plan.num_rows, pa.string()))
-        plan = plan.append_column(prev, pc.cast(values, pa.string()))
-    return plan
+    return where
 
 
 def unchanged_mask(part: pa.Table) -> pa.Array:
@@ -102,19 +157,27 @@ def unchanged_results(part: pa.Table) -> pa.Table:
     columns = {
         "dataset": part.column("dataset"), "item": part.column("item"), "out_dir": part.column("out_dir"),
         "out_name": part.column("out_name"), "mask_stem": part.column("mask_stem"),
-        "status": pa.array(["unchanged"] * n, pa.string()),
+        "status": repeated_text("unchanged", n),
         "ann_sha256": part.column("prev_ann_sha256"), "img_sha256": part.column("prev_img_sha256"),
-        "bytes_written": pa.array([0] * n, pa.int64()), "seconds": pa.array([0.0] * n, pa.float64()),
+        "bytes_written": pa.array(np.zeros(n, np.int64)), "seconds": pa.array(np.zeros(n, np.float64)),
     }
     arrays = []
     for f in RESULT_SCHEMA:
         if f.name in columns:
             arrays.append(pc.cast(columns[f.name], f.type))
-        elif pa.types.is_list(f.type):
-            arrays.append(pa.array([[]] * n, f.type))
+        elif pa.types.is_list(f.type):  # [] in every row
+            arrays.append(pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)),
+                                                   pa.array([], f.type.value_type), type=f.type))
         else:
             arrays.append(pa.nulls(n, f.type))
     return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
+
+
+def repeated_text(text: str, n: int) -> pa.Array:
+    """``text`` in each of ``n`` rows, as one string array (no Python object per row)."""
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n)).cast(pa.string())
 
 
 def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Table | None], list[pa.Table]]:
@@ -136,18 +199,17 @@ def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Ta
             todo.append(parts[i])
         else:
             todo.append(parts[i].filter(pa.array(~same[bounds[i]:bounds[i + 1]])))
-    known = plan.filter(mask)
+    known = plan if n_same.sum() == plan.num_rows else plan.filter(mask)  # a quiet night: no copy
     return todo, [unchanged_results(known)] if known.num_rows else []
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
-    aligned = (manifest.num_rows == plan.num_rows and manifest.column("dataset").equals(plan.column("dataset"))
-               and manifest.column("item").equals(plan.column("item")))  # the usual case: no lookup
+    aligned = same_items(manifest, plan)  # the usual case: no lookup
     where = None if aligned else pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
     for column in STAMP_COLUMNS:
         if column not in plan.column_names:
-            values = pa.nulls(manifest.num_rows, pa.string())
+            values = pa.nulls(manifest.num_rows, STAMP_TYPE)
         else:
             values = plan.column(column) if aligned else plan.column(column).combine_chunks().take(where)
         if column in manifest.column_names:

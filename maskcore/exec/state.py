@@ -2,7 +2,9 @@
 
 Everything lives under ``<destination>/.maskcore-meta/`` (``paths.STATE_DIR``):
 - ``manifest.parquet``: the last finished run, one row per item with the input checksums and
-  the files written; with ``config_fingerprint`` it makes the next run incremental.
+  the files written; with ``config_fingerprint`` it makes the next run incremental. A manifest of
+  more than ``MANIFEST_PART_ROWS`` items is written in parts (:func:`write_manifest`): this file
+  holds the first rows and names the others' files, ``manifest.parts/<run id>-NNNNN.parquet``.
 - ``partials/<key>.parquet``: one finished partition of an unfinished run, named by a hash of
   the job's configuration and the partition's items, so a killed run resumes where it stopped.
 - ``started/<key>.json``: written by a partition's task before it first changes the destination
@@ -25,11 +27,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..codec.parquet import parquet_bytes  # noqa: F401  (state files are written with it)
+from ..codec.parquet import parquet_bytes
 from ..errors import RefusedError
 from ..paths import STATE_DIR
+from .plan import Lazy
 
 MANIFEST = f"{STATE_DIR}/manifest.parquet"
+MANIFEST_PARTS = f"{STATE_DIR}/manifest.parts"
+MANIFEST_PART_ROWS = 1_000_000
+"""Rows of the manifest per file (~250 MB of Parquet): the driver never holds the whole encoded
+manifest of millions of items as one buffer, writing or reading it."""
+PARTS_KEY = b"maskcore.manifest_parts"
+"""Manifest metadata: JSON ``[[file name, rows, sha256], ...]`` of the parts after the first."""
 REPORT = f"{STATE_DIR}/report.json"
 LOCK = f"{STATE_DIR}/lock"
 PARTIALS = f"{STATE_DIR}/partials"
@@ -78,26 +87,72 @@ def _key_lines(plan: pa.Table) -> pa.Array:
     return lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
 
 
+KEY_BLOCK_ROWS = 262_144
+"""Rows whose key lines are made at a time (``partition_keys``): ~300 bytes of lines a row, so a
+block's lines stay near 80 MB however many items the plan has."""
+
+
 def partition_keys(config_fp: str, plan: pa.Table, bounds) -> list[str]:
     """Identity of each partition's work (rows ``bounds[i]:bounds[i + 1]`` of ``plan``): the
-    configuration plus its items and their inputs. One vectorised pass over the plan, then one
-    sha256 per partition over its rows' lines (``_key_lines``), which lie contiguous in memory."""
-    lines = _key_lines(plan)
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
-    data = memoryview(lines.buffers()[2] or b"")
-    head = f"{config_fp}\n".encode()
-    keys = []
-    for i in range(len(bounds) - 1):
-        digest = hashlib.sha256(head)
-        digest.update(data[offsets[bounds[i]]:offsets[bounds[i + 1]]])
-        digest.update(np.diff(offsets[bounds[i]:bounds[i + 1] + 1]).tobytes())  # where each line ends
-        keys.append(digest.hexdigest()[:32])
-    return keys
+    configuration plus its items and their inputs. Vectorised over blocks of whole partitions
+    (``KEY_BLOCK_ROWS``), then one sha256 per partition over its rows' lines (``_key_lines``),
+    which lie contiguous in memory."""
+    return PartitionKeys(config_fp, plan, bounds)[:]
+
+
+class PartitionKeys(Lazy):
+    """``partition_keys``, each block of partitions made when one of its keys is first asked for: a
+    run that sends no partition to a worker (a no-op night) and resumes none makes none."""
+
+    def __init__(self, config_fp: str, plan: pa.Table, bounds) -> None:
+        self.plan, self.bounds = plan, np.asarray(bounds, np.int64)
+        self.head = f"{config_fp}\n".encode()
+        self.known: dict[int, str] = {}
+        # block k is partitions starts[k]:starts[k + 1], together at most KEY_BLOCK_ROWS rows (or one partition)
+        cuts = np.searchsorted(self.bounds, np.arange(0, int(self.bounds[-1]) + 1, KEY_BLOCK_ROWS), "right") - 1
+        self.starts = np.unique(np.concatenate([cuts, [0, len(self) ]]).clip(0, len(self)))
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def _make(self, i: int) -> str:
+        if i not in self.known:
+            k = int(np.searchsorted(self.starts, i, "right")) - 1
+            self._block(int(self.starts[k]), int(self.starts[k + 1]))
+        return self.known[i]
+
+    def _block(self, first: int, end: int) -> None:
+        """Keys of partitions ``first:end``."""
+        bounds = self.bounds[first:end + 1]
+        lines = _key_lines(self.plan.slice(int(bounds[0]), int(bounds[-1] - bounds[0])))
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+        data = memoryview(lines.buffers()[2] or b"")
+        rows = bounds - bounds[0]
+        for i in range(len(rows) - 1):
+            digest = hashlib.sha256(self.head)
+            digest.update(data[offsets[rows[i]]:offsets[rows[i + 1]]])
+            digest.update(np.diff(offsets[rows[i]:rows[i + 1] + 1]).tobytes())  # where each line ends
+            self.known[first + i] = digest.hexdigest()[:32]
 
 
 def partition_key(config_fp: str, part: pa.Table) -> str:
     """Identity of one partition's work (``partition_keys`` of a plan that is this partition)."""
     return partition_keys(config_fp, part, [0, part.num_rows])[0]
+
+
+ITEM_ORDER = [("dataset", "ascending"), ("item", "ascending")]
+
+
+def in_item_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by (dataset, item), the manifest's order; as it is (no copy) when it is
+    already in that order (a no-op night's rows, partitions that finished in order)."""
+    if table.num_rows < 2:
+        return table
+    ds, item = table.column("dataset"), table.column("item")
+    head, tail = slice(0, table.num_rows - 1), slice(1, table.num_rows)
+    same = pc.equal(ds[tail], ds[head])
+    ordered = pc.or_(pc.greater(ds[tail], ds[head]), pc.and_(same, pc.greater_equal(item[tail], item[head])))
+    return table if pc.all(ordered).as_py() else table.sort_by(ITEM_ORDER)
 
 
 def read_parquet(sink, relpath: str) -> pa.Table | None:
@@ -129,16 +184,17 @@ def set_aside(sink, relpath: str, data: bytes, error: str) -> DamagedState:
 
 
 def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
-                       damaged: list | None = None) -> pa.Table | None:
+                       damaged: list | None = None, columns: tuple[str, ...] | None = None) -> pa.Table | None:
     """A state Parquet file (manifest, partial), or None if it does not exist or is unreadable
     (truncated, garbage, missing one of the ``required`` columns): an unreadable one is moved
-    aside (:func:`set_aside`) and recorded in ``damaged``."""
+    aside (:func:`set_aside`) and recorded in ``damaged``. ``columns``: only those of them the
+    file has (and the ``required`` ones)."""
     try:
         data = sink.read(relpath)
     except FileNotFoundError:
         return None
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = _read_columns(pa.BufferReader(data), columns, required)
         missing = [c for c in required if c not in table.column_names]
         if missing:
             raise ValueError(f"no column {missing[0]!r}")
@@ -154,7 +210,71 @@ def read_manifest_readonly(sink) -> pa.Table | None:
     """The committed manifest for a look that must change nothing (``--dry-run``): None when
     absent or unreadable (left where it is)."""
     try:
-        table = pq.read_table(pa.BufferReader(sink.read(MANIFEST)))
+        table = _with_parts(sink, pq.read_table(pa.BufferReader(sink.read(MANIFEST))))
     except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
         return None
     return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None
+
+
+def read_manifest(sink, required: tuple[str, ...] = (), damaged: list | None = None,
+                  columns: tuple[str, ...] | None = None) -> pa.Table | None:
+    """The committed manifest with all its parts (``write_manifest``), or None when there is none or
+    it is unreadable: a damaged first file, or a part missing or not the one it names, sets the
+    first file aside (``read_state_parquet``), so that every item is rendered again. ``columns``:
+    only those (that the manifest has)."""
+    head = read_state_parquet(sink, MANIFEST, required, damaged, columns)
+    if head is None or PARTS_KEY not in (head.schema.metadata or {}):
+        return head
+    try:
+        return _with_parts(sink, head, tuple(head.column_names))
+    except Exception as exc:  # noqa: BLE001 - any reason a part is not the one recorded
+        note = set_aside(sink, MANIFEST, sink.read(MANIFEST), f"{type(exc).__name__}: {exc}"[:300])
+        if damaged is not None:
+            damaged.append(note)
+        return None
+
+
+def _read_columns(source, columns: tuple[str, ...] | None, required: tuple[str, ...] = ()) -> pa.Table:
+    """A Parquet file's table, or only the ``columns`` (and ``required``) it has."""
+    if columns is None:
+        return pq.read_table(source)
+    names = pq.ParquetFile(source).schema_arrow.names
+    return pq.read_table(source, columns=[c for c in names if c in columns or c in required])
+
+
+def _with_parts(sink, head: pa.Table, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """The manifest's first file followed by the parts it names (each checked: rows, sha256)."""
+    parts = json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]"))
+    tables = [head]
+    for name, rows, sha in parts:
+        data = sink.read(f"{MANIFEST_PARTS}/{name}")
+        if _sha(data) != sha:
+            raise ValueError(f"{MANIFEST_PARTS}/{name} is not the part the manifest names (sha256 differs)")
+        table = _read_columns(pa.BufferReader(data), columns or tuple(head.column_names))
+        if table.num_rows != rows:
+            raise ValueError(f"{MANIFEST_PARTS}/{name}: {table.num_rows} rows, the manifest says {rows}")
+        tables.append(table.replace_schema_metadata(head.schema.metadata))
+    return pa.concat_tables(tables) if len(tables) > 1 else head
+
+
+def write_manifest(sink, manifest: pa.Table) -> None:
+    """Commit ``manifest``: as one file (``MANIFEST``) up to ``MANIFEST_PART_ROWS`` rows; beyond,
+    its rows after the first ``MANIFEST_PART_ROWS`` go to part files named by the run
+    (``RUN_ID_KEY``) first, then the first file naming them (``PARTS_KEY``) is written: that write
+    is the commit. Parts no committed manifest names (an earlier run's, an unfinished run's) are
+    removed after it."""
+    size = MANIFEST_PART_ROWS
+    run = (manifest.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() or "run"
+    named = []
+    for k, start in enumerate(range(size, manifest.num_rows, size), start=1):
+        data = parquet_bytes(manifest.slice(start, size))
+        name = f"{run}-{k:05d}.parquet"
+        sink.write(f"{MANIFEST_PARTS}/{name}", data)
+        named.append([name, min(size, manifest.num_rows - start), _sha(data)])
+        del data
+    head = manifest.slice(0, size)
+    if named:
+        head = head.replace_schema_metadata({**(manifest.schema.metadata or {}), PARTS_KEY: json.dumps(named).encode()})
+    sink.write(MANIFEST, parquet_bytes(head))
+    keep = {name for name, _, _ in named}
+    sink.delete([f"{MANIFEST_PARTS}/{n}" for n in sink.listdir(MANIFEST_PARTS) if n not in keep])

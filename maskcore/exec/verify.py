@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ProjectError
-from .state import MANIFEST, STATE_DIR, read_state_parquet
+from .state import MANIFEST, STATE_DIR, read_manifest
 
 FILES_KEY = b"maskcore.files"
 """Manifest metadata: JSON ``[[path, bytes, sha256], ...]`` of the files no item row names."""
@@ -88,7 +88,7 @@ def verify_destination(sink, workers: int = 16) -> Verification:
     """Check every file the committed manifest names (size, then sha256) and list the extra ones.
     ``ProjectError`` when the destination has no readable manifest."""
     damaged: list = []
-    manifest = read_state_parquet(sink, MANIFEST, MANIFEST_COLUMNS, damaged)
+    manifest = read_manifest(sink, MANIFEST_COLUMNS, damaged)
     if manifest is None:
         why = damaged[0].message() if damaged else "it does not exist"
         raise ProjectError(f"{sink.url}: expected a maskcore export with {MANIFEST}; {why}")

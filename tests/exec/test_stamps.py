@@ -1,0 +1,177 @@
+"""Change stamps kept as 16-byte digests, manifests written with text stamps still read, and
+partition keys made block by block and only when asked for (issue 17 item 3)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import shutil
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from helpers import tree
+
+from maskcore.exec import state
+from maskcore.exec.plan import partitions, plan_partitions
+from maskcore.exec.run import ExportConfig, run_export
+from maskcore.exec.stamps import (
+    NO_FILE,
+    STAMP_TYPE,
+    attach_previous,
+    stamp_digests,
+    unchanged_mask,
+    with_stamps,
+)
+from maskcore.exec.state import MANIFEST, PartitionKeys, partition_keys
+from maskcore.readers import open_source
+
+
+def _listing(rng, n: int) -> pa.Table:
+    names = [f"img_{i:05d}.jpg" for i in sorted(rng.choice(10 * n, n, replace=False))]
+    texts = [None if rng.random() < 0.1 else f'ETag="{rng.integers(1 << 62):x}";size={rng.integers(1000)}'
+             for _ in range(n)]
+    return pa.table({"dataset": [f"ds{i % 3}" for i in range(n)], "item": names,
+                     "ann_path": [f"ds/ann/{x}.json" for x in names],
+                     "img_path": [None if i % 7 == 0 else f"ds/img/{x}" for i, x in enumerate(names)],
+                     "ann_bytes": rng.integers(1, 1000, n), "img_bytes": rng.integers(1, 10**6, n),
+                     "ann_stamp": texts, "img_stamp": texts[::-1]}).sort_by([("dataset", "ascending"),
+                                                                              ("item", "ascending")])
+
+
+def _blake16(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def test_stamps_are_16_byte_digests_of_their_text():
+    texts = ["ETag=\"a\";size=1", None, "ETag=\"a\";size=2", "", "mtime=1;ino=2;size=3"]
+    digests = stamp_digests(pa.array(texts, pa.string()))
+    assert digests.type == STAMP_TYPE
+    assert digests.to_pylist() == [None if t is None else _blake16(t) for t in texts]
+    assert stamp_digests(digests) is digests  # a reader that digests as it lists: kept
+    assert stamp_digests(pa.chunked_array([pa.array(texts[:2]), pa.array(texts[2:])])).equals(digests)
+
+
+def test_with_stamps_digests_marks_missing_files_and_keeps_nulls():
+    rng = np.random.default_rng(7)
+    listing = _listing(rng, int(rng.integers(20, 60)))
+    stamped = with_stamps(listing)
+    for column, path in (("ann_stamp", "ann_path"), ("img_stamp", "img_path")):
+        got = stamped.column(column).to_pylist()
+        texts, paths = listing.column(column).to_pylist(), listing.column(path).to_pylist()
+        assert got == [_blake16(NO_FILE) if p is None else None if t is None else _blake16(t)
+                       for t, p in zip(texts, paths)]
+
+
+def test_a_manifest_with_text_stamps_still_finds_items_unchanged():
+    """Manifests written before the digests kept stamps as text: attaching one digests them."""
+    rng = np.random.default_rng(int(time.time()))
+    listing = _listing(rng, int(rng.integers(30, 80)))
+    plan = plan_partitions(with_stamps(listing))
+    n = plan.num_rows
+    old = pa.table({"dataset": listing.column("dataset"), "item": listing.column("item"),
+                    "status": ["ok"] * n, "ann_sha256": ["a" * 64] * n, "img_sha256": ["b" * 64] * n,
+                    "ann_stamp": listing.column("ann_stamp"), "img_stamp": listing.column("img_stamp")})
+    changed = int(rng.integers(n))
+    texts = old.column("img_stamp").to_pylist()
+    texts[changed] = "ETag=\"changed\""
+    old = old.set_column(old.schema.get_field_index("img_stamp"), "img_stamp", pa.array(texts, pa.string()))
+    same = unchanged_mask(attach_previous(plan, old)).to_pylist()
+    # unchanged: both stamps known (an item without an image is stamped NO_FILE, which the old
+    # manifest did not record in this test) and equal, except the one whose stamp moved
+    has = [a is not None and b is not None and p is not None for a, b, p in
+           zip(listing.column("ann_stamp").to_pylist(), listing.column("img_stamp").to_pylist(),
+               listing.column("img_path").to_pylist())]
+    assert same == [h and i != changed for i, h in enumerate(has)]
+
+
+def test_old_text_stamp_manifest_on_disk_resumes_as_unchanged(tmp_path, samples, monkeypatch):
+    """An export whose manifest kept text stamps (before the digests): the next run reads none of
+    its items and changes no file, and its manifest then records digests."""
+    from maskcore.io import storage
+
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.3)
+    src, dst = tmp_path / "src", tmp_path / "out"
+    shutil.copytree(samples / "vector", src)
+    time.sleep(0.35)
+    first = run_export(ExportConfig(str(src), str(dst)), log=lambda m: None)
+    assert first.report["items"]["written"] == 6
+    text = open_source("supervisely", str(src), {}).list_items(stamps=True)
+    old = pq.read_table(dst / MANIFEST)
+    where = pc.index_in(pc.binary_join_element_wise(old.column("dataset"), old.column("item"), "/"),
+                        value_set=pc.binary_join_element_wise(text.column("dataset"), text.column("item"), "/"))
+    for column in ("ann_stamp", "img_stamp"):
+        values = text.column(column).combine_chunks().take(where)
+        assert values.null_count == 0
+        old = old.set_column(old.schema.get_field_index(column), column, values)
+    (dst / MANIFEST).write_bytes(state.parquet_bytes(old))
+    before = tree(dst)
+    second = run_export(ExportConfig(str(src), str(dst)), log=lambda m: None)
+    assert second.report["stamps"] == {"verify": False, "unchanged_by_stamp": 6, "hashed": 0}
+    assert tree(dst) == before
+    assert pq.read_table(dst / MANIFEST).schema.field("ann_stamp").type == STAMP_TYPE
+
+
+def _reference_keys(config_fp: str, plan: pa.Table, bounds) -> list[str]:
+    """Each partition's key from its own rows alone (``state.partition_key``)."""
+    return [state.partition_key(config_fp, plan.slice(int(a), int(b - a))) for a, b in itertools.pairwise(bounds)]
+
+
+def test_partition_keys_by_blocks_equal_each_partitions_own(monkeypatch):
+    rng = np.random.default_rng(int(time.time()))
+    plan = plan_partitions(with_stamps(_listing(rng, int(rng.integers(40, 120)))),
+                           items_per_partition=int(rng.integers(1, 9)))
+    bounds = partitions(plan).bounds
+    monkeypatch.setattr(state, "KEY_BLOCK_ROWS", int(rng.integers(1, 20)))  # many blocks, cut anywhere
+    keys = partition_keys("fp", plan, bounds)
+    assert keys == _reference_keys("fp", plan, bounds)
+    assert len(set(keys)) == len(keys)
+
+
+def test_partition_keys_are_made_only_when_asked_for(monkeypatch):
+    rng = np.random.default_rng(3)
+    plan = plan_partitions(with_stamps(_listing(rng, 64)), items_per_partition=4)
+    bounds = partitions(plan).bounds
+    monkeypatch.setattr(state, "KEY_BLOCK_ROWS", 8)
+    keys = PartitionKeys("fp", plan, bounds)
+    assert len(keys) == 16 and not keys.known
+    assert keys[9] == _reference_keys("fp", plan, bounds)[9]
+    assert sorted(keys.known) == [8, 9]      # its block of 8 rows: two partitions of 4
+    assert keys[-1] == keys[15]
+    with pytest.raises(IndexError):
+        keys[16]
+
+
+def test_a_manifest_in_parts_is_read_whole_replaced_and_checked(tmp_path, samples, monkeypatch):
+    """Above ``MANIFEST_PART_ROWS`` items the manifest is a first file naming part files: the next
+    run, ``--dry-run`` and ``maskcore verify`` read all of it; a later commit removes the parts it
+    does not name; a part that is not the one named makes the manifest damaged (all rendered again)."""
+    from maskcore.exec.run import ExportConfig as Config
+    from maskcore.exec.verify import verify_destination
+    from maskcore.io.sinks import get_sink
+
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 2)
+    src, dst, clean = tmp_path / "src", tmp_path / "out", tmp_path / "clean"
+    shutil.copytree(samples / "vector", src)
+    first = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    parts = sorted(p.name for p in (dst / state.MANIFEST_PARTS).iterdir())
+    assert len(parts) == 2 and pq.read_table(dst / MANIFEST).num_rows == 2
+    sink = get_sink("dir", str(dst))
+    whole = state.read_manifest(sink)
+    assert whole.select(["dataset", "item", "outputs"]).equals(first.manifest.select(["dataset", "item", "outputs"]))
+    assert verify_destination(sink).clean
+    assert run_export(Config(str(src), str(dst), full=False, dry_run=True), log=lambda m: None).report[
+        "dry_run"]["incremental"]
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 4)
+    second = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    assert second.report["items"]["unchanged"] == 6  # every item found in the parts
+    now = sorted(p.name for p in (dst / state.MANIFEST_PARTS).iterdir())
+    assert len(now) == 1 and not set(now) & set(parts)  # the earlier run's parts removed
+    (dst / state.MANIFEST_PARTS / now[0]).write_bytes(b"not the part the manifest names")
+    third = run_export(Config(str(src), str(dst)), log=lambda m: None)
+    assert third.report["items"]["written"] == 6 and third.report["recovery"]["damaged_state"]
+    run_export(Config(str(src), str(clean)), log=lambda m: None)
+    assert tree(dst) == tree(clean)
