@@ -148,7 +148,7 @@ def floors(coco: Path, images: Path, mc_out: Path, repeat: int) -> dict[str, tup
     source = open_source("coco", str(coco), None, images=str(images))
     meta = source.read_meta()
     rows = source.list_items().to_pylist()
-    blobs = [row["ann_inline"] for row in rows]
+    blobs = [source.item_annotation(row) for row in rows]   # the bytes a worker parses (range-read spans)
     out["parse.item"] = ("json.loads of the inline bytes", _timed(lambda: [json.loads(b) for b in blobs], repeat))
     # encode: the deflate backend alone on the Up-filtered scanlines maskcore wrote
     compress = DEFLATE_BACKENDS[DEFAULT_DEFLATE].compress
@@ -173,7 +173,7 @@ def floors(coco: Path, images: Path, mc_out: Path, repeat: int) -> dict[str, tup
         return out
     objects = []
     for row in rows:
-        ann = source.parse_annotation(row["ann_inline"], meta, row["item"])
+        ann = source.parse_annotation(source.item_annotation(row), meta, row["item"])
         h, w = ann.size_hw
         polys = []
         for lb in ann.labels:
