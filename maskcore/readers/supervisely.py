@@ -404,6 +404,17 @@ class SuperviselySource(SourceBase):
                 raise ProjectError(f"project {self._where()!r}: {exc}") from None
         return self._members
 
+    def _tar_stamp(self) -> str | None:
+        """The tar file's change stamp (``io.storage.change_stamp``) with its member index read
+        afresh: each member's stamp is this plus the member's offset. None (every member hashed)
+        when the store gives no stamp to trust or the file changed while its index was read."""
+        fs, path = self.filesystem()
+        listed_at = time.time()
+        before = change_stamp(fs.info(path), listed_at)
+        self._members = None
+        self._tar_index()
+        return before if before is not None and change_stamp(fs.info(path), listed_at) == before else None
+
     def _folder(self) -> str:
         """Path of the project root folder on the filesystem (folder sources)."""
         base = self.filesystem()[1]
@@ -458,8 +469,8 @@ class SuperviselySource(SourceBase):
     def list_items(self, *, stamps: bool = False) -> pa.Table:
         """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
 
-        One recursive listing (``fs.find``) for a folder; the member index for a tar (no stamps:
-        its members are hashed). ``ProjectError`` when the store cannot list the project."""
+        One recursive listing (``fs.find``) for a folder; the member index for a tar (stamps: the
+        tar file's own plus each member's offset, so any change to the tar hashes every member). ``ProjectError`` when the store cannot list the project."""
         with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
             return self._list_items(stamps)
 
@@ -467,8 +478,9 @@ class SuperviselySource(SourceBase):
         skipped: list[str] = []
         if self.is_tar:
             prefix = _join(self.root, "") if self.root else ""
-            files = ((n[len(prefix):], size) for n, (_, size) in self._tar_index().items()
-                     if n.startswith(prefix))
+            tar_stamp = self._tar_stamp() if stamps else None  # taken around a fresh member index
+            files = ((n[len(prefix):], size, *((f"{tar_stamp};member={offset}",) if tar_stamp else ()))
+                     for n, (offset, size) in self._tar_index().items() if n.startswith(prefix))
             table = index_project_files(files, skipped)
         else:
             fs, _ = self.filesystem()

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import tarfile
 import time
 from pathlib import Path
 
@@ -285,6 +286,42 @@ def test_resume_is_independent_of_the_worker_count(samples, tmp_path, cli):
     clean = tmp_path / "clean"
     cli("export", str(src), str(clean), "--masks", "machine,human", "--items-per-partition", "3").check_returncode()
     assert tree(dst) == tree(clean)
+
+
+def _tar(project: Path, path: Path) -> Path:
+    with tarfile.open(path, "w") as tar:
+        tar.add(project, arcname=project.name)
+    return path
+
+
+def test_tar_items_unchanged_by_the_tars_stamp(project, tmp_path, monkeypatch):
+    """A Supervisely project read from a tar: its members are stamped by the tar's own stamp and their
+    offsets, so a quiet night reads no member and a rewritten tar hashes every member again (only
+    the changed one is rendered)."""
+    from maskcore.io import storage
+
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.2)
+    archive = _tar(project, tmp_path / "project.tar")
+    time.sleep(0.25)
+    dst = tmp_path / "out"
+    first = _export(archive, dst, None)
+    assert first.report["stamps"] == {"verify": False, "unchanged_by_stamp": 0, "hashed": 6}
+    before = tree(dst)
+    quiet = _export(archive, dst, None)
+    assert quiet.report["stamps"] == {"verify": False, "unchanged_by_stamp": 6, "hashed": 0}
+    assert quiet.report["items"]["written"] == 0 and tree(dst) == before
+
+    ann = project / "ds/ann/dog1.jpg.json"
+    doc = json.loads(ann.read_text())
+    doc["objects"] = doc["objects"][:-1]              # one label less in one item
+    ann.write_text(json.dumps(doc))
+    _tar(project, archive)
+    time.sleep(0.25)
+    night = _export(archive, dst, None)
+    assert night.report["stamps"] == {"verify": False, "unchanged_by_stamp": 0, "hashed": 6}
+    assert night.report["items"]["written"] == 1
+    clean = _export(archive, tmp_path / "clean", None)
+    assert tree(dst) == tree(tmp_path / "clean") and clean.exit_code == EXIT_OK
 
 
 def test_coco_items_unchanged_by_stamp(tmp_path, monkeypatch):
