@@ -81,11 +81,13 @@ def item_photo(item: ItemData, max_pixels: int, clock, warn, what: str, short: s
     return image
 
 
-def supervisely_ann_bytes(item: ItemData) -> bytes:
-    """The item's annotation as Supervisely JSON: the source's bytes when they are that already."""
+def supervisely_ann_bytes(item: ItemData, warn=None) -> bytes:
+    """The item's annotation as Supervisely JSON: the source's bytes when they are that already.
+    An object Supervisely JSON cannot hold (an empty bitmap, e.g. a CVAT ellipse off the image) is
+    left out and ``warn`` hears about it."""
     if item.ann_format == "supervisely":
         return item.ann_bytes
-    return annotation_json_bytes(item.annotation)
+    return annotation_json_bytes(item.annotation, warn)
 
 
 # --- class values (option ``class_values``) ------------------------------------------------------

@@ -136,7 +136,7 @@ class SaveMasksLayout(LayoutBase):
         """
         warn = warn or (lambda text: None)
         d, stem = item.out_dir, item.mask_stem
-        out: list[Output] = [(f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item))]
+        out: list[Output] = [(f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item, warn))]
         if item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.human_colors is None:

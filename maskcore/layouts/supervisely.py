@@ -197,7 +197,7 @@ class SuperviselyMasksLayout(LayoutBase):
         d, stem = item.out_dir, item.mask_stem
         out: list[Output] = []
         if self.copy_annotations:
-            out.append((f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item)))
+            out.append((f"{d}/ann/{item.out_name}.json", supervisely_ann_bytes(item, warn)))
         if self.copy_images and item.image_bytes is not None:
             out.append((f"{d}/img/{item.out_name}", item.image_bytes))
         elif self.copy_images and "human" not in self.masks:

@@ -719,3 +719,24 @@ def test_an_ellipse_that_paints_nothing_keeps_its_instance_number(tmp_path):
     row = src.list_items().to_pylist()[0]
     labels = src.parse_annotation(src.item_annotation(row), meta, "default/a.png").labels
     assert len(labels) == 14 and sum(not lb.geometry.mask.any() for lb in labels) == 5
+
+
+def test_an_ellipse_that_paints_nothing_is_a_warning_in_supervisely_json(tmp_path):
+    """Supervisely JSON has no empty bitmap: the object is left out of ann/<item>.json (the SDK would
+    refuse it) and the item's warnings in the report say so; the masks are written."""
+    from maskcore import api
+
+    shapes = ('<ellipse label="cat" cx="-60" cy="10" rx="3" ry="4" rotation="0" z_order="0"/>'
+              '<polygon label="dog" points="2,2;20,3;10,15" z_order="0"/>')
+    task = tmp_path / "task"
+    (task / "images").mkdir(parents=True)
+    (task / "annotations.xml").write_bytes(document(image_xml(shapes, name="a.png", w=50, h=40)))
+    cv2.imwrite(str(task / "images" / "a.png"), np.zeros((40, 50, 3), np.uint8))
+    result = api.export(str(task), str(tmp_path / "out"), layout="supervisely", archive=False, cluster="inprocess")
+    assert result.exit_code == 0
+    (warned,) = result.report["warnings"]
+    assert warned["item"] == "a.png"
+    assert any("object 0 ('cat'): empty bitmap left out of the Supervisely annotation" in w
+               for w in warned["warnings"]), warned
+    ann = json.loads((tmp_path / "out" / "default" / "ann" / "a.png.json").read_text())
+    assert [o["classTitle"] for o in ann["objects"]] == ["dog"]
