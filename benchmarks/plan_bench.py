@@ -41,6 +41,15 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _now_mib() -> float:
+    """Resident memory now (VmRSS), not the peak: what a step still holds when it ends."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
     """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps,
     made and stamped (``stamps.with_stamps``: text stamps digested) a block of items at a time, as
@@ -53,7 +62,7 @@ def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
         t = time.perf_counter()
         tables.append(with_stamps(text))
         seconds += time.perf_counter() - t
-    return (pa.concat_tables(tables).combine_chunks() if tables else with_stamps(_listing_block(0, 0, 0))), seconds
+    return (pa.concat_tables(tables) if tables else with_stamps(_listing_block(0, 0, 0))), seconds
 
 
 def _listing_block(start: int, end: int, n: int) -> pa.Table:
@@ -120,9 +129,15 @@ def main() -> None:
         _input_fingerprint,
         _stale_outputs,
     )
-    from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
+    from maskcore.exec.stamps import (
+        attach_previous,
+        record_stamps,
+        sharing_names,
+        split_unchanged,
+    )
     from maskcore.exec.state import (
         RUN_ID_KEY,
+        ManifestWriter,
         in_item_order,
         read_manifest,
         write_manifest,
@@ -134,15 +149,18 @@ def main() -> None:
         sink = get_sink("dir", tmp)
         listing, stamp_seconds = synthetic_listing(args.items)
         planned = plan_partitions(listing)
-        previous = pa.concat_tables([previous_manifest(planned.slice(k, 1_000_000))
-                                     for k in range(0, planned.num_rows, 1_000_000)] or [previous_manifest(planned)])
-        del planned
-        write_manifest(sink, previous.replace_schema_metadata({RUN_ID_KEY: b"last"}))
-        del previous
+        writer = None  # the last run's manifest, made and written a part at a time (``ManifestWriter``)
+        for k in range(0, max(1, planned.num_rows), 1_000_000):
+            part = previous_manifest(planned.slice(k, 1_000_000))
+            writer = writer or ManifestWriter(sink, part.schema.with_metadata({RUN_ID_KEY: b"last"}))
+            writer.add(part)
+            del part
+        writer.commit()
+        del planned, writer
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
-              f"peak RSS so far {rss0:.0f} MiB (making the listing and the last run's manifest)")
-        times, cpu, peaks = {}, {}, {}
+              f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held (making the listing and the last run's manifest)")
+        times, cpu, peaks, held = {}, {}, {}, {}
         start, cpu0 = time.perf_counter(), _cpu()
         t, c = start, cpu0
 
@@ -150,6 +168,7 @@ def main() -> None:
             nonlocal t, c
             now, now_cpu = time.perf_counter(), _cpu()
             times[name], cpu[name], peaks[name] = round(now - t, 1), round(now_cpu - c, 1), round(_rss_mib())
+            held[name] = round(_now_mib())
             t, c = now, now_cpu
 
         plan = plan_partitions(listing)
@@ -158,6 +177,7 @@ def main() -> None:
         previous = read_manifest(sink, MANIFEST_COLUMNS)
         step("read")
         plan = attach_previous(plan, previous)
+        previous = sharing_names(previous, plan)
         step("attach")
         settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
         parts, keys = settled.parts, settled.keys
@@ -177,7 +197,7 @@ def main() -> None:
         step("manifest")
         total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
     print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
-          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; load average "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) {held}; load average "
           f"{os.getloadavg()[0]:.1f}")
 
 

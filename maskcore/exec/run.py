@@ -66,6 +66,7 @@ from .stamps import (
     plan_summary,
     record_stamps,
     same_items,
+    sharing_names,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -365,6 +366,8 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
         plan = attach_previous(plan, previous)
+    if previous is not None:
+        previous = sharing_names(previous, plan)
     kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:

@@ -41,12 +41,12 @@ DIGEST_ROWS = 262_144
 """Stamps digested per block (Python strings of one block at a time, not of the whole listing)."""
 
 
-def stamp_digests(stamps) -> pa.Array:
+def stamp_digests(stamps) -> pa.Array | pa.ChunkedArray:
     """Stamps as ``STAMP_TYPE``: text stamps digested (BLAKE2b, 16 bytes; null stays null), stamps
-    already digested kept as they are."""
-    stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
-    if stamps.type == STAMP_TYPE:
+    already digested kept as they are (chunks and all)."""
+    if stamps.type == STAMP_TYPE:  # a manifest read in parts stays in its chunks (no copy)
         return stamps
+    stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
     if pa.types.is_null(stamps.type):
         return pa.nulls(len(stamps), STAMP_TYPE)
     blocks = []
@@ -119,6 +119,17 @@ def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
         values = stamp_digests(values) if column in STAMP_COLUMNS else pc.cast(values, pa.string())
         plan = plan.append_column(prev, values)
     return plan
+
+
+def sharing_names(previous: pa.Table, plan: pa.Table) -> pa.Table:
+    """``previous`` with the plan's own ``dataset`` and ``item`` columns when both list the same
+    items in the same order (a quiet night): one copy of the names in memory instead of two (~30
+    bytes an item, 0.3 GB at 10M items)."""
+    if not same_items(plan, previous):
+        return previous
+    for name in ("dataset", "item"):
+        previous = previous.set_column(previous.schema.get_field_index(name), name, plan.column(name))
+    return previous
 
 
 def same_items(table: pa.Table, other: pa.Table) -> bool:
