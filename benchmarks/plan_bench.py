@@ -9,7 +9,7 @@ work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
   finish      the result rows in item order, outputs carried, stamps recorded, stale outputs, the
               report's named failures and warnings and its input fingerprint (``exec.run``)
-  manifest    written as the run commits it (``state.write_manifest``: files of 1M rows)
+  manifest    written as the run commits it (``state.write_manifest``: files of ``MANIFEST_PART_ROWS`` rows)
 Before the steps, the last run's manifest is written the same way into a temporary destination, and
 ``read`` reads it back (``state.read_manifest``). Prints seconds per step and the peak RSS
 (ru_maxrss) after each.
@@ -125,6 +125,7 @@ def main() -> None:
     from maskcore.exec.recovery import Leftovers, settle
     from maskcore.exec.report import listed_failures, listed_warnings
     from maskcore.exec.run import (
+        PREVIOUS_COLUMNS,
         _carry_unchanged_outputs,
         _input_fingerprint,
         _stale_outputs,
@@ -132,7 +133,6 @@ def main() -> None:
     from maskcore.exec.stamps import (
         attach_previous,
         record_stamps,
-        sharing_names,
         split_unchanged,
     )
     from maskcore.exec.state import (
@@ -174,10 +174,9 @@ def main() -> None:
         plan = plan_partitions(listing)
         del listing
         step("plan")
-        previous = read_manifest(sink, MANIFEST_COLUMNS)
+        previous = read_manifest(sink, MANIFEST_COLUMNS, None, PREVIOUS_COLUMNS, names=plan)  # as exec.run reads it
         step("read")
         plan = attach_previous(plan, previous)
-        previous = sharing_names(previous, plan)
         step("attach")
         settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
         parts, keys = settled.parts, settled.keys

@@ -66,7 +66,6 @@ from .stamps import (
     plan_summary,
     record_stamps,
     same_items,
-    sharing_names,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -357,7 +356,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     config_fp = _config_fp(cfg, layout, meta, filters)
     run_id = lock.run_id
     damaged: list = []
-    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS)  # with its parts, if any
+    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)  # with its parts, if any
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
     undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
     if undone:
@@ -366,8 +365,6 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                    and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
     if incremental:
         plan = attach_previous(plan, previous)
-    if previous is not None:
-        previous = sharing_names(previous, plan)
     kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     left = read_leftovers(sink, committed_run, damaged)
     for note in damaged:

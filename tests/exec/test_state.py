@@ -44,3 +44,22 @@ def test_a_manifest_given_in_pieces_is_the_same_files_as_given_whole(tmp_path, m
     assert state.read_manifest(pieces).equals(table.replace_schema_metadata(state.read_manifest(pieces).schema.metadata))
     parts = -(-n // state.MANIFEST_PART_ROWS) - 1
     assert len(pieces.listdir(state.MANIFEST_PARTS)) == max(0, parts)
+
+
+def test_a_manifest_read_with_the_plan_holds_its_names_once(tmp_path, monkeypatch):
+    """``read_manifest(names=plan)``: each file listing the plan's items at its place takes the plan's
+    ``dataset`` / ``item`` (the same buffers); a file listing other items keeps its own."""
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 5)
+    table = _manifest(23, rng)
+    sink = get_sink("dir", str(tmp_path))
+    state.write_manifest(sink, table)
+    plan = table.select(["dataset", "item"])
+    names = pa.array(plan.column("item").to_pylist()[:12] + ["another.png"] + plan.column("item").to_pylist()[13:])
+    other = plan.set_column(1, "item", names)  # row 12 (the third part) differs
+    for given, shared_parts in ((plan, 5), (other, 4)):
+        read = state.read_manifest(sink, names=given)
+        assert read.select(["dataset", "item", "status"]).equals(table.select(["dataset", "item", "status"]))
+        chunks = read.column("item").chunks
+        plan_data = {given.column("item").chunk(0).buffers()[2].address}
+        assert sum(c.buffers()[2].address in plan_data for c in chunks) == shared_parts
