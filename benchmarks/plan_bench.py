@@ -9,7 +9,7 @@ work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
   finish      the result rows in item order, outputs carried, stamps recorded, stale outputs, the
               report's named failures and warnings and its input fingerprint (``exec.run``)
-  manifest    written as the run commits it (``state.write_manifest``: files of 1M rows)
+  manifest    written as the run commits it (``state.write_manifest``: files of ``MANIFEST_PART_ROWS`` rows)
 Before the steps, the last run's manifest is written the same way into a temporary destination, and
 ``read`` reads it back (``state.read_manifest``). Prints seconds per step and the peak RSS
 (ru_maxrss) after each.
@@ -41,6 +41,15 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _now_mib() -> float:
+    """Resident memory now (VmRSS), not the peak: what a step still holds when it ends."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
 def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
     """N items ``ds00/img_0000000.jpg`` ... in 100 datasets, with paths, sizes and S3-like stamps,
     made and stamped (``stamps.with_stamps``: text stamps digested) a block of items at a time, as
@@ -53,7 +62,7 @@ def synthetic_listing(n: int, block: int = 1_000_000) -> tuple[pa.Table, float]:
         t = time.perf_counter()
         tables.append(with_stamps(text))
         seconds += time.perf_counter() - t
-    return (pa.concat_tables(tables).combine_chunks() if tables else with_stamps(_listing_block(0, 0, 0))), seconds
+    return (pa.concat_tables(tables) if tables else with_stamps(_listing_block(0, 0, 0))), seconds
 
 
 def _listing_block(start: int, end: int, n: int) -> pa.Table:
@@ -116,13 +125,19 @@ def main() -> None:
     from maskcore.exec.recovery import Leftovers, settle
     from maskcore.exec.report import listed_failures, listed_warnings
     from maskcore.exec.run import (
+        PREVIOUS_COLUMNS,
         _carry_unchanged_outputs,
         _input_fingerprint,
         _stale_outputs,
     )
-    from maskcore.exec.stamps import attach_previous, record_stamps, split_unchanged
+    from maskcore.exec.stamps import (
+        attach_previous,
+        record_stamps,
+        split_unchanged,
+    )
     from maskcore.exec.state import (
         RUN_ID_KEY,
+        ManifestWriter,
         in_item_order,
         read_manifest,
         write_manifest,
@@ -134,15 +149,18 @@ def main() -> None:
         sink = get_sink("dir", tmp)
         listing, stamp_seconds = synthetic_listing(args.items)
         planned = plan_partitions(listing)
-        previous = pa.concat_tables([previous_manifest(planned.slice(k, 1_000_000))
-                                     for k in range(0, planned.num_rows, 1_000_000)] or [previous_manifest(planned)])
-        del planned
-        write_manifest(sink, previous.replace_schema_metadata({RUN_ID_KEY: b"last"}))
-        del previous
+        writer = None  # the last run's manifest, made and written a part at a time (``ManifestWriter``)
+        for k in range(0, max(1, planned.num_rows), 1_000_000):
+            part = previous_manifest(planned.slice(k, 1_000_000))
+            writer = writer or ManifestWriter(sink, part.schema.with_metadata({RUN_ID_KEY: b"last"}))
+            writer.add(part)
+            del part
+        writer.commit()
+        del planned, writer
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
-              f"peak RSS so far {rss0:.0f} MiB (making the listing and the last run's manifest)")
-        times, cpu, peaks = {}, {}, {}
+              f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held (making the listing and the last run's manifest)")
+        times, cpu, peaks, held = {}, {}, {}, {}
         start, cpu0 = time.perf_counter(), _cpu()
         t, c = start, cpu0
 
@@ -150,12 +168,13 @@ def main() -> None:
             nonlocal t, c
             now, now_cpu = time.perf_counter(), _cpu()
             times[name], cpu[name], peaks[name] = round(now - t, 1), round(now_cpu - c, 1), round(_rss_mib())
+            held[name] = round(_now_mib())
             t, c = now, now_cpu
 
         plan = plan_partitions(listing)
         del listing
         step("plan")
-        previous = read_manifest(sink, MANIFEST_COLUMNS)
+        previous = read_manifest(sink, MANIFEST_COLUMNS, None, PREVIOUS_COLUMNS, names=plan)  # as exec.run reads it
         step("read")
         plan = attach_previous(plan, previous)
         step("attach")
@@ -177,7 +196,7 @@ def main() -> None:
         step("manifest")
         total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
     print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
-          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; load average "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) {held}; load average "
           f"{os.getloadavg()[0]:.1f}")
 
 

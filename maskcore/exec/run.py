@@ -356,7 +356,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     config_fp = _config_fp(cfg, layout, meta, filters)
     run_id = lock.run_id
     damaged: list = []
-    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS)  # with its parts, if any
+    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)  # with its parts, if any
     committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
     undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
     if undone:

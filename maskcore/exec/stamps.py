@@ -41,12 +41,12 @@ DIGEST_ROWS = 262_144
 """Stamps digested per block (Python strings of one block at a time, not of the whole listing)."""
 
 
-def stamp_digests(stamps) -> pa.Array:
+def stamp_digests(stamps) -> pa.Array | pa.ChunkedArray:
     """Stamps as ``STAMP_TYPE``: text stamps digested (BLAKE2b, 16 bytes; null stays null), stamps
-    already digested kept as they are."""
-    stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
-    if stamps.type == STAMP_TYPE:
+    already digested kept as they are (chunks and all)."""
+    if stamps.type == STAMP_TYPE:  # a manifest read in parts stays in its chunks (no copy)
         return stamps
+    stamps = stamps.combine_chunks() if isinstance(stamps, pa.ChunkedArray) else stamps
     if pa.types.is_null(stamps.type):
         return pa.nulls(len(stamps), STAMP_TYPE)
     blocks = []
