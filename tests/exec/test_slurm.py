@@ -9,6 +9,7 @@ Skipped (with the reason) only where Slurm is not installed or the test is not r
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,9 +72,13 @@ class Driver:
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
         self.reader.start()
 
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        _until(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout,
-               f"{text!r} from the driver")
+    def wait_for(self, text: str, timeout: float = 60, also=None) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines) and self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"expected {text!r} from the driver within {timeout} s; "
+                            + (also() + "; " if also else "") + "its stderr so far:\n" + "".join(self.lines)[-3000:])
+            time.sleep(0.1)
         assert any(text in line for line in self.lines), "".join(self.lines)
 
     def finish(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
@@ -131,12 +136,17 @@ def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_pa
     with _export(slurm, tmp_path, project, _profiles(tmp_path), MASKCORE_TEST_GATE="*/masks_machine/*",
                  MASKCORE_TEST_GATE_FILE=str(gate)) as driver:
         _until(lambda: len(list(tmp_path.glob("gate.*.waiting"))) >= 2, 60, "both workers busy at the gate")
-        slurm.run("scancel", slurm.jobs(JOB_NAME)[0][0])
-        driver.wait_for("lost 1 workers")
+        jobs = slurm.jobs(JOB_NAME)
+        slurm.run("scancel", jobs[0][0])
+        # a loss is seen at once on an idle machine; under other suites' load it once took > 60 s
+        # (cause not found: the message below keeps the queue for the next look)
+        driver.wait_for("lost 1 workers", timeout=150, also=lambda: f"jobs before the cancel: {jobs}; "
+                        f"after: {slurm.jobs(JOB_NAME)}")
         gate.touch()
         code, err = driver.finish()
     assert code == 0, err
-    assert "lost 1 workers (1/2 left); the run goes on with the others" in err
+    # (1/2 left), or (2/2 left) when the cluster replaced the job before the driver looked again
+    assert re.search(r"lost 1 workers \([12]/2 left\); the run goes on with the others", err), err
     assert "30 written, 0 unchanged, 0 failed" in err
     local, remote = _tree(tmp_path / "local"), _tree(tmp_path / "out")
     assert len([p for p in local if p.endswith(".png")]) >= 24
@@ -197,8 +207,10 @@ def test_all_workers_lost_fails_clearly(slurm, tmp_path):
 
 def test_sigterm_to_the_driver_cancels_its_jobs(slurm, tmp_path):
     project = bigger_project(SAMPLES, tmp_path / "project", copies=2)
-    with _export(slurm, tmp_path, project, _profiles(tmp_path)) as driver:
-        driver.wait_for("workers (2/2)")
+    gate = tmp_path / "gate"   # never opened: the run cannot end before the signal (it once did)
+    with _export(slurm, tmp_path, project, _profiles(tmp_path), MASKCORE_TEST_GATE="*/masks_machine/*",
+                 MASKCORE_TEST_GATE_FILE=str(gate)) as driver:
+        _until(lambda: len(list(tmp_path.glob("gate.*.waiting"))) >= 2, 60, "both workers busy at the gate")
         assert len(slurm.jobs(JOB_NAME)) == 2
         driver.proc.send_signal(signal.SIGTERM)
         code, err = driver.finish(timeout=30)
