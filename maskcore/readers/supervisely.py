@@ -405,9 +405,11 @@ class SuperviselySource(SourceBase):
         return self._members
 
     def _tar_stamp(self) -> str | None:
-        """The tar file's change stamp (``io.storage.change_stamp``) with its member index read
-        afresh: each member's stamp is this plus the member's offset. None (every member hashed)
-        when the store gives no stamp to trust or the file changed while its index was read."""
+        """The tar file's change stamp (``io.storage.change_stamp``), taken before and after its member
+        index is looked up (``tarindex.tar_members``: scanned once per version of the file), so the
+        index is that of the stamped version: each member's stamp is this plus the member's offset.
+        None (every member hashed) when the store gives no stamp to trust or the file changed
+        meanwhile."""
         fs, path = self.filesystem()
         listed_at = time.time()
         before = change_stamp(fs.info(path), listed_at)
