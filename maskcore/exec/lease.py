@@ -152,7 +152,7 @@ class RunLock:
                 found, found_etag = self._read(), None
             if found is None:
                 continue  # released meanwhile: try again
-            doc, why = _stale(found)
+            doc, why = stale_lock(found)
             if why is None:
                 raise LockedError(
                     f"another maskcore run holds {self.sink.url} (lock {LOCK}: {doc.get('holder')}, run "
@@ -249,7 +249,7 @@ def _doc(found: bytes | None) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _stale(found: bytes) -> tuple[dict, str | None]:
+def stale_lock(found: bytes) -> tuple[dict, str | None]:
     """(the lock's content, why it may be taken over, or None while it is held)."""
     try:
         doc = json.loads(found)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from ..paths import LEGACY_STATE_DIR, STATE_DIR
-from .lease import _stale
+from .lease import stale_lock
 from .state import LockedError
 
 _NOT_CARRIED = ("lock", "lock.takeover.", "tmp/")
@@ -48,7 +48,7 @@ def migrate_legacy_state(sink) -> int:
         return 0
     lock = f"{LEGACY_STATE_DIR}/lock"
     if lock in found:
-        doc, why = _stale(sink.read(lock))
+        doc, why = stale_lock(sink.read(lock))
         if why is None:
             raise LockedError(f"a run of an older maskcore holds {sink.url} (lock {lock}: {doc.get('holder')}, "
                               f"run {doc.get('run')}); wait for it to finish, or for its lease to expire")
