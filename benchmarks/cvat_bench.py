@@ -48,6 +48,7 @@ from maskcore.exec.memory import DEFAULT_TOP_PAD_BYTES, keep_freed_heap
 from maskcore.layouts import get_layout
 from maskcore.exec.plan import plan_partitions
 from maskcore.readers import open_source
+from maskcore.readers.base import read_item_annotation
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.timing import StepClock
 
@@ -108,10 +109,11 @@ def run_maskcore(coco: Path, images: Path, out: Path, clock: StepClock) -> int:
     rows = plan.to_pylist()
     for row in rows:
         with clock.step("parse.item"):
-            data = source.item_annotation(row)
-            ann = source.parse_annotation(data, meta, row["item"], max_bitmap_pixels=2**28)
+            read = read_item_annotation(source, row)   # as a worker reads it (exec.task)
+            ann = source.parse_annotation(read.data, meta, row["item"], max_bitmap_pixels=2**28,
+                                          decoded=read.decoded)
         item = ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"], row["out_name"],
-                        meta, ann, data, None, "coco")
+                        meta, ann, read.data, None, "coco")
         files = layout.item_files(item, clock)
         with clock.step("write"):
             for path, blob in files:

@@ -36,6 +36,7 @@ from .layouts.supervisely import SuperviselyMasksLayout
 from .model import geometry as g
 from .model.annotation import ProjectMeta
 from .readers import detect_reader, open_source
+from .readers.base import read_item_annotation
 
 _log = logging.getLogger("maskcore")
 KINDS = ("machine", "semantic", "human", "instance")
@@ -178,11 +179,11 @@ class Project:
         lay = get_layout(layout, opts)
         spec = TaskSpec(source=self.source, sink=None, layout=lay, meta=self.meta)
         row = item.row
-        ann_bytes = self.source.item_annotation(row)
+        ann = read_item_annotation(self.source, row)
         needs_photo = bool(lay.image_kinds & set(wanted)) and row.get("img_path")
         image = self.source.read_bytes(row["img_path"]) if needs_photo else None
         warnings: list[str] = []
-        data = parse_item(spec, row, ann_bytes, image, warn=warnings.append)
+        data = parse_item(spec, row, ann.data, image, warn=warnings.append, decoded=ann.decoded)
         out: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {}
         for kind, value in lay.render(data, wanted, warn=warnings.append):

@@ -24,6 +24,7 @@ from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
+from ..readers.base import ItemAnnotation, read_item_annotation
 from .memory import keep_freed_heap, refuse_oversize
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
@@ -70,7 +71,7 @@ def _sha(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
+def _read_inputs(spec: TaskSpec, row: dict) -> tuple[ItemAnnotation, bytes | None]:
     where = f"{row['dataset']}/{row['item']}"
     if row.get("problem"):  # the reader listed the item but cannot read it (see its ``problem``)
         raise ItemSourceError(row["problem"], where=where)
@@ -80,11 +81,11 @@ def _read_inputs(spec: TaskSpec, row: dict) -> tuple[bytes, bytes | None]:
     if size is not None and size > MAX_ANNOTATION_BYTES:
         raise LimitError(f"annotation of {size} bytes is above the limit of {MAX_ANNOTATION_BYTES} bytes "
                          f"(annotations are read and parsed whole)", where=where)
-    ann_bytes = spec.source.item_annotation(row)
+    ann = read_item_annotation(spec.source, row)  # the bytes, and what the reader decoded on the way
     image_bytes = None
     if spec.layout.needs_image and row.get("img_path"):
         image_bytes = spec.source.read_bytes(row["img_path"])
-    return ann_bytes, image_bytes
+    return ann, image_bytes
 
 
 BATCH_ITEMS = 8
@@ -98,14 +99,16 @@ BATCH_BYTES = 2**26
 
 
 def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes | None,
-               warn=None) -> ItemData:
+               warn=None, decoded=None) -> ItemData:
     """Decode one item's annotation, crop it as the Supervisely SDK does when it loads one (layout
     option ``crop``, Supervisely sources only) and drop filtered labels: what its layout receives.
-    ``warn(text)`` hears of every label the crop removed."""
+    ``warn(text)`` hears of every label the crop removed; ``decoded``: what the reader decoded
+    ``ann_bytes`` from (``readers.base.ItemAnnotation``), parsed instead of the bytes."""
 
     where = f"{row['dataset']}/{row['item']}"
     limit = spec.layout.max_canvas_pixels
-    annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit)
+    extra = {} if decoded is None else {"decoded": decoded}
+    annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit, **extra)
     ann_format = spec.source.annotation_format
     if ann_format == "supervisely" and spec.layout.crop == "sdk":
         annotation, dropped = crop_annotation_report(annotation)
@@ -164,14 +167,14 @@ def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
     """Read and decode one item into ``result``'s checksums; None when it is unchanged since the
     previous run or failed (``result`` then says so). Never raises."""
     try:
-        ann_bytes, image_bytes = _read_inputs(spec, row)
-        result["ann_sha256"], result["img_sha256"] = _sha(ann_bytes), _sha(image_bytes)
+        ann, image_bytes = _read_inputs(spec, row)
+        result["ann_sha256"], result["img_sha256"] = _sha(ann.data), _sha(image_bytes)
         if _unchanged(row, result["ann_sha256"], result["img_sha256"]):
             result["status"] = "unchanged"
             return None
         where = f"{row['dataset']}/{row['item']}"
-        item = parse_item(spec, row, ann_bytes, image_bytes,
-                          warn=lambda text: result["warnings"].append(f"{where}: {text}"))
+        item = parse_item(spec, row, ann.data, image_bytes,
+                          warn=lambda text: result["warnings"].append(f"{where}: {text}"), decoded=ann.decoded)
         refuse_oversize(item.annotation, spec.layout, where)  # fails alone, before it is drawn
         return item
     except Exception as exc:  # one bad item never stops the partition
@@ -416,7 +419,7 @@ def _resume_archive_partition(spec: TaskSpec, part: pa.Table, key: str, done: pa
             ann, img = _read_inputs(spec, row)
         except Exception:  # noqa: BLE001 - the render reports it
             return run_partition(spec, part, key)
-        if (was[1], was[2]) != (_sha(ann), _sha(img)):
+        if (was[1], was[2]) != (_sha(ann.data), _sha(img)):
             return run_partition(spec, part, key)
     return done
 

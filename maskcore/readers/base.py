@@ -17,6 +17,10 @@ offers:
   cannot be read; the item fails with it);
 - ``item_annotation(row)`` -> the item's annotation bytes (their checksum decides incremental
   runs);
+- optional ``item_annotation_decoded(row)`` -> ``ItemAnnotation``: the same bytes plus the form
+  the reader decoded them from on the way (a streamed COCO item's entries, a streamed CVAT
+  ``<image>`` element), which its ``parse_annotation(..., decoded=)`` takes instead of decoding
+  the bytes again; ``read_item_annotation(source, row)`` asks for it when a source has it;
 - ``parse_annotation(data, meta, where, *, max_bitmap_pixels)`` -> ``Annotation``; a bad
   annotation raises an ``ItemError`` subclass located at ``where`` (``<dataset>/<item>``);
 - ``read_bytes(path)`` -> bytes of a file of the listing (images);
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import fsspec
@@ -65,6 +70,24 @@ class Source(Protocol):
                          max_bitmap_pixels: int) -> Annotation: ...
 
     def read_bytes(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ItemAnnotation:
+    """An item's annotation ``data`` (the bytes ``item_annotation`` gives: checksummed, copied) and,
+    when the reader decoded them on the way, ``decoded``: what ``parse_annotation(data, ...,
+    decoded=decoded)`` reads instead of ``data`` (same ``Annotation``; None: parse ``data``)."""
+
+    data: bytes
+    decoded: Any = None
+
+
+def read_item_annotation(source: Source, row: dict) -> ItemAnnotation:
+    """``source.item_annotation_decoded(row)`` when the source has it, else the bytes alone."""
+    decoded_reader = getattr(source, "item_annotation_decoded", None)
+    if decoded_reader is None:
+        return ItemAnnotation(source.item_annotation(row))
+    return decoded_reader(row)
 
 
 class Reader(Protocol):

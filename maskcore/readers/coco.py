@@ -80,7 +80,7 @@ from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_JSON_BYTES, MAX_COORD, MAX_PIXELS
 from ..model import geometry as G
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from .base import SourceBase, regular_files
+from .base import ItemAnnotation, SourceBase, regular_files
 from .coco_index import StreamIndex, index_stream, read_item
 from .values import canvas_size_hw, is_utf8
 
@@ -217,7 +217,8 @@ def _tags(ann: dict, geometry: G.Geometry) -> tuple[dict, ...]:
     if not isinstance(attributes, dict):
         raise AnnotationError(f"attributes: expected an object, got {type(attributes).__name__}")
     skip = "rotation" if isinstance(geometry, G.Box) else None  # became the box's angle
-    return tuple({"name": k, "value": tag_value(v)} for k, v in attributes.items() if k != skip)
+    # key order: the canonical bytes' (sorted), also when parsing the entries they were made from
+    return tuple({"name": k, "value": tag_value(v)} for k, v in sorted(attributes.items()) if k != skip)
 
 
 def tag_value(value) -> str:
@@ -873,9 +874,15 @@ class CocoSource(SourceBase):
     def item_annotation(self, row: dict) -> bytes:
         """The item's canonical inline JSON (``item_inline_bytes``): read by its ``ann_spans``
         (``coco_index.read_item``), or ``ann_inline`` itself when the row carries no spans."""
+        return self.item_annotation_decoded(row).data
+
+    def item_annotation_decoded(self, row: dict) -> ItemAnnotation:
+        """``item_annotation``'s bytes and, for an item read by its spans, the entries decoded
+        on the way (``{"image", "annotations"}``): ``parse_annotation(..., decoded=)`` parses
+        those instead of the bytes they were serialised to."""
         spans = row.get("ann_spans")
         if spans is None:
-            return row["ann_inline"]
+            return ItemAnnotation(row["ann_inline"])
         where = f"{row['dataset']}/{row['item']}"
         path = dict(self.subsets)[row["dataset"]] if self.subsets is not None else None
         try:
@@ -885,11 +892,14 @@ class CocoSource(SourceBase):
             raise ItemSourceError(redact(f"COCO JSON {self.url}: expected the item's byte ranges, got "
                                          f"{type(exc).__name__}: {exc}", self.storage_options),
                                   where=where) from None
-        return item_inline_bytes(image, annotations)
+        decoded = {"image": image, "annotations": annotations}
+        return ItemAnnotation(item_inline_bytes(image, annotations), decoded)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
-        """``parse_item`` with this file's category table."""
+                         max_bitmap_pixels: int = MAX_PIXELS, decoded: dict | None = None) -> Annotation:
+        """``parse_item`` with this file's category table, of ``decoded`` when given (what
+        ``item_annotation_decoded`` gave with ``data``), else of ``data``."""
         if self.category_names is None:  # a source that never loaded its JSON
             self._load()
-        return parse_item(data, self.category_names, meta, where, max_bitmap_pixels=max_bitmap_pixels)
+        return parse_item(data if decoded is None else decoded, self.category_names, meta, where,
+                          max_bitmap_pixels=max_bitmap_pixels)

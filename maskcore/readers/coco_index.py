@@ -481,7 +481,13 @@ def read_item(spans: list[int], token: bytes, read_ranges: Callable, where: str)
     if item_token(parts) != token:
         raise ItemSourceError("the COCO JSON changed since it was listed (this item's bytes differ "
                               "from the listing's); run again", where=where)
-    try:
+    try:  # one decode for the whole item (the listing decoded its entries the same way, `_batch`)
+        entries = json.loads(b"[" + b",".join(parts) + b"]")
+    except (ValueError, RecursionError):
+        entries = None
+    if entries is not None and len(entries) == len(parts):
+        return entries[0], entries[1:]
+    try:  # a part that is not one JSON value: decode them one by one to name it
         image = json.loads(parts[0])
     except (ValueError, RecursionError) as exc:
         raise ItemSourceError(f"image entry: expected JSON, got a parse error: {exc}", where=where) from None

@@ -102,7 +102,7 @@ from ..kernel.palette import class_colors
 from ..limits import DEFAULT_MAX_XML_BYTES, MAX_COORD, MAX_PIXELS, MAX_XML_DEPTH
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from ..model.geometry import Bitmap, Box, Point, Polygon, Polyline
-from .base import SourceBase, is_local_url, regular_files
+from .base import ItemAnnotation, SourceBase, is_local_url, regular_files
 from .cvat_stream import Scan, check_document_bytes, image_element_bytes, scan_document, shape_kind
 
 DEFAULT_DATASET = "default"
@@ -323,14 +323,15 @@ def _attribute_tags(elem: ET.Element) -> tuple[dict, ...]:
 
 
 def parse_annotation(data: bytes, meta: ProjectMeta, where: str, *,
-                     max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
-    """One ``<image>`` element (its bytes, as ``ann_inline`` holds them) -> ``Annotation``.
+                     max_bitmap_pixels: int = MAX_PIXELS, element: ET.Element | None = None) -> Annotation:
+    """One ``<image>`` element (its bytes, as ``ann_inline`` holds them) -> ``Annotation``;
+    ``element``: that element already parsed (``data`` is then not parsed again).
 
     Errors are ``ItemError`` subclasses located at ``where`` (image level) or
     ``<where>/object <i>`` (``UnknownClassError`` for a label that is not a class).
     """
-    image = parse_xml(data, lambda reason: AnnotationError(reason, where=where),
-                      max_bytes=len(data))
+    image = element if element is not None else parse_xml(
+        data, lambda reason: AnnotationError(reason, where=where), max_bytes=len(data))
     if image.tag != "image":
         raise AnnotationError(f"expected an <image> element, got <{image.tag[:40]}>", where=where)
     try:
@@ -882,8 +883,15 @@ class CvatXmlSource(SourceBase):
         (``ann_path``, ``ann_offset``, ``ann_bytes``), read and serialised as ``ann_inline``
         would hold it. ``ItemSourceError`` when the span is no longer that image (the file
         changed since it was listed)."""
+        return self.item_annotation_decoded(row).data
+
+    def item_annotation_decoded(self, row: dict) -> ItemAnnotation:
+        """``item_annotation``'s bytes and, for an item read by its span, the ``<image>`` element
+        parsed on the way (``parse_annotation(..., decoded=)`` reads it instead of the bytes).
+        Not when the bytes hold a carriage return: a text's ``&#13;`` is written back as a raw
+        CR, which parsing the bytes reads as a newline (XML end-of-line handling)."""
         if row.get("ann_inline") is not None:
-            return row["ann_inline"]
+            return ItemAnnotation(row["ann_inline"])
         where = f"{row['dataset']}/{row['item']}"
         name, offset, length = row["ann_path"], row["ann_offset"], row["ann_bytes"]
 
@@ -902,9 +910,11 @@ class CvatXmlSource(SourceBase):
         image = parse_xml(raw, changed, max_bytes=length)
         if image.tag != "image" or image_row_item(image) != row["item"]:
             raise changed(f"<{image.tag[:40]} name={_brief(image.get('name'))}>")
-        return image_element_bytes(image)
+        data = image_element_bytes(image)
+        return ItemAnnotation(data, None if b"\r" in data else image)
 
     def parse_annotation(self, data: bytes, meta: ProjectMeta, where: str, *,
-                         max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
-        """``parse_annotation`` of this module."""
-        return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels)
+                         max_bitmap_pixels: int = MAX_PIXELS, decoded: ET.Element | None = None) -> Annotation:
+        """``parse_annotation`` of this module (of ``decoded``, the element ``data`` was written
+        from, when given)."""
+        return parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels, element=decoded)

@@ -192,3 +192,24 @@ def test_range_reads_on_s3(s3_server, s3_bucket, small_chunks):
     assert {r["item"]: worker.item_annotation(r) for r in rows} == oracle_items(json.loads(data))
     gets = [r for r in s3_server.requests(s3_bucket, start) if r.startswith("GET")]
     assert gets and len(gets) <= 2 * len(rows) + 2   # ranges merged: about one GET per item
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_decoded_entries_parse_as_their_bytes(tmp_path, seed):
+    """A streamed item's entries, decoded on the way (``item_annotation_decoded``), give the
+    Annotation its canonical bytes give (file key order, e.g. of ``attributes``, is not the
+    bytes' sorted order), and the bytes are the ones ``item_annotation`` gives (checksums)."""
+    from helpers.parsed import parse_outcome
+    rng = random.Random(1000 + seed)
+    doc = random_doc(rng)
+    path = tmp_path / "instances_val.json"
+    path.write_bytes(dump(rng, doc))
+    src = CocoSource.open_source(str(path))
+    meta = src.read_meta()
+    expected = oracle_items(doc)
+    for row in src.list_items().to_pylist():
+        ann = src.item_annotation_decoded(row)
+        assert ann.data == expected[row["item"]] and ann.decoded is not None
+        parse = src.parse_annotation
+        assert (parse_outcome(lambda: parse(ann.data, meta, "w", max_bitmap_pixels=100, decoded=ann.decoded))
+                == parse_outcome(lambda: parse(ann.data, meta, "w", max_bitmap_pixels=100)))
