@@ -266,41 +266,72 @@ def png_file(stream: bytes, size_hw, color_type: int, *, bit_depth: int = 8,
 def encode_png_lut(index: np.ndarray, lut: np.ndarray, *, deflate: str | None = None) -> bytes:
     """``encode_png(lut[index])`` (the same bytes) without building ``lut[index]``.
 
-    ``index``: (H, W) unsigned integers < len(lut); ``lut``: (N, C) uint8 colours, C in 1, 3, 4.
+    ``index``: (H, W) unsigned integers < len(lut), row- or column-major (see
+    ``encode_pngs_lut``); ``lut``: (N, C) uint8 colours, C in 1, 3, 4.
     Index masks are piecewise constant, so the Up-filtered scanlines are zero except where a
     pixel's index differs from the one above: only the first row and those pixels are looked up
     (measured 2.2x faster than ``take`` + filter on a 1024x1024 mask with 2 % changed pixels, and
     no full-size colour image is allocated).
     """
-    lut = np.asarray(lut)
-    if lut.ndim == 1:
-        lut = lut[:, None]
+    return encode_pngs_lut(index, [lut], deflate=deflate)[0]
+
+
+def encode_pngs_lut(index: np.ndarray, luts, *, deflate: str | None = None) -> list[bytes]:
+    """``[encode_png_lut(index, lut) for lut in luts]`` (the same bytes), the pixels that differ
+    from the one above found once for all of them.
+
+    ``index`` may be column-major (``index.T`` C-contiguous, e.g. the ``.T`` of a canvas painted
+    column by column): it is then compared where it lies, column by column, never copied to row
+    order (a 1024x1024 transpose costs more than the comparison).
+    """
+    luts = [_checked_lut(lut) for lut in luts]
     if not isinstance(index, np.ndarray) or index.ndim != 2 or index.dtype.kind not in "ui":
         raise TypeError(f"encode_png_lut: expected a 2-D integer index array, got "
                         f"{getattr(index, 'dtype', type(index).__name__)} {getattr(index, 'shape', '')}")
-    if lut.dtype != np.uint8 or lut.ndim != 2 or lut.shape[1] not in _COLOR_TYPE_BY_CHANNELS or not len(lut):
-        raise ValueError(f"encode_png_lut: expected a (N, 1|3|4) uint8 lut, got {lut.dtype} {lut.shape}")
     height, width = index.shape
     if 0 in index.shape or max(index.shape) > _MAX_SIDE:
         raise ValueError(f"encode_png_lut: expected 1 <= H, W <= {_MAX_SIDE}, got {index.shape}")
-    if index.size and (int(index.max()) >= len(lut) or int(index.min()) < 0):
-        raise ValueError(f"encode_png_lut: index values must be in 0..{len(lut) - 1}")
-    channels = lut.shape[1]
-    stride = 1 + channels * width
-    rows = np.zeros((height, stride), np.uint8)
-    rows[:, 0] = 2
-    rows[0, 1:] = np.take(lut, index[0], axis=0).reshape(-1)
-    below, above = index[1:].reshape(-1), index[:-1].reshape(-1)
-    changed = np.flatnonzero(below != above)
-    start = (changed // width + 1) * stride + 1 + channels * (changed % width)
-    diff = lut[below[changed]] - lut[above[changed]]
-    flat = rows.reshape(-1)
-    for ch in range(channels):
-        flat[start + ch] = diff[:, ch]
+    n_colours = min(map(len, luts), default=1)
+    if int(index.max()) >= n_colours or int(index.min()) < 0:
+        raise ValueError(f"encode_png_lut: index values must be in 0..{n_colours - 1}")
+    if index.T.flags.c_contiguous and not index.flags.c_contiguous:
+        flat_t = index.T.reshape(-1)   # column by column: flat_t[x * H + y] = index[y, x]
+        changed = np.flatnonzero(flat_t[1:] != flat_t[:-1])
+        changed = changed[changed % height != height - 1]   # not across a column's end
+        below, above = flat_t[changed + 1], flat_t[changed]
+        col, row = changed // height, changed % height + 1
+    else:
+        below_rows, above_rows = index[1:].reshape(-1), index[:-1].reshape(-1)
+        changed = np.flatnonzero(below_rows != above_rows)
+        below, above = below_rows[changed], above_rows[changed]
+        row, col = changed // width + 1, changed % width
+    first = index[0]
     backend = _backend(deflate)
-    stream = backend.compress(memoryview(flat), channels)
-    del rows, flat  # freed before the file is assembled (one more stream-sized copy)
-    return png_file(stream, index.shape, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
+    out = []
+    for lut in luts:
+        channels = lut.shape[1]
+        stride = 1 + channels * width
+        rows = np.zeros((height, stride), np.uint8)
+        rows[:, 0] = 2
+        rows[0, 1:] = np.take(lut, first, axis=0).reshape(-1)
+        start = row * stride + 1 + channels * col
+        diff = lut[below] - lut[above]
+        flat = rows.reshape(-1)
+        for ch in range(channels):
+            flat[start + ch] = diff[:, ch]
+        stream = backend.compress(memoryview(flat), channels)
+        del rows, flat  # freed before the file is assembled (one more stream-sized copy)
+        out.append(png_file(stream, index.shape, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32))
+    return out
+
+
+def _checked_lut(lut) -> np.ndarray:
+    lut = np.asarray(lut)
+    if lut.ndim == 1:
+        lut = lut[:, None]
+    if lut.dtype != np.uint8 or lut.ndim != 2 or lut.shape[1] not in _COLOR_TYPE_BY_CHANNELS or not len(lut):
+        raise ValueError(f"encode_png_lut: expected a (N, 1|3|4) uint8 lut, got {lut.dtype} {lut.shape}")
+    return lut
 
 
 def _backend(name: str | None) -> _Deflate:

@@ -176,7 +176,7 @@ def test_bad_palettes_and_backends_are_refused():
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("seed", range(6))
 def test_lut_encoding_is_byte_identical_to_encoding_the_looked_up_image(channels, seed):
-    from maskcore.codec.png import encode_png_lut
+    from maskcore.codec.png import encode_png_lut, encode_pngs_lut
     rng = np.random.default_rng(seed)
     h, w = int(rng.integers(1, 70)), int(rng.integers(1, 70))
     n = int(rng.integers(1, 300))
@@ -191,6 +191,11 @@ def test_lut_encoding_is_byte_identical_to_encoding_the_looked_up_image(channels
     assert encode_png_lut(index, lut) == expected
     decoded = np.asarray(Image.open(io.BytesIO(encode_png_lut(index, lut))))
     assert np.array_equal(decoded.reshape(h, w, -1), lut[index].reshape(h, w, -1))
+    # several luts at once, and a column-major index read where it lies: the same bytes
+    other = rng.integers(0, 256, (n + 3, 4 - channels % 2)).astype(np.uint8)
+    by_column = np.asfortranarray(index)
+    assert encode_pngs_lut(by_column, [lut, other]) == [expected, encode_png(np.take(other, index, axis=0))]
+    assert encode_pngs_lut(index, [other]) == encode_pngs_lut(by_column, [other])
 
 
 def test_lut_encoding_refuses_indexes_outside_the_lut():

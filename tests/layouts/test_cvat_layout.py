@@ -20,7 +20,7 @@ from PIL import Image
 from maskcore.model import geometry as g
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
 from maskcore.model.item import ItemData
-from maskcore.layouts.cvat import CvatMasksLayout, _paint_index, transpose_blocked
+from maskcore.layouts.cvat import CvatMasksLayout, _paint_index
 from maskcore.kernel.patch import Patch, empty_patch
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from helpers import DATA, colours
@@ -557,15 +557,7 @@ def test_more_than_255_classes_are_fine():
     assert tuple(class_rgb[3, 3]) == (299 % 256, 1, 7)
 
 
-# --- painting the instance index (column by column, then a blocked transpose) -------------------
-
-@pytest.mark.parametrize("shape", [(1, 1), (31, 5), (32, 40), (33, 7), (100, 65), (5, 300)])
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
-def test_transpose_blocked_equals_numpy_transpose(shape, dtype):
-    a = np.random.default_rng(sum(shape)).integers(0, 250, shape).astype(dtype)
-    out = transpose_blocked(a)
-    assert out.flags.c_contiguous and out.dtype == dtype and np.array_equal(out, a.T)
-
+# --- painting the instance index (column by column, kept column-major) -----------------------
 
 def _paint_reference(instances, size_hw):
     """The row-major painter: each instance in order overwrites its pixels (background -> 0)."""
@@ -591,7 +583,7 @@ def test_paint_index_equals_painting_in_order(n):
         title = "background" if rng.random() < 0.2 else "cat"
         instances.append((title, 0, Patch(top, left, mask) if mask.size else empty_patch()))
     got = _paint_index(instances, (h, w))
-    assert got.dtype == (np.uint8 if n <= 255 else np.uint16) and got.flags.c_contiguous
+    assert got.dtype == (np.uint8 if n <= 255 else np.uint16) and got.flags.f_contiguous
     assert np.array_equal(got, _paint_reference(instances, (h, w)))
     assert got.any()
 
