@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codec.png import encode_png
+from ..codec.png import encode_png, encode_png_photo
 from ..errors import ConfigError, LimitError
 from ..kernel.compose import paint
 from ..kernel.draw import colour_layers, coverages
@@ -145,7 +145,8 @@ class SaveMasksLayout(LayoutBase):
         for kind, folder, _ in KINDS:
             if kind in arrays:
                 with clock.step(f"encode.{kind}"):
-                    out.append((f"{d}/{folder}/{stem}.png", encode_png(arrays[kind])))
+                    encode = encode_png_photo if kind == "human" else encode_png  # a photo preview
+                    out.append((f"{d}/{folder}/{stem}.png", encode(arrays[kind])))
         return out
 
     def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.image import encode_jpeg
-from ..codec.png import encode_png, encode_png_window
+from ..codec.png import encode_png, encode_png_photo, encode_png_window
 from ..errors import ConfigError, LimitError
 from ..kernel.compose import overlay_half, paint
 from ..kernel.draw import colour_layers, coverage, coverages, label_area
@@ -212,8 +212,9 @@ class SuperviselyMasksLayout(LayoutBase):
             with clock.step(f"encode.{kind}"):
                 if kind == "human" and self.human_format == "jpg":
                     out.append((f"{d}/{folder}/{stem}.jpg", encode_jpeg(value, self.human_quality)))
-                else:
-                    out.append((f"{d}/{folder}/{stem}.png", encode_png(value)))
+                else:  # the preview is a photo: fpng when installed (codec.png.encode_png_photo)
+                    encode = encode_png_photo if kind == "human" else encode_png
+                    out.append((f"{d}/{folder}/{stem}.png", encode(value)))
             del value  # may be this thread's scratch canvas: no reference outlives the encoding
         return out
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from maskcore.codec import png as png_module
-from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, encode_png
+from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, encode_png, encode_png_photo, png_to_rgb, read_png
 from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
@@ -221,8 +221,35 @@ def _digests_after_heap_pollution(seed: int) -> list[str]:
     images = [random_image(np.random.default_rng(k), 300 + 17 * k, 257, SHAPES[kind])
               for k, kind in enumerate(("grey", "rgb", "rgba", "grey", "rgb", "grey"))]
     jobs = [(b, i) for b in BACKENDS for i in range(len(images))] * 2
+    photos = [photo_like(np.random.default_rng(k), 200 + 31 * k, 301 + 7 * k) for k in range(4)] * 2
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(lambda job: hashlib.sha256(encode_png(images[job[1]], deflate=job[0])).hexdigest(), jobs))
+        pngs = list(pool.map(lambda job: encode_png(images[job[1]], deflate=job[0]), jobs))
+        pngs += list(pool.map(encode_png_photo, photos))   # the preview's encoder (fpng)
+    return [hashlib.sha256(png).hexdigest() for png in pngs]
+
+
+def photo_like(rng, h: int, w: int) -> np.ndarray:
+    """A smooth gradient with noise and flat patches: runs and literals, like a preview."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) % 256)], axis=-1).astype(np.int16)
+    img += rng.integers(-6, 7, img.shape)
+    img[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 256, 3)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_the_photo_encoder_gives_the_pixels_back_and_falls_back_on_what_it_refuses():
+    """``encode_png_photo`` (fpng when installed): decoded by Pillow and by ``read_png``, the
+    same pixels, RGB and RGBA, odd sizes; grey or empty images go to ``encode_png``."""
+    from maskcore.codec.png import _fpng
+    rng = np.random.default_rng(7)
+    for h, w, c in [(1, 1, 3), (3, 1, 4), (257, 129, 3), (64, 1000, 4)]:
+        pixels = photo_like(rng, h, w) if c == 3 else rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+        png = encode_png_photo(pixels[:, ::-1])   # a non-contiguous view too
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels[:, ::-1])
+        assert np.array_equal(png_to_rgb(read_png(png)).reshape(h, w, -1)[..., :3], pixels[:, ::-1, :3])
+        assert (png == encode_png(pixels[:, ::-1])) == (_fpng is None)
+    grey = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+    assert encode_png_photo(grey) == encode_png(grey)
 
 
 def test_every_deflate_backend_gives_the_same_bytes_in_every_process_and_thread():

@@ -240,13 +240,15 @@ def small_tmpfs(tmp_path):
 
 @pytest.mark.parametrize("per_partition, commits", [(3, True), (1, False)])
 def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, clean, per_partition, commits):
-    """A destination on a real 6 MiB tmpfs, too small for the 16 MB export (items in order, in this
+    """A destination on a real 6 MiB (7 MiB when it commits) tmpfs, too small for the 17 MB export (items in order, in this
     process, so the disk fills the same way each time): the item whose files do not fit fails with
     ENOSPC and is named; every file left is whole (a clean run's bytes). With 3 items per partition
     the run commits (exit 3, the report names the item, verify clean); with 1 the other items' files
     and state leave no room for the manifest: exit 1, 'not committed', nothing claims success. With
     space again the next run completes the export, identical to a clean run."""
     src, dst = samples / "vector", small_tmpfs / "out"
+    if commits:  # 7 MiB: the other items and the manifest fit (their previews are fpng's, 1 MB more)
+        subprocess.run([program("mount"), "-o", "remount,size=7m", str(small_tmpfs)], check=True)
     full = cli("export", src, dst, "--cluster", "inprocess", "--items-per-partition", per_partition)
     assert "maskcore: failed: ds/cat1.jpg: [Errno 28] No space left on device" in full.stderr, full.stderr
     reference = clean(src)
