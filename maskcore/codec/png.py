@@ -23,6 +23,8 @@ Conventions:
   was ISA-L in every process (not a selection difference), and one 24-byte input gave two valid
   streams in two long-lived processes, each process consistent with itself; the case and what was
   ruled out: benchmarks/isal_two_streams.py.
+- Photos (the human preview, ``encode_png_photo``): fpng when installed (its own Up filter and
+  deflate, 3.4x faster at +5 % bytes on the facade previews, deterministic), else ``encode_png``.
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an
   unknown critical chunk is an error, a bad ancillary chunk is skipped, missing IEND (a truncated
   file) is an error, data after IEND is ignored.
