@@ -52,7 +52,7 @@ def _extract(fmt: str, root: Path, names: list[str], into: Path) -> dict[str, st
     if fmt == "tar":
         joined = into.parent / f"{into.name}.tar"
         joined.write_bytes(b"".join((root / n).read_bytes() for n in names))
-        done = subprocess.run([program("tar"), "-xif", str(joined)], cwd=into, capture_output=True, text=True,
+        done = subprocess.run([program("tar"), "-xf", str(joined)], cwd=into, capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0, done.stderr
     else:
