@@ -58,7 +58,12 @@ def archive_run(archive_project, dst: str, name: str, part_size, items_per_parti
     """What an archive run does, without Dask: one ``run_archive_partition`` per partition of
     ``archive_project`` (tests/io/conftest.py), then the driver's ``finalize_archive`` into ``dst``."""
     from maskcore.exec.task import TaskSpec, run_archive_partition
-    from maskcore.io.archive import TarPartSink, chunk_records, discard_chunks, finalize_archive
+    from maskcore.io.archive import (
+        TarPartSink,
+        chunk_records,
+        discard_chunks,
+        finalize_archive,
+    )
     from maskcore.io.sinks.fsdir import FsspecDirSink
 
     src, meta, layout, project_files = archive_project
