@@ -175,7 +175,7 @@ def archive_files(name: str, n_parts: int | None, archive_format: str = "tar") -
 
 
 def legacy_archive_files(name: str, n_parts: int | None, archive_format: str = "tar") -> list[str]:
-    """The names maskcore 0.x gave the parts: ``<name>_part_001.tar``, ... (each a whole tar)."""
+    """The names earlier maskcore versions gave tar parts: ``<name>_part_001.tar``, ... (each a whole tar)."""
     suffix = FORMATS[archive_format].suffix
     if n_parts is None:
         return [f"{name}{suffix}"]

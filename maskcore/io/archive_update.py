@@ -7,7 +7,7 @@ in ``.maskcore-meta/archive_manifest.parquet`` (each member's part, header offse
 part's size, sha256 and change stamp). :func:`read_previous_archive` trusts that record only when
 every part is still as it was written (its stamp, or with ``--verify`` its sha256); otherwise
 the run renders everything and compacts from scratch (:func:`maskcore.io.archive.finalize_archive`).
-Parts named as maskcore 0.x named them (``<name>_part_001.tar``, each a whole tar) are kept as
+Parts named as earlier maskcore versions named them (``<name>_part_001.tar``, each a whole tar) are kept as
 sources too: every part is then rewritten under its current name (a copy of its members, nothing
 rendered) and the old names removed.
 
@@ -91,7 +91,7 @@ def read_previous_archive(inner, table: pa.Table | None, name: str, archive_form
     ``table``: its archive manifest; ``carried_paths``: the member paths the unchanged items
     will keep (the previous manifest's outputs), each of which the parts must hold. Every part
     must still carry the stamp recorded after it was written (one listing; ``verify``: every part
-    is read and hashed too) and be named as this run (or maskcore 0.x) names its archive."""
+    is read and hashed too) and be named as this run (or an earlier maskcore version) names its archive."""
     if table is None:
         return None, "no archive manifest"
     meta = table.schema.metadata or {}

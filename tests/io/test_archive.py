@@ -112,7 +112,7 @@ def test_an_archive_that_would_replace_the_source_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="overwrite the source"):
         refuse_overwriting_source(sink, "42", str(tmp_path / "42.tar.003"))
     with pytest.raises(ConfigError, match="overwrite the source"):
-        refuse_overwriting_source(sink, "42", str(tmp_path / "42_part_003.tar"))   # maskcore 0.x's parts
+        refuse_overwriting_source(sink, "42", str(tmp_path / "42_part_003.tar"))   # an earlier maskcore's parts
     refuse_overwriting_source(sink, "other", str(tmp_path / "42_pets.tar"))
     refuse_overwriting_source(FsspecDirSink(str(tmp_path / "out")), "42_pets", str(tmp_path / "42_pets.tar"))
 
@@ -192,7 +192,7 @@ def test_parts_are_byte_identical_across_runs(archive_project, parts_run, tmp_pa
 def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(archive_project, tmp_path):
     first = _archive_run(archive_project, str(tmp_path), PART)
     (tmp_path / f"{NAME}.tar").write_bytes(b"from an even older run")
-    (tmp_path / f"{NAME}_part_007.tar").write_bytes(b"from maskcore 0.x")
+    (tmp_path / f"{NAME}_part_007.tar").write_bytes(b"from an earlier maskcore")
     second = _archive_run(archive_project, str(tmp_path), 10 * PART, items_per_partition=6)
     assert len(second.parts) < len(first.parts)
     assert _listing(tmp_path) == [p["part"] for p in second.parts]
@@ -488,7 +488,7 @@ def test_parts_are_filled_to_the_size_whatever_the_partitions(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["tar", "zip"])
 def test_an_export_below_the_part_size_is_one_archive_without_part_suffix(fmt, tmp_path):
     inner = FsspecDirSink(str(tmp_path))
-    for stale in (f"proj_part_001.{fmt}", f"proj.{fmt}.001", f"proj.{fmt}.0002"):   # 0.x's and today's parts
+    for stale in (f"proj_part_001.{fmt}", f"proj.{fmt}.001", f"proj.{fmt}.0002"):   # earlier and current names
         (tmp_path / stale).write_bytes(b"left by an earlier run with smaller parts")
     files = _synthetic_files(3, 40, 20_000)
     result = finalize_archive(inner, "proj", 500 * 10 ** 6, _pack(inner, 500 * 10 ** 6, fmt, files, 4), [], fmt)

@@ -239,8 +239,8 @@ def test_a_new_part_takes_the_end_blocks_from_the_old_last_part(tmp_path):
     assert dst.night(grown).written == [] and _stat(tmp_path / "d") == before
 
 
-def test_parts_named_by_maskcore_0x_are_renamed_by_the_next_night(tmp_path, monkeypatch):
-    """A destination whose last run was maskcore 0.x's (``proj_part_NNN.tar``, each ending the
+def test_parts_named_by_an_earlier_version_are_renamed_by_the_next_night(tmp_path, monkeypatch):
+    """A destination whose last run was an earlier maskcore version's (``proj_part_NNN.tar``, each ending the
     archive): the next night keeps the members (nothing rendered but the changed item), writes
     every part under its current name and removes the old names; the glob joins only the new ones."""
     from maskcore.io import archive

@@ -108,7 +108,7 @@ def test_each_part_extracts_alone(archive_project, folder_export, tmp_path):
 
 
 def test_parts_that_each_end_the_archive_lose_files_in_the_linux_recipe(archive_project, tmp_path):
-    """Why only the last part ends the archive: with end blocks on every part (maskcore 0.x's
+    """Why only the last part ends the archive: with end blocks on every part (earlier maskcore
     parts) GNU tar stops at the first part's end blocks, exit status 0, the rest silently lost."""
     names, result = _download(archive_project, 700_000, tmp_path / "dl")
     for n in names[:-1]:
@@ -138,7 +138,7 @@ def test_part_names_sort_as_the_shell_globs_them():
 
 
 def test_an_upgraded_destination_keeps_no_part_the_glob_would_join(archive_project, folder_export, tmp_path):
-    """A destination holding maskcore 0.x's parts (``_part_NNN.tar``, each ending the archive) and
+    """A destination holding an earlier maskcore's parts (``_part_NNN.tar``, each ending the archive) and
     a single ``.tar``: the next run leaves only its own parts, so ``cat '<name>.tar'*`` joins them."""
     root = tmp_path / "dst"
     root.mkdir()
