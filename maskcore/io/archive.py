@@ -403,9 +403,10 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
     ``records``: every chunk record of the run (any order). Chunks are checked against their
     records (format, size) before use. Their members, in plan order, fill parts greedily up to
     ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are named
-    by :func:`archive_files` (only the last tar part ends with the end blocks). Every part is written under a temporary name first; archive files
-    (either format) of an earlier run under the same name that this run does not produce are
-    removed after all parts are in place. The chunks stay until :func:`discard_chunks`. With
+    by :func:`archive_files` (only the last tar part ends with the end blocks). Every part is
+    written under a temporary name first; archive files (either format, current or legacy names)
+    of an earlier run under the same name that this run does not produce are removed after all
+    parts are in place. The chunks stay until :func:`discard_chunks`. With
     ``run_id`` the publication is journalled first (:func:`begin_publish`): a run that dies
     before its manifest is committed is rolled back by the next (:func:`recover_publish`).
     """
@@ -592,8 +593,8 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
     A part that is one whole chunk ending (or not) as the part must is that chunk's bytes: linked
     (local) or copied server-side. Others are copied member by member through this process (the
     runs of consecutive members of one chunk as one range), then given the trailer, if they end
-    the archive, rebuilt from the records. On a local disk every
-    part stays a temporary until all are written, then all are renamed into place; on an object
+    the archive, rebuilt from the records. On a local disk every part stays a temporary until all
+    are written, then all are renamed into place; on an object
     store each part is one PUT (or a multipart upload s3fs aborts on failure), made as soon as
     the part is complete, or with ``defer`` only once every part is (an incremental run reads
     members from the parts it replaces: chunks marked ``published``, never copied server-side)."""

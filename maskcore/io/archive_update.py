@@ -7,9 +7,9 @@ in ``.maskcore-meta/archive_manifest.parquet`` (each member's part, header offse
 part's size, sha256 and change stamp). :func:`read_previous_archive` trusts that record only when
 every part is still as it was written (its stamp, or with ``--verify`` its sha256); otherwise
 the run renders everything and compacts from scratch (:func:`maskcore.io.archive.finalize_archive`).
-Parts named as earlier maskcore versions named them (``<name>_part_001.tar``, each a whole tar) are kept as
-sources too: every part is then rewritten under its current name (a copy of its members, nothing
-rendered) and the old names removed.
+Parts named as earlier maskcore versions named them (``<name>_part_001.tar``, each a whole tar)
+are kept as sources too: every part is then rewritten under its current name (a copy of its
+members, nothing rendered) and the old names removed.
 
 :func:`update_archive` then places the members of the new export (``order``: project files, then
 each item's files, in plan order):
