@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -86,7 +87,9 @@ def test_every_recipe_of_the_reference_extracts_every_file(seed, archive_project
 
 def test_each_part_extracts_alone(archive_project, folder_export, tmp_path):
     """Every part is whole members: GNU tar, bsdtar and tarfile read it on its own, silently
-    (a part without end blocks ends at a member boundary), and together they give every file."""
+    (a part without end blocks ends at a member boundary), and together they give every file.
+    7-Zip extracts every member of a part too, but says "Unexpected end of archive" (exit status
+    2) for a part without end blocks; opened as ``.tar.001`` it joins the parts (see above)."""
     names, result = _download(archive_project, 700_000, tmp_path / "dl")
     members = {}
     for m in result.members:
@@ -103,7 +106,12 @@ def test_each_part_extracts_alone(archive_project, folder_export, tmp_path):
             t.extractall(tmp_path / "py", filter="data")
         listing = _run([program("tar"), "-tf", part])
         assert listing.stdout.splitlines() == members[n], n
-    for tool in ("gnu", "bsd", "py"):
+        shutil.copyfile(part, tmp_path / "alone.tar")   # not .001: 7-Zip would join the parts
+        done = _run([program("7zz"), "x", "-y", f"-o{tmp_path / '7z'}", str(tmp_path / "alone.tar")])
+        last = n == names[-1]
+        assert done.returncode == (0 if last else 2), done.stdout + done.stderr
+        assert last or "Unexpected end of archive" in done.stdout + done.stderr
+    for tool in ("gnu", "bsd", "py", "7z"):
         assert tree(tmp_path / tool) == folder_export, tool
 
 
