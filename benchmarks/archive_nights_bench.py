@@ -5,7 +5,9 @@ bytes of "image" copied as they are: ``-o masks=machine``), then runs into one d
   1. a full run (every item rendered, every part written);
   2. a no-op night;
   3. a night with one annotation changed;
-  4. the same inputs with --repack (the clean run's layout);
+  4. a night with new items, about two parts' worth (appended: the last part filled on, new parts;
+     a tar's old last part is rewritten without its end blocks when a new part follows it);
+  5. the same inputs with --repack (the clean run's layout);
 and, for comparison, a clean run of the changed project into a new destination. For each: seconds,
 items rendered, archive files written / kept (their mtime_ns and inode compared before and after),
 and the bytes this process wrote (``wchar`` of /proc/self/io: parts, chunks, state files).
@@ -61,7 +63,7 @@ def _wchar() -> int:
 def _parts(dst) -> dict[str, tuple]:
     if isinstance(dst, str):   # s3: names only (writes are counted from the server's log)
         return {}
-    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.glob("proj*.tar")}
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.glob("proj*.tar*")}   # earlier and current names
 
 
 class _Requests(logging.Handler):
@@ -93,8 +95,8 @@ def _night(label: str, src: Path, dst, part_size: int, options=None, requests=No
     if requests:   # bytes sent over sockets are not in wchar
         row["bytes_written"] = None
         new = requests.lines[seen:]
-        row["parts_written"] = sum(m in ("PUT", "POST") and "/proj_part_" in t and "/.maskcore" not in t
-                                   for m, t in new)
+        row["parts_written"] = sum(m in ("PUT", "POST") and ("/proj_part_" in t or "/proj.tar." in t)
+                                   and "/.maskcore" not in t for m, t in new)
         row["requests"] = {m: sum(1 for k, _ in new if k == m) for m in sorted({k for k, _ in new})}
     print(json.dumps(row), flush=True)
     return row
@@ -118,6 +120,10 @@ def main() -> None:
     _write_item(src, args.items // 2, shift=5)
     time.sleep(STAMP_SETTLE_SECONDS + 0.5)
     _night("one item changed", src, dst, args.part_size, **kw)
+    for i in range(args.items, args.items + 2 * args.part_size // 8600):   # ~8.6 kB of archive per item
+        _write_item(src, i)
+    time.sleep(STAMP_SETTLE_SECONDS + 0.5)
+    _night("new items (~2 parts)", src, dst, args.part_size, **kw)
     if "repack" in ExportConfig.__dataclass_fields__:
         _night("repack", src, dst, args.part_size, repack=True, **kw)
     _night("clean run (new destination)", src, clean, args.part_size, **kw)

@@ -65,7 +65,8 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
                    help="archive format (default: the layout's, zip for cvat, else tar)")
     p.add_argument("--part-size", type=_size, metavar="SIZE",
                    help="split an archive larger than SIZE (500MiB, 2GB) into parts filled up to SIZE "
-                        "(<name>_part_001.tar, ...; a smaller export stays one <name>.tar); implies --archive")
+                        "(<name>.tar.001, ... as the reference app: cat joins them into one tar; "
+                        "zip: <name>_part_001.zip, ...; a smaller export stays one <name>.tar); implies --archive")
     p.add_argument("--archive-name", metavar="NAME",
                    help="archive name (default: Supervisely <project id>_<project name>, COCO/CVAT the "
                         "folder holding the JSON/XML)")

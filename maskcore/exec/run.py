@@ -494,7 +494,7 @@ ARCHIVE_NAMES_SHOWN = 10
 
 def archive_line(destination: str, names: list[str]) -> str:
     """The archive files a run wrote and where: ``maskcore: archive: p.tar in DST/`` or
-    ``maskcore: archive (3 parts): p_part_001.tar, p_part_002.tar, p_part_003.tar in DST/``
+    ``maskcore: archive (3 parts): p.tar.001, p.tar.002, p.tar.003 in DST/``
     (the first ``ARCHIVE_NAMES_SHOWN`` and the last)."""
     shown = ", ".join(names[:ARCHIVE_NAMES_SHOWN]) + (f", ... {names[-1]}" if len(names) > ARCHIVE_NAMES_SHOWN else "")
     count = f" ({len(names)} parts)" if len(names) > 1 else ""
@@ -588,7 +588,7 @@ def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
 
 
 def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id):
-    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or ``<name>_part_NNN.tar``;
+    """Publish the chunks the workers wrote as ``<name>.tar`` (``.zip``) or its parts (``<name>.tar.NNN``);
     with ``kept_archive`` (the previous run's parts), rewrite only the parts that change."""
     records = [r for t in results for r in chunk_records(t)]
     written = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()

@@ -23,16 +23,13 @@ from ..io.archive import CHUNKS_KEY
 from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
+from ..layouts.base import LIST_PREFIX
 from ..model.item import ItemData
 from ..readers.base import ItemAnnotation, read_item_annotation
 from .memory import keep_freed_heap, refuse_oversize
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
 LINE_TYPE = pa.struct([("path", pa.string()), ("line", pa.string())])
-LIST_PREFIX = "@list/"
-"""A layout file named ``@list/<path>`` is not written: its bytes are the item's line of the
-project-level list file ``<path>`` (e.g. CVAT's ``ImageSets/Segmentation/default.txt``). The run
-writes each list once, after every item, its lines in (dataset, item) order."""
 RESULT_SCHEMA = pa.schema([
     ("dataset", pa.string()),
     ("item", pa.string()),

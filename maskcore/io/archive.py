@@ -1,14 +1,26 @@
 """Export into tar or zip archives: one ``<name>.tar`` (``.zip``) when the export fits the part
-size (or there is none), else parts ``<name>_part_001.tar``, ... of at most the part size.
+size (or there is none), else parts of at most the part size: ``<name>.tar.001``, ``.002``, ...
+(tar) or ``<name>_part_001.zip``, ... (zip), see :func:`archive_files`.
+
+Tar parts are named and joined as the reference app's split archives are (the Supervisely SDK's
+``archive_directory(split=...)`` cuts one tar into ``<name>.tar.001``, ...): the concatenation of
+the parts in name order (``cat '<name>.tar'* > x.tar``; 7-Zip opening ``<name>.tar.001``) is one
+valid tar. Unlike the SDK's raw byte slices, every part is whole members, so each part also
+extracts alone; only the last part ends with the end-of-archive blocks (a tar ends at its first
+two zero blocks: GNU tar stops there with status 0). Zip parts are independent zips, each with
+its central directory (a zip cannot be concatenated; ``.zip.001`` would promise raw slices of one
+zip, which they are not): ``JOINED_FORMATS`` says which formats join.
 
 Parts are made in two steps. The workers, in parallel: each partition task packs the files it
 renders into one or more *chunks* (``.maskcore-meta/parts/<partition>-<k>.tar``/``.zip``), each a
-complete archive no larger than the part size. Then the driver *compacts* them
+complete archive no larger than the part size (tar chunks without the end blocks, the form of
+every part but the last). Then the driver *compacts* them
 (:func:`finalize_archive`): the project files (``meta.json``, colour maps) first, then every
 chunk's members in plan order fill parts greedily up to the part size (:func:`plan_parts`); the
-members' bytes (headers and data) are copied as they are, never re-encoded, and each part gets
-its trailer rebuilt from the chunk records. A part that is exactly one chunk is that chunk (a
-hard link locally, a server-side copy on object stores); other parts stream through the driver.
+members' bytes (headers and data) are copied as they are, never re-encoded, and each part that
+ends an archive gets its trailer rebuilt from the chunk records. A part that is exactly one chunk,
+trailer included or left out as the part needs, is that chunk (a hard link locally, a server-side
+copy on object stores); other parts stream through the driver.
 
 Formats (``FORMATS``, :func:`resolve_archive_format`): ``tar`` (:mod:`maskcore.codec.tar`) and
 ``zip`` (:mod:`maskcore.codec.zip`). A format object has ``name``, ``suffix`` and five methods,
@@ -24,7 +36,9 @@ offsets from the records, no member data re-read) and end records.
 Consequences worth knowing:
 - The parts depend only on the members and their order (plan order: items by dataset and name,
   each item's files together), not on the partitions or the workers: same inputs, same bytes
-  and names. Every part but the last holds at least the part size minus the next member.
+  and names. Every part but the last holds at least the part size minus the next member. Every
+  part leaves room for the trailer, so which members a part holds never depends on whether it is
+  the last.
 - A single file larger than a part (with its header and the trailer) gets a part of its own,
   bigger than the cap, and is flagged ``oversize`` in the manifest.
 - No directory entries (``tar`` and ``unzip`` create parent folders).
@@ -71,6 +85,7 @@ PARTS_DIR = f"{STATE_DIR}/parts"
 CHUNKS_KEY = b"maskcore.archive_chunks"     # result-table metadata: the partition's chunk records
 MIN_PART_SIZE = 2048                         # tar: one header, one data block, the end-of-archive blocks
 FORMATS = {f.name: f for f in (TarFormat(), ZipFormat())}
+JOINED_FORMATS = frozenset({"tar"})          # parts join into one archive: only the last has the trailer
 FORMAT_KEY = b"maskcore.archive_format"     # archive manifest metadata: the format
 SPOOL_BYTES = 64 * 2 ** 20                   # a chunk bigger than this is staged on local disk
 _COPY_BLOCK = 4 * 2 ** 20
@@ -145,16 +160,39 @@ def check_archive_name(name: str) -> str:
 
 
 def archive_files(name: str, n_parts: int | None, archive_format: str = "tar") -> list[str]:
-    """Destination-relative names of the archive files: ``<name>.tar`` (``.zip``) or its parts."""
+    """Destination-relative names of the archive files: ``<name>.tar`` (``.zip``), or its parts:
+    ``<name>.tar.001``, ... as the reference's split archives (tar parts join into one archive),
+    ``<name>_part_001.zip``, ... (each zip part is a zip of its own). Numbers have 3 digits, or
+    as many as the part count has, on every part: a glob (``cat '<name>.tar'*``) lists them in
+    order."""
+    suffix = FORMATS[archive_format].suffix
+    if n_parts is None:
+        return [f"{name}{suffix}"]
+    width = max(3, len(str(n_parts)))
+    if archive_format in JOINED_FORMATS:
+        return [f"{name}{suffix}.{i:0{width}d}" for i in range(1, n_parts + 1)]
+    return [f"{name}_part_{i:0{width}d}{suffix}" for i in range(1, n_parts + 1)]
+
+
+def legacy_archive_files(name: str, n_parts: int | None, archive_format: str = "tar") -> list[str]:
+    """The names earlier maskcore versions gave tar parts: ``<name>_part_001.tar``, ... (each a whole tar)."""
     suffix = FORMATS[archive_format].suffix
     if n_parts is None:
         return [f"{name}{suffix}"]
     return [f"{name}_part_{i:03d}{suffix}" for i in range(1, n_parts + 1)]
 
 
+def part_ends(n_parts: int, archive_format: str) -> list[bool]:
+    """Which of ``n_parts`` parts end with the format's trailer: every zip part, the last tar part."""
+    joined = archive_format in JOINED_FORMATS
+    return [not joined or k == n_parts - 1 for k in range(n_parts)]
+
+
 def _archive_pattern(name: str, suffixes) -> re.Pattern:
+    """Archive files of ``name``, current and legacy names: ``<name>.tar``, ``<name>.tar.001``,
+    ``<name>_part_001.tar`` (any of ``suffixes``)."""
     alternatives = "|".join(re.escape(s) for s in sorted(suffixes))
-    return re.compile(re.escape(name) + rf"(_part_\d{{3,}})?({alternatives})")
+    return re.compile(re.escape(name) + rf"(_part_\d{{3,}})?({alternatives})(\.\d{{3,}})?")
 
 
 def refuse_overwriting_source(destination, name: str, source_url: str,
@@ -277,8 +315,9 @@ class PartitionPacker:
         chunk, self._chunk = self._chunk, None
         try:
             body = chunk.size
-            for block in self.format.trailer(self._members, body):
-                chunk.write(block)
+            if self.format.name not in JOINED_FORMATS:   # a tar chunk is the form of a middle part
+                for block in self.format.trailer(self._members, body):
+                    chunk.write(block)
             size, sha = chunk.size, chunk.sha256.hexdigest()
             chunk.commit()
         except BaseException as exc:
@@ -363,10 +402,11 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
 
     ``records``: every chunk record of the run (any order). Chunks are checked against their
     records (format, size) before use. Their members, in plan order, fill parts greedily up to
-    ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are
-    ``<name>_part_NNN.tar``. Every part is written under a temporary name first; archive files
-    (either format) of an earlier run under the same name that this run does not produce are
-    removed after all parts are in place. The chunks stay until :func:`discard_chunks`. With
+    ``part_size`` (``None``: no limit): one part is ``<name>.tar`` (``.zip``), several are named
+    by :func:`archive_files` (only the last tar part ends with the end blocks). Every part is
+    written under a temporary name first; archive files (either format, current or legacy names)
+    of an earlier run under the same name that this run does not produce are removed after all
+    parts are in place. The chunks stay until :func:`discard_chunks`. With
     ``run_id`` the publication is journalled first (:func:`begin_publish`): a run that dies
     before its manifest is committed is rolled back by the next (:func:`recover_publish`).
     """
@@ -381,7 +421,7 @@ def finalize_archive(inner, name: str, part_size: int | None, records: list[dict
     layout = plan_parts(chunks, part_size, archive_format)
     names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
     stale = begin_publish(inner, _archive_names(inner, name), names, set(names), run_id)
-    parts = _write_parts(inner, names, layout, chunks, archive_format)
+    parts = _write_parts(inner, names, layout, chunks, archive_format, part_ends(len(layout), archive_format))
     inner.delete(stale)
     return published(inner, parts, archive_format)
 
@@ -539,15 +579,22 @@ def _body_size(rec: dict) -> int:
     return rec["body"] if "body" in rec else rec["bytes"] - len(END_OF_ARCHIVE)
 
 
-def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: list[dict],
-                 archive_format: str, defer: bool = False) -> list[dict]:
-    """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``, up to
-    ``COMPACT_THREADS`` parts at a time (hashing, reading and writing release the GIL).
+def _ends(rec: dict) -> bool:
+    """Whether a chunk (or a previous part) ends with its trailer."""
+    return rec["bytes"] > _body_size(rec)
 
-    A part that is one whole chunk is that chunk's bytes: linked (local) or copied server-side.
-    Others are copied member by member through this process (the runs of consecutive members of
-    one chunk as one range) and given a trailer rebuilt from the records. On a local disk every
-    part stays a temporary until all are written, then all are renamed into place; on an object
+
+def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: list[dict],
+                 archive_format: str, ends: list[bool], defer: bool = False) -> list[dict]:
+    """Write every part of ``layout`` (see :func:`plan_parts`) under its name in ``names``, with a
+    trailer where ``ends`` says (:func:`part_ends`), up to ``COMPACT_THREADS`` parts at a time
+    (hashing, reading and writing release the GIL).
+
+    A part that is one whole chunk ending (or not) as the part must is that chunk's bytes: linked
+    (local) or copied server-side. Others are copied member by member through this process (the
+    runs of consecutive members of one chunk as one range), then given the trailer, if they end
+    the archive, rebuilt from the records. On a local disk every part stays a temporary until all
+    are written, then all are renamed into place; on an object
     store each part is one PUT (or a multipart upload s3fs aborts on failure), made as soon as
     the part is complete, or with ``defer`` only once every part is (an incremental run reads
     members from the parts it replaces: chunks marked ``published``, never copied server-side)."""
@@ -557,9 +604,9 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
     staged: list = []           # temporaries (local) or staged PUTs (defer), committed once all are complete
     guard = threading.Lock()
 
-    def write(relpart: str, entries: list[tuple]) -> dict:
+    def write(relpart: str, entries: list[tuple], end: bool) -> dict:
         whole = _whole_chunk(entries, chunks)
-        if whole is not None and (local or not chunks[whole].get("published")):
+        if whole is not None and _ends(chunks[whole]) == end and (local or not chunks[whole].get("published")):
             linked: list | None = [] if hold else None
             part = _link_chunk(inner, relpart, chunks[whole], linked)
             with guard:
@@ -571,7 +618,7 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
                 staged.append(out)
         reader = _ChunkReader(fs, root)
         try:
-            part = _copy_members(out, entries, chunks, reader, archive_format)
+            part = _copy_members(out, entries, chunks, reader, archive_format, end)
             if local:
                 out.file.close()   # renamed with the others; no descriptor held meanwhile
             elif not defer:
@@ -585,7 +632,7 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(COMPACT_THREADS, len(layout))))
     try:
-        futures = [pool.submit(write, relpart, entries) for relpart, entries in zip(names, layout)]
+        futures = [pool.submit(write, relpart, entries, end) for relpart, entries, end in zip(names, layout, ends)]
         parts = [f.result() for f in futures]
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -600,7 +647,8 @@ def _write_parts(inner, names: list[str], layout: list[list[tuple]], chunks: lis
 
 def _whole_chunk(entries: list[tuple], chunks: list[dict]) -> int | None:
     """The chunk index when a part holds exactly one chunk's members, in order (its bytes are
-    then the chunk's bytes: same members at the same offsets, same trailer)."""
+    then the chunk's bytes when it ends as the part must: same members at the same offsets, same
+    trailer or none)."""
     if not entries or any(c != entries[0][0] for c, *_ in entries):
         return None
     c = entries[0][0]
@@ -645,9 +693,9 @@ def _member_row(m: dict, part: str, at: int, length: int) -> dict:
 
 
 def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reader: _ChunkReader,
-                  archive_format: str) -> dict:
+                  archive_format: str, end: bool = True) -> dict:
     """Copy the members of ``entries`` into ``out`` (consecutive ranges of one chunk in one go),
-    then write the trailer for them."""
+    then, with ``end``, write the trailer for them."""
     rows, placed = [], []
     run: list = []          # [chunk, start, length]: consecutive bytes still to copy
     at = out.size           # where the next member's header goes
@@ -665,7 +713,7 @@ def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reade
     if run:
         reader.copy(chunks[run[0]]["chunk"], run[1], run[2], out)
     body = out.size
-    for block in FORMATS[archive_format].trailer(placed, body):
+    for block in FORMATS[archive_format].trailer(placed, body) if end else ():
         out.write(block)
     return {"part": out.relpath, "bytes": out.size, "body": body, "sha256": out.sha256.hexdigest(), "members": len(rows),
             "oversize": any(m["oversize"] for m in rows), "member_rows": rows}

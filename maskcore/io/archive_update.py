@@ -7,6 +7,9 @@ in ``.maskcore-meta/archive_manifest.parquet`` (each member's part, header offse
 part's size, sha256 and change stamp). :func:`read_previous_archive` trusts that record only when
 every part is still as it was written (its stamp, or with ``--verify`` its sha256); otherwise
 the run renders everything and compacts from scratch (:func:`maskcore.io.archive.finalize_archive`).
+Parts named as earlier maskcore versions named them (``<name>_part_001.tar``, each a whole tar)
+are kept as sources too: every part is then rewritten under its current name (a copy of its
+members, nothing rendered) and the old names removed.
 
 :func:`update_archive` then places the members of the new export (``order``: project files, then
 each item's files, in plan order):
@@ -17,7 +20,10 @@ each item's files, in plan order):
   all** (same name, same bytes, same stamp). Any other part is rewritten under its own name; what
   no longer fits in it (a member grew) moves to the end;
 - new members (new items, new files) and the ones moved go after the last part's members: the
-  last part is filled on, then new parts ``_part_N+1``, ... as a clean run fills them.
+  last part is filled on, then new parts (``<name>.tar.N+1``, ...) as a clean run fills them.
+  Tar parts join into one archive (only the last ends with the end blocks), so a part that stops
+  or starts being the last is rewritten too: opening a new part after an old last part that nothing
+  else changed rewrites that part without its end blocks (a copy, nothing rendered).
 So a user who holds parts 1-9 fetches only the parts the run wrote (the report names them).
 Extracted, the parts give exactly the files of a clean run; the member order and the part
 boundaries can differ from a clean run's (moved and new members sit in the last parts, a
@@ -47,12 +53,15 @@ from .archive import (
     _archive_names,
     _body_size,
     _check_chunk,
+    _ends,
     _filesystem,
     _plan_order,
     _write_parts,
     archive_files,
     check_archive_name,
     fill_parts,
+    legacy_archive_files,
+    part_ends,
     part_stamps,
     published,
     resolve_archive_format,
@@ -82,7 +91,7 @@ def read_previous_archive(inner, table: pa.Table | None, name: str, archive_form
     ``table``: its archive manifest; ``carried_paths``: the member paths the unchanged items
     will keep (the previous manifest's outputs), each of which the parts must hold. Every part
     must still carry the stamp recorded after it was written (one listing; ``verify``: every part
-    is read and hashed too) and be named as this run names its archive."""
+    is read and hashed too) and be named as this run (or an earlier maskcore version) names its archive."""
     if table is None:
         return None, "no archive manifest"
     meta = table.schema.metadata or {}
@@ -92,7 +101,8 @@ def read_previous_archive(inner, table: pa.Table | None, name: str, archive_form
         return None, f"the previous archive is not {archive_format}"
     parts = json.loads(meta[PARTS_KEY])
     names = [p["part"] for p in parts]
-    if names != archive_files(name, None if len(names) == 1 else len(names), archive_format):
+    n_parts = None if len(names) == 1 else len(names)
+    if names not in (archive_files(name, n_parts, archive_format), legacy_archive_files(name, n_parts, archive_format)):
         return None, f"the previous archive files are not named {name!r}"
     stamps = part_stamps(inner, names)
     changed = [p["part"] for p in parts if p.get("stamp") is None or stamps.get(p["part"]) != p["stamp"]]
@@ -161,13 +171,14 @@ def update_archive(inner, previous: PreviousArchive, name: str, part_size: int |
         mode = "repack"
         layout = fill_parts([source[p] for p in order], chunks, part_size, archive_format)
     names = archive_files(name, None if len(layout) == 1 else len(layout), archive_format)
+    ends = part_ends(len(layout), archive_format)
     untouched = [k < len(previous.parts) and names[k] == previous.parts[k]["part"] and _is_whole(entries, k, chunks)
-                 for k, entries in enumerate(layout)]
+                 and _ends(chunks[k]) == ends[k] for k, entries in enumerate(layout)]
     dirty = [k for k, same in enumerate(untouched) if not same]
     stale = begin_publish(inner, _archive_names(inner, name), [names[k] for k in dirty], set(names), run_id if dirty or
                           len(names) < len(previous.parts) else None)
     written = _write_parts(inner, [names[k] for k in dirty], [layout[k] for k in dirty], chunks, archive_format,
-                           defer=True)
+                           [ends[k] for k in dirty], defer=True)
     parts = []
     for k, entries in enumerate(layout):
         if untouched[k]:

@@ -2,7 +2,7 @@
 
 A layout turns decoded items into files, with no I/O: ``project_files(meta, meta_bytes)`` once per
 run and ``item_files(item, clock, warn, patches)`` per item, each a list of ``(relative_path, bytes)``
-(``@list/<path>`` entries are lines of a project-level list file, see ``maskcore.exec.task``). The
+(``LIST_PREFIX`` + ``<path>`` entries are lines of a project-level list file, see below). The
 protocol names what every layout must provide; :class:`LayoutBase` gives every optional hook its
 no-op default, so the run calls hooks directly instead of probing for them. Layouts are frozen
 dataclasses of their options: picklable, comparable, and fingerprinted from their fields.
@@ -20,6 +20,11 @@ from ..model.item import ItemData
 from ..timing import NO_CLOCK
 
 Output = tuple[str, bytes]
+
+LIST_PREFIX = "@list/"
+"""An output named ``@list/<path>`` is not a file: its bytes are the item's line of the
+project-level list file ``<path>`` (e.g. CVAT's ``ImageSets/Segmentation/default.txt``). The run
+writes each list once, after every item, its lines in (dataset, item) order."""
 
 
 @runtime_checkable

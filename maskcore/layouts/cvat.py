@@ -78,7 +78,7 @@ from ..model.annotation import ProjectMeta
 from ..model.item import ItemData
 from ..paths import safe_component
 from ..timing import NO_CLOCK
-from .base import CANVAS_OPTION, CROP_OPTION, LayoutBase, Option
+from .base import CANVAS_OPTION, CROP_OPTION, LIST_PREFIX, LayoutBase, Option
 from .common import (
     CLASS_VALUES_OPTION,
     CLASS_ZERO_OPTION,
@@ -94,7 +94,7 @@ from .common import (
 BACKGROUND = "background"
 BACKGROUND_COLOUR = (0, 0, 0)
 LABELMAP_HEADER = "# label:color_rgb:parts:actions"
-LIST_PREFIX = "@list/ImageSets/Segmentation/"
+SEGMENTATION_LISTS = f"{LIST_PREFIX}ImageSets/Segmentation/"
 MAX_VOC_INSTANCES = 255
 MAX_EXTENDED_INSTANCES = 2**24 - 1
 OVERFLOW_MODES = ("fail", "extend")
@@ -227,7 +227,7 @@ class CvatMasksLayout(LayoutBase):
                 out.append((f"JPEGImages/{item.mask_stem}{_extension(item.name)}",
                             item.image_bytes))
         labels = _area_labels(item)
-        list_line = (f"{LIST_PREFIX}{subset_name(item.dataset, self.subset_names)}.txt",
+        list_line = (f"{SEGMENTATION_LISTS}{subset_name(item.dataset, self.subset_names)}.txt",
                      item.mask_stem.encode("utf-8"))
         if not labels:
             if ann.labels:

@@ -204,7 +204,7 @@ class SuperviselyMasksLayout(LayoutBase):
             warn("the image file is missing: masks written, no copy in img/")
         if not self.masks:  # supervisely-project: the annotation and image only
             return out
-        for kind, value in self.render(item, self.masks, clock, warn, patches):
+        for kind, value in self._render(item, self.masks, clock, warn, patches):
             if kind == "instances":
                 out.extend(self._instances(item, value, clock))
                 continue
@@ -224,11 +224,14 @@ class SuperviselyMasksLayout(LayoutBase):
         ``instance`` -> ``("instances", patches)``: one coverage patch per label, in file order.
         The arrays may be this thread's scratch canvases, valid until the next item: copy to keep.
         This is what ``item_files`` encodes; ``maskcore.open_project(...).masks`` hands it out."""
+        self._check_item(item)
+        return self._render(item, MASK_KINDS if kinds is None else kinds, clock, warn, patches)
+
+    def _render(self, item: ItemData, kinds, clock, warn, patches):
+        """``render`` for an item ``_check_item`` has passed already."""
         warn = warn or (lambda text: None)
-        kinds = MASK_KINDS if kinds is None else kinds
         ann, meta = item.annotation, item.meta
         h, w = ann.size_hw
-        self._check_item(item)
         classes = meta.class_by_title()
         with clock.step("rasterize"):
             if patches is None:

@@ -91,7 +91,7 @@ def _untar(paths: list[Path], into: Path) -> dict[str, str]:
     into.mkdir()
     joined = into.parent / (into.name + ".tar")
     joined.write_bytes(b"".join(p.read_bytes() for p in paths))
-    done = subprocess.run([program("tar"), "-xif", str(joined)], cwd=into, capture_output=True, text=True, check=False)
+    done = subprocess.run([program("tar"), "-xf", str(joined)], cwd=into, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return _tree(into)
 
@@ -99,7 +99,7 @@ def _untar(paths: list[Path], into: Path) -> dict[str, str]:
 @pytest.mark.parametrize("part_size, parts", [("500MB", 1), ("3MB", 5)])
 def test_archive_parts_follow_the_part_size_and_are_named_at_the_end(part_size, parts, vector_folder,
                                                                    tmp_path, capsys):
-    """16 MB of export: with 500 MB parts one ``vector.tar`` (no ``_part_``); with 3 MB parts, parts
+    """16 MB of export: with 500 MB parts one ``vector.tar`` (no ``.001``); with 3 MB parts, parts
     by size (not by partition: 6 partitions here), each extracted by GNU tar to the folder export;
     the names and the destination are printed, the report lists them and verify passes."""
     out = tmp_path / "o"
@@ -107,7 +107,7 @@ def test_archive_parts_follow_the_part_size_and_are_named_at_the_end(part_size, 
                  "--cluster", "inprocess"]) == 0
     err = capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    expected = ["vector.tar"] if parts == 1 else [f"vector_part_{i:03d}.tar" for i in range(1, parts + 1)]
+    expected = ["vector.tar"] if parts == 1 else [f"vector.tar.{i:03d}" for i in range(1, parts + 1)]
     assert names == expected
     assert f"archive{f' ({parts} parts)' if parts > 1 else ''}: {', '.join(names)} in {out}/" in err
     import json

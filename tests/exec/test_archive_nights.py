@@ -61,14 +61,14 @@ def _run(src: Path, dst: Path, **kw):
 
 def _parts(dst: Path) -> dict[str, tuple]:
     return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(dst.glob("proj*.tar"))}
+            for p in sorted(dst.glob("proj.tar*"))}
 
 
 def _extract(dst: Path, into: Path) -> dict[str, str]:
     into.mkdir()
     joined = into.parent / f"{into.name}.tar"
-    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(dst.glob("proj*.tar"))))
-    done = subprocess.run([program("tar"), "-xif", str(joined)], cwd=into, capture_output=True, text=True,
+    joined.write_bytes(b"".join(p.read_bytes() for p in sorted(dst.glob("proj.tar*"))))
+    done = subprocess.run([program("tar"), "-xf", str(joined)], cwd=into, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
     return {p.relative_to(into).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -118,7 +118,7 @@ _KILLER = textwrap.dedent("""
         def commit(self):
             real(self)
             target = getattr(self, "relpath", None) or getattr(self, "path", "")
-            if "/{state}/" not in "/" + target and target.endswith(".tar"):
+            if "/{state}/" not in "/" + target and ".tar" in os.path.basename(target):   # proj.tar.NNN
                 os.kill(os.getpid(), signal.SIGKILL)     # after the first archive file is replaced
         return commit
 

@@ -52,3 +52,28 @@ def partitions_of(source, items_per_partition: int) -> list:
     from maskcore.exec.plan import partitions, plan_partitions
 
     return partitions(plan_partitions(source.list_items(), workers=1, items_per_partition=items_per_partition))
+
+
+def archive_run(archive_project, dst: str, name: str, part_size, items_per_partition: int = 2, keys: bool = True):
+    """What an archive run does, without Dask: one ``run_archive_partition`` per partition of
+    ``archive_project`` (tests/io/conftest.py), then the driver's ``finalize_archive`` into ``dst``."""
+    from maskcore.exec.task import TaskSpec, run_archive_partition
+    from maskcore.io.archive import (
+        TarPartSink,
+        chunk_records,
+        discard_chunks,
+        finalize_archive,
+    )
+    from maskcore.io.sinks.fsdir import FsspecDirSink
+
+    src, meta, layout, project_files = archive_project
+    inner = FsspecDirSink(dst)
+    spec = TaskSpec(source=src, sink=TarPartSink(inner, part_size), layout=layout, meta=meta)
+    records = []
+    for i, part in enumerate(partitions_of(src, items_per_partition)):
+        table = run_archive_partition(spec, part, f"key{i:02d}" if keys else None)
+        assert set(table.column("status").to_pylist()) == {"ok"}
+        records += chunk_records(table)
+    result = finalize_archive(inner, name, part_size, records, project_files)
+    discard_chunks(inner)
+    return result

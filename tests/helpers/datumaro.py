@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maskcore.layouts.base import LIST_PREFIX
+
 from . import REPO
 from .oracles import INTERPRETER_PREFIX
 
@@ -157,8 +159,6 @@ def datumaro_oracle() -> DatumaroOracle:
 
 
 # --- cvat-layout exports as Datumaro must read them -------------------------------------------
-
-LIST_PREFIX = "@list/"
 
 
 def write_export(root: Path, renders) -> Path:

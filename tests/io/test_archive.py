@@ -34,7 +34,7 @@ from maskcore.readers.supervisely import SuperviselySource
 from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
 from maskcore.codec.tar import tar_bytes
-from helpers import partitions_of
+from helpers import archive_run, partitions_of
 from helpers.oracles import program
 
 PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
@@ -59,18 +59,7 @@ def _tar(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def _archive_run(archive_project, dst: str, part_size, items_per_partition=2, keys=True):
-    """What an archive run does: one task per partition, then the driver's finalize."""
-    src, meta, layout, project_files = archive_project
-    inner = FsspecDirSink(dst)
-    spec = TaskSpec(source=src, sink=TarPartSink(inner, part_size), layout=layout, meta=meta)
-    records = []
-    for i, part in enumerate(partitions_of(src, items_per_partition)):
-        table = run_archive_partition(spec, part, f"key{i:02d}" if keys else None)
-        assert set(table.column("status").to_pylist()) == {"ok"}
-        records += chunk_records(table)
-    result = finalize_archive(inner, NAME, part_size, records, project_files)
-    discard_chunks(inner)
-    return result
+    return archive_run(archive_project, dst, NAME, part_size, items_per_partition, keys)
 
 
 # -- sizes -----------------------------------------------------------------------------------
@@ -121,7 +110,9 @@ def test_an_archive_that_would_replace_the_source_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="overwrite the source"):
         refuse_overwriting_source(sink, "42_pets", str(tmp_path / "42_pets.tar"))
     with pytest.raises(ConfigError, match="overwrite the source"):
-        refuse_overwriting_source(sink, "42", str(tmp_path / "42_part_003.tar"))
+        refuse_overwriting_source(sink, "42", str(tmp_path / "42.tar.003"))
+    with pytest.raises(ConfigError, match="overwrite the source"):
+        refuse_overwriting_source(sink, "42", str(tmp_path / "42_part_003.tar"))   # an earlier maskcore's parts
     refuse_overwriting_source(sink, "other", str(tmp_path / "42_pets.tar"))
     refuse_overwriting_source(FsspecDirSink(str(tmp_path / "out")), "42_pets", str(tmp_path / "42_pets.tar"))
 
@@ -137,7 +128,7 @@ def parts_run(archive_project, tmp_path_factory):
 def test_parts_are_valid_bounded_tars_that_extract_to_the_folder_export(parts_run, folder_export, tmp_path):
     dst, result = parts_run
     names = _listing(dst)
-    assert names == [f"{NAME}_part_{i:03d}.tar" for i in range(1, len(names) + 1)]
+    assert names == [f"{NAME}.tar.{i:03d}" for i in range(1, len(names) + 1)]
     assert [p["part"] for p in result.parts] == names
     assert len(names) >= 5          # project files, 3 partitions, two oversize previews
     by_part = {}
@@ -154,7 +145,7 @@ def test_parts_are_valid_bounded_tars_that_extract_to_the_folder_export(parts_ru
         for name in names:
             out.write((dst / name).read_bytes())
     (tmp_path / "x").mkdir()
-    done = _tar("-xif", str(tmp_path / "all.tar"), cwd=tmp_path / "x")
+    done = _tar("-xf", str(tmp_path / "all.tar"), cwd=tmp_path / "x")   # one archive: no -i
     assert done.returncode == 0, done.stderr
     assert _tree(tmp_path / "x") == folder_export
     # project files come first, in part 001
@@ -201,6 +192,7 @@ def test_parts_are_byte_identical_across_runs(archive_project, parts_run, tmp_pa
 def test_chunks_are_removed_and_stale_parts_of_an_earlier_run_too(archive_project, tmp_path):
     first = _archive_run(archive_project, str(tmp_path), PART)
     (tmp_path / f"{NAME}.tar").write_bytes(b"from an even older run")
+    (tmp_path / f"{NAME}_part_007.tar").write_bytes(b"from an earlier maskcore")
     second = _archive_run(archive_project, str(tmp_path), 10 * PART, items_per_partition=6)
     assert len(second.parts) < len(first.parts)
     assert _listing(tmp_path) == [p["part"] for p in second.parts]
@@ -319,10 +311,11 @@ def test_small_files_fill_parts_up_to_the_limit_exactly(tmp_path):
     records = packer.finish()
     assert [[m["path"] for m in r["members"]] for r in records] == [
         ["d/f0", "d/f1", "d/f2"], ["d/f3", "d/f4"], ["d/big"], ["d/last"]]
-    assert [r["bytes"] for r in records] == [4096, 3072, 4608, 2048]
+    assert [r["bytes"] for r in records] == [3072, 2048, 3584, 1024]   # room left for the end blocks
     assert [m["oversize"] for r in records for m in r["members"]] == [False] * 5 + [True, False]
     result = finalize_archive(inner, "s", 4096, records, [])
-    assert [p["part"] for p in result.parts] == [f"s_part_00{i}.tar" for i in range(1, 5)]
+    assert [p["part"] for p in result.parts] == [f"s.tar.00{i}" for i in range(1, 5)]
+    assert [p["bytes"] for p in result.parts] == [3072, 2048, 3584, 2048]   # the last ends the archive
     assert result.parts[2]["oversize"] and not result.parts[1]["oversize"]
 
 
@@ -361,7 +354,7 @@ def test_archive_on_a_non_local_filesystem(tmp_path, monkeypatch, part_size):
         blob += data
     (tmp_path / "x").mkdir()
     (tmp_path / "all.tar").write_bytes(blob)
-    assert _tar("-xif", str(tmp_path / "all.tar"), cwd=tmp_path / "x").returncode == 0
+    assert _tar("-xf", str(tmp_path / "all.tar"), cwd=tmp_path / "x").returncode == 0
     assert _tree(tmp_path / "x") == {p: _sha(d) for p, d in [("meta.json", b"{}"), *files]}
     fs.rm(root.removeprefix("memory://"), recursive=True)
 
@@ -402,7 +395,7 @@ def test_archive_on_s3(archive_project, folder_export, s3_server, s3_bucket, mon
             assert part_size is None or len(data) <= part_size or p["oversize"]
             out.write(data)
     (tmp_path / "x").mkdir()
-    assert _tar("-xif", str(tmp_path / "all.tar"), cwd=tmp_path / "x").returncode == 0
+    assert _tar("-xf", str(tmp_path / "all.tar"), cwd=tmp_path / "x").returncode == 0
     assert _tree(tmp_path / "x") == folder_export
 
 
@@ -447,7 +440,7 @@ def _extract(fmt: str, paths: list[Path], into: Path) -> dict[str, str]:
     if fmt == "tar":
         joined = into.parent / f"{into.name}.all.tar"
         joined.write_bytes(b"".join(p.read_bytes() for p in paths))
-        done = _tar("-xif", str(joined), cwd=into)
+        done = _tar("-xf", str(joined), cwd=into)   # one archive: no --ignore-zeros
         assert done.returncode == 0, done.stderr
     else:
         for p in paths:
@@ -475,7 +468,8 @@ def test_parts_are_filled_to_the_size_whatever_the_partitions(fmt, tmp_path):
     assert [{**p, "stamp": None} for p in a.parts] == [{**p, "stamp": None} for p in b.parts]   # stamps: inodes
     assert a.members == b.members
     names = [p["part"] for p in a.parts]
-    assert names == [f"proj_part_{i:03d}.{fmt}" for i in range(1, len(names) + 1)] and len(names) >= 9
+    expected_names = [f"proj.tar.{i:03d}" if fmt == "tar" else f"proj_part_{i:03d}.zip" for i in range(1, len(names) + 1)]
+    assert names == expected_names and len(names) >= 9
     sizes = [(tmp_path / "p7" / n).stat().st_size for n in names]
     assert all(0.9 * part_size <= s <= part_size for s in sizes[:-1]), sizes
     assert sizes[-1] <= part_size
@@ -494,7 +488,8 @@ def test_parts_are_filled_to_the_size_whatever_the_partitions(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["tar", "zip"])
 def test_an_export_below_the_part_size_is_one_archive_without_part_suffix(fmt, tmp_path):
     inner = FsspecDirSink(str(tmp_path))
-    (tmp_path / f"proj_part_001.{fmt}").write_bytes(b"left by an earlier run with smaller parts")
+    for stale in (f"proj_part_001.{fmt}", f"proj.{fmt}.001", f"proj.{fmt}.0002"):   # earlier and current names
+        (tmp_path / stale).write_bytes(b"left by an earlier run with smaller parts")
     files = _synthetic_files(3, 40, 20_000)
     result = finalize_archive(inner, "proj", 500 * 10 ** 6, _pack(inner, 500 * 10 ** 6, fmt, files, 4), [], fmt)
     discard_chunks(inner)

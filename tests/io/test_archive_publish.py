@@ -19,21 +19,21 @@ from maskcore.io.sinks.fsdir import FsspecDirSink
 
 
 def _state(root: Path) -> dict[str, tuple]:
-    return {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in root.glob("p_part_*")}
+    return {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in root.glob("p.tar.*")}
 
 
 def _old_set(root: Path) -> FsspecDirSink:
     for i in (1, 2, 3):
-        (root / f"p_part_00{i}.tar").write_bytes(b"old %d" % i)
+        (root / f"p.tar.00{i}").write_bytes(b"old %d" % i)
     return FsspecDirSink(str(root))
 
 
 def _publish(sink: FsspecDirSink, root: Path, cut: int) -> None:
     """Replace part 2, add part 4, remove part 3; stop after ``cut`` of those three steps."""
-    stale = begin_publish(sink, ["p_part_001.tar", "p_part_002.tar", "p_part_003.tar"],
-                          ["p_part_002.tar", "p_part_004.tar"], {f"p_part_00{i}.tar" for i in (1, 2, 4)}, "run2")
-    assert stale == ["p_part_003.tar"]
-    steps = [lambda: sink.write("p_part_002.tar", b"new 2"), lambda: sink.write("p_part_004.tar", b"new 4"),
+    stale = begin_publish(sink, ["p.tar.001", "p.tar.002", "p.tar.003"],
+                          ["p.tar.002", "p.tar.004"], {f"p.tar.00{i}" for i in (1, 2, 4)}, "run2")
+    assert stale == ["p.tar.003"]
+    steps = [lambda: sink.write("p.tar.002", b"new 2"), lambda: sink.write("p.tar.004", b"new 4"),
              lambda: sink.delete(stale)]
     for step in steps[:cut]:
         step()
@@ -55,13 +55,13 @@ def test_a_committed_publication_is_kept_and_cleaned_up(tmp_path):
     _publish(sink, tmp_path, 3)
     after = _state(tmp_path)
     assert recover_publish(sink, "run2") is None   # run2 committed, then died before end_publish
-    assert _state(tmp_path) == after and sorted(after) == ["p_part_001.tar", "p_part_002.tar", "p_part_004.tar"]
+    assert _state(tmp_path) == after and sorted(after) == ["p.tar.001", "p.tar.002", "p.tar.004"]
     assert not (tmp_path / PUBLISH_JOURNAL).exists() and not (tmp_path / BACKUP_DIR).exists()
 
 
 def test_nothing_to_replace_writes_no_journal(tmp_path):
     sink = _old_set(tmp_path)
-    assert begin_publish(sink, ["p_part_001.tar"], [], {"p_part_001.tar"}, None) == []
+    assert begin_publish(sink, ["p.tar.001"], [], {"p.tar.001"}, None) == []
     end_publish(sink)
     assert recover_publish(sink, "run1") is None
-    assert sorted(os.listdir(tmp_path)) == ["p_part_001.tar", "p_part_002.tar", "p_part_003.tar"]
+    assert sorted(os.listdir(tmp_path)) == ["p.tar.001", "p.tar.002", "p.tar.003"]

@@ -52,7 +52,7 @@ def _extract(fmt: str, root: Path, names: list[str], into: Path) -> dict[str, st
     if fmt == "tar":
         joined = into.parent / f"{into.name}.tar"
         joined.write_bytes(b"".join((root / n).read_bytes() for n in names))
-        done = subprocess.run([program("tar"), "-xif", str(joined)], cwd=into, capture_output=True, text=True,
+        done = subprocess.run([program("tar"), "-xf", str(joined)], cwd=into, capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0, done.stderr
     else:
@@ -219,3 +219,42 @@ def test_on_s3_only_the_changed_part_is_put(s3_server, s3_bucket, tmp_path):
     for n in dst.names():
         (tmp_path / n).write_bytes(fs.cat_file(f"{url}/{n}"))
     assert _extract("tar", tmp_path, dst.names(), tmp_path / "x") == {p: _sha(d) for p, d in changed.items()}
+
+
+def test_a_new_part_takes_the_end_blocks_from_the_old_last_part(tmp_path):
+    """Tar parts join into one archive: only the last ends it. A night that opens a new part
+    rewrites the old last part without its end blocks (nothing else changed in it), and the
+    next quiet night writes nothing."""
+    files = _files(7, 40, 20_000)
+    dst = _Night(tmp_path / "d", "tar", files)
+    old = dst.names()
+    assert [p["bytes"] - p["body"] for p in dst.result.parts] == [0] * (len(old) - 1) + [1024]
+    grown = {**files, "ds/zz_new.bin": os.urandom(PART - 4096)}   # fits no part but a new one
+    result = dst.night(grown)
+    assert dst.names() == old + [f"proj.tar.{len(old) + 1:03d}"]
+    assert result.written == [old[-1], dst.names()[-1]]
+    assert [p["bytes"] - p["body"] for p in result.parts] == [0] * len(old) + [1024]
+    assert _extract("tar", tmp_path / "d", dst.names(), tmp_path / "x") == {p: _sha(d) for p, d in grown.items()}
+    before = _stat(tmp_path / "d")
+    assert dst.night(grown).written == [] and _stat(tmp_path / "d") == before
+
+
+def test_parts_named_by_an_earlier_version_are_renamed_by_the_next_night(tmp_path, monkeypatch):
+    """A destination whose last run was an earlier maskcore version's (``proj_part_NNN.tar``, each ending the
+    archive): the next night keeps the members (nothing rendered but the changed item), writes
+    every part under its current name and removes the old names; the glob joins only the new ones."""
+    from maskcore.io import archive
+    monkeypatch.setattr(archive, "archive_files", archive.legacy_archive_files)
+    monkeypatch.setattr(archive, "part_ends", lambda n, fmt: [True] * n)
+    files = _files(8, 60, 20_000)
+    dst = _Night(tmp_path / "d", "tar", files)
+    monkeypatch.undo()
+    legacy = dst.names()
+    assert legacy == [f"proj_part_{i:03d}.tar" for i in range(1, len(legacy) + 1)] and len(legacy) >= 3
+    changed = {**files, sorted(files)[5]: b"changed"}
+    result = dst.night(changed)
+    assert result.mode == "incremental" and result.written == dst.names() == archive.archive_files("proj", len(legacy))
+    assert sorted(os.listdir(tmp_path / "d")) == sorted([*dst.names(), STATE_DIR])
+    assert sorted(p.name for p in (tmp_path / "d").glob("proj.tar*")) == dst.names()
+    assert _extract("tar", tmp_path / "d", dst.names(), tmp_path / "x") == {p: _sha(d) for p, d in changed.items()}
+    assert dst.night(changed).written == []
