@@ -38,13 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from maskcore.model.item import ItemData
-from maskcore.layouts import get_layout
 from maskcore.exec.plan import plan_partitions
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.layouts import get_layout
+from maskcore.model.crop import crop_annotation
+from maskcore.model.item import ItemData
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import parse_annotation
-from maskcore.io.sinks.fsdir import FsspecDirSink
-from maskcore.model.crop import crop_annotation
 from maskcore.timing import StepClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,6 @@ def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock) -> None:
 
 def run_reference(project: Path, dst: Path, thickness: int) -> tuple[int, float]:
     import supervisely as sly
-
     from reference_app import export_item
 
     _, _, rows = _items(project)

@@ -43,13 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcore.model.item import ItemData
 from maskcore.exec.memory import DEFAULT_TOP_PAD_BYTES, keep_freed_heap
-from maskcore.layouts import get_layout
 from maskcore.exec.plan import plan_partitions
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.layouts import get_layout
+from maskcore.model.item import ItemData
 from maskcore.readers import open_source
 from maskcore.readers.base import read_item_annotation
-from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.timing import StepClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,6 +144,7 @@ def floors(coco: Path, images: Path, mc_out: Path, repeat: int) -> dict[str, tup
     """Per-image cost of the best known way to do each step's work alone, on the same data:
     step -> (what, seconds for all images). Best of ``repeat``."""
     from PIL import Image
+
     from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS
     from maskcore.layouts.cvat import cvat_shape
     out: dict[str, tuple[str, float]] = {}

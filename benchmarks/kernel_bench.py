@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcore.model import geometry as g
+from maskcore.exec.task import BATCH_ITEMS
 from maskcore.kernel.draw import coverage, coverages, coverages_many
 from maskcore.kernel.fill import fill_poly, fill_polys
 from maskcore.kernel.patch import patch_to_full
+from maskcore.model import geometry as g
 from maskcore.readers import open_source
 from maskcore.readers.supervisely import parse_annotation
-from maskcore.exec.task import BATCH_ITEMS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECTS = [REPO / "examples" / "sly_catsdogs" / "vector"]

@@ -29,7 +29,7 @@ class ItemError(MaskcoreError):
         self.where = where
         super().__init__(f"{where}: {reason}" if where else reason)
 
-    def located(self, where: str) -> "ItemError":
+    def located(self, where: str) -> ItemError:
         """Return a copy of this error with ``where`` prefixed by an outer location."""
         inner = f"{where}/{self.where}" if self.where else where
         err = type(self)(self.reason, where=inner)

@@ -253,7 +253,7 @@ def _decode_pixels(data: bytes, header: _Header) -> tuple[np.ndarray, int]:
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """JPEG of an (h, w, 3) uint8 RGB array: ``quality`` 1..100, 4:2:0 chroma, the accurate
     integer DCT (deterministic: the same bytes for the same pixels and libjpeg-turbo)."""
-    import simplejpeg as encoder   # a dependency; the module's decoder import may be optional
+    import simplejpeg as encoder  # a dependency; the module's decoder import may be optional
 
     return encoder.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB",
                                colorsubsampling="420", fastdct=False)

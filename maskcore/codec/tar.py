@@ -72,7 +72,7 @@ def _ustar_split(name: bytes) -> tuple[bytes, bytes] | None:
 
 
 def _pax_record(key: str, value: str) -> bytes:
-    body = f" {key}={value}\n".encode("utf-8")
+    body = f" {key}={value}\n".encode()
     length = len(body) + 1
     while len(str(length).encode()) + len(body) != length:  # the length counts its own digits
         length = len(str(length).encode()) + len(body)

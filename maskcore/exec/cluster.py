@@ -22,7 +22,6 @@ environment variables, the profile, Dask's own config files and defaults.
 from __future__ import annotations
 
 import contextlib
-import copy
 import getpass
 import importlib
 import logging
@@ -31,8 +30,9 @@ import re
 import tempfile
 import uuid
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 

@@ -20,10 +20,10 @@ import pyarrow as pa
 from ..codec.parquet import parquet_bytes
 from ..errors import AnnotationError, ItemError, ItemSourceError, LateWriteError, LimitError, MaskcoreError
 from ..io.archive import CHUNKS_KEY
+from ..layouts.base import LIST_PREFIX
 from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
-from ..layouts.base import LIST_PREFIX
 from ..model.item import ItemData
 from ..readers.base import ItemAnnotation, read_item_annotation
 from .memory import keep_freed_heap, refuse_oversize

@@ -21,7 +21,8 @@ import json
 import os
 import posixpath
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import fsspec
 import fsspec.config

@@ -7,7 +7,7 @@ Every registered layout passes ``tests/conformance/test_layouts.py``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from .base import Layout, LayoutBase

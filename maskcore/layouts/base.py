@@ -93,7 +93,7 @@ class LayoutBase:
         hands out. Arrays may be scratch canvases valid until the next item: copy to keep."""
         raise NotImplementedError(f"layout {type(self).__name__} draws no masks")
 
-    def for_plan(self, plan) -> "LayoutBase":
+    def for_plan(self, plan) -> LayoutBase:
         """The layout for this run's listing (isahit decides its folder layout from it)."""
         return self
 

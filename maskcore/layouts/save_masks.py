@@ -109,7 +109,7 @@ class SaveMasksLayout(LayoutBase):
         CANVAS_OPTION, CROP_OPTION)
 
     @classmethod
-    def from_options(cls, options: dict) -> "SaveMasksLayout":
+    def from_options(cls, options: dict) -> SaveMasksLayout:
         """Options of the layer's ``settings``: ``masks_machine``, ``masks_human`` (required
         booleans, at least one true), ``gt_machine_color`` / ``gt_human_color`` (required for
         the enabled kinds), plus ``thickness`` (default 1) and ``max_canvas_pixels``."""

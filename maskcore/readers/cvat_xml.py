@@ -88,14 +88,13 @@ import time
 import xml.etree.ElementTree as ET
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 
-from ..errors import (AnnotationError, ItemError, ItemSourceError, LimitError, ProjectError,
-                      UnknownClassError)
+from ..errors import AnnotationError, ItemError, ItemSourceError, LimitError, ProjectError, UnknownClassError
 from ..io.storage import cat_whole, change_stamp, filesystem
 from ..kernel.ellipse import cvat_ellipse
 from ..kernel.palette import class_colors
@@ -681,7 +680,7 @@ class CvatXmlSource(SourceBase):
     @classmethod
     def open_source(cls, url_or_path: str, storage_options: dict | None = None, *,
                     images: str | None = None, max_xml_bytes: int = DEFAULT_MAX_XML_BYTES
-                    ) -> "CvatXmlSource":
+                    ) -> CvatXmlSource:
         """Open ``annotations.xml``, a folder holding it, or a ``.zip`` of such a folder.
 
         Images: ``images`` (a folder path or URL) when given, else ``images/`` beside the XML,

@@ -45,7 +45,8 @@ import os
 import posixpath
 import re
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -364,7 +365,7 @@ class SuperviselySource(SourceBase):
 
     @classmethod
     def from_path(cls, path_or_url: str, storage_options: dict | None = None, **options
-                  ) -> "SuperviselySource":
+                  ) -> SuperviselySource:
         """Open a project folder, a ``.tar`` of one, or ``tar::<url>``; find its root.
 
         The root is the folder (tar root) holding ``meta.json``, or its single sub-folder

@@ -237,7 +237,7 @@ def index_voc_files(files: dict[str, int], lists: dict[str, list[str]]) -> pa.Ta
                "img_bytes": files[image] if image else None, "cls_path": c, "obj_path": o,
                "ann_inline": None if ann else b"", "problem": None}
         if not (is_utf8(dataset) and is_utf8(name)):
-            row = {k: None for k in row}
+            row = dict.fromkeys(row)
             row["dataset"], row["item"] = _shown(dataset), _shown(name)
             row["problem"] = (f"file name {row['item']!r} (list {row['dataset']!r}) is not valid "
                               f"UTF-8; rename it")

@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from maskcore.errors import ConfigError
-from maskcore.cli.jobspec import load_job
-from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
 from helpers import DATA, colours, tree
 from helpers.cli import run_subprocess
+from maskcore.cli.jobspec import load_job
+from maskcore.errors import ConfigError
+from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
+
 
 def test_demo_job_runs_and_writes_the_layout(tmp_path):
     """The smoke test of the installed command: ``python -m maskcore`` in a new process, starting

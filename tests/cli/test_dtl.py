@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO, colours
 from maskcore.cli.dtl import DtlJob, is_dtl_job, load_dtl, load_dtl_file
 from maskcore.errors import ConfigError
 from maskcore.exec.run import EXIT_OK, run_export
 from oracle.save_masks_reference import assert_same, read_outputs, sdk_save_masks
-from helpers import REPO, colours
 
 # The example of the layer's documentation (shared/spec/save_masks.md), verbatim.
 DOC_JOB = [

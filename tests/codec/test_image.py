@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from helpers import DATA, REPO, sha256
+from helpers.oracles import oracle
 from maskcore.codec import decode_image, image_size_hw
 from maskcore.codec import image as image_module
 from maskcore.errors import ImageDecodeError, LimitError
-from helpers import DATA, REPO, sha256
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")  # importing it also sets LOAD_TRUNCATED_IMAGES, process-wide
 cv2 = oracle("cv2")
@@ -143,7 +143,7 @@ def test_real_jpegs_through_the_pillow_fallback_match_the_sdk(monkeypatch):
 def test_real_jpegs_with_every_exif_orientation_match_the_sdk(order, tmp_path):
     for path in SMALL_JPEGS[:: max(1, len(SMALL_JPEGS) // 3)][:3]:
         jpeg = path.read_bytes()
-        for value in range(0, 10):
+        for value in range(10):
             data = with_app1(jpeg, b"Exif\0\0" + exif_tiff([orientation_entry(value, order)], order))
             ref = sly_read(data, tmp_path, ".jpg")
             assert np.array_equal(decode_image(data), ref), (path, value)

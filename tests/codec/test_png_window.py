@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.oracles import oracle
 from maskcore.codec import png as png_module
 from maskcore.codec.png import DEFLATE_BACKENDS, encode_png, encode_png_window, read_png
-from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
 

@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from maskcore.model import geometry as g
+from helpers.oracles import oracle
+from maskcore.codec.sly_json import annotation_json, annotation_json_bytes, box_pixels_xyxy, meta_json, meta_json_bytes
 from maskcore.kernel.draw import coverage
+from maskcore.model import geometry as g
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.readers.supervisely import parse_annotation, parse_meta
-from maskcore.codec.sly_json import (annotation_json, annotation_json_bytes, box_pixels_xyxy,
-                               meta_json, meta_json_bytes)
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")
 mask_util = oracle("pycocotools.mask")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from helpers import REPO
 from helpers.oracles import program
-
 from maskcore.exec.run import ExportConfig, run_export
 from maskcore.exec.verify import verify_destination
 from maskcore.io.archive_publish import recover_publish

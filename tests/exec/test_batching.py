@@ -12,11 +12,11 @@ import pytest
 
 import maskcore.kernel.draw
 from maskcore.exec import task
-from maskcore.layouts import get_layout
 from maskcore.exec.plan import plan_partitions
-from maskcore.readers import open_source
-from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.exec.task import TaskSpec, run_partition
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.layouts import get_layout
+from maskcore.readers import open_source
 
 FAR = 2**31  # the parser's coordinate limit, one past the kernel's int32
 

@@ -18,12 +18,19 @@ import dask
 import pytest
 import yaml
 
-from maskcore.exec.cluster import (build_cluster, connect, default_profile_name, get_profile, job_log_directory,
-                                   kubernetes_cluster_spec, load_profiles)
-from maskcore.errors import ClusterError, ConfigError
-from maskcore.exec.run import ExportConfig, run_export
 from helpers import REPO
 from helpers.oracles import in_ci, oracle, program
+from maskcore.errors import ClusterError, ConfigError
+from maskcore.exec.cluster import (
+    build_cluster,
+    connect,
+    default_profile_name,
+    get_profile,
+    job_log_directory,
+    kubernetes_cluster_spec,
+    load_profiles,
+)
+from maskcore.exec.run import ExportConfig, run_export
 
 CLUSTER_FILE = str(REPO / "cluster.yaml")
 VECTOR = REPO / "examples" / "sly_catsdogs" / "vector"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from helpers import bigger_project, tree
 from helpers.faults import (
     export_args,

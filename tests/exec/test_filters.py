@@ -20,18 +20,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from dateutil.parser import isoparse
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from maskcore.errors import ConfigError
-from maskcore.exec.filters import (FILTER_ORDER, FilterSpec, add_filter_arguments, apply_annotation_filters,
-                              apply_listing_filters, cli_filter_options, filter_labels, glob_to_re2,
-                              parse_instant, scan_errors)
-from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from maskcore.exec.plan import partitions, plan_partitions
-from maskcore.readers import open_source
-from maskcore.exec.scan import SCAN_SCHEMA, scan_partitions, scan_table
 from helpers import SAMPLES
 from helpers.oracles import load
+from maskcore.errors import ConfigError
+from maskcore.exec.filters import (
+    FILTER_ORDER,
+    FilterSpec,
+    add_filter_arguments,
+    apply_annotation_filters,
+    apply_listing_filters,
+    cli_filter_options,
+    filter_labels,
+    glob_to_re2,
+    parse_instant,
+    scan_errors,
+)
+from maskcore.exec.plan import partitions, plan_partitions
+from maskcore.exec.scan import SCAN_SCHEMA, scan_partitions, scan_table
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.readers import open_source
 
 UTC = dt.timezone.utc
 CLASSES = ["cat", "dog", "bird", "fish"]

@@ -15,12 +15,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import bigger_project, tree
+from helpers.faults import export_args, interrupt, partials, read_report
 from maskcore.errors import RefusedError
 from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.exec.state import LOCK, PARTIALS
-
-from helpers import bigger_project, tree
-from helpers.faults import export_args, interrupt, partials, read_report
 
 
 def _mtimes(root: Path) -> dict[str, int]:

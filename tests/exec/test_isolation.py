@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import dask
-from helpers import tree
 
+from helpers import tree
 from maskcore.exec.isolation import WORKER_DIED
 from maskcore.exec.memory import ESTIMATE_ENV
 from maskcore.exec.run import ExportConfig, run_export

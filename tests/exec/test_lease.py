@@ -13,9 +13,9 @@ import time
 
 import pyarrow as pa
 import pytest
+
 from helpers import bigger_project
 from helpers.faults import export_args, interrupt, read_report
-
 from maskcore.exec.lease import RunLock
 from maskcore.exec.state import LOCK, LockedError
 from maskcore.io.sinks import get_sink
@@ -203,7 +203,6 @@ def test_a_zombie_task_stops_writing_once_the_next_run_takes_the_lock(samples, t
     of its partition is written or removed and no partial is recorded. Here the takeover lands
     while the zombie writes cat2's first file."""
     from helpers import partitions_of
-
     from maskcore.exec import task
     from maskcore.exec.state import PARTIALS, STARTED
     from maskcore.io.sinks.fsdir import FsspecDirSink

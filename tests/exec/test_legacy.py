@@ -13,7 +13,6 @@ from pathlib import Path
 
 from helpers import bigger_project, tree
 from helpers.sly_project import sdk_project
-
 from maskcore.exec.run import EXIT_OK, EXIT_REFUSED, ExportConfig, run_export
 from maskcore.paths import LEGACY_STATE_DIR, STATE_DIR
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simplejpeg
-from helpers import partitions_of
 
 import maskcore
+from helpers import partitions_of
 from maskcore.exec import memory
 from maskcore.exec.task import TaskSpec, parse_item
 from maskcore.layouts import get_layout

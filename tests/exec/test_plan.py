@@ -1,5 +1,6 @@
 import pyarrow as pa
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from maskcore.exec.plan import dataset_out_dir, mask_stems, partitions, plan_partitions
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import REPO, SAMPLES, bigger_project
 from helpers.faults import INJECT
 from helpers.oracles import in_ci, program
 from helpers.slurm import SingleNodeSlurm
-
 from maskcore.exec.run import ExportConfig, run_export
 
 JOB_NAME = "maskcore-worker"

@@ -18,9 +18,9 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from typing import Iterator
 
 from . import REPO
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from maskcore.model import geometry as g
 from maskcore.kernel.draw import colour_layers, coverage
 from maskcore.kernel.patch import Patch
+from maskcore.model import geometry as g
 
 from .projects import long
 

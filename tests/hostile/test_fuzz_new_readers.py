@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcore.model import geometry as G
+from helpers.oracles import load
 from maskcore.errors import (
     AnnotationError,
     ItemError,
@@ -30,6 +30,8 @@ from maskcore.errors import (
     ProjectError,
     UnsafePathError,
 )
+from maskcore.io.zipsafe import SafeZip
+from maskcore.model import geometry as G
 from maskcore.readers.coco import (
     CocoSource,
     index_coco,
@@ -49,11 +51,9 @@ from maskcore.readers.voc_masks import (
     parse_voc_annotation,
     voc_labelmap,
 )
-from maskcore.io.zipsafe import SafeZip
 
 from .fuzz import HOSTILE_NUMBERS, JSON, fix_png_crcs, mutate
 from .projects import DATA, coco_doc, long, small_cvat_xml, voc_masks_files, zip_of
-from helpers.oracles import load
 
 MAX_PIXELS = 40_000   # every bitmap / mask decode in these tests is held to this many pixels
 CI = settings(max_examples=60, derandomize=True, deadline=3000, database=None,

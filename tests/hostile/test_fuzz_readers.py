@@ -9,19 +9,18 @@ import io
 import json
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maskcore.codec.image import decode_image
 from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError
-from maskcore.model.geometry import AlphaMask, Bitmap
-from maskcore.limits import MAX_COORD as COORD_LIMIT
-from maskcore.readers.sly_geometry import parse_geometry
 from maskcore.io.tarindex import scan_tar
-from maskcore.readers.supervisely import (ITEMS_SCHEMA, index_project_files, parse_annotation,
-                                          parse_meta)
+from maskcore.limits import MAX_COORD as COORD_LIMIT
+from maskcore.model.geometry import AlphaMask, Bitmap
+from maskcore.readers.sly_geometry import parse_geometry
+from maskcore.readers.supervisely import ITEMS_SCHEMA, index_project_files, parse_annotation, parse_meta
 
-from .fuzz import (ANNOTATION_BYTES, ANNOTATIONS, JSON, LISTINGS, META_JSON, bitmap_payloads,
-                   image_bytes, tar_bytes)
+from .fuzz import ANNOTATION_BYTES, ANNOTATIONS, JSON, LISTINGS, META_JSON, bitmap_payloads, image_bytes, tar_bytes
 from .projects import META, long
 
 MAX_PIXELS = 4096   # every decode in these tests is held to this many declared pixels

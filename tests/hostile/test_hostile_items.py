@@ -18,8 +18,19 @@ from PIL import Image
 
 from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
 
-from .projects import (CLASSES, META, ann, files_under, good_annotation,
-                       png_header_only, polygon, rectangle, rgb_png, snapshot, write_project)
+from .projects import (
+    CLASSES,
+    META,
+    ann,
+    files_under,
+    good_annotation,
+    png_header_only,
+    polygon,
+    rectangle,
+    rgb_png,
+    snapshot,
+    write_project,
+)
 
 H, W = 10, 12
 IMG = rgb_png(H, W, seed=7)

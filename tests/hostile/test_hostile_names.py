@@ -12,14 +12,15 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from maskcore.layouts import get_layout
 from maskcore.exec.plan import partitions, plan_partitions
-from maskcore.readers.supervisely import SuperviselySource
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
-from maskcore.io.sinks import get_sink
 from maskcore.exec.task import TaskSpec, run_partition
+from maskcore.io.sinks import get_sink
+from maskcore.layouts import get_layout
+from maskcore.readers.supervisely import SuperviselySource
 
 from .projects import META, ann, files_under, long, polygon, rgb_png, snapshot, write_project
 

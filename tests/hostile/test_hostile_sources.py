@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.oracles import load
 from maskcore.errors import ProjectError, UnsafePathError
-from maskcore.readers.coco import CocoSource
 from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.readers.coco import CocoSource
 
 from .projects import (
     coco_doc,
@@ -26,7 +27,6 @@ from .projects import (
     voc_masks_files,
     zip_of,
 )
-from helpers.oracles import load
 
 H, W = 10, 12
 SECRET = rgb_png(H, W, seed=99)      # an image outside the source: must never be read
@@ -393,8 +393,8 @@ def test_huge_voc_labelmap_and_list_files_are_refused_by_their_size(tmp_path):
 
 def test_an_annotation_above_the_size_limit_fails_its_item_before_it_is_read(tmp_path, monkeypatch):
     """The listing's size decides: the worker never reads an oversized annotation."""
-    from maskcore.exec import task
     from maskcore.errors import LimitError
+    from maskcore.exec import task
     monkeypatch.setattr(task, "MAX_ANNOTATION_BYTES", 10)
 
     class Source:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from maskcore.errors import ProjectError
+from maskcore.exec.run import EXIT_FATAL, EXIT_PARTIAL, ExportConfig, run_export
 from maskcore.io.tarindex import scan_tar
 from maskcore.readers.supervisely import SuperviselySource
-from maskcore.exec.run import EXIT_FATAL, EXIT_PARTIAL, ExportConfig, run_export
 
 from .projects import META, files_under, good_annotation, rgb_png, snapshot
 

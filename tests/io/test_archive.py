@@ -22,20 +22,27 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import archive_run, partitions_of
+from helpers.oracles import program
+from maskcore.codec.tar import tar_bytes
+from maskcore.errors import ConfigError
+from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
 from maskcore.io.archive import (
-    ArchiveError, TarPartSink, check_archive_name, chunk_records, default_archive_name,
-    discard_chunks, finalize_archive, parse_size, refuse_overwriting_source,
+    ArchiveError,
+    TarPartSink,
+    check_archive_name,
+    chunk_records,
+    default_archive_name,
+    discard_chunks,
+    finalize_archive,
+    parse_size,
+    refuse_overwriting_source,
     unpacked_outputs,
 )
-from maskcore.errors import ConfigError
+from maskcore.io.sinks.fsdir import FsspecDirSink
 from maskcore.readers import open_source
 from maskcore.readers.coco import CocoSource
 from maskcore.readers.supervisely import SuperviselySource
-from maskcore.io.sinks.fsdir import FsspecDirSink
-from maskcore.exec.task import TaskSpec, run_archive_partition, run_partition
-from maskcore.codec.tar import tar_bytes
-from helpers import archive_run, partitions_of
-from helpers.oracles import program
 
 PART = 1_000_000   # the sample's biggest previews (6.3 MB, 1.1 MB) are larger: they go alone
 NAME = "7_pets"

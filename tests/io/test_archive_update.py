@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.oracles import program
 
+from helpers.oracles import program
 from maskcore.io.archive import TarPartSink, discard_chunks, finalize_archive
 from maskcore.io.archive_update import read_previous_archive, update_archive
 from maskcore.io.sinks.fsdir import FsspecDirSink

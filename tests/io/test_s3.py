@@ -19,14 +19,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from maskcore.errors import MaskcoreError, ProjectError
-from maskcore.readers.supervisely import SuperviselySource
-from maskcore.exec.run import EXIT_PARTIAL, ExportConfig, run_export
-from maskcore.io.sinks.fsdir import FsspecDirSink
-from maskcore.io.storage import (filesystem, is_inside, parse_storage_options, redact,
-                              redact_options)
 from helpers import REPO
 from helpers.oracles import load
+from maskcore.errors import MaskcoreError, ProjectError
+from maskcore.exec.run import EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.io.storage import filesystem, is_inside, parse_storage_options, redact, redact_options
+from maskcore.readers.supervisely import SuperviselySource
 
 BROKEN = "broken.jpg"  # an item whose rendering fails: its object names an unknown class
 

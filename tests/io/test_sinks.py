@@ -49,10 +49,10 @@ def test_a_write_whose_temporary_vanished_is_a_late_write(tmp_path, monkeypatch)
 def test_a_late_duplicate_task_keeps_the_files_its_run_recorded(tmp_path, monkeypatch, samples):
     """A duplicate task still writing after its run ended fails with LateWriteError, and its
     item's files (the very files the run recorded, same bytes) are not removed."""
-    from maskcore.layouts import get_layout
     from maskcore.exec.plan import plan_partitions
-    from maskcore.readers import open_source
     from maskcore.exec.task import TaskSpec, run_partition
+    from maskcore.layouts import get_layout
+    from maskcore.readers import open_source
 
     source = open_source("supervisely", str(samples / "vector"))
     plan = plan_partitions(source.list_items(), workers=1).slice(0, 1)

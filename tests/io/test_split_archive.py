@@ -16,9 +16,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from helpers import archive_run, tree
 from helpers.oracles import program
-
 from maskcore.codec.tar import END_OF_ARCHIVE
 from maskcore.io.archive import _archive_pattern, archive_files, legacy_archive_files
 

@@ -21,8 +21,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import maskcore.io.archive as archive
 import maskcore.codec.zip as zw
+import maskcore.io.archive as archive
+from helpers import partitions_of
+from helpers.oracles import needs_program
+from maskcore.errors import ConfigError
+from maskcore.exec.run import ExportConfig, run_export
+from maskcore.exec.task import TaskSpec, run_archive_partition
 from maskcore.io.archive import (
     FORMAT_KEY,
     ArchiveError,
@@ -33,14 +38,8 @@ from maskcore.io.archive import (
     refuse_overwriting_source,
     resolve_archive_format,
 )
-from maskcore.exec.task import run_archive_partition
-from maskcore.errors import ConfigError
-from maskcore.layouts import get_layout
-from maskcore.exec.run import ExportConfig, run_export
 from maskcore.io.sinks.fsdir import FsspecDirSink
-from maskcore.exec.task import TaskSpec
-from helpers import partitions_of
-from helpers.oracles import needs_program
+from maskcore.layouts import get_layout
 
 PART = 1_000_000   # the sample's two biggest previews (6.3 MB, 1.1 MB) go alone
 NAME = "7_pets"

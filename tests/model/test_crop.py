@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.oracles import oracle
 from maskcore.model import crop as mcrop
 from maskcore.model import geometry as G
 from maskcore.model.crop import crop_annotation, crop_annotation_report
 from maskcore.readers.supervisely import parse_annotation, parse_meta
 from oracle.make_projects import SKELETON_TEMPLATE, make_meta
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")
 sly_cuboid = oracle("supervisely.geometry.cuboid")

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import SAMPLES
+from helpers.oracles import oracle
+
 from .make_projects import CLASS_TITLES, SKELETON_TEMPLATE, make_all_geometries_project, make_meta
 from .sly_reference import (
     draw_label,
@@ -21,8 +24,6 @@ from .sly_reference import (
     render_item,
     render_reference,
 )
-from helpers import SAMPLES
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")
 

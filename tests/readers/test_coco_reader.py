@@ -23,14 +23,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcore.kernel import draw
-from maskcore.model import geometry as G
-from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
-from maskcore.kernel.palette import class_colors
-from maskcore.readers.coco import (ITEMS_SCHEMA, CocoSource, _coords, dataset_name, index_coco,
-                                   items_table, meta_from_index, parse_geometry, parse_item,
-                                   rle_counts_from_string, rle_to_bitmap)
 from helpers.oracles import load, oracle
+from maskcore.errors import AnnotationError, ItemError, LimitError, ProjectError, UnknownClassError
+from maskcore.kernel import draw
+from maskcore.kernel.palette import class_colors
+from maskcore.model import geometry as G
+from maskcore.readers.coco import (
+    ITEMS_SCHEMA,
+    CocoSource,
+    _coords,
+    dataset_name,
+    index_coco,
+    items_table,
+    meta_from_index,
+    parse_geometry,
+    parse_item,
+    rle_counts_from_string,
+    rle_to_bitmap,
+)
 
 M = oracle("pycocotools.mask")
 

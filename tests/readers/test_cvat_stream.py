@@ -16,9 +16,9 @@ import random
 import subprocess
 
 import pytest
+
 from helpers.datumaro import PYTHON_ENV, datumaro_python
 from helpers.oracles import INTERPRETER_PREFIX
-
 from maskcore.errors import ItemSourceError, ProjectError
 from maskcore.readers import cvat_xml
 from maskcore.readers.cvat_stream import scan_document

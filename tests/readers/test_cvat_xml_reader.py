@@ -20,12 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from helpers.oracles import load, oracle
+from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
 from maskcore.kernel import draw
 from maskcore.model import geometry as G
-from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
-from maskcore.readers.cvat_xml import (ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource,
-                                       parse_annotation)
-from helpers.oracles import load, oracle
+from maskcore.readers.cvat_xml import ITEMS_SCHEMA, MAX_XML_DEPTH, CvatXmlSource, parse_annotation
 
 mask_api = oracle("pycocotools.mask")
 cv2 = oracle("cv2")
@@ -682,7 +681,6 @@ def test_an_ellipse_that_paints_nothing_keeps_its_instance_number(tmp_path):
 
     from helpers.datumaro import PYTHON_ENV, datumaro_python
     from helpers.oracles import INTERPRETER_PREFIX
-
     from maskcore import api
 
     python = datumaro_python()

@@ -13,12 +13,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.oracles import oracle
 from maskcore.errors import AnnotationError, LimitError
-from maskcore.model.geometry import (CUBOID_2D_VERTICES, AlphaMask, Bitmap, Cuboid, Cuboid2d, Graph,
-                               MultiPolygon, OrientedBBox, Point, Polygon, Polyline, Rectangle)
+from maskcore.model.geometry import (
+    CUBOID_2D_VERTICES,
+    AlphaMask,
+    Bitmap,
+    Cuboid,
+    Cuboid2d,
+    Graph,
+    MultiPolygon,
+    OrientedBBox,
+    Point,
+    Polygon,
+    Polyline,
+    Rectangle,
+)
 from maskcore.readers import sly_geometry
 from maskcore.readers.sly_geometry import parse_geometry, png_size_wh
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")
 

@@ -22,14 +22,19 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from maskcore.model import geometry as G
-from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError, UnknownClassError
-from maskcore.readers import READERS, get_reader, open_source, register_reader
-from maskcore.io.tarindex import scan_tar
-from maskcore.readers.supervisely import (ITEMS_SCHEMA, SuperviselySource, index_project_files,
-                                          parse_annotation, parse_meta)
 from helpers import SAMPLES
 from helpers.oracles import oracle, program
+from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError, UnknownClassError
+from maskcore.io.tarindex import scan_tar
+from maskcore.model import geometry as G
+from maskcore.readers import READERS, get_reader, open_source, register_reader
+from maskcore.readers.supervisely import (
+    ITEMS_SCHEMA,
+    SuperviselySource,
+    index_project_files,
+    parse_annotation,
+    parse_meta,
+)
 
 sly = oracle("supervisely")
 

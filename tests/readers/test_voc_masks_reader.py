@@ -17,10 +17,9 @@ import pytest
 from PIL import Image
 
 from maskcore.errors import AnnotationError, LimitError, ProjectError, UnknownClassError
-from maskcore.kernel.palette import VOC_CLASSES, voc_colormap
-from maskcore.readers.voc_masks import (VocMasksSource, frame, parse_labelmap,
-                                        parse_voc_annotation, voc_labelmap)
 from maskcore.io.zipsafe import UnsafeArchiveError
+from maskcore.kernel.palette import VOC_CLASSES, voc_colormap
+from maskcore.readers.voc_masks import VocMasksSource, frame, parse_labelmap, parse_voc_annotation, voc_labelmap
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "voc_labelme"
 IDS = ("2011_000003", "2011_000006", "2011_000025")
