@@ -64,7 +64,9 @@ def image_size_hw(data: bytes, *, name: str = "") -> tuple[int, int]:
     try:
         return _read_header(data, strict=False).size_hw()
     except ItemError as exc:
-        raise exc.located(name) if name else exc
+        if not name:
+            raise
+        raise exc.located(name) from exc
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "") -> np.ndarray:
@@ -84,7 +86,9 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "") -
             )
         return _orient(*_decode_pixels(data, header))
     except ItemError as exc:
-        raise exc.located(name) if name else exc
+        if not name:
+            raise
+        raise exc.located(name) from exc
 
 
 # ---------------------------------------------------------------------------------------------

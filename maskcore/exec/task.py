@@ -174,7 +174,7 @@ def _load_item(spec: TaskSpec, row: dict, result: dict) -> ItemData | None:
                           warn=lambda text: result["warnings"].append(f"{where}: {text}"), decoded=ann.decoded)
         refuse_oversize(item.annotation, spec.layout, where)  # fails alone, before it is drawn
         return item
-    except Exception as exc:  # one bad item never stops the partition
+    except Exception as exc:  # noqa: BLE001 - one bad item never stops the partition
         _fail(spec, result, row, exc)
         return None
 
@@ -202,7 +202,7 @@ def _write_item(spec: TaskSpec, row: dict, result: dict, item: ItemData, patches
         result["bytes_written"] = sum(o["bytes"] for o in result["outputs"])
     except FencedError:
         raise  # the run is gone: the partition stops, records nothing and removes nothing
-    except Exception as exc:  # one bad item never stops the partition
+    except Exception as exc:  # noqa: BLE001 - one bad item never stops the partition
         _fail(spec, result, row, exc)
 
 
@@ -318,7 +318,8 @@ class _FencedSink(_GuardedSink):
         except (OSError, ValueError):
             return  # a store hiccup or a lock being rewritten: checked again at the next write
         if not isinstance(doc, dict) or doc.get("run") != self.run_id:
-            raise FencedError(f"the destination's lock names run {doc.get('run') if isinstance(doc, dict) else None!r}, "
+            named = doc.get("run") if isinstance(doc, dict) else None
+            raise FencedError(f"the destination's lock names run {named!r}, "
                               f"not this task's run {self.run_id!r}: its driver is gone; nothing more is written")
         self._checked = now
 

@@ -208,7 +208,7 @@ def parse_options(options: dict, *, where: str) -> SaveMasksLayout:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {list(OPTION_KEYS)}")
     flags = {}
-    for kind, flag, mapping in KINDS:
+    for kind, flag, _mapping in KINDS:
         if flag not in options:
             raise ConfigError(f"{where}: '{flag}' is required (true or false)")
         if not isinstance(options[flag], bool):

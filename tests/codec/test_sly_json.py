@@ -157,7 +157,7 @@ def test_round_trip_through_our_reader_and_the_sdk_gives_the_same_pixels(seed):
 
 def test_bitmaps_decode_exactly_with_the_sdk():
     rng = np.random.default_rng(11)
-    for i in range(20):
+    for _ in range(20):
         mask = rng.random((int(rng.integers(1, 70)), int(rng.integers(1, 70)))) < rng.uniform(.05, .9)
         mask[rng.integers(mask.shape[0]), rng.integers(mask.shape[1])] = True
         ann = Annotation((100, 100), (Label("bitmap", g.Bitmap((3, 4), mask), 0),))

@@ -479,7 +479,7 @@ def _border_annotation(rng, meta: sly.ProjectMeta, size_hw) -> dict:
     graph = _graph_label(rng, cls("skeleton"), size_hw, disable_one=bool(rng.random() < 0.5),
                          off_image=bool(rng.random() < 0.5))[0].to_json()
     objects.append(graph)
-    for title, maker in (("bmp", _blob), ("alpha", None)):
+    for title, _maker in (("bmp", _blob), ("alpha", None)):
         bh, bw = int(rng.integers(3, height // 2)), int(rng.integers(3, width // 2))
         top = int(rng.choice([-(bh // 2), height - bh // 2, -bh - 3, int(rng.integers(0, height - bh))]))
         left = int(rng.choice([-(bw // 2), width - bw // 2, int(rng.integers(0, width - bw))]))

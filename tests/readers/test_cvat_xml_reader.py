@@ -342,7 +342,7 @@ def test_random_documents_round_trip_and_match_pycocotools(tmp_path):
     n_poly = n_box = 0
     for doc_i in range(12):
         shapes, expect = [], []
-        for i in range(rng.randint(1, 12)):
+        for _ in range(rng.randint(1, 12)):
             kind = rng.choice(["polygon", "box", "mask", "points", "polyline", "ellipse"])
             label = rng.choice(["cat", "dog"])
             z, group = rng.randint(-3, 3), rng.choice([0, 0, 1, 2])

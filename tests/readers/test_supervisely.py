@@ -622,7 +622,7 @@ def test_dataset_name_collision(tmp_path):
 
 def random_file_list(rng: random.Random, n: int):
     files = []
-    for i in range(n):
+    for _ in range(n):
         ds = rng.choice(["b", "a", "a/datasets/c", "Ä", "a b"])
         stem = f"{rng.choice(['img', 'IMG', 'x'])}_{rng.randrange(10 * n)}"
         form = rng.random()

@@ -115,7 +115,7 @@ def test_cvat_style_zip_with_rgb_masks_gives_the_same_objects(tmp_path):
     assert [(r["dataset"], r["item"]) for r in rows] == [
         ("default", "2011_000025.jpg"), ("train", "2011_000003.jpg"), ("train", "2011_000006.jpg")]
     folder = _parse_all(VocMasksSource.open_source(str(DATA)))[2]
-    for (ds, item), ann in anns.items():
+    for (_ds, item), ann in anns.items():
         ref = folder[("default", item)]
         assert [lb.class_title for lb in ann.labels] == [lb.class_title for lb in ref.labels]
         for a, b in zip(ann.labels, ref.labels):
@@ -211,7 +211,7 @@ def _labels():
 def test_random_instance_maps_round_trip_exactly():
     rng = np.random.default_rng(3)
     labels = _labels()
-    for trial in range(30):
+    for _ in range(30):
         h, w = (int(v) for v in rng.integers(1, 40, 2))
         n = int(rng.integers(1, 9))
         inst = rng.integers(0, n + 1, (h, w))
