@@ -121,28 +121,12 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
     args = ap.parse_args()
 
+    from types import SimpleNamespace
+
     from maskcore.exec.plan import plan_partitions
-    from maskcore.exec.recovery import Leftovers, settle
-    from maskcore.exec.report import listed_failures, listed_warnings
-    from maskcore.exec.run import (
-        PREVIOUS_COLUMNS,
-        _carry_unchanged_outputs,
-        _input_fingerprint,
-        _stale_outputs,
-    )
-    from maskcore.exec.stamps import (
-        attach_previous,
-        record_stamps,
-        split_unchanged,
-    )
-    from maskcore.exec.state import (
-        RUN_ID_KEY,
-        ManifestWriter,
-        in_item_order,
-        read_manifest,
-        write_manifest,
-    )
-    from maskcore.exec.verify import MANIFEST_COLUMNS
+    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _last_run
+    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter
+    from maskcore.exec.task import RESULT_SCHEMA
     from maskcore.io.sinks import get_sink
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -150,9 +134,10 @@ def main() -> None:
         listing, stamp_seconds = synthetic_listing(args.items)
         planned = plan_partitions(listing)
         writer = None  # the last run's manifest, made and written a part at a time (``ManifestWriter``)
-        for k in range(0, max(1, planned.num_rows), 1_000_000):
-            part = previous_manifest(planned.slice(k, 1_000_000))
-            writer = writer or ManifestWriter(sink, part.schema.with_metadata({RUN_ID_KEY: b"last"}))
+        last_meta = {RUN_ID_KEY: b"last", FINGERPRINT_KEY: b"fp"}
+        for k in range(0, max(1, planned.num_rows), 262_144):
+            part = previous_manifest(planned.slice(k, 262_144))
+            writer = writer or ManifestWriter(sink, part.schema.with_metadata(last_meta))
             writer.add(part)
             del part
         writer.commit()
@@ -174,28 +159,24 @@ def main() -> None:
         plan = plan_partitions(listing)
         del listing
         step("plan")
-        previous = read_manifest(sink, MANIFEST_COLUMNS, None, PREVIOUS_COLUMNS, names=plan)  # as exec.run reads it
-        step("read")
-        plan = attach_previous(plan, previous)
+        cfg = SimpleNamespace(full=False, archive=False, verify=False)
+        last = _last_run(cfg, sink, plan, "fp", [], print)  # as exec.run reads it: joined a part at a time
+        assert last.attached is not None, "not joined by parts"
         step("attach")
-        settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
-        parts, keys = settled.parts, settled.keys
-        step("keys")
-        sent, known = split_unchanged(plan, parts, True)
-        assert not any(s is not None for s in sent) and len(keys) == len(parts)
+        sent, keys = last.attached.todo("fp")
+        assert not sent and len(last.attached.bounds) > 1
         step("split")
-        manifest = in_item_order(pa.concat_tables(known))
-        manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
-        stale = _stale_outputs(previous, manifest, pa.array([], pa.string()))
-        failed, _ = listed_failures(manifest)
-        warned, _ = listed_warnings(manifest)
-        fingerprint = _input_fingerprint(manifest)
-        assert not stale and not failed and not warned and fingerprint
+        metadata = {FINGERPRINT_KEY: b"fp", RUN_ID_KEY: b"now"}
+        done = _finish_by_parts(cfg, sink, SimpleNamespace(check=lambda: None), last, plan,
+                                RESULT_SCHEMA.empty_table(), [], metadata)
+        failed, warned = done.tally.failures()[0], done.tally.warnings()[0]
+        assert not done.stale and not failed and not warned and done.tally.fingerprint()
+        assert done.tally.unchanged == args.items
         step("finish")
-        write_manifest(sink, manifest.replace_schema_metadata({RUN_ID_KEY: b"now"}))
-        step("manifest")
+        done.writer.commit(metadata)
+        step("commit")
         total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
-    print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
+    print(f"{args.items} items, {len(last.attached.bounds) - 1} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
           f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) {held}; load average "
           f"{os.getloadavg()[0]:.1f}")
 
