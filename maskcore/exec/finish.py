@@ -128,8 +128,11 @@ def list_paths(table: pa.Table | None) -> set[str]:
 def _lines(table: pa.Table | None):
     if table is None or "lines" not in table.column_names or table.num_rows == 0:
         return pa.array([], pa.struct([("path", pa.string()), ("line", pa.string())]))
-    ok = table.filter(pc.invert(pc.equal(table.column("status"), "failed")))
-    return pc.list_flatten(ok.column("lines")).combine_chunks()
+    failed = pc.equal(table.column("status"), "failed")
+    lines = table.column("lines")
+    if pc.any(failed).as_py():
+        lines = lines.filter(pc.invert(failed))
+    return pc.list_flatten(lines).combine_chunks()
 
 
 def list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
@@ -177,12 +180,12 @@ class Tally:
         self.items += rows.num_rows
         self.written += _count(is_ok)
         self.unchanged += _count(pc.equal(status, "unchanged"))
-        self.files_written += int(pc.sum(pc.list_value_length(rows.filter(is_ok).column("outputs"))).as_py() or 0)
+        self.files_written += int(pc.sum(pc.if_else(is_ok, pc.list_value_length(rows.column("outputs")), 0)).as_py() or 0)
         self.bytes_written += int(pc.sum(rows.column("bytes_written")).as_py() or 0)
-        self.failed.append(rows.filter(pc.equal(status, "failed")).select(["dataset", "item", "status", "error",
-                                                                           "error_type"]))
+        self.failed.append(rows.select(["dataset", "item", "status", "error", "error_type"])
+                           .filter(pc.equal(status, "failed")))
         lengths = pc.fill_null(pc.list_value_length(rows.column("warnings")), 0)
-        self.warned.append(rows.filter(pc.greater(lengths, 0)).select(["dataset", "item", "warnings"]))
+        self.warned.append(rows.select(["dataset", "item", "warnings"]).filter(pc.greater(lengths, 0)))
         input_fingerprint(rows, digest=self.digest)
 
     def failures(self) -> tuple[list[dict], dict]:

@@ -108,6 +108,7 @@ from .state import (
     read_manifest,
     read_manifest_head,
     read_manifest_readonly,
+    write_manifest,
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
 from .verify import (
@@ -433,6 +434,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     metadata = {FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(),
                 SCOPE_KEY: (layout.folder or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""}
     if last.attached is not None:  # the workers' rows in item order (results come in partition order)
+        # (given up, below, when they are not one row per item sent, or a worker died: joined whole)
         changed = in_item_order(pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table())
         if changed.num_rows != plan.num_rows - n_known or any_died(changed):
             known = last.whole_instead(sink, plan, damaged)  # a worker died (the run sweeps): joined whole
@@ -477,7 +479,10 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
             sink.write(relpath, members)
     lock.check()
     with _committing(report["items"]["failed"]):  # the commit: from here on the manifest is the truth
-        done.writer.commit(metadata)
+        if done.writer is None:
+            write_manifest(sink, done.manifest(metadata))
+        else:
+            done.writer.commit(metadata)
     manifest = done.manifest(metadata) if done.manifest is not None else _read_back(sink, run_id)
     return _ended(cfg, sink, report, manifest, done.archive, plan.num_rows == 0 and filtered is not None, log)
 
@@ -487,6 +492,7 @@ def _listed(cfg, layout, source, meta, sink, filters, log, get_client):
     applied; and the report's ``filtered`` section and the layout for this plan."""
     plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
+    pa.default_memory_pool().release_unused()  # what listing and planning freed (10M items: ~0.4 GiB held less)
     source_warnings = list(getattr(source, "warnings", None) or [])  # opening and listing (skipped files)
     for text in source_warnings[:SUMMARY_FAILURES]:
         log(f"maskcore: warning: {text}")
@@ -568,12 +574,13 @@ def _last_run(cfg, sink, plan: pa.Table, config_fp: str, damaged: list, log) -> 
 
 @dataclass
 class _Finished:
-    """The finish of a run before its commit: ``writer`` holds the new manifest (its parts written,
-    its first file written by the commit), ``manifest(metadata)`` gives it whole when the run keeps
-    it (else None: read back from the destination), ``tally`` its counts; the files to remove and
+    """The finish of a run before its commit: ``writer`` holds the new manifest made by parts (its
+    parts written, its first file written by the commit; None: the commit writes ``manifest`` whole),
+    ``manifest(metadata)`` gives it whole when the run keeps it (else None: read back from the
+    destination), ``tally`` its counts; the files to remove and
     the list files to write; ``sweep``: look for files no record names (an unfinished run, a dead
     worker: only a run with its whole manifest in memory)."""
-    writer: ManifestWriter
+    writer: ManifestWriter | None
     manifest: Callable | None
     tally: Tally
     stale: list
@@ -607,9 +614,7 @@ def _finish_whole(cfg, sink, last: _LastRun, plan, tables, project_files, metada
         stale += [p for p in named_project_files(previous) if p not in now and p not in stale]
     tally = Tally()
     tally.add(manifest)
-    writer = ManifestWriter(sink, manifest.schema.with_metadata(metadata))
-    writer.add(manifest)
-    return _Finished(writer, lambda meta: manifest.replace_schema_metadata(meta), tally, stale, files,
+    return _Finished(None, lambda meta: manifest.replace_schema_metadata(meta), tally, stale, files,
                      list_paths(None if cfg.archive else previous),
                      (sweep or any_died(manifest)) and not cfg.archive, archive)
 

@@ -223,7 +223,8 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     """A manifest of 18 items in files of 4: the next night (one item edited, one touched) joins the
     last manifest a part at a time: never read whole, no piece of more than 4 rows, its manifest
     read back when asked for; the destination, manifest and report are the whole join's (the same
-    night run with the join by parts refused) and the files are a clean run's."""
+    night run with the join by parts refused, or given up after the workers as when one died) and
+    the files are a clean run's."""
     from helpers import bigger_project
 
     from maskcore.exec import run as run_module
@@ -243,6 +244,7 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     os.utime(src / "ds/ann/cat1.jpg.json")                           # a new stamp, the same bytes
     time.sleep(0.35)
     shutil.copytree(dst, whole)
+    shutil.copytree(dst, tmp_path / "died")
 
     pieces = []
 
@@ -271,6 +273,11 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     columns = [c for c in joined.manifest.column_names if c != "seconds"]
     assert night.manifest.select(columns).equals(joined.manifest.select(columns))
     assert tree(dst) == tree(whole)
+    with monkeypatch.context() as m:  # a worker died: the run gives up the join by parts, sweeps, ends the same
+        m.setattr(run_module, "any_died", lambda table: True)
+        died = run_export(ExportConfig(str(src), str(tmp_path / "died"), **cfg), log=lambda m: None)
+    assert {k: v for k, v in died.report.items() if k not in drop} == {k: v for k, v in joined.report.items() if k not in drop}
+    assert tree(tmp_path / "died") == tree(whole)
     fresh = run_export(ExportConfig(str(src), str(clean), **cfg), log=lambda m: None)
     assert fresh.report["input_fingerprint"] == night.report["input_fingerprint"]
     assert {k: v for k, v in tree(dst).items() if ".maskcore-meta" not in k} == \
