@@ -79,10 +79,14 @@ def _not_in(paths: pa.Array, others: pa.Array) -> set[str]:
 def stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.Array) -> list[str]:
     """Files the previous run, or an unfinished run since (``leftover``), wrote that no item of
     this run produced."""
-    if (previous is not None and len(leftover) == 0 and previous.num_rows == manifest.num_rows
-            and previous.column("outputs").equals(manifest.column("outputs"))):
+    if len(leftover) == 0 and _same_outputs(previous, manifest):
         return []  # every output carried as it was (a quiet night): nothing to compare path by path
     return sorted(_not_in(pa.concat_arrays([output_paths(previous), leftover]), output_paths(manifest)))
+
+
+def _same_outputs(previous: pa.Table | None, manifest: pa.Table) -> bool:
+    return (previous is not None and previous.num_rows == manifest.num_rows
+            and previous.column("outputs").equals(manifest.column("outputs")))
 
 
 class StaleOutputs:
@@ -94,7 +98,7 @@ class StaleOutputs:
         self.made: set[str] = set()
 
     def add(self, previous: pa.Table, rows: pa.Table) -> None:
-        if stale_outputs(previous, rows, pa.array([], pa.string())):
+        if not _same_outputs(previous, rows):
             before, now = output_paths(previous), output_paths(rows)
             self.gone |= _not_in(before, now)
             self.made |= _not_in(now, before)
