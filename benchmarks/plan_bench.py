@@ -4,15 +4,19 @@ A synthetic listing (no store, no rendering) of N items in 100 datasets, with S3
 (ETag + LastModified + size), and a previous manifest recording the same stamps: the driver's whole
 work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   plan        ``plan_partitions`` (output folders, safe unique names and mask stems, partitions)
-  attach      the previous manifest's checksums and stamps joined to the plan
-  keys        ``recovery.settle``: partitions, and their keys made lazily (none on a no-op night)
-  split       ``stamps.split_unchanged``: every item unchanged by stamp, its result row made
-  finish      the result rows in item order, outputs carried, stamps recorded, stale outputs, the
-              report's named failures and warnings and its input fingerprint (``exec.run``)
-  manifest    written as the run commits it (``state.write_manifest``: files of ``MANIFEST_PART_ROWS`` rows)
-Before the steps, the last run's manifest is written the same way into a temporary destination, and
-``read`` reads it back (``state.read_manifest``). Prints seconds per step and the peak RSS
-(ru_maxrss) after each.
+  attach      ``run._last_run``: the last manifest read a file at a time (its checksums, stamps and
+              status) and joined to the plan's rows of the same range (``stamps.attach_by_parts``)
+  split       ``Attached.todo``: the partitions sent to workers (none on a no-op night), keys lazily
+  finish      ``run._finish_by_parts``: each file of the last manifest read again with its outputs,
+              the new manifest's rows of its range made (unchanged items' rows, outputs carried,
+              stamps recorded), counted for the report (named failures, warnings, input
+              fingerprint), compared for stale outputs and list files, and written as a part
+              (``state.ManifestWriter``: files of ``MANIFEST_PART_ROWS`` rows)
+  commit      the manifest's first file, naming the parts
+Before the steps, the last run's manifest is written the same way into a temporary destination;
+then the peak RSS (VmHWM) is started anew (``/proc/self/clear_refs``), so that the peaks printed
+after each step are the run's own (``/usr/bin/time``'s maximum includes the making of the
+synthetic input). Prints CPU and wall seconds, the peak and the held RSS per step.
 
 Usage:
   python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR]
@@ -38,14 +42,30 @@ def _cpu() -> float:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory (VmHWM) since the start or since ``_reset_peak``; else ru_maxrss."""
+    return _status_mib("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> bool:
+    """Start the peak (VmHWM) anew from what is resident now (Linux ``clear_refs``): the run's peak
+    without the making of the synthetic listing and last manifest before it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _now_mib() -> float:
     """Resident memory now (VmRSS), not the peak: what a step still holds when it ends."""
+    return _status_mib("VmRSS:")
+
+
+def _status_mib(key: str) -> float:
     try:
         with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+            return next(int(line.split()[1]) for line in f if line.startswith(key)) / 1024
     except (OSError, StopIteration):
         return 0.0
 
@@ -121,28 +141,12 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
     args = ap.parse_args()
 
+    from types import SimpleNamespace
+
     from maskcore.exec.plan import plan_partitions
-    from maskcore.exec.recovery import Leftovers, settle
-    from maskcore.exec.report import listed_failures, listed_warnings
-    from maskcore.exec.run import (
-        PREVIOUS_COLUMNS,
-        _carry_unchanged_outputs,
-        _input_fingerprint,
-        _stale_outputs,
-    )
-    from maskcore.exec.stamps import (
-        attach_previous,
-        record_stamps,
-        split_unchanged,
-    )
-    from maskcore.exec.state import (
-        RUN_ID_KEY,
-        ManifestWriter,
-        in_item_order,
-        read_manifest,
-        write_manifest,
-    )
-    from maskcore.exec.verify import MANIFEST_COLUMNS
+    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _last_run
+    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter
+    from maskcore.exec.task import RESULT_SCHEMA
     from maskcore.io.sinks import get_sink
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -150,9 +154,10 @@ def main() -> None:
         listing, stamp_seconds = synthetic_listing(args.items)
         planned = plan_partitions(listing)
         writer = None  # the last run's manifest, made and written a part at a time (``ManifestWriter``)
-        for k in range(0, max(1, planned.num_rows), 1_000_000):
-            part = previous_manifest(planned.slice(k, 1_000_000))
-            writer = writer or ManifestWriter(sink, part.schema.with_metadata({RUN_ID_KEY: b"last"}))
+        last_meta = {RUN_ID_KEY: b"last", FINGERPRINT_KEY: b"fp"}
+        for k in range(0, max(1, planned.num_rows), 262_144):
+            part = previous_manifest(planned.slice(k, 262_144))
+            writer = writer or ManifestWriter(sink, part.schema.with_metadata(last_meta))
             writer.add(part)
             del part
         writer.commit()
@@ -160,6 +165,9 @@ def main() -> None:
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
               f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held (making the listing and the last run's manifest)")
+        reset = _reset_peak()
+        print(f"peak RSS {'started anew' if reset else 'NOT reset (no /proc/self/clear_refs)'} at "
+              f"{_now_mib():.0f} MiB held: the peaks below are the run's")
         times, cpu, peaks, held = {}, {}, {}, {}
         start, cpu0 = time.perf_counter(), _cpu()
         t, c = start, cpu0
@@ -173,29 +181,26 @@ def main() -> None:
 
         plan = plan_partitions(listing)
         del listing
+        pa.default_memory_pool().release_unused()  # as exec.run does after planning
         step("plan")
-        previous = read_manifest(sink, MANIFEST_COLUMNS, None, PREVIOUS_COLUMNS, names=plan)  # as exec.run reads it
-        step("read")
-        plan = attach_previous(plan, previous)
+        cfg = SimpleNamespace(full=False, archive=False, verify=False)
+        last = _last_run(cfg, sink, plan, "fp", [], print)  # as exec.run reads it: joined a part at a time
+        assert last.attached is not None, "not joined by parts"
         step("attach")
-        settled = settle(plan, "fp", Leftovers())  # nothing to resume: keys made only for partitions sent
-        parts, keys = settled.parts, settled.keys
-        step("keys")
-        sent, known = split_unchanged(plan, parts, True)
-        assert not any(s is not None for s in sent) and len(keys) == len(parts)
+        sent, _ = last.attached.todo("fp")
+        assert not sent and len(last.attached.bounds) > 1
         step("split")
-        manifest = in_item_order(pa.concat_tables(known))
-        manifest = record_stamps(_carry_unchanged_outputs(manifest, previous), plan)
-        stale = _stale_outputs(previous, manifest, pa.array([], pa.string()))
-        failed, _ = listed_failures(manifest)
-        warned, _ = listed_warnings(manifest)
-        fingerprint = _input_fingerprint(manifest)
-        assert not stale and not failed and not warned and fingerprint
+        metadata = {FINGERPRINT_KEY: b"fp", RUN_ID_KEY: b"now"}
+        done = _finish_by_parts(cfg, sink, SimpleNamespace(check=lambda: None), last, plan,
+                                RESULT_SCHEMA.empty_table(), [], metadata)
+        failed, warned = done.tally.failures()[0], done.tally.warnings()[0]
+        assert not done.stale and not failed and not warned and done.tally.fingerprint()
+        assert done.tally.unchanged == args.items
         step("finish")
-        write_manifest(sink, manifest.replace_schema_metadata({RUN_ID_KEY: b"now"}))
-        step("manifest")
+        done.writer.commit(metadata)
+        step("commit")
         total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
-    print(f"{args.items} items, {len(parts)} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
+    print(f"{args.items} items, {len(last.attached.bounds) - 1} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
           f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) {held}; load average "
           f"{os.getloadavg()[0]:.1f}")
 

@@ -52,16 +52,36 @@ from ..layouts import canonical_name, get_layout, get_layout_class
 from ..paths import LEGACY_STATE_DIR
 from ..readers import READERS, detect_reader, open_source
 from .cluster import connect, get_profile, runs_inprocess, watch_of
-from .filters import FilterSpec, apply_annotation_filters, apply_listing_filters, scan_errors
+from .filters import (
+    FilterSpec,
+    apply_annotation_filters,
+    apply_listing_filters,
+    scan_errors,
+)
+from .finish import (
+    ListFiles,
+    StaleOutputs,
+    Tally,
+    carry_unchanged_outputs,
+    list_files,
+    list_paths,
+    output_paths,
+    rows_by_parts,
+    stale_outputs,
+)
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
 from .legacy import migrate_legacy_state, state_view
 from .plan import assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
-from .recovery import leftover_outputs, read_leftovers, settle
-from .report import FULL_LIST, listed_failures, listed_source_warnings, listed_warnings
+from .recovery import Leftovers, leftover_outputs, read_leftovers, settle
+from .report import FULL_LIST, listed_source_warnings
 from .scan import scan_partitions
 from .stamps import (
+    ATTACH_COLUMNS,
+    Attached,
+    NotAligned,
+    attach_by_parts,
     attach_previous,
     plan_summary,
     record_stamps,
@@ -69,23 +89,36 @@ from .stamps import (
     split_unchanged,
     stamped_listing,
     summary_text,
+    unchanged_results,
 )
 from .state import (
     MANIFEST,
     PARTIALS,
+    PARTS_KEY,
     REPORT,
     RUN_ID_KEY,
     STARTED,
     STATE_DIR,
+    DamagedManifest,
+    ManifestWriter,
     config_fingerprint,
     in_item_order,
+    manifest_pieces,
     parquet_bytes,
     read_manifest,
+    read_manifest_head,
     read_manifest_readonly,
     write_manifest,
 )
 from .task import RESULT_SCHEMA, FencedError, TaskSpec, resume_partition, run_partition
-from .verify import ARCHIVE_KEY, FILES_KEY, MANIFEST_COLUMNS, SCOPE_KEY, named_project_files, unrecorded_files
+from .verify import (
+    ARCHIVE_KEY,
+    FILES_KEY,
+    MANIFEST_COLUMNS,
+    SCOPE_KEY,
+    named_project_files,
+    unrecorded_files,
+)
 from .watch import completed, result_of
 
 EXIT_OK = 0          # every item exported (or unchanged)
@@ -182,11 +215,23 @@ class ExportConfig:
         return bool(get_layout_class(self.layout).default_archive_format)
 
 
-@dataclass
 class RunResult:
-    exit_code: int
-    report: dict
-    manifest: pa.Table
+    """What ``run_export`` returns: the exit code, the report and the manifest (one row per item).
+    A manifest the run wrote a part at a time (more than ``state.MANIFEST_PART_ROWS`` items, the
+    last run's items at the same places) is read back from the destination when ``manifest`` is
+    first asked for: the run never held it whole."""
+
+    def __init__(self, exit_code: int, report: dict, manifest) -> None:
+        self.exit_code, self.report, self._manifest = exit_code, report, manifest
+
+    @property
+    def manifest(self) -> pa.Table:
+        if callable(self._manifest):
+            self._manifest = self._manifest()
+        return self._manifest
+
+    def __repr__(self) -> str:
+        return f"RunResult(exit_code={self.exit_code}, items={self.report.get('items')})"
 
 
 def _refuse_destination_in_source(source: str, destination: str, storage_options=None) -> None:
@@ -337,8 +382,117 @@ def _select(cfg, plan: pa.Table, filters: FilterSpec, source, meta, get_client):
 
 def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_partition, progress_to, started,
                 filters, lock) -> RunResult:
+    plan, filtered, layout = _listed(cfg, layout, source, meta, sink, filters, log, get_client)
+    config_fp = _config_fp(cfg, layout, meta, filters)
+    run_id = lock.run_id
+    damaged: list = []
+    last = _last_run(cfg, sink, plan, config_fp, damaged, log)
+    plan = last.plan
+    for note in damaged:
+        log(f"maskcore: warning: {note.message()}")
+    if last.attached is None:
+        settled = settle(plan, config_fp, last.left)
+        plan, parts, keys, resumed = settled.plan, settled.parts, settled.keys, settled.resumed
+        untrusted, sweep, n_parts = settled.untrusted, settled.sweep, len(settled.parts)
+    else:  # joined a part at a time: nothing to resume (settle's answer for no leftovers)
+        sent_by_part, keys = last.attached.todo(config_fp)
+        resumed, untrusted, sweep, n_parts = {}, 0, False, len(last.attached.bounds) - 1
+    if untrusted:
+        log(f"maskcore: warning: an unfinished run may have changed the files of {untrusted} "
+            f"items since the last finished run; they are rendered again")
+    log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {n_parts} partitions -> {cfg.destination}"
+        + (" (incremental)" if last.incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
+    if last.attached is None:
+        sent, known = split_unchanged(plan, parts, last.use_stamps)
+        sent_by_part = {i: rows for i, rows in enumerate(sent) if rows is not None}
+        n_known = sum(t.num_rows for t in known)
+    else:
+        known, n_known = [], int(np.count_nonzero(last.attached.unchanged))
+    # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
+    todo = [(i, rows, keys[i], None if last.kept_archive is not None else resumed.get(i))
+            for i, rows in sent_by_part.items()]
+    # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
+    client = get_client(sum(rows.num_rows for _, rows, _, _ in todo)) if todo else None
+    project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
+    for path, data in [] if cfg.archive else project_files:
+        if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
+            sink.write(path, data)
+    task_sink = (TarPartSink(sink, cfg.part_size, cfg.archive_format, render_all=last.kept_archive is None)
+                 if cfg.archive else sink)
+    spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
+                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
+                    started_dir=STARTED, run_id=run_id)
+    progress = Progress(plan.num_rows, len(todo), interval=cfg.progress_interval, emit=progress_to)
+    progress.already_done(n_known)  # unchanged by stamp: no task, no read
+    ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
+    try:
+        results = _submit_all(client, spec, todo, progress, on_partition) if todo else []
+    except FencedError:  # a task found the lock taken over: this run stops (LockedError), commits nothing
+        lock.check()
+        raise
+    progress.close()
+    metadata = {FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(),
+                SCOPE_KEY: (layout.folder or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""}
+    if last.attached is not None:  # the workers' rows in item order (results come in partition order)
+        # (given up, below, when they are not one row per item sent, or a worker died: joined whole)
+        changed = in_item_order(pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table())
+        if changed.num_rows != plan.num_rows - n_known or any_died(changed):
+            known = last.whole_instead(sink, plan, damaged)  # a worker died (the run sweeps): joined whole
+            plan = last.plan
+    if last.attached is not None:
+        done = _finish_by_parts(cfg, sink, lock, last, plan, changed, project_files, metadata)
+    else:
+        done = _finish_whole(cfg, sink, last, plan, known + results, project_files, metadata, sweep, run_id)
+    own = layout.folder  # a layout writing into its own folder leaves others alone
+    stale = done.stale if own is None else [p for p in done.stale if p.startswith(own + "/")]
+    sink.delete(stale)
+    if not cfg.archive:
+        _write_list_files(sink, done.list_files, done.list_before)
+    if done.archive is not None:
+        named = [(f["part"], f["bytes"], f["sha256"]) for f in done.archive.summary()["files"]]
+    else:
+        named = [(p, len(d), hashlib.sha256(d).hexdigest()) for p, d in project_files + done.list_files]
+    metadata[FILES_KEY] = json.dumps(named).encode()
+    swept = []
+    if done.sweep:  # files no record names (unfinished run, dead worker)
+        swept = unrecorded_files(sink, done.manifest(metadata))
+        sink.delete(swept)
+        if swept:
+            log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
+                f"produces (first {swept[0]!r})")
+    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, done.tally,
+                     n_parts, sum(1 for _, _, _, was in todo if was is not None),
+                     len(stale), config_fp, time.perf_counter() - started, n_sent=len(todo))
+    report["recovery"] = {"untrusted_items": untrusted, "swept_files": len(swept),
+                          "damaged_state": [vars(d) for d in damaged]}
+    report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
+    report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": n_known,
+                        "hashed": sum(p.num_rows for _, p, _, _ in todo)}
+    report["source_warnings"], report["listed"]["source_warnings"] = listed_source_warnings(
+        list(getattr(source, "warnings", None) or []))
+    if filtered is not None:
+        report["filtered"] = filtered
+    if done.archive is not None:
+        report["archive"] = done.archive.summary()
+        members, relpath = parquet_bytes(done.archive.members_table()), f"{STATE_DIR}/archive_manifest.parquet"
+        if not (sink.exists(relpath) and sink.read(relpath) == members):   # a no-op night: as it was
+            sink.write(relpath, members)
+    lock.check()
+    with _committing(report["items"]["failed"]):  # the commit: from here on the manifest is the truth
+        if done.writer is None:
+            write_manifest(sink, done.manifest(metadata))
+        else:
+            done.writer.commit(metadata)
+    manifest = done.manifest(metadata) if done.manifest is not None else _read_back(sink, run_id)
+    return _ended(cfg, sink, report, manifest, done.archive, plan.num_rows == 0 and filtered is not None, log)
+
+
+def _listed(cfg, layout, source, meta, sink, filters, log, get_client):
+    """The run's plan: the source's listing with stamps, its warnings logged, the item selection
+    applied; and the report's ``filtered`` section and the layout for this plan."""
     plan = plan_partitions(stamped_listing(source), items_per_partition=cfg.items_per_partition,
                            project_wide_stems=layout.project_wide_stems)
+    pa.default_memory_pool().release_unused()  # what listing and planning freed (10M items: ~0.4 GiB held less)
     source_warnings = list(getattr(source, "warnings", None) or [])  # opening and listing (skipped files)
     for text in source_warnings[:SUMMARY_FAILURES]:
         log(f"maskcore: warning: {text}")
@@ -353,115 +507,171 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
     if plan.num_rows == 0:
         for text in layout.prepare(sink, 0) or []:
             log(f"maskcore: warning: {text}")
-    config_fp = _config_fp(cfg, layout, meta, filters)
-    run_id = lock.run_id
-    damaged: list = []
-    previous = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)  # with its parts, if any
-    committed_run = (previous.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if previous is not None else None
+    return plan, filtered, layout
+
+
+@dataclass
+class _LastRun:
+    """What a run knows of the last finished run: its manifest's first file (``head``, None when
+    there is none or it is damaged), and either the whole manifest (``whole``, joined to ``plan``:
+    ``stamps.attach_previous``) or, when the plan lists its items at the same places and nothing
+    is left to resume, its records joined a part at a time (``attached``: ``stamps.attach_by_parts``)."""
+    head: pa.Table | None
+    whole: pa.Table | None
+    attached: Attached | None
+    plan: pa.Table
+    incremental: bool
+    use_stamps: bool
+    committed_run: str | None
+    left: Leftovers
+    kept_archive: object = None
+
+    def whole_instead(self, sink, plan: pa.Table, damaged: list) -> list[pa.Table]:
+        """Give up the join by parts: the whole manifest read and joined (``whole``, ``plan``) and
+        the driver's rows of the items unchanged by stamp."""
+        unchanged = self.attached.unchanged
+        self.whole = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
+        if self.whole is None or not same_items(plan, self.whole):
+            raise RuntimeError(f"{MANIFEST} changed during the run")
+        self.plan, self.attached = attach_previous(plan, self.whole), None
+        kept = self.plan.filter(pa.array(unchanged))
+        return [unchanged_results(kept)] if kept.num_rows else []
+
+
+def _last_run(cfg, sink, plan: pa.Table, config_fp: str, damaged: list, log) -> _LastRun:
+    """Read what the last finished run left (``_LastRun``); joined a part at a time when it can be."""
+    head = read_manifest_head(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
+    incremental = (head is not None and not cfg.full
+                   and (head.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
+    attached, whole = None, head
+    if incremental and not cfg.archive:   # try the join by parts (an archive run keeps the whole manifest)
+        try:
+            attached = attach_by_parts(manifest_pieces(sink, head, ATTACH_COLUMNS, plan), plan, not cfg.verify)
+            whole = None
+        except NotAligned:
+            pass
+        except DamagedManifest as exc:
+            exc.set_aside(sink, damaged)
+            head = whole = None
+    if whole is not None and PARTS_KEY in (head.schema.metadata or {}):
+        whole = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)  # with its parts
+        head = whole
+    committed_run = (head.schema.metadata or {}).get(RUN_ID_KEY, b"").decode() if head is not None else None
     undone = recover_publish(sink, committed_run)   # a run that died publishing its archive: the old set back
     if undone:
         log(f"maskcore: warning: {undone}")
-    incremental = (previous is not None and not cfg.full
-                   and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode())
-    if incremental:
-        plan = attach_previous(plan, previous)
-    kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
+    incremental = incremental and head is not None
     left = read_leftovers(sink, committed_run, damaged)
-    for note in damaged:
-        log(f"maskcore: warning: {note.message()}")
-    settled = settle(plan, config_fp, left)
-    plan, parts, keys, resumed = settled.plan, settled.parts, settled.keys, settled.resumed
-    if settled.untrusted:
-        log(f"maskcore: warning: an unfinished run may have changed the files of {settled.untrusted} "
-            f"items since the last finished run; they are rendered again")
-    log(f"maskcore: {plan.num_rows} items ({cfg.reader}) in {len(parts)} partitions -> {cfg.destination}"
-        + (" (incremental)" if incremental else "") + (f", {len(resumed)} resumed" if resumed else ""))
-    sent, known = split_unchanged(plan, parts, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
-    # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
-    todo = [(i, sent[i], keys[i], None if kept_archive is not None else resumed.get(i)) for i in range(len(parts))
-            if sent[i] is not None]
-    # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
-    client = get_client(sum(rows.num_rows for _, rows, _, _ in todo)) if todo else None
-    project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
-    for path, data in [] if cfg.archive else project_files:
-        if not (sink.exists(path) and sink.read(path) == data):  # a no-op run touches nothing
-            sink.write(path, data)
-    task_sink = (TarPartSink(sink, cfg.part_size, cfg.archive_format, render_all=kept_archive is None)
-                 if cfg.archive else sink)
-    spec = TaskSpec(source=source, sink=task_sink, layout=layout, meta=meta, debug=cfg.debug,
-                    partials_dir=PARTIALS, filters=filters if filters.filters_labels else None,
-                    started_dir=STARTED, run_id=run_id)
-    progress = Progress(plan.num_rows, len(todo), interval=cfg.progress_interval, emit=progress_to)
-    progress.already_done(sum(t.num_rows for t in known))  # unchanged by stamp: no task, no read
-    ran_on = "inprocess" if client is None else "client" if get_client.given else profile["kind"]
-    try:
-        results = known + (_submit_all(client, spec, todo, progress, on_partition) if todo else [])
-    except FencedError:  # a task found the lock taken over: this run stops (LockedError), commits nothing
-        lock.check()
-        raise
-    progress.close()
-    manifest = pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table()
+    if attached is not None and not left.clean:   # an unfinished run to resume or distrust: joined whole
+        attached, whole = None, read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
+        incremental = whole is not None
+    if incremental and whole is not None:
+        plan = attach_previous(plan, whole)
+    kept_archive = _previous_archive(cfg, sink, whole, log) if cfg.archive and incremental else None
+    use_stamps = incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify
+    return _LastRun(head, whole, attached, plan, incremental, use_stamps, committed_run, left, kept_archive)
+
+
+@dataclass
+class _Finished:
+    """The finish of a run before its commit: ``writer`` holds the new manifest made by parts (its
+    parts written, its first file written by the commit; None: the commit writes ``manifest`` whole),
+    ``manifest(metadata)`` gives it whole when the run keeps it (else None: read back from the
+    destination), ``tally`` its counts; the files to remove and
+    the list files to write; ``sweep``: look for files no record names (an unfinished run, a dead
+    worker: only a run with its whole manifest in memory)."""
+    writer: ManifestWriter | None
+    manifest: Callable | None
+    tally: Tally
+    stale: list
+    list_files: list
+    list_before: set
+    sweep: bool = False
+    archive: object = None
+
+
+def _finish_whole(cfg, sink, last: _LastRun, plan, tables, project_files, metadata, sweep, run_id) -> _Finished:
+    """The finish with the whole manifests in memory: a run that may not join by parts (items added
+    or removed, an unfinished run resumed, an archive, a dead worker)."""
+    previous = last.whole
+    manifest = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
     manifest = in_item_order(manifest)  # no copy when the rows are in order already (a quiet night)
-    if incremental:
-        manifest = _carry_unchanged_outputs(manifest, previous)
+    if last.incremental:
+        manifest = carry_unchanged_outputs(manifest, previous)
     manifest = record_stamps(manifest, plan)
     archive = None
     if cfg.archive:  # list lines of every item: rendered now or carried from the previous manifest
-        project_files = project_files + _list_files(manifest)
         try:
-            archive = _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, run_id)
+            archive = _finish_archive(cfg, sink, tables, project_files + list_files(manifest), manifest,
+                                      last.kept_archive, run_id)
         except BaseException:
-            recover_publish(sink, committed_run)   # the archive files as the committed manifest names them
+            recover_publish(sink, last.committed_run)   # the archive files as the committed manifest names them
             raise
-    stale = [] if cfg.archive else _stale_outputs(previous, manifest, leftover_outputs(left))
-    list_files = [] if cfg.archive else _list_files(manifest)
+    stale = [] if cfg.archive else stale_outputs(previous, manifest, leftover_outputs(last.left))
+    files = [] if cfg.archive else list_files(manifest)
     if not cfg.archive and previous is not None:  # project files an earlier run wrote that this one does not
-        now = {p for p, _ in project_files + list_files}
+        now = {p for p, _ in project_files + files}
         stale += [p for p in named_project_files(previous) if p not in now and p not in stale]
-    own = layout.folder  # a layout writing into its own folder leaves others alone
-    if own is not None:
-        stale = [p for p in stale if p.startswith(own + "/")]
-    sink.delete(stale)
-    if not cfg.archive:
-        _write_list_files(sink, list_files, previous)
-    if archive is not None:
-        named = [(f["part"], f["bytes"], f["sha256"]) for f in archive.summary()["files"]]
-    else:
-        named = [(p, len(d), hashlib.sha256(d).hexdigest()) for p, d in project_files + list_files]
-    manifest = manifest.replace_schema_metadata({
-        FINGERPRINT_KEY: config_fp.encode(), RUN_ID_KEY: run_id.encode(), FILES_KEY: json.dumps(named).encode(),
-        SCOPE_KEY: (own or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""})
-    swept = []
-    if (settled.sweep or any_died(manifest)) and not cfg.archive:  # files no record names (unfinished run, dead worker)
-        swept = unrecorded_files(sink, manifest)
-        sink.delete(swept)
-        if swept:
-            log(f"maskcore: warning: removed {len(swept)} files an unfinished run left that no item "
-                f"produces (first {swept[0]!r})")
-    report = _report(cfg, {"profile": profile["name"], "from": profile.get("from"), "kind": ran_on}, manifest, len(parts),
-                     sum(1 for _, _, _, done in todo if done is not None),
-                     len(stale), config_fp, time.perf_counter() - started, n_sent=len(todo))
-    report["recovery"] = {"untrusted_items": settled.untrusted, "swept_files": len(swept),
-                          "damaged_state": [vars(d) for d in damaged]}
-    report["lock"] = {"lease_seconds": lock.lease, "taken_over": lock.taken_over}
-    report["stamps"] = {"verify": cfg.verify, "unchanged_by_stamp": sum(t.num_rows for t in known),
-                        "hashed": sum(p.num_rows for _, p, _, _ in todo)}
-    report["source_warnings"], report["listed"]["source_warnings"] = listed_source_warnings(
-        list(getattr(source, "warnings", None) or []))
-    if filtered is not None:
-        report["filtered"] = filtered
-    if archive is not None:
-        report["archive"] = archive.summary()
-        members, relpath = parquet_bytes(archive.members_table()), f"{STATE_DIR}/archive_manifest.parquet"
-        if not (sink.exists(relpath) and sink.read(relpath) == members):   # a no-op night: as it was
-            sink.write(relpath, members)
-    lock.check()
+    tally = Tally()
+    tally.add(manifest)
+    return _Finished(None, lambda meta: manifest.replace_schema_metadata(meta), tally, stale, files,
+                     list_paths(None if cfg.archive else previous),
+                     (sweep or any_died(manifest)) and not cfg.archive, archive)
+
+
+def _finish_by_parts(cfg, sink, lock, last: _LastRun, plan, changed, project_files, metadata) -> _Finished:
+    """The finish a manifest part at a time (``finish.rows_by_parts``): each part of the new
+    manifest written as it is made (``ManifestWriter``), counted and compared with the last one's."""
+    tally, stale, files, before = Tally(), StaleOutputs(), ListFiles(), set()
+    writer, kept = None, []
+    lock.check()  # the parts go into the destination's state now
+    pieces = manifest_pieces(sink, last.head, PREVIOUS_COLUMNS, plan)
+    with _committing(_count_failed(changed)):
+        for rows, previous in rows_by_parts(pieces, plan, last.attached.unchanged, changed):
+            tally.add(rows)
+            stale.add(previous, rows)
+            files.add(rows)
+            before |= list_paths(previous)
+            writer = writer or ManifestWriter(sink, rows.schema.with_metadata(metadata))
+            writer.add(rows)
+            kept = None if kept is None or writer.named else kept + [rows]  # held only while one part
+    now = files.files()
+    gone = stale.paths()
+    names = {p for p, _ in project_files + now}
+    gone += [p for p in named_project_files(last.head) if p not in names and p not in gone]
+    manifest = None if kept is None else (lambda meta: pa.concat_tables(kept).replace_schema_metadata(meta))
+    return _Finished(writer, manifest, tally, gone, now, before)
+
+
+def _count_failed(table: pa.Table) -> int:
+    return int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
+
+
+@contextmanager
+def _committing(n_failed: int):
+    """Writing the manifest: a full disk says the run is not committed."""
     try:
-        write_manifest(sink, manifest)  # the commit: from here on the manifest is the truth
+        yield
     except OSError as exc:  # a full disk: nothing is committed, the next run resumes what was written
         raise OSError(exc.errno, f"{exc.strerror}: could not write {MANIFEST}, so this run is not committed "
-                      f"({report['items']['failed']} items failed); free space and run again: finished "
+                      f"({n_failed} items failed); free space and run again: finished "
                       "partitions are resumed") from exc
+
+
+def _read_back(sink, run_id: str):
+    """``RunResult.manifest`` of a run whose manifest was written a part at a time: read from the
+    destination when first asked for (``state.read_manifest_readonly``)."""
+    def read() -> pa.Table:
+        table = read_manifest_readonly(sink)
+        if table is None or (table.schema.metadata or {}).get(RUN_ID_KEY) != run_id.encode():
+            raise RuntimeError(f"{MANIFEST} is no longer run {run_id}'s (a later run committed, or it was "
+                               "removed): read the manifest before the next run")
+        return table
+    return read
+
+
+def _ended(cfg, sink, report, manifest, archive, empty_selection: bool, log) -> RunResult:
+    """After the commit: the report written, the state of the run removed, the summary logged."""
     try:
         sink.write(REPORT, json.dumps(report, indent=2).encode("utf-8"))
     except OSError as exc:  # committed: the exit code and the summary below still say what happened
@@ -472,13 +682,13 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         end_publish(sink)
         discard_chunks(sink)
     code = EXIT_OK if report["items"]["failed"] == 0 else EXIT_PARTIAL
-    if plan.num_rows == 0 and filtered is not None:
+    if empty_selection:
         code = EXIT_EMPTY
     i = report["items"]
     log(f"maskcore: {i['written']} written, {i['unchanged']} unchanged, {i['failed']} failed, "
-        f"{len(stale)} stale files removed, {report['bytes_written']} bytes in {report['seconds']:.1f} s; "
-        f"report: {cfg.destination.rstrip('/')}/{REPORT}")
-    for line in summary_lines(report, manifest):
+        f"{report['stale_files_removed']} stale files removed, {report['bytes_written']} bytes in "
+        f"{report['seconds']:.1f} s; report: {cfg.destination.rstrip('/')}/{REPORT}")
+    for line in summary_lines(report):
         log(line)
     if archive is not None:
         log(archive_line(cfg.destination, [f["part"] for f in report["archive"]["files"]]))
@@ -559,7 +769,7 @@ SUMMARY_FAILURES = 5
 """Failed items named at the end of a run (all of them are in the report)."""
 
 
-def summary_lines(report: dict, manifest: pa.Table) -> list[str]:
+def summary_lines(report: dict, manifest: pa.Table | None = None) -> list[str]:
     """What a person must see after a run: failures counted by kind with the first few named (item,
     object, reason), and the number of warnings; the report names the first ones of each kind
     (``exec/report.py``), the manifest holds every one of them."""
@@ -600,7 +810,7 @@ def _finish_archive(cfg, sink, results, project_files, manifest, kept_archive, r
     if kept_archive is None:
         return finalize_archive(sink, cfg.archive_name, cfg.part_size, records, project_files, cfg.archive_format,
                                 run_id=run_id)
-    order = [p for p, _ in project_files] + _output_paths(
+    order = [p for p, _ in project_files] + output_paths(
         manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))).to_pylist()
     return update_archive(sink, kept_archive, cfg.archive_name, cfg.part_size, records, project_files, order,
                           cfg.archive_format, repack=cfg.repack, run_id=run_id)
@@ -614,72 +824,20 @@ def _previous_archive(cfg, sink, previous: pa.Table, log):
     except (OSError, pa.ArrowException):   # missing or unreadable: a full archive run rewrites it
         table = None
     kept, why = read_previous_archive(sink, table, cfg.archive_name, cfg.archive_format,
-                                      _output_paths(previous).to_pylist(), verify=cfg.verify)
+                                      output_paths(previous).to_pylist(), verify=cfg.verify)
     if kept is None:
         log(f"maskcore: the previous archive cannot be kept ({why}): every item is rendered again")
     return kept
 
 
-def _item_keys(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
-
-
-def _carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
-    """Unchanged items keep the outputs recorded by the run that wrote them."""
-    unchanged = pc.equal(manifest.column("status"), "unchanged")
-    if not pc.any(unchanged).as_py():
-        return manifest
-    aligned = same_items(manifest, previous)  # a quiet night: no lookup
-    every = pc.all(unchanged).as_py()
-    where = None if aligned else pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
-    for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
-        if name not in previous.column_names:
-            continue
-        carried = previous.column(name) if aligned else previous.column(name).take(pc.if_else(unchanged, where, None))
-        merged = carried if every else pc.if_else(unchanged, carried, manifest.column(name))
-        manifest = manifest.set_column(manifest.schema.get_field_index(name), name, merged)
-    return manifest
-
-
-def _list_files(manifest: pa.Table | None) -> list[tuple[str, bytes]]:
-    """The project-level list files (``task.LIST_PREFIX``) from the items' lines, in (dataset,
-    item) order; failed items contribute nothing."""
-    if manifest is None or "lines" not in manifest.column_names or manifest.num_rows == 0:
-        return []
-    manifest = in_item_order(manifest)
-    ok = manifest.filter(pc.invert(pc.equal(manifest.column("status"), "failed")))
-    flat = pc.list_flatten(ok.column("lines")).combine_chunks()
-    if len(flat) == 0:
-        return []
-    by_path: dict[str, list[str]] = {}
-    for path, line in zip(flat.field("path").to_pylist(), flat.field("line").to_pylist()):
-        by_path.setdefault(path, []).append(line)
-    return [(path, ("\n".join(lines) + "\n").encode("utf-8")) for path, lines in sorted(by_path.items())]
-
-
-def _write_list_files(sink, files: list[tuple[str, bytes]], previous: pa.Table | None) -> None:
-    """Write the list files that changed; remove the ones no item contributes to any more."""
+def _write_list_files(sink, files: list[tuple[str, bytes]], before: set[str]) -> None:
+    """Write the list files that changed; remove the ones (of ``before``: the last run's) no item
+    contributes to any more."""
     for path, data in files:
         if not (sink.exists(path) and sink.read(path) == data):
             sink.write(path, data)
-    gone = {p for p, _ in _list_files(previous)} - {p for p, _ in files}
+    gone = before - {p for p, _ in files}
     sink.delete(sorted(gone))
-
-
-def _output_paths(table: pa.Table | None) -> pa.Array:
-    if table is None or table.num_rows == 0:
-        return pa.array([], pa.string())
-    return pc.list_flatten(table.column("outputs")).combine_chunks().field("path")
-
-
-def _stale_outputs(previous: pa.Table | None, manifest: pa.Table, leftover: pa.Array) -> list[str]:
-    """Files the previous run, or an unfinished run since (``leftover``), wrote that no item of
-    this run produced."""
-    if (previous is not None and len(leftover) == 0 and previous.num_rows == manifest.num_rows
-            and previous.column("outputs").equals(manifest.column("outputs"))):
-        return []  # every output carried as it was (a quiet night): nothing to compare path by path
-    before, now = pa.concat_arrays([_output_paths(previous), leftover]), _output_paths(manifest)
-    return sorted(set(before.filter(pc.invert(pc.is_in(before, value_set=now))).to_pylist()))
 
 
 def _errors(table: pa.Table) -> list[str]:
@@ -743,54 +901,32 @@ def _submit_all(client, spec: TaskSpec, todo, progress: Progress, on_partition) 
 
 
 def _collect(pending, result, index: dict, progress: Progress, on_partition) -> list[pa.Table]:
-    """Each partition's result (``result(future)``) as it completes; ``index``: future key ->
-    partition index."""
-    results = []
+    """Each partition's result (``result(future)``) as it completes, returned in partition order;
+    ``index``: future key -> partition index."""
+    results, order = [], []
     for future in pending:
         table = result(future)
         # Released at once: a future still held is one Dask recomputes when the worker holding its
         # result dies, which would write into the destination again, possibly after this run ended.
         future.release()
         results.append(table)
+        order.append(index[future.key])
         failed = int(pc.sum(pc.equal(table.column("status"), "failed")).as_py() or 0)
         progress.update(table.num_rows, failed, index[future.key])
         progress.name_failures(_errors(table))
         if on_partition is not None:
             on_partition(len(results))
-    return results
+    return [results[k] for k in np.argsort(order, kind="stable")]
 
 
-def _input_fingerprint(manifest: pa.Table, rows_per_block: int = 262_144) -> str:
-    """sha256 over every item's name and input checksums, in manifest order: one line a row,
-    ``dataset<TAB>item<TAB>ann_sha256<TAB>img_sha256<LF>``, hashed a block of rows at a time from
-    Arrow's buffer (no Python string per row)."""
-    digest = hashlib.sha256()
-    for start in range(0, manifest.num_rows, rows_per_block):
-        block = manifest.slice(start, rows_per_block)
-        cols = [pc.fill_null(block.column(c), "") for c in ("dataset", "item", "ann_sha256", "img_sha256")]
-        lines = pc.cast(pc.binary_join_element_wise(pc.binary_join_element_wise(*cols, "\t"), "\n", ""),
-                        pa.large_string())
-        lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
-        offsets = np.frombuffer(lines.buffers()[1], np.int64, len(lines) + 1, lines.offset * 8)
-        if len(lines):
-            digest.update(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
-    return digest.hexdigest()
-
-
-def _count(mask) -> int:
-    return int(pc.sum(mask).as_py() or 0)
-
-
-def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seconds, n_sent=None) -> dict:
-    """Counts with pyarrow over the whole manifest; only the failed and warned items the report
-    names become Python rows. Partitions: ``run`` by a task from the start, ``resumed`` (a task
-    checked what an unfinished run finished), ``unchanged_by_stamp`` (no task: every item unchanged
-    by its stamps); ``n_sent``: partitions given to tasks (default: all)."""
+def _report(cfg, cluster, tally: Tally, n_parts, n_resumed, n_stale, config_fp, seconds, n_sent=None) -> dict:
+    """The report from the manifest's counts (``finish.Tally``): only the failed and warned items
+    the report names are Python rows. Partitions: ``run`` by a task from the start, ``resumed`` (a
+    task checked what an unfinished run finished), ``unchanged_by_stamp`` (no task: every item
+    unchanged by its stamps); ``n_sent``: partitions given to tasks (default: all)."""
     n_sent = n_parts if n_sent is None else n_sent
-    status = manifest.column("status")
-    is_ok = pc.equal(status, "ok")
-    failed, failed_counts = listed_failures(manifest)  # the first of each kind named, all counted
-    warned, warned_counts = listed_warnings(manifest)
+    failed, failed_counts = tally.failures()  # the first of each kind named, all counted
+    warned, warned_counts = tally.warnings()
     return {
         "maskcore_version": __version__,
         "source": redact(cfg.source, cfg.storage_options),
@@ -800,14 +936,14 @@ def _report(cfg, cluster, manifest, n_parts, n_resumed, n_stale, config_fp, seco
         "cluster": cluster,  # the profile, and where the tasks ran: inprocess, client, local, slurm, ...
         "partitions": {"total": n_parts, "resumed": n_resumed, "run": n_sent - n_resumed,
                        "unchanged_by_stamp": n_parts - n_sent},
-        "items": {"total": manifest.num_rows, "written": _count(is_ok),
-                  "unchanged": _count(pc.equal(status, "unchanged")), "failed": failed_counts["total"]},
-        "files_written": int(pc.sum(pc.list_value_length(manifest.filter(is_ok).column("outputs"))).as_py() or 0),
-        "bytes_written": int(pc.sum(manifest.column("bytes_written")).as_py() or 0),
+        "items": {"total": tally.items, "written": tally.written, "unchanged": tally.unchanged,
+                  "failed": failed_counts["total"]},
+        "files_written": tally.files_written,
+        "bytes_written": tally.bytes_written,
         "stale_files_removed": n_stale,
         "seconds": round(seconds, 3),
         "config_fingerprint": config_fp,
-        "input_fingerprint": _input_fingerprint(manifest),
+        "input_fingerprint": tally.fingerprint(),
         "failures": failed,
         "warnings": warned,
         "listed": {"failures": failed_counts, "warnings": warned_counts, "full_list": FULL_LIST},

@@ -26,11 +26,14 @@ stamps are digested when attached (:func:`attach_previous`), so their items stay
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .plan import partitions
+from .state import PartitionKeys
 from .task import RESULT_SCHEMA
 
 STAMP_TYPE = pa.binary(16)
@@ -201,6 +204,69 @@ def split_unchanged(plan: pa.Table, parts, use_stamps: bool) -> tuple[list[pa.Ta
             todo.append(parts[i].filter(pa.array(~same[bounds[i]:bounds[i + 1]])))
     known = plan if n_same.sum() == plan.num_rows else plan.filter(mask)  # a quiet night: no copy
     return todo, [unchanged_results(known)] if known.num_rows else []
+
+
+ATTACH_COLUMNS = ("dataset", "item", "status", "ann_sha256", "img_sha256", *STAMP_COLUMNS)
+"""What :func:`attach_by_parts` reads of the last manifest."""
+
+
+class NotAligned(Exception):
+    """The plan does not list the last manifest's items at the same places (items added, removed,
+    renamed): the last manifest is joined whole (``attach_previous``)."""
+
+
+@dataclass
+class Attached:
+    """What :func:`attach_by_parts` keeps of a plan joined with the last manifest: which rows are
+    unchanged by stamp, and the plan rows (with their previous records) of every partition a worker
+    must see, whole, in plan order."""
+    unchanged: np.ndarray  # bool, one per plan row
+    sent: pa.Table
+    bounds: np.ndarray     # the plan's partitions: partition i is plan rows bounds[i]:bounds[i + 1]
+
+    def todo(self, config_fp: str) -> tuple[dict[int, pa.Table], PartitionKeys]:
+        """The rows each partition with a row to hash sends to a worker (``split_unchanged``'s), by
+        partition, and the partition keys (those of the whole plan)."""
+        parts = partitions(self.sent)
+        keys = PartitionKeys(config_fp, self.sent, parts.bounds)
+        sent = {}
+        to_hash = (np.add.reduceat((~self.unchanged).astype(np.int64), self.bounds[:-1]) if len(self.bounds) > 1
+                   else np.zeros(0, np.int64))
+        for i in np.flatnonzero(to_hash):
+            rows, same = parts[int(i)], self.unchanged[self.bounds[i]:self.bounds[i + 1]]
+            sent[int(i)] = rows if not same.any() else rows.filter(pa.array(~same))
+        return sent, keys
+
+
+def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
+    """``attach_previous`` and ``split_unchanged`` with the last manifest given a file at a time
+    (``state.manifest_pieces``: ``(first row, table)`` in item order), each joined with the plan's
+    rows of the same range: the last manifest is never held whole. ``NotAligned`` when the plan
+    does not list the same items at the same places."""
+    part_ids = plan.column("partition").to_numpy() if plan.num_rows else np.zeros(0, np.int32)
+    unchanged, kept, end = np.zeros(plan.num_rows, bool), [], 0
+    for start, previous in pieces:
+        piece = plan.slice(start, previous.num_rows)
+        if start != end or not same_items(piece, previous):
+            raise NotAligned(f"rows {start}:{start + previous.num_rows} of the last manifest are not the plan's")
+        end = start + previous.num_rows
+        joined = attach_previous(piece, previous)
+        if not previous.num_rows:
+            kept.append(joined)
+            continue
+        same = unchanged_mask(joined).to_numpy(zero_copy_only=False) if use_stamps else np.zeros(end - start, bool)
+        unchanged[start:end] = same
+        ids = part_ids[start:end]
+        # the partitions with a row to hash here, and the first and last (they may have one in the next part)
+        wanted = np.unique(np.concatenate([ids[~same], ids[[0, -1]]]))
+        kept.append(joined.filter(pa.array(np.isin(ids, wanted))))
+    if end != plan.num_rows:
+        raise NotAligned(f"the last manifest has {end} items, the plan {plan.num_rows}")
+    bounds = partitions(plan).bounds
+    sent_ids = np.unique(part_ids[~unchanged])
+    sent = pa.concat_tables(kept)
+    sent = sent.filter(pc.is_in(sent.column("partition"), pa.array(sent_ids, sent.schema.field("partition").type)))
+    return Attached(unchanged, sent, bounds)
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:

@@ -225,18 +225,54 @@ def read_manifest(sink, required: tuple[str, ...] = (), damaged: list | None = N
     only those (that the manifest has). ``names`` (the plan): where a file lists the same items
     as its rows at that place, its ``dataset`` and ``item`` are the plan's, one copy of the names
     in memory (a quiet night of 10M items: 0.26 GB less at the peak), as each file is read."""
-    head = read_state_parquet(sink, MANIFEST, required, damaged, columns)
-    if head is not None:
-        head = _names_from(head, names, 0)
+    head = read_manifest_head(sink, required, damaged, columns, names)
     if head is None or PARTS_KEY not in (head.schema.metadata or {}):
         return head
     try:
-        return _with_parts(sink, head, tuple(head.column_names), names)
-    except Exception as exc:  # noqa: BLE001 - any reason a part is not the one recorded
-        note = set_aside(sink, MANIFEST, sink.read(MANIFEST), f"{type(exc).__name__}: {exc}"[:300])
+        tables = [table for _, table in manifest_pieces(sink, head, tuple(head.column_names), names)]
+    except DamagedManifest as exc:
+        exc.set_aside(sink, damaged)
+        return None
+    return pa.concat_tables(tables) if len(tables) > 1 else head
+
+
+def read_manifest_head(sink, required: tuple[str, ...] = (), damaged: list | None = None,
+                       columns: tuple[str, ...] | None = None, names: pa.Table | None = None) -> pa.Table | None:
+    """The committed manifest's first file (its metadata names the parts: ``manifest_pieces``), or
+    None as ``read_manifest``; ``names`` as there."""
+    head = read_state_parquet(sink, MANIFEST, required, damaged, columns)
+    return None if head is None else _names_from(head, names, 0)
+
+
+class DamagedManifest(Exception):
+    """A part of the committed manifest is missing or not the one its first file names."""
+
+    def set_aside(self, sink, damaged: list | None) -> None:
+        """The first file moved aside (``set_aside``): the manifest is treated as absent."""
+        note = set_aside(sink, MANIFEST, sink.read(MANIFEST), str(self)[:300])
         if damaged is not None:
             damaged.append(note)
-        return None
+
+
+def manifest_pieces(sink, head: pa.Table, columns: tuple[str, ...] | None = None, names: pa.Table | None = None):
+    """The committed manifest a file at a time, in item order: ``(first row, table)`` of its first
+    file ``head`` (as given), then of each part the head names, read (only ``columns``, default the
+    head's), checked (rows, sha256) and given the head's metadata as it is reached, so that a
+    caller holds one part at a time. ``DamagedManifest`` when a part is missing or not the one named."""
+    yield 0, head
+    start = head.num_rows
+    for name, rows, sha in json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]")):
+        try:
+            data = sink.read(f"{MANIFEST_PARTS}/{name}")
+            if _sha(data) != sha:
+                raise ValueError(f"{MANIFEST_PARTS}/{name} is not the part the manifest names (sha256 differs)")
+            table = _read_columns(pa.BufferReader(data), columns or tuple(head.column_names))
+            if table.num_rows != rows:
+                raise ValueError(f"{MANIFEST_PARTS}/{name}: {table.num_rows} rows, the manifest says {rows}")
+        except Exception as exc:  # any reason a part is not the one recorded
+            raise DamagedManifest(f"{type(exc).__name__}: {exc}") from exc
+        yield start, _names_from(table, names, start).replace_schema_metadata(head.schema.metadata)
+        start += rows
 
 
 def _read_columns(source, columns: tuple[str, ...] | None, required: tuple[str, ...] = ()) -> pa.Table:
@@ -261,20 +297,9 @@ def _names_from(table: pa.Table, names: pa.Table | None, start: int) -> pa.Table
     return table
 
 
-def _with_parts(sink, head: pa.Table, columns: tuple[str, ...] | None = None,
-                names: pa.Table | None = None) -> pa.Table:
+def _with_parts(sink, head: pa.Table) -> pa.Table:
     """The manifest's first file followed by the parts it names (each checked: rows, sha256)."""
-    parts = json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]"))
-    tables, start = [head], head.num_rows
-    for name, rows, sha in parts:
-        data = sink.read(f"{MANIFEST_PARTS}/{name}")
-        if _sha(data) != sha:
-            raise ValueError(f"{MANIFEST_PARTS}/{name} is not the part the manifest names (sha256 differs)")
-        table = _read_columns(pa.BufferReader(data), columns or tuple(head.column_names))
-        if table.num_rows != rows:
-            raise ValueError(f"{MANIFEST_PARTS}/{name}: {table.num_rows} rows, the manifest says {rows}")
-        tables.append(_names_from(table, names, start).replace_schema_metadata(head.schema.metadata))
-        start += table.num_rows
+    tables = [table for _, table in manifest_pieces(sink, head)]
     return pa.concat_tables(tables) if len(tables) > 1 else head
 
 
@@ -319,15 +344,19 @@ class ManifestWriter:
         self.sink.write(f"{MANIFEST_PARTS}/{name}", data)
         self.named.append([name, rows.num_rows, _sha(data)])
 
-    def commit(self) -> None:
-        """Write the rows left, then the first file (the commit); remove parts it does not name."""
+    def commit(self, metadata: dict | None = None) -> None:
+        """Write the rows left, then the first file (the commit); remove parts it does not name.
+        ``metadata``: the first file's, when some of it is known only once every row is written
+        (the files a run wrote); default the writer's schema's (the parts always have that)."""
         rest = pa.concat_tables(self.pending) if self.pending else self.schema.empty_table()
         self.pending = []
         if self.head is None or rest.num_rows:
             self._emit(rest)
         head = self.head
+        metadata = self.schema.metadata if metadata is None else metadata
+        head = head.replace_schema_metadata(metadata)
         if self.named:
-            head = head.replace_schema_metadata({**(self.schema.metadata or {}),
+            head = head.replace_schema_metadata({**(metadata or {}),
                                                  PARTS_KEY: json.dumps(self.named).encode()})
         self.sink.write(MANIFEST, parquet_bytes(head))
         keep = {name for name, _, _ in self.named}

@@ -103,7 +103,7 @@ def test_input_fingerprint_is_the_sha256_of_one_line_per_item():
     """Hashed from Arrow's buffers block by block: the same digest as the lines written out."""
     import hashlib
 
-    from maskcore.exec.run import _input_fingerprint
+    from maskcore.exec.finish import input_fingerprint as _input_fingerprint
 
     rng = np.random.default_rng(int(time.time()))
     n = int(rng.integers(0, 3000))

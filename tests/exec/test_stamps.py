@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import os
 import shutil
 import time
 
@@ -175,3 +177,108 @@ def test_a_manifest_in_parts_is_read_whole_replaced_and_checked(tmp_path, sample
     assert third.report["items"]["written"] == 6 and third.report["recovery"]["damaged_state"]
     run_export(Config(str(src), str(clean)), log=lambda m: None)
     assert tree(dst) == tree(clean)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_join_by_parts_sends_what_the_whole_join_sends(tmp_path, monkeypatch, seed):
+    """``attach_by_parts`` over a manifest in files of a random size (cut anywhere, partitions
+    spanning files) gives the whole join's answer (``attach_previous`` + ``split_unchanged``): the
+    same items unchanged by stamp, the same rows sent for each partition, the same partition keys;
+    a plan not listing the manifest's items at the same places is refused (``NotAligned``)."""
+    from maskcore.exec.stamps import NotAligned, attach_by_parts, split_unchanged
+    from maskcore.io.sinks import get_sink
+
+    rng = np.random.default_rng([seed, int(time.time())])
+    plan = plan_partitions(with_stamps(_listing(rng, int(rng.integers(40, 150)))),
+                           items_per_partition=int(rng.integers(1, 12)))
+    n = plan.num_rows
+    stamps = {c: plan.column(c).to_pylist() for c in ("ann_stamp", "img_stamp")}
+    for i in rng.choice(n, int(rng.integers(0, n // 4)), replace=False):  # stamps that moved since
+        stamps["img_stamp"][i] = _blake16(f"moved {i}")
+    previous = pa.table({"dataset": plan.column("dataset"), "item": plan.column("item"),
+                         "status": rng.choice(["ok", "unchanged", "ok", "failed"], n).tolist(),
+                         "ann_sha256": [f"{rng.integers(1 << 62):064x}" for _ in range(n)],
+                         "img_sha256": [None if rng.random() < 0.1 else f"{rng.integers(1 << 62):064x}" for _ in range(n)],
+                         **{c: pa.array(v, STAMP_TYPE) for c, v in stamps.items()}})
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", int(rng.integers(1, 30)))
+    sink = get_sink("dir", str(tmp_path))
+    state.write_manifest(sink, previous.replace_schema_metadata({state.RUN_ID_KEY: b"last"}))
+    head = state.read_manifest_head(sink)
+    attached = attach_by_parts(state.manifest_pieces(sink, head), plan, True)
+    whole = attach_previous(plan, previous)
+    parts = partitions(whole)
+    sent, _ = split_unchanged(whole, parts, True)
+    assert attached.unchanged.tolist() == unchanged_mask(whole).to_pylist()
+    by_part, keys = attached.todo("fp")
+    assert sorted(by_part) == [i for i, rows in enumerate(sent) if rows is not None]
+    reference = PartitionKeys("fp", whole, parts.bounds)
+    for i, rows in by_part.items():
+        assert rows.equals(sent[i]) and keys[i] == reference[i]
+    shifted = plan.filter(pa.array(np.arange(n) != int(rng.integers(n))))  # one item gone: all after it moved
+    with pytest.raises(NotAligned):
+        attach_by_parts(state.manifest_pieces(sink, head), shifted, True)
+
+
+def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_path, samples, monkeypatch):
+    """A manifest of 18 items in files of 4: the next night (one item edited, one touched) joins the
+    last manifest a part at a time: never read whole, no piece of more than 4 rows, its manifest
+    read back when asked for; the destination, manifest and report are the whole join's (the same
+    night run with the join by parts refused, or given up after the workers as when one died) and
+    the files are a clean run's."""
+    from helpers import bigger_project
+
+    from maskcore.exec import run as run_module
+    from maskcore.io import storage
+
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", 4)
+    src, dst, whole, clean = (tmp_path / n for n in ("src", "out", "whole", "clean"))
+    bigger_project(samples, src, 3)
+    time.sleep(0.35)
+    cfg = {"items_per_partition": 3, "in_process": True}
+    assert run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None).report["items"]["written"] == 18
+    ann = src / "ds/ann/c1_dog1.jpg.json"
+    doc = json.loads(ann.read_text())
+    doc["objects"][0]["points"]["exterior"][1][0] -= 50   # a vertex moved: rendered again
+    ann.write_text(json.dumps(doc))
+    os.utime(src / "ds/ann/cat1.jpg.json")                           # a new stamp, the same bytes
+    time.sleep(0.35)
+    shutil.copytree(dst, whole)
+    shutil.copytree(dst, tmp_path / "died")
+
+    pieces = []
+
+    def recorded(*args):
+        for rows, previous in real_rows_by_parts(*args):
+            pieces.append((rows.num_rows, previous.num_rows))
+            yield rows, previous
+
+    def never(*args, **kwargs):
+        raise AssertionError("the last manifest was read whole")
+
+    real_rows_by_parts = run_module.rows_by_parts
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "rows_by_parts", recorded)
+        m.setattr(run_module, "read_manifest", never)
+        night = run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None)
+        assert len(pieces) == 5 and max(max(p) for p in pieces) <= 4 and sum(p[0] for p in pieces) == 18
+        assert callable(night._manifest)  # not held: read back when asked for
+    with monkeypatch.context() as m:
+        m.setattr(run_module, "attach_by_parts", lambda *a: (_ for _ in ()).throw(run_module.NotAligned("refused")))
+        joined = run_export(ExportConfig(str(src), str(whole), **cfg), log=lambda m: None)
+    assert night.report["items"] == joined.report["items"] == {"total": 18, "written": 1, "unchanged": 17, "failed": 0}
+    assert night.report["stamps"] == joined.report["stamps"] == {"verify": False, "unchanged_by_stamp": 16, "hashed": 2}
+    drop = ("seconds", "destination")
+    assert {k: v for k, v in night.report.items() if k not in drop} == {k: v for k, v in joined.report.items() if k not in drop}
+    columns = [c for c in joined.manifest.column_names if c != "seconds"]
+    assert night.manifest.select(columns).equals(joined.manifest.select(columns))
+    assert tree(dst) == tree(whole)
+    with monkeypatch.context() as m:  # a worker died: the run gives up the join by parts, sweeps, ends the same
+        m.setattr(run_module, "any_died", lambda table: True)
+        died = run_export(ExportConfig(str(src), str(tmp_path / "died"), **cfg), log=lambda m: None)
+    assert {k: v for k, v in died.report.items() if k not in drop} == {k: v for k, v in joined.report.items() if k not in drop}
+    assert tree(tmp_path / "died") == tree(whole)
+    fresh = run_export(ExportConfig(str(src), str(clean), **cfg), log=lambda m: None)
+    assert fresh.report["input_fingerprint"] == night.report["input_fingerprint"]
+    assert {k: v for k, v in tree(dst).items() if ".maskcore-meta" not in k} == \
+        {k: v for k, v in tree(clean).items() if ".maskcore-meta" not in k}
