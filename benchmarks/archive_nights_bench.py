@@ -63,7 +63,8 @@ def _wchar() -> int:
 def _parts(dst) -> dict[str, tuple]:
     if isinstance(dst, str):   # s3: names only (writes are counted from the server's log)
         return {}
-    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.glob("proj*.tar*")}   # earlier and current names
+    # earlier and current part names
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.glob("proj*.tar*")}
 
 
 class _Requests(logging.Handler):

@@ -295,7 +295,8 @@ def main_whole(args) -> None:
           f"best of {args.repeat}")
     print(f"outputs identical: {files} masks, {pixels} pixels compared with the reference's")
     print(f"whole command, wall: reference (Supervisely SDK, app's way) {best_ref:.2f} s; maskcore export "
-          f"--workers 1 {best_ours:.2f} s ({n_items / best_ours:.1f} items/s); speed-up **{best_ref / best_ours:.1f}x**")
+          f"--workers 1 {best_ours:.2f} s ({n_items / best_ours:.1f} items/s); "
+          f"speed-up **{best_ref / best_ours:.1f}x**")
 
 
 if __name__ == "__main__":

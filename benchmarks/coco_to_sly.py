@@ -57,7 +57,7 @@ def _objects(a: dict, title: str, integer: bool = False) -> list[dict]:
 
 def _colour(i: int) -> str:
     r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.95)
-    return "#%02X%02X%02X" % (int(r * 255), int(g * 255), int(b * 255))
+    return f"#{int(r * 255):02X}{int(g * 255):02X}{int(b * 255):02X}"
 
 
 def convert(coco_json: Path, image_dir: Path, dst: Path, limit: int | None = None, integer: bool = False) -> Path:

@@ -10,11 +10,12 @@ ImageSets, SegmentationClass/ and SegmentationObject/ PNGs) to a temporary folde
   ``export(..., "voc_segmentation", apply_colormap=True)``, timed as import + export.
   (``boxes_to_masks`` is left out: Datumaro's COCO importer adds a box to every polygon
   annotation, which CVAT's own data does not have; converting them would paint the boxes.)
-Best of ``--repeat`` runs; the two tools run alternately (who goes first alternates), each in
-its own process (maskcore in this one, Datumaro in a child); imports are outside the timing on both sides. Wall and CPU time are both
-reported (the CPU time is robust to other processes sharing the core). Prints the ratio and the per-step table, and how many
-pixels of the two outputs differ (upstream Datumaro rounds shape points through float32, CVAT's
-fork and maskcore through float64: a few pixels on polygon edges differ; see BENCHMARKS.md).
+Best of ``--repeat`` runs; the two tools run alternately (who goes first alternates), each in its
+own process (maskcore in this one, Datumaro in a child); imports are outside the timing on both
+sides. Wall and CPU time are both reported (the CPU time is robust to other processes sharing the
+core). Prints the ratio and the per-step table, and how many pixels of the two outputs differ
+(upstream Datumaro rounds shape points through float32, CVAT's fork and maskcore through float64: a
+few pixels on polygon edges differ; see BENCHMARKS.md).
 
 Datumaro refuses COCO files with two categories of the same name (the facade set has two
 "facade"): the benchmark writes a copy with the duplicates renamed (``name~<id>``) and gives that

@@ -36,8 +36,8 @@ def export_item(meta: sly.ProjectMeta, ann_path: str, img_path: str, dst: Path, 
     sly.image.write(str(dst / "masks_human" / f"{stem}.png"), np.concatenate([raw, overlay], axis=1))
     machine = np.zeros(ann.img_size + (3,), np.uint8)
     for label in sorted(ann.labels, key=lambda lb: lb.area, reverse=True):
-        # the app draws the geometry with no config (docs/reference-notes.md §4: src/main.py export_as_masks): graphs give only their
-        # dots, no template edges (Label.draw would pass the class's config)
+        # the app draws the geometry with no config (docs/reference-notes.md §4: src/main.py
+        # export_as_masks): graphs give only their dots, no template edges (Label.draw would pass the class's config)
         label.geometry.draw(machine, color=colours[label.obj_class.name], thickness=thickness)
     _write_grey(str(dst / "masks_machine" / f"{stem}.png"), machine)
     used: set[str] = set()

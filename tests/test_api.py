@@ -168,7 +168,8 @@ def test_coco_file_is_detected_and_cvat_writes_a_zip(tmp_path):
     coco = REPO / "tests" / "data" / "coco_labelme" / "annotations.json"
     result = maskcore.export(coco, tmp_path / "o", layout="cvat")
     assert result.exit_code == 0 and result.report["archive"]["format"] == "zip"
-    assert [f["part"] for f in result.report["archive"]["files"]] == ["coco_labelme.zip"]   # the folder holding the JSON (issue 16 item 9)
+    # named after the folder holding the JSON (issue 16 item 9)
+    assert [f["part"] for f in result.report["archive"]["files"]] == ["coco_labelme.zip"]
 
 
 def test_no_profile_file_or_variable_is_read_unless_a_profile_is_named(samples, tmp_path, monkeypatch):

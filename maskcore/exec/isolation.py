@@ -3,11 +3,12 @@ kills a worker fails.
 
 An item can need more memory than a worker has even when its estimate
 (:func:`maskcore.exec.memory.refuse_oversize`) let it through; the worker's nanny then kills the
-process, Dask runs the partition on other workers, and after ``distributed.scheduler.allowed-failures``
-deaths gives up with ``KilledWorker``. Instead of failing the run, :func:`isolate` renders the
-partition's items as tasks of one item each: first all at once, then each item whose worker
-died (a neighbour's death may have taken it along) again alone (one task in the cluster at a time, so a death there is that item's own). An item
-that still kills its worker fails with ``WORKER_DIED``; the others are written as usual.
+process, Dask runs the partition on other workers, and after
+``distributed.scheduler.allowed-failures`` deaths gives up with ``KilledWorker``. Instead of failing
+the run, :func:`isolate` renders the partition's items as tasks of one item each: first all at once,
+then each item whose worker died (a neighbour's death may have taken it along) again alone (one task
+in the cluster at a time, so a death there is that item's own). An item that still kills its worker
+fails with ``WORKER_DIED``; the others are written as usual.
 
 Each one-item task writes its own start marker (``started/<key>.<n>.json``) and no partial: a run
 killed meanwhile renders those items again. A run that failed an item this way ends with a sweep

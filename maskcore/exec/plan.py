@@ -119,7 +119,8 @@ def plan_partitions(items: pa.Table, *, items_per_partition: int | None = None,
     slow = np.flatnonzero(~simple)
     if len(slow):  # datasets with names to make safe or unique: the rules of out_names / mask_stems
         stem_list, name_list = stems.to_pylist(), safe_names.to_pylist()
-        datasets, names = pc.take(items.column("dataset"), pa.array(slow)).to_pylist(), item.take(pa.array(slow)).to_pylist()
+        slow_rows = pa.array(slow)
+        datasets, names = pc.take(items.column("dataset"), slow_rows).to_pylist(), item.take(slow_rows).to_pylist()
         by_dataset: dict[str, list[int]] = {}
         for k, d in enumerate(datasets):
             by_dataset.setdefault(d, []).append(k)
@@ -151,7 +152,8 @@ def _simple_names(dataset: pa.Array, item: pa.Array) -> tuple[np.ndarray, pa.Arr
     has any other item is marked not simple: its dataset goes through the general rules."""
     stem = pc.replace_substring_regex(item, r"^(.+)\.[^.]*$", r"\1")
     ok = pc.and_(pc.match_substring_regex(item, _SIMPLE), pc.match_substring_regex(stem, _SIMPLE))
-    ok = pc.and_(ok, pc.invert(pc.or_(pc.match_substring_regex(item, _DEVICE), pc.match_substring_regex(stem, _DEVICE))))
+    device = pc.or_(pc.match_substring_regex(item, _DEVICE), pc.match_substring_regex(stem, _DEVICE))
+    ok = pc.and_(ok, pc.invert(device))
     ok = pc.and_(ok, pc.less_equal(pc.utf8_length(item), 150))
     table = pa.table({"d": dataset, "n": pc.utf8_lower(item), "s": pc.utf8_lower(stem), "ok": ok})
     bad = set(table.filter(pc.invert(ok)).column("d").to_pylist())

@@ -4,12 +4,12 @@ line starting with an ISO-8601 UTC timestamp (:class:`StampedStream`).
 
 Items are counted as they finish, not per partition: each partition task calls its
 :class:`ItemReporter` after every item. In this process the reporter calls
-:meth:`Progress.item_done` directly; on Dask workers it logs a small structured event
-(``(partition, items, failed)``, running totals, at most one per ``EVENT_SECONDS`` per task,
-through the worker's batched connection to the scheduler) on the run's topic, which the driver's
-client forwards to :meth:`Progress.item_done` (``Client.subscribe_topic``). The counts a partition's result carries when it finishes replace
-what its events said (a retried partition reports again from zero; events that arrive late are
-ignored).
+:meth:`Progress.item_done` directly; on Dask workers it logs a small structured event (``(partition,
+items, failed)``, running totals, at most one per ``EVENT_SECONDS`` per task, through the worker's
+batched connection to the scheduler) on the run's topic, which the driver's client forwards to
+:meth:`Progress.item_done` (``Client.subscribe_topic``). The counts a partition's result carries
+when it finishes replace what its events said (a retried partition reports again from zero; events
+that arrive late are ignored).
 """
 
 from __future__ import annotations

@@ -715,7 +715,8 @@ def _copy_members(out: _Staging, entries: list[tuple], chunks: list[dict], reade
     body = out.size
     for block in FORMATS[archive_format].trailer(placed, body) if end else ():
         out.write(block)
-    return {"part": out.relpath, "bytes": out.size, "body": body, "sha256": out.sha256.hexdigest(), "members": len(rows),
+    return {"part": out.relpath, "bytes": out.size, "body": body, "sha256": out.sha256.hexdigest(),
+            "members": len(rows),
             "oversize": any(m["oversize"] for m in rows), "member_rows": rows}
 
 

@@ -303,10 +303,10 @@ class IsahitLayout(LayoutBase):
                 out[k] = mapped[lb.class_title]
                 continue
             if first + k > top:
+                hint = "; the 'sdk' convention numbers up to 65534 instances" if self.convention == "documented" else ""
                 raise LimitError(
                     f"the {self.convention} convention numbers instances {first}..{top}, but this is "
-                    f"label {k + 1} of {len(labels)} (no silent wrap)"
-                    + ("; the 'sdk' convention numbers up to 65534 instances" if self.convention == "documented" else ""),
+                    f"label {k + 1} of {len(labels)} (no silent wrap){hint}",
                     where=f"{where}/object {lb.object_index}")
             channel = channels.get(lb.class_title)
             if channel is None or channel > 255:

@@ -473,7 +473,8 @@ class SuperviselySource(SourceBase):
         """Every item of every dataset (see ``ITEMS_SCHEMA``), sorted by (dataset, item).
 
         One recursive listing (``fs.find``) for a folder; the member index for a tar (stamps: the
-        tar file's own plus each member's offset, so any change to the tar hashes every member). ``ProjectError`` when the store cannot list the project."""
+        tar file's own plus each member's offset, so any change to the tar hashes every member).
+        ``ProjectError`` when the store cannot list the project."""
         with self._store_errors(f"project {self._where()!r}", "a listable project", OSError):
             return self._list_items(stamps)
 

@@ -1,8 +1,9 @@
 """The test suite cannot silently shrink, and its tree mirrors the package's.
 
 - A missing test-only oracle (pytest.importorskip, helpers.oracles.oracle / load, or an oracle
-  program: helpers.oracles.program / needs_program) skips the one test that uses it; with ``CI=true`` that skip is a failure (tests/conftest.py). Proven here on a tiny
-  suite run by pytest in a subprocess.
+  program: helpers.oracles.program / needs_program) skips the one test that uses it; with
+  ``CI=true`` that skip is a failure (tests/conftest.py). Proven here on a tiny suite run by pytest
+  in a subprocess.
 - No test module skips at module level (which would remove its oracle-free tests along with the
   others); oracles are imported only through helpers.oracles (per test); no test module imports
   another.

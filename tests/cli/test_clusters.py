@@ -21,7 +21,8 @@ def _outside_a_checkout(tmp_path, monkeypatch):
         if name.startswith(("DASK_", "MASKCORE_")):
             monkeypatch.delenv(name)
     # the shown Slurm scheduler listens on loopback only
-    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS", '{"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}')
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS",
+                       '{"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}')
 
 
 def _run(*argv: str) -> str:

@@ -85,7 +85,7 @@ def s3_server():
     server = None
     try:
         os.environ.update(FAKE_ENV)
-        for name in [n for n in os.environ if n.startswith("FSSPEC_S3") or n.startswith("AWS_ENDPOINT")]:
+        for name in [n for n in os.environ if n.startswith(("FSSPEC_S3", "AWS_ENDPOINT"))]:
             del os.environ[name]
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()

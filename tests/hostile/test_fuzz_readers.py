@@ -35,8 +35,7 @@ def _geometry_arrays(geom):
     for name in ("exterior_xy", "points_xy", "vertices_xy"):
         if hasattr(geom, name):
             yield getattr(geom, name)
-    for ring in getattr(geom, "interiors_xy", ()):
-        yield ring
+    yield from getattr(geom, "interiors_xy", ())
     for part in getattr(geom, "parts", ()):
         yield from _geometry_arrays(part)
 

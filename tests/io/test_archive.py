@@ -451,7 +451,8 @@ def _extract(fmt: str, paths: list[Path], into: Path) -> dict[str, str]:
         assert done.returncode == 0, done.stderr
     else:
         for p in paths:
-            done = subprocess.run([program("unzip"), "-q", str(p), "-d", str(into)], capture_output=True, text=True, check=False)
+            done = subprocess.run([program("unzip"), "-q", str(p), "-d", str(into)],
+                                  capture_output=True, text=True, check=False)
             assert done.returncode == 0, done.stderr
     return _tree(into)
 
@@ -475,7 +476,8 @@ def test_parts_are_filled_to_the_size_whatever_the_partitions(fmt, tmp_path):
     assert [{**p, "stamp": None} for p in a.parts] == [{**p, "stamp": None} for p in b.parts]   # stamps: inodes
     assert a.members == b.members
     names = [p["part"] for p in a.parts]
-    expected_names = [f"proj.tar.{i:03d}" if fmt == "tar" else f"proj_part_{i:03d}.zip" for i in range(1, len(names) + 1)]
+    expected_names = [f"proj.tar.{i:03d}" if fmt == "tar" else f"proj_part_{i:03d}.zip"
+                      for i in range(1, len(names) + 1)]
     assert names == expected_names and len(names) >= 9
     sizes = [(tmp_path / "p7" / n).stat().st_size for n in names]
     assert all(0.9 * part_size <= s <= part_size for s in sizes[:-1]), sizes

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.oracles import oracle
 
 import maskcore
+from helpers.oracles import oracle
 from maskcore.errors import ConfigError
 from maskcore.layouts import get_layout
 from maskcore.paths import STATE_DIR
@@ -254,8 +254,9 @@ def test_cvat_class_mask_is_grey_values_and_datumaro_reads_it(tmp_path):
     """The cvat layout with ``class_values``: SegmentationClass is the grey (v, v, v) of each
     pixel's class value, labelmap.txt states the same colours, Datumaro imports it. Oracle:
     annToMask painted in CVAT's order (z_order 0, ungrouped: file order, later over earlier)."""
-    from helpers.datumaro import assert_datumaro_reads
     from PIL import Image
+
+    from helpers.datumaro import assert_datumaro_reads
     doc = coco_doc(10)
     src = write_doc(tmp_path, doc)
     dst = tmp_path / "cvat"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from helpers.oracles import oracle
 from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 from oracle.make_projects import make_border_project
 from oracle.sly_reference import resave_through_sdk
-from helpers.oracles import oracle
 
 sly = oracle("supervisely")
 

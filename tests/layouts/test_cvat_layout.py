@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskcore.model import geometry as g
-from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
-from maskcore.model.item import ItemData
-from maskcore.layouts.cvat import CvatMasksLayout, _paint_index
-from maskcore.kernel.patch import Patch, empty_patch
-from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from helpers import DATA, colours
 from helpers.datumaro import assert_datumaro_reads, write_export
 from helpers.oracles import load, oracle
+from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
+from maskcore.kernel.patch import Patch, empty_patch
+from maskcore.layouts.cvat import CvatMasksLayout, _paint_index
+from maskcore.model import geometry as g
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.model.item import ItemData
 
 mask_api = oracle("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.

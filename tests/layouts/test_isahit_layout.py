@@ -21,19 +21,19 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from maskcore.model import geometry as G
-from maskcore.errors import ConfigError, LimitError, RefusedError
-from maskcore.model.item import ItemData
-from maskcore.layouts.isahit import IsahitLayout
-from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
-from maskcore.paths import stem
-from maskcore.exec.plan import plan_partitions
-from maskcore.readers import open_source
-from maskcore.io.sinks.fsdir import FsspecDirSink
-from maskcore.exec.state import config_fingerprint
-from maskcore.exec.task import TaskSpec, parse_item, run_partition
 from helpers import DATA, SAMPLES
 from helpers.oracles import oracle
+from maskcore.errors import ConfigError, LimitError, RefusedError
+from maskcore.exec.plan import plan_partitions
+from maskcore.exec.state import config_fingerprint
+from maskcore.exec.task import TaskSpec, parse_item, run_partition
+from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.layouts.isahit import IsahitLayout
+from maskcore.model import geometry as G
+from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from maskcore.model.item import ItemData
+from maskcore.paths import stem
+from maskcore.readers import open_source
 
 cv2 = oracle("cv2")
 
@@ -371,7 +371,8 @@ def test_check_meta_refuses_unknown_and_missing_classes():
     meta = ProjectMeta((ObjClass("cat", "any", (0, 0, 0)), ObjClass("dog", "any", (0, 0, 0))))
     with pytest.raises(ConfigError, match=r"semantic_mapping: class\(es\) \['cow'\] are not classes"):
         _layout(semantic_mapping={"cow": [1, 1, 1]}).check_meta(meta)
-    with pytest.raises(ConfigError, match=r"label_channels: expected a channel for every class, got none for \['dog'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"label_channels: expected a channel for every class, got none for \['dog'\]"):
         _layout(label_channels={"cat": 3}).check_meta(meta)
     sdk = _layout(convention="sdk", label_channels={"cat": 3})
     sdk.check_meta(meta)  # the sdk convention writes B = 1 for a class without a channel

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 from helpers import DATA, SAMPLES, colours
 from helpers.sly_project import assert_sdk_draws_the_same, maskcore_masks, sdk_items, sdk_project
-
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
 
 
 def _run(tmp: Path, client, **cfg) -> Path:

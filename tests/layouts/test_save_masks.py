@@ -15,14 +15,13 @@ import shutil
 import numpy as np
 import pytest
 
-from maskcore.errors import ConfigError
-from maskcore.layouts.save_masks import SaveMasksLayout, human_picture
-from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
 from helpers import colours
-from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project
-from oracle.save_masks_reference import (GREEN, assert_same, float_overlay, read_outputs,
-                                         sdk_save_masks)
 from helpers.oracles import oracle
+from maskcore.errors import ConfigError
+from maskcore.exec.run import EXIT_OK, EXIT_PARTIAL, ExportConfig, run_export
+from maskcore.layouts.save_masks import SaveMasksLayout, human_picture
+from oracle.make_projects import CLASS_TITLES, make_all_geometries_project, make_border_project
+from oracle.save_masks_reference import GREEN, assert_same, float_overlay, read_outputs, sdk_save_masks
 
 sly = oracle("supervisely")
 

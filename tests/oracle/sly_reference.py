@@ -165,7 +165,8 @@ def render_instances(ann: sly.Annotation, thickness: int) -> list[tuple[str, np.
     used_names: list[str] = []
     masks = []
     for label in ann.labels:
-        name = sly_utils.generate_free_name(used_names=used_names, possible_name=f"{label.obj_class.name}.png", with_ext=True)
+        name = sly_utils.generate_free_name(used_names=used_names, possible_name=f"{label.obj_class.name}.png",
+                                            with_ext=True)
         used_names.append(name)
         canvas = np.zeros(ann.img_size + (3,), dtype=np.uint8)
         draw_label(label, canvas, [255, 255, 255], thickness, config=None)

@@ -127,7 +127,8 @@ def test_a_truncated_file_is_a_project_error_with_its_offset(tmp_path, small_chu
     (b'{"images": [], "categories": [],}', "expected a key"),
     (b'{"images": [], "images": [], "categories": []}', "'images': expected it once"),
     (b'{"images": [], "categories": []} []', "expected the end of the file"),
-    (b'{"images": [], "categories": [{"id": 1, "name": "a"]}', "expected JSON|closes nothing|never closed|closing the list"),
+    (b'{"images": [], "categories": [{"id": 1, "name": "a"]}',
+     "expected JSON|closes nothing|never closed|closing the list"),
 ])
 def test_a_malformed_document_is_a_project_error(tmp_path, bad, match):
     path = tmp_path / "x.json"
