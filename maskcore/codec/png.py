@@ -8,8 +8,8 @@ Conventions:
   scanline uses filter 2 (Up), vectorised: measured smallest at equal time among None/Sub/Up for
   class masks, colour masks and photo previews (Paeth: a few % smaller, 4-30x slower). Single
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
-- Deflate: zlib-ng level 1 when installed (a runtime dependency), else ISA-L (``isal``) level 1,
-  else stdlib zlib. zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
+- Deflate: zlib-ng level 1 when installed (a runtime dependency), else stdlib zlib (ISA-L, the
+  ``isal`` test extra, is a backend for benchmarks and tests only, below). zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
   a pure function of the pixels and the backend (no timestamps, no text chunks); pixels decode
   identically with any backend. ISA-L is not the default although it is faster: its level-1
   stream for the same bytes was seen to differ between long-lived worker processes (two valid
@@ -132,7 +132,7 @@ except ImportError:  # optional: the next backend is used
     pass
 
 DEFLATE_BACKENDS["zlib"] = _zlib_like(zlib)
-DEFAULT_DEFLATE = next(name for name in ("zlib-ng", "isal", "zlib") if name in DEFLATE_BACKENDS)
+DEFAULT_DEFLATE = "zlib-ng" if "zlib-ng" in DEFLATE_BACKENDS else "zlib"   # never ISA-L: see the module docstring
 
 
 def _clear_wide_simd_state() -> None:
