@@ -2,7 +2,7 @@
 
 Conventions:
 - ``scan_table(source, meta, rows)`` is pure apart from reading the rows' annotations through
-  the source (``item_annotation``, then the reader's own ``parse_annotation``, so it works for
+  the source (``readers.base.read_item_annotation``, then the reader's own ``parse_annotation``, so it works for
   any reader); it never raises for a bad item: the row's ``scan_error`` says why, and the
   filters keep such items so the export reports them.
 - Columns (``SCAN_SCHEMA``): ``classes`` (distinct class titles of the objects, sorted),
@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..model.annotation import Annotation, ProjectMeta
+from ..readers.base import read_item_annotation
 
 SCAN_SCHEMA = pa.schema([
     ("dataset", pa.string()),
@@ -120,8 +121,10 @@ def scan_row(source: Any, meta: ProjectMeta, row: dict) -> dict:
             raise ValueError(row["problem"])
         if row.get("ann_inline") is None and not row.get("ann_path"):
             raise ValueError("the image has no annotation file")
-        data = source.item_annotation(row)
-        annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=MAX_PIXELS)
+        ann = read_item_annotation(source, row)   # the bytes, and what the reader decoded on the way
+        data = ann.data
+        extra = {} if ann.decoded is None else {"decoded": ann.decoded}
+        annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=MAX_PIXELS, **extra)
         out.update(annotation_facts(annotation))
         if source.annotation_format == "supervisely":
             out["created_at"], out["updated_at"] = sly_timestamps(json.loads(data))
