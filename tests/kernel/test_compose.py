@@ -78,11 +78,17 @@ def _edge_values(rng, shape):
     return rng.choice(np.array([0, 1, 127, 128, 254, 255], np.uint8), shape)
 
 
-def test_overlay_half_with_many_overlapping_labels_and_edge_values_in_threads():
-    """Up to 40 overlapping labels (scratch buffers and colour rows reused from label to label,
-    windows growing and shrinking), values and colours at the uint8 edges, four threads at once
-    (each thread's buffers, one shared colour cache): the same pixels as the sequential steps."""
+@pytest.mark.parametrize("block", [None, 1, 7, 200])
+def test_overlay_half_with_many_overlapping_labels_and_edge_values_in_threads(monkeypatch, block):
+    """Up to 40 overlapping labels (colour rows reused from label to label, windows growing and
+    shrinking), values and colours at the uint8 edges, four threads at once sharing the colour
+    cache, the 16-bit sums in blocks of one row, a few rows or all rows (``block``: elements per
+    block; a row does not split): the same pixels as the sequential steps."""
     import threading
+
+    from maskcore.kernel import compose
+    if block is not None:
+        monkeypatch.setattr(compose, "_SUM_BLOCK", block)
 
     def one(seed, errors):
         rng = np.random.default_rng(seed)
