@@ -11,7 +11,8 @@ finishes. Object stores need none (a PUT appears whole or not at all).
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 
 from ..paths import STATE_DIR
 
@@ -19,6 +20,17 @@ TMP_DIR = f"{STATE_DIR}/tmp"
 """The destination-relative folder of every temporary file."""
 
 
+_names = (-1, "", itertools.count())  # (pid, random prefix, counter) of this process
+
+
 def temporary_relpath() -> str:
-    """A new destination-relative name for a temporary file: ``<STATE_DIR>/tmp/<32 hex>.part``."""
-    return f"{TMP_DIR}/{uuid.uuid4().hex}.part"
+    """A new destination-relative name for a temporary file: ``<STATE_DIR>/tmp/<hex>.part``, 96
+    random bits drawn once per process (again in a forked child) then a counter: unique across
+    processes and hosts writing one destination as a ``uuid4`` per file was, without its
+    ``getrandom`` call and object per file (a file write is a hot path)."""
+    global _names
+    pid, prefix, counter = _names
+    if pid != os.getpid():
+        pid, prefix, counter = os.getpid(), os.urandom(12).hex(), itertools.count()
+        _names = (pid, prefix, counter)
+    return f"{TMP_DIR}/{prefix}{next(counter):x}.part"

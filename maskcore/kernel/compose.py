@@ -47,15 +47,22 @@ def overlay_half(overlay: np.ndarray, patch: Patch, colour) -> None:
         return
     region = overlay[patch.window()]
     if patch.mask.dtype == bool and _pixel_rows(region):
-        # floor((v + c) / 2) per byte as (v & c) + ((v ^ c) >> 1), which cannot overflow, on a
-        # (rows, W * 3) byte view with the colour tiled along the row: whole rows per numpy call
-        # (measured 2.5x faster than three per-channel lookup tables on the facade set)
-        # and the result copied as whole C-byte pixels under the (H, W) mask (see ``paint``)
+        # floor((v + c) / 2) per byte as a 16-bit sum shifted back into bytes, on a (rows, W * 3)
+        # byte view with the colour tiled along the row: whole rows per numpy call (measured 2.5x
+        # faster than three per-channel lookup tables on the facade set; two passes instead of
+        # (v & c) + ((v ^ c) >> 1)'s four: -6 to -9 % per facade preview), the 16-bit sums a few
+        # rows at a time in one small block (no more memory than the byte result), and the result
+        # copied as whole C-byte pixels under the (H, W) mask (see ``paint``)
         rows = _byte_rows(region)
-        tiled = _tiled(colour, region, patch.mask.shape[1])
-        mixed = np.bitwise_xor(rows, tiled)
-        mixed >>= 1
-        mixed += rows & tiled
+        tiled = _tiled_row(colour, region.shape[2], rows.shape[1])
+        mixed = np.empty(rows.shape, np.uint8)
+        step = max(1, _SUM_BLOCK // rows.shape[1])
+        total = np.empty((min(step, rows.shape[0]), rows.shape[1]), np.uint16)
+        for top in range(0, rows.shape[0], step):
+            part = rows[top:top + step]
+            block = total[:part.shape[0]]
+            np.add(part, tiled, out=block, dtype=np.uint16)
+            np.right_shift(block, 1, out=mixed[top:top + step], casting="unsafe")  # <= 255
         np.copyto(_pixels(region), _pixels(mixed.reshape(region.shape)), where=patch.mask)
     elif patch.mask.dtype == bool:  # a canvas without contiguous pixels: per channel
         mixed = (region.astype(np.uint16) + np.asarray(colour, np.uint16)) >> 1
@@ -73,9 +80,25 @@ def _pixel_rows(region: np.ndarray) -> bool:
             and region.strides[1] == region.shape[2])
 
 
-def _tiled(value, region: np.ndarray, width: int) -> np.ndarray:
-    """The colour ``value`` repeated ``width`` times: one row of a (H, W * C) byte view."""
-    return np.tile(np.broadcast_to(np.asarray(value, region.dtype), region.shape[2:]), width)
+_SUM_BLOCK = 2**16  # 16-bit sums per block of rows in ``overlay_half`` (128 KiB)
+_rows_by_colour: dict[tuple[int, ...], np.ndarray] = {}
+_MAX_COLOURS = 64
+
+
+def _tiled_row(value, channels: int, length: int) -> np.ndarray:
+    """The first ``length`` bytes of the colour ``value`` (an int or ``channels`` ints) repeated
+    along a row of a (H, W * C) byte view: read-only, from a cache of one row per colour grown to
+    the widest row asked for."""
+    pixel = np.broadcast_to(np.asarray(value, np.uint8), (channels,))
+    key = tuple(pixel.tolist())
+    row = _rows_by_colour.get(key)
+    if row is None or row.size < length:
+        if len(_rows_by_colour) >= _MAX_COLOURS:
+            _rows_by_colour.clear()
+        row = np.tile(pixel, max(length // channels, 1024))
+        row.flags.writeable = False
+        _rows_by_colour[key] = row  # another thread may replace it with an equal row: harmless
+    return row[:length]
 
 
 def _byte_rows(region: np.ndarray) -> np.ndarray:

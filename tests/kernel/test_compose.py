@@ -62,3 +62,52 @@ def test_paint_a_scalar_on_a_colour_canvas_fills_every_channel():
     canvas = np.zeros((3, 4, 3), np.uint8)
     paint(canvas, Patch(1, 1, np.ones((2, 2), bool)), 7)
     assert (canvas[1:3, 1:3] == 7).all() and canvas.sum() == 7 * 12
+
+
+def _sequential_overlay(canvas, steps):
+    """The reference's per-label step written out per pixel: ``(v + drawn) // 2`` in 16 bits."""
+    out = canvas.astype(np.uint16)
+    for patch, colour in steps:
+        m = full_mask(patch, *canvas.shape[:2])
+        out[m] = (out[m] + np.asarray(colour, np.uint16)) // 2
+    return out.astype(np.uint8)
+
+
+def _edge_values(rng, shape):
+    """uint8 values mostly at the edges 0, 1, 254, 255 (where a sum or a shift could go wrong)."""
+    return rng.choice(np.array([0, 1, 127, 128, 254, 255], np.uint8), shape)
+
+
+@pytest.mark.parametrize("block", [None, 1, 7, 200])
+def test_overlay_half_with_many_overlapping_labels_and_edge_values_in_threads(monkeypatch, block):
+    """Up to 40 overlapping labels (colour rows reused from label to label, windows growing and
+    shrinking), values and colours at the uint8 edges, four threads at once sharing the colour
+    cache, the 16-bit sums in blocks of one row, a few rows or all rows (``block``: elements per
+    block; a row does not split): the same pixels as the sequential steps."""
+    import threading
+
+    from maskcore.kernel import compose
+    if block is not None:
+        monkeypatch.setattr(compose, "_SUM_BLOCK", block)
+
+    def one(seed, errors):
+        rng = np.random.default_rng(seed)
+        for _ in range(15):
+            h, w = int(rng.integers(1, 70)), int(rng.integers(1, 70))
+            base = _edge_values(rng, (h, 2 * w, 3))
+            canvas = base[:, w:]  # the preview's right half: rows that are not contiguous
+            steps = [(random_patch(rng, h, w), _edge_values(rng, 3).tolist())
+                     for _ in range(int(rng.integers(1, 41)))]
+            expected = _sequential_overlay(canvas, steps)
+            for patch, colour in steps:
+                overlay_half(canvas, patch, colour)
+            if not np.array_equal(canvas, expected):
+                errors.append(seed)
+
+    errors: list[int] = []
+    threads = [threading.Thread(target=one, args=(seed, errors)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

@@ -77,14 +77,15 @@ class FsspecDirSink(TaskSinkBase):
 
     def write(self, relpath: str, data: bytes) -> None:
         """Write ``data`` to ``relpath`` under the root, whole or not at all."""
-        fs, _ = self._open()
-        path = self.full_path(relpath)
+        fs, root = self._open()
+        path = f"{root}/{check_relpath(relpath)}"
         if isinstance(fs, LocalFileSystem):
             # temporaries live in one folder of the destination (maskcore.io.staging): a killed
             # writer's leftovers are removed by the next run without walking the export tree
-            self._makedirs(os.path.dirname(path))
-            self._makedirs(self.full_path(TMP_DIR))
-            tmp = self.full_path(temporary_relpath())
+            # (paths joined here, not by ``full_path``: the temporary's name needs no check)
+            self._makedirs(path.rpartition("/")[0] or "/")
+            self._makedirs(f"{root}/{TMP_DIR}")
+            tmp = f"{root}/{temporary_relpath()}"
             try:
                 _write_new_file(tmp, data)
                 try:
