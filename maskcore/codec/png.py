@@ -9,20 +9,20 @@ Conventions:
   class masks, colour masks and photo previews (Paeth: a few % smaller, 4-30x slower). Single
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
 - Deflate: zlib-ng level 1 when installed (a runtime dependency), else stdlib zlib (ISA-L, the
-  ``isal`` test extra, is a backend for benchmarks and tests only, below). zlib-ng and zlib use the RLE strategy for one-channel images. Output bytes are
-  a pure function of the pixels and the backend (no timestamps, no text chunks); pixels decode
-  identically with any backend. ISA-L is not the default although it is faster: its level-1
-  stream for the same bytes was seen to differ between long-lived worker processes (two valid
-  streams for one 6x7 mask, about one run in five of tests/hostile/test_hostile_names.py; not
-  reproduced in a fresh process), which breaks "same inputs, same bytes". Seen again in session 5
-  (issue 18) with ISA-L as the colour-PNG default: in each of two full-suite runs one export's RGB
-  PNG differed from another export of the same pixels (tests/io/test_s3.py, semantic mask;
-  tests/layouts/test_crop_every_layout.py, isahit), although 0 of 4200 isolated stress
-  compressions differed. ISA-L would halve the preview's deflate (BENCHMARKS.md "Issue 18").
-  Session 6 logged every deflate call of a full-suite run with ISA-L for all PNGs: the backend
-  was ISA-L in every process (not a selection difference), and one 24-byte input gave two valid
-  streams in two long-lived processes, each process consistent with itself; the case and what was
-  ruled out: benchmarks/isal_two_streams.py.
+  ``isal`` test extra, is a backend for benchmarks and tests only, below). zlib-ng and zlib use the
+  RLE strategy for one-channel images. Output bytes are a pure function of the pixels and the
+  backend (no timestamps, no text chunks); pixels decode identically with any backend. ISA-L is not
+  the default although it is faster: its level-1 stream for the same bytes was seen to differ
+  between long-lived worker processes (two valid streams for one 6x7 mask, about one run in five of
+  tests/hostile/test_hostile_names.py; not reproduced in a fresh process), which breaks "same
+  inputs, same bytes". Seen again in session 5 (issue 18) with ISA-L as the colour-PNG default: in
+  each of two full-suite runs one export's RGB PNG differed from another export of the same pixels
+  (tests/io/test_s3.py, semantic mask; tests/layouts/test_crop_every_layout.py, isahit), although 0
+  of 4200 isolated stress compressions differed. ISA-L would halve the preview's deflate
+  (BENCHMARKS.md "Issue 18"). Session 6 logged every deflate call of a full-suite run with ISA-L for
+  all PNGs: the backend was ISA-L in every process (not a selection difference), and one 24-byte
+  input gave two valid streams in two long-lived processes, each process consistent with itself; the
+  case and what was ruled out: benchmarks/isal_two_streams.py.
 - Photos (the human preview, ``encode_png_photo``): fpng when installed (its own Up filter and
   deflate, 3.4x faster at +5 % bytes on the facade previews, deterministic), else ``encode_png``.
 - Reading (``read_png``) follows libpng's acceptance rules as OpenCV uses them: a bad CRC or an

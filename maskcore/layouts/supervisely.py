@@ -105,7 +105,7 @@ class SuperviselyMasksLayout(LayoutBase):
     image_kinds = frozenset({"human"})
 
     @classmethod
-    def project_from_options(cls, options: dict) -> "SuperviselyMasksLayout":
+    def project_from_options(cls, options: dict) -> SuperviselyMasksLayout:
         """The ``supervisely-project`` layout: a plain Supervisely project (meta.json, ann/, img/),
         no masks; what ``maskcore import`` writes."""
         if "masks" in options:
@@ -113,7 +113,7 @@ class SuperviselyMasksLayout(LayoutBase):
         return cls.from_options({**options, "masks": ()}, allow_no_masks=True)
 
     @classmethod
-    def from_options(cls, options: dict, allow_no_masks: bool = False) -> "SuperviselyMasksLayout":
+    def from_options(cls, options: dict, allow_no_masks: bool = False) -> SuperviselyMasksLayout:
         opts = dict(options)
         masks = opts.pop("masks", MASK_KINDS)
         if isinstance(masks, str):

@@ -7,15 +7,15 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from patch_contract import checked_full
 
+from helpers.oracles import oracle
 from maskcore.kernel.coco_rule import (
     coco_box_mask,
     coco_box_ring,
     coco_polygon_mask,
     coco_polygon_masks,
 )
-from patch_contract import checked_full
-from helpers.oracles import oracle
 
 mask_api = oracle("pycocotools.mask")
 # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode.

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from maskcore.model import geometry as g
 from maskcore.kernel.draw import coverage, coverages, coverages_many
+from maskcore.model import geometry as g
 
 H, W = 48, 64
 

@@ -5,8 +5,8 @@ EllipsesToMasks rounding of float centres and radii."""
 
 import numpy as np
 import pytest
-from helpers.oracles import oracle
 
+from helpers.oracles import oracle
 from maskcore.kernel.ellipse import SIN_TABLE, cvat_ellipse, ellipse_patch
 
 cv2 = oracle("cv2")

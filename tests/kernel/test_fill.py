@@ -4,10 +4,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
-from maskcore.kernel.fill import fill_poly
 from patch_contract import checked_full
+
 from helpers.oracles import oracle
+from maskcore.kernel.fill import fill_poly
 
 cv2 = oracle("cv2")
 

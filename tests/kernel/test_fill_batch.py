@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import maskcore.kernel.fill as fill_module
+from helpers.oracles import oracle
 from maskcore.kernel.fill import fill_poly, fill_polys
 from maskcore.kernel.patch import EMPTY, patch_to_full
-from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from helpers.oracles import oracle
 from maskcore.kernel.lines import clip_segments, polyline, segments_pixels
 from maskcore.kernel.patch import patch_to_full
-from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
 

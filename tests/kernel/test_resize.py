@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcore.kernel.resize import preview_hw, resize_area, resize_area_to, resized_hw
 from helpers.oracles import oracle
+from maskcore.kernel.resize import preview_hw, resize_area, resize_area_to, resized_hw
 
 cv2 = oracle("cv2")
 

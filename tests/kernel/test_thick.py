@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from patch_contract import assert_valid_patch
 
+from helpers.oracles import oracle
 from maskcore.kernel.disc import circle_half_widths, disc, discs
 from maskcore.kernel.patch import patch_to_full
 from maskcore.kernel.thick import thick_polyline
-from patch_contract import assert_valid_patch
-from helpers.oracles import oracle
 
 cv2 = oracle("cv2")
 

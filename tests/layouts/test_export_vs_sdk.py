@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
-from oracle.make_projects import make_all_geometries_project, make_border_project
-from oracle.sly_reference import render_item, render_reference, machine_color_map
 from helpers import DATA
 from helpers.oracles import oracle
+from maskcore.exec.run import EXIT_OK, ExportConfig, run_export
+from oracle.make_projects import make_all_geometries_project, make_border_project
+from oracle.sly_reference import machine_color_map, render_item, render_reference
 
 sly = oracle("supervisely")
 
@@ -186,8 +186,8 @@ def _facade_sly_project(root, facade_dir, n_images=4):
     cats = {c["id"]: c["name"] for c in coco["categories"]}
     titles = sorted(set(cats.values()))
     palette = [[(37 * i) % 256, (91 * i) % 256, (157 * i) % 256] for i in range(1, len(titles) + 1)]
-    meta = {"classes": [{"title": t, "shape": "polygon", "color": "#%02X%02X%02X" % tuple(c), "geometry_config": {}}
-                        for t, c in zip(titles, palette)], "tags": []}
+    meta = {"classes": [{"title": t, "shape": "polygon", "color": "#{:02X}{:02X}{:02X}".format(*c),
+                         "geometry_config": {}} for t, c in zip(titles, palette)], "tags": []}
     (root / "ds" / "img").mkdir(parents=True)
     (root / "ds" / "ann").mkdir()
     (root / "meta.json").write_text(json.dumps(meta))

@@ -10,7 +10,7 @@ Registration is explicit, by name, below.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .base import DestinationSink, PartitionWriter, TaskSink, TaskSinkBase
 
