@@ -85,7 +85,6 @@ from .stamps import (
     attach_previous,
     plan_summary,
     record_stamps,
-    same_items,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -514,8 +513,9 @@ def _listed(cfg, layout, source, meta, sink, filters, log, get_client):
 class _LastRun:
     """What a run knows of the last finished run: its manifest's first file (``head``, None when
     there is none or it is damaged), and either the whole manifest (``whole``, joined to ``plan``:
-    ``stamps.attach_previous``) or, when the plan lists its items at the same places and nothing
-    is left to resume, its records joined a part at a time (``attached``: ``stamps.attach_by_parts``)."""
+    ``stamps.attach_previous``) or, when nothing is left to resume and the run is not an archive's,
+    its records merged with the plan's a part at a time (``attached``: ``stamps.attach_by_parts``:
+    items added and removed since too)."""
     head: pa.Table | None
     whole: pa.Table | None
     attached: Attached | None
@@ -531,7 +531,7 @@ class _LastRun:
         the driver's rows of the items unchanged by stamp."""
         unchanged = self.attached.unchanged
         self.whole = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
-        if self.whole is None or not same_items(plan, self.whole):
+        if self.whole is None:
             raise RuntimeError(f"{MANIFEST} changed during the run")
         self.plan, self.attached = attach_previous(plan, self.whole), None
         kept = self.plan.filter(pa.array(unchanged))
@@ -591,8 +591,8 @@ class _Finished:
 
 
 def _finish_whole(cfg, sink, last: _LastRun, plan, tables, project_files, metadata, sweep, run_id) -> _Finished:
-    """The finish with the whole manifests in memory: a run that may not join by parts (items added
-    or removed, an unfinished run resumed, an archive, a dead worker)."""
+    """The finish with the whole manifests in memory: a run that may not join by parts (an
+    unfinished run resumed, an archive, a dead worker, a plan not in item order)."""
     previous = last.whole
     manifest = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
     manifest = in_item_order(manifest)  # no copy when the rows are in order already (a quiet night)
@@ -627,7 +627,7 @@ def _finish_by_parts(cfg, sink, lock, last: _LastRun, plan, changed, project_fil
     lock.check()  # the parts go into the destination's state now
     pieces = manifest_pieces(sink, last.head, PREVIOUS_COLUMNS, plan)
     with _committing(_count_failed(changed)):
-        for rows, previous in rows_by_parts(pieces, plan, last.attached.unchanged, changed):
+        for rows, previous in rows_by_parts(pieces, plan, last.attached.unchanged, changed, last.attached.ranges):
             tally.add(rows)
             stale.add(previous, rows)
             files.add(rows)

@@ -26,14 +26,14 @@ stamps are digested when attached (:func:`attach_previous`), so their items stay
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .plan import partitions
-from .state import PartitionKeys
+from .state import PartitionKeys, item_ordered
 from .task import RESULT_SCHEMA
 
 STAMP_TYPE = pa.binary(16)
@@ -211,18 +211,62 @@ ATTACH_COLUMNS = ("dataset", "item", "status", "ann_sha256", "img_sha256", *STAM
 
 
 class NotAligned(Exception):
-    """The plan does not list the last manifest's items at the same places (items added, removed,
-    renamed): the last manifest is joined whole (``attach_previous``)."""
+    """The plan is not in item order (dataset, item; each item once), so it cannot be merged with
+    the last manifest a part at a time: the last manifest is joined whole (``attach_previous``)."""
+
+
+def _key(table: pa.Table, row: int) -> tuple[str, str]:
+    return table.column("dataset")[row].as_py(), table.column("item")[row].as_py()
+
+
+def _rows_up_to(plan: pa.Table, first: int, key: tuple[str, str]) -> int:
+    """The end of the plan's rows from ``first`` up to ``key`` (dataset, item) included: a binary
+    search (the plan is in item order; Python compares text by code point, as Arrow sorts UTF-8)."""
+    lo, hi = first, plan.num_rows
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _key(plan, mid) <= key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def merged_ranges(pieces, plan: pa.Table):
+    """The last manifest's files (``state.manifest_pieces``: ``(first row, table)`` in item order)
+    merged with the plan's rows by item key: ``(start, end, table)`` for each file, the plan rows
+    ``start:end`` being the plan's items up to the file's last one (after the file before): items
+    in both, added (in the plan only) and removed (in the file only) all fall in the same range.
+    The plan's rows after the manifest's last item come last, with an empty table. ``NotAligned``
+    when the plan is not strictly in item order where its rows are not the file's (where they are,
+    the manifest's order is theirs)."""
+    n, end, previous = plan.num_rows, 0, None
+    for _, previous in pieces:
+        stop = end if not previous.num_rows else _rows_up_to(plan, end, _key(previous, previous.num_rows - 1))
+        yield _checked(plan, end, stop, previous), stop, previous
+        end = stop
+    if end < n:
+        tail = previous.schema.empty_table() if previous is not None else pa.table({"dataset": [], "item": []})
+        yield _checked(plan, end, n, tail), n, tail
+
+
+def _checked(plan: pa.Table, start: int, stop: int, previous: pa.Table) -> int:
+    if not same_items(plan.slice(start, stop - start), previous):
+        first = max(start - 1, 0)  # with the row before, and the row after: in order across ranges too
+        if not item_ordered(plan.slice(first, min(stop + 1, plan.num_rows) - first), strict=True):
+            raise NotAligned(f"the plan's rows {start}:{stop} are not in item order (dataset, item)")
+    return start
 
 
 @dataclass
 class Attached:
     """What :func:`attach_by_parts` keeps of a plan joined with the last manifest: which rows are
-    unchanged by stamp, and the plan rows (with their previous records) of every partition a worker
-    must see, whole, in plan order."""
+    unchanged by stamp, the plan rows (with their previous records) of every partition a worker
+    must see, whole, in plan order, and the plan rows each manifest file was merged with."""
     unchanged: np.ndarray  # bool, one per plan row
     sent: pa.Table
     bounds: np.ndarray     # the plan's partitions: partition i is plan rows bounds[i]:bounds[i + 1]
+    ranges: list = field(default_factory=list)  # (start, end) of ``merged_ranges``, one per file and the tail
 
     def todo(self, config_fp: str) -> tuple[dict[int, pa.Table], PartitionKeys]:
         """The rows each partition with a row to hash sends to a worker (``split_unchanged``'s), by
@@ -240,33 +284,28 @@ class Attached:
 
 def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
     """``attach_previous`` and ``split_unchanged`` with the last manifest given a file at a time
-    (``state.manifest_pieces``: ``(first row, table)`` in item order), each joined with the plan's
-    rows of the same range: the last manifest is never held whole. ``NotAligned`` when the plan
-    does not list the same items at the same places."""
+    (``state.manifest_pieces``), each joined with the plan's rows of the same item range
+    (:func:`merged_ranges`: items added and removed since are merged in): the last manifest is
+    never held whole. ``NotAligned`` when the plan is not in item order."""
     part_ids = plan.column("partition").to_numpy() if plan.num_rows else np.zeros(0, np.int32)
-    unchanged, kept, end = np.zeros(plan.num_rows, bool), [], 0
-    for start, previous in pieces:
-        piece = plan.slice(start, previous.num_rows)
-        if start != end or not same_items(piece, previous):
-            raise NotAligned(f"rows {start}:{start + previous.num_rows} of the last manifest are not the plan's")
-        end = start + previous.num_rows
-        joined = attach_previous(piece, previous)
-        if not previous.num_rows:
-            kept.append(joined)
+    unchanged, kept, ranges = np.zeros(plan.num_rows, bool), [], []
+    for start, end, previous in merged_ranges(pieces, plan):
+        ranges.append((start, end))
+        if start == end:  # no plan item in this file's range (all its items removed)
+            kept += [] if kept else [attach_previous(plan.slice(start, 0), previous)]  # the columns, none sent
             continue
+        joined = attach_previous(plan.slice(start, end - start), previous)
         same = unchanged_mask(joined).to_numpy(zero_copy_only=False) if use_stamps else np.zeros(end - start, bool)
         unchanged[start:end] = same
         ids = part_ids[start:end]
-        # the partitions with a row to hash here, and the first and last (they may have one in the next part)
+        # the partitions with a row to hash here, and the first and last (they may have one in the next range)
         wanted = np.unique(np.concatenate([ids[~same], ids[[0, -1]]]))
         kept.append(joined.filter(pa.array(np.isin(ids, wanted))))
-    if end != plan.num_rows:
-        raise NotAligned(f"the last manifest has {end} items, the plan {plan.num_rows}")
     bounds = partitions(plan).bounds
     sent_ids = np.unique(part_ids[~unchanged])
     sent = pa.concat_tables(kept)
     sent = sent.filter(pc.is_in(sent.column("partition"), pa.array(sent_ids, sent.schema.field("partition").type)))
-    return Attached(unchanged, sent, bounds)
+    return Attached(unchanged, sent, bounds, ranges)
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
