@@ -106,6 +106,7 @@ from .state import (
     parquet_bytes,
     read_manifest,
     read_manifest_head,
+    read_manifest_head_readonly,
     read_manifest_readonly,
     write_manifest,
 )
@@ -734,14 +735,28 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     plan, _ = _select(cfg, plan, filters, source, meta, lambda n: client)
     layout = layout.for_plan(plan)
     config_fp = _config_fp(cfg, layout, meta, filters)
-    previous = read_manifest_readonly(sink)
+    previous = read_manifest_head_readonly(sink)   # its first file; the parts merged one at a time when they can be
     same = previous is not None and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode()
     incremental = same and not cfg.full
-    if incremental:
+    attached = None
+    if incremental and not cfg.archive:
+        try:
+            attached = attach_by_parts(manifest_pieces(sink, previous, ATTACH_COLUMNS, plan), plan, not cfg.verify)
+        except NotAligned:
+            pass
+        except DamagedManifest:  # as the whole read's None: the run would set it aside
+            attached, previous = None, None
+            same = incremental = False
+    if attached is None and previous is not None:
+        previous = read_manifest_readonly(sink, previous)
+        same = same and previous is not None
+        incremental = incremental and previous is not None
+    if incremental and attached is None:
         plan = attach_previous(plan, previous)
     kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
-    summary = plan_summary(plan, listed, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
+    use_stamps = incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify
+    summary = plan_summary(plan, listed, use_stamps, attached)
     summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
                    previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
     lines = summary_text(summary)

@@ -267,6 +267,7 @@ class Attached:
     sent: pa.Table
     bounds: np.ndarray     # the plan's partitions: partition i is plan rows bounds[i]:bounds[i + 1]
     ranges: list = field(default_factory=list)  # (start, end) of ``merged_ranges``, one per file and the tail
+    trusted: np.ndarray | None = None  # bool, one per plan row: a previous record to go by (``prev_ann_sha256``)
 
     def todo(self, config_fp: str) -> tuple[dict[int, pa.Table], PartitionKeys]:
         """The rows each partition with a row to hash sends to a worker (``split_unchanged``'s), by
@@ -288,7 +289,7 @@ def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
     (:func:`merged_ranges`: items added and removed since are merged in): the last manifest is
     never held whole. ``NotAligned`` when the plan is not in item order."""
     part_ids = plan.column("partition").to_numpy() if plan.num_rows else np.zeros(0, np.int32)
-    unchanged, kept, ranges = np.zeros(plan.num_rows, bool), [], []
+    unchanged, trusted, kept, ranges = np.zeros(plan.num_rows, bool), np.zeros(plan.num_rows, bool), [], []
     for start, end, previous in merged_ranges(pieces, plan):
         ranges.append((start, end))
         if start == end:  # no plan item in this file's range (all its items removed)
@@ -297,6 +298,7 @@ def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
         joined = attach_previous(plan.slice(start, end - start), previous)
         same = unchanged_mask(joined).to_numpy(zero_copy_only=False) if use_stamps else np.zeros(end - start, bool)
         unchanged[start:end] = same
+        trusted[start:end] = pc.is_valid(joined.column("prev_ann_sha256")).to_numpy(zero_copy_only=False)
         ids = part_ids[start:end]
         # the partitions with a row to hash here, and the first and last (they may have one in the next range)
         wanted = np.unique(np.concatenate([ids[~same], ids[[0, -1]]]))
@@ -305,7 +307,7 @@ def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
     sent_ids = np.unique(part_ids[~unchanged])
     sent = pa.concat_tables(kept)
     sent = sent.filter(pc.is_in(sent.column("partition"), pa.array(sent_ids, sent.schema.field("partition").type)))
-    return Attached(unchanged, sent, bounds, ranges)
+    return Attached(unchanged, sent, bounds, ranges, trusted)
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
@@ -324,28 +326,39 @@ def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     return manifest
 
 
-def _sum(table: pa.Table, column: str) -> int:
-    return int(pc.sum(table.column(column)).as_py() or 0) if column in table.column_names else 0
+def _bytes(plan: pa.Table, rows: np.ndarray | None = None) -> int:
+    """Listed bytes (``ann_bytes`` + ``img_bytes``) of the plan, or of the ``rows`` it marks."""
+    total = 0
+    for column in ("ann_bytes", "img_bytes"):
+        if column in plan.column_names:
+            values = pc.fill_null(plan.column(column), 0).to_numpy()
+            total += int(values.sum() if rows is None else values[rows].sum())
+    return total
 
 
-def plan_summary(plan: pa.Table, listed: int, use_stamps: bool) -> dict:
+def plan_summary(plan: pa.Table, listed: int, use_stamps: bool, attached: Attached | None = None) -> dict:
     """What a run of ``plan`` would do (``--dry-run``): items, partitions, how many are unchanged
-    by stamp, how many would be read, and the listed bytes of both."""
+    by stamp, how many would be read, and the listed bytes of both. The plan's previous records
+    are its ``prev_*`` columns (``attach_previous``) or ``attached`` (``attach_by_parts``)."""
     from .plan import partition_size
 
-    unchanged = unchanged_mask(plan) if use_stamps else pa.array([False] * plan.num_rows, pa.bool_())
-    to_read = plan.filter(pc.invert(unchanged))
-    known = "prev_ann_sha256" in plan.column_names
-    new = int(pc.sum(pc.is_null(to_read.column("prev_ann_sha256"))).as_py() or 0) if known else to_read.num_rows
-    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if plan.num_rows else 0
+    n = plan.num_rows
+    if attached is not None:
+        unchanged, trusted = attached.unchanged, attached.trusted
+    else:
+        unchanged = unchanged_mask(plan).to_numpy(zero_copy_only=False) if use_stamps and n else np.zeros(n, bool)
+        trusted = (pc.is_valid(plan.column("prev_ann_sha256")).to_numpy(zero_copy_only=False)
+                   if "prev_ann_sha256" in plan.column_names else np.zeros(n, bool))
+    to_read = ~unchanged if use_stamps else np.ones(n, bool)
+    n_read, new = int(np.count_nonzero(to_read)), int(np.count_nonzero(to_read & ~trusted))
+    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if n else 0
     return {
-        "items": plan.num_rows, "listed": listed, "partitions": n_parts,
-        "items_per_partition": partition_size(plan.num_rows, None) if not n_parts else
+        "items": n, "listed": listed, "partitions": n_parts,
+        "items_per_partition": partition_size(n, None) if not n_parts else
         int(pc.max(pc.value_counts(plan.column("partition")).field("counts")).as_py()),
-        "unchanged_by_stamp": plan.num_rows - to_read.num_rows, "to_read": to_read.num_rows,
-        "to_read_new": new, "to_read_known": to_read.num_rows - new,
-        "bytes_to_read": _sum(to_read, "ann_bytes") + _sum(to_read, "img_bytes"),
-        "bytes_listed": _sum(plan, "ann_bytes") + _sum(plan, "img_bytes"),
+        "unchanged_by_stamp": n - n_read, "to_read": n_read,
+        "to_read_new": new, "to_read_known": n_read - new,
+        "bytes_to_read": _bytes(plan, to_read), "bytes_listed": _bytes(plan),
     }
 
 

@@ -212,14 +212,28 @@ def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
         return None
 
 
-def read_manifest_readonly(sink) -> pa.Table | None:
+def read_manifest_readonly(sink, head: pa.Table | None = None) -> pa.Table | None:
     """The committed manifest for a look that must change nothing (``--dry-run``): None when
-    absent or unreadable (left where it is)."""
+    absent or unreadable (left where it is). ``head``: its first file, already read
+    (``read_manifest_head_readonly``)."""
     try:
-        table = _with_parts(sink, pq.read_table(pa.BufferReader(sink.read(MANIFEST))))
+        table = _with_parts(sink, _head_readonly(sink) if head is None else head)
     except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
         return None
     return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None
+
+
+def read_manifest_head_readonly(sink) -> pa.Table | None:
+    """``read_manifest_readonly`` of the manifest's first file only (its parts: ``manifest_pieces``)."""
+    try:
+        table = _head_readonly(sink)
+    except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
+        return None
+    return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None
+
+
+def _head_readonly(sink) -> pa.Table:
+    return pq.read_table(pa.BufferReader(sink.read(MANIFEST)))
 
 
 def read_manifest(sink, required: tuple[str, ...] = (), damaged: list | None = None,

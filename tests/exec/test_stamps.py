@@ -312,7 +312,8 @@ def test_nights_that_add_and_remove_items_join_by_parts_as_the_whole_join(tmp_pa
     last manifest with the plan a part at a time (never read whole) and ends as the same night
     joined whole (``NotAligned`` forced) and as when the join by parts is given up after the
     workers (a worker died): the same report, manifest and files (removed items' masks gone); and
-    the files are a clean run's."""
+    the files are a clean run's. ``--dry-run`` before each night merges by parts too and gives the
+    whole join's counts, the night's."""
     from helpers import bigger_project
 
     from maskcore.exec import run as run_module
@@ -358,8 +359,19 @@ def test_nights_that_add_and_remove_items_join_by_parts_as_the_whole_join(tmp_pa
                 break
         time.sleep(0.35)
         with monkeypatch.context() as m:
+            m.setattr(run_module, "read_manifest_readonly", never)
+            dry = run_export(ExportConfig(str(src), str(dst), dry_run=True, **cfg), log=lambda m: None)
+        with monkeypatch.context() as m:
+            m.setattr(run_module, "attach_by_parts", _refused)
+            dry_whole = run_export(ExportConfig(str(src), str(dst), dry_run=True, **cfg), log=lambda m: None)
+        assert dry.report == dry_whole.report
+        with monkeypatch.context() as m:
             m.setattr(run_module, "read_manifest", never)
             parts = run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None)
+        stamps = parts.report["stamps"]
+        assert (dry.report["dry_run"]["unchanged_by_stamp"], dry.report["dry_run"]["to_read"]) == \
+            (stamps["unchanged_by_stamp"], stamps["hashed"])
+        assert dry.report["dry_run"]["to_read_new"] >= parts.report["items"]["total"] - len(kept)
         with monkeypatch.context() as m:
             m.setattr(run_module, "attach_by_parts", _refused)
             joined = run_export(ExportConfig(str(src), str(whole), **cfg), log=lambda m: None)
