@@ -155,10 +155,11 @@ def main() -> None:
     from types import SimpleNamespace
 
     from maskcore.exec import run as run_module
+    from maskcore.exec.finish import workers_rows
     from maskcore.exec.plan import partitions, plan_partitions
     from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run
     from maskcore.exec.stamps import NotAligned, split_unchanged
-    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter, in_item_order, write_manifest
+    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter, write_manifest
     from maskcore.exec.task import RESULT_SCHEMA
     from maskcore.io.sinks import get_sink
 
@@ -227,7 +228,7 @@ def main() -> None:
         step("results")
         metadata = {FINGERPRINT_KEY: b"fp", RUN_ID_KEY: b"now"}
         if last.attached is not None:
-            changed = in_item_order(pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table())
+            changed = workers_rows(results)
             del results
             done = _finish_by_parts(cfg, sink, SimpleNamespace(check=lambda: None), last, plan, changed, [], metadata)
         else:

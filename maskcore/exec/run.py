@@ -68,6 +68,7 @@ from .finish import (
     output_paths,
     rows_by_parts,
     stale_outputs,
+    workers_rows,
 )
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
@@ -435,7 +436,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                 SCOPE_KEY: (layout.folder or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""}
     if last.attached is not None:  # the workers' rows in item order (results come in partition order)
         # (given up, below, when they are not one row per item sent, or a worker died: joined whole)
-        changed = in_item_order(pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table())
+        changed = workers_rows(results)
         if changed.num_rows != plan.num_rows - n_known or any_died(changed):
             known = last.whole_instead(sink, plan, damaged)  # a worker died (the run sweeps): joined whole
             plan = last.plan
