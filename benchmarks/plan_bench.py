@@ -19,7 +19,12 @@ after each step are the run's own (``/usr/bin/time``'s maximum includes the maki
 synthetic input). Prints CPU and wall seconds, the peak and the held RSS per step.
 
 Usage:
-  python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR]
+  python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR] [--added 0.01 --removed 0.01 [--whole]]
+
+``--added`` / ``--removed``: a night where new images arrived and others were deleted (random
+items): the added ones are sent to workers (their rows made here, step ``results``, as the workers
+would send them), the removed ones' outputs are stale. ``--whole``: the last manifest joined whole
+(``attach_by_parts`` refused), the path such a night took before the merge join by parts.
 """
 
 from __future__ import annotations
@@ -139,20 +144,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000_000)
     ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
+    ap.add_argument("--added", type=float, default=0.0,
+                    help="fraction of the night's items the last run did not list (new images): sent to workers")
+    ap.add_argument("--removed", type=float, default=0.0,
+                    help="fraction of --items more the last run listed and the night does not (their outputs stale)")
+    ap.add_argument("--whole", action="store_true",
+                    help="join the last manifest whole (the join by parts refused: the run's path before it merged)")
     args = ap.parse_args()
 
     from types import SimpleNamespace
 
-    from maskcore.exec.plan import plan_partitions
-    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _last_run
-    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter
+    from maskcore.exec import run as run_module
+    from maskcore.exec.finish import workers_rows
+    from maskcore.exec.plan import partitions, plan_partitions
+    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run
+    from maskcore.exec.stamps import NotAligned, split_unchanged
+    from maskcore.exec.state import RUN_ID_KEY, ManifestWriter, write_manifest
     from maskcore.exec.task import RESULT_SCHEMA
     from maskcore.io.sinks import get_sink
 
+    n_added, n_removed = round(args.items * args.added), round(args.items * args.removed)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         sink = get_sink("dir", tmp)
-        listing, stamp_seconds = synthetic_listing(args.items)
-        planned = plan_partitions(listing)
+        listing, stamp_seconds = synthetic_listing(args.items + n_removed)
+        # which items only the last run listed (removed since) and which only tonight's (added): random, disjoint
+        pick = np.random.default_rng(17).permutation(listing.num_rows)[:n_added + n_removed]
+        only_last, only_now = np.zeros(listing.num_rows, bool), np.zeros(listing.num_rows, bool)
+        only_last[pick[n_added:]], only_now[pick[:n_added]] = True, True
+        planned = plan_partitions(listing.filter(pa.array(~only_now)) if n_added else listing)
         writer = None  # the last run's manifest, made and written a part at a time (``ManifestWriter``)
         last_meta = {RUN_ID_KEY: b"last", FINGERPRINT_KEY: b"fp"}
         for k in range(0, max(1, planned.num_rows), 262_144):
@@ -162,6 +181,8 @@ def main() -> None:
             del part
         writer.commit()
         del planned, writer
+        listing = listing.filter(pa.array(~only_last)) if n_removed else listing
+        del only_last, only_now, pick
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
               f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held (making the listing and the last run's manifest)")
@@ -184,25 +205,50 @@ def main() -> None:
         pa.default_memory_pool().release_unused()  # as exec.run does after planning
         step("plan")
         cfg = SimpleNamespace(full=False, archive=False, verify=False)
+        if args.whole:
+            def refused(*a):
+                raise NotAligned("refused (--whole)")
+            run_module.attach_by_parts = refused
         last = _last_run(cfg, sink, plan, "fp", [], print)  # as exec.run reads it: joined a part at a time
-        assert last.attached is not None, "not joined by parts"
+        assert (last.attached is None) == args.whole, "not joined as asked"
         step("attach")
-        sent, _ = last.attached.todo("fp")
-        assert not sent and len(last.attached.bounds) > 1
+        if last.attached is not None:
+            sent, _ = last.attached.todo("fp")
+            n_parts, todo = len(last.attached.bounds) - 1, list(sent.values())
+        else:
+            plan = last.plan
+            parts = partitions(plan)
+            sent, known = split_unchanged(plan, parts, last.use_stamps)
+            n_parts, todo = len(parts), [rows for rows in sent if rows is not None]
+        assert sum(rows.num_rows for rows in todo) == n_added and (n_added or not todo) and n_parts
         step("split")
+        # what the workers send back for the items they hashed (synthetic: one new output each)
+        results = [previous_manifest(rows).select(RESULT_SCHEMA.names) for rows in todo]
+        del todo, sent
+        step("results")
         metadata = {FINGERPRINT_KEY: b"fp", RUN_ID_KEY: b"now"}
-        done = _finish_by_parts(cfg, sink, SimpleNamespace(check=lambda: None), last, plan,
-                                RESULT_SCHEMA.empty_table(), [], metadata)
+        if last.attached is not None:
+            changed = workers_rows(results)
+            del results
+            done = _finish_by_parts(cfg, sink, SimpleNamespace(check=lambda: None), last, plan, changed, [], metadata)
+        else:
+            done = _finish_whole(cfg, sink, last, plan, known + results, [], metadata, False, "now")
+            del known, results
         failed, warned = done.tally.failures()[0], done.tally.warnings()[0]
-        assert not done.stale and not failed and not warned and done.tally.fingerprint()
-        assert done.tally.unchanged == args.items
+        assert len(done.stale) == n_removed and not failed and not warned and done.tally.fingerprint()
+        assert done.tally.unchanged == args.items - n_added and done.tally.written == n_added
         step("finish")
-        done.writer.commit(metadata)
+        if done.writer is not None:
+            done.writer.commit(metadata)
+        else:
+            write_manifest(sink, done.manifest(metadata))
         step("commit")
         total, total_cpu = time.perf_counter() - start, _cpu() - cpu0
-    print(f"{args.items} items, {len(last.attached.bounds) - 1} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
-          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) {held}; load average "
-          f"{os.getloadavg()[0]:.1f}")
+    joined = "whole" if args.whole else "by parts"
+    print(f"{args.items} items (+{n_added} added, -{n_removed} removed, joined {joined}), "
+          f"{n_parts} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) "
+          f"{held}; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

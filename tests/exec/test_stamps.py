@@ -179,26 +179,37 @@ def test_a_manifest_in_parts_is_read_whole_replaced_and_checked(tmp_path, sample
     assert tree(dst) == tree(clean)
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(4))
 def test_the_join_by_parts_sends_what_the_whole_join_sends(tmp_path, monkeypatch, seed):
     """``attach_by_parts`` over a manifest in files of a random size (cut anywhere, partitions
-    spanning files) gives the whole join's answer (``attach_previous`` + ``split_unchanged``): the
-    same items unchanged by stamp, the same rows sent for each partition, the same partition keys;
-    a plan not listing the manifest's items at the same places is refused (``NotAligned``)."""
+    spanning files), of a night that added, removed and changed random items (at file edges too,
+    all of a file's items removed, items after the manifest's last), gives the whole join's answer
+    (``attach_previous`` + ``split_unchanged``): the same items unchanged by stamp, the same rows
+    sent for each partition, the same partition keys; a plan not in item order is refused
+    (``NotAligned``: joined whole)."""
     from maskcore.exec.stamps import NotAligned, attach_by_parts, split_unchanged
     from maskcore.io.sinks import get_sink
 
     rng = np.random.default_rng([seed, int(time.time())])
-    plan = plan_partitions(with_stamps(_listing(rng, int(rng.integers(40, 150)))),
-                           items_per_partition=int(rng.integers(1, 12)))
-    n = plan.num_rows
-    stamps = {c: plan.column(c).to_pylist() for c in ("ann_stamp", "img_stamp")}
-    for i in rng.choice(n, int(rng.integers(0, n // 4)), replace=False):  # stamps that moved since
+    every = with_stamps(_listing(rng, int(rng.integers(40, 150))))
+    m = every.num_rows
+    night = [rng.random() < 0.8, rng.random() < 0.8][seed % 2]  # some nights add or remove nothing
+    in_last = rng.random(m) < (0.75 if night else 1.0)
+    in_plan = np.where(rng.random(m) < (0.2 if night else 0.0), ~in_last, in_last)  # added or removed
+    if seed == 3:  # a run of items removed (a file's worth) and items added after the last one
+        cut = int(rng.integers(m // 2))
+        in_plan[cut:cut + m // 4], in_last[-5:], in_plan[-5:] = False, False, True
+    plan = plan_partitions(every.filter(pa.array(in_plan)), items_per_partition=int(rng.integers(1, 12)))
+    last = plan_partitions(every.filter(pa.array(in_last)))
+    k = last.num_rows
+    stamps = {c: last.column(c).to_pylist() for c in ("ann_stamp", "img_stamp")}
+    for i in rng.choice(k, int(rng.integers(0, max(1, k // 4))), replace=False):  # stamps that moved since
         stamps["img_stamp"][i] = _blake16(f"moved {i}")
-    previous = pa.table({"dataset": plan.column("dataset"), "item": plan.column("item"),
-                         "status": rng.choice(["ok", "unchanged", "ok", "failed"], n).tolist(),
-                         "ann_sha256": [f"{rng.integers(1 << 62):064x}" for _ in range(n)],
-                         "img_sha256": [None if rng.random() < 0.1 else f"{rng.integers(1 << 62):064x}" for _ in range(n)],
+    previous = pa.table({"dataset": last.column("dataset"), "item": last.column("item"),
+                         "status": rng.choice(["ok", "unchanged", "ok", "failed"], k).tolist(),
+                         "ann_sha256": [f"{rng.integers(1 << 62):064x}" for _ in range(k)],
+                         "img_sha256": [None if rng.random() < 0.1 else f"{rng.integers(1 << 62):064x}"
+                                        for _ in range(k)],
                          **{c: pa.array(v, STAMP_TYPE) for c, v in stamps.items()}})
     monkeypatch.setattr(state, "MANIFEST_PART_ROWS", int(rng.integers(1, 30)))
     sink = get_sink("dir", str(tmp_path))
@@ -209,14 +220,25 @@ def test_the_join_by_parts_sends_what_the_whole_join_sends(tmp_path, monkeypatch
     parts = partitions(whole)
     sent, _ = split_unchanged(whole, parts, True)
     assert attached.unchanged.tolist() == unchanged_mask(whole).to_pylist()
+    assert [a for a, _ in attached.ranges] == [0] + [b for _, b in attached.ranges[:-1]]  # the plan, cut in ranges
+    assert attached.ranges[-1][1] == plan.num_rows
     by_part, keys = attached.todo("fp")
     assert sorted(by_part) == [i for i, rows in enumerate(sent) if rows is not None]
     reference = PartitionKeys("fp", whole, parts.bounds)
     for i, rows in by_part.items():
         assert rows.equals(sent[i]) and keys[i] == reference[i]
-    shifted = plan.filter(pa.array(np.arange(n) != int(rng.integers(n))))  # one item gone: all after it moved
-    with pytest.raises(NotAligned):
-        attach_by_parts(state.manifest_pieces(sink, head), shifted, True)
+    if plan.num_rows > 2:
+        i = int(rng.integers(plan.num_rows - 1))
+        swapped = plan.take(pa.array([*range(i), i + 1, i, *range(i + 2, plan.num_rows)]))  # two items out of order
+        with pytest.raises(NotAligned):
+            attach_by_parts(state.manifest_pieces(sink, head), swapped, True)
+
+
+def _refused(*args):
+    """``attach_by_parts`` refusing: the night joined whole."""
+    from maskcore.exec.stamps import NotAligned
+
+    raise NotAligned("refused")
 
 
 def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_path, samples, monkeypatch):
@@ -264,7 +286,7 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
         assert len(pieces) == 5 and max(max(p) for p in pieces) <= 4 and sum(p[0] for p in pieces) == 18
         assert callable(night._manifest)  # not held: read back when asked for
     with monkeypatch.context() as m:
-        m.setattr(run_module, "attach_by_parts", lambda *a: (_ for _ in ()).throw(run_module.NotAligned("refused")))
+        m.setattr(run_module, "attach_by_parts", _refused)
         joined = run_export(ExportConfig(str(src), str(whole), **cfg), log=lambda m: None)
     assert night.report["items"] == joined.report["items"] == {"total": 18, "written": 1, "unchanged": 17, "failed": 0}
     assert night.report["stamps"] == joined.report["stamps"] == {"verify": False, "unchanged_by_stamp": 16, "hashed": 2}
@@ -282,3 +304,93 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     assert fresh.report["input_fingerprint"] == night.report["input_fingerprint"]
     assert {k: v for k, v in tree(dst).items() if ".maskcore-meta" not in k} == \
         {k: v for k, v in tree(clean).items() if ".maskcore-meta" not in k}
+
+
+def test_nights_that_add_and_remove_items_join_by_parts_as_the_whole_join(tmp_path, samples, monkeypatch):
+    """Two nights of random adds (names sorting first, last, between), removes (a file's items at
+    once too) and edits, over a manifest in files of a random small size: each night merges the
+    last manifest with the plan a part at a time (never read whole) and ends as the same night
+    joined whole (``NotAligned`` forced) and as when the join by parts is given up after the
+    workers (a worker died): the same report, manifest and files (removed items' masks gone); and
+    the files are a clean run's. ``--dry-run`` before each night merges by parts too and gives the
+    whole join's counts, the night's."""
+    from helpers import bigger_project
+
+    from maskcore.exec import run as run_module
+    from maskcore.io import storage
+
+    rng = np.random.default_rng(int(time.time()))
+    monkeypatch.setattr(storage, "STAMP_SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(state, "MANIFEST_PART_ROWS", int(rng.integers(2, 6)))
+    src, dst, whole = (tmp_path / n for n in ("src", "out", "whole"))
+    bigger_project(samples, src, 4)
+    time.sleep(0.35)
+    cfg = {"items_per_partition": int(rng.integers(1, 5)), "in_process": True}
+    run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None)
+    shutil.copytree(dst, whole)
+    shutil.copytree(dst, tmp_path / "died")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the last manifest was read whole")
+
+    drop = ("seconds", "destination")
+    for night in range(2):
+        items = sorted(p.name[:-len(".json")] for p in (src / "ds/ann").glob("*.json"))
+        gone = set(rng.choice(items, int(rng.integers(1, 5)), replace=False).tolist())
+        if night == 0:  # a run of neighbours: a whole manifest file's items, at least
+            k = int(rng.integers(len(items) - 6))
+            gone |= set(items[k:k + 6])
+        for item in gone:
+            (src / "ds/ann" / f"{item}.json").unlink()
+            (src / "ds/img" / item).unlink()
+        kept = [i for i in items if i not in gone]
+        for prefix in rng.choice(["a_", "c2_b", "cat2x_", "d_", "zz_"], int(rng.integers(1, 4)), replace=False):
+            item = str(rng.choice(kept))
+            shutil.copyfile(src / "ds/ann" / f"{item}.json", src / "ds/ann" / f"{prefix}{night}{item}.json")
+            shutil.copyfile(src / "ds/img" / item, src / "ds/img" / f"{prefix}{night}{item}")
+        for item in rng.permutation(kept):  # a vertex moved: rendered again
+            ann = src / "ds/ann" / f"{item}.json"
+            doc = json.loads(ann.read_text())
+            shape = next((o["points"]["exterior"] for o in doc["objects"]
+                          if isinstance(o.get("points"), dict) and len(o["points"].get("exterior") or []) > 2), None)
+            if shape is not None:
+                shape[1][0] -= 7 * (night + 1)
+                ann.write_text(json.dumps(doc))
+                break
+        time.sleep(0.35)
+        with monkeypatch.context() as m:
+            m.setattr(run_module, "read_manifest_readonly", never)
+            dry = run_export(ExportConfig(str(src), str(dst), dry_run=True, **cfg), log=lambda m: None)
+        with monkeypatch.context() as m:
+            m.setattr(run_module, "attach_by_parts", _refused)
+            dry_whole = run_export(ExportConfig(str(src), str(dst), dry_run=True, **cfg), log=lambda m: None)
+        assert dry.report == dry_whole.report
+        with monkeypatch.context() as m:
+            m.setattr(run_module, "read_manifest", never)
+            parts = run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None)
+        stamps = parts.report["stamps"]
+        assert (dry.report["dry_run"]["unchanged_by_stamp"], dry.report["dry_run"]["to_read"]) == \
+            (stamps["unchanged_by_stamp"], stamps["hashed"])
+        assert dry.report["dry_run"]["to_read_new"] >= parts.report["items"]["total"] - len(kept)
+        with monkeypatch.context() as m:
+            m.setattr(run_module, "attach_by_parts", _refused)
+            joined = run_export(ExportConfig(str(src), str(whole), **cfg), log=lambda m: None)
+        assert parts.report["stale_files_removed"] == joined.report["stale_files_removed"] > 0
+        assert {k: v for k, v in parts.report.items() if k not in drop} == \
+            {k: v for k, v in joined.report.items() if k not in drop}
+        columns = [c for c in joined.manifest.column_names if c != "seconds"]
+        assert parts.manifest.select(columns).equals(joined.manifest.select(columns))
+        assert parts.manifest.column("item").to_pylist() == sorted(i for i in (p.name[:-5] for p in
+                                                                              (src / "ds/ann").glob("*.json")))
+        assert tree(dst) == tree(whole)
+        if night == 0:
+            with monkeypatch.context() as m:  # a worker died: the join by parts given up after the workers
+                m.setattr(run_module, "any_died", lambda table: True)
+                died = run_export(ExportConfig(str(src), str(tmp_path / "died"), **cfg), log=lambda m: None)
+            assert {k: v for k, v in died.report.items() if k not in drop} == \
+                {k: v for k, v in joined.report.items() if k not in drop}
+            assert tree(tmp_path / "died") == tree(whole)
+    clean = run_export(ExportConfig(str(src), str(tmp_path / "clean"), **cfg), log=lambda m: None)
+    assert clean.report["input_fingerprint"] == parts.report["input_fingerprint"]
+    assert {k: v for k, v in tree(dst).items() if ".maskcore-meta" not in k} == \
+        {k: v for k, v in tree(tmp_path / "clean").items() if ".maskcore-meta" not in k}
