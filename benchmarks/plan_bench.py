@@ -137,13 +137,15 @@ def previous_manifest(plan: pa.Table) -> pa.Table:
                                         type=f.type) if pa.types.is_list(f.type) else pa.nulls(n, f.type))
               for f in RESULT_SCHEMA]
     table = pa.Table.from_arrays([pc.cast(a, f.type) for a, f in zip(arrays, RESULT_SCHEMA)], schema=RESULT_SCHEMA)
-    return table.append_column("ann_stamp", plan.column("ann_stamp")).append_column("img_stamp", plan.column("img_stamp"))
+    table = table.append_column("ann_stamp", plan.column("ann_stamp"))
+    return table.append_column("img_stamp", plan.column("img_stamp"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000_000)
-    ap.add_argument("--workdir", default=None, help="where the destination's .maskcore/ goes (default: a temporary folder)")
+    ap.add_argument("--workdir", default=None,
+                    help="where the destination's .maskcore-meta/ goes (default: a temporary folder)")
     ap.add_argument("--added", type=float, default=0.0,
                     help="fraction of the night's items the last run did not list (new images): sent to workers")
     ap.add_argument("--removed", type=float, default=0.0,
@@ -185,7 +187,8 @@ def main() -> None:
         del only_last, only_now, pick
         rss0 = _rss_mib()
         print(f"listing: text stamps digested in {stamp_seconds:.1f} s (reader side, not in the total); "
-              f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held (making the listing and the last run's manifest)")
+              f"peak RSS so far {rss0:.0f} MiB, {_now_mib():.0f} MiB held "
+              "(making the listing and the last run's manifest)")
         reset = _reset_peak()
         print(f"peak RSS {'started anew' if reset else 'NOT reset (no /proc/self/clear_refs)'} at "
               f"{_now_mib():.0f} MiB held: the peaks below are the run's")

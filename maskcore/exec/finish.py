@@ -202,7 +202,8 @@ class Tally:
         self.items += rows.num_rows
         self.written += _count(is_ok)
         self.unchanged += _count(pc.equal(status, "unchanged"))
-        self.files_written += int(pc.sum(pc.if_else(is_ok, pc.list_value_length(rows.column("outputs")), 0)).as_py() or 0)
+        n_outputs = pc.list_value_length(rows.column("outputs"))
+        self.files_written += int(pc.sum(pc.if_else(is_ok, n_outputs, 0)).as_py() or 0)
         self.bytes_written += int(pc.sum(rows.column("bytes_written")).as_py() or 0)
         self.failed.append(rows.select(["dataset", "item", "status", "error", "error_type"])
                            .filter(pc.equal(status, "failed")))

@@ -20,9 +20,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -171,7 +171,8 @@ class ExportConfig:
     progress_interval: float = 30.0     # seconds between plain progress lines (not a terminal)
     lock_lease: float | None = None     # seconds a run's lock outlives its last renewal (lease.py)
     dashboard: str | None = None        # serve Dask's dashboard there (local profile) and print its link
-    in_process: bool | None = None      # True/False: force running in this process / on workers; None: by size (cluster.runs_inprocess)
+    # True/False: force running in this process / on workers; None: by size (cluster.runs_inprocess)
+    in_process: bool | None = None
     debug: bool = False
 
     def __post_init__(self) -> None:
@@ -498,7 +499,8 @@ def _listed(cfg, layout, source, meta, sink, filters, log, get_client):
     for text in source_warnings[:SUMMARY_FAILURES]:
         log(f"maskcore: warning: {text}")
     if len(source_warnings) > SUMMARY_FAILURES:
-        log(f"maskcore: warning: ... and {len(source_warnings) - SUMMARY_FAILURES} more in the report (source_warnings)")
+        more = len(source_warnings) - SUMMARY_FAILURES
+        log(f"maskcore: warning: ... and {more} more in the report (source_warnings)")
     listing = plan
     plan, filtered = _select(cfg, plan, filters, source, meta, get_client)
     if plan.num_rows == 0 and filtered is not None:
@@ -793,7 +795,8 @@ def summary_lines(report: dict, manifest: pa.Table | None = None) -> list[str]:
     lines = []
     failed, counts = report["failures"], report["listed"]["failures"]
     if counts["total"]:
-        kinds = ", ".join(f"{n} {k or None}" for k, n in sorted(counts["by_kind"].items(), key=lambda kv: (-kv[1], kv[0])))
+        by_count = sorted(counts["by_kind"].items(), key=lambda kv: (-kv[1], kv[0]))
+        kinds = ", ".join(f"{n} {k or None}" for k, n in by_count)
         lines.append(f"maskcore: {counts['total']} items failed ({kinds}):")
         lines += [f"maskcore:   {f['error']}" for f in failed[:SUMMARY_FAILURES]]
         if counts["total"] > SUMMARY_FAILURES:
@@ -802,7 +805,8 @@ def summary_lines(report: dict, manifest: pa.Table | None = None) -> list[str]:
                             if counts["listed"] < counts["total"] else ""))
     source, n_source = report.get("source_warnings") or [], report["listed"]["source_warnings"]["total"]
     if n_source:
-        where = "every one is in the report" if len(source) == n_source else f"the first {len(source)} are in the report"
+        where = ("every one is in the report" if len(source) == n_source
+                 else f"the first {len(source)} are in the report")
         lines.append(f"maskcore: {n_source} source warnings (first: {source[0]}); {where}")
     warned = report["listed"]["warnings"]
     if warned["warnings"]:

@@ -42,7 +42,7 @@ LOOPBACK_SLURM = {"DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS":
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
     for name in list(os.environ):
-        if name.startswith("DASK_") or name.startswith("MASKCORE_CLUSTER"):
+        if name.startswith(("DASK_", "MASKCORE_CLUSTER")):
             monkeypatch.delenv(name)
 
 
@@ -212,7 +212,8 @@ def _daskcluster_schema() -> dict:
     """The DaskCluster CRD's schema, from the operator's Helm chart shipped in dask-kubernetes."""
     import dask_kubernetes
 
-    crd = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
+    helm = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm"
+    crd = helm / "dask-kubernetes-operator/crds/daskcluster.yaml"
     doc = yaml.safe_load(crd.read_text())
     assert doc["spec"]["names"]["kind"] == "DaskCluster"
     (version,) = [v for v in doc["spec"]["versions"] if v["name"] == "v1"]
@@ -404,7 +405,8 @@ def test_the_command_line_imports_no_dask_until_a_cluster_is_needed():
     code = ("import sys; import maskcore.cli.main; from maskcore.exec.cluster import get_profile; "
             "get_profile(None); get_profile('local', sys.argv[1]); print('dask' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, CLUSTER_FILE], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+                         env={**os.environ,
+                              "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
     assert out.stdout.split() == ["False"], out.stderr
 
 

@@ -227,7 +227,8 @@ def small_tmpfs(tmp_path):
     mount, umount = program("mount"), program("umount")
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True, text=True, check=False)
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         why = f"mount -t tmpfs is not permitted here: {done.stderr.strip()}"
         if in_ci() and os.geteuid() == 0:
@@ -241,12 +242,13 @@ def small_tmpfs(tmp_path):
 
 @pytest.mark.parametrize("per_partition, commits", [(3, True), (1, False)])
 def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, clean, per_partition, commits):
-    """A destination on a real 6 MiB (7 MiB when it commits) tmpfs, too small for the 17 MB export (items in order, in this
-    process, so the disk fills the same way each time): the item whose files do not fit fails with
-    ENOSPC and is named; every file left is whole (a clean run's bytes). With 3 items per partition
-    the run commits (exit 3, the report names the item, verify clean); with 1 the other items' files
-    and state leave no room for the manifest: exit 1, 'not committed', nothing claims success. With
-    space again the next run completes the export, identical to a clean run."""
+    """A destination on a real 6 MiB (7 MiB when it commits) tmpfs, too small for the 17 MB export
+    (items in order, in this process, so the disk fills the same way each time): the item whose
+    files do not fit fails with ENOSPC and is named; every file left is whole (a clean run's bytes).
+    With 3 items per partition the run commits (exit 3, the report names the item, verify clean);
+    with 1 the other items' files and state leave no room for the manifest: exit 1, 'not committed',
+    nothing claims success. With space again the next run completes the export, identical to a clean
+    run."""
     src, dst = samples / "vector", small_tmpfs / "out"
     if commits:  # 7 MiB: the other items and the manifest fit (their previews are fpng's, 1 MB more)
         subprocess.run([program("mount"), "-o", "remount,size=7m", str(small_tmpfs)], check=True)
@@ -264,7 +266,8 @@ def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, c
     else:
         assert full.returncode == 1, full.stderr
         assert "could not write .maskcore-meta/manifest.parquet, so this run is not committed" in full.stderr
-        assert not (dst / ".maskcore-meta/manifest.parquet").exists() and not (dst / ".maskcore-meta/report.json").exists()
+        assert not (dst / ".maskcore-meta/manifest.parquet").exists()
+        assert not (dst / ".maskcore-meta/report.json").exists()
     subprocess.run([program("mount"), "-o", "remount,size=64m", str(small_tmpfs)], check=True)
     again = cli(*export_args(src, dst))
     assert again.returncode == 0, again.stderr

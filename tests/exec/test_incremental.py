@@ -250,7 +250,8 @@ def test_no_op_night_on_s3_reads_no_object_body(s3_server, s3_bucket, dask_clien
     assert night.report["items"] == {"total": n, "written": 0, "unchanged": n, "failed": 0}
     assert night.report["stamps"]["unchanged_by_stamp"] == n
     assert _body_gets(s3_server, s3_bucket, start, "in/") == [f"/{s3_bucket}/in/proj/meta.json"]
-    assert not [r for r in s3_server.requests(s3_bucket, start) if r.startswith("PUT") and "/out/.maskcore-meta/" not in r]
+    puts = [r for r in s3_server.requests(s3_bucket, start) if r.startswith("PUT")]
+    assert not [r for r in puts if "/out/.maskcore-meta/" not in r]
 
     changed = f"{s3_bucket}/in/proj/ds/ann/im0007.png.json"
     fs.pipe_file(changed, files[f"{s3_bucket}/in/proj/ds/ann/im0030.png.json"])

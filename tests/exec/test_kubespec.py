@@ -16,7 +16,8 @@ BASE = {"metadata": {"name": "a"},
 
 def test_maps_merge_by_key_named_lists_by_name_other_lists_are_replaced():
     over = {"metadata": {"labels": {"team": "v"}},
-            "spec": {"containers": [{"name": "worker", "env": [{"name": "X", "value": "2"}, {"name": "Y", "value": "3"}]},
+            "spec": {"containers": [{"name": "worker",
+                                     "env": [{"name": "X", "value": "2"}, {"name": "Y", "value": "3"}]},
                                     {"name": "sidecar", "image": "busybox"}],
                      "tolerations": [{"key": "k2"}]}}
     before = copy.deepcopy(BASE)

@@ -228,7 +228,8 @@ def test_a_zombie_task_stops_writing_once_the_next_run_takes_the_lock(samples, t
     with pytest.raises(task.FencedError, match="lock names run 'next', not this task's run 'zombie'"):
         task.run_partition(spec, part, "key")
     written = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and ".maskcore-meta" not in p.parts}
-    assert {p for p in written if "cat1" in p} == {"ds/ann/cat1.jpg.json", "ds/img/cat1.jpg", "ds/masks_machine/cat1.png"}
+    assert {p for p in written if "cat1" in p} == {"ds/ann/cat1.jpg.json", "ds/img/cat1.jpg",
+                                                   "ds/masks_machine/cat1.png"}
     assert len([p for p in written if "cat2" in p]) == 1, written   # the write the takeover raced
     assert not [p for p in written if "cat3" in p or "dog" in p], written
     assert not list((dst / PARTIALS).glob("*")) if (dst / PARTIALS).exists() else True

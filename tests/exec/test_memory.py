@@ -92,7 +92,8 @@ def test_an_item_above_the_memory_limit_fails_alone_before_it_is_drawn(samples, 
     assert result.exit_code == 3
     (failure,) = result.report["failures"]
     assert failure["item"] == "huge.png", failure
-    assert re.search(r"needs an estimated 9\d\d MiB .* above the worker's memory limit of 512 MiB", failure["error"]), failure
+    assert re.search(r"needs an estimated 9\d\d MiB .* above the worker's memory limit of 512 MiB",
+                     failure["error"]), failure
     assert "14000x14000 canvas" in failure["error"]
     assert any("huge.png" in line and "memory limit" in line for line in lines), lines
     assert result.report["items"]["written"] == 6

@@ -75,7 +75,8 @@ def test_a_run_names_the_first_failures_counts_all_and_says_where_the_rest_are(t
     failed = manifest.filter(pa.compute.equal(manifest.column("status"), "failed"))
     assert report["items"]["failed"] == failed.num_rows == 20
     assert [f["item"] for f in report["failures"]] == failed.column("item").to_pylist()[:3]
-    assert report["listed"]["failures"] == {"total": 20, "listed": 3, "per_kind": 3, "by_kind": {"MissingImageError": 20}}
+    assert report["listed"]["failures"] == {"total": 20, "listed": 3, "per_kind": 3,
+                                            "by_kind": {"MissingImageError": 20}}
     assert "items failed (20 MissingImageError):" in err
     assert f"... and 15 more in the report (3 named there; every one in {MANIFEST}" in err
 

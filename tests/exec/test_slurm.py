@@ -131,7 +131,7 @@ def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_pa
     project = bigger_project(SAMPLES, tmp_path / "project", copies=5)
     local = run_export(ExportConfig(source=str(project), destination=str(tmp_path / "local"), cluster="local"),
                        log=lambda line: None)
-    assert local.exit_code == 0
+    assert local.exit_code == 0, local.report
     gate = tmp_path / "gate"
     with _export(slurm, tmp_path, project, _profiles(tmp_path), MASKCORE_TEST_GATE="*/masks_machine/*",
                  MASKCORE_TEST_GATE_FILE=str(gate)) as driver:

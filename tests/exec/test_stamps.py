@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import tree
 
+from helpers import tree
 from maskcore.exec import state
 from maskcore.exec.plan import partitions, plan_partitions
 from maskcore.exec.run import ExportConfig, run_export
@@ -241,6 +241,10 @@ def _refused(*args):
     raise NotAligned("refused")
 
 
+def _report_without(result, drop) -> dict:
+    return {k: v for k, v in result.report.items() if k not in drop}
+
+
 def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_path, samples, monkeypatch):
     """A manifest of 18 items in files of 4: the next night (one item edited, one touched) joins the
     last manifest a part at a time: never read whole, no piece of more than 4 rows, its manifest
@@ -248,7 +252,6 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     night run with the join by parts refused, or given up after the workers as when one died) and
     the files are a clean run's."""
     from helpers import bigger_project
-
     from maskcore.exec import run as run_module
     from maskcore.io import storage
 
@@ -291,14 +294,14 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     assert night.report["items"] == joined.report["items"] == {"total": 18, "written": 1, "unchanged": 17, "failed": 0}
     assert night.report["stamps"] == joined.report["stamps"] == {"verify": False, "unchanged_by_stamp": 16, "hashed": 2}
     drop = ("seconds", "destination")
-    assert {k: v for k, v in night.report.items() if k not in drop} == {k: v for k, v in joined.report.items() if k not in drop}
+    assert _report_without(night, drop) == _report_without(joined, drop)
     columns = [c for c in joined.manifest.column_names if c != "seconds"]
     assert night.manifest.select(columns).equals(joined.manifest.select(columns))
     assert tree(dst) == tree(whole)
     with monkeypatch.context() as m:  # a worker died: the run gives up the join by parts, sweeps, ends the same
         m.setattr(run_module, "any_died", lambda table: True)
         died = run_export(ExportConfig(str(src), str(tmp_path / "died"), **cfg), log=lambda m: None)
-    assert {k: v for k, v in died.report.items() if k not in drop} == {k: v for k, v in joined.report.items() if k not in drop}
+    assert _report_without(died, drop) == _report_without(joined, drop)
     assert tree(tmp_path / "died") == tree(whole)
     fresh = run_export(ExportConfig(str(src), str(clean), **cfg), log=lambda m: None)
     assert fresh.report["input_fingerprint"] == night.report["input_fingerprint"]
@@ -315,7 +318,6 @@ def test_nights_that_add_and_remove_items_join_by_parts_as_the_whole_join(tmp_pa
     the files are a clean run's. ``--dry-run`` before each night merges by parts too and gives the
     whole join's counts, the night's."""
     from helpers import bigger_project
-
     from maskcore.exec import run as run_module
     from maskcore.io import storage
 

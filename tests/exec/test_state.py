@@ -41,7 +41,8 @@ def test_a_manifest_given_in_pieces_is_the_same_files_as_given_whole(tmp_path, m
     writer.commit()
     assert _files(tmp_path / "pieces") == _files(tmp_path / "whole")
     assert pieces.exists(state.MANIFEST) and not pieces.exists(f"{state.MANIFEST_PARTS}/old-00001.parquet")
-    assert state.read_manifest(pieces).equals(table.replace_schema_metadata(state.read_manifest(pieces).schema.metadata))
+    read = state.read_manifest(pieces)
+    assert read.equals(table.replace_schema_metadata(read.schema.metadata))
     parts = -(-n // state.MANIFEST_PART_ROWS) - 1
     assert len(pieces.listdir(state.MANIFEST_PARTS)) == max(0, parts)
 
