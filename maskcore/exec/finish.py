@@ -20,12 +20,8 @@ import pyarrow.compute as pc
 
 from .report import listed_failures, listed_warnings
 from .stamps import attach_previous, merged_ranges, record_stamps, same_items, unchanged_results
-from .state import in_item_order
+from .state import in_item_order, item_keys
 from .task import RESULT_SCHEMA
-
-
-def _item_keys(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
 
 
 def carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
@@ -35,7 +31,7 @@ def carry_unchanged_outputs(manifest: pa.Table, previous: pa.Table) -> pa.Table:
         return manifest
     aligned = same_items(manifest, previous)  # a quiet night: no lookup
     every = pc.all(unchanged).as_py()
-    where = None if aligned else pc.index_in(_item_keys(manifest), value_set=_item_keys(previous).combine_chunks())
+    where = None if aligned else pc.index_in(item_keys(manifest), value_set=item_keys(previous).combine_chunks())
     for name in ("outputs", "warnings", "lines"):  # an unchanged item keeps what its last render said
         if name not in previous.column_names:
             continue

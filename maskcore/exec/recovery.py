@@ -31,6 +31,7 @@ from .state import (
     STARTED,
     DamagedState,
     PartitionKeys,
+    item_keys,
     read_state_parquet,
     set_aside,
 )
@@ -88,12 +89,8 @@ def read_leftovers(sink, committed_run: str | None, damaged: list[DamagedState])
     return left
 
 
-def _item_keys(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
-
-
 def _keys_of(table: pa.Table) -> set[str]:
-    return set(_item_keys(table).to_pylist())
+    return set(item_keys(table).to_pylist())
 
 
 def _distrust(plan: pa.Table, untrusted: set[str] | None) -> pa.Table:
@@ -103,7 +100,7 @@ def _distrust(plan: pa.Table, untrusted: set[str] | None) -> pa.Table:
     if untrusted is None:
         mask = pa.array([True] * plan.num_rows, pa.bool_())
     else:
-        mask = pc.is_in(_item_keys(plan), value_set=pa.array(sorted(untrusted), pa.string()))
+        mask = pc.is_in(item_keys(plan), value_set=pa.array(sorted(untrusted), pa.string()))
     for name in PREV_COLUMNS:
         column = plan.column(name)
         plan = plan.set_column(plan.schema.get_field_index(name), name,

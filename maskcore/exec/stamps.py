@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .plan import partitions
-from .state import PartitionKeys, item_ordered
+from .state import PartitionKeys, item_keys, item_ordered
 from .task import RESULT_SCHEMA
 
 STAMP_TYPE = pa.binary(16)
@@ -98,10 +98,6 @@ def with_stamps(listing: pa.Table) -> pa.Table:
     return listing
 
 
-def _keys(table: pa.Table) -> pa.Array:
-    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
-
-
 def attach_previous(plan: pa.Table, previous: pa.Table) -> pa.Table:
     """Give each planned item what the previous manifest recorded of it, when that run rendered it
     or found it unchanged (not when it failed): ``prev_ann_sha256`` / ``prev_img_sha256`` (the input
@@ -132,7 +128,7 @@ def same_items(table: pa.Table, other: pa.Table) -> bool:
 
 def _previous_rows(plan: pa.Table, previous: pa.Table) -> pa.Array:
     """For each planned item its row in ``previous``; null when absent or failed there."""
-    where = pc.index_in(_keys(plan), value_set=_keys(previous).combine_chunks())
+    where = pc.index_in(item_keys(plan), value_set=item_keys(previous).combine_chunks())
     if previous.num_rows:  # a failed item has no previous record to go by
         ok = pc.is_in(previous.column("status").combine_chunks(), pa.array(["ok", "unchanged"]))
         recorded = pc.fill_null(ok.take(pc.fill_null(where, 0)), False)
@@ -313,7 +309,7 @@ def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:
     """The manifest with each item's listing stamps (``ann_stamp``, ``img_stamp``) from the plan."""
     aligned = same_items(manifest, plan)  # the usual case: no lookup
-    where = None if aligned else pc.index_in(_keys(manifest), value_set=_keys(plan).combine_chunks())
+    where = None if aligned else pc.index_in(item_keys(manifest), value_set=item_keys(plan).combine_chunks())
     for column in STAMP_COLUMNS:
         if column not in plan.column_names:
             values = pa.nulls(manifest.num_rows, STAMP_TYPE)

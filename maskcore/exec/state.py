@@ -144,6 +144,12 @@ def partition_key(config_fp: str, part: pa.Table) -> str:
 ITEM_ORDER = [("dataset", "ascending"), ("item", "ascending")]
 
 
+def item_keys(table: pa.Table) -> pa.Array:
+    """One string per row naming its item, ``<dataset>\\0<item>`` (NUL never occurs in a name):
+    the key the manifest's joins and lookups match items by."""
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("item"), "\x00")
+
+
 def in_item_order(table: pa.Table) -> pa.Table:
     """``table`` sorted by (dataset, item), the manifest's order; as it is (no copy) when it is
     already in that order (a no-op night's rows, partitions that finished in order)."""
