@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..model.annotation import Annotation, ProjectMeta
-from ..readers.base import read_item_annotation
+from ..readers.base import parse_item_annotation, read_item_annotation
 
 SCAN_SCHEMA = pa.schema([
     ("dataset", pa.string()),
@@ -123,8 +123,7 @@ def scan_row(source: Any, meta: ProjectMeta, row: dict) -> dict:
             raise ValueError("the image has no annotation file")
         ann = read_item_annotation(source, row)   # the bytes, and what the reader decoded on the way
         data = ann.data
-        extra = {} if ann.decoded is None else {"decoded": ann.decoded}
-        annotation = source.parse_annotation(data, meta, where, max_bitmap_pixels=MAX_PIXELS, **extra)
+        annotation = parse_item_annotation(source, data, ann.decoded, meta, where, max_bitmap_pixels=MAX_PIXELS)
         out.update(annotation_facts(annotation))
         if source.annotation_format == "supervisely":
             out["created_at"], out["updated_at"] = sly_timestamps(json.loads(data))

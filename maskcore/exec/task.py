@@ -25,7 +25,7 @@ from ..limits import MAX_ANNOTATION_BYTES
 from ..model.annotation import ProjectMeta
 from ..model.crop import crop_annotation_report
 from ..model.item import ItemData
-from ..readers.base import ItemAnnotation, read_item_annotation
+from ..readers.base import ItemAnnotation, parse_item_annotation, read_item_annotation
 from .memory import keep_freed_heap, refuse_oversize
 
 OUTPUT_TYPE = pa.struct([("path", pa.string()), ("bytes", pa.int64()), ("sha256", pa.string())])
@@ -104,8 +104,7 @@ def parse_item(spec: TaskSpec, row: dict, ann_bytes: bytes, image_bytes: bytes |
 
     where = f"{row['dataset']}/{row['item']}"
     limit = spec.layout.max_canvas_pixels
-    extra = {} if decoded is None else {"decoded": decoded}
-    annotation = spec.source.parse_annotation(ann_bytes, spec.meta, where, max_bitmap_pixels=limit, **extra)
+    annotation = parse_item_annotation(spec.source, ann_bytes, decoded, spec.meta, where, max_bitmap_pixels=limit)
     ann_format = spec.source.annotation_format
     if ann_format == "supervisely" and spec.layout.crop == "sdk":
         annotation, dropped = crop_annotation_report(annotation)

@@ -90,6 +90,14 @@ def read_item_annotation(source: Source, row: dict) -> ItemAnnotation:
     return decoded_reader(row)
 
 
+def parse_item_annotation(source: Source, data: bytes, decoded: Any, meta: ProjectMeta, where: str, *,
+                          max_bitmap_pixels: int) -> Annotation:
+    """``source.parse_annotation`` of an item's annotation, from ``decoded`` when the reader handed
+    it over (``ItemAnnotation``), else from the bytes (a source without ``decoded=`` is never asked)."""
+    extra = {} if decoded is None else {"decoded": decoded}
+    return source.parse_annotation(data, meta, where, max_bitmap_pixels=max_bitmap_pixels, **extra)
+
+
 class Reader(Protocol):
     """What ``register_reader`` accepts: a class with ``open_source``."""
 
