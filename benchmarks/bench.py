@@ -21,7 +21,9 @@ listing, the run, the report): the reference as one ``python`` process drawing e
 (``reference_app.export_item``), maskcore as ``python -m maskcore.cli.main export PROJECT OUT
 --masks machine,human,instance --no-images -o copy_annotations=false --workers 1``; wall time of
 each process, best of ``--repeat``, the outputs compared mask by mask (every pixel) before any
-time is printed.
+time is printed. maskcore's modules are byte-compiled first (``compileall``), as ``pip install``
+does: a source checkout run with ``PYTHONDONTWRITEBYTECODE`` (this machine's environment) would
+otherwise compile them in every command (~0.24 s of 0.67 s of imports measured).
 
 Usage: python benchmarks/bench.py [PROJECT ...] [--repeat 3] [--thickness 2] [--no-reference]
                                   [--floor] [--whole] [--workdir DIR]
@@ -280,8 +282,12 @@ def main() -> None:
 
 def main_whole(args) -> None:
     """``--whole``: best of ``--repeat`` whole commands per tool; outputs compared on every run."""
+    import compileall
     import os
 
+    import maskcore
+
+    compileall.compile_dir(str(Path(maskcore.__file__).parent), quiet=1)  # what ``pip install`` does
     best_ref = best_ours = None
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import signal
 import sys
 from dataclasses import replace
@@ -19,6 +20,7 @@ from .. import __version__
 from ..errors import ConfigError, MaskcoreError, RefusedError
 from ..exec.cluster import default_profile_name
 from ..exec.filters import add_filter_arguments, cli_filter_options
+from ..exec.memory import keep_freed_heap
 from ..exec.progress import stamped_stderr
 from ..exec.run import EXIT_FATAL, EXIT_OK, EXIT_REFUSED, EXIT_UNVERIFIED, EXIT_USAGE, ExportConfig, run_export
 from ..io.storage import merge_options, parse_storage_options, redact
@@ -295,9 +297,30 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``maskcore`` command. ``argv`` None: the arguments of this process, which is then the
+    command's own (the console script, ``python -m maskcore``) and is set up as one (``_own_process``);
+    with a list (tests, a caller's process) nothing process-wide is changed."""
     args = build_parser().parse_args(argv)
+    if argv is None:
+        _own_process()
     with stamped_stderr():  # plain logs (not a terminal): every line starts with an ISO-8601 UTC time
         return _signalled(args)
+
+
+def _own_process() -> None:
+    """Process-wide settings for a process that is only this command, once its imports are done.
+
+    - ``gc.freeze()``: the objects alive now (the imported modules: numpy, pyarrow, fsspec,
+      shapely, maskcore) leave the cyclic collector's generations, so its full collections during
+      the run and the one at interpreter exit no longer walk them (exit measured 165 -> 50 ms
+      after the imports; each full collection ~48 ms -> a few ms). They are never garbage: a
+      module lives until exit.
+    - ``keep_freed_heap()``: freed heap kept for reuse, as in worker processes (runs small enough
+      for in-process mode render in this process: page faults of the 108-item facade export
+      measured 60 k -> 26 k).
+    """
+    gc.freeze()
+    keep_freed_heap()
 
 
 def _signalled(args) -> int:

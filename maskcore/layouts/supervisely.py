@@ -340,9 +340,10 @@ class _InstanceNames:
 
 
 def _instance_window(patch) -> np.ndarray:
-    """A patch's window of the 0/255 instance mask: ``paint(zeros, patch, 255)`` in the window."""
+    """A patch's window of the 0/255 instance mask: ``paint(zeros, patch, 255)`` in the window; a
+    bool mask as it is (``encode_png_window`` writes True as 255)."""
     if patch.mask.dtype == bool:
-        return patch.mask.view(np.uint8) * np.uint8(255)
+        return patch.mask
     window = np.zeros(patch.mask.shape, np.uint8)
     paint(window, type(patch)(0, 0, patch.mask), 255)
     return window

@@ -30,12 +30,15 @@ def random_window_case(rng):
     h, w = int(rng.integers(1, 90)), int(rng.integers(1, 90))
     wh, ww = int(rng.integers(0, h + 1)), int(rng.integers(0, w + 1))
     top, left = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.35:
         window = (rng.random((wh, ww)) < 0.6).astype(np.uint8) * 255
+    elif kind < 0.7:
+        window = rng.random((wh, ww)) < 0.6  # bool: an object mask, True drawn as 255
     else:
         window = rng.integers(0, 256, (wh, ww), dtype=np.uint8)
     canvas = np.zeros((h, w), np.uint8)
-    canvas[top:top + wh, left:left + ww] = window
+    canvas[top:top + wh, left:left + ww] = window.astype(np.uint8) * 255 if window.dtype == bool else window
     return window, top, left, (h, w), canvas
 
 
@@ -53,6 +56,29 @@ def test_window_encoding_gives_the_canvas_and_the_same_bytes_in_any_order():
                                                cv2.IMREAD_UNCHANGED)[..., ::-1], noise)
     order = rng.permutation(len(cases))  # leftovers of other calls would change some bytes
     assert [encode_png_window(*cases[i][:4]) for i in order] == [first[i] for i in order]
+
+
+def test_a_bool_window_is_the_same_file_as_its_0_255_window():
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        window, top, left, size_hw, _ = random_window_case(rng)
+        mask = window != 0
+        assert encode_png_window(mask, top, left, size_hw) == \
+            encode_png_window(mask.astype(np.uint8) * 255, top, left, size_hw)
+
+
+def test_adler32_of_blank_rows_and_of_concatenations_match_zlib():
+    """The stream's checksum is assembled from its pieces (closed form for blank rows, combined
+    with the band's): randomised against zlib.adler32 of the whole bytes, lengths above 65521."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        stride, rows = int(rng.integers(1, 3000)), int(rng.integers(0, 300))
+        blank = np.zeros((rows, stride), np.uint8)
+        blank[:, 0] = 2
+        assert png_module._blank_rows_adler32(stride, rows) == zlib.adler32(blank.tobytes())
+        x = rng.integers(0, 256, int(rng.integers(0, 5000)), dtype=np.uint8).tobytes()
+        y = rng.integers(0, 256, int(rng.integers(0, 140000)), dtype=np.uint8).tobytes()
+        assert png_module._adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
 
 
 def test_window_touching_every_edge_and_the_full_canvas():
@@ -109,8 +135,8 @@ def test_threads_encode_concurrently_without_sharing_buffers():
 
 
 @pytest.mark.parametrize("args, error, text", [
-    ((np.zeros((2, 2), bool), 0, 0, (4, 4)), TypeError, "2-D uint8 window"),
-    ((np.zeros((2, 2, 1), np.uint8), 0, 0, (4, 4)), TypeError, "2-D uint8 window"),
+    ((np.zeros((2, 2), np.int16), 0, 0, (4, 4)), TypeError, "2-D uint8 or bool window"),
+    ((np.zeros((2, 2, 1), np.uint8), 0, 0, (4, 4)), TypeError, "2-D uint8 or bool window"),
     ((np.zeros((2, 2), np.uint8), 3, 0, (4, 4)), ValueError, "not inside the 4x4 canvas"),
     ((np.zeros((2, 2), np.uint8), 0, -1, (4, 4)), ValueError, "not inside"),
     ((np.zeros((1, 1), np.uint8), 0, 0, (0, 4)), ValueError, "1 <= H, W"),
