@@ -318,9 +318,27 @@ def _own_process() -> None:
     - ``keep_freed_heap()``: freed heap kept for reuse, as in worker processes (runs small enough
       for in-process mode render in this process: page faults of the 108-item facade export
       measured 60 k -> 26 k).
+    - pandas cannot be imported (``_NoPandas``) unless something imported it already: maskcore
+      never uses it, but pyarrow imports it, when it is installed, on the first ``pa.array`` of a
+      Python list, only to ask whether the list is a pandas object (measured 250 ms CPU per
+      command with pandas 2.3, pyarrow 26; many users' environments have pandas). pyarrow takes
+      the ImportError as "no pandas". (``sys.modules["pandas"] = None`` does not do: pyarrow's
+      compiled import returns the None.)
     """
     gc.freeze()
     keep_freed_heap()
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
+
+
+class _NoPandas:
+    """A meta path finder that refuses ``pandas`` (see ``_own_process``)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"pandas is not used by the maskcore command (import of {name!r} refused)",
+                                      name=name)
+        return None
 
 
 def _signalled(args) -> int:

@@ -5,10 +5,12 @@ they map to the run's options, the messages and the exit codes are the same code
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,7 +19,9 @@ from PIL import Image
 
 from helpers import DATA, colours, tree
 from helpers.cli import run_subprocess
+from helpers.oracles import oracle
 from maskcore.cli.jobspec import load_job
+from maskcore.cli.main import main
 from maskcore.errors import ConfigError
 from maskcore.exec.run import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_REFUSED, ExportConfig, run_export
 
@@ -42,6 +46,35 @@ def test_demo_job_runs_and_writes_the_layout(tmp_path):
     for row in manifest:  # the manifest's checksums describe the files on disk
         for o in row["outputs"]:
             assert hashlib.sha256((out / o["path"]).read_bytes()).hexdigest() == o["sha256"]
+
+
+_PROCESS_PROBE = """
+import gc, json, sys
+from maskcore.cli.main import main
+sys.argv = ["maskcore", *sys.argv[1:]]
+code = main()
+print(json.dumps({"code": code, "frozen": gc.get_freeze_count(), "pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_the_command_sets_up_its_own_process_and_leaves_a_callers_alone(tmp_path, samples):
+    """``main()`` reading this process's arguments (the console script, ``python -m maskcore``)
+    freezes the objects of its imports for the collector and keeps pandas, which pyarrow would
+    import on its first list conversion, out; the export is the same. ``main(argv)`` called in a
+    caller's process changes neither."""
+    oracle("pandas")  # installed: otherwise "not imported" would prove nothing
+    proc = subprocess.run([sys.executable, "-c", _PROCESS_PROBE, "export", str(samples / "vector"),
+                           str(tmp_path / "own"), "--workers", "1", "--in-process"],
+                          capture_output=True, text=True, timeout=300)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["code"] == EXIT_OK, proc.stderr
+    assert seen["frozen"] > 1000 and seen["pandas"] is False, seen
+    frozen = gc.get_freeze_count()
+    code = main(["export", str(samples / "vector"), str(tmp_path / "caller"), "--workers", "1", "--in-process"])
+    assert code == EXIT_OK
+    assert gc.get_freeze_count() == frozen
+    assert not [f for f in sys.meta_path if type(f).__name__ == "_NoPandas"]
+    assert tree(tmp_path / "own") == tree(tmp_path / "caller")
 
 
 def test_same_input_same_bytes_whatever_the_partitioning(tmp_path, samples, dask_client):
