@@ -3,7 +3,9 @@ README "How to extract split archives" (docs/reference-notes.md §8). The parts 
 of a real project (the bundled vector sample) at random part sizes are extracted by every recipe of
 that README, with the real programs: Linux ``cat '<name>.tar'* > result_archive.tar`` then GNU
 ``tar -xf``; macOS ``cat ... | bsdtar --options read_concatenated_archives -xf -``; Windows 7-Zip
-opening ``<name>.tar.001``. Each part also extracts alone (GNU tar, bsdtar, Python's tarfile).
+opening ``<name>.tar.001``. Each part also extracts alone (GNU tar, bsdtar, Python's tarfile). The
+Supervisely SDK's own reader of split archives (``sly.fs.unpack_archive(..., is_split=True)``) joins
+them too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from helpers import archive_run, tree
-from helpers.oracles import program
+from helpers.oracles import oracle, program
 from maskcore.codec.tar import END_OF_ARCHIVE
 from maskcore.io.archive import _archive_pattern, archive_files, legacy_archive_files
 
 NAME = "7_pets"
+sly = oracle("supervisely")
 ENV = {**os.environ, "LC_ALL": "C.UTF-8"}
 
 
@@ -83,6 +86,19 @@ def test_every_recipe_of_the_reference_extracts_every_file(seed, archive_project
         lengths[m["part"]] = lengths.get(m["part"], 0) + m["length"]
     assert [p["bytes"] for p in result.parts] == [lengths[n] for n in names[:-1]] + [lengths[names[-1]] + 1024]
     assert all(p["bytes"] <= part_size or p["oversize"] for p in result.parts)
+
+
+def test_the_sdk_unpacks_the_parts_from_the_first_one(archive_project, folder_export, tmp_path):
+    """``supervisely.io.fs.unpack_archive(<name>.tar.001, dir, is_split=True)`` (SDK 6.74): it joins,
+    in name order, every file of the first part's folder whose name starts with ``<name>`` into
+    ``combined.tar``, unpacks it, deletes it, and removes junk files from the result. Our parts in
+    the folder a user downloads them to give every file of the export."""
+    names, _ = _download(archive_project, 900_000, tmp_path / "dl")
+    assert len(names) >= 3
+    sly.fs.unpack_archive(str(tmp_path / "dl" / names[0]), str(tmp_path / "out"), is_split=True)
+    assert tree(tmp_path / "out") == folder_export
+    left = sorted(p.name for p in (tmp_path / "dl").iterdir() if p.name != ".maskcore-meta")
+    assert left == sorted(names)  # combined.tar removed, the parts kept
 
 
 def test_each_part_extracts_alone(archive_project, folder_export, tmp_path):
