@@ -193,6 +193,9 @@ try:  # fpng (Rich Geldreich's, Unlicense) through the ``fpng`` package: photo P
 except ImportError:  # optional: encode_png_photo falls back to encode_png
     _fpng = None
 
+FPNG_MAX_SIDE = 1 << 24
+"""fpng's own limit on width and height (``FPNG_MAX_SUPPORTED_DIM``)."""
+
 
 def encode_png_photo(pixels: np.ndarray) -> bytes:
     """An RGB(A) photo-like image (the human preview) as PNG: fpng when installed, else
@@ -211,10 +214,6 @@ def encode_png_photo(pixels: np.ndarray) -> bytes:
             or max(pixels.shape[:2]) > FPNG_MAX_SIDE):
         return encode_png(pixels)
     return bytes(_fpng.encode_ndarray(np.ascontiguousarray(pixels)))
-
-
-FPNG_MAX_SIDE = 1 << 24
-"""fpng's own limit on width and height (``FPNG_MAX_SUPPORTED_DIM``)."""
 
 
 def encode_png_window(window: np.ndarray, top: int, left: int, size_hw: tuple[int, int], *,
