@@ -518,7 +518,10 @@ def test_address_profile_hears_a_worker_lost_between_two_looks(tmp_path, monkeyp
         while len(client.nthreads()) > 1:
             assert time.monotonic() < deadline, "the scheduler kept the killed worker"
             time.sleep(0.1)
-        watch.check(force=True)
+        deadline = time.monotonic() + 30   # said at the first look after the event reached the driver
+        while not any("lost" in line for line in lines) and time.monotonic() < deadline:
+            watch.check(force=True)
+            time.sleep(0.05)
         watch.check(force=True)
     # (before: "waiting for workers (0)" / "workers (1)" while the fixture's worker comes)
     assert [line for line in lines if "lost" in line] == [

@@ -44,7 +44,7 @@ def test_a_worker_that_came_and_went_between_two_looks_is_reported_lost_once():
         os.kill(client.run(os.getpid, workers=[new])[new], signal.SIGKILL)   # ... and is killed
         _until(lambda: new not in client.nthreads() and len(client.nthreads()) == 2)  # replaced
         assert set(client.nthreads()) >= first               # what the watch saw is all still there
-        watch.check(force=True)
+        _until(lambda: watch.check(force=True) or lines)     # once the scheduler's event has come
         assert lines == [LOST_ONE]
         watch.check(force=True)
         watch.check(force=True)
