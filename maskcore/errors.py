@@ -80,3 +80,9 @@ class ClusterError(MaskcoreError, RuntimeError):
     """The cluster gives no worker to run on: none came (a refused job submission, jobs pending),
     or every one was lost and none came back in time. The message says why (the submission's
     error, the queue's state)."""
+
+
+class StateError(MaskcoreError, RuntimeError):
+    """The destination's run state (``.maskcore-meta``: the last manifest) is not what the run read
+    when it started: it changed, or a part is damaged, while the run went on. Nothing of the run is
+    committed; the message names the file and what differs."""

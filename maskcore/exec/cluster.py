@@ -494,9 +494,10 @@ def watch_of(client) -> WorkerWatch | None:
         return None
 
 
-def _watch(client, profile: dict, cluster, workers: int | None, log) -> WorkerWatch:
+@contextlib.contextmanager
+def _watch(client, profile: dict, cluster, workers: int | None, log) -> Iterator[WorkerWatch]:
     """Register the client's watch and wait for its first worker (unless the cluster adapts from
-    zero: then workers come with the tasks, and the run's checks do the waiting)."""
+    zero: then workers come with the tasks, and the run's checks do the waiting); closed on exit."""
     n, adapt = _count(profile, workers)
     if profile["kind"] == "local" and n is None:
         n = os.cpu_count() or 1
@@ -505,9 +506,12 @@ def _watch(client, profile: dict, cluster, workers: int | None, log) -> WorkerWa
                         timeout=wait_seconds(profile), errors=getattr(job_cls, "submit_errors", None),
                         replace=adapt is None and profile["kind"] in ("slurm", "kubernetes"), log=log)
     _WATCHES[client] = watch
-    if adapt is None or adapt.get("minimum"):
-        watch.wait_first()
-    return watch
+    try:
+        if adapt is None or adapt.get("minimum"):
+            watch.wait_first()
+        yield watch
+    finally:
+        watch.close()
 
 
 @contextlib.contextmanager
@@ -524,8 +528,8 @@ def connect(profile: dict, workers: int | None = None, log=None, destination: st
     from distributed import Client
 
     if profile["kind"] != "address":
-        with build_cluster(profile, workers, destination) as cluster, Client(cluster) as client:
-            _watch(client, profile, cluster, workers, log)
+        with build_cluster(profile, workers, destination) as cluster, Client(cluster) as client, \
+                _watch(client, profile, cluster, workers, log):
             yield client
         return
     with apply_config(profile):
@@ -536,6 +540,5 @@ def connect(profile: dict, workers: int | None = None, log=None, destination: st
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cluster profile {profile['name']!r}: expected a Dask scheduler answering at "
                               f"{_safe_address(address)} within {timeout}, got {type(exc).__name__}") from None
-        with client:
-            _watch(client, profile, None, None, log)
+        with client, _watch(client, profile, None, None, log):
             yield client

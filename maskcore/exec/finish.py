@@ -13,14 +13,16 @@ never either manifest whole.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import StateError
 from .report import listed_failures, listed_warnings
 from .stamps import attach_previous, merged_ranges, record_stamps, same_items, unchanged_results
-from .state import in_item_order, item_keys
+from .state import MANIFEST, MANIFEST_PARTS, PARTS_KEY, DamagedManifest, in_item_order, item_keys
 from .task import RESULT_SCHEMA
 
 
@@ -49,6 +51,29 @@ def workers_rows(results: list[pa.Table]) -> pa.Table:
     return in_item_order(rows)
 
 
+def manifest_files(head: pa.Table) -> list[str]:
+    """The last manifest's files in item order: its first file, then the parts it names (its
+    metadata, which every piece of ``state.manifest_pieces`` carries)."""
+    parts = json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]"))
+    return [MANIFEST, *(f"{MANIFEST_PARTS}/{part[0]}" for part in parts)]
+
+
+def _changed(what: str) -> StateError:
+    return StateError(f"{what}: the last manifest changed during the run (another process wrote the "
+                      "destination's state, or a file of it was damaged); this run is not committed: run "
+                      "again, the next run reads the state as it is then (a damaged manifest is set "
+                      "aside and its items rendered again)")
+
+
+def _rows_differ(rows: pa.Table, piece: pa.Table) -> str:
+    """Where the rows made for a range first differ from the plan's items of that range."""
+    keys, wanted = item_keys(rows).to_pylist(), item_keys(piece).to_pylist()
+    at = next((i for i, (a, b) in enumerate(zip(keys, wanted)) if a != b), min(len(keys), len(wanted)))
+    got = repr(keys[at]) if at < len(keys) else "no row"
+    return f"{len(wanted)} items, got {len(keys)} rows, the first differing at row {at} ({got} for " \
+           f"{wanted[at] if at < len(wanted) else 'no item'!r})"
+
+
 def rows_by_parts(pieces, plan: pa.Table, unchanged: np.ndarray, changed: pa.Table, ranges=None):
     """The new manifest a part at a time: for each file of the last manifest (``pieces``:
     ``state.manifest_pieces``, in item order) the rows of the plan's items of its item range
@@ -57,27 +82,39 @@ def rows_by_parts(pieces, plan: pa.Table, unchanged: np.ndarray, changed: pa.Tab
     rows: the driver's of the items ``unchanged`` by stamp, the workers' (``changed``: every other
     plan item's, in item order) of the others, in item order, outputs carried, stamps recorded.
     ``ranges``: the plan rows of each file when the run planned (``Attached.ranges``): a manifest
-    that no longer cuts the plan there changed during the run."""
-    at, k = 0, -1
-    for k, (start, end, previous) in enumerate(merged_ranges(pieces, plan)):
-        if ranges is not None and (k >= len(ranges) or tuple(ranges[k]) != (start, end)):
-            raise RuntimeError(f"the last manifest changed during the run (its file {k} is not the one joined)")
-        piece = plan.slice(start, end - start)
-        same = unchanged[start:end]
-        n_changed = int(np.count_nonzero(~same))
-        mine = changed.slice(at, n_changed).select(RESULT_SCHEMA.names)
-        if same.any():
-            known = attach_previous(piece, previous)
-            known = unchanged_results(known if same.all() else known.filter(pa.array(same)))
-            rows = in_item_order(pa.concat_tables([known, mine]))
-        else:
-            rows = mine
-        at += n_changed
-        if not same_items(rows, piece):
-            raise RuntimeError(f"the workers' rows are not the plan's items {start}:{end}")
-        yield record_stamps(carry_unchanged_outputs(rows, previous), piece), previous
+    that no longer cuts the plan there, or a part no longer the one named (``DamagedManifest``),
+    changed during the run: a :class:`StateError` naming the file and what differs."""
+    at, k, files = 0, -1, [MANIFEST]
+    ranges = None if ranges is None else [tuple(r) for r in ranges]
+    try:
+        for k, (start, end, previous) in enumerate(merged_ranges(pieces, plan)):
+            files = manifest_files(previous) if k == 0 else files
+            name = files[k] if k < len(files) else f"the plan's items after {files[-1]}"
+            if ranges is not None and (k >= len(ranges) or ranges[k] != (start, end)):
+                joined = f"plan rows {ranges[k][0]}:{ranges[k][1]}" if k < len(ranges) else "no such file"
+                raise _changed(f"{name}: expected what the run joined when it started ({joined}), "
+                               f"got plan rows {start}:{end}")
+            piece = plan.slice(start, end - start)
+            same = unchanged[start:end]
+            n_changed = int(np.count_nonzero(~same))
+            mine = changed.slice(at, n_changed).select(RESULT_SCHEMA.names)
+            if same.any():
+                known = attach_previous(piece, previous)
+                known = unchanged_results(known if same.all() else known.filter(pa.array(same)))
+                rows = in_item_order(pa.concat_tables([known, mine]))
+            else:
+                rows = mine
+            at += n_changed
+            if not same_items(rows, piece):
+                raise StateError(f"{name}: expected the rows of the plan's items {start}:{end} (the driver's of "
+                                 f"those unchanged, the workers' of the others), got other rows: "
+                                 f"{_rows_differ(rows, piece)}; this run is not committed")
+            yield record_stamps(carry_unchanged_outputs(rows, previous), piece), previous
+    except DamagedManifest as exc:
+        raise _changed(f"{MANIFEST}: expected the parts it named when the run started, got {exc}") from exc
     if ranges is not None and k + 1 != len(ranges):
-        raise RuntimeError("the last manifest changed during the run (it has fewer files than joined)")
+        raise _changed(f"{MANIFEST}: expected {len(ranges)} files and plan ranges as the run joined when it "
+                       f"started, got {k + 1}")
 
 
 def output_paths(table: pa.Table | None) -> pa.Array:

@@ -489,6 +489,45 @@ def test_address_run_equals_local_run_byte_for_byte(tmp_path, monkeypatch, sched
         assert len(client.scheduler_info()["workers"]) == 1
 
 
+def test_address_profile_hears_a_worker_lost_between_two_looks(tmp_path, monkeypatch, scheduler_and_worker):
+    """On a scheduler maskcore did not start, the run's watch counts losses from that scheduler's
+    events too: a worker that joins after the watch's last look and is killed before the next is
+    one loss, said once (maskcore.exec.watch; the Slurm flake of session 7)."""
+    from maskcore.exec.cluster import watch_of
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler_and_worker)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DASK_")},
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    lines: list[str] = []
+    with connect(get_profile("address", CLUSTER_FILE), log=lines.append) as client:
+        watch = watch_of(client)
+        watch.check(force=True)
+        assert watch.workers == 1
+        extra = subprocess.Popen([sys.executable, "-m", "dask", "worker", scheduler_and_worker, "--host", "127.0.0.1",
+                                  "--no-nanny", "--nthreads", "1", "--no-dashboard"], cwd=tmp_path, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while len(client.nthreads()) < 2:
+                assert time.monotonic() < deadline and extra.poll() is None, "the second worker did not come"
+                time.sleep(0.1)
+        finally:
+            extra.kill()
+            extra.wait()
+        deadline = time.monotonic() + 30
+        while len(client.nthreads()) > 1:
+            assert time.monotonic() < deadline, "the scheduler kept the killed worker"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30   # said at the first look after the event reached the driver
+        while not any("lost" in line for line in lines) and time.monotonic() < deadline:
+            watch.check(force=True)
+            time.sleep(0.05)
+        watch.check(force=True)
+    # (before: "waiting for workers (0)" / "workers (1)" while the fixture's worker comes)
+    assert [line for line in lines if "lost" in line] == [
+        "maskcore: warning: lost 1 workers (1 left); the run goes on with the others"]
+
+
 def test_profiles_travel_with_the_package_and_user_files_override_them(tmp_path, monkeypatch):
     """Outside any checkout (no ./cluster.yaml) every built-in profile is there; ./cluster.yaml and
     ~/.config/maskcore/cluster.yaml add or replace profiles by name, ./ winning; each profile says

@@ -125,7 +125,21 @@ def _export(slurm: SingleNodeSlurm, tmp_path: Path, project: Path, cluster_file:
 
 def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_path):
     """Jobs run the workers, the output is the `local` run's byte for byte, and a job scancelled
-    mid-run costs nothing but time."""
+    mid-run costs nothing but time; the driver says it lost that worker, once.
+
+    The loss is the scheduler's own remove-worker event (maskcore.exec.watch). Counting it from
+    address sets sampled every second missed it in about half of the runs on an idle machine
+    (session 7; 1 of 8 loaded runs in session 8): both workers register within ~0.3 s of each
+    other, reach the gate and the test scancels one ~1 s later, so when the driver's last look
+    came between the two registrations (it had said "workers (1/2)") and the cancelled job's
+    worker was the later one, that worker came and went between two looks and every address the
+    driver knew was still there. Session 8's failing run, from the scheduler's log and the
+    driver's looks: look at -0.91 s sees worker A only; worker B registers at -0.73 s; scancel at
+    0; the scheduler removes B at +0.03 s (handle-worker-cleanup); the look at +0.16 s sees A, as
+    before: no loss said. Not a reused address, not a worker the scheduler kept listing.
+    tests/exec/test_watch.py and test_cluster.py replay this on a LocalCluster and an existing
+    scheduler with real worker processes.
+    """
     # the workers' mask writes wait at a gate (tests/helpers/inject) until the test has cancelled a
     # busy worker's job and the driver has reported the loss: no race with how fast items render
     project = bigger_project(SAMPLES, tmp_path / "project", copies=5)
@@ -138,18 +152,12 @@ def test_export_on_slurm_equals_local_and_survives_a_cancelled_job(slurm, tmp_pa
         _until(lambda: len(list(tmp_path.glob("gate.*.waiting"))) >= 2, 60, "both workers busy at the gate")
         jobs = slurm.jobs(JOB_NAME)
         slurm.run("scancel", jobs[0][0])
-        # The job is gone from the queue before the gate opens. The driver's "lost 1 workers" line is
-        # not awaited: in about half of the runs (session 7, also at session 6's code) it never came
-        # although the driver was polling (py-spy: in watch.completed -> check every second) and
-        # Slurm had replaced the job; tests/exec/test_watch.py proves the line on a LocalCluster.
-        # Open question for the next session (the closing note): what the scheduler still lists.
-        _until(lambda: jobs[0][0] not in {j for j, _ in slurm.jobs(JOB_NAME)}, 30, "the cancelled job to leave")
-        time.sleep(2)   # the driver looks at its workers every second: give it two looks
+        driver.wait_for("lost 1 workers", 30, also=lambda: f"Slurm jobs {slurm.jobs(JOB_NAME)}")
         gate.touch()
         code, err = driver.finish()
     assert code == 0, err
-    # when the driver saw the loss it says so, and the run went on
-    assert "lost 1 workers" not in err or re.search(r"lost 1 workers \([12]/2 left\); the run goes on", err), err
+    assert re.findall(r"lost \d+ workers", err) == ["lost 1 workers"], err     # said once
+    assert re.search(r"lost 1 workers \([12]/2 left\); the run goes on with the others\n", err), err
     assert "30 written, 0 unchanged, 0 failed" in err
     local, remote = _tree(tmp_path / "local"), _tree(tmp_path / "out")
     assert len([p for p in local if p.endswith(".png")]) >= 24
@@ -201,7 +209,9 @@ def test_all_workers_lost_fails_clearly(slurm, tmp_path):
         finally:
             slurm.run("scontrol", "update", f"PartitionName={slurm.partition}", "State=UP")
     assert code == 1, err
-    assert "lost 2 workers (0/2 left)" in err
+    # both losses, said at one look or two (one scancel after the other: a look may fall between)
+    assert sum(int(n) for n in re.findall(r"lost (\d+) workers", err)) == 2, err
+    assert re.search(r"lost [12] workers \(0/2 left\)\n", err), err
     assert "maskcore: error: cluster profile 'slurm': lost all 2 workers and got none back within 8 s " \
            "(wait_for_workers): Slurm jobs: " in err
     assert "PENDING (PartitionDown)" in err            # the replacement jobs, and why they wait
