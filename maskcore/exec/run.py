@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from .. import __version__
-from ..errors import ConfigError, RefusedError
+from ..errors import ConfigError, RefusedError, StateError
 from ..io.archive import (
     ArchiveError,
     TarPartSink,
@@ -536,7 +536,8 @@ class _LastRun:
         unchanged = self.attached.unchanged
         self.whole = read_manifest(sink, MANIFEST_COLUMNS, damaged, PREVIOUS_COLUMNS, names=plan)
         if self.whole is None:
-            raise RuntimeError(f"{MANIFEST} changed during the run")
+            raise StateError(f"{MANIFEST}: expected the manifest this run read when it started, got none "
+                             "(it was removed or damaged during the run)")
         self.plan, self.attached = attach_previous(plan, self.whole), None
         kept = self.plan.filter(pa.array(unchanged))
         return [unchanged_results(kept)] if kept.num_rows else []
@@ -668,7 +669,7 @@ def _read_back(sink, run_id: str):
     def read() -> pa.Table:
         table = read_manifest_readonly(sink)
         if table is None or (table.schema.metadata or {}).get(RUN_ID_KEY) != run_id.encode():
-            raise RuntimeError(f"{MANIFEST} is no longer run {run_id}'s (a later run committed, or it was "
+            raise StateError(f"{MANIFEST} is no longer run {run_id}'s (a later run committed, or it was "
                                "removed): read the manifest before the next run")
         return table
     return read
