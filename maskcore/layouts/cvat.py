@@ -206,8 +206,8 @@ class CvatMasksLayout(LayoutBase):
         labels = _area_labels(item)
         if not labels or h * w > self.max_canvas_pixels:
             return None
-        shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
-        return [shape(lb.geometry) for lb in labels], 1, self.rule
+        geoms = [lb.geometry for lb in labels]
+        return (cvat_shapes(geoms) if self.rule == "coco" else geoms), 1, self.rule
 
     def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
         """One item's files, rendered in memory (see the module docstring for which);
@@ -301,8 +301,9 @@ class CvatMasksLayout(LayoutBase):
         """Each label's pixels (bool), all polygon fills in one kernel call."""
         size_hw = item.annotation.size_hw
         shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
+        geoms = [lb.geometry for lb in labels]
         try:
-            patches = coverages([shape(lb.geometry) for lb in labels], size_hw, 1, self.rule)
+            patches = coverages(cvat_shapes(geoms) if self.rule == "coco" else geoms, size_hw, 1, self.rule)
         except ValueError:  # draw one by one: names the object the kernel refuses
             patches = []
             for lb in labels:
@@ -350,6 +351,20 @@ def cvat_shape(geom):
         x0, y0, x1, y1 = (float(np.around(v, COORDINATE_DIGITS)) for v in (geom.x0, geom.y0, geom.x1, geom.y1))
         return g.Box(x0, y0, x0 + (x1 - x0), y0 + (y1 - y0))
     return geom
+
+
+def cvat_shapes(geoms) -> list:
+    """``[cvat_shape(geom) for geom in geoms]`` (equal geometries): the float64 points of all
+    one-ring polygons rounded in one numpy call rather than one per polygon."""
+    simple = [type(geom) is g.Polygon and not geom.interiors_xy and geom.exterior_xy.dtype == np.float64
+              for geom in geoms]
+    if sum(simple) < 2:
+        return [cvat_shape(geom) for geom in geoms]
+    rings = [geom.exterior_xy for geom, one in zip(geoms, simple) if one]
+    ends = np.cumsum([len(ring) for ring in rings]).tolist()
+    rounded = _round(np.concatenate(rings))
+    pieces = iter([rounded[start:end] for start, end in zip([0, *ends], ends)])
+    return [g.Polygon(next(pieces)) if one else cvat_shape(geom) for geom, one in zip(geoms, simple)]
 
 
 SUBSET_NAMES = ("cvat", "importable")

@@ -205,6 +205,42 @@ def test_lut_encoding_refuses_indexes_outside_the_lut():
         encode_png_lut(np.array([[0, 3]], np.uint8), np.zeros((3, 3), np.uint8))
     with pytest.raises(TypeError, match="2-D integer index"):
         encode_png_lut(np.zeros((2, 2), np.float32), np.zeros((3, 3), np.uint8))
+    # a value out of range below the first row, where only the changed pixels are looked at
+    for index in (np.array([[0, 1], [0, 1], [0, 3], [0, 3]], np.uint8), np.array([[0, 1], [0, -1]], np.int16)):
+        for order in ("C", "F"):
+            with pytest.raises(ValueError, match="index values must be in 0..2"):
+                encode_png_lut(np.asarray(index, order=order), np.zeros((3, 3), np.uint8))
+
+
+def test_lut_encoding_leaves_its_reused_scanlines_zeroed():
+    """The scanlines are a per-thread buffer reused from call to call: what one image wrote (also
+    one whose compression failed) never shows in the next, nor in another thread's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maskcore.codec import png
+    rng = np.random.default_rng(7)
+    lut = rng.integers(0, 256, (40, 3)).astype(np.uint8)
+    busy = [np.asfortranarray(rng.integers(0, 40, (30, 20)).astype(np.uint8)) for _ in range(8)]
+    blank = np.zeros((30, 20), np.uint8)
+    expected_blank = encode_png(np.take(lut, blank, axis=0))
+    expected = [encode_png(np.take(lut, index, axis=0)) for index in busy]
+    for index in busy:
+        png.encode_png_lut(index, lut)
+        assert png.encode_png_lut(blank, lut) == expected_blank
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda index: png.encode_png_lut(index, lut), busy)) == expected
+
+    def failing(data, channels):
+        raise MemoryError("compress failed")
+    backend = png.DEFLATE_BACKENDS[png.DEFAULT_DEFLATE]
+    png.DEFLATE_BACKENDS["failing"] = png._Deflate(failing, backend.crc32)
+    try:
+        with pytest.raises(MemoryError):
+            png.encode_png_lut(busy[0], lut, deflate="failing")
+    finally:
+        del png.DEFLATE_BACKENDS["failing"]
+    assert png.encode_png_lut(blank, lut) == expected_blank
 
 
 def _digests_after_heap_pollution(seed: int) -> list[str]:

@@ -309,6 +309,30 @@ def test_random_items_equal_the_pycocotools_reference():
     assert differing == 0
 
 
+def test_shapes_rounded_together_equal_one_by_one():
+    """``cvat_shapes`` rounds the one-ring float polygons of an item in one call: the same
+    geometries as ``cvat_shape`` of each (integer and holed polygons, parts, boxes as they are)."""
+    from maskcore.layouts.cvat import cvat_shape, cvat_shapes
+    rng = np.random.default_rng(5)
+
+    def rings(geom):
+        if isinstance(geom, g.MultiPolygon):
+            return [r for p in geom.parts for r in rings(p)]
+        if isinstance(geom, g.Polygon):
+            return [geom.exterior_xy, *geom.interiors_xy]
+        return [np.array([getattr(geom, f) for f in ("x0", "y0", "x1", "y1")])]
+    for _ in range(300):
+        geoms = [_random_geom(rng, 30, 40) for _ in range(int(rng.integers(0, 9)))]
+        if rng.random() < 0.3:
+            geoms.append(g.Polygon(rng.integers(-3, 40, (5, 2))))
+        if rng.random() < 0.3:
+            geoms.append(g.Polygon(rng.uniform(0, 30, (5, 2)), (rng.uniform(0, 30, (3, 2)),)))
+        got, want = cvat_shapes(geoms), [cvat_shape(geom) for geom in geoms]
+        assert [type(a) for a in got] == [type(b) for b in want]
+        for a, b in zip(got, want):
+            assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(rings(a), rings(b), strict=True))
+
+
 def test_group_takes_class_and_z_of_its_largest_member():
     meta = make_meta(("cat", (255, 0, 0)), ("dog", (0, 0, 255)))
     big = poly(0, 0, 10, 0, 10, 10, 0, 10)                  # 100 px, dog, z=5
