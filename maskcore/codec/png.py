@@ -325,7 +325,33 @@ def encode_pngs_lut(index: np.ndarray, luts, *, deflate: str | None = None) -> l
     if 0 in index.shape or max(index.shape) > _MAX_SIDE:
         raise ValueError(f"encode_png_lut: expected 1 <= H, W <= {_MAX_SIDE}, got {index.shape}")
     below, above, row, col = _changed_below(index)
-    first = index[0]
+    return _encode_changes(index[0], below, above, row, col, (height, width), luts, deflate)
+
+
+def encode_pngs_changes(size_hw, first_row, below, above, row, col, luts, *,
+                        deflate: str | None = None) -> list[bytes]:
+    """``encode_pngs_lut(index, luts)`` (the same bytes) of the (H, W) index given by its row 0,
+    ``first_row``, and every pixel below it that differs from the one above: value ``below[i]``
+    at ``(row[i], col[i])``, ``above[i]`` above it (e.g. ``kernel.compose.spans_index_changes``),
+    each such pixel once, in any order; every other pixel equals the one above it."""
+    luts = [_checked_lut(lut) for lut in luts]
+    height, width = size_hw
+    if not 1 <= height <= _MAX_SIDE or not 1 <= width <= _MAX_SIDE:
+        raise ValueError(f"encode_pngs_changes: expected 1 <= H, W <= {_MAX_SIDE}, got {tuple(size_hw)}")
+    first_row, below, above, row, col = (np.asarray(a) for a in (first_row, below, above, row, col))
+    if first_row.shape != (width,) or not all(a.ndim == 1 and len(a) == len(below) for a in (above, row, col)) \
+            or any(a.dtype.kind not in "ui" for a in (first_row, below, above, row, col)):
+        raise ValueError(f"encode_pngs_changes: expected a ({width},) integer first row and four integer arrays "
+                         f"of one length, got {first_row.shape} and {[a.shape for a in (below, above, row, col)]}")
+    if len(row) and (row.min() < 1 or row.max() >= height or col.min() < 0 or col.max() >= width):
+        raise ValueError(f"encode_pngs_changes: changed pixels must lie in rows 1..{height - 1} and "
+                         f"columns 0..{width - 1}")
+    return _encode_changes(first_row, below, above, row, col, (height, width), luts, deflate)
+
+
+def _encode_changes(first, below, above, row, col, size_hw, luts, deflate) -> list[bytes]:
+    """The PNG of each lut (see ``encode_pngs_changes``), after checking the index values."""
+    height, width = size_hw
     # every pixel equals the one above it or is listed in ``below``: their range is the index's
     n_colours = min(map(len, luts), default=1)
     if max(first.max(), below.max(initial=0)) >= n_colours or min(first.min(), below.min(initial=0)) < 0:
@@ -345,7 +371,7 @@ def encode_pngs_lut(index: np.ndarray, luts, *, deflate: str | None = None) -> l
             finally:  # the buffer goes back zeroed
                 rows[0, 1:] = 0
                 flat[at] = 0
-        out.append(png_file(stream, index.shape, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32))
+        out.append(png_file(stream, size_hw, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32))
     return out
 
 

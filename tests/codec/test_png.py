@@ -199,6 +199,33 @@ def test_lut_encoding_is_byte_identical_to_encoding_the_looked_up_image(channels
     assert encode_pngs_lut(index, [other]) == encode_pngs_lut(by_column, [other])
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_encoding_from_changes_equals_encoding_the_index(seed):
+    """``encode_pngs_changes`` of an index's row 0 and changed pixels (in any order) gives the
+    bytes of ``encode_pngs_lut`` of the index; what cannot describe an index is refused."""
+    from maskcore.codec.png import encode_pngs_changes, encode_pngs_lut
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+    index = np.zeros((h, w), np.int64)
+    for _ in range(int(rng.integers(0, 10))):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        index[y:y + int(rng.integers(1, h + 1)), x:x + int(rng.integers(1, w + 1))] = rng.integers(0, 20)
+    luts = [rng.integers(0, 256, (20, 3)).astype(np.uint8), rng.integers(0, 256, (21, 4)).astype(np.uint8)]
+    row, col = np.nonzero(index[1:] != index[:-1])
+    row += 1
+    shuffle = rng.permutation(len(row))
+    row, col = row[shuffle], col[shuffle]
+    changes = (index[0], index[row, col], index[row - 1, col], row, col)
+    assert encode_pngs_changes((h, w), *changes, luts) == encode_pngs_lut(index.astype(np.uint8), luts)
+    if h > 1:
+        with pytest.raises(ValueError, match="rows 1"):
+            encode_pngs_changes((h, w), index[0], [0], [0], [h], [0], luts)
+    with pytest.raises(ValueError, match="index values"):
+        encode_pngs_changes((h, w), index[0] + 20, *changes[1:], luts)
+    with pytest.raises(ValueError, match="first row"):
+        encode_pngs_changes((h, w + 1), *changes, luts)
+
+
 def test_lut_encoding_refuses_indexes_outside_the_lut():
     from maskcore.codec.png import encode_png_lut
     with pytest.raises(ValueError, match="index values must be in 0..2"):

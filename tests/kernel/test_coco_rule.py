@@ -15,6 +15,7 @@ from maskcore.kernel.coco_rule import (
     coco_box_ring,
     coco_polygon_mask,
     coco_polygon_masks,
+    coco_polygon_spans,
 )
 
 mask_api = oracle("pycocotools.mask")
@@ -230,6 +231,25 @@ def test_batch_equals_single_calls_and_keeps_empty_slots():
         single = coco_polygon_mask(rings, size_hw)
         assert (single.top, single.left) == (patch.top, patch.left)
         assert np.array_equal(single.mask, patch.mask)
+
+
+def test_spans_paint_each_object_as_pycocotools():
+    """``coco_polygon_spans``: each object's runs, OR-ed, are pycocotools' mask of it; runs are
+    non-empty, inside the canvas and grouped by object in order."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        size_hw = tuple(int(v) for v in rng.integers(1, 40, 2))
+        objects = [_random_object(rng, size_hw) for _ in range(int(rng.integers(0, 12)))]
+        poly, col, row0, row1 = coco_polygon_spans(objects, size_hw)
+        assert all(a.dtype == np.int64 for a in (poly, col, row0, row1))
+        assert (row0 < row1).all() and (row0 >= 0).all() and (row1 <= size_hw[0]).all()
+        assert ((col >= 0) & (col < size_hw[1])).all()
+        assert (np.diff(poly) >= 0).all()
+        for k, rings in enumerate(objects):
+            got = np.zeros(size_hw, bool)
+            for c, a, b in zip(col[poly == k], row0[poly == k], row1[poly == k]):
+                got[a:b, c] = True
+            assert np.array_equal(got, _ref(rings, size_hw) > 0)
 
 
 def test_huge_coordinates_cost_nothing_extra():

@@ -333,6 +333,33 @@ def test_shapes_rounded_together_equal_one_by_one():
             assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(rings(a), rings(b), strict=True))
 
 
+def test_items_encoded_from_runs_equal_the_painted_canvas(monkeypatch):
+    """Items of polygons, multipolygons and rotated boxes (any z_order) are encoded from the
+    kernel's runs (``_encoded_from_runs``): the same bytes as painting the index canvas, which
+    items with groups, holes, background shapes or other shapes still do."""
+    rng = np.random.default_rng(8)
+    titles = [c.title for c in RANDOM_META.classes if c.title != "background"]
+    items = []
+    for _ in range(150):
+        h, w = (int(v) for v in rng.integers(5, 48, 2))
+        labels = []
+        for _ in range(int(rng.integers(1, 16))):
+            geom = _random_geom(rng, h, w)
+            if isinstance(geom, (g.Rectangle, g.Box)) and not getattr(geom, "angle", 0):
+                geom = g.Polygon(rng.uniform(-4, 50, (int(rng.integers(3, 8)), 2)))
+            labels.append((titles[rng.integers(0, len(titles))], geom, int(rng.integers(-2, 3)), 0))
+        items.append(make_item(labels, (h, w), RANDOM_META))
+    assert all(LAYOUT._paints_runs(LAYOUT_LABELS(item)) for item in items)
+    from_runs = [LAYOUT.item_files(item) for item in items]
+    monkeypatch.setattr(CvatMasksLayout, "_paints_runs", lambda self, labels: False)
+    assert [LAYOUT.item_files(item) for item in items] == from_runs
+
+
+def LAYOUT_LABELS(item):  # noqa: N802
+    from maskcore.layouts.cvat import _area_labels
+    return _area_labels(item)
+
+
 def test_group_takes_class_and_z_of_its_largest_member():
     meta = make_meta(("cat", (255, 0, 0)), ("dog", (0, 0, 255)))
     big = poly(0, 0, 10, 0, 10, 10, 0, 10)                  # 100 px, dog, z=5
