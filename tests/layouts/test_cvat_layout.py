@@ -22,7 +22,7 @@ from helpers.datumaro import assert_datumaro_reads, write_export
 from helpers.oracles import load, oracle
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
 from maskcore.kernel.patch import Patch, empty_patch
-from maskcore.layouts.cvat import CvatMasksLayout, _paint_index
+from maskcore.layouts.cvat import CvatMasksLayout, _area_labels, _paint_index
 from maskcore.model import geometry as g
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.model.item import ItemData
@@ -349,15 +349,23 @@ def test_items_encoded_from_runs_equal_the_painted_canvas(monkeypatch):
                 geom = g.Polygon(rng.uniform(-4, 50, (int(rng.integers(3, 8)), 2)))
             labels.append((titles[rng.integers(0, len(titles))], geom, int(rng.integers(-2, 3)), 0))
         items.append(make_item(labels, (h, w), RANDOM_META))
-    assert all(LAYOUT._paints_runs(LAYOUT_LABELS(item)) for item in items)
+    assert all(LAYOUT._paints_runs(_area_labels(item)) for item in items)
     from_runs = [LAYOUT.item_files(item) for item in items]
     monkeypatch.setattr(CvatMasksLayout, "_paints_runs", lambda self, labels: False)
     assert [LAYOUT.item_files(item) for item in items] == from_runs
 
 
-def LAYOUT_LABELS(item):  # noqa: N802
-    from maskcore.layouts.cvat import _area_labels
-    return _area_labels(item)
+@pytest.mark.not_voc("instance colours past the VOC colormap's 256 entries")
+def test_runs_past_255_instances_are_refused_or_extended_as_the_canvas(monkeypatch):
+    square = lambda i: g.Polygon(np.array([[0, 0], [0, 1.5], [1.5, 1.5], [1.5, 0]]) + [i % 30, i // 30 % 20])  # noqa: E731
+    many = make_item([("cat", square(i), 0, 0) for i in range(300)], (20, 30), RANDOM_META)
+    extend = CvatMasksLayout.from_options({"instance_overflow": "extend"})
+    assert LAYOUT._paints_runs(_area_labels(many))
+    with pytest.raises(LimitError, match="300 instances"):
+        LAYOUT.item_files(many)
+    from_runs = extend.item_files(many)
+    monkeypatch.setattr(CvatMasksLayout, "_paints_runs", lambda self, labels: False)
+    assert extend.item_files(many) == from_runs
 
 
 def test_group_takes_class_and_z_of_its_largest_member():
