@@ -42,6 +42,11 @@ Conventions (what CVAT's exporter, ``formats/mask.py``, does through its Datumar
   as in the fork. The class mask is the colour of each pixel's instance's class, the background
   colour where the instance mask is 0: the two masks always agree.
 - Instance colours depend on annotation order (as in CVAT; re-ordering shapes recolours them).
+- How (same bytes either way): with rule ``coco``, an item whose area shapes are all polygons or
+  multipolygons without holes or rotated boxes, without groups or background shapes (COCO's
+  usual item), is encoded from the kernel's runs down the columns: no mask or canvas is painted,
+  only row 0 and the pixels differing from the one above are looked up (``_encoded_from_runs``).
+  Any other item paints its index canvas from the shapes' masks (``_indexed``).
 - Items: no annotation at all (no shape, no tag) -> listed, no PNGs; shapes or tags but no area
   shape (only points, lines, graphs, or tags) -> neither listed nor masked. With
   ``with_images`` every item's image is copied (as CVAT saves every image).
