@@ -140,7 +140,7 @@ def spans_index_changes(number, col, row0, row1, size_hw) -> tuple[np.ndarray, .
     new = np.empty(keys.size, bool)
     new[0], new[1:] = True, sorted_keys[1:] != sorted_keys[:-1]
     rank = np.empty(keys.size, np.int64)
-    rank[order] = np.cumsum(new) - 1          # each key's cut: cuts[rank[i]] == keys[i]
+    rank[order] = new.view(np.uint8).cumsum(dtype=np.int64) - 1   # each key's cut: cuts[rank[i]] == keys[i]
     cuts = sorted_keys[new]
     n = number.size
     first = rank[:n]                          # the run covers pieces first .. first + count - 1
@@ -149,7 +149,8 @@ def spans_index_changes(number, col, row0, row1, size_hw) -> tuple[np.ndarray, .
     pieces = np.arange(ends[-1]) + np.repeat(first - (ends - count), count)
     value = np.zeros(cuts.size, np.int64)
     np.maximum.at(value, pieces, np.repeat(number, count))
-    piece_col, piece_row = np.divmod(cuts, hh)
+    piece_col = cuts // hh   # (np.divmod is ~3x slower than the two)
+    piece_row = cuts - piece_col * hh
     keep = piece_row < height   # a column's last cut (row = height) ends it: no piece starts there
     value, piece_col, piece_row = value[keep], piece_col[keep], piece_row[keep]
     top = piece_row == 0
