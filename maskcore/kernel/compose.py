@@ -134,7 +134,7 @@ def spans_index_changes(number, col, row0, row1, size_hw) -> tuple[np.ndarray, .
     touched = np.zeros(width, bool)
     touched[col] = True
     columns = np.flatnonzero(touched)
-    keys = np.concatenate([col * hh + row0, col * hh + row1, columns * hh, columns * hh + height])
+    keys = np.concatenate([col * hh + row0, col * hh + row1, columns * hh])   # each touched column from row 0
     order = np.argsort(keys, kind="stable")   # (np.unique is ~20x slower here: numpy 2.4)
     sorted_keys = keys[order]
     new = np.empty(keys.size, bool)
@@ -151,9 +151,9 @@ def spans_index_changes(number, col, row0, row1, size_hw) -> tuple[np.ndarray, .
     np.maximum.at(value, pieces, np.repeat(number, count))
     piece_col = cuts // hh   # (np.divmod is ~3x slower than the two)
     piece_row = cuts - piece_col * hh
-    keep = piece_row < height   # a column's last cut (row = height) ends it: no piece starts there
-    value, piece_col, piece_row = value[keep], piece_col[keep], piece_row[keep]
     top = piece_row == 0
     first_row[piece_col[top]] = value[top]
-    changed = np.flatnonzero(~top[1:] & (value[1:] != value[:-1])) + 1   # the piece above: k - 1
+    # a piece differing from the piece before it, in its column (not its first), inside the canvas
+    # (a run ending at row = height cuts there: the piece from there is empty, its value 0)
+    changed = np.flatnonzero(~top[1:] & (value[1:] != value[:-1]) & (piece_row[1:] < height)) + 1
     return first_row, value[changed], value[changed - 1], piece_row[changed], piece_col[changed]
