@@ -70,7 +70,7 @@ from maskcore.kernel.rings import ring_xy
 from maskcore.limits import COCO_RULE_MAX_COORD
 
 __all__ = ["coco_box_mask", "coco_box_ring", "coco_polygon_mask",
-           "coco_polygon_masks", "coco_polygon_spans"]
+           "coco_polygon_masks", "coco_polygon_spans", "coco_ring_spans"]
 
 _SCALE = 5.0
 _F64 = np.dtype(np.float64)
@@ -99,6 +99,30 @@ def coco_polygon_spans(polys_rings_xy: Sequence[Sequence[np.ndarray]], size_hw) 
     return _runs(list(polys_rings_xy), size_hw, lambda i, j: f"polys_rings_xy[{i}][{j}]")
 
 
+def coco_ring_spans(points_xy: np.ndarray, ring_sizes, ring_polygon, size_hw) -> tuple[np.ndarray, ...]:
+    """``coco_polygon_spans`` of rings given in one array: ``points_xy`` (V, 2) float64 holds the
+    rings one after the other, ring ``r`` having ``ring_sizes[r]`` vertices and belonging to
+    polygon ``ring_polygon[r]`` (non-decreasing). For callers that hold an image's coordinates
+    in one array already (no per-ring arrays to gather)."""
+    height, width = check_size_hw(size_hw)
+    pts = np.asarray(points_xy)
+    sizes, owners = np.asarray(ring_sizes, np.int64), np.asarray(ring_polygon, np.int64)
+    if pts.dtype != np.float64 or pts.ndim != 2 or pts.shape[1] != 2 or sizes.shape != owners.shape \
+            or sizes.ndim != 1 or int(sizes.sum()) != pts.shape[0] or (np.diff(owners) < 0).any():
+        raise ValueError(f"points_xy: expected (V, 2) float64 rings of ring_sizes vertices, ring_polygon "
+                         f"non-decreasing, got {pts.dtype} {pts.shape}, {sizes.shape} sizes summing to "
+                         f"{int(sizes.sum())}, {owners.shape} owners")
+    if (sizes < 3).any():   # rings of fewer than three vertices paint nothing (rleFrPoly)
+        keep = sizes >= 3
+        pts, sizes, owners = pts[np.repeat(keep, sizes)], sizes[keep], owners[keep]
+    if not (np.abs(pts) < COCO_RULE_MAX_COORD).all():
+        ring = int(np.searchsorted(np.cumsum(sizes), np.flatnonzero(~(np.abs(pts) < COCO_RULE_MAX_COORD).all(1))[0],
+                                   side="right"))
+        raise ValueError(f"points_xy: expected finite coordinates of magnitude below 2**40, got ring {ring} "
+                         f"(of those of 3 or more vertices) outside")
+    return _runs_of(pts, sizes, owners, height, width)
+
+
 def coco_box_ring(xywh) -> np.ndarray:
     """The (4, 2) float64 ring pycocotools' ``rleFrBbox`` draws for box ``xywh``."""
     try:
@@ -124,7 +148,10 @@ def _draw(polys: list, size_hw, name) -> list[Patch]:
 def _runs(polys: list, size_hw, name) -> tuple[np.ndarray, ...]:
     """Steps 1-4 for every ring: ``(polygon, col, row0, row1)`` of each non-empty run."""
     height, width = check_size_hw(size_hw)
-    pts, ring_sizes, ring_poly = _gather_rings(polys, name)
+    return _runs_of(*_gather_rings(polys, name), height, width)
+
+
+def _runs_of(pts: np.ndarray, ring_sizes, ring_poly, height: int, width: int) -> tuple[np.ndarray, ...]:
     if pts.shape[0] == 0 or height == 0 or width == 0:
         return (np.zeros(0, np.int64),) * 4
     up = np.trunc(pts * _SCALE + 0.5).astype(np.int64)          # step 1

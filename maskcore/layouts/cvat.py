@@ -74,7 +74,7 @@ import numpy as np
 
 from ..codec.png import encode_pngs_changes, encode_pngs_lut
 from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
-from ..kernel.coco_rule import coco_polygon_spans
+from ..kernel.coco_rule import coco_ring_spans
 from ..kernel.compose import spans_index_changes
 from ..kernel.draw import RULES, coverage, coverages
 from ..kernel.palette import voc_colormap
@@ -271,10 +271,8 @@ class CvatMasksLayout(LayoutBase):
         self._check_item(item, labels)
         size_hw = item.annotation.size_hw
         with clock.step("rasterize"):
-            rings = [[p.exterior_xy for p in (geom.parts if type(geom) is g.MultiPolygon else (geom,))]
-                     for geom in cvat_shapes([lb.geometry for lb in labels])]
             try:
-                polygon, col, row0, row1 = coco_polygon_spans(rings, size_hw)
+                polygon, col, row0, row1 = coco_ring_spans(*_run_rings(labels), size_hw)
             except ValueError:
                 return None
         with clock.step("compose.cvat"):
@@ -538,12 +536,29 @@ def _area_labels(item: ItemData) -> list:
 
 def _run_shape(geom) -> bool:
     """A shape the COCO rule draws as the union of its rings' runs, no hole cut out (see
-    ``_paints_runs``): a polygon or multipolygon without holes, or a rotated box."""
+    ``_paints_runs``): a polygon or multipolygon without holes (float64 or integer points), or a
+    rotated box."""
     if type(geom) is g.Polygon:
-        return not geom.interiors_xy
+        return not geom.interiors_xy and (geom.exterior_xy.dtype == np.float64 or geom.exterior_xy.dtype.kind in "iu")
     if type(geom) is g.MultiPolygon:
-        return all(type(p) is g.Polygon and not p.interiors_xy for p in geom.parts)
+        return all(type(p) is g.Polygon and _run_shape(p) for p in geom.parts)
     return type(geom) is g.Box and geom.angle != 0
+
+
+def _run_rings(labels) -> tuple[np.ndarray, list[int], list[int]]:
+    """The rings of ``_run_shape`` labels as ``cvat_shape`` rounds them, in one (V, 2) float64
+    array (one ``np.around``), with each ring's size and label index (see ``coco_ring_spans``)."""
+    rings, sizes, owners = [], [], []
+    for i, lb in enumerate(labels):
+        geom = lb.geometry
+        parts = (geom.corners_xy(),) if type(geom) is g.Box else \
+            tuple(p.exterior_xy for p in geom.parts) if type(geom) is g.MultiPolygon else (geom.exterior_xy,)
+        for ring in parts:
+            rings.append(ring)
+            sizes.append(len(ring))
+            owners.append(i)
+    points = np.concatenate(rings).astype(np.float64, copy=False)   # integer points: exact, unrounded
+    return _round(points), sizes, owners
 
 
 def _coverage_masks(patches) -> list[Patch]:
