@@ -22,7 +22,10 @@ Datumaro refuses COCO files with two categories of the same name (the facade set
 copy to both tools.
 
 Usage: python benchmarks/cvat_bench.py [COCO_JSON] [--images DIR] [--repeat 3]
-                                       [--datumaro-python PATH]
+                                       [--datumaro-python PATH] [--batch-items 8] [--maskcore-only]
+From a git worktree, put its package first (``PYTHONPATH=$PWD``): otherwise the editable install's
+maskcore is imported. maskcore runs as a worker does (``--batch-items``: the polygon fills of that
+many items in one kernel call where the layout asks for it, ``exec.task.BATCH_ITEMS``).
 Datumaro conflicts with the test extras (opencv-python vs opencv-python-headless, a pinned
 pyarrow), so install it in its own venv:
   python -m venv .dmvenv && .dmvenv/bin/pip install datumaro==1.13.12
