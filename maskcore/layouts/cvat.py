@@ -208,7 +208,8 @@ class CvatMasksLayout(LayoutBase):
     def coverage_job(self, item: ItemData):
         """What ``item_files`` rasterises, ``(geometries, thickness, rule)``, for the task to batch
         several items' polygon fills (see the supervisely layout's ``coverage_job``); None when
-        nothing is drawn or the canvas is refused."""
+        nothing is drawn, the canvas is refused, or the item is encoded from runs (no masks drawn:
+        ``_paints_runs``)."""
         h, w = item.annotation.size_hw
         labels = _area_labels(item)
         if not labels or h * w > self.max_canvas_pixels or self._paints_runs(labels):
@@ -261,7 +262,7 @@ class CvatMasksLayout(LayoutBase):
 
     def _encoded_from_runs(self, item: ItemData, labels, clock, warn) -> list[bytes] | None:
         """The two PNGs of an item ``_paints_runs`` accepts, without painting a canvas: the
-        kernel's runs down the columns (``coco_polygon_spans``), each pixel the highest instance
+        kernel's runs down the columns (``coco_ring_spans``), each pixel the highest instance
         number over it, and only the pixels that differ from the one above looked up
         (``spans_index_changes``, ``encode_pngs_changes``): the same bytes as painting the index
         and encoding it (``_indexed``, ``encode_pngs_lut``). None when the item is not such an
