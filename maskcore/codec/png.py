@@ -357,21 +357,23 @@ def _encode_changes(first, below, above, row, col, size_hw, luts, deflate) -> li
     if max(first.max(), below.max(initial=0)) >= n_colours or min(first.min(), below.min(initial=0)) < 0:
         raise ValueError(f"encode_png_lut: index values must be in 0..{n_colours - 1}")
     backend = _backend(deflate)
-    out = []
-    for lut in luts:
-        channels = lut.shape[1]
+    out: list = [None] * len(luts)
+    for channels in dict.fromkeys(lut.shape[1] for lut in luts):   # luts of one width share scanlines
         stride = 1 + channels * width
         at = (row * stride + 1 + channels * col)[:, None] + np.arange(channels)
         with _scanlines(height, stride, zeroed=True) as rows:
             flat = rows.reshape(-1)
-            try:
-                rows[0, 1:] = np.take(lut, first, axis=0).reshape(-1)
-                flat[at] = _lut_difference(lut, below, above)
-                stream = backend.compress(memoryview(flat), channels)
-            finally:  # the buffer goes back zeroed
-                rows[0, 1:] = 0
-                flat[at] = 0
-        out.append(png_file(stream, size_hw, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32))
+            for i, lut in enumerate(luts):
+                if lut.shape[1] != channels:
+                    continue
+                try:
+                    rows[0, 1:] = np.take(lut, first, axis=0).reshape(-1)
+                    flat[at] = _lut_difference(lut, below, above)
+                    stream = backend.compress(memoryview(flat), channels)
+                finally:  # the buffer goes back zeroed
+                    rows[0, 1:] = 0
+                    flat[at] = 0
+                out[i] = png_file(stream, size_hw, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
     return out
 
 
