@@ -22,7 +22,10 @@ Datumaro refuses COCO files with two categories of the same name (the facade set
 copy to both tools.
 
 Usage: python benchmarks/cvat_bench.py [COCO_JSON] [--images DIR] [--repeat 3]
-                                       [--datumaro-python PATH]
+                                       [--datumaro-python PATH] [--batch-items 8] [--maskcore-only]
+From a git worktree, put its package first (``PYTHONPATH=$PWD``): otherwise the editable install's
+maskcore is imported. maskcore runs as a worker does (``--batch-items``: the polygon fills of that
+many items in one kernel call where the layout asks for it, ``exec.task.BATCH_ITEMS``).
 Datumaro conflicts with the test extras (opencv-python vs opencv-python-headless, a pinned
 pyarrow), so install it in its own venv:
   python -m venv .dmvenv && .dmvenv/bin/pip install datumaro==1.13.12
@@ -46,7 +49,9 @@ import numpy as np
 
 from maskcore.exec.memory import DEFAULT_TOP_PAD_BYTES, keep_freed_heap
 from maskcore.exec.plan import plan_partitions
+from maskcore.exec.task import BATCH_ITEMS
 from maskcore.io.sinks.fsdir import FsspecDirSink
+from maskcore.kernel.draw import coverages_many
 from maskcore.layouts import get_layout
 from maskcore.model.item import ItemData
 from maskcore.readers import open_source
@@ -99,7 +104,10 @@ ONE_TIME = "parse.json"
 ``import_from`` does the same work, and is counted in its total)."""
 
 
-def run_maskcore(coco: Path, images: Path, out: Path, clock: StepClock) -> int:
+def run_maskcore(coco: Path, images: Path, out: Path, clock: StepClock, batch_items: int = BATCH_ITEMS) -> int:
+    """The COCO -> cvat export as a worker runs it (``exec.task.render_partition``): items read and
+    parsed, the polygon fills of ``batch_items`` items drawn in one kernel call (``coverage_job``,
+    ``coverages_many``), then each item rendered and written; ``batch_items=1`` draws per item."""
     with clock.step(ONE_TIME):
         source = open_source("coco", str(coco), None, images=str(images))
         meta = source.read_meta()
@@ -108,20 +116,31 @@ def run_maskcore(coco: Path, images: Path, out: Path, clock: StepClock) -> int:
     sink = FsspecDirSink(str(out))
     lines: dict[str, list[str]] = {}
     rows = plan.to_pylist()
-    for row in rows:
-        with clock.step("parse.item"):
-            read = read_item_annotation(source, row)   # as a worker reads it (exec.task)
-            ann = source.parse_annotation(read.data, meta, row["item"], max_bitmap_pixels=2**28,
-                                          decoded=read.decoded)
-        item = ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"], row["out_name"],
-                        meta, ann, read.data, None, "coco")
-        files = layout.item_files(item, clock)
-        with clock.step("write"):
-            for path, blob in files:
-                if path.startswith("@list/"):
-                    lines.setdefault(path[6:], []).append(blob.decode())
-                else:
-                    sink.write(path, blob)
+    for first in range(0, len(rows), batch_items):
+        batch = []
+        for row in rows[first:first + batch_items]:
+            with clock.step("parse.item"):
+                read = read_item_annotation(source, row)   # as a worker reads it (exec.task)
+                ann = source.parse_annotation(read.data, meta, row["item"], max_bitmap_pixels=2**28,
+                                              decoded=read.decoded)
+            batch.append(ItemData(row["dataset"], row["item"], row["out_dir"], row["mask_stem"],
+                                  row["out_name"], meta, ann, read.data, None, "coco"))
+        drawn = [None] * len(batch)
+        if batch_items > 1:
+            with clock.step("rasterize"):
+                jobs = [layout.coverage_job(item) for item in batch]
+                todo = [i for i, job in enumerate(jobs) if job is not None]
+                patches = coverages_many([(jobs[i][0], batch[i].annotation.size_hw) for i in todo], 1, "coco")
+                for i, item_patches in zip(todo, patches):
+                    drawn[i] = item_patches
+        for item, patches in zip(batch, drawn):
+            files = layout.item_files(item, clock, patches=patches)
+            with clock.step("write"):
+                for path, blob in files:
+                    if path.startswith("@list/"):
+                        lines.setdefault(path[6:], []).append(blob.decode())
+                    else:
+                        sink.write(path, blob)
     with clock.step("write"):
         for path, blob in layout.project_files(meta, b""):
             sink.write(path, blob)
@@ -185,9 +204,11 @@ def floors(coco: Path, images: Path, mc_out: Path, repeat: int) -> dict[str, tup
             parts = geom.parts if hasattr(geom, "parts") else (geom,)
             polys.append([p.exterior_xy.ravel().tolist() for p in parts])
         objects.append((polys, h, w))
-    rles = [[mask_utils.merge(mask_utils.frPyObjects(p, h, w)) for p in polys] for polys, h, w in objects]
-    out["rasterize"] = ("pycocotools decode of the objects' RLEs alone (no polygon step)",
-                        _timed(lambda: [mask_utils.decode(r) for r in rles], repeat))
+    # pycocotools' RLEs are runs down the columns, what the layout takes from the kernel
+    # (coco_polygon_spans); decoding them to masks (below) is what it no longer does
+    out["rasterize"] = ("pycocotools frPyObjects + merge per object (its runs, in C; no decode)",
+                        _timed(lambda: [[mask_utils.merge(mask_utils.frPyObjects(p, h, w)) for p in polys]
+                                        for polys, h, w in objects], repeat))
     out["rasterize (pycocotools)"] = ("pycocotools frPyObjects + merge + decode, per object",
                                       _timed(lambda: [[mask_utils.decode(mask_utils.merge(
                                           mask_utils.frPyObjects(p, h, w))) for p in polys]
@@ -241,6 +262,28 @@ def float32_render(coco: Path, images: Path, out: Path) -> None:
         cvat._round = keep
 
 
+def maskcore_only(src: Path, images: Path, repeat: int, batch_items: int) -> None:
+    """maskcore's CPU time per image (this thread), best and median of ``repeat`` runs, and each
+    step's best CPU time, in ms/image: one line each, for A/B runs of two checkouts alternated by a shell
+    loop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        coco = tmp / "instances.json"
+        unique_category_names(src, coco)
+        runs = []
+        for _ in range(repeat):
+            clock = StepClock(time.thread_time)
+            shutil.rmtree(tmp / "mc", ignore_errors=True)
+            c0 = time.thread_time()
+            n = run_maskcore(coco, images, tmp / "mc", clock, batch_items)
+            runs.append((time.thread_time() - c0, dict(clock.seconds)))
+    cpu = sorted(1000 * seconds / n for seconds, _ in runs)
+    steps = {name: 1000 * min(r[1].get(name, 0.0) for r in runs) / n for name in runs[0][1]}
+    print(f"maskcore {REPO.name}: CPU ms/image best {cpu[0]:.2f} median {cpu[len(cpu) // 2]:.2f} "
+          f"(batch_items {batch_items}, {repeat} runs); steps: "
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(steps.items(), key=lambda kv: -kv[1])))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("coco", nargs="?", default=str(DEFAULT_JSON), help="COCO instances JSON")
@@ -252,6 +295,12 @@ def main() -> None:
                     help="glibc M_TOP_PAD for both tools (maskcore.exec.memory.keep_freed_heap here, as maskcore's "
                          "workers do; MALLOC_TOP_PAD_ for Datumaro): freed heap kept for reuse instead of "
                          "returned to the OS (page faults cost ~4 us here); 0 = glibc's default")
+    ap.add_argument("--batch-items", type=int, default=BATCH_ITEMS,
+                    help="items whose polygon fills are drawn in one kernel call, as a worker batches them "
+                         "(maskcore.exec.task.BATCH_ITEMS); 1: each item alone (the script before session 8)")
+    ap.add_argument("--maskcore-only", action="store_true",
+                    help="time maskcore alone (--repeat runs, per-step table, no Datumaro, no pixel "
+                         "comparison): for A/B runs of two checkouts, PYTHONPATH=<checkout> in turn")
     args = ap.parse_args()
     if args.top_pad_mb:
         keep_freed_heap(args.top_pad_mb << 20)
@@ -259,6 +308,9 @@ def main() -> None:
     src = Path(args.coco).resolve()
     images = Path(args.images).resolve() if args.images else src.parent
     warm_up()
+    if args.maskcore_only:
+        maskcore_only(src, images, args.repeat, args.batch_items)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         coco = tmp / "instances.json"
@@ -272,7 +324,7 @@ def main() -> None:
                 clock = StepClock()
                 shutil.rmtree(tmp / "mc", ignore_errors=True)
                 t0, c0 = time.perf_counter(), time.thread_time()
-                n = run_maskcore(coco, images, tmp / "mc", clock)
+                n = run_maskcore(coco, images, tmp / "mc", clock, args.batch_items)
                 mc_runs.append((time.perf_counter() - t0, time.thread_time() - c0, dict(clock.seconds)))
         diff_class, diff_object, total = differing_pixels(tmp / "mc", tmp / "dm")
         float32_render(coco, images, tmp / "mc32")

@@ -70,7 +70,7 @@ from maskcore.kernel.rings import ring_xy
 from maskcore.limits import COCO_RULE_MAX_COORD
 
 __all__ = ["coco_box_mask", "coco_box_ring", "coco_polygon_mask",
-           "coco_polygon_masks"]
+           "coco_polygon_masks", "coco_polygon_spans", "coco_ring_spans"]
 
 _SCALE = 5.0
 _F64 = np.dtype(np.float64)
@@ -88,6 +88,39 @@ def coco_polygon_masks(polys_rings_xy: Sequence[Sequence[np.ndarray]], size_hw) 
     """``[coco_polygon_mask(rings_xy, size_hw) for rings_xy in polys_rings_xy]`` in one
     vectorised pass; the patches' masks share one buffer."""
     return _draw(list(polys_rings_xy), size_hw, lambda i, j: f"polys_rings_xy[{i}][{j}]")
+
+
+def coco_polygon_spans(polys_rings_xy: Sequence[Sequence[np.ndarray]], size_hw) -> tuple[np.ndarray, ...]:
+    """What ``coco_polygon_masks`` paints, as runs down the columns: ``(polygon, col, row0,
+    row1)`` int64 arrays, run ``i`` covering rows ``row0[i] .. row1[i] - 1`` of column ``col[i]``
+    for polygon ``polygon[i]`` (an index into ``polys_rings_xy``), ``row0 < row1``. A polygon's
+    mask is the union of its runs (runs of its different rings may overlap). Runs come by polygon
+    (``polygon`` non-decreasing), each ring's by column, then row."""
+    return _runs(list(polys_rings_xy), size_hw, lambda i, j: f"polys_rings_xy[{i}][{j}]")
+
+
+def coco_ring_spans(points_xy: np.ndarray, ring_sizes, ring_polygon, size_hw) -> tuple[np.ndarray, ...]:
+    """``coco_polygon_spans`` of rings given in one array: ``points_xy`` (V, 2) float64 holds the
+    rings one after the other, ring ``r`` having ``ring_sizes[r]`` vertices and belonging to
+    polygon ``ring_polygon[r]`` (non-decreasing). For callers that hold an image's coordinates
+    in one array already (no per-ring arrays to gather)."""
+    height, width = check_size_hw(size_hw)
+    pts = np.asarray(points_xy)
+    sizes, owners = np.asarray(ring_sizes, np.int64), np.asarray(ring_polygon, np.int64)
+    if pts.dtype != np.float64 or pts.ndim != 2 or pts.shape[1] != 2 or sizes.shape != owners.shape \
+            or sizes.ndim != 1 or int(sizes.sum()) != pts.shape[0] or (np.diff(owners) < 0).any():
+        raise ValueError(f"points_xy: expected (V, 2) float64 rings of ring_sizes vertices, ring_polygon "
+                         f"non-decreasing, got {pts.dtype} {pts.shape}, {sizes.shape} sizes summing to "
+                         f"{int(sizes.sum())}, {owners.shape} owners")
+    if (sizes < 3).any():   # rings of fewer than three vertices paint nothing (rleFrPoly)
+        keep = sizes >= 3
+        pts, sizes, owners = pts[np.repeat(keep, sizes)], sizes[keep], owners[keep]
+    if not (np.abs(pts) < COCO_RULE_MAX_COORD).all():
+        ring = int(np.searchsorted(np.cumsum(sizes), np.flatnonzero(~(np.abs(pts) < COCO_RULE_MAX_COORD).all(1))[0],
+                                   side="right"))
+        raise ValueError(f"points_xy: expected finite coordinates of magnitude below 2**40, got ring {ring} "
+                         f"(of those of 3 or more vertices) outside")
+    return _runs_of(pts, sizes, owners, height, width)
 
 
 def coco_box_ring(xywh) -> np.ndarray:
@@ -109,15 +142,24 @@ def coco_box_mask(xywh, size_hw) -> Patch:
 
 
 def _draw(polys: list, size_hw, name) -> list[Patch]:
+    return _paint(*_runs(polys, size_hw, name), len(polys))
+
+
+def _runs(polys: list, size_hw, name) -> tuple[np.ndarray, ...]:
+    """Steps 1-4 for every ring: ``(polygon, col, row0, row1)`` of each non-empty run."""
     height, width = check_size_hw(size_hw)
-    pts, ring_sizes, ring_poly = _gather_rings(polys, name)
+    return _runs_of(*_gather_rings(polys, name), height, width)
+
+
+def _runs_of(pts: np.ndarray, ring_sizes, ring_poly, height: int, width: int) -> tuple[np.ndarray, ...]:
     if pts.shape[0] == 0 or height == 0 or width == 0:
-        return [EMPTY] * len(polys)
+        return (np.zeros(0, np.int64),) * 4
     up = np.trunc(pts * _SCALE + 0.5).astype(np.int64)          # step 1
     ring, col, row = _crossings(up, ring_sizes, height, width)
     if ring.size == 0:
-        return [EMPTY] * len(polys)
-    return _paint(*_spans(ring, col, row, height, width), ring_poly, len(polys))
+        return (np.zeros(0, np.int64),) * 4
+    ring, col, r0, r1 = _spans(ring, col, row, height, width)
+    return ring_poly[ring], col, r0, r1
 
 
 def _gather_rings(polys: list, name):
@@ -233,14 +275,13 @@ def _spans(ring, col, row, height: int, width: int):
     return group // width, group % width, r0, r1
 
 
-def _paint(ring, col, r0, r1, ring_poly, n_polys: int) -> list[Patch]:
+def _paint(poly, col, r0, r1, n_polys: int) -> list[Patch]:
     """OR each polygon's spans into its own window (its tight box).  All windows share one
     buffer, each laid out column by column, where a span is a run of the flat index: the runs
     are sorted, overlapping or touching ones merged, and the buffer written by one np.repeat."""
     out = [EMPTY] * n_polys
-    if ring.size == 0:
+    if poly.size == 0:                                  # (poly is non-decreasing: rings come in order)
         return out
-    poly = ring_poly[ring]                              # non-decreasing: rings come in order
     first = np.flatnonzero(np.concatenate(([True], poly[1:] != poly[:-1])))
     top = np.minimum.reduceat(r0, first)
     bottom = np.maximum.reduceat(r1, first)

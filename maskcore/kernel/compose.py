@@ -110,3 +110,50 @@ def _pixels(region: np.ndarray) -> np.ndarray:
     """An (H, W, C) uint8 array whose pixels are contiguous as an (H, W) array of C-byte
     elements (numpy ``V<C>``): a masked copy then moves whole pixels."""
     return region.view(np.dtype((np.void, region.shape[2])))[..., 0]
+
+
+def spans_index_changes(number, col, row0, row1, size_hw) -> tuple[np.ndarray, ...]:
+    """The index mask that painting runs in increasing ``number`` order gives (each pixel the
+    highest number of the runs covering it, 0 where none), described as a PNG Up filter reads
+    it, without building it: ``(first_row, below, above, row, col)``: the (W,) values of row 0,
+    then every pixel below row 0 whose value differs from the one above it (its value, the
+    value above, its row and column), column by column.
+
+    Run ``i`` covers rows ``row0[i] .. row1[i] - 1`` of column ``col[i]`` (``row0 < row1``, inside
+    the (H, W) ``size_hw``) with ``number[i] >= 1``; runs may overlap. Each column is cut at every
+    run end into pieces (sorting ~2 ends per run), each piece takes the highest number of the runs
+    over it (``np.maximum.at``), and a piece whose value differs from the piece above is a change:
+    the work follows the runs, not the pixels (~5,000 runs for a 1024x1024 facade image instead
+    of 1 M pixels painted and compared)."""
+    height, width = size_hw
+    number, col, row0, row1 = (np.asarray(a, np.int64) for a in (number, col, row0, row1))
+    first_row = np.zeros(width, np.int64)
+    if not number.size:
+        return first_row, *(np.zeros(0, np.int64),) * 4
+    hh = height + 1   # a column's cuts are keys col * hh + row, row in 0..height
+    touched = np.zeros(width, bool)
+    touched[col] = True
+    columns = np.flatnonzero(touched)
+    keys = np.concatenate([col * hh + row0, col * hh + row1, columns * hh])   # each touched column from row 0
+    order = np.argsort(keys, kind="stable")   # (np.unique is ~20x slower here: numpy 2.4)
+    sorted_keys = keys[order]
+    new = np.empty(keys.size, bool)
+    new[0], new[1:] = True, sorted_keys[1:] != sorted_keys[:-1]
+    rank = np.empty(keys.size, np.int64)
+    rank[order] = new.view(np.uint8).cumsum(dtype=np.int64) - 1   # each key's cut: cuts[rank[i]] == keys[i]
+    cuts = sorted_keys[new]
+    n = number.size
+    first = rank[:n]                          # the run covers pieces first .. first + count - 1
+    count = rank[n:2 * n] - first
+    ends = np.cumsum(count)
+    pieces = np.arange(ends[-1]) + np.repeat(first - (ends - count), count)
+    value = np.zeros(cuts.size, np.int64)
+    np.maximum.at(value, pieces, np.repeat(number, count))
+    piece_col = cuts // hh   # (np.divmod is ~3x slower than the two)
+    piece_row = cuts - piece_col * hh
+    top = piece_row == 0
+    first_row[piece_col[top]] = value[top]
+    # a piece differing from the piece before it, in its column (not its first), inside the canvas
+    # (a run ending at row = height cuts there: the piece from there is empty, its value 0)
+    changed = np.flatnonzero(~top[1:] & (value[1:] != value[:-1]) & (piece_row[1:] < height)) + 1
+    return first_row, value[changed], value[changed - 1], piece_row[changed], piece_col[changed]

@@ -42,6 +42,11 @@ Conventions (what CVAT's exporter, ``formats/mask.py``, does through its Datumar
   as in the fork. The class mask is the colour of each pixel's instance's class, the background
   colour where the instance mask is 0: the two masks always agree.
 - Instance colours depend on annotation order (as in CVAT; re-ordering shapes recolours them).
+- How (same bytes either way): with rule ``coco``, an item whose area shapes are all polygons or
+  multipolygons without holes or rotated boxes, without groups or background shapes (COCO's
+  usual item), is encoded from the kernel's runs down the columns: no mask or canvas is painted,
+  only row 0 and the pixels differing from the one above are looked up (``_encoded_from_runs``).
+  Any other item paints its index canvas from the shapes' masks (``_indexed``).
 - Items: no annotation at all (no shape, no tag) -> listed, no PNGs; shapes or tags but no area
   shape (only points, lines, graphs, or tags) -> neither listed nor masked. With
   ``with_images`` every item's image is copied (as CVAT saves every image).
@@ -67,8 +72,10 @@ from itertools import groupby
 
 import numpy as np
 
-from ..codec.png import encode_pngs_lut
+from ..codec.png import encode_pngs_changes, encode_pngs_lut
 from ..errors import AnnotationError, ConfigError, LimitError, ProjectError
+from ..kernel.coco_rule import coco_ring_spans
+from ..kernel.compose import spans_index_changes
 from ..kernel.draw import RULES, coverage, coverages
 from ..kernel.palette import voc_colormap
 from ..kernel.patch import Patch, empty_patch, union
@@ -201,13 +208,14 @@ class CvatMasksLayout(LayoutBase):
     def coverage_job(self, item: ItemData):
         """What ``item_files`` rasterises, ``(geometries, thickness, rule)``, for the task to batch
         several items' polygon fills (see the supervisely layout's ``coverage_job``); None when
-        nothing is drawn or the canvas is refused."""
+        nothing is drawn, the canvas is refused, or the item is encoded from runs (no masks drawn:
+        ``_paints_runs``)."""
         h, w = item.annotation.size_hw
         labels = _area_labels(item)
-        if not labels or h * w > self.max_canvas_pixels:
+        if not labels or h * w > self.max_canvas_pixels or self._paints_runs(labels):
             return None
-        shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
-        return [shape(lb.geometry) for lb in labels], 1, self.rule
+        geoms = [lb.geometry for lb in labels]
+        return (cvat_shapes(geoms) if self.rule == "coco" else geoms), 1, self.rule
 
     def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
         """One item's files, rendered in memory (see the module docstring for which);
@@ -235,12 +243,52 @@ class CvatMasksLayout(LayoutBase):
                 warn(f"only {', '.join(kinds)} shapes, which have no area: as CVAT's exporter does, the "
                      "item gets no mask and is not listed in ImageSets/Segmentation")
             return [list_line, *out] if not ann.labels and not ann.tags else out
-        index, class_lut, n_instances = self._indexed(item, labels, clock, warn, patches)
-        with clock.step("encode.cvat"):  # colours looked up while filtering (no RGB image built)
-            class_png, object_png = encode_pngs_lut(index, [class_lut, voc_colormap(n_instances + 1)])
-            out += [(f"SegmentationClass/{item.mask_stem}.png", class_png),
-                    (f"SegmentationObject/{item.mask_stem}.png", object_png)]
+        pngs = self._encoded_from_runs(item, labels, clock, warn) if patches is None else None
+        if pngs is None:
+            index, class_lut, n_instances = self._indexed(item, labels, clock, warn, patches)
+            with clock.step("encode.cvat"):  # colours looked up while filtering (no RGB image built)
+                pngs = encode_pngs_lut(index, [class_lut, voc_colormap(n_instances + 1)])
+        class_png, object_png = pngs
+        out += [(f"SegmentationClass/{item.mask_stem}.png", class_png),
+                (f"SegmentationObject/{item.mask_stem}.png", object_png)]
         return [list_line, *out]
+
+    def _paints_runs(self, labels) -> bool:
+        """Whether the item's masks are encoded from the polygons' runs (``_encoded_from_runs``):
+        rule ``coco``, every area shape a polygon or multipolygon without holes or a rotated box
+        (a polygon for CVAT), no groups, no shape of class ``background`` (which erases)."""
+        return self.rule == "coco" and all(
+            not lb.group and lb.class_title != BACKGROUND and _run_shape(lb.geometry) for lb in labels)
+
+    def _encoded_from_runs(self, item: ItemData, labels, clock, warn) -> list[bytes] | None:
+        """The two PNGs of an item ``_paints_runs`` accepts, without painting a canvas: the
+        kernel's runs down the columns (``coco_ring_spans``), each pixel the highest instance
+        number over it, and only the pixels that differ from the one above looked up
+        (``spans_index_changes``, ``encode_pngs_changes``): the same bytes as painting the index
+        and encoding it (``_indexed``, ``encode_pngs_lut``). None when the item is not such an
+        item, or the kernel refuses a ring (the canvas way then names the object)."""
+        if not self._paints_runs(labels):
+            return None
+        self._check_item(item, labels)
+        size_hw = item.annotation.size_hw
+        with clock.step("rasterize"):
+            try:
+                polygon, col, row0, row1 = coco_ring_spans(*_run_rings(labels), size_hw)
+            except ValueError:
+                return None
+        with clock.step("compose.cvat"):
+            order = sorted(range(len(labels)), key=lambda i: labels[i].z_order)   # stable, as _merge_instances
+            instances = [(labels[i].class_title, labels[i].z_order, None) for i in order]
+            self._check_instances(item, instances)
+            number = np.empty(len(labels), np.int64)
+            number[order] = np.arange(1, len(labels) + 1)
+            changes = spans_index_changes(number[polygon], col, row0, row1, size_hw)
+            colours = self.class_colours(item.meta)
+            bg = colours.get(BACKGROUND, BACKGROUND_COLOUR)
+            class_lut = np.array([bg] + [colours[title] for title, _, _ in instances], dtype=np.uint8)
+        self._warn_shared_colours(colours, instances, bg, warn)
+        with clock.step("encode.cvat"):
+            return encode_pngs_changes(size_hw, *changes, [class_lut, voc_colormap(len(instances) + 1)])
 
     def render(self, item: ItemData, kinds=None, clock=NO_CLOCK, warn=None, patches=None):
         """``class`` and ``object`` (h, w, 3) uint8: the RGB pixels of SegmentationClass/ and
@@ -263,15 +311,7 @@ class CvatMasksLayout(LayoutBase):
         """``(index, class_lut, n_instances)``: each pixel's instance number (0 = background) and
         the class colour of each number, after refusing what the layout cannot write."""
         ann = item.annotation
-        h, w = ann.size_hw
-        if h * w > self.max_canvas_pixels:
-            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
-                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
-        classes = item.meta.class_by_title()
-        for lb in labels:
-            if lb.class_title not in classes:
-                raise AnnotationError(f"class {lb.class_title!r} is not in the project meta",
-                                      where=f"{item.where}/object {lb.object_index}")
+        self._check_item(item, labels)
         with clock.step("rasterize"):
             patches = self._coverages(item, labels) if patches is None else _coverage_masks(patches)
         with clock.step("compose.cvat"):
@@ -283,6 +323,18 @@ class CvatMasksLayout(LayoutBase):
             class_lut = np.array([bg] + [colours[title] for title, _, _ in instances], dtype=np.uint8)
         self._warn_shared_colours(colours, instances, bg, warn)
         return index, class_lut, len(instances)
+
+    def _check_item(self, item: ItemData, labels) -> None:
+        """Refuse a canvas above the limit and classes missing from the meta."""
+        h, w = item.annotation.size_hw
+        if h * w > self.max_canvas_pixels:
+            raise LimitError(f"canvas {w}x{h} (WxH) = {h * w} pixels is above the limit of "
+                             f"{self.max_canvas_pixels} pixels (max_canvas_pixels)", where=item.where)
+        classes = item.meta.class_by_title()
+        for lb in labels:
+            if lb.class_title not in classes:
+                raise AnnotationError(f"class {lb.class_title!r} is not in the project meta",
+                                      where=f"{item.where}/object {lb.object_index}")
 
     def _check_instances(self, item: ItemData, instances) -> None:
         """Refuse, before painting, instance numbers the chosen colormap cannot encode."""
@@ -301,8 +353,9 @@ class CvatMasksLayout(LayoutBase):
         """Each label's pixels (bool), all polygon fills in one kernel call."""
         size_hw = item.annotation.size_hw
         shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
+        geoms = [lb.geometry for lb in labels]
         try:
-            patches = coverages([shape(lb.geometry) for lb in labels], size_hw, 1, self.rule)
+            patches = coverages(cvat_shapes(geoms) if self.rule == "coco" else geoms, size_hw, 1, self.rule)
         except ValueError:  # draw one by one: names the object the kernel refuses
             patches = []
             for lb in labels:
@@ -350,6 +403,20 @@ def cvat_shape(geom):
         x0, y0, x1, y1 = (float(np.around(v, COORDINATE_DIGITS)) for v in (geom.x0, geom.y0, geom.x1, geom.y1))
         return g.Box(x0, y0, x0 + (x1 - x0), y0 + (y1 - y0))
     return geom
+
+
+def cvat_shapes(geoms) -> list:
+    """``[cvat_shape(geom) for geom in geoms]`` (equal geometries): the float64 points of all
+    one-ring polygons rounded in one numpy call rather than one per polygon."""
+    simple = [type(geom) is g.Polygon and not geom.interiors_xy and geom.exterior_xy.dtype == np.float64
+              for geom in geoms]
+    if sum(simple) < 2:
+        return [cvat_shape(geom) for geom in geoms]
+    rings = [geom.exterior_xy for geom, one in zip(geoms, simple) if one]
+    ends = np.cumsum([len(ring) for ring in rings]).tolist()
+    rounded = _round(np.concatenate(rings))
+    pieces = iter([rounded[start:end] for start, end in zip([0, *ends], ends)])
+    return [g.Polygon(next(pieces)) if one else cvat_shape(geom) for geom, one in zip(geoms, simple)]
 
 
 SUBSET_NAMES = ("cvat", "importable")
@@ -427,7 +494,7 @@ def _paint_index(instances, size_hw) -> np.ndarray:
         if title == BACKGROUND:
             np.copyto(window, dtype(0), where=mask_t)
         else:
-            np.maximum(window, np.multiply(mask_t, dtype(k), dtype=dtype), out=window)
+            np.maximum(window, np.multiply(mask_t.view(np.uint8), dtype(k), dtype=dtype), out=window)
     return canvas_t.T
 
 
@@ -466,6 +533,33 @@ def _area_labels(item: ItemData) -> list:
     later instance number and is painted over shapes of the same z_order."""
     area = [lb for lb in item.annotation.labels if isinstance(lb.geometry, AREA_TYPES)]
     return sorted(area, key=lambda lb: isinstance(lb.geometry, g.Box) and lb.geometry.angle != 0)
+
+
+def _run_shape(geom) -> bool:
+    """A shape the COCO rule draws as the union of its rings' runs, no hole cut out (see
+    ``_paints_runs``): a polygon or multipolygon without holes (float64 or integer points), or a
+    rotated box."""
+    if type(geom) is g.Polygon:
+        return not geom.interiors_xy and (geom.exterior_xy.dtype == np.float64 or geom.exterior_xy.dtype.kind in "iu")
+    if type(geom) is g.MultiPolygon:
+        return all(type(p) is g.Polygon and _run_shape(p) for p in geom.parts)
+    return type(geom) is g.Box and geom.angle != 0
+
+
+def _run_rings(labels) -> tuple[np.ndarray, list[int], list[int]]:
+    """The rings of ``_run_shape`` labels as ``cvat_shape`` rounds them, in one (V, 2) float64
+    array (one ``np.around``), with each ring's size and label index (see ``coco_ring_spans``)."""
+    rings, sizes, owners = [], [], []
+    for i, lb in enumerate(labels):
+        geom = lb.geometry
+        parts = (geom.corners_xy(),) if type(geom) is g.Box else \
+            tuple(p.exterior_xy for p in geom.parts) if type(geom) is g.MultiPolygon else (geom.exterior_xy,)
+        for ring in parts:
+            rings.append(ring)
+            sizes.append(len(ring))
+            owners.append(i)
+    points = np.concatenate(rings).astype(np.float64, copy=False)   # integer points: exact, unrounded
+    return _round(points), sizes, owners
 
 
 def _coverage_masks(patches) -> list[Patch]:

@@ -199,12 +199,75 @@ def test_lut_encoding_is_byte_identical_to_encoding_the_looked_up_image(channels
     assert encode_pngs_lut(index, [other]) == encode_pngs_lut(by_column, [other])
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_encoding_from_changes_equals_encoding_the_index(seed):
+    """``encode_pngs_changes`` of an index's row 0 and changed pixels (in any order) gives the
+    bytes of ``encode_pngs_lut`` of the index; what cannot describe an index is refused."""
+    from maskcore.codec.png import encode_pngs_changes, encode_pngs_lut
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+    index = np.zeros((h, w), np.int64)
+    for _ in range(int(rng.integers(0, 10))):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        index[y:y + int(rng.integers(1, h + 1)), x:x + int(rng.integers(1, w + 1))] = rng.integers(0, 20)
+    luts = [rng.integers(0, 256, (20, 3)).astype(np.uint8), rng.integers(0, 256, (21, 4)).astype(np.uint8)]
+    row, col = np.nonzero(index[1:] != index[:-1])
+    row += 1
+    shuffle = rng.permutation(len(row))
+    row, col = row[shuffle], col[shuffle]
+    changes = (index[0], index[row, col], index[row - 1, col], row, col)
+    assert encode_pngs_changes((h, w), *changes, luts) == encode_pngs_lut(index.astype(np.uint8), luts)
+    if h > 1:
+        with pytest.raises(ValueError, match="rows 1"):
+            encode_pngs_changes((h, w), index[0], [0], [0], [h], [0], luts)
+    with pytest.raises(ValueError, match="index values"):
+        encode_pngs_changes((h, w), index[0] + 20, *changes[1:], luts)
+    with pytest.raises(ValueError, match="first row"):
+        encode_pngs_changes((h, w + 1), *changes, luts)
+
+
 def test_lut_encoding_refuses_indexes_outside_the_lut():
     from maskcore.codec.png import encode_png_lut
     with pytest.raises(ValueError, match="index values must be in 0..2"):
         encode_png_lut(np.array([[0, 3]], np.uint8), np.zeros((3, 3), np.uint8))
     with pytest.raises(TypeError, match="2-D integer index"):
         encode_png_lut(np.zeros((2, 2), np.float32), np.zeros((3, 3), np.uint8))
+    # a value out of range below the first row, where only the changed pixels are looked at
+    for index in (np.array([[0, 1], [0, 1], [0, 3], [0, 3]], np.uint8), np.array([[0, 1], [0, -1]], np.int16)):
+        for order in ("C", "F"):
+            with pytest.raises(ValueError, match="index values must be in 0..2"):
+                encode_png_lut(np.asarray(index, order=order), np.zeros((3, 3), np.uint8))
+
+
+def test_lut_encoding_leaves_its_reused_scanlines_zeroed():
+    """The scanlines are a per-thread buffer reused from call to call: what one image wrote (also
+    one whose compression failed) never shows in the next, nor in another thread's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maskcore.codec import png
+    rng = np.random.default_rng(7)
+    lut = rng.integers(0, 256, (40, 3)).astype(np.uint8)
+    busy = [np.asfortranarray(rng.integers(0, 40, (30, 20)).astype(np.uint8)) for _ in range(8)]
+    blank = np.zeros((30, 20), np.uint8)
+    expected_blank = encode_png(np.take(lut, blank, axis=0))
+    expected = [encode_png(np.take(lut, index, axis=0)) for index in busy]
+    for index in busy:
+        png.encode_png_lut(index, lut)
+        assert png.encode_png_lut(blank, lut) == expected_blank
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda index: png.encode_png_lut(index, lut), busy)) == expected
+
+    def failing(data, channels):
+        raise MemoryError("compress failed")
+    backend = png.DEFLATE_BACKENDS[png.DEFAULT_DEFLATE]
+    png.DEFLATE_BACKENDS["failing"] = png._Deflate(failing, backend.crc32)
+    try:
+        with pytest.raises(MemoryError):
+            png.encode_png_lut(busy[0], lut, deflate="failing")
+    finally:
+        del png.DEFLATE_BACKENDS["failing"]
+    assert png.encode_png_lut(blank, lut) == expected_blank
 
 
 def _digests_after_heap_pollution(seed: int) -> list[str]:

@@ -15,6 +15,8 @@ from maskcore.kernel.coco_rule import (
     coco_box_ring,
     coco_polygon_mask,
     coco_polygon_masks,
+    coco_polygon_spans,
+    coco_ring_spans,
 )
 
 mask_api = oracle("pycocotools.mask")
@@ -230,6 +232,44 @@ def test_batch_equals_single_calls_and_keeps_empty_slots():
         single = coco_polygon_mask(rings, size_hw)
         assert (single.top, single.left) == (patch.top, patch.left)
         assert np.array_equal(single.mask, patch.mask)
+
+
+def test_spans_paint_each_object_as_pycocotools():
+    """``coco_polygon_spans``: each object's runs, OR-ed, are pycocotools' mask of it; runs are
+    non-empty, inside the canvas and grouped by object in order."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        size_hw = tuple(int(v) for v in rng.integers(1, 40, 2))
+        objects = [_random_object(rng, size_hw) for _ in range(int(rng.integers(0, 12)))]
+        poly, col, row0, row1 = coco_polygon_spans(objects, size_hw)
+        assert all(a.dtype == np.int64 for a in (poly, col, row0, row1))
+        assert (row0 < row1).all() and (row0 >= 0).all() and (row1 <= size_hw[0]).all()
+        assert ((col >= 0) & (col < size_hw[1])).all()
+        assert (np.diff(poly) >= 0).all()
+        for k, rings in enumerate(objects):
+            got = np.zeros(size_hw, bool)
+            for c, a, b in zip(col[poly == k], row0[poly == k], row1[poly == k]):
+                got[a:b, c] = True
+            assert np.array_equal(got, _ref(rings, size_hw) > 0)
+
+
+def test_ring_spans_equal_polygon_spans():
+    """``coco_ring_spans`` of the rings in one array (rings of 1-2 vertices included) gives the
+    runs of ``coco_polygon_spans``; a coordinate past 2**40 or inconsistent sizes are refused."""
+    rng = np.random.default_rng(12)
+    for _ in range(60):
+        size_hw = tuple(int(v) for v in rng.integers(1, 40, 2))
+        objects = [_random_object(rng, size_hw) for _ in range(int(rng.integers(1, 12)))]
+        rings = [np.asarray(r, np.float64).reshape(-1, 2) for rings in objects for r in rings]
+        owners = [k for k, rings in enumerate(objects) for _ in rings]
+        got = coco_ring_spans(np.concatenate(rings), [len(r) for r in rings], owners, size_hw)
+        want = coco_polygon_spans(objects, size_hw)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    square = np.array([[0, 0], [0, 4], [4, 4], [4, 0]], np.float64)
+    with pytest.raises(ValueError, match="2\\*\\*40"):
+        coco_ring_spans(np.concatenate([square, square * 2.0**41]), [4, 4], [0, 1], (5, 5))
+    with pytest.raises(ValueError, match="ring_sizes"):
+        coco_ring_spans(square, [3], [0], (5, 5))
 
 
 def test_huge_coordinates_cost_nothing_extra():

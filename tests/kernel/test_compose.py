@@ -5,7 +5,7 @@ that are halves of a wider array (the preview), non-contiguous canvases (fallbac
 import numpy as np
 import pytest
 
-from maskcore.kernel.compose import overlay_half, paint
+from maskcore.kernel.compose import overlay_half, paint, spans_index_changes
 from maskcore.kernel.patch import Patch
 
 
@@ -111,3 +111,27 @@ def test_overlay_half_with_many_overlapping_labels_and_edge_values_in_threads(mo
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spans_index_changes_describe_the_painted_index(seed):
+    """Random overlapping runs, numbers repeated and out of order: row 0 and the pixels that
+    differ from the one above are those of the canvas painted with each pixel's highest number."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        n = int(rng.integers(0, 60))
+        col = rng.integers(0, w, n)
+        row0 = rng.integers(0, h, n)
+        row1 = np.minimum(row0 + rng.integers(1, h + 1, n), h)
+        number = rng.integers(1, 9 if seed % 2 else 300, n)
+        canvas = np.zeros((h, w), np.int64)
+        for k, c, a, b in zip(number, col, row0, row1):
+            canvas[a:b, c] = np.maximum(canvas[a:b, c], k)
+        first, below, above, row, col_ = spans_index_changes(number, col, row0, row1, (h, w))
+        assert np.array_equal(first, canvas[0])
+        want_row, want_col = np.nonzero(canvas[1:] != canvas[:-1])
+        got = sorted(zip(col_.tolist(), row.tolist(), below.tolist(), above.tolist()))
+        want = sorted(zip(want_col.tolist(), (want_row + 1).tolist(), canvas[want_row + 1, want_col].tolist(),
+                          canvas[want_row, want_col].tolist()))
+        assert got == want

@@ -22,7 +22,7 @@ from helpers.datumaro import assert_datumaro_reads, write_export
 from helpers.oracles import load, oracle
 from maskcore.errors import AnnotationError, ConfigError, LimitError, ProjectError
 from maskcore.kernel.patch import Patch, empty_patch
-from maskcore.layouts.cvat import CvatMasksLayout, _paint_index
+from maskcore.layouts.cvat import CvatMasksLayout, _area_labels, _paint_index
 from maskcore.model import geometry as g
 from maskcore.model.annotation import Annotation, Label, ObjClass, ProjectMeta
 from maskcore.model.item import ItemData
@@ -307,6 +307,65 @@ def test_random_items_equal_the_pycocotools_reference():
         assert_consistent(class_rgb, object_rgb, bg=(7, 7, 7))
     assert shapes > 6000
     assert differing == 0
+
+
+def test_shapes_rounded_together_equal_one_by_one():
+    """``cvat_shapes`` rounds the one-ring float polygons of an item in one call: the same
+    geometries as ``cvat_shape`` of each (integer and holed polygons, parts, boxes as they are)."""
+    from maskcore.layouts.cvat import cvat_shape, cvat_shapes
+    rng = np.random.default_rng(5)
+
+    def rings(geom):
+        if isinstance(geom, g.MultiPolygon):
+            return [r for p in geom.parts for r in rings(p)]
+        if isinstance(geom, g.Polygon):
+            return [geom.exterior_xy, *geom.interiors_xy]
+        return [np.array([getattr(geom, f) for f in ("x0", "y0", "x1", "y1")])]
+    for _ in range(300):
+        geoms = [_random_geom(rng, 30, 40) for _ in range(int(rng.integers(0, 9)))]
+        if rng.random() < 0.3:
+            geoms.append(g.Polygon(rng.integers(-3, 40, (5, 2))))
+        if rng.random() < 0.3:
+            geoms.append(g.Polygon(rng.uniform(0, 30, (5, 2)), (rng.uniform(0, 30, (3, 2)),)))
+        got, want = cvat_shapes(geoms), [cvat_shape(geom) for geom in geoms]
+        assert [type(a) for a in got] == [type(b) for b in want]
+        for a, b in zip(got, want):
+            assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(rings(a), rings(b), strict=True))
+
+
+def test_items_encoded_from_runs_equal_the_painted_canvas(monkeypatch):
+    """Items of polygons, multipolygons and rotated boxes (any z_order) are encoded from the
+    kernel's runs (``_encoded_from_runs``): the same bytes as painting the index canvas, which
+    items with groups, holes, background shapes or other shapes still do."""
+    rng = np.random.default_rng(8)
+    titles = [c.title for c in RANDOM_META.classes if c.title != "background"]
+    items = []
+    for _ in range(150):
+        h, w = (int(v) for v in rng.integers(5, 48, 2))
+        labels = []
+        for _ in range(int(rng.integers(1, 16))):
+            geom = _random_geom(rng, h, w)
+            if isinstance(geom, (g.Rectangle, g.Box)) and not getattr(geom, "angle", 0):
+                geom = g.Polygon(rng.uniform(-4, 50, (int(rng.integers(3, 8)), 2)))
+            labels.append((titles[rng.integers(0, len(titles))], geom, int(rng.integers(-2, 3)), 0))
+        items.append(make_item(labels, (h, w), RANDOM_META))
+    assert all(LAYOUT._paints_runs(_area_labels(item)) for item in items)
+    from_runs = [LAYOUT.item_files(item) for item in items]
+    monkeypatch.setattr(CvatMasksLayout, "_paints_runs", lambda self, labels: False)
+    assert [LAYOUT.item_files(item) for item in items] == from_runs
+
+
+@pytest.mark.not_voc("instance colours past the VOC colormap's 256 entries")
+def test_runs_past_255_instances_are_refused_or_extended_as_the_canvas(monkeypatch):
+    square = lambda i: g.Polygon(np.array([[0, 0], [0, 1.5], [1.5, 1.5], [1.5, 0]]) + [i % 30, i // 30 % 20])  # noqa: E731
+    many = make_item([("cat", square(i), 0, 0) for i in range(300)], (20, 30), RANDOM_META)
+    extend = CvatMasksLayout.from_options({"instance_overflow": "extend"})
+    assert LAYOUT._paints_runs(_area_labels(many))
+    with pytest.raises(LimitError, match="300 instances"):
+        LAYOUT.item_files(many)
+    from_runs = extend.item_files(many)
+    monkeypatch.setattr(CvatMasksLayout, "_paints_runs", lambda self, labels: False)
+    assert extend.item_files(many) == from_runs
 
 
 def test_group_takes_class_and_z_of_its_largest_member():

@@ -581,6 +581,38 @@ def test_fuzz_parse_raises_only_item_errors(anns, height):
         draw.coverages([lb.geometry], ann.size_hw, rule="coco")
 
 
+polygon_rings = st.lists(st.lists(st.integers(-3, 12) | st.floats(-3, 12), min_size=6, max_size=12)
+                         .filter(lambda ring: len(ring) % 2 == 0), min_size=1, max_size=3)
+polygon_annotations = st.fixed_dictionaries(
+    {"category_id": st.sampled_from([0, 7]), "segmentation": polygon_rings},
+    optional={"attributes": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+              "bbox": json_values})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(polygon_annotations, max_size=6), st.lists(annotations | json_values, max_size=1))
+def test_polygon_items_parse_in_bulk_as_one_by_one(anns, other):
+    """An item of plain polygons is parsed in bulk (``_polygon_labels``): the labels are those of
+    ``_label`` one by one; anything else in the item and the item parses (or fails) one by one."""
+    from maskcore.readers.coco import _label, _polygon_labels
+    meta = meta_from_index(index_coco(mini_doc()))
+    classes = meta.class_by_title()
+    anns = json.loads(json.dumps(anns + other))   # as decoded from a file
+    bulk = _polygon_labels(anns, NAMES, classes)
+    if other and bulk is None:
+        return
+    assert bulk is not None
+    for i, (got, ann) in enumerate(zip(bulk, anns, strict=True)):
+        want = _label(ann, i, (6, 5), NAMES, classes, BIG)
+        assert (got.class_title, got.object_index, got.tags) == (want.class_title, i, want.tags)
+        parts = lambda geom: geom.parts if isinstance(geom, G.MultiPolygon) else (geom,)  # noqa: E731
+        assert [type(p) for p in parts(got.geometry)] == [type(p) for p in parts(want.geometry)]
+        for a, b in zip(parts(got.geometry), parts(want.geometry), strict=True):
+            assert a.exterior_xy.dtype == np.float64 and np.array_equal(a.exterior_xy, b.exterior_xy)
+            assert a.interiors_xy == b.interiors_xy == ()
+    assert [lb.class_title for lb in parse(anns).labels] == [lb.class_title for lb in bulk]
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional={
     "images": st.lists(st.fixed_dictionaries({}, optional={"id": json_values, "file_name": json_values})
