@@ -442,7 +442,7 @@ def scheduler_and_worker(tmp_path):
             proc.terminate()
         for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=3)   # a graceful close; under load it once took > 10 s: nothing to keep
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
