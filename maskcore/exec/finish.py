@@ -13,7 +13,6 @@ never either manifest whole.
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 from ..errors import StateError
 from .report import listed_failures, listed_warnings
 from .stamps import attach_previous, merged_ranges, record_stamps, same_items, unchanged_results
-from .state import MANIFEST, MANIFEST_PARTS, PARTS_KEY, DamagedManifest, in_item_order, item_keys
+from .state import MANIFEST, DamagedManifest, in_item_order, item_keys, manifest_files
 from .task import RESULT_SCHEMA
 
 
@@ -49,13 +48,6 @@ def workers_rows(results: list[pa.Table]) -> pa.Table:
     from it pay for all of them."""
     rows = pa.concat_tables(results).combine_chunks() if results else RESULT_SCHEMA.empty_table()
     return in_item_order(rows)
-
-
-def manifest_files(head: pa.Table) -> list[str]:
-    """The last manifest's files in item order: its first file, then the parts it names (its
-    metadata, which every piece of ``state.manifest_pieces`` carries)."""
-    parts = json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]"))
-    return [MANIFEST, *(f"{MANIFEST_PARTS}/{part[0]}" for part in parts)]
 
 
 def _changed(what: str) -> StateError:

@@ -279,6 +279,17 @@ class DamagedManifest(Exception):
             damaged.append(note)
 
 
+def named_parts(head: pa.Table) -> list:
+    """``[[file name, rows, sha256], ...]`` of the parts the manifest's first file ``head`` names
+    (``PARTS_KEY``; every piece of ``manifest_pieces`` carries the head's metadata), in item order."""
+    return json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]"))
+
+
+def manifest_files(head: pa.Table) -> list[str]:
+    """The manifest's files in item order: its first file, then the parts ``head`` names."""
+    return [MANIFEST, *(f"{MANIFEST_PARTS}/{part[0]}" for part in named_parts(head))]
+
+
 def manifest_pieces(sink, head: pa.Table, columns: tuple[str, ...] | None = None, names: pa.Table | None = None):
     """The committed manifest a file at a time, in item order: ``(first row, table)`` of its first
     file ``head`` (as given), then of each part the head names, read (only ``columns``, default the
@@ -286,7 +297,7 @@ def manifest_pieces(sink, head: pa.Table, columns: tuple[str, ...] | None = None
     caller holds one part at a time. ``DamagedManifest`` when a part is missing or not the one named."""
     yield 0, head
     start = head.num_rows
-    for name, rows, sha in json.loads((head.schema.metadata or {}).get(PARTS_KEY, b"[]")):
+    for name, rows, sha in named_parts(head):
         try:
             data = sink.read(f"{MANIFEST_PARTS}/{name}")
             if _sha(data) != sha:

@@ -214,8 +214,7 @@ class CvatMasksLayout(LayoutBase):
         labels = _area_labels(item)
         if not labels or h * w > self.max_canvas_pixels or self._paints_runs(labels):
             return None
-        geoms = [lb.geometry for lb in labels]
-        return (cvat_shapes(geoms) if self.rule == "coco" else geoms), 1, self.rule
+        return self._drawn_shapes(labels), 1, self.rule
 
     def item_files(self, item: ItemData, clock=NO_CLOCK, warn=None, patches=None) -> list[Output]:
         """One item's files, rendered in memory (see the module docstring for which);
@@ -349,13 +348,18 @@ class CvatMasksLayout(LayoutBase):
                 f"up to {top}, but SegmentationObject colours encode at most {limit} (the VOC "
                 f"colormap; 0 is background){hint}", where=item.where)
 
+    def _drawn_shapes(self, labels) -> list:
+        """The labels' geometries as the rule draws them: with ``coco`` as CVAT stores them
+        (``cvat_shapes``), else as they are."""
+        geoms = [lb.geometry for lb in labels]
+        return cvat_shapes(geoms) if self.rule == "coco" else geoms
+
     def _coverages(self, item: ItemData, labels) -> list[Patch]:
         """Each label's pixels (bool), all polygon fills in one kernel call."""
         size_hw = item.annotation.size_hw
         shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
-        geoms = [lb.geometry for lb in labels]
         try:
-            patches = coverages(cvat_shapes(geoms) if self.rule == "coco" else geoms, size_hw, 1, self.rule)
+            patches = coverages(self._drawn_shapes(labels), size_hw, 1, self.rule)
         except ValueError:  # draw one by one: names the object the kernel refuses
             patches = []
             for lb in labels:
