@@ -30,8 +30,9 @@ DEFAULT_ARGS = ["--masks", "machine,human,instance", "--no-images", "-o", "copy_
                 "--workers", "1"]
 
 
-def run_once(project: str, checkout: str, args: list[str], workdir: str, core: int | None) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one export by ``checkout``'s package."""
+def run_once(project: str, checkout: str, args: list[str], workdir: str,
+             core: int | None) -> tuple[float, float, int]:
+    """(CPU seconds, wall seconds, minor page faults) of one export by ``checkout``'s package."""
     import time
 
     out = tempfile.mkdtemp(dir=workdir, prefix="ab_")
@@ -48,7 +49,7 @@ def run_once(project: str, checkout: str, args: list[str], workdir: str, core: i
         err = proc.stderr.read().decode(errors="replace")
         if proc.returncode not in (0, 3):
             raise SystemExit(f"{checkout}: export failed ({proc.returncode}): {err[-2000:]}")
-        return usage.ru_utime + usage.ru_stime, wall
+        return usage.ru_utime + usage.ru_stime, wall, usage.ru_minflt
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -72,9 +73,9 @@ def main() -> None:
     cpu: dict[str, list[float]] = {c: [] for c in a.checkouts}
     for k in range(a.runs):
         for checkout in a.checkouts:
-            seconds, wall = run_once(a.project, checkout, export_args, a.workdir, core)
+            seconds, wall, faults = run_once(a.project, checkout, export_args, a.workdir, core)
             cpu[checkout].append(seconds)
-            print(f"run {k + 1} {checkout}: CPU {seconds:.3f} s, wall {wall:.3f} s, "
+            print(f"run {k + 1} {checkout}: CPU {seconds:.3f} s, wall {wall:.3f} s, {faults} page faults, "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
     for checkout, values in cpu.items():
         print(f"{checkout}: CPU s sorted {' '.join(f'{v:.3f}' for v in sorted(values))}; "
