@@ -528,8 +528,11 @@ def connect(profile: dict, workers: int | None = None, log=None, destination: st
     from distributed import Client
 
     if profile["kind"] != "address":
+        from .closing_logs import QuietClose
+
         with build_cluster(profile, workers, destination) as cluster, Client(cluster) as client, \
                 _watch(client, profile, cluster, workers, log):
+            client.register_plugin(QuietClose())  # its workers close without comm-race tracebacks
             yield client
         return
     with apply_config(profile):
