@@ -192,7 +192,8 @@ def _gather_rings(polys: list, name):
 
 def _crossings(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int):
     """Step 3 for every edge of every ring: ``(ring, column, row)`` int64 arrays, one entry per
-    toggle inside the canvas's columns (rows clamped to [0, height])."""
+    toggle inside the canvas's columns (rows clamped to [0, height]), x-major edges' first. Each
+    edge's walk parameters are computed once per edge, not per crossing."""
     ring_of = np.repeat(np.arange(ring_sizes.size), ring_sizes)
     nxt = np.arange(1, up.shape[0] + 1)
     ends = np.cumsum(ring_sizes)
@@ -203,50 +204,47 @@ def _crossings(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int):
     # Columns c with lo <= 5c + 2 and 5c + 3 <= hi (the walk's X passes every integer between
     # its ends), inside the canvas.
     c_first = np.maximum((lo + 2) // 5, 0)
-    c_last = np.minimum((hi - 3) // 5, width - 1)
-    counts = np.maximum(c_last - c_first + 1, 0)
-    edge = np.flatnonzero(counts)
-    if edge.size == 0:
-        return (np.zeros(0, np.int64),) * 3
-    counts = counts[edge]
-    rep = np.repeat(np.arange(edge.size), counts)
-    starts = np.cumsum(counts) - counts
-    col = c_first[edge][rep] + (np.arange(rep.size) - starts[rep])
-    edge = edge[rep]
-    xa, ya, xb, yb = xa[edge], ya[edge], xb[edge], yb[edge]
+    counts = np.minimum((hi - 3) // 5, width - 1) - c_first + 1
     dx, dy = np.abs(xb - xa), np.abs(yb - ya)
     xmajor = dx >= dy
-    ymin = np.empty(edge.size, dtype=np.float64)
-    i = np.flatnonzero(xmajor)
-    if i.size:
-        ymin[i] = _xmajor_ymin(xa[i], ya[i], xb[i], yb[i], dx[i], col[i])
-    i = np.flatnonzero(~xmajor)
-    if i.size:
-        ymin[i] = _ymajor_ymin(xa[i], ya[i], xb[i], yb[i], dy[i], col[i])
+    crossing = counts > 0
+    out = []
+    for edge, rows_of in ((np.flatnonzero(crossing & xmajor), _xmajor_ymin),
+                          (np.flatnonzero(crossing & ~xmajor), _ymajor_ymin)):
+        if edge.size:
+            n = counts[edge]
+            at = np.repeat(np.arange(edge.size), n)     # each crossing's edge (of ``edge``)
+            col = np.arange(at.size) + (c_first[edge] - (np.cumsum(n) - n))[at]
+            ymin = rows_of(xa[edge], ya[edge], xb[edge], yb[edge], dx[edge], dy[edge], at, col)
+            out.append((ring_of[edge][at], col, ymin))
+    if not out:
+        return (np.zeros(0, np.int64),) * 3
+    ring, col, ymin = (np.concatenate(parts) if len(out) > 1 else parts[0] for parts in zip(*out))
     yd = np.clip((ymin + 0.5) / _SCALE - 0.5, 0.0, float(height))
-    return ring_of[edge], col, np.ceil(yd).astype(np.int64)
+    return ring, col, np.ceil(yd).astype(np.int64)
 
 
-def _xmajor_ymin(xa, ya, xb, yb, dx, col) -> np.ndarray:
-    """x-major edges: Ymin of the walk's points at X = 5c + 2 and 5c + 3."""
+def _xmajor_ymin(xa, ya, xb, yb, dx, dy, at, col) -> np.ndarray:
+    """x-major edges (per edge), their crossings (``at``: the edge, ``col``: the column): Ymin of
+    the walk's points at X = 5c + 2 and 5c + 3."""
     flip = xa > xb
     xs, ys = np.where(flip, xb, xa), np.where(flip, yb, ya)
     ye = np.where(flip, ya, yb)
     s = (ye - ys) / dx.astype(np.float64)
-    t = 5 * col + 2 - xs + (s < 0)                  # Y is monotone in t: the lower point
-    return np.trunc(ys + s * t + 0.5)
+    t = 5 * col + (2 - xs + (s < 0))[at]            # Y is monotone in t: the lower point
+    return np.trunc(ys[at] + s[at] * t + 0.5)
 
 
-def _ymajor_ymin(xa, ya, xb, yb, dy, col) -> np.ndarray:
-    """y-major edges: Ymin = Ystart + T - 1, T the first step whose rounded X has passed
-    between 5c + 2 and 5c + 3 (X is monotone along the edge)."""
+def _ymajor_ymin(xa, ya, xb, yb, dx, dy, at, col) -> np.ndarray:
+    """y-major edges (per edge), their crossings (``at``, ``col``): Ymin = Ystart + T - 1, T the
+    first step whose rounded X has passed between 5c + 2 and 5c + 3 (X is monotone along the
+    edge)."""
     flip = ya > yb
     xs, ys = np.where(flip, xb, xa), np.where(flip, yb, ya)
     xe = np.where(flip, xa, xb)
     s = (xe - xs) / dy.astype(np.float64)
-    xs = xs.astype(np.float64)
+    xs, s, falling, dy, ys = xs.astype(np.float64)[at], s[at], (s < 0)[at], dy[at], ys[at]
     n = (5 * col + 3).astype(np.float64)
-    falling = s < 0
     # (int)(z) >= n  <=>  z >= n for n >= 1, so "passed" is z >= n rising, z < n falling.
     t = np.clip(np.ceil((n - 0.5 - xs) / s), 1, dy)
     # The estimate is off by at most a step or two; the exact test is monotone in t and false
@@ -263,16 +261,25 @@ def _ymajor_ymin(xa, ya, xb, yb, dy, col) -> np.ndarray:
 def _spans(ring, col, row, height: int, width: int):
     """Step 4: the toggles of each (ring, column) sorted and paired.  Returns the non-empty
     spans as ``(ring, col, row0, row1)``."""
-    hh = height + 1
+    # (ring, col, row) packed into one integer by bit fields (shifts and masks, no division),
+    # 32-bit when it fits (a faster sort)
+    row_bits, col_bits = int(height).bit_length(), max(int(width - 1).bit_length(), 1)
+    ring_bits = int(ring.max()).bit_length()   # (not empty: a closed walk crossing a column)
+    dtype = np.int32 if ring_bits + col_bits + row_bits <= 31 else np.int64
+    if ring_bits + col_bits + row_bits > 63:
+        raise ValueError(f"coco rule: {ring_bits + col_bits + row_bits} bits of (ring, column, row) do not fit "
+                         "in 64")
+    key = (ring.astype(dtype) << col_bits | col.astype(dtype)) << row_bits | row.astype(dtype)
     # The walk is closed, so each (ring, column) has an even number of toggles: pairing the
     # globally sorted keys never pairs across groups.
-    key = np.sort((ring * width + col) * hh + row)
+    key.sort()
+    mask = (1 << row_bits) - 1
     k0, k1 = key[0::2], key[1::2]
-    r0, r1 = k0 % hh, k1 % hh
+    r0, r1 = k0 & mask, k1 & mask
     keep = r1 > r0
-    k0, r0, r1 = k0[keep], r0[keep], r1[keep]
-    group = k0 // hh
-    return group // width, group % width, r0, r1
+    group = k0[keep] >> row_bits
+    return ((group >> col_bits).astype(np.int64), (group & ((1 << col_bits) - 1)).astype(np.int64),
+            r0[keep].astype(np.int64), r1[keep].astype(np.int64))
 
 
 def _paint(poly, col, r0, r1, n_polys: int) -> list[Patch]:
