@@ -155,10 +155,11 @@ def _runs_of(pts: np.ndarray, ring_sizes, ring_poly, height: int, width: int) ->
     if pts.shape[0] == 0 or height == 0 or width == 0:
         return (np.zeros(0, np.int64),) * 4
     up = np.trunc(pts * _SCALE + 0.5).astype(np.int64)          # step 1
-    ring, col, row = _crossings(up, ring_sizes, height, width)
-    if ring.size == 0:
+    fields = _KeyFields(ring_sizes.size, height, width)
+    key = _toggles(up, ring_sizes, height, width, fields)       # steps 2, 3
+    if key.size == 0:
         return (np.zeros(0, np.int64),) * 4
-    ring, col, r0, r1 = _spans(ring, col, row, height, width)
+    ring, col, r0, r1 = _spans(key, fields)                     # step 4
     return ring_poly[ring], col, r0, r1
 
 
@@ -190,10 +191,23 @@ def _gather_rings(polys: list, name):
     return pts, np.array(sizes), np.array(owners)
 
 
-def _crossings(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int):
-    """Step 3 for every edge of every ring: ``(ring, column, row)`` int64 arrays, one entry per
-    toggle inside the canvas's columns (rows clamped to [0, height]), x-major edges' first. Each
-    edge's walk parameters are computed once per edge, not per crossing."""
+class _KeyFields:
+    """A toggle (ring, column, row) packed into one integer by bit fields, ring highest: sorting
+    the keys sorts by ring, column, row; 32-bit when they fit (a faster sort), else 64."""
+
+    def __init__(self, n_rings: int, height: int, width: int) -> None:
+        self.row_bits, self.col_bits = int(height).bit_length(), max(int(width - 1).bit_length(), 1)
+        bits = max(int(n_rings - 1).bit_length(), 1) + self.col_bits + self.row_bits
+        if bits > 63:
+            raise ValueError(f"coco rule: expected (ring, column, row) to fit in 63 bits, got {bits} "
+                             f"({n_rings} rings, canvas {width}x{height})")
+        self.dtype = np.dtype(np.int32 if bits <= 31 else np.int64)
+
+
+def _toggles(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int, fields: _KeyFields):
+    """Step 3 for every edge of every ring: one ``_KeyFields`` key per toggle inside the canvas's
+    columns (rows clamped to [0, height]), unsorted. An edge's walk parameters are computed once
+    per edge; per crossing only its column (``j``-th of its edge) and row."""
     ring_of = np.repeat(np.arange(ring_sizes.size), ring_sizes)
     nxt = np.arange(1, up.shape[0] + 1)
     ends = np.cumsum(ring_sizes)
@@ -208,43 +222,49 @@ def _crossings(up: np.ndarray, ring_sizes: np.ndarray, height: int, width: int):
     dx, dy = np.abs(xb - xa), np.abs(yb - ya)
     xmajor = dx >= dy
     crossing = counts > 0
-    out = []
-    for edge, rows_of in ((np.flatnonzero(crossing & xmajor), _xmajor_ymin),
+    keys = []
+    for edge, ymin_of in ((np.flatnonzero(crossing & xmajor), _xmajor_ymin),
                           (np.flatnonzero(crossing & ~xmajor), _ymajor_ymin)):
-        if edge.size:
-            n = counts[edge]
-            at = np.repeat(np.arange(edge.size), n)     # each crossing's edge (of ``edge``)
-            col = np.arange(at.size) + (c_first[edge] - (np.cumsum(n) - n))[at]
-            ymin = rows_of(xa[edge], ya[edge], xb[edge], yb[edge], dx[edge], dy[edge], at, col)
-            out.append((ring_of[edge][at], col, ymin))
-    if not out:
-        return (np.zeros(0, np.int64),) * 3
-    ring, col, ymin = (np.concatenate(parts) if len(out) > 1 else parts[0] for parts in zip(*out))
-    yd = np.clip((ymin + 0.5) / _SCALE - 0.5, 0.0, float(height))
-    return ring, col, np.ceil(yd).astype(np.int64)
+        if not edge.size:
+            continue
+        n = counts[edge]
+        at = np.repeat(np.arange(edge.size), n)         # each crossing's edge (in ``edge``)
+        col0 = c_first[edge] - (np.cumsum(n) - n)       # + the crossing's index: its column
+        j = np.arange(at.size)
+        ymin = ymin_of(xa[edge], ya[edge], xb[edge], yb[edge], dx[edge], dy[edge], at, j, col0)
+        row = np.ceil(np.clip((ymin + 0.5) / _SCALE - 0.5, 0.0, float(height))).astype(fields.dtype)
+        group = (((ring_of[edge] << fields.col_bits) + col0).astype(fields.dtype))[at]
+        group += j.astype(fields.dtype, copy=False)
+        group <<= fields.row_bits
+        group |= row
+        keys.append(group)
+    if not keys:
+        return np.zeros(0, fields.dtype)
+    return keys[0] if len(keys) == 1 else np.concatenate(keys)
 
 
-def _xmajor_ymin(xa, ya, xb, yb, dx, dy, at, col) -> np.ndarray:
-    """x-major edges (per edge), their crossings (``at``: the edge, ``col``: the column): Ymin of
-    the walk's points at X = 5c + 2 and 5c + 3."""
+def _xmajor_ymin(xa, ya, xb, yb, dx, dy, at, j, col0) -> np.ndarray:
+    """x-major edges (per edge) and their crossings (``at``: the edge, column ``col0[at] + j``):
+    Ymin of the walk's points at X = 5c + 2 and 5c + 3."""
     flip = xa > xb
     xs, ys = np.where(flip, xb, xa), np.where(flip, yb, ya)
     ye = np.where(flip, ya, yb)
     s = (ye - ys) / dx.astype(np.float64)
-    t = 5 * col + (2 - xs + (s < 0))[at]            # Y is monotone in t: the lower point
+    t = 5 * j                                       # t = 5c + 2 - Xstart (+1 when falling): Y is
+    t += (5 * col0 + 2 - xs + (s < 0))[at]          # monotone in t, this is the lower point
     return np.trunc(ys[at] + s[at] * t + 0.5)
 
 
-def _ymajor_ymin(xa, ya, xb, yb, dx, dy, at, col) -> np.ndarray:
-    """y-major edges (per edge), their crossings (``at``, ``col``): Ymin = Ystart + T - 1, T the
-    first step whose rounded X has passed between 5c + 2 and 5c + 3 (X is monotone along the
-    edge)."""
+def _ymajor_ymin(xa, ya, xb, yb, dx, dy, at, j, col0) -> np.ndarray:
+    """y-major edges (per edge) and their crossings (``at``, ``j``, ``col0`` as above): Ymin =
+    Ystart + T - 1, T the first step whose rounded X has passed between 5c + 2 and 5c + 3 (X is
+    monotone along the edge)."""
     flip = ya > yb
     xs, ys = np.where(flip, xb, xa), np.where(flip, yb, ya)
     xe = np.where(flip, xa, xb)
     s = (xe - xs) / dy.astype(np.float64)
     xs, s, falling, dy, ys = xs.astype(np.float64)[at], s[at], (s < 0)[at], dy[at], ys[at]
-    n = (5 * col + 3).astype(np.float64)
+    n = (5 * (col0[at] + j) + 3).astype(np.float64)
     # (int)(z) >= n  <=>  z >= n for n >= 1, so "passed" is z >= n rising, z < n falling.
     t = np.clip(np.ceil((n - 0.5 - xs) / s), 1, dy)
     # The estimate is off by at most a step or two; the exact test is monotone in t and false
@@ -258,27 +278,18 @@ def _ymajor_ymin(xa, ya, xb, yb, dx, dy, at, col) -> np.ndarray:
     return ys + t - 1
 
 
-def _spans(ring, col, row, height: int, width: int):
+def _spans(key: np.ndarray, fields: _KeyFields):
     """Step 4: the toggles of each (ring, column) sorted and paired.  Returns the non-empty
     spans as ``(ring, col, row0, row1)``."""
-    # (ring, col, row) packed into one integer by bit fields (shifts and masks, no division),
-    # 32-bit when it fits (a faster sort)
-    row_bits, col_bits = int(height).bit_length(), max(int(width - 1).bit_length(), 1)
-    ring_bits = int(ring.max()).bit_length()   # (not empty: a closed walk crossing a column)
-    dtype = np.int32 if ring_bits + col_bits + row_bits <= 31 else np.int64
-    if ring_bits + col_bits + row_bits > 63:
-        raise ValueError(f"coco rule: {ring_bits + col_bits + row_bits} bits of (ring, column, row) do not fit "
-                         "in 64")
-    key = (ring.astype(dtype) << col_bits | col.astype(dtype)) << row_bits | row.astype(dtype)
     # The walk is closed, so each (ring, column) has an even number of toggles: pairing the
     # globally sorted keys never pairs across groups.
     key.sort()
-    mask = (1 << row_bits) - 1
+    mask = (1 << fields.row_bits) - 1
     k0, k1 = key[0::2], key[1::2]
     r0, r1 = k0 & mask, k1 & mask
     keep = r1 > r0
-    group = k0[keep] >> row_bits
-    return ((group >> col_bits).astype(np.int64), (group & ((1 << col_bits) - 1)).astype(np.int64),
+    group = k0[keep] >> fields.row_bits
+    return ((group >> fields.col_bits).astype(np.int64), (group & ((1 << fields.col_bits) - 1)).astype(np.int64),
             r0[keep].astype(np.int64), r1[keep].astype(np.int64))
 
 

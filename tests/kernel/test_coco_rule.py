@@ -272,6 +272,22 @@ def test_ring_spans_equal_polygon_spans():
         coco_ring_spans(square, [3], [0], (5, 5))
 
 
+def test_runs_are_the_same_on_a_canvas_past_32_bit_keys():
+    """The runs are sorted on (ring, column, row) packed in 32 bits when they fit, in 64 bits
+    past that: random objects give the same runs on a 40 x 40 canvas and, clipped to it, on a
+    2**20 x 2**13 one (34 bits of column and row)."""
+    rng = np.random.default_rng(13)
+    for _ in range(20):
+        objects = [_random_object(rng, (40, 40)) for _ in range(int(rng.integers(1, 6)))]
+        small = coco_polygon_spans(objects, (40, 40))
+        big = coco_polygon_spans(objects, (2**20, 2**13))
+        inside = big[1] < 40
+        clipped = np.minimum(big[3][inside], 40)
+        keep = clipped > big[2][inside]
+        got = [a[inside][keep] for a in big[:3]] + [clipped[keep]]
+        assert all(np.array_equal(a, b) for a, b in zip(got, small, strict=True))
+
+
 def test_huge_coordinates_cost_nothing_extra():
     """pycocotools would walk 5 points per pixel of this perimeter (and overflow int)."""
     tri = np.array([[-1e11, -1e11], [1e11, 0.0], [0.0, 1e11]])
