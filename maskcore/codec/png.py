@@ -398,20 +398,23 @@ def _encode_changes(first, below, above, row, col, size_hw, luts, deflate) -> li
     out: list = [None] * len(luts)
     for channels in dict.fromkeys(lut.shape[1] for lut in luts):   # luts of one width share scanlines
         stride = 1 + channels * width
-        at = (row * stride + 1 + channels * col)[:, None] + np.arange(channels)
+        at = row * stride + channels * col   # + 1 + k: channel k of each listed pixel
         with _scanlines(height, stride, zeroed=True) as rows:
-            flat = rows.reshape(-1)
-            for i, lut in enumerate(luts):
-                if lut.shape[1] != channels:
-                    continue
-                try:
+            channel = [rows.reshape(-1)[1 + k:] for k in range(channels)]   # scattered into by ``at``
+            try:   # each lut writes the same bytes (row 0, the listed pixels): none of the last stays
+                for i, lut in enumerate(luts):
+                    if lut.shape[1] != channels:
+                        continue
                     rows[0, 1:] = np.take(lut, first, axis=0).reshape(-1)
-                    flat[at] = _lut_difference(lut, below, above)
-                    stream = backend.compress(memoryview(flat), channels)
-                finally:  # the buffer goes back zeroed
-                    rows[0, 1:] = 0
-                    flat[at] = 0
-                out[i] = png_file(stream, size_hw, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
+                    diff = _lut_difference(lut, below, above)
+                    for k in range(channels):   # one 1-D scatter per channel (2x faster than (n, C) indices)
+                        channel[k][at] = diff[:, k]
+                    stream = backend.compress(memoryview(rows.reshape(-1)), channels)
+                    out[i] = png_file(stream, size_hw, _COLOR_TYPE_BY_CHANNELS[channels], crc32=backend.crc32)
+            finally:  # the buffer goes back zeroed
+                rows[0, 1:] = 0
+                for k in range(channels):
+                    channel[k][at] = 0
     return out
 
 
