@@ -398,7 +398,8 @@ def _encode_changes(first, below, above, row, col, size_hw, luts, deflate) -> li
     out: list = [None] * len(luts)
     for channels in dict.fromkeys(lut.shape[1] for lut in luts):   # luts of one width share scanlines
         stride = 1 + channels * width
-        at = row * stride + channels * col   # + 1 + k: channel k of each listed pixel
+        # + 1 + k: channel k of each listed pixel (int64: row * stride passes 2**31 on large images)
+        at = row.astype(np.int64, copy=False) * stride + channels * col.astype(np.int64, copy=False)
         with _scanlines(height, stride, zeroed=True) as rows:
             channel = [rows.reshape(-1)[1 + k:] for k in range(channels)]   # scattered into by ``at``
             try:   # each lut writes the same bytes (row 0, the listed pixels): none of the last stays
