@@ -125,9 +125,57 @@ def preview_variants() -> dict:
                 np.copyto(compose._pixels(region), compose._pixels(source), where=patch.mask)
         return None  # pixels of no interest
 
+    def buffer(n: int, dtype) -> np.ndarray:
+        nonlocal scratch
+        if scratch.nbytes < n * np.dtype(dtype).itemsize + 8:
+            scratch = np.empty(n * np.dtype(dtype).itemsize + 8, np.uint8)
+        return scratch[:n * np.dtype(dtype).itemsize].view(dtype)
+
+    swar_rows: dict = {}
+    high_bits = np.uint64(0xFEFEFEFEFEFEFEFE)
+
+    def swar_u64(image, layers):  # floor((v + c) / 2) = (v & c) + (((v ^ c) & 0xFE..) >> 1), 8 bytes at once
+        both, overlay = both_halves(image)
+        h, w = image.shape[:2]
+        rows = both.reshape(h, -1)
+        for label_layers in layers:
+            for colour, patch in label_layers:
+                b0, b1 = 3 * (w + patch.left), 3 * (w + patch.right)
+                e0, e1 = b0 & ~7, (b1 + 7) & ~7   # the window's bytes widened to whole 8-byte words
+                v = rows[patch.top:patch.bottom, e0:e1].view(np.uint64)
+                key = (tuple(np.broadcast_to(colour, 3).tolist()), (e0 - 3 * w) % 3)
+                if key not in swar_rows:
+                    tiled = np.tile(np.asarray(key[0], np.uint8), 2 * w + 8)[key[1]:]
+                    swar_rows[key] = tiled[:len(tiled) // 8 * 8].view(np.uint64)
+                c = swar_rows[key][:v.shape[1]]
+                a = buffer(2 * v.size, np.uint64)
+                low, mixed = a[v.size:].reshape(v.shape), a[:v.size].reshape(v.shape)
+                np.bitwise_and(v, c, out=mixed)
+                np.bitwise_xor(v, c, out=low)
+                np.bitwise_and(low, high_bits, out=low)
+                np.right_shift(low, np.uint64(1), out=low)
+                np.add(mixed, low, out=mixed)
+                window = mixed.view(np.uint8)[:, b0 - e0:b1 - e0].reshape(v.shape[0], -1, 3)
+                np.copyto(compose._pixels(overlay[patch.window()]), compose._pixels(window), where=patch.mask)
+        return both
+
+    def gathered(image, layers):  # the covered pixels gathered, mixed as one 1-D run, scattered back
+        both, overlay = both_halves(image)
+        for label_layers in layers:
+            for colour, patch in label_layers:
+                region = compose._pixels(overlay[patch.window()])
+                pixels = region[patch.mask]
+                flat = pixels.view(np.uint8)
+                total = buffer(flat.size, np.uint16)
+                np.add(flat, compose._tiled_row(colour, 3, flat.size), out=total, dtype=np.uint16)
+                np.right_shift(total, 1, out=flat, casting="unsafe")
+                region[patch.mask] = pixels
+        return both
+
     return {"compose.human (layout)": layout_compose, "floor: photo into both halves": floor_copy,
             "two copies (main before)": two_copies, "one byte pass over the windows": one_pass_per_window,
-            "masked pixel copy alone": masked_copy_only}
+            "masked pixel copy alone": masked_copy_only, "mix as u64 words (5 passes)": swar_u64,
+            "covered pixels gathered + scattered": gathered}
 
 
 def run_preview(project: Path, repeat: int) -> None:
@@ -148,9 +196,12 @@ def run_preview(project: Path, repeat: int) -> None:
 
 
 def run_machine(project: Path, repeat: int) -> None:
-    from isal import isal_zlib
+    import zlib
 
-    from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, _filter_up, encode_png
+    from isal import isal_zlib
+    from zlib_ng import zlib_ng
+
+    from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, _filter_up, encode_png, png_file
 
     layout, items = load_items(project, with_images=False)
     deterministic = DEFLATE_BACKENDS[DEFAULT_DEFLATE].compress
@@ -163,12 +214,50 @@ def run_machine(project: Path, repeat: int) -> None:
     def filter_up(item, canvas):
         filtered[id(item)] = memoryview(_filter_up(canvas)).cast("B")
 
+    block = np.empty((128, 1), np.uint8)
+
+    def chunked(item, canvas, rows=128):  # filter + deflate 128 rows at a time, while they are in cache
+        nonlocal block
+        height, width = canvas.shape
+        if block.shape[1] != width + 1:
+            block = np.empty((rows, width + 1), np.uint8)
+        block[:, 0] = 2
+        obj = zlib_ng.compressobj(1, zlib_ng.DEFLATED, 15, 8, zlib_ng.Z_RLE)
+        parts = []
+        for top in range(0, height, rows):
+            n = min(rows, height - top)
+            part = block[:n]
+            if top == 0:
+                part[0, 1:] = canvas[0]
+                np.subtract(canvas[1:n], canvas[:n - 1], out=part[1:, 1:])
+            else:
+                np.subtract(canvas[top:top + n], canvas[top - 1:top + n - 1], out=part[:, 1:])
+            parts.append(obj.compress(memoryview(part).cast("B")))
+        return png_file(b"".join(parts) + obj.flush(), (height, width), 0, crc32=zlib_ng.crc32)
+
+    def rle(module):
+        def compress(item, canvas):
+            obj = module.compressobj(1, module.DEFLATED, 15, 8, module.Z_RLE)
+            obj.compress(filtered[id(item)])
+            obj.flush()
+        return compress
+
     variants = {"encode_png (maskcore)": lambda item, canvas: encode_png(canvas) and None,
-                "Up filter alone": filter_up,
+                "Up filter alone (fresh array)": filter_up,
                 "zlib-ng deflate of the filtered rows (deterministic floor)":
                     lambda item, canvas: deterministic(filtered[id(item)], 1) and None,
                 "ISA-L level 1 of the same rows (fastest, not deterministic)":
-                    lambda item, canvas: isal_zlib.compress(filtered[id(item)], 1) and None}
+                    lambda item, canvas: isal_zlib.compress(filtered[id(item)], 1) and None,
+                "stdlib zlib level 1 RLE of the same rows": rle(zlib),
+                "filter + zlib-ng deflate, 128 rows at a time": lambda item, canvas: chunked(item, canvas) and None}
+    try:  # libdeflate, when installed (not a dependency): deterministic, measured slower here
+        import deflate
+        variants["libdeflate level 1 of the same rows"] = lambda item, canvas: deflate.zlib_compress(
+            filtered[id(item)], 1) and None
+    except ImportError:
+        pass
+    for item in items[:10]:  # the chunked stream is the same stream
+        assert chunked(item, render(item)) == encode_png(render(item)), item.where
     best = {name: float("inf") for name in variants}
     for _ in range(repeat):
         spent = dict.fromkeys(variants, 0.0)
