@@ -28,8 +28,12 @@ time is printed. maskcore's modules are byte-compiled first (``compileall``), as
 does: a source checkout run with ``PYTHONDONTWRITEBYTECODE`` (this machine's environment) would
 otherwise compile them in every command (~0.24 s of 0.67 s of imports measured).
 
+With ``--cpu`` the steps are timed in CPU time of this thread (steady when other work shares the
+core; the reference's time stays wall time, so use it with ``--no-reference``). The process keeps
+freed heap for reuse as the command's process and its workers do (``exec.memory.keep_freed_heap``).
+
 Usage: python benchmarks/bench.py [PROJECT ...] [--repeat 3] [--thickness 2] [--no-reference]
-                                  [--floor] [--whole] [--workdir DIR]
+                                  [--floor] [--cpu] [--whole] [--workdir DIR]
        (default projects: examples/sly_catsdogs/{vector,instance,keypoints})
 """
 
@@ -235,16 +239,22 @@ def main() -> None:
     p.add_argument("--floor", action="store_true", help="also time each step at its floor")
     p.add_argument("--whole", action="store_true", help="time the whole commands (see above) instead")
     p.add_argument("--workdir", default=None, help="where the temporary output folders go")
+    p.add_argument("--cpu", action="store_true",
+                   help="time the steps in this thread's CPU time (time.thread_time) instead of wall time: "
+                        "steady on a machine shared with other work")
     args = p.parse_args()
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     if args.whole:
         main_whole(args)
         return
+    from maskcore.exec.memory import keep_freed_heap
+    keep_freed_heap()  # as the command's process and its workers do (cli/main.py, exec/task.py)
     best_ours, best_ref, best_floor, best_det, n_items = None, None, {}, {}, 0
     compared = [0, 0]
     for repeat in range(args.repeat):
-        clock, floor, det, n_items, ref_s = StepClock(), StepClock(), StepClock(), 0, 0.0
+        timer = time.thread_time if args.cpu else time.perf_counter
+        clock, floor, det, n_items, ref_s = StepClock(timer), StepClock(timer), StepClock(timer), 0, 0.0
         for project in args.projects:
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
                 n_items += run_maskcore(project, Path(tmp) / "ours", args.thickness, clock)
@@ -270,7 +280,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{n_items} images from {', '.join(str(p) for p in args.projects)}; masks {KINDS}; "
-          f"thickness {args.thickness}; best of {args.repeat}\n")
+          f"thickness {args.thickness}; best of {args.repeat}; {'CPU' if args.cpu else 'wall'} time\n")
     if best_floor:
         print("| step | maskcore ms/image | floor ms/image | gap | deterministic floor | gap |\n"
               "|---|---:|---:|---:|---:|---:|")
