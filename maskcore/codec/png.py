@@ -10,7 +10,8 @@ Conventions:
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
 - Deflate: zlib-ng level 1 when installed (a runtime dependency), else stdlib zlib (ISA-L, the
   ``isal`` test extra, is a backend for benchmarks and tests only, below). zlib-ng and zlib use the
-  RLE strategy for one-channel images. Output bytes are a pure function of the pixels and the
+  RLE strategy for one-channel images, which they filter and deflate a band of rows at a time
+  (the same stream as one call). Output bytes are a pure function of the pixels and the
   backend (no timestamps, no text chunks); pixels decode identically with any backend. ISA-L is not
   the default although it is faster: its level-1 stream for the same bytes was seen to differ
   between long-lived worker processes (two valid streams for one 6x7 mask, about one run in five of
