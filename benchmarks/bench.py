@@ -8,8 +8,11 @@ the best of ``--repeat`` runs is kept. Prints a Markdown table for BENCHMARKS.md
 
 With ``--floor``, each step is also timed at its floor on the same items and outputs: the
 fastest installed codec or copy doing only that step's unavoidable work (deflate of the same
-filtered scanlines, JPEG decode, ``json.loads``, two copies of the photo into the preview, a
-plain create + write of the same bytes without temporary + rename).
+filtered scanlines, JPEG decode, ``json.loads``, the photo copied into both halves of the preview, a
+plain create + write of the same bytes without temporary + rename). The masks' deflate floor is
+ISA-L, which maskcore must not use (not deterministic: BENCHMARKS.md "Issue 18 (session 6)" 1),
+so a second column gives the deterministic floor of those steps: maskcore's own deflate backend
+(zlib-ng level 1, RLE for grey) on the same filtered scanlines, nothing else.
 
 Outputs go to a temporary folder under ``--workdir`` (default: the system's temporary folder).
 On the machine of BENCHMARKS.md, creating a file anywhere under /tmp costs 0.6-0.9 ms (0.01-0.08
@@ -25,8 +28,12 @@ time is printed. maskcore's modules are byte-compiled first (``compileall``), as
 does: a source checkout run with ``PYTHONDONTWRITEBYTECODE`` (this machine's environment) would
 otherwise compile them in every command (~0.24 s of 0.67 s of imports measured).
 
+With ``--cpu`` the steps are timed in CPU time of this thread (steady when other work shares the
+core; the reference's time stays wall time, so use it with ``--no-reference``). The process keeps
+freed heap for reuse as the command's process and its workers do (``exec.memory.keep_freed_heap``).
+
 Usage: python benchmarks/bench.py [PROJECT ...] [--repeat 3] [--thickness 2] [--no-reference]
-                                  [--floor] [--whole] [--workdir DIR]
+                                  [--floor] [--cpu] [--whole] [--workdir DIR]
        (default projects: examples/sly_catsdogs/{vector,instance,keypoints})
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -84,18 +92,20 @@ def run_maskcore(project: Path, dst: Path, thickness: int, clock: StepClock) -> 
     return len(rows)
 
 
-def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock) -> None:
+def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock, det: StepClock) -> None:
     """Each step's floor on the same items: only the unavoidable codec work or copy (the codecs:
-    ISA-L level 1 on the Up-filtered rows; for the preview fpng's whole PNG when installed)."""
+    ISA-L level 1 on the Up-filtered rows; for the preview fpng's whole PNG when installed). ``det``
+    times the masks' deflate with maskcore's deterministic backend on the same rows."""
     import io
-    import os
 
     import numpy as np
     from isal import isal_zlib
     from PIL import Image
 
     from maskcore.codec.image import decode_image
-    from maskcore.codec.png import _filter_up, _fpng
+    from maskcore.codec.png import DEFAULT_DEFLATE, DEFLATE_BACKENDS, _filter_up, _fpng
+
+    deterministic = DEFLATE_BACKENDS[DEFAULT_DEFLATE].compress
 
     source, _, rows = _items(project)
     for row in rows:
@@ -106,10 +116,10 @@ def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock) -> None:
             json.loads(ann_bytes)
         with clock.step("decode.image"):
             image = decode_image(img_bytes)
-        with clock.step("compose.human"):
-            both = np.empty((image.shape[0], 2 * image.shape[1], 3), np.uint8)
-            both[:, :image.shape[1]] = image
-            both[:, image.shape[1]:] = image
+        with clock.step("compose.human"):  # the photo into both halves: one broadcast copy
+            h, w = image.shape[:2]
+            both = np.empty((h, 2 * w, 3), np.uint8)
+            np.copyto(both.reshape(h, 2, w * 3), image.reshape(h, 1, w * 3))
         out_dir, stem = row["out_dir"], row["mask_stem"]
         files = [(f"{out_dir}/masks_machine/{stem}.png", "encode.machine"),
                  (f"{out_dir}/masks_human/{stem}.png", "encode.human")]
@@ -125,6 +135,8 @@ def run_floor(project: Path, dst: Path, ours: Path, clock: StepClock) -> None:
             else:
                 with clock.step(step):
                     isal_zlib.compress(filtered, 1)
+                with det.step(step):
+                    deterministic(filtered, pixels.shape[2] if pixels.ndim == 3 else 1)
             target = dst / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             with clock.step("write"):
@@ -227,21 +239,27 @@ def main() -> None:
     p.add_argument("--floor", action="store_true", help="also time each step at its floor")
     p.add_argument("--whole", action="store_true", help="time the whole commands (see above) instead")
     p.add_argument("--workdir", default=None, help="where the temporary output folders go")
+    p.add_argument("--cpu", action="store_true",
+                   help="time the steps in this thread's CPU time (time.thread_time) instead of wall time: "
+                        "steady on a machine shared with other work")
     args = p.parse_args()
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
     if args.whole:
         main_whole(args)
         return
-    best_ours, best_ref, best_floor, n_items = None, None, {}, 0
+    from maskcore.exec.memory import keep_freed_heap
+    keep_freed_heap()  # as the command's process and its workers do (cli/main.py, exec/task.py)
+    best_ours, best_ref, best_floor, best_det, n_items = None, None, {}, {}, 0
     compared = [0, 0]
     for repeat in range(args.repeat):
-        clock, floor, n_items, ref_s = StepClock(), StepClock(), 0, 0.0
+        timer = time.thread_time if args.cpu else time.perf_counter
+        clock, floor, det, n_items, ref_s = StepClock(timer), StepClock(timer), StepClock(timer), 0, 0.0
         for project in args.projects:
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
                 n_items += run_maskcore(project, Path(tmp) / "ours", args.thickness, clock)
                 if args.floor:
-                    run_floor(project, Path(tmp) / "floor", Path(tmp) / "ours", floor)
+                    run_floor(project, Path(tmp) / "floor", Path(tmp) / "ours", floor, det)
                 if not args.no_reference:
                     ref_s += run_reference(project, Path(tmp) / "ref", args.thickness)[1]
                     if repeat == 0:
@@ -254,25 +272,32 @@ def main() -> None:
             best_ours = dict(clock.seconds)
         for name, sec in floor.seconds.items():
             best_floor[name] = min(sec, best_floor.get(name, sec))
+        for name, sec in det.seconds.items():
+            best_det[name] = min(sec, best_det.get(name, sec))
         if not args.no_reference and (best_ref is None or ref_s < best_ref):
             best_ref = ref_s
     ours_total = sum(best_ours.values())
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}; "
+    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{n_items} images from {', '.join(str(p) for p in args.projects)}; masks {KINDS}; "
-          f"thickness {args.thickness}; best of {args.repeat}\n")
+          f"thickness {args.thickness}; best of {args.repeat}; {'CPU' if args.cpu else 'wall'} time\n")
     if best_floor:
-        print("| step | maskcore ms/image | floor ms/image | gap |\n|---|---:|---:|---:|")
+        print("| step | maskcore ms/image | floor ms/image | gap | deterministic floor | gap |\n"
+              "|---|---:|---:|---:|---:|---:|")
     else:
         print("| step | maskcore ms/image |\n|---|---:|")
     for name in sorted(best_ours, key=lambda k: -best_ours[k]):
         line = f"| {name} | {1000 * best_ours[name] / n_items:.2f} |"
         if best_floor:
-            fl = best_floor.get(name, 0.0)
-            line += f" {1000 * fl / n_items:.2f} | {best_ours[name] / fl:.1f}x |" if fl else " - | - |"
+            for floors in (best_floor, best_det):
+                fl = floors.get(name, 0.0)
+                line += f" {1000 * fl / n_items:.2f} | {best_ours[name] / fl:.1f}x |" if fl else " - | - |"
         print(line)
     floor_total = sum(best_floor.values())
+    det_total = sum({**best_floor, **best_det}.values())  # the fastest floor where no deterministic one differs
     print(f"| **total** | **{1000 * ours_total / n_items:.2f}** |"
-          + (f" {1000 * floor_total / n_items:.2f} | {ours_total / floor_total:.2f}x |" if best_floor else "") + "\n")
+          + (f" {1000 * floor_total / n_items:.2f} | {ours_total / floor_total:.2f}x |"
+             f" {1000 * det_total / n_items:.2f} | {ours_total / det_total:.2f}x |" if best_floor else "") + "\n")
     if best_ref is not None:
         print(f"outputs identical: {compared[0]} masks, {compared[1]} pixels compared with the reference's")
         print(f"reference (Supervisely SDK, app's way): {1000 * best_ref / n_items:.1f} ms/image; "

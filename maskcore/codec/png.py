@@ -10,7 +10,8 @@ Conventions:
   0/255 object masks would be smaller with None (1.3 KB vs 3-6 KB per 1024x1024); one rule kept.
 - Deflate: zlib-ng level 1 when installed (a runtime dependency), else stdlib zlib (ISA-L, the
   ``isal`` test extra, is a backend for benchmarks and tests only, below). zlib-ng and zlib use the
-  RLE strategy for one-channel images. Output bytes are a pure function of the pixels and the
+  RLE strategy for one-channel images, which they filter and deflate a band of rows at a time
+  (the same stream as one call). Output bytes are a pure function of the pixels and the
   backend (no timestamps, no text chunks); pixels decode identically with any backend. ISA-L is not
   the default although it is faster: its level-1 stream for the same bytes was seen to differ
   between long-lived worker processes (two valid streams for one 6x7 mask, about one run in five of
@@ -62,11 +63,15 @@ class _Deflate:
     # (filtered (H, stride) grey scanlines, first, end) -> zlib stream, for scanlines that are
     # [2, 0, ..., 0] outside rows first..end-1; None: the backend compresses every row
     compress_band: Callable[[np.ndarray, int, int], bytes] | None = None
+    # ((H, W) unfiltered one-channel rows) -> the zlib stream of their Up-filtered scanlines, the
+    # same bytes as ``compress`` of them; None: filter every row first, then ``compress``
+    filter_compress_grey: Callable[[np.ndarray], bytes] | None = None
 
 
 _ZLIB_HEADER = b"\x78\x01"          # deflate, 32 KiB window, "fastest" level
 _FINAL_EMPTY_BLOCK = b"\x03\x00"    # BFINAL=1, fixed Huffman codes, end of block
 _PIECE_MAX_BYTES = 2**24            # largest run of blank rows compressed (and cached) at once
+_BAND_BYTES = 2**18                 # filtered bytes per band of filter_compress_grey (fits in L2)
 
 
 def _zlib_like(module) -> _Deflate:
@@ -111,7 +116,29 @@ def _zlib_like(module) -> _Deflate:
         parts += [_FINAL_EMPTY_BLOCK, struct.pack(">I", adler)]
         return b"".join(parts)
 
-    return _Deflate(compress, module.crc32, compress_band)
+    def filter_compress_grey(rows: np.ndarray) -> bytes:
+        """Up-filter and deflate (level 1, RLE) one-channel rows a band of ``_BAND_BYTES`` at a
+        time: each band is deflated while it is in cache (a 1024x1024 machine mask measured
+        0.50 -> 0.42-0.47 ms, the deflate alone 0.42). The stream is the one ``compress`` gives
+        for all the filtered rows at once: RLE matches only start with more than 258 bytes ahead
+        (or at the final flush), so where the input is cut changes nothing (tested)."""
+        height, width = rows.shape
+        step = max(1, _BAND_BYTES // (width + 1))
+        obj = module.compressobj(1, module.DEFLATED, 15, 8, module.Z_RLE)
+        parts = []
+        with _scanlines(min(step, height), width + 1, zeroed=False) as band:
+            for top in range(0, height, step):
+                part = band[:min(step, height - top)]
+                if top == 0:
+                    part[0, 1:] = rows[0]
+                    np.subtract(rows[1:len(part)], rows[:len(part) - 1], out=part[1:, 1:])
+                else:
+                    np.subtract(rows[top:top + len(part)], rows[top - 1:top + len(part) - 1], out=part[:, 1:])
+                parts.append(obj.compress(memoryview(part).cast("B")))
+        parts.append(obj.flush())
+        return b"".join(parts)
+
+    return _Deflate(compress, module.crc32, compress_band, filter_compress_grey)
 
 
 _ADLER_BASE = 65521
@@ -181,6 +208,9 @@ def encode_png(
     rows, channels, color_type = _validate_pixels(pixels, palette)
     height, width = rows.shape
     backend = _backend(deflate)
+    if channels == 1 and backend.filter_compress_grey is not None:
+        stream = backend.filter_compress_grey(rows)
+        return png_file(stream, pixels.shape[:2], color_type, palette=palette, crc32=backend.crc32)
     with _scanlines(height, width + 1, zeroed=False) as filtered:
         _filter_up(rows, out=filtered)
         stream = backend.compress(memoryview(filtered).cast("B"), channels)

@@ -82,6 +82,26 @@ def test_non_contiguous_input_and_single_channel_axis():
     assert np.array_equal(pillow_decode(encode_png(grey)), grey[:, :, 0])
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if DEFLATE_BACKENDS[b].filter_compress_grey])
+def test_grey_rows_deflated_by_bands_give_the_one_shot_stream(backend, monkeypatch):
+    # encode_png filters and deflates one-channel rows a band at a time: wherever the bands are cut,
+    # the stream is the one the backend's compress gives for all the filtered rows at once
+    rng = np.random.default_rng([23, BACKENDS.index(backend)])
+    deflate = DEFLATE_BACKENDS[backend]
+    for case in range(60):
+        h, w = (1, 1) if case == 0 else (int(rng.integers(1, 400)), int(rng.integers(1, 700)))
+        img = random_image(rng, h, w, ())
+        monkeypatch.setattr(png_module, "_BAND_BYTES", int(rng.integers(1, 3 * (w + 1) * h + 2)))
+        one_shot = deflate.compress(memoryview(png_module._filter_up(img)).cast("B"), 1)
+        data = encode_png(img, deflate=backend)
+        assert data == png_module.png_file(one_shot, (h, w), 0, crc32=deflate.crc32), (case, h, w)
+        assert np.array_equal(pillow_decode(data), img), (case, h, w)
+        if case % 10 == 0:   # and paletted indices (one channel too)
+            palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+            assert encode_png(img, palette=palette, deflate=backend) == png_module.png_file(
+                one_shot, (h, w), 3, palette=palette, crc32=deflate.crc32)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_structure_is_minimal_and_standard(backend):
     rng = np.random.default_rng(11)
