@@ -193,6 +193,32 @@ def crop_polygon(poly: Polygon, h: int, w: int) -> tuple[list[Polygon], str | No
         result = shapely.Polygon(shell, holes).buffer(0).intersection(_window_rc(h, w))
     except Exception as exc:  # noqa: BLE001 - the SDK logs a warning and drops the polygon
         return [], f"shapely error: {type(exc).__name__}: {exc}"
+    return _cropped_polygons(result), None
+
+
+def _crop_plain_polygons(labels, indices: list[int], h: int, w: int) -> dict[int, list[Polygon]]:
+    """``crop_polygon`` of the hole-free polygons ``labels[i]`` for ``i`` in ``indices``, their
+    shapely work in three array calls instead of three calls per polygon (the same GEOS
+    operations on the same coordinates, so the same results; on the facade set, where a label in
+    six crosses the border, crop_annotation measured 0.69 -> 0.50 ms/item). Any shapely error
+    gives ``{}``: those labels are then cropped one by one, which names the failing one."""
+    if len(indices) < 2:
+        return {}
+    rings = [labels[i].geometry.exterior_xy for i in indices]
+    counts = np.fromiter(map(len, rings), np.int64, len(rings))
+    if counts.min() < 3:   # not a ring: shapely's own error, said for its label
+        return {}
+    try:
+        shells = shapely.linearrings(np.concatenate(rings)[:, ::-1].astype(np.float64),
+                                     indices=np.repeat(np.arange(len(rings)), counts))
+        results = shapely.intersection(shapely.buffer(shapely.polygons(shells), 0), _window_rc(h, w))
+    except Exception:  # noqa: BLE001 - one by one: each error is the SDK's warning for its label
+        return {}
+    return {i: _cropped_polygons(r) for i, r in zip(indices, results)}
+
+
+def _cropped_polygons(result) -> list[Polygon]:
+    """The polygons of a shapely crop result, as the SDK turns them into labels."""
     out = []
     for piece in _polygon_pieces(result, []):
         ext = _open_ring(shapely.get_coordinates(piece.exterior))
@@ -203,7 +229,7 @@ def crop_polygon(poly: Polygon, h: int, w: int) -> tuple[list[Polygon], str | No
             holes = tuple(_round_xy(h) for h in map(_open_ring, map(shapely.get_coordinates, piece.interiors))
                           if len(h) > 2)
         out.append(Polygon(_round_xy(ext), holes))
-    return out, None
+    return out
 
 
 def _open_ring(coords_rc: np.ndarray) -> np.ndarray:
@@ -318,8 +344,9 @@ def crop_label(label: Label, size_hw: tuple[int, int]) -> tuple[list[Label], str
     return _crop_outside(label, h, w)
 
 
-def _crop_outside(label: Label, h: int, w: int) -> tuple[list[Label], str | None]:
-    geoms, err = _crop_geometry(label.geometry, h, w)
+def _crop_outside(label: Label, h: int, w: int, geoms: list | None = None) -> tuple[list[Label], str | None]:
+    """``geoms``: the label's cropped geometries when they are known already."""
+    geoms, err = _crop_geometry(label.geometry, h, w) if geoms is None else (geoms, None)
     out = [dataclasses.replace(label, geometry=g) for g in geoms]
     if out:
         return out, None
@@ -338,11 +365,14 @@ def crop_annotation_report(annotation: Annotation) -> tuple[Annotation, tuple[Cr
         return annotation, ()
     out: list[Label] = []
     notes: list[CropNote] = []
-    for label, inside in zip(labels, flags):
+    plain = _crop_plain_polygons(labels, [i for i, (lab, inside) in enumerate(zip(labels, flags))
+                                          if not inside and type(lab.geometry) is Polygon
+                                          and not lab.geometry.interiors_xy], h, w)
+    for i, (label, inside) in enumerate(zip(labels, flags)):
         if inside:
             out.append(label)
             continue
-        got, reason = _crop_outside(label, h, w)
+        got, reason = _crop_outside(label, h, w, plain.get(i))
         out.extend(got)
         if reason is not None:
             g = label.geometry

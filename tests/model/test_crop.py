@@ -585,6 +585,33 @@ def test_cost(capsys):
     assert per_image < 0.05
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_border_polygons_cropped_together_equal_the_sdk(seed, monkeypatch):
+    """The hole-free polygons crossing the border of one annotation are cropped in three shapely
+    array calls (``_crop_plain_polygons``): the labels equal the SDK's, and no polygon went
+    through the one-by-one crop; a ring shapely refuses among them sends them all one by one,
+    which names it."""
+    rng = np.random.default_rng(seed)
+    ann_json = _realistic(rng, n=int(rng.integers(8, 40)), size=int(rng.integers(300, 1100)),
+                          crossing_every=int(rng.integers(1, 4)))
+    one_by_one = []
+    monkeypatch.setattr(mcrop, "crop_polygon", lambda *a: one_by_one.append(a) or real(*a))
+    real = crop_polygon_unpatched
+    _sdk, ours, notes = check_case(ann_json, raster=seed == 0)
+    assert one_by_one == [] and notes == ()
+
+    from maskcore.model.annotation import Annotation, Label
+    parsed = parse_annotation(ann_json, mc_meta(), "x")
+    bad = Label("poly", G.Polygon(np.array([[-1, 0], [5, 5]], np.int64)), 99)
+    out, notes = crop_annotation_report(Annotation(parsed.size_hw, (*parsed.labels, bad)))
+    assert [mc_canon(lab) for lab in out.labels] == [mc_canon(lab) for lab in ours.labels]
+    assert [n.object_index for n in notes] == [99]
+    assert len(one_by_one) == sum(not f for f in mcrop._inside_flags(parsed.labels, *parsed.size_hw)) + 1
+
+
+crop_polygon_unpatched = mcrop.crop_polygon
+
+
 def test_shapely_errors():
     from maskcore.model.annotation import Annotation, Label
     # a 2-vertex ring (never made by the reader; the SDK pads rings to 3 points) makes shapely
