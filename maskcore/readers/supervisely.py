@@ -55,8 +55,9 @@ from ..io.storage import cat_whole, change_stamp, redact
 from ..io.tarindex import read_member, tar_members
 from ..limits import MAX_PIXELS
 from ..model.annotation import Annotation, Label, ObjClass, ProjectMeta
+from ..model.geometry import Polygon
 from .base import SourceBase, regular_files
-from .sly_geometry import parse_geometry
+from .sly_geometry import int_rings, parse_geometry
 from .values import canvas_size_hw, is_utf8
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".mpo", ".bmp", ".png", ".webp", ".tiff", ".tif",
@@ -172,6 +173,29 @@ def _parse_label(obj: Any, classes: dict[str, ObjClass], max_bitmap_pixels: int,
     return Label(title, geometry, index, tuple(tags))
 
 
+def _plain_polygons(objects: list, classes: dict[str, ObjClass]) -> dict[int, Any]:
+    """``{i: exterior}`` for the objects that are plain polygons (an object of a polygon class,
+    ``points`` with an ``exterior`` of integer pairs and no ``interior`` rings, ``tags`` a list or
+    absent): their exteriors parsed together (``int_rings``), as ``_parse_label`` parses them one
+    by one. Empty when any of them is not plain: every object then goes through ``_parse_label``,
+    which says what is wrong where."""
+    found, rings = [], []
+    for i, o in enumerate(objects):
+        title = o.get("classTitle") if type(o) is dict else None
+        cls = classes.get(title) if type(title) is str else None
+        if cls is None or cls.shape != "polygon" and not (
+                cls.shape == "any" and o.get("geometryType", o.get("shape")) == "polygon"):
+            continue
+        points = o.get("points")
+        if (type(points) is not dict or type(points.get("exterior")) is not list or points.get("interior", [])
+                != [] or type(o.get("tags") or []) is not list):
+            continue
+        found.append(i)
+        rings.append(points["exterior"])
+    parsed = int_rings(rings) if len(rings) > 1 else None
+    return dict(zip(found, parsed)) if parsed is not None else {}
+
+
 def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
                      max_bitmap_pixels: int = MAX_PIXELS) -> Annotation:
     """One annotation (decoded JSON, or its bytes/text) -> ``Annotation``, labels in file order.
@@ -198,9 +222,13 @@ def parse_annotation(obj: Any, meta: ProjectMeta, where: str, *,
                               where=where)
     classes = meta.class_by_title()
     labels = []
+    plain = _plain_polygons(objects, classes)
     for i, o in enumerate(objects):
         try:
-            labels.append(_parse_label(o, classes, max_bitmap_pixels, i))
+            if i in plain:
+                labels.append(Label(o["classTitle"], Polygon(plain[i]), i, tuple(o.get("tags") or ())))
+            else:
+                labels.append(_parse_label(o, classes, max_bitmap_pixels, i))
         except ItemError as err:
             raise err.located(f"{where}/object {i}") from None
     raw = {k: v for k, v in obj.items() if k != "objects"}

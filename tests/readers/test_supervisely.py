@@ -300,6 +300,58 @@ def test_random_annotations_match_sdk():
     assert len(seen) == len(SHAPES)
 
 
+def _parsed_or_error(obj, meta, monkeypatch, together: bool):
+    """parse_annotation's labels (canonical) or its error, with the plain polygons of an
+    annotation parsed together (the default) or each by itself."""
+    import maskcore.readers.supervisely as reader
+
+    if not together:
+        monkeypatch.setattr(reader, "_plain_polygons", lambda objects, classes: {})
+    try:
+        got = parse_annotation(copy.deepcopy(obj), meta, "ds/a.jpg")
+        return [(lab.class_title, lab.object_index, lab.tags, canon(lab.geometry)) for lab in got.labels]
+    except AnnotationError as exc:
+        return type(exc), str(exc), exc.where
+    finally:
+        monkeypatch.undo()
+
+
+BAD_RING_POINTS = [["a", 1], [float("nan"), 1], [True, 1], [1.5, 2], [2**70, 1], [1, 2**40], [1], [1, 2, 3],
+                   {"x": 1}]
+
+
+def test_plain_polygons_parsed_together_equal_one_by_one(monkeypatch):
+    """Several integer polygons are parsed in one pass (``_plain_polygons``): labels equal the
+    one-by-one parse on random annotations and on polygons with every kind of bad or unusual
+    point among good ones (the one-by-one parse then names the object and the point)."""
+    rng = np.random.default_rng(7)
+    meta = parse_meta(random_meta())
+    good = {"classTitle": "c_polygon", "geometryType": "polygon", "tags": [{"name": "t"}],
+            "points": {"exterior": [[1, 1], [9, 2], [4, 8]], "interior": []}}
+    cases = [random_annotation(rng) for _ in range(60)]
+    cases.append({"size": {"height": 50, "width": 60}, "tags": [], "objects": [good, copy.deepcopy(good)]})
+    for bad in BAD_RING_POINTS:
+        for where in ("exterior", "interior"):
+            obj = copy.deepcopy(good)
+            ring = obj["points"]["exterior"] if where == "exterior" else [[0, 0], [5, 0], [0, 5]]
+            ring.insert(1, bad)
+            if where == "interior":
+                obj["points"]["interior"] = [ring]
+            cases.append({"size": {"height": 50, "width": 60}, "tags": [],
+                          "objects": [good, obj, copy.deepcopy(good)]})
+    short = copy.deepcopy(good)
+    del short["points"]["exterior"][2:]
+    cases.append({"size": {"height": 50, "width": 60}, "objects": [good, short]})
+    cases.append({"size": {"height": 50, "width": 60}, "objects": [good, {**good, "tags": "x"}]})
+    cases.append({"size": {"height": 50, "width": 60}, "objects": [good, {**good, "classTitle": ["c"]}]})
+    outcomes = set()
+    for obj in cases:
+        together = _parsed_or_error(obj, meta, monkeypatch, True)
+        assert together == _parsed_or_error(obj, meta, monkeypatch, False), obj
+        outcomes.add("error" if isinstance(together, tuple) else "parsed")
+    assert outcomes == {"error", "parsed"}
+
+
 def one_object(shape, **change):
     rng = np.random.default_rng(5)
     obj = {"classTitle": f"c_{shape}", "geometryType": shape, "tags": [], **rpayload(rng, shape)}
