@@ -51,8 +51,8 @@ class _WhileClosing(logging.Filter):
 class QuietClose(WorkerPlugin):
     """Worker plugin installing :class:`_WhileClosing`.
 
-    The filter stays after the plugin's ``teardown``: ``Worker.close`` removes its plugins before
-    the records it is there for are logged."""
+    The filter stays after the plugin's (inherited, empty) ``teardown``: ``Worker.close`` removes
+    its plugins before the records the filter is there for are logged."""
 
     name = "maskcore-quiet-close"
     idempotent = True
@@ -63,6 +63,3 @@ class QuietClose(WorkerPlugin):
             for old in [f for f in logger.filters if isinstance(f, _WhileClosing)]:
                 logger.removeFilter(old)
             logger.addFilter(_WhileClosing(worker))
-
-    def teardown(self, worker) -> None:
-        return None
