@@ -357,14 +357,14 @@ class CvatMasksLayout(LayoutBase):
     def _coverages(self, item: ItemData, labels) -> list[Patch]:
         """Each label's pixels (bool), all polygon fills in one kernel call."""
         size_hw = item.annotation.size_hw
-        shape = cvat_shape if self.rule == "coco" else (lambda geom: geom)
+        shapes = self._drawn_shapes(labels)
         try:
-            patches = coverages(self._drawn_shapes(labels), size_hw, 1, self.rule)
+            patches = coverages(shapes, size_hw, 1, self.rule)
         except ValueError:  # draw one by one: names the object the kernel refuses
             patches = []
-            for lb in labels:
+            for lb, shape in zip(labels, shapes):
                 with drawing(item, lb):
-                    patches.append(coverage(shape(lb.geometry), size_hw, 1, self.rule))
+                    patches.append(coverage(shape, size_hw, 1, self.rule))
         return _coverage_masks(patches)
 
     def _background_colour(self, meta: ProjectMeta) -> tuple[int, int, int]:
