@@ -594,9 +594,8 @@ def test_border_polygons_cropped_together_equal_the_sdk(seed, monkeypatch):
     rng = np.random.default_rng(seed)
     ann_json = _realistic(rng, n=int(rng.integers(8, 40)), size=int(rng.integers(300, 1100)),
                           crossing_every=int(rng.integers(1, 4)))
-    one_by_one = []
+    one_by_one, real = [], mcrop.crop_polygon
     monkeypatch.setattr(mcrop, "crop_polygon", lambda *a: one_by_one.append(a) or real(*a))
-    real = crop_polygon_unpatched
     _sdk, ours, notes = check_case(ann_json, raster=seed == 0)
     assert one_by_one == [] and notes == ()
 
@@ -607,9 +606,6 @@ def test_border_polygons_cropped_together_equal_the_sdk(seed, monkeypatch):
     assert [mc_canon(lab) for lab in out.labels] == [mc_canon(lab) for lab in ours.labels]
     assert [n.object_index for n in notes] == [99]
     assert len(one_by_one) == sum(not f for f in mcrop._inside_flags(parsed.labels, *parsed.size_hw)) + 1
-
-
-crop_polygon_unpatched = mcrop.crop_polygon
 
 
 def test_shapely_errors():
