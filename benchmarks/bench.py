@@ -28,12 +28,20 @@ time is printed. maskcore's modules are byte-compiled first (``compileall``), as
 does: a source checkout run with ``PYTHONDONTWRITEBYTECODE`` (this machine's environment) would
 otherwise compile them in every command (~0.24 s of 0.67 s of imports measured).
 
+With ``--drop-caches`` (Linux, root), ``--whole`` first writes dirty pages back and drops the
+page cache (``sync; echo 1 > /proc/sys/vm/drop_caches``) before each tool's command, then reads the
+projects' files back in, so that both tools start from the same state of the machine's memory. On the
+VM of BENCHMARKS.md the same maskcore command writing its 411 MB to this disk paid 0.79-0.84 s of system
+time without a drop and 0.28-0.57 s right after one (three alternations; tmpfs 0.27-0.31), nearly all
+of the difference in the kernel's copy into the page cache (``copy_folio_from_iter_atomic``):
+BENCHMARKS.md "Issue 18 (session 10)".
+
 With ``--cpu`` the steps are timed in CPU time of this thread (steady when other work shares the
 core; the reference's time stays wall time, so use it with ``--no-reference``). The process keeps
 freed heap for reuse as the command's process and its workers do (``exec.memory.keep_freed_heap``).
 
 Usage: python benchmarks/bench.py [PROJECT ...] [--repeat 3] [--thickness 2] [--no-reference]
-                                  [--floor] [--cpu] [--whole] [--workdir DIR]
+                                  [--floor] [--cpu] [--whole] [--workdir DIR] [--drop-caches]
        (default projects: examples/sly_catsdogs/{vector,instance,keypoints})
 """
 
@@ -172,9 +180,25 @@ for job in jobs:
 """
 
 
-def run_whole(projects: list[Path], tmp: Path, thickness: int) -> tuple[float, float, int, int]:
+def settle_page_cache(projects: list[Path]) -> None:
+    """Dirty pages written back, the page cache dropped, the projects' files read back in
+    (``--drop-caches``): every command starts from the same memory state."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as exc:
+        raise SystemExit(f"--drop-caches needs Linux and root: writing /proc/sys/vm/drop_caches failed: {exc}") from exc
+    for project in projects:
+        for path in sorted(project.rglob("*")):
+            if path.is_file():
+                path.read_bytes()
+
+
+def run_whole(projects: list[Path], tmp: Path, thickness: int,
+              drop_caches: bool = False) -> tuple[float, float, int, int]:
     """(reference seconds, maskcore seconds, masks compared, pixels compared): each tool's whole
-    command, in its own process, wall time; the outputs compared before anything is returned."""
+    command, in its own process, wall time; the outputs compared before anything is returned.
+    ``drop_caches``: ``settle_page_cache`` before each command."""
     import subprocess
     import sys
 
@@ -185,12 +209,16 @@ def run_whole(projects: list[Path], tmp: Path, thickness: int) -> tuple[float, f
                      "items": [(str(project / r["ann_path"]), str(project / r["img_path"]), r["out_dir"],
                                 r["mask_stem"]) for r in rows]})
     (tmp / "jobs.json").write_text(json.dumps(jobs))
+    if drop_caches:
+        settle_page_cache(projects)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", _REFERENCE_COMMAND, str(Path(__file__).parent), str(tmp / "jobs.json")],
                    check=True)
     ref_s = time.perf_counter() - start
     ours_s = 0.0
     for k, project in enumerate(projects):
+        if drop_caches:
+            settle_page_cache(projects)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "maskcore.cli.main", "export", str(project),
                                str(tmp / "ours" / str(k)), "--masks", KINDS, "--thickness", str(thickness),
@@ -239,6 +267,8 @@ def main() -> None:
     p.add_argument("--floor", action="store_true", help="also time each step at its floor")
     p.add_argument("--whole", action="store_true", help="time the whole commands (see above) instead")
     p.add_argument("--workdir", default=None, help="where the temporary output folders go")
+    p.add_argument("--drop-caches", action="store_true",
+                   help="--whole: sync and drop the page cache before each command (Linux, root; see above)")
     p.add_argument("--cpu", action="store_true",
                    help="time the steps in this thread's CPU time (time.thread_time) instead of wall time: "
                         "steady on a machine shared with other work")
@@ -316,14 +346,15 @@ def main_whole(args) -> None:
     best_ref = best_ours = None
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-            ref_s, ours_s, files, pixels = run_whole(args.projects, Path(tmp), args.thickness)
+            ref_s, ours_s, files, pixels = run_whole(args.projects, Path(tmp), args.thickness, args.drop_caches)
         best_ref = ref_s if best_ref is None else min(best_ref, ref_s)
         best_ours = ours_s if best_ours is None else min(best_ours, ours_s)
     n_items = sum(len(_items(p)[2]) for p in args.projects)
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {n_items} images from "
           f"{', '.join(str(p) for p in args.projects)}; masks {KINDS}; thickness {args.thickness}; "
-          f"best of {args.repeat}")
+          f"best of {args.repeat}; output under {args.workdir or tempfile.gettempdir()}"
+          f"{'; page cache dropped before each command' if args.drop_caches else ''}")
     print(f"outputs identical: {files} masks, {pixels} pixels compared with the reference's")
     print(f"whole command, wall: reference (Supervisely SDK, app's way) {best_ref:.2f} s; maskcore export "
           f"--workers 1 {best_ours:.2f} s ({n_items / best_ours:.1f} items/s); "
