@@ -5,8 +5,9 @@ A synthetic listing (no store, no rendering) of N items in 100 datasets, with S3
 work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
   plan        ``plan_partitions`` (output folders, safe unique names and mask stems, partitions)
   attach      ``run._last_run``: the last manifest read a file at a time (its checksums, stamps and
-              status) and joined to the plan's rows of the same range (``stamps.attach_by_parts``)
-  split       ``Attached.todo``: the partitions sent to workers (none on a no-op night), keys lazily
+              status) and joined to the plan's rows of the same range (``stamps.attach_by_parts``:
+              only the rows to hash kept, the keys of the partitions sending them made on the way)
+  split       ``Attached.todo``: the partitions sent to workers (none on a no-op night)
   finish      ``run._finish_by_parts``: each file of the last manifest read again with its outputs,
               the new manifest's rows of its range made (unchanged items' rows, outputs carried,
               stamps recorded), counted for the report (named failures, warnings, input
@@ -14,9 +15,10 @@ work of a no-op night, step by step, as ``maskcore.exec.run`` does it:
               (``state.ManifestWriter``: files of ``MANIFEST_PART_ROWS`` rows)
   commit      the manifest's first file, naming the parts
 Before the steps, the last run's manifest is written the same way into a temporary destination;
-then the peak RSS (VmHWM) is started anew (``/proc/self/clear_refs``), so that the peaks printed
-after each step are the run's own (``/usr/bin/time``'s maximum includes the making of the
-synthetic input). Prints CPU and wall seconds, the peak and the held RSS per step.
+then the peak RSS (VmHWM) is started anew (``/proc/self/clear_refs``), and again after each step, so
+that the peak printed for a step is its own (from what the steps before held; ``/usr/bin/time``'s
+maximum includes the making of the synthetic input). Prints CPU and wall seconds, the peak during
+and the RSS held after each step.
 
 Usage:
   python benchmarks/plan_bench.py [--items 10000000] [--workdir DIR] [--added 0.01 --removed 0.01 [--whole]]
@@ -159,7 +161,7 @@ def main() -> None:
     from maskcore.exec import run as run_module
     from maskcore.exec.finish import workers_rows
     from maskcore.exec.plan import partitions, plan_partitions
-    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run
+    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run, _Results
     from maskcore.exec.stamps import NotAligned, split_unchanged
     from maskcore.exec.state import RUN_ID_KEY, ManifestWriter, write_manifest
     from maskcore.exec.task import RESULT_SCHEMA
@@ -201,6 +203,7 @@ def main() -> None:
             now, now_cpu = time.perf_counter(), _cpu()
             times[name], cpu[name], peaks[name] = round(now - t, 1), round(now_cpu - c, 1), round(_rss_mib())
             held[name] = round(_now_mib())
+            _reset_peak()  # the next step's peak is its own
             t, c = now, now_cpu
 
         plan = plan_partitions(listing)
@@ -216,18 +219,23 @@ def main() -> None:
         assert (last.attached is None) == args.whole, "not joined as asked"
         step("attach")
         if last.attached is not None:
-            sent, _ = last.attached.todo("fp")
-            n_parts, todo = len(last.attached.bounds) - 1, list(sent.values())
+            sent, _ = last.attached.todo()   # each partition's table made when the loop below asks for it
+            n_parts, todo, n_sent = len(last.attached.bounds) - 1, sent.values(), sent.num_rows
         else:
             plan = last.plan
             parts = partitions(plan)
             sent, known = split_unchanged(plan, parts, last.use_stamps)
             n_parts, todo = len(parts), [rows for rows in sent if rows is not None]
-        assert sum(rows.num_rows for rows in todo) == n_added and (n_added or not todo) and n_parts
+            n_sent = sum(rows.num_rows for rows in todo)
+        assert n_sent == n_added and (n_added or not len(todo)) and n_parts
         step("split")
-        # what the workers send back for the items they hashed (synthetic: one new output each)
-        results = [previous_manifest(rows).select(RESULT_SCHEMA.names) for rows in todo]
-        del todo, sent
+        # what the workers send back for the items they hashed (synthetic: one new output each), collected
+        # as the run collects them (merged as they come when joined by parts)
+        collected = _Results(last.attached is not None)
+        for k, rows in enumerate(todo):
+            collected.add(previous_manifest(rows).select(RESULT_SCHEMA.names), k)
+        results = collected.tables()
+        del todo, sent, collected
         step("results")
         metadata = {FINGERPRINT_KEY: b"fp", RUN_ID_KEY: b"now"}
         if last.attached is not None:
@@ -250,7 +258,7 @@ def main() -> None:
     joined = "whole" if args.whole else "by parts"
     print(f"{args.items} items (+{n_added} added, -{n_removed} removed, joined {joined}), "
           f"{n_parts} partitions: wall seconds {times}, total {total:.1f} s; CPU seconds "
-          f"{cpu}, total {total_cpu:.1f} s; peak RSS after each step (MiB) {peaks}; RSS held after each step (MiB) "
+          f"{cpu}, total {total_cpu:.1f} s; peak RSS during each step (MiB) {peaks}; RSS held after each step (MiB) "
           f"{held}; load average {os.getloadavg()[0]:.1f}")
 
 

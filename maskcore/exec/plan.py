@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -239,3 +239,25 @@ class Partitions(Lazy):
 def partitions(plan: pa.Table) -> Partitions:
     """Split a plan into one table per partition, in partition order (:class:`Partitions`)."""
     return Partitions(plan)
+
+
+class Todo(Lazy):
+    """The partitions a run gives to tasks, in partition order: ``(partition, rows, key, partial to
+    resume or None)``, each partition's rows taken from ``rows`` (partition -> table, e.g.
+    ``stamps.SentRows``, which makes them when asked for) only when its entry is asked for.
+    ``n_rows``: the rows of them all."""
+
+    def __init__(self, rows: Mapping, keys, resumed: dict, n_rows: int) -> None:
+        self.rows, self.keys, self.resumed, self.n_rows = rows, keys, resumed, n_rows
+        self.ids = sorted(rows)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _make(self, k: int):
+        i = self.ids[k]
+        return i, self.rows[i], self.keys[i], self.resumed.get(i)
+
+    def n_resumed(self) -> int:
+        """How many of them resume a partial."""
+        return sum(1 for i in self.ids if self.resumed.get(i) is not None)

@@ -26,6 +26,7 @@ stamps are digested when attached (:func:`attach_previous`), so their items stay
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,35 +258,59 @@ def _checked(plan: pa.Table, start: int, stop: int, previous: pa.Table) -> int:
 @dataclass
 class Attached:
     """What :func:`attach_by_parts` keeps of a plan joined with the last manifest: which rows are
-    unchanged by stamp, the plan rows (with their previous records) of every partition a worker
-    must see, whole, in plan order, and the plan rows each manifest file was merged with."""
+    unchanged by stamp, the rows (with their previous records) a worker must hash, in plan order,
+    the key of each partition sending some, and the plan rows each manifest file was merged with."""
     unchanged: np.ndarray  # bool, one per plan row
-    sent: pa.Table
+    sent: pa.Table         # the rows to hash, in plan order (their ``partition`` column says whose)
     bounds: np.ndarray     # the plan's partitions: partition i is plan rows bounds[i]:bounds[i + 1]
     ranges: list = field(default_factory=list)  # (start, end) of ``merged_ranges``, one per file and the tail
     trusted: np.ndarray | None = None  # bool, one per plan row: a previous record to go by (``prev_ann_sha256``)
+    keys: dict[int, str] | None = None  # partition -> key (of its whole rows), for the partitions sending rows
 
-    def todo(self, config_fp: str) -> tuple[dict[int, pa.Table], PartitionKeys]:
+    def todo(self) -> tuple[SentRows, dict[int, str]]:
         """The rows each partition with a row to hash sends to a worker (``split_unchanged``'s), by
-        partition, and the partition keys (those of the whole plan)."""
-        parts = partitions(self.sent)
-        keys = PartitionKeys(config_fp, self.sent, parts.bounds)
-        sent = {}
-        to_hash = (np.add.reduceat((~self.unchanged).astype(np.int64), self.bounds[:-1]) if len(self.bounds) > 1
-                   else np.zeros(0, np.int64))
-        for i in np.flatnonzero(to_hash):
-            rows, same = parts[int(i)], self.unchanged[self.bounds[i]:self.bounds[i + 1]]
-            sent[int(i)] = rows if not same.any() else rows.filter(pa.array(~same))
-        return sent, keys
+        partition (made when asked for), and those partitions' keys (``PartitionKeys`` of their
+        whole rows)."""
+        if self.keys is None:
+            raise ValueError("attach_by_parts was given no configuration fingerprint: no partition keys")
+        return SentRows(self.sent, sorted(self.keys)), self.keys
 
 
-def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
+class SentRows(Mapping):
+    """Partition -> its rows to hash (``Attached.todo``), in partition order, each table made when
+    asked for (``plan.Partitions`` of ``sent``): ~85k partitions' tables made at once held ~0.9 GiB
+    on a night adding 1 % of 10 M items (BENCHMARKS.md "Issue 17 (session 10)")."""
+
+    def __init__(self, sent: pa.Table, ids: list[int]) -> None:
+        self.parts, self.ids, self.num_rows = partitions(sent), ids, sent.num_rows
+        self._sent = set(ids)
+
+    def __getitem__(self, i: int) -> pa.Table:
+        if i not in self._sent:
+            raise KeyError(i)
+        return self.parts[i]
+
+    def __iter__(self):
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool, config_fp: str | None = None) -> Attached:
     """``attach_previous`` and ``split_unchanged`` with the last manifest given a file at a time
     (``state.manifest_pieces``), each joined with the plan's rows of the same item range
     (:func:`merged_ranges`: items added and removed since are merged in): the last manifest is
-    never held whole. ``NotAligned`` when the plan is not in item order."""
+    never held whole, and of the joined rows only those to hash are kept (a night adding 1 % of
+    10 M items at random has a row to hash in ~27 % of its partitions). With ``config_fp``, the
+    key of each partition with a row to hash is made from its whole rows on the way (a partition
+    may span two files' ranges: its rows wait for the next range). ``NotAligned`` when the plan
+    is not in item order."""
     part_ids = plan.column("partition").to_numpy() if plan.num_rows else np.zeros(0, np.int32)
-    unchanged, trusted, kept, ranges = np.zeros(plan.num_rows, bool), np.zeros(plan.num_rows, bool), [], []
+    bounds = partitions(plan).bounds
+    unchanged, trusted, ranges = np.zeros(plan.num_rows, bool), np.zeros(plan.num_rows, bool), []
+    kept, keys = [], {} if config_fp is not None else None
+    waiting, waiting_from = None, 0  # the joined rows of a partition that goes on in the next range, and its first row
     for start, end, previous in merged_ranges(pieces, plan):
         ranges.append((start, end))
         if start == end:  # no plan item in this file's range (all its items removed)
@@ -295,15 +320,31 @@ def attach_by_parts(pieces, plan: pa.Table, use_stamps: bool) -> Attached:
         same = unchanged_mask(joined).to_numpy(zero_copy_only=False) if use_stamps else np.zeros(end - start, bool)
         unchanged[start:end] = same
         trusted[start:end] = pc.is_valid(joined.column("prev_ann_sha256")).to_numpy(zero_copy_only=False)
-        ids = part_ids[start:end]
-        # the partitions with a row to hash here, and the first and last (they may have one in the next range)
-        wanted = np.unique(np.concatenate([ids[~same], ids[[0, -1]]]))
-        kept.append(joined.filter(pa.array(np.isin(ids, wanted))))
-    bounds = partitions(plan).bounds
-    sent_ids = np.unique(part_ids[~unchanged])
-    sent = pa.concat_tables(kept)
-    sent = sent.filter(pc.is_in(sent.column("partition"), pa.array(sent_ids, sent.schema.field("partition").type)))
-    return Attached(unchanged, sent, bounds, ranges, trusted)
+        kept.append(joined.filter(pa.array(~same)) if same.any() else joined)
+        if keys is None:
+            continue
+        if waiting is not None:
+            joined, start = pa.concat_tables([waiting, joined]), waiting_from
+        last = int(part_ids[end - 1])
+        complete = end if bounds[last + 1] == end else int(bounds[last])  # rows start:complete: whole partitions
+        keys.update(_sending_keys(config_fp, joined.slice(0, complete - start), part_ids[start:complete],
+                                  unchanged[start:complete]))
+        waiting, waiting_from = (joined.slice(complete - start), complete) if complete < end else (None, 0)
+    if keys is not None and waiting is not None:
+        raise ValueError("attach_by_parts: the plan's last partition ends after its last row")
+    return Attached(unchanged, pa.concat_tables(kept), bounds, ranges, trusted, keys)
+
+
+def _sending_keys(config_fp: str, rows: pa.Table, ids: np.ndarray, same: np.ndarray) -> dict[int, str]:
+    """``{partition: key}`` of the partitions with a row to hash (not ``same``) among ``rows``, whole
+    partitions (``ids``: each row's), the key lines made of those partitions' rows only."""
+    sending = np.isin(ids, np.unique(ids[~same]))
+    if not sending.any():
+        return {}
+    ids = ids[sending]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [len(ids)]])
+    made = PartitionKeys(config_fp, rows if sending.all() else rows.filter(pa.array(sending)), bounds)
+    return {int(i): made[k] for k, i in enumerate(ids[bounds[:-1]].tolist())}
 
 
 def record_stamps(manifest: pa.Table, plan: pa.Table) -> pa.Table:

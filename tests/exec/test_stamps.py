@@ -18,7 +18,7 @@ import pytest
 
 from helpers import tree
 from maskcore.exec import state
-from maskcore.exec.plan import partitions, plan_partitions
+from maskcore.exec.plan import Partitions, partitions, plan_partitions
 from maskcore.exec.run import ExportConfig, run_export
 from maskcore.exec.stamps import (
     NO_FILE,
@@ -215,18 +215,25 @@ def test_the_join_by_parts_sends_what_the_whole_join_sends(tmp_path, monkeypatch
     sink = get_sink("dir", str(tmp_path))
     state.write_manifest(sink, previous.replace_schema_metadata({state.RUN_ID_KEY: b"last"}))
     head = state.read_manifest_head(sink)
-    attached = attach_by_parts(state.manifest_pieces(sink, head), plan, True)
+    attached = attach_by_parts(state.manifest_pieces(sink, head), plan, True, "fp")
     whole = attach_previous(plan, previous)
     parts = partitions(whole)
     sent, _ = split_unchanged(whole, parts, True)
     assert attached.unchanged.tolist() == unchanged_mask(whole).to_pylist()
     assert [a for a, _ in attached.ranges] == [0] + [b for _, b in attached.ranges[:-1]]  # the plan, cut in ranges
     assert attached.ranges[-1][1] == plan.num_rows
-    by_part, keys = attached.todo("fp")
-    assert sorted(by_part) == [i for i, rows in enumerate(sent) if rows is not None]
+    made = []
+    real_make = Partitions._make
+    monkeypatch.setattr(Partitions, "_make", lambda self, i: made.append(i) or real_make(self, i))
+    by_part, keys = attached.todo()
+    assert made == []  # no partition's table made before a task asks for it
+    assert sorted(by_part) == sorted(keys) == [i for i, rows in enumerate(sent) if rows is not None]
+    assert by_part.num_rows == sum(rows.num_rows for rows in sent if rows is not None)
     reference = PartitionKeys("fp", whole, parts.bounds)
     for i, rows in by_part.items():
         assert rows.equals(sent[i]) and keys[i] == reference[i]
+    assert made == sorted(keys)
+    assert attached.sent.num_rows == by_part.num_rows  # only the rows to hash are kept
     if plan.num_rows > 2:
         i = int(rng.integers(plan.num_rows - 1))
         swapped = plan.take(pa.array([*range(i), i + 1, i, *range(i + 2, plan.num_rows)]))  # two items out of order
@@ -396,3 +403,30 @@ def test_nights_that_add_and_remove_items_join_by_parts_as_the_whole_join(tmp_pa
     assert clean.report["input_fingerprint"] == parts.report["input_fingerprint"]
     assert {k: v for k, v in tree(dst).items() if ".maskcore-meta" not in k} == \
         {k: v for k, v in tree(tmp_path / "clean").items() if ".maskcore-meta" not in k}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_results_merged_as_they_come_hold_the_same_rows(monkeypatch, seed):
+    """The run's result tables (``run._Results``) arriving in any partition order: kept, they come
+    back in partition order; merged as they come (a night joined by parts, whose rows are put in
+    item order after), every row comes back once, in fewer tables, as a run of one-row tables
+    made ~85k tables (BENCHMARKS.md "Issue 17 (session 10)")."""
+    from maskcore.exec import run as run_module
+    from maskcore.exec.task import RESULT_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(run_module, "MERGED_TABLES", int(rng.integers(1, 5)))
+    n = int(rng.integers(1, 30))
+    schema = pa.schema([RESULT_SCHEMA.field("dataset"), RESULT_SCHEMA.field("item")])
+    tables = [pa.table({"dataset": [f"ds{p}"] * k, "item": [f"{p}/{j}" for j in range(k)]}, schema=schema)
+              for p, k in enumerate(rng.integers(0, 4, n).tolist())]
+    arrival = rng.permutation(n).tolist()
+    kept, merged = run_module._Results(False), run_module._Results(True)
+    for p in arrival:
+        kept.add(tables[p], p)
+        merged.add(tables[p], p)
+    assert kept.n == merged.n == n
+    assert kept.tables() == tables  # partition order
+    rows = pa.concat_tables(merged.tables())
+    assert sorted(rows.column("item").to_pylist()) == sorted(pa.concat_tables(tables).column("item").to_pylist())
+    assert len(merged.tables()) <= -(-n // run_module.MERGED_TABLES)
