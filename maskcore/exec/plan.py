@@ -9,6 +9,7 @@ Pure: table in, table out.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -242,22 +243,50 @@ def partitions(plan: pa.Table) -> Partitions:
 
 
 class Todo(Lazy):
-    """The partitions a run gives to tasks, in partition order: ``(partition, rows, key, partial to
-    resume or None)``, each partition's rows taken from ``rows`` (partition -> table, e.g.
-    ``stamps.SentRows``, which makes them when asked for) only when its entry is asked for.
-    ``n_rows``: the rows of them all."""
+    """The tasks of a run, in partition order: ``(partition, rows, key, partial to resume or None)``,
+    each task's rows taken from ``rows`` (partition -> table, e.g. ``stamps.SentRows``, which makes
+    them when asked for) only when its entry is asked for. One task a partition, or with ``groups``
+    (lists of consecutive partitions, none resuming a partial) one task a group: its rows those of
+    its partitions, its key made of theirs, its number its first partition's. ``n_rows``: the rows
+    of them all."""
 
-    def __init__(self, rows: Mapping, keys, resumed: dict, n_rows: int) -> None:
+    def __init__(self, rows: Mapping, keys, resumed: dict, n_rows: int, groups: list[list[int]] | None = None) -> None:
         self.rows, self.keys, self.resumed, self.n_rows = rows, keys, resumed, n_rows
         self.ids = sorted(rows)
+        self.groups = groups if groups is not None else [[i] for i in self.ids]
+        if groups is not None and (sorted(i for g in groups for i in g) != self.ids
+                                   or any(resumed.get(i) is not None for i in self.ids)):
+            raise ValueError("Todo: groups must hold each partition sent once, and none resuming a partial")
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.groups)
 
     def _make(self, k: int):
-        i = self.ids[k]
-        return i, self.rows[i], self.keys[i], self.resumed.get(i)
+        group = self.groups[k]
+        if len(group) == 1:
+            i = group[0]
+            return i, self.rows[i], self.keys[i], self.resumed.get(i)
+        rows = pa.concat_tables([self.rows[i] for i in group]).combine_chunks()
+        key = hashlib.sha256("\n".join(self.keys[i] for i in group).encode()).hexdigest()[:32]
+        return group[0], rows, key, None
+
+    def n_partitions(self) -> int:
+        """How many partitions the tasks hold."""
+        return len(self.ids)
 
     def n_resumed(self) -> int:
         """How many of them resume a partial."""
         return sum(1 for i in self.ids if self.resumed.get(i) is not None)
+
+
+def consecutive_groups(ids: list[int], counts: list[int], rows: int) -> list[list[int]]:
+    """``ids`` (partitions, in order, with ``counts`` rows each) cut into runs of consecutive ones
+    holding at least ``rows`` rows (the last one fewer)."""
+    groups, group, n = [], [], 0
+    for i, c in zip(ids, counts):
+        group.append(i)
+        n += c
+        if n >= rows:
+            groups.append(group)
+            group, n = [], 0
+    return groups + [group] if group else groups

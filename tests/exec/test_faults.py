@@ -273,3 +273,40 @@ def test_a_really_full_disk_then_a_rerun_with_space(samples, small_tmpfs, cli, c
     assert again.returncode == 0, again.stderr
     assert read_report(dst)["items"]["written"] == (1 if commits else 6)
     _assert_same(cli, dst, reference)
+
+
+def test_a_night_of_grouped_tasks_killed_then_run_again(samples, tmp_path, cli):
+    """A night with one edited item in each of 12 partitions of 2 items: joined by parts, the 12
+    partitions go out as 6 tasks of 2 rows (``plan.consecutive_groups``); SIGKILLed after 2 of them,
+    the next run finds partials under the tasks' own keys, which no partition of the plan has: it
+    trusts none of their items, renders them again and ends as a clean run of the edited source."""
+    import json
+
+    from maskcore.io.storage import STAMP_SETTLE_SECONDS
+
+    project = bigger_project(samples, tmp_path / "src", copies=4)  # 24 items, edited below
+    dst = tmp_path / "out"
+    cmd = [*export_args(project, dst, *NIGHTLY), "--items-per-partition", "2"]
+    time.sleep(STAMP_SETTLE_SECONDS + 0.1)  # local stamps trusted once settled: the next night hashes only the edits
+    cli(*cmd).check_returncode()
+    from maskcore.exec.state import MANIFEST
+
+    listed = pq.read_table(dst / MANIFEST, columns=["dataset", "item"]).to_pylist()  # in the plan's order
+    assert len(listed) == 24
+    for row in listed[::2]:  # the first item of every partition of 2
+        ann = project / row["dataset"] / "ann" / f"{row['item']}.json"
+        doc = json.loads(ann.read_text())
+        doc["objects"] = doc["objects"][:-1]   # an object removed (or none left to remove): rendered again
+        doc["description"] = "edited"
+        ann.write_text(json.dumps(doc))
+    time.sleep(STAMP_SETTLE_SECONDS + 0.1)
+    interrupt(cmd, dst, after=2)
+    killed = [p.stem for p in partials(dst)]
+    assert 2 <= len(killed) < 6 and all(pq.read_table(p).num_rows == 2 for p in partials(dst))  # tasks of 2 partitions
+    again = cli(*cmd)
+    assert again.returncode == 0, again.stderr
+    report = read_report(dst)
+    assert report["partitions"]["resumed"] == 0 and report["recovery"]["untrusted_items"] >= 2 * len(killed)
+    clean = tmp_path / "clean"
+    cli(*export_args(project, clean, *NIGHTLY), "--items-per-partition", "2").check_returncode()
+    _assert_same(cli, dst, tree(clean))

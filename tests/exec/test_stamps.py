@@ -288,13 +288,20 @@ def test_a_night_joined_by_parts_holds_one_part_and_ends_as_the_whole_join(tmp_p
     def never(*args, **kwargs):
         raise AssertionError("the last manifest was read whole")
 
-    real_rows_by_parts = run_module.rows_by_parts
+    real_rows_by_parts, real_run_partition, tasks = run_module.rows_by_parts, run_module.run_partition, []
+
+    def counted(spec, part, key=None):
+        tasks.append(part.num_rows)
+        return real_run_partition(spec, part, key)
+
     with monkeypatch.context() as m:
         m.setattr(run_module, "rows_by_parts", recorded)
         m.setattr(run_module, "read_manifest", never)
+        m.setattr(run_module, "run_partition", counted)
         night = run_export(ExportConfig(str(src), str(dst), **cfg), log=lambda m: None)
         assert len(pieces) == 5 and max(max(p) for p in pieces) <= 4 and sum(p[0] for p in pieces) == 18
         assert callable(night._manifest)  # not held: read back when asked for
+    assert tasks == [2]  # the two items to hash (fewer than a partition's 3) in one task, whatever their partitions
     with monkeypatch.context() as m:
         m.setattr(run_module, "attach_by_parts", _refused)
         joined = run_export(ExportConfig(str(src), str(whole), **cfg), log=lambda m: None)
@@ -430,3 +437,40 @@ def test_results_merged_as_they_come_hold_the_same_rows(monkeypatch, seed):
     rows = pa.concat_tables(merged.tables())
     assert sorted(rows.column("item").to_pylist()) == sorted(pa.concat_tables(tables).column("item").to_pylist())
     assert len(merged.tables()) <= -(-n // run_module.MERGED_TABLES)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tasks_group_consecutive_partitions_into_partition_sized_tasks(seed):
+    """A night joined by parts sends partitions with few rows to hash (scattered new items): runs of
+    consecutive ones share a task of at least a partition's rows (``plan.consecutive_groups``),
+    whose rows are theirs in order and whose key is made of theirs; a task of one partition is that
+    partition; groups may not resume a partial nor leave a partition out."""
+    from maskcore.exec.plan import Todo, consecutive_groups
+
+    rng = np.random.default_rng(seed)
+    ids = sorted(rng.choice(200, int(rng.integers(1, 60)), replace=False).tolist())
+    counts = rng.integers(1, 6, len(ids)).tolist()
+    size = int(rng.integers(1, 9))
+    groups = consecutive_groups(ids, counts, size)
+    assert [i for g in groups for i in g] == ids
+    n = dict(zip(ids, counts))
+    assert all(sum(n[i] for i in g) >= size for g in groups[:-1])
+    assert all(sum(n[i] for i in g[:-1]) < size for g in groups)  # cut as soon as a group is big enough
+    rows = {i: pa.table({"dataset": ["ds"] * n[i], "item": [f"{i:03d}/{j}" for j in range(n[i])],
+                         "partition": pa.array([i] * n[i], pa.int32())}) for i in ids}
+    keys = {i: f"{i:032x}" for i in ids}
+    todo = Todo(rows, keys, {}, sum(counts), groups)
+    assert len(todo) == len(groups) and todo.n_partitions() == len(ids) and todo.n_resumed() == 0
+    made_keys = set()
+    for (first, part, key, done), group in zip(todo, groups):
+        assert first == group[0] and done is None
+        assert part.equals(pa.concat_tables([rows[i] for i in group]).combine_chunks())
+        assert key == (keys[first] if len(group) == 1 else key) and len(key) == 32
+        made_keys.add(key)
+    assert len(made_keys) == len(groups)
+    again = Todo(rows, keys, {}, sum(counts), groups)
+    assert [k for _, _, k, _ in again] == [k for _, _, k, _ in todo]  # the same keys every time
+    with pytest.raises(ValueError):
+        Todo(rows, keys, {ids[0]: pa.table({})}, sum(counts), groups)
+    with pytest.raises(ValueError):
+        Todo(rows, keys, {}, sum(counts), groups[1:] if len(groups) > 1 else [])
