@@ -199,8 +199,11 @@ def test_all_workers_lost_fails_clearly(slurm, tmp_path):
     """Both jobs cancelled mid-run and the partition down (their replacements stay pending): the run
     stops after wait_for_workers with the queue's state and exit code 1."""
     project = bigger_project(SAMPLES, tmp_path / "project", copies=2)
-    with _export(slurm, tmp_path, project, _profiles(tmp_path, wait_for_workers="8s")) as driver:
-        driver.wait_for("workers (2/2)")
+    gate = tmp_path / "gate"   # never opened: the run cannot end before both jobs are cancelled (it once did,
+    # on a loaded machine, before the driver had said "workers (2/2)")
+    with _export(slurm, tmp_path, project, _profiles(tmp_path, wait_for_workers="8s"),
+                 MASKCORE_TEST_GATE="*/masks_machine/*", MASKCORE_TEST_GATE_FILE=str(gate)) as driver:
+        _until(lambda: len(list(tmp_path.glob("gate.*.waiting"))) >= 2, 60, "both workers busy at the gate")
         try:
             slurm.run("scontrol", "update", f"PartitionName={slurm.partition}", "State=DOWN")
             for job, _ in slurm.jobs(JOB_NAME):
