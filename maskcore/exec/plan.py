@@ -246,9 +246,9 @@ class Todo(Lazy):
     """The tasks of a run, in partition order: ``(partition, rows, key, partial to resume or None)``,
     each task's rows taken from ``rows`` (partition -> table, e.g. ``stamps.SentRows``, which makes
     them when asked for) only when its entry is asked for. One task a partition, or with ``groups``
-    (lists of consecutive partitions, none resuming a partial) one task a group: its rows those of
-    its partitions, its key made of theirs, its number its first partition's. ``n_rows``: the rows
-    of them all."""
+    (runs of the partitions sent, in order, none resuming a partial: ``consecutive_groups``) one task
+    a group: its rows those of its partitions, its key made of theirs, its number its first
+    partition's. ``n_rows``: the rows of them all."""
 
     def __init__(self, rows: Mapping, keys, resumed: dict, n_rows: int, groups: list[list[int]] | None = None) -> None:
         self.rows, self.keys, self.resumed, self.n_rows = rows, keys, resumed, n_rows
