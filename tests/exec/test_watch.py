@@ -69,3 +69,43 @@ def test_a_worker_retired_on_purpose_is_not_lost():
         watch.check(force=True)
         assert lines == ["maskcore: workers (2/2)"]
         watch.close()
+
+
+def test_workers_lost_between_two_looks_count_in_the_error():
+    """Both workers of a run registered after the watch's last look and were lost before the next
+    one (a Slurm run's two jobs cancelled while the driver had seen one, or none): the losses are
+    said and the error after ``timeout`` counts them ("lost all 2 workers"), instead of the
+    workers the looks happened to see (session 10's Slurm run said "lost all 1 workers"). The
+    workers are processes without a nanny (as a job's), killed for good."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from maskcore.errors import ClusterError
+
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        lines: list[str] = []
+        now = [0.0]
+        watch = WorkerWatch(client, "local", wanted=2, timeout=5, log=lines.append, clock=lambda: now[0])
+        watch.check(force=True)
+        assert watch.workers == 0                            # the last look: no worker yet
+        procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                                   "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        try:
+            _until(lambda: len(client.nthreads()) == 2)
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+            _until(lambda: not client.nthreads())
+            _until(lambda: watch.check(force=True) or lines)     # once the scheduler's events have come
+            assert lines == ["maskcore: warning: lost 2 workers (0/2 left)"]
+            now[0] += 6
+            with pytest.raises(ClusterError, match="lost all 2 workers and got none back within 5 s"):
+                watch.check(force=True)
+        finally:
+            for proc in procs:
+                proc.kill()
+            watch.close()
