@@ -160,8 +160,8 @@ def main() -> None:
 
     from maskcore.exec import run as run_module
     from maskcore.exec.finish import workers_rows
-    from maskcore.exec.plan import Todo, consecutive_groups, partitions, plan_partitions
-    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run, _partition_rows, _Results
+    from maskcore.exec.plan import partitions, plan_partitions
+    from maskcore.exec.run import FINGERPRINT_KEY, _finish_by_parts, _finish_whole, _last_run, _Results
     from maskcore.exec.stamps import NotAligned, split_unchanged
     from maskcore.exec.state import RUN_ID_KEY, ManifestWriter, write_manifest
     from maskcore.exec.task import RESULT_SCHEMA
@@ -219,23 +219,21 @@ def main() -> None:
         assert (last.attached is None) == args.whole, "not joined as asked"
         step("attach")
         if last.attached is not None:
-            sent, keys = last.attached.todo()   # each task's table made when the loop below asks for it
-            todo = Todo(sent, keys, {}, sent.num_rows,   # the run's tasks (exec.run._run_locked)
-                        consecutive_groups(sent.ids, sent.counts(), _partition_rows(last.attached.bounds)))
-            n_parts, n_sent, todo = len(last.attached.bounds) - 1, sent.num_rows, [rows for _, rows, _, _ in todo]
+            todo = last.attached.tasks()   # the run's tasks, each one's table made when the loop below asks for it
+            n_parts, n_sent, sent = len(last.attached.bounds) - 1, todo.n_rows, None
         else:
             plan = last.plan
             parts = partitions(plan)
             sent, known = split_unchanged(plan, parts, last.use_stamps)
-            n_parts, todo = len(parts), [rows for rows in sent if rows is not None]
-            n_sent = sum(rows.num_rows for rows in todo)
+            n_parts, todo = len(parts), [(i, rows, None, None) for i, rows in enumerate(sent) if rows is not None]
+            n_sent = sum(rows.num_rows for _, rows, _, _ in todo)
         assert n_sent == n_added and (n_added or not todo) and n_parts
         step("split")
         # what the workers send back for the items they hashed (synthetic: one new output each), collected
         # as the run collects them (merged as they come when joined by parts)
         n_tasks = len(todo)
         collected = _Results(last.attached is not None)
-        for k, rows in enumerate(todo):
+        for k, (_, rows, _, _) in enumerate(todo):
             collected.add(previous_manifest(rows).select(RESULT_SCHEMA.names), k)
         results = collected.tables()
         del todo, sent, collected

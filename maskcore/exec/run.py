@@ -73,7 +73,7 @@ from .finish import (
 from .isolation import any_died, is_worker_death, isolate
 from .lease import RunLock
 from .legacy import migrate_legacy_state, state_view
-from .plan import Todo, assign_partitions, consecutive_groups, partitions, plan_partitions
+from .plan import Todo, assign_partitions, partitions, plan_partitions
 from .progress import ItemReporter, Progress
 from .recovery import Leftovers, leftover_outputs, read_leftovers, settle
 from .report import FULL_LIST, listed_source_warnings
@@ -397,7 +397,6 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         plan, parts, keys, resumed = settled.plan, settled.parts, settled.keys, settled.resumed
         untrusted, sweep, n_parts = settled.untrusted, settled.sweep, len(settled.parts)
     else:  # joined a part at a time: nothing to resume (settle's answer for no leftovers)
-        sent_by_part, keys = last.attached.todo()
         resumed, untrusted, sweep, n_parts = {}, 0, False, len(last.attached.bounds) - 1
     if untrusted:
         log(f"maskcore: warning: an unfinished run may have changed the files of {untrusted} "
@@ -408,15 +407,12 @@ def _run_locked(cfg, layout, profile, source, meta, sink, log, get_client, on_pa
         sent, known = split_unchanged(plan, parts, last.use_stamps)
         sent_by_part = {i: rows for i, rows in enumerate(sent) if rows is not None}
         n_known = sum(t.num_rows for t in known)
-    else:
-        known, n_known = [], int(np.count_nonzero(last.attached.unchanged))
-    # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
-    if last.attached is None:
+        # an incremental archive run renders its changed items afresh: a killed run's partial has no chunk records
         todo = Todo(sent_by_part, keys, {} if last.kept_archive is not None else resumed,
                     sum(t.num_rows for t in sent_by_part.values()))
     else:  # by parts: consecutive partitions sending few rows (a night's scattered new items) share a task
-        todo = Todo(sent_by_part, keys, {}, sent_by_part.num_rows,
-                    consecutive_groups(sent_by_part.ids, sent_by_part.counts(), _partition_rows(last.attached.bounds)))
+        known, n_known = [], int(np.count_nonzero(last.attached.unchanged))
+        todo = last.attached.tasks()
     # the cluster first: a run that cannot start its workers writes nothing (not even meta.json)
     client = get_client(todo.n_rows) if todo else None
     project_files = layout.project_files(meta, json.dumps(meta.raw, indent=4).encode("utf-8"))
@@ -871,11 +867,6 @@ def _write_list_files(sink, files: list[tuple[str, bytes]], before: set[str]) ->
 def _errors(table: pa.Table) -> list[str]:
     """The error of each failed item of a partition's result (``dataset/item[/object i]: reason``)."""
     return table.filter(pc.equal(table.column("status"), "failed")).column("error").to_pylist()
-
-
-def _partition_rows(bounds: np.ndarray) -> int:
-    """The plan's partition size: the rows of its largest partition (1 for a plan without rows)."""
-    return max(1, int(np.diff(bounds).max())) if len(bounds) > 1 else 1
 
 
 def _run_inprocess(spec: TaskSpec, todo, progress: Progress, on_partition, merge: bool) -> list[pa.Table]:

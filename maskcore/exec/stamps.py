@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .plan import partitions
+from .plan import Todo, consecutive_groups, partitions
 from .state import PartitionKeys, item_keys, item_ordered
 from .task import RESULT_SCHEMA
 
@@ -274,6 +274,13 @@ class Attached:
         if self.keys is None:
             raise ValueError("attach_by_parts was given no configuration fingerprint: no partition keys")
         return SentRows(self.sent, sorted(self.keys)), self.keys
+
+    def tasks(self) -> Todo:
+        """The run's tasks (``plan.Todo``): the partitions of :meth:`todo`, consecutive ones sending
+        few rows (a night's scattered new items) sharing a task of at least a partition's rows."""
+        sent, keys = self.todo()
+        size = max(1, int(np.diff(self.bounds).max())) if len(self.bounds) > 1 else 1  # the plan's partition size
+        return Todo(sent, keys, {}, sent.num_rows, consecutive_groups(sent.ids, sent.counts(), size))
 
 
 class SentRows(Mapping):
